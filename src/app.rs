@@ -1,0 +1,159 @@
+//! Wires a validated [`Config`] into running listeners: opens the store, builds TLS, binds
+//! the SMTP and web sockets, and runs them until the shutdown signal, then drains.
+//!
+//! `App::build` binds before anything runs, so callers (tests, `main`) learn the real
+//! addresses, including those of port-0 listeners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::inbound::Inbound;
+use crate::inbound::deliver::Deliverer;
+use crate::inbound::route::{Destination, Router};
+use crate::shutdown::Shutdown;
+use crate::smtp::server::{ServerConfig, SmtpServer};
+use crate::smtp::session::SessionConfig;
+use crate::store::{Store, StoreError};
+use crate::tls::TlsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct App {
+    smtp: SmtpServer<Inbound>,
+    smtp_addr: SocketAddr,
+    web: TcpListener,
+    web_addr: SocketAddr,
+    store: Store,
+    shutdown: Shutdown,
+    grace: Duration,
+    starttls: bool,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        let store = Store::open(&config.data_dir)?;
+        let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
+        let starttls = tls.is_some();
+
+        let (router, keep_raw) = match &config.dev {
+            Some(dev) => {
+                let destination = match &dev.forward {
+                    Some(url) => Destination::Target {
+                        url: url.clone(),
+                        format: crate::config::Format::JsonNormalized,
+                    },
+                    None => Destination::Capture,
+                };
+                (Router::everything(destination), true)
+            }
+            None => (Router::new(&config.addresses), false),
+        };
+        let inbound = Inbound::new(
+            router,
+            Deliverer::new(&config.delivery),
+            store.clone(),
+            config.hostname.clone(),
+            keep_raw,
+        );
+
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| AppError::Bind { what, addr, source })
+        };
+        let smtp_listener = bind("SMTP", config.smtp.listen).await?;
+        let web = bind("web", config.web.listen).await?;
+        let smtp_addr = smtp_listener.local_addr().expect("a bound socket has an address");
+        let web_addr = web.local_addr().expect("a bound socket has an address");
+
+        let server_config = ServerConfig {
+            session: SessionConfig {
+                hostname: config.hostname.clone(),
+                max_message_size: config.smtp.max_message_size,
+                max_recipients: config.smtp.max_recipients,
+                max_line_length: config.smtp.max_line_length,
+                max_errors: config.smtp.max_errors,
+                size_exceeded_message: config.smtp.size_exceeded_message.clone(),
+                tls_available: starttls,
+            },
+            max_connections: config.smtp.max_connections,
+            command_timeout: config.smtp.command_timeout,
+            data_timeout: config.smtp.data_timeout,
+        };
+        let smtp = SmtpServer::new(smtp_listener, server_config, tls, Arc::new(inbound));
+
+        if config.dev.is_none() && !config.web.listen.ip().is_loopback() {
+            warn!(listen = %config.web.listen, "the JSON API has no authentication yet; keep web.listen on loopback");
+        }
+        Ok(App {
+            smtp,
+            smtp_addr,
+            web,
+            web_addr,
+            store,
+            shutdown: Shutdown::new(),
+            grace: config.smtp.shutdown_grace,
+            starttls,
+        })
+    }
+
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp_addr
+    }
+
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_addr
+    }
+
+    pub fn starttls(&self) -> bool {
+        self.starttls
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs until `stop` resolves, then stops accepting, lets open sessions finish (up to
+    /// the configured grace period) and returns.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        let shutdown = self.shutdown.clone();
+        let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
+        let web_shutdown = shutdown.clone();
+        let web = tokio::spawn(async move {
+            let service = crate::web::router(self.store.clone());
+            let serving = axum::serve(self.web, service)
+                .with_graceful_shutdown(async move { web_shutdown.triggered().await });
+            if let Err(error) = serving.await {
+                warn!(%error, "web listener failed");
+            }
+        });
+        info!(smtp = %self.smtp_addr, web = %self.web_addr, "postern is ready");
+
+        stop.await;
+        shutdown.trigger();
+        let _ = smtp.await;
+        if shutdown.drain(self.grace).await {
+            info!("all sessions closed");
+        } else {
+            warn!(grace_secs = self.grace.as_secs(), "sessions still open after the grace period; closing them");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    }
+}

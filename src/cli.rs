@@ -1,0 +1,198 @@
+//! The command line: `postern dev | serve | check | init`. Only this module (with `main`)
+//! reads argv and the environment; everything else receives a [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::{Config, EXAMPLE, TargetUrl, TlsSource};
+
+const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
+
+/// Postern: receives mail for your domains over SMTP and POSTs it to your web app as
+/// CloudMailin-compatible JSON. The app's HTTP status becomes the SMTP reply: 2xx → 250,
+/// 4xx → 554, 5xx or no answer → 450 (the sender retries).
+#[derive(Debug, Parser)]
+#[command(name = "postern", version, propagate_version = true)]
+#[command(after_help = "Quick start:  postern dev      (then follow the printed swaks line)\n\
+Production:   postern init --output /etc/postern/postern.toml\n\
+              postern check --config /etc/postern/postern.toml\n\
+              postern serve --config /etc/postern/postern.toml\n\
+Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Zero-config local mode: accept mail for any address on 127.0.0.1:2525, keep it,
+    /// and show it at http://127.0.0.1:8025/api/messages.
+    Dev {
+        /// SMTP listen address.
+        #[arg(long, default_value = "127.0.0.1:2525", value_name = "IP:PORT")]
+        smtp: SocketAddr,
+        /// Web/API listen address.
+        #[arg(long, default_value = "127.0.0.1:8025", value_name = "IP:PORT")]
+        web: SocketAddr,
+        /// Where the SQLite store lives.
+        #[arg(long, default_value = "./postern-data", value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Also POST every message to this URL as JSON Normalized and answer the sender
+        /// as the app answers (2xx → 250, 4xx → 554, 5xx/no answer → 450).
+        #[arg(long, value_name = "URL")]
+        forward: Option<String>,
+    },
+    /// Run in production from a config file (see `postern init`).
+    Serve {
+        /// The config file; POSTERN_SECTION__KEY environment variables override it.
+        #[arg(long, short, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print what it would run, then exit.
+    Check {
+        #[arg(long, short, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Write a commented example config to start from.
+    Init {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, short, default_value = "postern.toml", value_name = "FILE")]
+        output: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = std::env::var("POSTERN_LOG").ok();
+    crate::telemetry::init(log.as_deref());
+    match cli.command {
+        Command::Init { output, force } => init(&output, force),
+        Command::Check { config } => match load(&config) {
+            Ok(config) => {
+                print_summary(&config);
+                println!("config OK");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => match load(&config) {
+            Ok(config) => run(config, false),
+            Err(code) => code,
+        },
+        Command::Dev {
+            smtp,
+            web,
+            data_dir,
+            forward,
+        } => {
+            let forward = match forward.as_deref().map(TargetUrl::parse).transpose() {
+                Ok(forward) => forward,
+                Err(allowed) => {
+                    eprintln!("error: --forward {}: {allowed}", TargetUrl::mask_str(forward.as_deref().unwrap_or("")));
+                    return ExitCode::from(2);
+                }
+            };
+            run(Config::dev(data_dir, smtp, web, forward), true)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path, std::env::vars()).map_err(|error| {
+        eprintln!("error: {error}");
+        if !path.exists() {
+            eprintln!("hint: create one with `postern init --output {}`", path.display());
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn init(output: &Path, force: bool) -> ExitCode {
+    if output == Path::new("-") {
+        print!("{EXAMPLE}");
+        return ExitCode::SUCCESS;
+    }
+    if output.exists() && !force {
+        eprintln!("error: {} already exists; pass --force to overwrite it", output.display());
+        return ExitCode::from(2);
+    }
+    if let Err(error) = std::fs::write(output, EXAMPLE) {
+        eprintln!("error: cannot write {}: {error}", output.display());
+        return ExitCode::FAILURE;
+    }
+    println!("wrote {}", output.display());
+    println!("next: edit [server] and the [[address]] blocks, then");
+    println!("      postern check --config {0} && postern serve --config {0}", output.display());
+    ExitCode::SUCCESS
+}
+
+fn print_summary(config: &Config) {
+    println!("SMTP      {}  (max {} connections, {} bytes per message)", config.smtp.listen, config.smtp.max_connections, config.smtp.max_message_size);
+    let tls = match &config.smtp.tls {
+        TlsSource::Off => "off (no certificate configured)".to_string(),
+        TlsSource::Files { cert, .. } => format!("STARTTLS with {}", cert.display()),
+        TlsSource::SelfSigned => "STARTTLS with a self-signed certificate".to_string(),
+    };
+    println!("TLS       {tls}");
+    println!("API       http://{}/api/messages", config.web.listen);
+    println!("Data      {}", config.data_dir.display());
+    if config.addresses.is_empty() {
+        println!("Addresses none: every recipient will be refused with 550");
+    }
+    for address in &config.addresses {
+        println!("Address   {} -> {} ({})", address.pattern, address.target, address.format.as_str());
+    }
+}
+
+fn run(config: Config, dev: bool) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    runtime.block_on(async move {
+        let forward = config.dev.as_ref().and_then(|d| d.forward.clone());
+        let data_dir = config.data_dir.clone();
+        if !dev {
+            print_summary(&config);
+        }
+        let app = match App::build(config).await {
+            Ok(app) => app,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if dev {
+            print_dev_banner(&app, &data_dir, forward.as_ref());
+        }
+        app.run(crate::shutdown::signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
+    let smtp = app.smtp_addr();
+    let web = app.web_addr();
+    println!("Postern {} dev mode", crate::VERSION);
+    println!("  SMTP  {smtp}{}", if app.starttls() { "  (STARTTLS with a self-signed certificate)" } else { "" });
+    println!("  API   http://{web}/api/messages");
+    println!("  Data  {}", data_dir.display());
+    match forward {
+        Some(url) => println!("  Every recipient is accepted, kept, and POSTed to {url} (json+n)."),
+        None => println!("  Every recipient is accepted and kept; nothing is forwarded (see --forward)."),
+    }
+    println!();
+    println!("Send a test message:");
+    println!("  swaks --server {} --port {} --to someone@example.com --from you@example.com", smtp.ip(), smtp.port());
+    println!("Then look at it:");
+    println!("  curl -s http://{web}/api/messages");
+    println!();
+    println!("Ctrl-C stops.");
+}

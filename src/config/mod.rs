@@ -1,0 +1,176 @@
+//! Configuration: TOML (plus `POSTERN_SECTION__KEY` environment overrides) parsed once at
+//! startup into typed, validated structs.
+//!
+//! Everything downstream receives a [`Config`] and never re-reads files or the environment.
+//! Validation errors name the key, the bad value and what would be allowed; secrets (the
+//! userinfo of target URLs) are masked by [`TargetUrl`]'s `Display` and `Debug`.
+
+mod address;
+mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use address::{AddressPattern, Format, TargetUrl};
+
+/// The commented example written by `postern init`; a test proves it parses.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name used in the SMTP greeting and EHLO reply.
+    pub hostname: String,
+    /// Where `postern.db` lives.
+    pub data_dir: PathBuf,
+    pub smtp: SmtpConfig,
+    pub web: WebConfig,
+    pub delivery: DeliveryConfig,
+    pub addresses: Vec<AddressConfig>,
+    /// Dev mode: every recipient is accepted; raw messages are kept.
+    pub dev: Option<DevConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub max_errors: u32,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Reply text after 552 when a message is over `max_message_size`.
+    pub size_exceeded_message: String,
+    pub tls: TlsSource,
+    /// How long open sessions get to finish after SIGTERM before they are cut.
+    pub shutdown_grace: Duration,
+}
+
+/// Where the STARTTLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// No certificate: STARTTLS is not advertised.
+    Off,
+    /// PEM files on disk.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate generated at start (dev mode default).
+    SelfSigned,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Total time allowed for one POST, redirects included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AddressConfig {
+    pub pattern: AddressPattern,
+    pub target: TargetUrl,
+    pub format: Format,
+}
+
+#[derive(Debug, Clone)]
+pub struct DevConfig {
+    /// POST every message here (with the status mapping) instead of only capturing it.
+    pub forward: Option<TargetUrl>,
+}
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key} = {value}: {allowed}")]
+    Invalid {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the `POSTERN_*` environment overrides from `env`, validates.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, env).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text with environment overrides; `Syntax` errors carry an empty path.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        raw::apply_env_overrides(&mut tree, env)?;
+        let raw: raw::RawConfig =
+            toml::Value::Table(tree).try_into().map_err(|e| ConfigError::Syntax {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            })?;
+        raw.validate()
+    }
+
+    /// The zero-config local mode: loopback listeners, data in `data_dir`, every
+    /// recipient accepted, a self-signed STARTTLS certificate.
+    pub fn dev(
+        data_dir: PathBuf,
+        smtp: SocketAddr,
+        web: SocketAddr,
+        forward: Option<TargetUrl>,
+    ) -> Config {
+        let mut config = raw::RawConfig::default()
+            .validate()
+            .expect("the built-in defaults are valid");
+        config.hostname = "localhost".into();
+        config.data_dir = data_dir;
+        config.smtp.listen = smtp;
+        config.smtp.tls = TlsSource::SelfSigned;
+        config.smtp.shutdown_grace = Duration::from_secs(5);
+        config.web.listen = web;
+        config.dev = Some(DevConfig { forward });
+        config
+    }
+}

@@ -1,0 +1,253 @@
+//! The HTTP POST to the customer's app and the classification of its answer (spec §2,
+//! design.md invariant 1). One POST per transaction; redirects (at most 3) re-POST the same
+//! body; basic auth comes from the URL's userinfo; connections are pooled across messages.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
+
+use super::format::Payload;
+use crate::config::{DeliveryConfig, TargetUrl};
+
+/// Redirects followed before giving up (spec §2.5).
+pub const MAX_REDIRECTS: usize = 3;
+/// How much of a response body is kept for the store and the reply (spec §2.2).
+pub const KEPT_BODY: usize = 2048;
+
+/// What the target made of the POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx.
+    Accepted { status: u16, body: String },
+    /// 4xx: the target refuses the message for good. `reply_text` is its `text/plain` body.
+    Rejected {
+        status: u16,
+        body: String,
+        reply_text: Option<String>,
+    },
+    /// Anything else: 5xx, other statuses, timeout, connection or TLS failure, too many
+    /// redirects. The sender should try again later.
+    Deferred {
+        status: Option<u16>,
+        body: String,
+        reason: String,
+    },
+}
+
+impl Outcome {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Outcome::Accepted { status, .. } | Outcome::Rejected { status, .. } => Some(*status),
+            Outcome::Deferred { status, .. } => *status,
+        }
+    }
+
+    pub fn body(&self) -> &str {
+        match self {
+            Outcome::Accepted { body, .. }
+            | Outcome::Rejected { body, .. }
+            | Outcome::Deferred { body, .. } => body,
+        }
+    }
+}
+
+/// A pooled HTTP client for target POSTs.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Deliverer {
+    pub fn new(config: &DeliveryConfig) -> Deliverer {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .expect("the HTTP client configuration is static and valid");
+        Deliverer {
+            client,
+            timeout: config.timeout,
+        }
+    }
+
+    /// POSTs `payload` to `target`, following redirects, within the configured timeout.
+    pub async fn deliver(&self, target: &TargetUrl, payload: Payload) -> Outcome {
+        let body = Bytes::from(payload.body);
+        match tokio::time::timeout(self.timeout, self.post_following(target, payload.content_type, body)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Deferred {
+                status: None,
+                body: String::new(),
+                reason: format!("no answer within {}s", self.timeout.as_secs()),
+            },
+        }
+    }
+
+    async fn post_following(
+        &self,
+        target: &TargetUrl,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Outcome {
+        let original = target.expose();
+        let original_auth = basic_auth(original);
+        let mut url = without_userinfo(original);
+        let mut auth = original_auth.clone();
+        for hop in 0..=MAX_REDIRECTS {
+            let mut request = self
+                .client
+                .post(url.clone())
+                .header(CONTENT_TYPE, content_type)
+                .header(USER_AGENT, concat!("Postern/", env!("CARGO_PKG_VERSION"), " (CloudMailin-compatible)"))
+                .body(body.clone());
+            if let Some(auth) = &auth {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    return Outcome::Deferred {
+                        status: None,
+                        body: String::new(),
+                        reason: describe(&error),
+                    };
+                }
+            };
+            let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| url.join(l).ok());
+                let Some(next) = location else {
+                    return Outcome::Deferred {
+                        status: Some(status.as_u16()),
+                        body: String::new(),
+                        reason: "redirect without a usable Location header".into(),
+                    };
+                };
+                if hop == MAX_REDIRECTS {
+                    break;
+                }
+                // Credentials follow a redirect only to the same origin, or come with the
+                // new URL itself.
+                auth = basic_auth(&next).or_else(|| {
+                    (next.origin() == original.origin()).then(|| original_auth.clone()).flatten()
+                });
+                url = without_userinfo(&next);
+                continue;
+            }
+            let is_text = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/plain"));
+            let body = read_start(response).await;
+            let code = status.as_u16();
+            return if status.is_success() {
+                Outcome::Accepted { status: code, body }
+            } else if status.is_client_error() {
+                let reply_text = is_text.then(|| body.clone());
+                Outcome::Rejected {
+                    status: code,
+                    body,
+                    reply_text,
+                }
+            } else {
+                Outcome::Deferred {
+                    status: Some(code),
+                    body,
+                    reason: format!("target answered HTTP {code}"),
+                }
+            };
+        }
+        Outcome::Deferred {
+            status: None,
+            body: String::new(),
+            reason: format!("more than {MAX_REDIRECTS} redirects"),
+        }
+    }
+}
+
+/// Reads up to [`KEPT_BODY`] octets of the body (and a little more, so that small answers
+/// are consumed and the connection can be reused).
+async fn read_start(mut response: reqwest::Response) -> String {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        seen += chunk.len();
+        let room = KEPT_BODY.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if seen > 64 * 1024 {
+            break;
+        }
+    }
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    // A cut in the middle of a UTF-8 sequence leaves one replacement character; drop it.
+    if kept.len() == KEPT_BODY && text.ends_with('\u{FFFD}') {
+        text.pop();
+    }
+    text
+}
+
+/// `Authorization: Basic …` from percent-decoded URL userinfo (spec §2.4).
+fn basic_auth(url: &url::Url) -> Option<String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let credentials = format!(
+        "{}:{}",
+        decode(url.username()),
+        decode(url.password().unwrap_or(""))
+    );
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    ))
+}
+
+fn without_userinfo(url: &url::Url) -> url::Url {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
+}
+
+/// A short, secret-free description of a transport failure for logs and the store.
+fn describe(error: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = error;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "HTTP error"
+    };
+    format!("{kind}: {root}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_is_percent_decoded() {
+        let url = url::Url::parse("https://user:mypass@example.com/").unwrap();
+        assert_eq!(basic_auth(&url).unwrap(), "Basic dXNlcjpteXBhc3M=");
+        let url = url::Url::parse("https://us%40er:p%3Ass@example.com/").unwrap();
+        let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        assert_eq!(basic_auth(&url).unwrap(), format!("Basic {expected}"));
+        assert_eq!(basic_auth(&url::Url::parse("http://x/").unwrap()), None);
+    }
+}

@@ -1,0 +1,256 @@
+//! Parsing received mail into Postern's own [`ParsedMessage`] (mail-parser types stay inside
+//! this module).
+//!
+//! Header values are unfolded by deleting the line breaks only (whitespace is kept, spec
+//! §1.3) and RFC 2047 encoded-words are decoded to UTF-8. Bodies come out as UTF-8 whatever
+//! their charset. Anything mail-parser cannot make sense of still yields a message: at worst
+//! the raw bytes, decoded lossily, as the plain body.
+
+use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::parsers::MessageStream;
+
+/// A received message, reduced to what payload builders need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedMessage {
+    /// Top-level header fields in message order, names as written.
+    pub headers: Vec<HeaderField>,
+    pub plain: Option<String>,
+    pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderField {
+    pub name: String,
+    /// Unfolded, encoded-words decoded, surrounding whitespace trimmed.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub file_name: String,
+    pub content_type: String,
+    pub disposition: Disposition,
+    /// With angle brackets, as in the message (spec §1.5).
+    pub content_id: Option<String>,
+    /// Decoded content.
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Attachment,
+    Inline,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Attachment => "attachment",
+            Disposition::Inline => "inline",
+        }
+    }
+}
+
+impl ParsedMessage {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    pub fn parse(raw: &[u8]) -> ParsedMessage {
+        let Some(message) = MessageParser::default().parse(raw) else {
+            return ParsedMessage {
+                plain: Some(String::from_utf8_lossy(raw).into_owned()),
+                ..ParsedMessage::default()
+            };
+        };
+        let Some(root) = message.parts.first() else {
+            return ParsedMessage::default();
+        };
+        let headers = root
+            .headers
+            .iter()
+            .filter_map(|h| {
+                let name = raw.get(h.offset_field as usize..h.offset_start as usize)?;
+                let value = raw.get(h.offset_start as usize..h.offset_end as usize)?;
+                let name = String::from_utf8_lossy(name);
+                let name = name.trim_end_matches(':').trim();
+                Some(HeaderField {
+                    name: name.to_string(),
+                    value: header_value(value),
+                })
+            })
+            .collect();
+
+        // The first text/plain and text/html parts that are not attachments are the bodies
+        // (spec §1.4); every other leaf part is an attachment (§1.5).
+        let plain_id = message
+            .text_body
+            .iter()
+            .copied()
+            .find(|&id| matches!(message.parts[id as usize].body, PartType::Text(_)));
+        let html_id = message
+            .html_body
+            .iter()
+            .copied()
+            .find(|&id| matches!(message.parts[id as usize].body, PartType::Html(_)));
+        let text_of = |id: Option<u32>| {
+            id.and_then(|id| message.parts[id as usize].text_contents())
+                .map(str::to_string)
+        };
+
+        let attachments = message
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|(id, part)| {
+                let id = *id as u32;
+                !matches!(part.body, PartType::Multipart(_))
+                    && Some(id) != plain_id
+                    && Some(id) != html_id
+            })
+            .map(|(_, part)| attachment(part, raw))
+            .collect();
+
+        ParsedMessage {
+            headers,
+            plain: text_of(plain_id),
+            html: text_of(html_id),
+            attachments,
+        }
+    }
+}
+
+fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {
+    let content_type = part
+        .content_type()
+        .map(|ct| match &ct.c_subtype {
+            Some(sub) => format!("{}/{}", ct.c_type, sub),
+            None => ct.c_type.to_string(),
+        })
+        .unwrap_or_else(|| match part.body {
+            PartType::Text(_) => "text/plain".into(),
+            PartType::Html(_) => "text/html".into(),
+            PartType::Message(_) => "message/rfc822".into(),
+            _ => "application/octet-stream".into(),
+        })
+        .to_ascii_lowercase();
+    let disposition = match part.content_disposition() {
+        Some(cd) if cd.c_type.eq_ignore_ascii_case("inline") => Disposition::Inline,
+        _ => Disposition::Attachment,
+    };
+    let content = match &part.body {
+        // A forwarded message is passed on as it arrived.
+        PartType::Message(_) => raw
+            .get(part.offset_body as usize..part.offset_end as usize)
+            .unwrap_or_default()
+            .to_vec(),
+        _ => part.contents().to_vec(),
+    };
+    Attachment {
+        file_name: part.attachment_name().unwrap_or_default().to_string(),
+        content_type,
+        disposition,
+        content_id: part.content_id().map(|id| format!("<{id}>")),
+        content,
+    }
+}
+
+/// Unfolds a raw header value (RFC 5322 §2.2.3: delete the CRLF, keep the whitespace),
+/// decodes RFC 2047 encoded-words and trims the ends.
+fn header_value(raw: &[u8]) -> String {
+    let unfolded: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    let text = String::from_utf8_lossy(&unfolded);
+    let text = text.trim();
+    if text.contains("=?") {
+        decode_encoded_words(text)
+    } else {
+        text.to_string()
+    }
+}
+
+/// RFC 2047: replaces each `=?charset?enc?text?=` by its UTF-8 text; whitespace between two
+/// adjacent encoded-words is dropped (§6.2). Malformed words stay as they are.
+fn decode_encoded_words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut last_was_word = false;
+    while let Some(start) = rest.find("=?") {
+        let (before, candidate) = rest.split_at(start);
+        let mut stream = MessageStream::new(&candidate.as_bytes()[1..]);
+        match stream.decode_rfc2047() {
+            Some(decoded) => {
+                let between_words = last_was_word && before.chars().all(char::is_whitespace);
+                if !between_words {
+                    out.push_str(before);
+                }
+                out.push_str(&decoded);
+                last_was_word = true;
+                rest = &candidate[1 + stream.offset()..];
+            }
+            None => {
+                out.push_str(before);
+                out.push_str("=?");
+                last_was_word = false;
+                rest = &candidate[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfolds_without_collapsing_whitespace() {
+        assert_eq!(header_value(b" v=1;\r\n\t d=example.com;\r\n"), "v=1;\t d=example.com;");
+    }
+
+    #[test]
+    fn decodes_encoded_words() {
+        assert_eq!(header_value(b" =?UTF-8?B?w6l0w6k=?=\r\n"), "été");
+        assert_eq!(
+            header_value(b" Re: =?ISO-8859-1?Q?caf=E9?= =?UTF-8?Q?_ol=C3=A9?= ok\r\n"),
+            "Re: café olé ok"
+        );
+        assert_eq!(header_value(b" a =?bogus b\r\n"), "a =?bogus b");
+    }
+
+    #[test]
+    fn bodies_and_attachments() {
+        let raw = b"From: a@example.com\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>hello</p>\r\n--b\r\nContent-Type: application/octet-stream; name=\"f.bin\"\r\nContent-Disposition: attachment; filename=\"f.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n";
+        let parsed = ParsedMessage::parse(raw);
+        assert_eq!(parsed.plain.as_deref(), Some("hello"));
+        assert_eq!(parsed.html.as_deref(), Some("<p>hello</p>"));
+        assert_eq!(parsed.attachments.len(), 1);
+        assert_eq!(parsed.attachments[0].file_name, "f.bin");
+        assert_eq!(parsed.attachments[0].content, vec![0, 1, 2]);
+        assert_eq!(parsed.header("subject"), Some("hi"));
+    }
+
+    #[test]
+    fn html_only_has_no_plain() {
+        let parsed = ParsedMessage::parse(b"Content-Type: text/html\r\n\r\n<b>x</b>\r\n");
+        assert_eq!(parsed.plain, None);
+        assert_eq!(parsed.html.as_deref(), Some("<b>x</b>\r\n"));
+        assert!(parsed.attachments.is_empty());
+    }
+
+    #[test]
+    fn garbage_still_parses() {
+        for input in [&b""[..], b"\xff\xfe\x00", b"no headers at all", b"A: b\r\n\r\n--x"] {
+            let _ = ParsedMessage::parse(input);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The `postern` binary: parses argv, then hands over to the library.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // One crypto provider for the whole process (design.md §7): rustls, reqwest and
+    // tokio-rustls all pick this default up.
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .expect("no other rustls crypto provider is installed before main");
+    postern::cli::main()
+}

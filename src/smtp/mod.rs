@@ -1,0 +1,12 @@
+//! The SMTP server: a sans-IO protocol core ([`session`], [`data`], [`reply`]) under a thin
+//! tokio shell ([`server`]).
+//!
+//! This module knows nothing of webhooks, SQLite or HTTP. What happens to a recipient or a
+//! message is decided by a [`server::MailHandler`] that the caller supplies.
+
+pub mod data;
+pub mod reply;
+pub mod server;
+pub mod session;
+
+pub use reply::Reply;

@@ -1,0 +1,135 @@
+//! SMTP replies: a code, an enhanced status code (RFC 3463) and text, written to the wire.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// One SMTP reply. Text may hold several lines (`\n`-separated); they are written as a
+/// multi-line reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// Enhanced status code such as `2.1.0`; empty for the greeting and EHLO.
+    pub enhanced: &'static str,
+    pub text: Cow<'static, str>,
+}
+
+impl Reply {
+    pub const fn new(code: u16, enhanced: &'static str, text: &'static str) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            text: Cow::Borrowed(text),
+        }
+    }
+
+    pub fn owned(code: u16, enhanced: &'static str, text: String) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            text: Cow::Owned(text),
+        }
+    }
+
+    /// 2xx and 3xx.
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    /// Appends this reply to `out` in wire form (CRLF line ends, `-` continuation lines).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut lines = self.text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let sep = if lines.peek().is_some() { '-' } else { ' ' };
+            let line = line.trim_end_matches('\r');
+            if self.enhanced.is_empty() {
+                out.extend_from_slice(format!("{}{sep}{line}\r\n", self.code).as_bytes());
+            } else {
+                out.extend_from_slice(
+                    format!("{}{sep}{} {line}\r\n", self.code, self.enhanced).as_bytes(),
+                );
+            }
+        }
+    }
+
+    pub const OK: Reply = Reply::new(250, "2.0.0", "OK");
+    pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Sender OK");
+    pub const RECIPIENT_OK: Reply = Reply::new(250, "2.1.5", "Recipient OK");
+    pub const RESET: Reply = Reply::new(250, "2.0.0", "Reset");
+    pub const BYE: Reply = Reply::new(221, "2.0.0", "Bye");
+    pub const START_DATA: Reply = Reply::new(354, "", "Start mail input; end with <CRLF>.<CRLF>");
+    pub const START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
+    pub const VRFY: Reply = Reply::new(
+        252,
+        "2.5.0",
+        "Cannot VRFY user, but will accept message and attempt delivery",
+    );
+    pub const HELP: Reply = Reply::new(
+        214,
+        "2.0.0",
+        "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS",
+    );
+    pub const SHUTTING_DOWN: Reply =
+        Reply::new(421, "4.3.2", "Server shutting down, try again later");
+    pub const TOO_MANY_ERRORS: Reply =
+        Reply::new(421, "4.7.0", "Too many errors, closing connection");
+    pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "Timeout, closing connection");
+    pub const TOO_BUSY: Reply = Reply::new(421, "4.3.2", "Too many connections, try again later");
+    pub const LINE_TOO_LONG: Reply = Reply::new(500, "5.5.2", "Line too long");
+    pub const UNKNOWN_COMMAND: Reply = Reply::new(500, "5.5.1", "Command not recognized");
+    pub const NOT_IMPLEMENTED: Reply = Reply::new(502, "5.5.1", "Command not implemented");
+    pub const BAD_SEQUENCE_HELO: Reply = Reply::new(503, "5.5.1", "Send EHLO or HELO first");
+    pub const BAD_SEQUENCE_MAIL: Reply = Reply::new(503, "5.5.1", "Send MAIL FROM first");
+    pub const BAD_SEQUENCE_NESTED_MAIL: Reply =
+        Reply::new(503, "5.5.1", "Sender already given; send RSET to start over");
+    pub const BAD_SEQUENCE_RCPT: Reply = Reply::new(503, "5.5.1", "Send RCPT TO first");
+    pub const BAD_SEQUENCE_BDAT: Reply =
+        Reply::new(503, "5.5.1", "DATA cannot follow BDAT in one transaction");
+    pub const TLS_ALREADY: Reply = Reply::new(503, "5.5.1", "TLS already active");
+    pub const TLS_UNAVAILABLE: Reply = Reply::new(454, "4.7.0", "TLS not available");
+    pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
+    pub const SEPARATE_TRANSACTION: Reply = Reply::new(
+        452,
+        "4.5.3",
+        "This recipient must be sent in a separate transaction",
+    );
+    pub const NO_SUCH_USER: Reply = Reply::new(550, "5.1.1", "No such recipient here");
+    pub const SMTPUTF8_REQUIRED: Reply =
+        Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        f.write_str(text.trim_end().replace("\r\n", " / ").as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(reply: &Reply) -> String {
+        let mut out = Vec::new();
+        reply.write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn single_and_multi_line() {
+        assert_eq!(wire(&Reply::OK), "250 2.0.0 OK\r\n");
+        assert_eq!(
+            wire(&Reply::owned(250, "", "mx.example\nPIPELINING\nSIZE 10".into())),
+            "250-mx.example\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+        );
+    }
+
+    #[test]
+    fn display_is_one_line() {
+        assert_eq!(
+            Reply::owned(250, "", "a\nb".into()).to_string(),
+            "250-a / 250 b"
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! The tokio shell around [`Session`]: accepts connections under a limit, reads with the
+//! RFC 5321 §4.5.3.2 timeouts, writes replies (batched for PIPELINING), upgrades to TLS,
+//! and answers `421` when the process shuts down.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{Instrument, debug, info, warn};
+
+use super::Reply;
+use super::session::{Envelope, Event, Session, SessionConfig};
+use crate::shutdown::Shutdown;
+
+/// Facts about the connection a handler may need.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub remote: SocketAddr,
+    /// The negotiated TLS protocol (`TLSv1.3`), or `None` for plaintext.
+    pub tls_version: Option<&'static str>,
+}
+
+/// Decides what happens to recipients and messages. Implemented by `inbound`.
+pub trait MailHandler: Send + Sync + 'static {
+    /// `Ok` accepts the recipient; `Err` is the reply refusing it. `accepted` are the
+    /// recipients already accepted in this transaction.
+    fn check_recipient(
+        &self,
+        conn: &ConnectionInfo,
+        accepted: &[String],
+        address: &str,
+    ) -> impl Future<Output = Result<(), Reply>> + Send;
+
+    /// Delivers a complete message; the returned reply answers DATA (or the last BDAT).
+    fn handle_message(
+        &self,
+        conn: &ConnectionInfo,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Reply> + Send;
+}
+
+/// Listener-wide settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub session: SessionConfig,
+    pub max_connections: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+}
+
+pub struct SmtpServer<H> {
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<H>,
+}
+
+impl<H: MailHandler> SmtpServer<H> {
+    pub fn new(
+        listener: TcpListener,
+        config: ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: Arc<H>,
+    ) -> SmtpServer<H> {
+        let mut config = config;
+        config.session.tls_available = tls.is_some();
+        SmtpServer {
+            listener,
+            config: Arc::new(config),
+            tls: tls.map(TlsAcceptor::from),
+            handler,
+        }
+    }
+
+    /// Accepts connections until shutdown; each session runs as a tracked task.
+    pub async fn run(self, shutdown: Shutdown) {
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(%error, "accepting an SMTP connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.triggered() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                shutdown.spawn(refuse_busy(stream));
+                continue;
+            };
+            let connection = Connection {
+                stream: Stream::Plain(stream),
+                session: Session::new(self.config.session.clone()),
+                info: ConnectionInfo {
+                    remote,
+                    tls_version: None,
+                },
+                config: self.config.clone(),
+                tls: self.tls.clone(),
+                handler: self.handler.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let span = tracing::info_span!("smtp", peer = %remote);
+            shutdown.spawn(
+                async move {
+                    if let Err(error) = connection.serve().await {
+                        debug!(%error, "session ended with an I/O error");
+                    }
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+async fn refuse_busy(mut stream: TcpStream) {
+    let mut out = Vec::new();
+    Reply::TOO_BUSY.write_to(&mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&out)).await;
+}
+
+/// What the read loop does after an event.
+enum Flow {
+    Continue,
+    Close,
+    /// TLS is up; unread plaintext input must be discarded.
+    Upgraded,
+}
+
+struct Connection<H> {
+    stream: Stream,
+    session: Session,
+    info: ConnectionInfo,
+    config: Arc<ServerConfig>,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<H>,
+    shutdown: Shutdown,
+}
+
+impl<H: MailHandler> Connection<H> {
+    async fn serve(mut self) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(512);
+        if self.shutdown.is_triggered() {
+            Reply::SHUTTING_DOWN.write_to(&mut out);
+            return self.stream.write_all(&out).await;
+        }
+        self.session.greeting().write_to(&mut out);
+        self.stream.write_all(&out).await?;
+        out.clear();
+
+        let mut input: Vec<u8> = Vec::with_capacity(8192);
+        loop {
+            // Handle everything already received; replies to pipelined commands are batched.
+            let mut pos = 0;
+            while pos < input.len() {
+                let (used, event) = self.session.ingest(&input[pos..]);
+                pos += used;
+                let Some(event) = event else { break };
+                match self.handle(event, &mut out).await? {
+                    Flow::Continue => {}
+                    Flow::Close => {
+                        self.stream.write_all(&out).await?;
+                        return self.stream.shutdown().await;
+                    }
+                    Flow::Upgraded => {
+                        // Bytes the client pipelined behind STARTTLS arrived in plaintext:
+                        // drop them (RFC 3207 §5, CVE-2011-0411 command injection).
+                        pos = input.len();
+                        break;
+                    }
+                }
+            }
+            input.drain(..pos);
+            if !out.is_empty() {
+                self.stream.write_all(&out).await?;
+                out.clear();
+            }
+
+            // Read more: the data timeout while message content flows, the command timeout
+            // otherwise. A shutdown interrupts the wait, except in the middle of content.
+            let reading_data = self.session.is_reading_data();
+            let timeout = if reading_data {
+                self.config.data_timeout
+            } else {
+                self.config.command_timeout
+            };
+            if input.capacity() - input.len() < 4096 {
+                input.reserve(8192);
+            }
+            let read = tokio::select! {
+                read = tokio::time::timeout(timeout, self.stream.read_buf(&mut input)) => read,
+                _ = self.shutdown.triggered(), if !reading_data => {
+                    Reply::SHUTTING_DOWN.write_to(&mut out);
+                    self.stream.write_all(&out).await?;
+                    return self.stream.shutdown().await;
+                }
+            };
+            match read {
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(_elapsed) => {
+                    debug!("timeout waiting for the client");
+                    Reply::TIMEOUT.write_to(&mut out);
+                    self.stream.write_all(&out).await?;
+                    return self.stream.shutdown().await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event, out: &mut Vec<u8>) -> std::io::Result<Flow> {
+        let event = match event {
+            Event::CheckRecipient(address) => {
+                let verdict = self
+                    .handler
+                    .check_recipient(&self.info, self.session.recipients(), &address)
+                    .await;
+                self.session.recipient_checked(address, verdict)
+            }
+            Event::Message { envelope, body } => {
+                let reply = self
+                    .handler
+                    .handle_message(&self.info, envelope, body)
+                    .await;
+                self.session.message_handled(reply)
+            }
+            other => other,
+        };
+        match event {
+            Event::Reply(reply) => {
+                reply.write_to(out);
+                Ok(Flow::Continue)
+            }
+            Event::Close(reply) => {
+                reply.write_to(out);
+                Ok(Flow::Close)
+            }
+            Event::StartTls => {
+                Reply::START_TLS.write_to(out);
+                self.stream.write_all(out).await?;
+                out.clear();
+                self.start_tls().await?;
+                Ok(Flow::Upgraded)
+            }
+            Event::CheckRecipient(_) | Event::Message { .. } => {
+                unreachable!("the session answers a handler result with a reply")
+            }
+        }
+    }
+
+    async fn start_tls(&mut self) -> std::io::Result<()> {
+        let acceptor = self.tls.clone().expect("STARTTLS is offered only with TLS");
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            unreachable!("the session refuses a second STARTTLS");
+        };
+        let handshake = tokio::time::timeout(self.config.command_timeout, acceptor.accept(tcp));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                info!(%error, "TLS handshake failed");
+                return Err(error);
+            }
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
+            }
+        };
+        let version = crate::tls::protocol_name(tls.get_ref().1.protocol_version());
+        debug!(version, "TLS established");
+        self.info.tls_version = Some(version);
+        self.stream = Stream::Tls(Box::new(tls));
+        self.session.tls_started();
+        Ok(())
+    }
+}
+
+/// The connection's byte stream, plaintext or upgraded.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only during the upgrade.
+    Closed,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}

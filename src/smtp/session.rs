@@ -1,0 +1,515 @@
+//! The SMTP session state machine (RFC 5321, with PIPELINING, 8BITMIME, SMTPUTF8, SIZE,
+//! ENHANCEDSTATUSCODES, CHUNKING and STARTTLS). No I/O and no policy.
+//!
+//! The shell feeds received octets to [`Session::ingest`] and acts on each [`Event`]: it
+//! writes replies, upgrades to TLS, and asks its handler about recipients and messages,
+//! answering through [`Session::recipient_checked`] and [`Session::message_handled`].
+//! Command lines are split here (not by smtp-proto) so that the line limit holds before
+//! anything is buffered; smtp-proto parses each complete line.
+
+use smtp_proto::{Error as ParseError, Request};
+
+use super::Reply;
+use super::data::{ChunkReceiver, DataError, DataReceiver};
+
+/// Limits and identity for one session, from the validated config.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub max_errors: u32,
+    pub size_exceeded_message: String,
+    /// Whether STARTTLS can be offered (a certificate is configured).
+    pub tls_available: bool,
+}
+
+/// The SMTP envelope of a complete transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The EHLO/HELO argument.
+    pub helo: String,
+    /// The MAIL FROM address, bare; empty for the null reverse-path `<>`.
+    pub mail_from: String,
+    /// Every accepted RCPT TO address in order, bare.
+    pub recipients: Vec<String>,
+}
+
+/// What the shell must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Write this reply (it may be buffered while more pipelined input is pending).
+    Reply(Reply),
+    /// Write this reply, flush, and close the connection.
+    Close(Reply),
+    /// Write `220 Ready to start TLS`, drop any buffered input, perform the handshake, then
+    /// call [`Session::tls_started`].
+    StartTls,
+    /// Decide on this recipient, then call [`Session::recipient_checked`].
+    CheckRecipient(String),
+    /// Deliver this message, then call [`Session::message_handled`].
+    Message { envelope: Envelope, body: Vec<u8> },
+}
+
+#[derive(Debug)]
+enum State {
+    Command,
+    Data(DataReceiver),
+    Bdat {
+        chunk_left: usize,
+        last: bool,
+        /// `Err` holds the reply when the chunk is being discarded (BDAT out of sequence).
+        content: Result<ChunkReceiver, Reply>,
+    },
+    /// Waiting for the shell's answer to an event.
+    Waiting,
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Transaction {
+    mail_from: Option<String>,
+    recipients: Vec<String>,
+    smtputf8: bool,
+    /// BDAT content received so far; set by the first BDAT.
+    chunks: Option<ChunkReceiver>,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    helo: Option<String>,
+    esmtp: bool,
+    tls: bool,
+    tx: Transaction,
+    consecutive_errors: u32,
+    /// A partial command line.
+    line: Vec<u8>,
+    /// Set while discarding the rest of an over-long command line.
+    skipping_long_line: bool,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Session {
+        Session {
+            line: Vec::with_capacity(128),
+            config,
+            state: State::Command,
+            helo: None,
+            esmtp: false,
+            tls: false,
+            tx: Transaction::default(),
+            consecutive_errors: 0,
+            skipping_long_line: false,
+        }
+    }
+
+    /// The 220 banner.
+    pub fn greeting(&self) -> Reply {
+        Reply::owned(220, "", format!("{} ESMTP Postern", self.config.hostname))
+    }
+
+    /// Recipients accepted so far in the current transaction.
+    pub fn recipients(&self) -> &[String] {
+        &self.tx.recipients
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// True while message content (DATA or a BDAT chunk) is being read: the shell applies
+    /// the data timeout instead of the command timeout.
+    pub fn is_reading_data(&self) -> bool {
+        matches!(self.state, State::Data(_) | State::Bdat { .. })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Consumes octets from `input` until an event occurs. Returns the number of octets
+    /// consumed and the event, or `None` when all input was consumed and more is needed.
+    pub fn ingest(&mut self, input: &[u8]) -> (usize, Option<Event>) {
+        match &mut self.state {
+            State::Closed | State::Waiting => (0, None),
+            State::Data(receiver) => {
+                let (used, result) = receiver.ingest(input);
+                let event = result.map(|result| self.data_finished(result));
+                (used, event)
+            }
+            State::Bdat {
+                chunk_left,
+                last,
+                content,
+            } => {
+                let take = input.len().min(*chunk_left);
+                if let Ok(content) = content {
+                    content.push(&input[..take], self.config.max_message_size);
+                }
+                *chunk_left -= take;
+                if *chunk_left > 0 {
+                    return (take, None);
+                }
+                let last = *last;
+                let content = std::mem::replace(content, Err(Reply::OK));
+                (take, Some(self.chunk_finished(content, last)))
+            }
+            State::Command => self.ingest_command(input),
+        }
+    }
+
+    fn ingest_command(&mut self, input: &[u8]) -> (usize, Option<Event>) {
+        let Some(newline) = input.iter().position(|&b| b == b'\n') else {
+            self.buffer_partial_line(input);
+            return (input.len(), None);
+        };
+        let used = newline + 1;
+        if self.skipping_long_line {
+            self.skipping_long_line = false;
+            return (used, Some(self.error(Reply::LINE_TOO_LONG)));
+        }
+        if self.line.len() + used > self.config.max_line_length {
+            self.line.clear();
+            return (used, Some(self.error(Reply::LINE_TOO_LONG)));
+        }
+        let event = if self.line.is_empty() {
+            self.command_line(&input[..used])
+        } else {
+            let mut line = std::mem::take(&mut self.line);
+            line.extend_from_slice(&input[..used]);
+            let event = self.command_line(&line);
+            line.clear();
+            self.line = line;
+            event
+        };
+        match event {
+            Some(event) => (used, Some(event)),
+            // BDAT: the chunk follows the command line directly.
+            None => {
+                let (more, event) = self.ingest(&input[used..]);
+                (used + more, event)
+            }
+        }
+    }
+
+    fn buffer_partial_line(&mut self, input: &[u8]) {
+        if self.skipping_long_line {
+            return;
+        }
+        if self.line.len() + input.len() > self.config.max_line_length {
+            self.line = Vec::with_capacity(128);
+            self.skipping_long_line = true;
+        } else {
+            self.line.extend_from_slice(input);
+        }
+    }
+
+    /// Handles one complete command line; `None` only for a BDAT whose chunk follows.
+    fn command_line(&mut self, line: &[u8]) -> Option<Event> {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request,
+            Err(error) => return Some(self.error(parse_error_reply(error))),
+        };
+        Some(match request {
+            Request::Ehlo { host } => self.hello(host.into_owned(), true),
+            Request::Helo { host } => self.hello(host.into_owned(), false),
+            Request::Mail { from } => self.mail(
+                from.address.into_owned(),
+                from.size,
+                from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+            ),
+            Request::Rcpt { to } => self.rcpt(to.address.into_owned()),
+            Request::Data => self.data(),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(chunk_size, is_last),
+            Request::Rset => {
+                self.tx = Transaction::default();
+                self.ok(Reply::RESET)
+            }
+            Request::Noop { .. } => self.ok(Reply::OK),
+            Request::Quit => {
+                self.state = State::Closed;
+                Event::Close(Reply::BYE)
+            }
+            Request::Vrfy { .. } => self.ok(Reply::VRFY),
+            Request::Help { .. } => self.ok(Reply::HELP),
+            Request::StartTls => self.starttls(),
+            Request::Lhlo { .. }
+            | Request::Auth { .. }
+            | Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => self.error(Reply::NOT_IMPLEMENTED),
+        })
+    }
+
+    fn hello(&mut self, host: String, esmtp: bool) -> Event {
+        // RFC 5321 §4.1.4: EHLO/HELO resets any transaction in progress.
+        self.tx = Transaction::default();
+        self.helo = Some(host);
+        self.esmtp = esmtp;
+        if !esmtp {
+            return self.ok(Reply::owned(250, "", self.config.hostname.clone()));
+        }
+        let mut text = format!(
+            "{}\nPIPELINING\n8BITMIME\nSMTPUTF8\nSIZE {}\nENHANCEDSTATUSCODES\nCHUNKING",
+            self.config.hostname, self.config.max_message_size
+        );
+        if self.config.tls_available && !self.tls {
+            text.push_str("\nSTARTTLS");
+        }
+        text.push_str("\nHELP");
+        self.ok(Reply::owned(250, "", text))
+    }
+
+    fn mail(&mut self, address: String, declared_size: usize, smtputf8: bool) -> Event {
+        if self.helo.is_none() {
+            return self.error(Reply::BAD_SEQUENCE_HELO);
+        }
+        if self.tx.mail_from.is_some() {
+            return self.error(Reply::BAD_SEQUENCE_NESTED_MAIL);
+        }
+        if declared_size > self.config.max_message_size {
+            return self.error(self.size_exceeded());
+        }
+        if !address.is_ascii() && !smtputf8 {
+            return self.error(Reply::SMTPUTF8_REQUIRED);
+        }
+        self.tx.mail_from = Some(address);
+        self.tx.smtputf8 = smtputf8;
+        self.ok(Reply::SENDER_OK)
+    }
+
+    fn rcpt(&mut self, address: String) -> Event {
+        if self.tx.mail_from.is_none() {
+            return self.error(Reply::BAD_SEQUENCE_MAIL);
+        }
+        if self.tx.chunks.is_some() {
+            return self.error(Reply::BAD_SEQUENCE_BDAT);
+        }
+        if !address.is_ascii() && !self.tx.smtputf8 {
+            return self.error(Reply::SMTPUTF8_REQUIRED);
+        }
+        if !address.contains('@') {
+            return self.error(Reply::new(
+                501,
+                "5.1.3",
+                "Recipient must be a full address, user@domain",
+            ));
+        }
+        if self.tx.recipients.len() >= self.config.max_recipients {
+            // RFC 5321 §4.5.3.1.10: 452 makes the client send the rest in another transaction.
+            return self.error(Reply::TOO_MANY_RECIPIENTS);
+        }
+        self.state = State::Waiting;
+        Event::CheckRecipient(address)
+    }
+
+    /// The shell's answer to [`Event::CheckRecipient`]: `Ok` accepts the recipient.
+    pub fn recipient_checked(&mut self, address: String, verdict: Result<(), Reply>) -> Event {
+        debug_assert!(matches!(self.state, State::Waiting));
+        self.state = State::Command;
+        match verdict {
+            Ok(()) => {
+                let duplicate = self
+                    .tx
+                    .recipients
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&address));
+                if !duplicate {
+                    self.tx.recipients.push(address);
+                }
+                self.ok(Reply::RECIPIENT_OK)
+            }
+            Err(reply) => self.error(reply),
+        }
+    }
+
+    fn data(&mut self) -> Event {
+        if let Some(reply) = self.content_sequence_error() {
+            return self.error(reply);
+        }
+        if self.tx.chunks.is_some() {
+            return self.error(Reply::BAD_SEQUENCE_BDAT);
+        }
+        self.state = State::Data(DataReceiver::new(
+            self.config.max_message_size,
+            self.config.max_line_length,
+        ));
+        self.ok(Reply::START_DATA)
+    }
+
+    /// Starts reading a BDAT chunk. Returns `None` when the reply waits for the chunk.
+    fn bdat(&mut self, chunk_size: usize, last: bool) -> Option<Event> {
+        // RFC 3030 §2: the chunk is read (and discarded) even when the command is refused.
+        let content = match self.content_sequence_error() {
+            Some(reply) => Err(reply),
+            None => Ok(self.tx.chunks.take().unwrap_or_default()),
+        };
+        if chunk_size == 0 {
+            return Some(self.chunk_finished(content, last));
+        }
+        self.state = State::Bdat {
+            chunk_left: chunk_size,
+            last,
+            content,
+        };
+        None
+    }
+
+    fn content_sequence_error(&self) -> Option<Reply> {
+        if self.tx.mail_from.is_none() {
+            Some(Reply::BAD_SEQUENCE_MAIL)
+        } else if self.tx.recipients.is_empty() {
+            Some(Reply::BAD_SEQUENCE_RCPT)
+        } else {
+            None
+        }
+    }
+
+    fn chunk_finished(&mut self, content: Result<ChunkReceiver, Reply>, last: bool) -> Event {
+        self.state = State::Command;
+        let content = match content {
+            Ok(content) => content,
+            Err(reply) => return self.error(reply),
+        };
+        if !last {
+            let received = content.received();
+            self.tx.chunks = Some(content);
+            return self.ok(Reply::owned(
+                250,
+                "2.0.0",
+                format!("{received} octets received"),
+            ));
+        }
+        let result = content.finish(self.config.max_message_size);
+        self.data_finished(result)
+    }
+
+    fn data_finished(&mut self, result: Result<Vec<u8>, DataError>) -> Event {
+        match result {
+            Ok(body) => {
+                let tx = std::mem::take(&mut self.tx);
+                self.state = State::Waiting;
+                Event::Message {
+                    envelope: Envelope {
+                        helo: self.helo.clone().unwrap_or_default(),
+                        mail_from: tx.mail_from.unwrap_or_default(),
+                        recipients: tx.recipients,
+                    },
+                    body,
+                }
+            }
+            Err(error) => {
+                self.tx = Transaction::default();
+                self.state = State::Command;
+                let reply = match error {
+                    DataError::TooLarge => self.size_exceeded(),
+                    DataError::LineTooLong => Reply::owned(
+                        500,
+                        "5.5.2",
+                        format!(
+                            "Line too long (limit {} octets); message refused",
+                            self.config.max_line_length
+                        ),
+                    ),
+                };
+                self.error(reply)
+            }
+        }
+    }
+
+    /// The shell's answer to [`Event::Message`]: the reply decided by the handler.
+    pub fn message_handled(&mut self, reply: Reply) -> Event {
+        debug_assert!(matches!(self.state, State::Waiting));
+        self.state = State::Command;
+        if reply.is_positive() {
+            self.ok(reply)
+        } else {
+            self.error(reply)
+        }
+    }
+
+    fn starttls(&mut self) -> Event {
+        if self.tls {
+            return self.error(Reply::TLS_ALREADY);
+        }
+        if !self.config.tls_available {
+            return self.error(Reply::TLS_UNAVAILABLE);
+        }
+        if self.helo.is_none() {
+            return self.error(Reply::BAD_SEQUENCE_HELO);
+        }
+        self.state = State::Waiting;
+        Event::StartTls
+    }
+
+    /// After a completed handshake: RFC 3207 §4.2, the client starts over with EHLO.
+    pub fn tls_started(&mut self) {
+        self.state = State::Command;
+        self.tls = true;
+        self.helo = None;
+        self.esmtp = false;
+        self.tx = Transaction::default();
+        self.line.clear();
+        self.skipping_long_line = false;
+    }
+
+    fn size_exceeded(&self) -> Reply {
+        Reply::owned(552, "5.3.4", self.config.size_exceeded_message.clone())
+    }
+
+    fn ok(&mut self, reply: Reply) -> Event {
+        self.consecutive_errors = 0;
+        Event::Reply(reply)
+    }
+
+    fn error(&mut self, reply: Reply) -> Event {
+        self.consecutive_errors += 1;
+        if self.consecutive_errors >= self.config.max_errors {
+            self.state = State::Closed;
+            return Event::Close(Reply::TOO_MANY_ERRORS);
+        }
+        Event::Reply(reply)
+    }
+}
+
+fn parse_error_reply(error: ParseError) -> Reply {
+    match error {
+        ParseError::UnknownCommand => Reply::UNKNOWN_COMMAND,
+        ParseError::InvalidSenderAddress => {
+            Reply::new(501, "5.1.7", "Bad sender address syntax")
+        }
+        ParseError::InvalidRecipientAddress => {
+            Reply::new(501, "5.1.3", "Bad recipient address syntax")
+        }
+        ParseError::SyntaxError { syntax } => {
+            Reply::owned(501, "5.5.4", format!("Syntax: {syntax}"))
+        }
+        ParseError::InvalidParameter { param } => {
+            Reply::owned(501, "5.5.4", format!("Invalid value for parameter {param}"))
+        }
+        ParseError::UnsupportedParameter { param } => Reply::owned(
+            504,
+            "5.5.4",
+            format!("Unsupported parameter {}", printable(&param)),
+        ),
+        ParseError::ResponseTooLong => Reply::LINE_TOO_LONG,
+        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
+            Reply::new(501, "5.5.2", "Syntax error")
+        }
+    }
+}
+
+/// Client text echoed in a reply: printable ASCII only, bounded.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(64)
+        .collect()
+}

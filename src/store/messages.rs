@@ -1,0 +1,269 @@
+//! Inbound message metadata: one row per received message, written before the SMTP reply.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// How a message ended, in CloudMailin's delivery-status words (spec §2.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The target answered 2xx; the sender got 250.
+    Successful,
+    /// The target answered 4xx; the sender got 554.
+    Rejected,
+    /// 5xx, timeout, unreachable; the sender got 450 and will retry.
+    Delayed,
+    /// Dev mode: kept in the store, not posted anywhere; the sender got 250.
+    Captured,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Successful => "successful",
+            Outcome::Rejected => "rejected",
+            Outcome::Delayed => "delayed",
+            Outcome::Captured => "captured",
+        }
+    }
+
+    fn parse(text: &str) -> Outcome {
+        match text {
+            "successful" => Outcome::Successful,
+            "rejected" => Outcome::Rejected,
+            "captured" => Outcome::Captured,
+            _ => Outcome::Delayed,
+        }
+    }
+}
+
+/// Everything recorded about one received message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundMeta {
+    /// RFC 3339, UTC.
+    pub received_at: String,
+    pub remote_ip: String,
+    pub helo: String,
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    /// The configured address the message was routed by.
+    pub address: Option<String>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub size: u64,
+    pub md5: String,
+    pub tls_version: Option<String>,
+    /// The target URL with credentials masked; `None` when captured.
+    pub target: Option<String>,
+    pub format: Option<String>,
+    pub http_status: Option<u16>,
+    pub outcome: Outcome,
+    /// The first 2 KB of the target's response body.
+    pub response_body: Option<String>,
+    /// Why delivery failed, when it did without an HTTP answer (timeout, refused, …).
+    pub error: Option<String>,
+    pub smtp_reply: String,
+    pub processing_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundMessage {
+    pub id: i64,
+    #[serde(flatten)]
+    pub meta: InboundMeta,
+    /// Whether the raw message is kept (`GET /api/messages/{id}/raw`).
+    pub has_raw: bool,
+}
+
+/// Which messages to list, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageFilter {
+    /// Only messages with a smaller id (the cursor of the previous page).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+const COLUMNS: &str = "m.id, m.received_at, m.remote_ip, m.helo, m.mail_from, m.recipients,
+    m.address, m.message_id, m.subject, m.size, m.md5, m.tls_version, m.target, m.format,
+    m.http_status, m.outcome, m.response_body, m.error, m.smtp_reply, m.processing_ms,
+    EXISTS (SELECT 1 FROM inbound_raw r WHERE r.message_id = m.id)";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
+    let recipients: String = row.get(5)?;
+    let outcome: String = row.get(15)?;
+    Ok(InboundMessage {
+        id: row.get(0)?,
+        meta: InboundMeta {
+            received_at: row.get(1)?,
+            remote_ip: row.get(2)?,
+            helo: row.get(3)?,
+            mail_from: row.get(4)?,
+            recipients: serde_json::from_str(&recipients).unwrap_or_default(),
+            address: row.get(6)?,
+            message_id: row.get(7)?,
+            subject: row.get(8)?,
+            size: row.get::<_, i64>(9)? as u64,
+            md5: row.get(10)?,
+            tls_version: row.get(11)?,
+            target: row.get(12)?,
+            format: row.get(13)?,
+            http_status: row.get(14)?,
+            outcome: Outcome::parse(&outcome),
+            response_body: row.get(16)?,
+            error: row.get(17)?,
+            smtp_reply: row.get(18)?,
+            processing_ms: row.get::<_, i64>(19)? as u64,
+        },
+        has_raw: row.get(20)?,
+    })
+}
+
+impl Store {
+    /// Records a message (and its raw content, if given) in one transaction; returns its id.
+    pub async fn insert_inbound(
+        &self,
+        meta: InboundMeta,
+        raw: Option<Vec<u8>>,
+    ) -> Result<i64, StoreError> {
+        self.write(move |connection| {
+            let tx = connection.transaction()?;
+            tx.execute(
+                "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
+                    recipients, address, message_id, subject, size, md5, tls_version, target,
+                    format, http_status, outcome, response_body, error, smtp_reply, processing_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19)",
+                params![
+                    meta.received_at,
+                    meta.remote_ip,
+                    meta.helo,
+                    meta.mail_from,
+                    serde_json::to_string(&meta.recipients).expect("strings serialise"),
+                    meta.address,
+                    meta.message_id,
+                    meta.subject,
+                    meta.size as i64,
+                    meta.md5,
+                    meta.tls_version,
+                    meta.target,
+                    meta.format,
+                    meta.http_status,
+                    meta.outcome.as_str(),
+                    meta.response_body,
+                    meta.error,
+                    meta.smtp_reply,
+                    meta.processing_ms as i64,
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            if let Some(raw) = raw {
+                tx.execute(
+                    "INSERT INTO inbound_raw (message_id, raw) VALUES (?1, ?2)",
+                    params![id, raw],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Newest first.
+    pub async fn list_inbound(
+        &self,
+        filter: MessageFilter,
+    ) -> Result<Vec<InboundMessage>, StoreError> {
+        self.read(move |connection| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM inbound_messages m
+                 WHERE (?1 IS NULL OR m.id < ?1) ORDER BY m.id DESC LIMIT ?2"
+            );
+            let mut statement = connection.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![filter.before, filter.limit], from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn get_inbound(&self, id: i64) -> Result<Option<InboundMessage>, StoreError> {
+        self.read(move |connection| {
+            let sql = format!("SELECT {COLUMNS} FROM inbound_messages m WHERE m.id = ?1");
+            connection.query_row(&sql, [id], from_row).optional()
+        })
+        .await
+    }
+
+    pub async fn get_inbound_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .query_row(
+                    "SELECT raw FROM inbound_raw WHERE message_id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .optional()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(subject: &str) -> InboundMeta {
+        InboundMeta {
+            received_at: "2026-11-28T00:00:00.000Z".into(),
+            remote_ip: "127.0.0.1".into(),
+            helo: "client.test".into(),
+            mail_from: "a@example.com".into(),
+            recipients: vec!["b@example.com".into(), "c@example.com".into()],
+            address: Some("*@example.com".into()),
+            message_id: Some("<1@example.com>".into()),
+            subject: Some(subject.into()),
+            size: 42,
+            md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            tls_version: Some("TLSv1.3".into()),
+            target: Some("http://***@127.0.0.1/".into()),
+            format: Some("json+n".into()),
+            http_status: Some(200),
+            outcome: Outcome::Successful,
+            response_body: Some("ok".into()),
+            error: None,
+            smtp_reply: "250 2.0.0 OK".into(),
+            processing_ms: 7,
+        }
+    }
+
+    #[tokio::test]
+    async fn round_trip_paging_and_raw() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.insert_inbound(meta("one"), None).await.unwrap();
+        let second = store
+            .insert_inbound(meta("two"), Some(b"raw".to_vec()))
+            .await
+            .unwrap();
+        let page = store
+            .list_inbound(MessageFilter { before: None, limit: 1 })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].id, second);
+        assert!(page[0].has_raw);
+        let next = store
+            .list_inbound(MessageFilter { before: Some(second), limit: 10 })
+            .await
+            .unwrap();
+        assert_eq!(next.iter().map(|m| m.id).collect::<Vec<_>>(), vec![first]);
+        assert_eq!(next[0].meta, meta("one"));
+        assert_eq!(store.get_inbound_raw(second).await.unwrap(), Some(b"raw".to_vec()));
+        assert_eq!(store.get_inbound_raw(first).await.unwrap(), None);
+        // Reopening runs no migration twice.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.get_inbound(first).await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,110 @@
+//! The metadata store: SQLite in WAL mode under the data directory. The only module that
+//! imports rusqlite (design.md invariant 8).
+//!
+//! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
+//! through one connection, reads through another; both run on tokio's blocking pool so the
+//! SMTP sessions never wait on disk inside the async runtime.
+
+mod messages;
+mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database schema version {found} is newer than this postern ({supported}); upgrade postern")]
+    TooNew { found: i64, supported: i64 },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/postern.db` and migrates it.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join("postern.db");
+        let open = |path: &Path| -> Result<Connection, StoreError> {
+            let connection = Connection::open(path).map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+            connection
+                .execute_batch(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA busy_timeout = 5000;",
+                )
+                .map_err(|source| StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            Ok(connection)
+        };
+        let mut writer = open(&path)?;
+        migrations::run(&mut writer)?;
+        let reader = open(&path)?;
+        Ok(Store {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = self.writer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut connection = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut connection)
+        })
+        .await??;
+        Ok(result)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&connection)
+        })
+        .await??;
+        Ok(result)
+    }
+}
