@@ -80,7 +80,9 @@ impl App {
         };
         let smtp_listener = bind("SMTP", config.smtp.listen).await?;
         let web = bind("web", config.web.listen).await?;
-        let smtp_addr = smtp_listener.local_addr().expect("a bound socket has an address");
+        let smtp_addr = smtp_listener
+            .local_addr()
+            .expect("a bound socket has an address");
         let web_addr = web.local_addr().expect("a bound socket has an address");
 
         let server_config = ServerConfig {
@@ -152,7 +154,10 @@ impl App {
         if shutdown.drain(self.grace).await {
             info!("all sessions closed");
         } else {
-            warn!(grace_secs = self.grace.as_secs(), "sessions still open after the grace period; closing them");
+            warn!(
+                grace_secs = self.grace.as_secs(),
+                "sessions still open after the grace period; closing them"
+            );
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
     }

@@ -17,11 +17,13 @@ const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
 /// 4xx → 554, 5xx or no answer → 450 (the sender retries).
 #[derive(Debug, Parser)]
 #[command(name = "postern", version, propagate_version = true)]
-#[command(after_help = "Quick start:  postern dev      (then follow the printed swaks line)\n\
+#[command(
+    after_help = "Quick start:  postern dev      (then follow the printed swaks line)\n\
 Production:   postern init --output /etc/postern/postern.toml\n\
               postern check --config /etc/postern/postern.toml\n\
               postern serve --config /etc/postern/postern.toml\n\
-Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info)")]
+Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,7 +97,10 @@ pub fn main() -> ExitCode {
             let forward = match forward.as_deref().map(TargetUrl::parse).transpose() {
                 Ok(forward) => forward,
                 Err(allowed) => {
-                    eprintln!("error: --forward {}: {allowed}", TargetUrl::mask_str(forward.as_deref().unwrap_or("")));
+                    eprintln!(
+                        "error: --forward {}: {allowed}",
+                        TargetUrl::mask_str(forward.as_deref().unwrap_or(""))
+                    );
                     return ExitCode::from(2);
                 }
             };
@@ -108,7 +113,10 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path, std::env::vars()).map_err(|error| {
         eprintln!("error: {error}");
         if !path.exists() {
-            eprintln!("hint: create one with `postern init --output {}`", path.display());
+            eprintln!(
+                "hint: create one with `postern init --output {}`",
+                path.display()
+            );
         }
         ExitCode::from(2)
     })
@@ -120,7 +128,10 @@ fn init(output: &Path, force: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if output.exists() && !force {
-        eprintln!("error: {} already exists; pass --force to overwrite it", output.display());
+        eprintln!(
+            "error: {} already exists; pass --force to overwrite it",
+            output.display()
+        );
         return ExitCode::from(2);
     }
     if let Err(error) = std::fs::write(output, EXAMPLE) {
@@ -129,12 +140,18 @@ fn init(output: &Path, force: bool) -> ExitCode {
     }
     println!("wrote {}", output.display());
     println!("next: edit [server] and the [[address]] blocks, then");
-    println!("      postern check --config {0} && postern serve --config {0}", output.display());
+    println!(
+        "      postern check --config {0} && postern serve --config {0}",
+        output.display()
+    );
     ExitCode::SUCCESS
 }
 
 fn print_summary(config: &Config) {
-    println!("SMTP      {}  (max {} connections, {} bytes per message)", config.smtp.listen, config.smtp.max_connections, config.smtp.max_message_size);
+    println!(
+        "SMTP      {}  (max {} connections, {} bytes per message)",
+        config.smtp.listen, config.smtp.max_connections, config.smtp.max_message_size
+    );
     let tls = match &config.smtp.tls {
         TlsSource::Off => "off (no certificate configured)".to_string(),
         TlsSource::Files { cert, .. } => format!("STARTTLS with {}", cert.display()),
@@ -147,7 +164,12 @@ fn print_summary(config: &Config) {
         println!("Addresses none: every recipient will be refused with 550");
     }
     for address in &config.addresses {
-        println!("Address   {} -> {} ({})", address.pattern, address.target, address.format.as_str());
+        println!(
+            "Address   {} -> {} ({})",
+            address.pattern,
+            address.target,
+            address.format.as_str()
+        );
     }
 }
 
@@ -181,16 +203,29 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
     let smtp = app.smtp_addr();
     let web = app.web_addr();
     println!("Postern {} dev mode", crate::VERSION);
-    println!("  SMTP  {smtp}{}", if app.starttls() { "  (STARTTLS with a self-signed certificate)" } else { "" });
+    println!(
+        "  SMTP  {smtp}{}",
+        if app.starttls() {
+            "  (STARTTLS with a self-signed certificate)"
+        } else {
+            ""
+        }
+    );
     println!("  API   http://{web}/api/messages");
     println!("  Data  {}", data_dir.display());
     match forward {
         Some(url) => println!("  Every recipient is accepted, kept, and POSTed to {url} (json+n)."),
-        None => println!("  Every recipient is accepted and kept; nothing is forwarded (see --forward)."),
+        None => println!(
+            "  Every recipient is accepted and kept; nothing is forwarded (see --forward)."
+        ),
     }
     println!();
     println!("Send a test message:");
-    println!("  swaks --server {} --port {} --to someone@example.com --from you@example.com", smtp.ip(), smtp.port());
+    println!(
+        "  swaks --server {} --port {} --to someone@example.com --from you@example.com",
+        smtp.ip(),
+        smtp.port()
+    );
     println!("Then look at it:");
     println!("  curl -s http://{web}/api/messages");
     println!();

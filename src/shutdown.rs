@@ -46,7 +46,9 @@ impl Shutdown {
     /// Waits until every tracked task ended, or `grace` passed. True when all ended.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 

@@ -152,8 +152,19 @@ mod tests {
                 domain: "example.com".into()
             }
         );
-        for bad in ["", "user", "@example.com", "user@", "a*b@example.com", "u@exa mple.com", "u@.com"] {
-            assert!(AddressPattern::parse(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "user",
+            "@example.com",
+            "user@",
+            "a*b@example.com",
+            "u@exa mple.com",
+            "u@.com",
+        ] {
+            assert!(
+                AddressPattern::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

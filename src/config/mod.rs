@@ -107,7 +107,11 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: impl Into<String>, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
+    fn invalid(
+        key: impl Into<String>,
+        value: impl fmt::Display,
+        allowed: impl Into<String>,
+    ) -> Self {
         ConfigError::Invalid {
             key: key.into(),
             value: value.to_string(),
@@ -146,10 +150,12 @@ impl Config {
         })?;
         raw::apply_env_overrides(&mut tree, env)?;
         let raw: raw::RawConfig =
-            toml::Value::Table(tree).try_into().map_err(|e| ConfigError::Syntax {
-                path: PathBuf::new(),
-                message: e.to_string(),
-            })?;
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e| ConfigError::Syntax {
+                    path: PathBuf::new(),
+                    message: e.to_string(),
+                })?;
         raw.validate()
     }
 

@@ -128,7 +128,11 @@ fn default_format() -> String {
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
-        ConfigError::invalid(key, quote(value), "expected IP:PORT, e.g. 0.0.0.0:25 or [::]:25")
+        ConfigError::invalid(
+            key,
+            quote(value),
+            "expected IP:PORT, e.g. 0.0.0.0:25 or [::]:25",
+        )
     })
 }
 
@@ -208,8 +212,7 @@ impl RawConfig {
                 1024,
                 1024 * 1024 * 1024,
             )? as usize,
-            max_recipients: in_range("smtp.max_recipients", smtp.max_recipients, 1, 1000)?
-                as usize,
+            max_recipients: in_range("smtp.max_recipients", smtp.max_recipients, 1, 1000)? as usize,
             // RFC 5321 §4.5.3.1.6: 1000 octets including CRLF; allow some tolerance upwards.
             max_line_length: in_range("smtp.max_line_length", smtp.max_line_length, 1000, 65_536)?
                 as usize,
@@ -226,7 +229,10 @@ impl RawConfig {
                 1,
                 3600,
             )?),
-            size_exceeded_message: one_line("smtp.size_exceeded_message", smtp.size_exceeded_message)?,
+            size_exceeded_message: one_line(
+                "smtp.size_exceeded_message",
+                smtp.size_exceeded_message,
+            )?,
             tls,
             shutdown_grace: Duration::from_secs(in_range(
                 "smtp.shutdown_grace_secs",

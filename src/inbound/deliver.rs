@@ -79,7 +79,12 @@ impl Deliverer {
     /// POSTs `payload` to `target`, following redirects, within the configured timeout.
     pub async fn deliver(&self, target: &TargetUrl, payload: Payload) -> Outcome {
         let body = Bytes::from(payload.body);
-        match tokio::time::timeout(self.timeout, self.post_following(target, payload.content_type, body)).await {
+        match tokio::time::timeout(
+            self.timeout,
+            self.post_following(target, payload.content_type, body),
+        )
+        .await
+        {
             Ok(outcome) => outcome,
             Err(_) => Outcome::Deferred {
                 status: None,
@@ -104,7 +109,14 @@ impl Deliverer {
                 .client
                 .post(url.clone())
                 .header(CONTENT_TYPE, content_type)
-                .header(USER_AGENT, concat!("Postern/", env!("CARGO_PKG_VERSION"), " (CloudMailin-compatible)"))
+                .header(
+                    USER_AGENT,
+                    concat!(
+                        "Postern/",
+                        env!("CARGO_PKG_VERSION"),
+                        " (CloudMailin-compatible)"
+                    ),
+                )
                 .body(body.clone());
             if let Some(auth) = &auth {
                 request = request.header(AUTHORIZATION, auth);
@@ -139,7 +151,9 @@ impl Deliverer {
                 // Credentials follow a redirect only to the same origin, or come with the
                 // new URL itself.
                 auth = basic_auth(&next).or_else(|| {
-                    (next.origin() == original.origin()).then(|| original_auth.clone()).flatten()
+                    (next.origin() == original.origin())
+                        .then(|| original_auth.clone())
+                        .flatten()
                 });
                 url = without_userinfo(&next);
                 continue;
@@ -148,7 +162,11 @@ impl Deliverer {
                 .headers()
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/plain"));
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("text/plain")
+                });
             let body = read_start(response).await;
             let code = status.as_u16();
             return if status.is_success() {
@@ -202,7 +220,11 @@ fn basic_auth(url: &url::Url) -> Option<String> {
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let credentials = format!(
         "{}:{}",
         decode(url.username()),

@@ -6,8 +6,8 @@
 //! their charset. Anything mail-parser cannot make sense of still yields a message: at worst
 //! the raw bytes, decoded lossily, as the plain body.
 
-use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
 use mail_parser::parsers::MessageStream;
+use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
 
 /// A received message, reduced to what payload builders need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,16 +88,30 @@ impl ParsedMessage {
 
         // The first text/plain and text/html parts that are not attachments are the bodies
         // (spec §1.4); every other leaf part is an attachment (§1.5).
+        // mail-parser's body lists come first; when it filed every text part as an
+        // attachment (e.g. an unterminated multipart), the first unnamed inline one counts.
+        let is_plain = |id: &u32| matches!(message.parts[*id as usize].body, PartType::Text(_));
+        let is_html = |id: &u32| matches!(message.parts[*id as usize].body, PartType::Html(_));
+        let is_body_like = |id: &u32| {
+            let part = &message.parts[*id as usize];
+            part.attachment_name().is_none()
+                && !part
+                    .content_disposition()
+                    .is_some_and(|cd| cd.c_type.eq_ignore_ascii_case("attachment"))
+        };
+        let all_ids = || 0..message.parts.len() as u32;
         let plain_id = message
             .text_body
             .iter()
             .copied()
-            .find(|&id| matches!(message.parts[id as usize].body, PartType::Text(_)));
+            .find(is_plain)
+            .or_else(|| all_ids().filter(is_plain).find(is_body_like));
         let html_id = message
             .html_body
             .iter()
             .copied()
-            .find(|&id| matches!(message.parts[id as usize].body, PartType::Html(_)));
+            .find(is_html)
+            .or_else(|| all_ids().filter(is_html).find(is_body_like));
         let text_of = |id: Option<u32>| {
             id.and_then(|id| message.parts[id as usize].text_contents())
                 .map(str::to_string)
@@ -214,7 +228,10 @@ mod tests {
 
     #[test]
     fn unfolds_without_collapsing_whitespace() {
-        assert_eq!(header_value(b" v=1;\r\n\t d=example.com;\r\n"), "v=1;\t d=example.com;");
+        assert_eq!(
+            header_value(b" v=1;\r\n\t d=example.com;\r\n"),
+            "v=1;\t d=example.com;"
+        );
     }
 
     #[test]
@@ -249,7 +266,12 @@ mod tests {
 
     #[test]
     fn garbage_still_parses() {
-        for input in [&b""[..], b"\xff\xfe\x00", b"no headers at all", b"A: b\r\n\r\n--x"] {
+        for input in [
+            &b""[..],
+            b"\xff\xfe\x00",
+            b"no headers at all",
+            b"A: b\r\n\r\n--x",
+        ] {
             let _ = ParsedMessage::parse(input);
         }
     }

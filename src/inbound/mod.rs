@@ -210,9 +210,7 @@ pub fn reply_for(outcome: &deliver::Outcome) -> Reply {
             format!("Message accepted by the target (HTTP {status})"),
         ),
         deliver::Outcome::Rejected {
-            status,
-            reply_text,
-            ..
+            status, reply_text, ..
         } => {
             let text = reply_text
                 .as_deref()
@@ -222,11 +220,17 @@ pub fn reply_for(outcome: &deliver::Outcome) -> Reply {
             Reply::owned(554, "5.0.0", text)
         }
         deliver::Outcome::Deferred { reason, .. } => {
-            warn!(reason, "target did not accept the message; sender will retry");
+            warn!(
+                reason,
+                "target did not accept the message; sender will retry"
+            );
             Reply::owned(
                 450,
                 "4.3.0",
-                format!("Target temporarily unavailable ({}), try again later", sanitize_reply_text(reason)),
+                format!(
+                    "Target temporarily unavailable ({}), try again later",
+                    sanitize_reply_text(reason)
+                ),
             )
         }
     }
@@ -237,7 +241,11 @@ fn sanitize_reply_text(text: &str) -> String {
     let mut line = String::with_capacity(text.len().min(MAX_REPLY_TEXT));
     let mut last_space = true;
     for c in text.chars() {
-        let c = if c.is_control() || c.is_whitespace() { ' ' } else { c };
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
         if c == ' ' && last_space {
             continue;
         }
@@ -296,7 +304,10 @@ mod tests {
 
     #[test]
     fn reply_mapping() {
-        let accepted = deliver::Outcome::Accepted { status: 201, body: String::new() };
+        let accepted = deliver::Outcome::Accepted {
+            status: 201,
+            body: String::new(),
+        };
         assert_eq!(reply_for(&accepted).code, 250);
         let rejected = deliver::Outcome::Rejected {
             status: 422,
@@ -305,9 +316,20 @@ mod tests {
         };
         let reply = reply_for(&rejected);
         assert_eq!((reply.code, reply.text.as_ref()), (554, "no such user"));
-        let html = deliver::Outcome::Rejected { status: 404, body: "<h1>x</h1>".into(), reply_text: None };
-        assert_eq!(reply_for(&html).text, "Message rejected by the target (HTTP 404)");
-        let deferred = deliver::Outcome::Deferred { status: Some(503), body: String::new(), reason: "target answered HTTP 503".into() };
+        let html = deliver::Outcome::Rejected {
+            status: 404,
+            body: "<h1>x</h1>".into(),
+            reply_text: None,
+        };
+        assert_eq!(
+            reply_for(&html).text,
+            "Message rejected by the target (HTTP 404)"
+        );
+        let deferred = deliver::Outcome::Deferred {
+            status: Some(503),
+            body: String::new(),
+            reason: "target answered HTTP 503".into(),
+        };
         assert_eq!(reply_for(&deferred).code, 450);
     }
 

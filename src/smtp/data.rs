@@ -234,7 +234,11 @@ mod tests {
                     (a + b, second.expect("terminator is in the input"))
                 }
             };
-            assert_eq!(result, (input.len() - 4, Ok(expected.clone())), "split {split}");
+            assert_eq!(
+                result,
+                (input.len() - 4, Ok(expected.clone())),
+                "split {split}"
+            );
         }
     }
 

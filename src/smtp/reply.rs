@@ -79,8 +79,11 @@ impl Reply {
     pub const NOT_IMPLEMENTED: Reply = Reply::new(502, "5.5.1", "Command not implemented");
     pub const BAD_SEQUENCE_HELO: Reply = Reply::new(503, "5.5.1", "Send EHLO or HELO first");
     pub const BAD_SEQUENCE_MAIL: Reply = Reply::new(503, "5.5.1", "Send MAIL FROM first");
-    pub const BAD_SEQUENCE_NESTED_MAIL: Reply =
-        Reply::new(503, "5.5.1", "Sender already given; send RSET to start over");
+    pub const BAD_SEQUENCE_NESTED_MAIL: Reply = Reply::new(
+        503,
+        "5.5.1",
+        "Sender already given; send RSET to start over",
+    );
     pub const BAD_SEQUENCE_RCPT: Reply = Reply::new(503, "5.5.1", "Send RCPT TO first");
     pub const BAD_SEQUENCE_BDAT: Reply =
         Reply::new(503, "5.5.1", "DATA cannot follow BDAT in one transaction");
@@ -120,7 +123,11 @@ mod tests {
     fn single_and_multi_line() {
         assert_eq!(wire(&Reply::OK), "250 2.0.0 OK\r\n");
         assert_eq!(
-            wire(&Reply::owned(250, "", "mx.example\nPIPELINING\nSIZE 10".into())),
+            wire(&Reply::owned(
+                250,
+                "",
+                "mx.example\nPIPELINING\nSIZE 10".into()
+            )),
             "250-mx.example\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
         );
     }

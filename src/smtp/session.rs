@@ -226,7 +226,14 @@ impl Session {
             Request::Bdat {
                 chunk_size,
                 is_last,
-            } => return self.bdat(chunk_size, is_last),
+            } => {
+                // smtp-proto keeps only the first digits of an over-long size; a chunk size
+                // that is not exactly what was sent would desynchronise the framing.
+                if chunk_size_token(line) != Some(chunk_size) {
+                    return Some(self.error(Reply::new(501, "5.5.4", "Syntax: BDAT size [LAST]")));
+                }
+                return self.bdat(chunk_size, is_last);
+            }
             Request::Rset => {
                 self.tx = Transaction::default();
                 self.ok(Reply::RESET)
@@ -249,6 +256,13 @@ impl Session {
     }
 
     fn hello(&mut self, host: String, esmtp: bool) -> Event {
+        // A domain or address literal (UTF-8 allowed for SMTPUTF8); no junk in the logs.
+        if host
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\u{FFFD}')
+        {
+            return self.error(Reply::new(501, "5.5.4", "Invalid domain name in EHLO/HELO"));
+        }
         // RFC 5321 §4.1.4: EHLO/HELO resets any transaction in progress.
         self.tx = Transaction::default();
         self.helo = Some(host);
@@ -482,9 +496,7 @@ impl Session {
 fn parse_error_reply(error: ParseError) -> Reply {
     match error {
         ParseError::UnknownCommand => Reply::UNKNOWN_COMMAND,
-        ParseError::InvalidSenderAddress => {
-            Reply::new(501, "5.1.7", "Bad sender address syntax")
-        }
+        ParseError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
         ParseError::InvalidRecipientAddress => {
             Reply::new(501, "5.1.3", "Bad recipient address syntax")
         }
@@ -504,6 +516,15 @@ fn parse_error_reply(error: ParseError) -> Reply {
             Reply::new(501, "5.5.2", "Syntax error")
         }
     }
+}
+
+/// The chunk size of a `BDAT` line as sent, if it is a number that fits.
+fn chunk_size_token(line: &[u8]) -> Option<usize> {
+    let token = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|t| !t.is_empty())
+        .nth(1)?;
+    std::str::from_utf8(token).ok()?.parse().ok()
 }
 
 /// Client text echoed in a reply: printable ASCII only, bounded.

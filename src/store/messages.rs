@@ -247,19 +247,28 @@ mod tests {
             .await
             .unwrap();
         let page = store
-            .list_inbound(MessageFilter { before: None, limit: 1 })
+            .list_inbound(MessageFilter {
+                before: None,
+                limit: 1,
+            })
             .await
             .unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].id, second);
         assert!(page[0].has_raw);
         let next = store
-            .list_inbound(MessageFilter { before: Some(second), limit: 10 })
+            .list_inbound(MessageFilter {
+                before: Some(second),
+                limit: 10,
+            })
             .await
             .unwrap();
         assert_eq!(next.iter().map(|m| m.id).collect::<Vec<_>>(), vec![first]);
         assert_eq!(next[0].meta, meta("one"));
-        assert_eq!(store.get_inbound_raw(second).await.unwrap(), Some(b"raw".to_vec()));
+        assert_eq!(
+            store.get_inbound_raw(second).await.unwrap(),
+            Some(b"raw".to_vec())
+        );
         assert_eq!(store.get_inbound_raw(first).await.unwrap(), None);
         // Reopening runs no migration twice.
         drop(store);

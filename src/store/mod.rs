@@ -27,7 +27,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("database schema version {found} is newer than this postern ({supported}); upgrade postern")]
+    #[error(
+        "database schema version {found} is newer than this postern ({supported}); upgrade postern"
+    )]
     TooNew { found: i64, supported: i64 },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -88,7 +90,9 @@ impl Store {
     ) -> Result<T, StoreError> {
         let writer = self.writer.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let mut connection = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut connection = writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             work(&mut connection)
         })
         .await??;
@@ -101,7 +105,9 @@ impl Store {
     ) -> Result<T, StoreError> {
         let reader = self.reader.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let connection = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             work(&connection)
         })
         .await??;

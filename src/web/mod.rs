@@ -48,10 +48,17 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::Store(error) => {
                 tracing::error!(%error, "API request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                )
             }
         };
-        (status, Json(json!({ "status": status.as_u16(), "error": message }))).into_response()
+        (
+            status,
+            Json(json!({ "status": status.as_u16(), "error": message })),
+        )
+            .into_response()
     }
 }
 
@@ -85,7 +92,9 @@ async fn list_messages(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
     let messages = state
         .store
@@ -115,10 +124,7 @@ async fn get_message(
         .ok_or(ApiError::NotFound("no such message"))
 }
 
-async fn get_raw(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
+async fn get_raw(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let raw = state
         .store
         .get_inbound_raw(id)

@@ -68,7 +68,9 @@ fn attachments(message: &ParsedMessage) -> Vec<Value> {
             let mut object = Map::new();
             object.insert(
                 "content".into(),
-                base64::engine::general_purpose::STANDARD.encode(&a.content).into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(&a.content)
+                    .into(),
             );
             object.insert("file_name".into(), a.file_name.clone().into());
             object.insert("content_type".into(), a.content_type.clone().into());
@@ -90,6 +92,9 @@ mod tests {
     #[test]
     fn header_names() {
         assert_eq!(normalize_header_name("Message-ID"), "message_id");
-        assert_eq!(normalize_header_name("X-Google-DKIM-Signature"), "x_google_dkim_signature");
+        assert_eq!(
+            normalize_header_name("X-Google-DKIM-Signature"),
+            "x_google_dkim_signature"
+        );
     }
 }

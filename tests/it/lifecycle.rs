@@ -1,0 +1,225 @@
+//! The real binary: CLI, config errors, dev mode, graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::Smtp;
+
+fn postern() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_postern"))
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = postern()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_and_help() {
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("postern {}", env!("CARGO_PKG_VERSION")));
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for word in ["dev", "serve", "check", "init", "POSTERN_LOG"] {
+        assert!(out.contains(word), "--help lacks {word}:\n{out}");
+    }
+}
+
+#[test]
+fn init_writes_a_config_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postern.toml");
+    let path = path.to_str().unwrap();
+    let (code, out, err) = run(&["init", "--output", path], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("postern check --config"));
+    let (code, _, err) = run(&["init", "--output", path], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"));
+    let (code, out, err) = run(&["check", "--config", path], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("config OK"));
+    assert!(
+        out.contains("support@example.com -> https://***@app.example.com/incoming_mails"),
+        "{out}"
+    );
+    assert!(!out.contains("password"), "a secret was printed:\n{out}");
+}
+
+fn check_config(toml: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postern.toml");
+    std::fs::write(&path, toml).unwrap();
+    let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()], env);
+    (code, err)
+}
+
+#[test]
+fn bad_config_names_key_value_and_what_is_allowed() {
+    let (code, err) = check_config("[smtp]\nmax_recipients = 0\n", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("smtp.max_recipients = 0: must be between 1 and 1000"),
+        "{err}"
+    );
+
+    let (code, err) = check_config(
+        "[[address]]\naddress = \"a@example.com\"\ntarget = \"http://127.0.0.1/\"\nformat = \"xml\"\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("address[0].format = \"xml\": supported formats: json+n"),
+        "{err}"
+    );
+
+    let (code, err) = check_config(
+        "[[address]]\naddress = \"a@example.com\"\ntarget = \"ftp://user:hunter2@host/\"\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("address[0].target"), "{err}");
+    assert!(!err.contains("hunter2"), "the password was printed: {err}");
+
+    let (code, err) = check_config("[smtp]\nlisten = \"nowhere\"\n", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("smtp.listen = \"nowhere\": expected IP:PORT"),
+        "{err}"
+    );
+
+    let (code, err) = check_config("[smtp]\nmax_recipents = 5\n", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("max_recipents"), "{err}");
+
+    let (code, err) = check_config("", &[("POSTERN_SMTP__MAX_ERRORS", "0")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("smtp.max_errors = 0"), "{err}");
+
+    let (code, err) = check_config("", &[("POSTERN_SMTPLISTEN", "x")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("POSTERN_SMTPLISTEN"), "{err}");
+
+    let (code, _) = check_config("", &[("POSTERN_SMTP__LISTEN", "127.0.0.1:2525")]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn missing_config_file_gives_a_hint() {
+    let (code, _, err) = run(&["serve", "--config", "/nonexistent/postern.toml"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read config file /nonexistent/postern.toml"),
+        "{err}"
+    );
+    assert!(err.contains("postern init"), "{err}");
+}
+
+/// Starts `postern dev` on ephemeral ports; returns the child, its SMTP address, its API
+/// base URL and the banner.
+fn start_dev(data_dir: &std::path::Path) -> (Child, SocketAddr, String, String) {
+    let mut child = postern()
+        .args([
+            "dev",
+            "--smtp",
+            "127.0.0.1:0",
+            "--web",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let mut smtp = None;
+    let mut api = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("SMTP") {
+            smtp = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
+        }
+        if let Some(rest) = line.trim().strip_prefix("API") {
+            api = Some(rest.trim().to_string());
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    (
+        child,
+        smtp.expect("the banner names the SMTP listener"),
+        api.expect("the banner names the API"),
+        banner,
+    )
+}
+
+#[tokio::test]
+async fn dev_banner_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, smtp_addr, _, banner) = start_dev(dir.path());
+    assert!(
+        banner.contains("swaks --server 127.0.0.1 --port"),
+        "{banner}"
+    );
+    assert!(banner.contains("/api/messages"), "{banner}");
+
+    // One idle session, one in the middle of DATA.
+    let mut idle = Smtp::connect(smtp_addr).await;
+    idle.ehlo().await;
+    let mut busy = Smtp::connect(smtp_addr).await;
+    busy.ehlo().await;
+    busy.cmd("MAIL FROM:<a@example.com>", "250").await;
+    busy.cmd("RCPT TO:<b@example.com>", "250").await;
+    busy.cmd("DATA", "354").await;
+    busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    assert!(idle.reply().await.starts_with("421 4.3.2"));
+    assert!(idle.is_closed().await);
+    // The message in flight is finished and answered, then the session is closed.
+    busy.send(b"second half\r\n.\r\n").await;
+    assert!(busy.reply().await.starts_with("250 "));
+    assert!(busy.reply().await.starts_with("421 4.3.2"));
+
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        tokio::net::TcpStream::connect(smtp_addr).await.is_err(),
+        "still listening after exit"
+    );
+
+    // The message answered 250 during the drain is in the store after a restart.
+    let (mut child, _, api, _) = start_dev(dir.path());
+    let page: serde_json::Value = reqwest::get(&api).await.unwrap().json().await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["subject"], "in flight");
+    assert_eq!(messages[0]["outcome"], "captured");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server over real sockets.
+
+mod clients;
+mod delivery;
+mod lifecycle;
+mod payload;
+mod protocol;
+mod support;

@@ -1,0 +1,128 @@
+//! Test harness: the real server on port 0, a real HTTP receiver on port 0, and a raw SMTP
+//! client for protocol edge cases.
+
+#![allow(dead_code)]
+
+pub mod receiver;
+pub mod smtp;
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::Duration;
+
+use postern::app::App;
+use postern::config::{Config, TargetUrl};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use receiver::Receiver;
+pub use smtp::Smtp;
+
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        if std::env::var_os("TEST_LOG").is_some() {
+            postern::telemetry::init(Some("debug"));
+        }
+    });
+}
+
+/// A running Postern on ephemeral loopback ports with its own data directory.
+pub struct TestApp {
+    pub smtp: SocketAddr,
+    pub web: SocketAddr,
+    pub data_dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts from TOML config text; listeners and data dir are overridden for the test.
+    pub async fn start(toml: &str) -> TestApp {
+        init();
+        let data_dir = tempfile::tempdir().unwrap();
+        let env = [
+            ("POSTERN_SMTP__LISTEN", "127.0.0.1:0".to_string()),
+            ("POSTERN_WEB__LISTEN", "127.0.0.1:0".to_string()),
+            (
+                "POSTERN_SERVER__DATA_DIR",
+                data_dir.path().display().to_string(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v));
+        let config = Config::from_toml(toml, env).expect("test config is valid");
+        TestApp::from_config(config, data_dir).await
+    }
+
+    /// Dev mode, optionally forwarding to `forward`.
+    pub async fn dev(forward: Option<&str>) -> TestApp {
+        init();
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = Config::dev(
+            data_dir.path().to_owned(),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+            forward.map(|f| TargetUrl::parse(f).unwrap()),
+        );
+        TestApp::from_config(config, data_dir).await
+    }
+
+    pub async fn from_config(config: Config, data_dir: TempDir) -> TestApp {
+        let app = App::build(config).await.expect("app builds");
+        let (smtp, web) = (app.smtp_addr(), app.web_addr());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            smtp,
+            web,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn smtp(&self) -> Smtp {
+        Smtp::connect(self.smtp).await
+    }
+
+    /// `GET /api/messages`.
+    pub async fn messages(&self) -> Vec<Value> {
+        let page = self.get_json("/api/messages").await;
+        page["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let url = format!("http://{}{path}", self.web);
+        reqwest::get(url).await.unwrap().json().await.unwrap()
+    }
+
+    /// Triggers the shutdown and waits for the drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the app drains within 30 s")
+                .unwrap();
+        }
+    }
+}
+
+/// A config routing `addresses` (pattern, target URL) with JSON Normalized.
+pub fn config_with(addresses: &[(&str, String)], extra: &str) -> String {
+    let mut toml = String::from("[server]\nhostname = \"mx.postern.test\"\n");
+    toml.push_str(extra);
+    for (pattern, target) in addresses {
+        toml.push_str(&format!(
+            "\n[[address]]\naddress = \"{pattern}\"\ntarget = \"{target}\"\nformat = \"json+n\"\n"
+        ));
+    }
+    toml
+}
