@@ -81,12 +81,16 @@ impl MailHandler for Inbound {
     ) -> Reply {
         let started = Instant::now();
         let received_at = OffsetDateTime::now_utc();
-        let route = envelope
+        let Some(route) = envelope
             .recipients
             .first()
             .and_then(|r| self.router.lookup(r))
             .map(|id| self.router.route(id).clone())
-            .expect("the session only delivers transactions with routed recipients");
+        else {
+            // check_recipient accepted every recipient, so this is a bug, not bad input.
+            error!(recipients = ?envelope.recipients, "no route for an accepted recipient");
+            return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+        };
 
         let md5 = format!("{:x}", Md5::digest(&body));
         let raw = with_received_header(&body, &envelope, conn, &self.hostname, received_at);

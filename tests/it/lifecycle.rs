@@ -223,3 +223,28 @@ async fn dev_banner_and_graceful_shutdown() {
     assert_eq!(messages[0]["subject"], "in flight");
     assert_eq!(messages[0]["outcome"], "captured");
 }
+
+/// design.md §7: one crypto provider (aws-lc-rs); `ring` must not be compiled in.
+#[test]
+fn ring_is_not_in_the_dependency_graph() {
+    let output = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal",
+            "-i",
+            "ring",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.trim().is_empty(), "ring is a dependency:\n{stdout}");
+    assert!(
+        stderr.contains("did not match any packages") || stderr.contains("nothing to print"),
+        "unexpected cargo tree output: {stderr}"
+    );
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Inbound throughput, side by side in one run:
+#   A: smtp-source -> smtp-sink                      (the machine's SMTP ceiling)
+#   B: smtp-source -> postern -> POST to nginx (200) (the full path: parse, JSON, POST, store row)
+# Each round runs A then B; the table reports every round and the B/A ratio.
+#
+# Usage: bench/inbound.sh [COUNT=5000] [SIZE=1024] [SESSIONS=20]   (ROUNDS=3 by default)
+# Needs: postfix (smtp-source, smtp-sink; the daemon is never started) and nginx-light,
+# installed here if missing. Loopback only; Postern makes no DNS lookups on this path.
+set -euo pipefail
+COUNT=${1:-5000}
+SIZE=${2:-1024}
+SESSIONS=${3:-20}
+ROUNDS=${ROUNDS:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$(mktemp -d /tmp/postern-bench.XXXXXX)
+SINK_PORT=12525 POSTERN_PORT=12526 NGINX_PORT=18088 WEB_PORT=18025
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+if ! command -v smtp-source >/dev/null || ! command -v nginx >/dev/null; then
+    echo "installing postfix (for smtp-source/smtp-sink) and nginx-light" >&2
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix nginx-light >/dev/null
+fi
+PATH=$PATH:/usr/sbin
+
+(cd "$ROOT" && cargo build --release --locked -q)
+POSTERN="$ROOT/target/release/postern"
+
+waitport() {
+    for _ in $(seq 1 100); do
+        ss -ltn "sport = :$1" | grep -q LISTEN && return 0
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
+# The app: nginx answering 200 to every POST, one worker, access log to count POSTs.
+mkdir -p "$BENCH/nginx/tmp"
+cat > "$BENCH/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $BENCH/nginx/nginx.pid;
+error_log $BENCH/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $BENCH/nginx/access.log;
+  client_body_temp_path $BENCH/nginx/tmp;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    client_max_body_size 50m;
+    client_body_buffer_size 1m;
+    location = /ok { return 200 "ok\n"; }
+  }
+}
+CONF
+nginx -c "$BENCH/nginx/nginx.conf" &
+PIDS+=($!)
+waitport $NGINX_PORT
+
+cat > "$BENCH/postern.toml" <<CONF
+[server]
+hostname = "bench.local"
+data_dir = "$BENCH/data"
+[smtp]
+listen = "127.0.0.1:$POSTERN_PORT"
+shutdown_grace_secs = 5
+[web]
+listen = "127.0.0.1:$WEB_PORT"
+[[address]]
+address = "*@bench.local"
+target = "http://127.0.0.1:$NGINX_PORT/ok"
+CONF
+
+# load PORT: runs smtp-source, prints "<wall seconds> <exit code>"
+load() {
+    local t0 t1 rc=0
+    t0=$(date +%s.%N)
+    timeout 600 smtp-source -s "$SESSIONS" -m "$COUNT" -l "$SIZE" -M bench.local \
+        -f a@bench.local -t b@bench.local "127.0.0.1:$1" >"$BENCH/source.out" 2>&1 || rc=$?
+    t1=$(date +%s.%N)
+    echo "$(echo "$t1 - $t0" | bc -l) $rc"
+}
+
+# cpu_and_rss PID: "<cpu seconds> <peak RSS MB>" from /proc
+cpu_and_rss() {
+    local ticks hwm
+    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$1/status")
+    echo "$(echo "$ticks / $(getconf CLK_TCK)" | bc -l) $(echo "$hwm / 1024" | bc -l)"
+}
+
+printf '%-6s %-10s %10s %8s %12s %10s %8s\n' round system msgs/s ratio peak_RSS_MB cpu_ms/msg posts
+for round in $(seq 1 "$ROUNDS"); do
+    smtp-sink -u nobody -m 256 "127.0.0.1:$SINK_PORT" 256 &
+    sink=$!
+    PIDS+=($sink)
+    waitport $SINK_PORT
+    read -r sink_wall sink_rc < <(load $SINK_PORT)
+    kill $sink; wait $sink 2>/dev/null || true
+    sink_rate=$(echo "$COUNT / $sink_wall" | bc -l)
+    printf '%-6s %-10s %10.0f %8s %12s %10s %8s\n' "$round" smtp-sink "$sink_rate" "1.00" "-" "-" "-"
+    [ "$sink_rc" = 0 ] || { echo "smtp-source failed against smtp-sink" >&2; exit 1; }
+
+    rm -rf "$BENCH/data"
+    before=$(wc -l < "$BENCH/nginx/access.log")
+    POSTERN_LOG=warn "$POSTERN" serve --config "$BENCH/postern.toml" >"$BENCH/postern.log" 2>&1 &
+    postern=$!
+    PIDS+=($postern)
+    waitport $POSTERN_PORT
+    read -r wall rc < <(load $POSTERN_PORT)
+    read -r cpu rss < <(cpu_and_rss $postern)
+    kill -TERM $postern; wait $postern 2>/dev/null || true
+    posts=$(( $(wc -l < "$BENCH/nginx/access.log") - before ))
+    rate=$(echo "$COUNT / $wall" | bc -l)
+    printf '%-6s %-10s %10.0f %8.2f %12.1f %10.2f %8s\n' "$round" postern "$rate" \
+        "$(echo "$rate / $sink_rate" | bc -l)" "$rss" "$(echo "$cpu * 1000 / $COUNT" | bc -l)" "$posts"
+    [ "$rc" = 0 ] || { echo "smtp-source failed against postern (exit $rc):" >&2; tail -5 "$BENCH/source.out" >&2; exit 1; }
+    [ "$posts" = "$COUNT" ] || { echo "expected $COUNT POSTs, nginx saw $posts" >&2; exit 1; }
+done
+echo "(COUNT=$COUNT SIZE=$SIZE SESSIONS=$SESSIONS; new TCP connection per message, as smtp-source does by default)"
+rm -rf "$BENCH"
