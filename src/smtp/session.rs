@@ -534,3 +534,309 @@ fn printable(text: &str) -> String {
         .take(64)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            hostname: "mx.test".into(),
+            max_message_size: 1000,
+            max_recipients: 2,
+            max_line_length: 100,
+            max_errors: 5,
+            size_exceeded_message: "too big".into(),
+            tls_available: true,
+        }
+    }
+
+    /// Feeds `input` and answers handler events like an accept-all handler; returns the
+    /// wire replies in order and the messages delivered.
+    fn drive(session: &mut Session, input: &[u8]) -> (Vec<String>, Vec<(Envelope, Vec<u8>)>) {
+        let mut replies = Vec::new();
+        let mut messages = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() {
+            let (used, event) = session.ingest(&input[pos..]);
+            pos += used;
+            let Some(mut event) = event else { break };
+            loop {
+                event = match event {
+                    Event::CheckRecipient(address) => {
+                        let verdict = if address.starts_with("unknown") {
+                            Err(Reply::NO_SUCH_USER)
+                        } else {
+                            Ok(())
+                        };
+                        session.recipient_checked(address, verdict)
+                    }
+                    Event::Message { envelope, body } => {
+                        messages.push((envelope, body));
+                        session.message_handled(Reply::OK)
+                    }
+                    Event::Reply(reply) | Event::Close(reply) => {
+                        replies.push(
+                            format!("{} {}", reply.code, reply.enhanced)
+                                .trim()
+                                .to_string(),
+                        );
+                        break;
+                    }
+                    Event::StartTls => {
+                        replies.push("220 starttls".into());
+                        session.tls_started();
+                        break;
+                    }
+                };
+            }
+        }
+        (replies, messages)
+    }
+
+    fn replies_to(input: &str) -> Vec<String> {
+        drive(&mut Session::new(config()), input.as_bytes()).0
+    }
+
+    #[test]
+    fn a_whole_transaction() {
+        let mut session = Session::new(config());
+        let (replies, messages) = drive(
+            &mut session,
+            b"EHLO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+        );
+        assert_eq!(
+            replies,
+            [
+                "250",
+                "250 2.1.0",
+                "250 2.1.5",
+                "354",
+                "250 2.0.0",
+                "221 2.0.0"
+            ]
+        );
+        assert_eq!(
+            messages[0].0,
+            Envelope {
+                helo: "c.test".into(),
+                mail_from: "a@x.test".into(),
+                recipients: vec!["b@y.test".into()]
+            }
+        );
+        assert_eq!(messages[0].1, b"Subject: s\r\n\r\nbody\r\n");
+        assert!(session.is_closed());
+    }
+
+    #[test]
+    fn sequence_errors() {
+        assert_eq!(replies_to("MAIL FROM:<a@x.test>\r\n"), ["503 5.5.1"]);
+        assert_eq!(
+            replies_to("HELO c\r\nRCPT TO:<b@y.test>\r\n"),
+            ["250", "503 5.5.1"]
+        );
+        assert_eq!(
+            replies_to("HELO c\r\nMAIL FROM:<>\r\nDATA\r\n"),
+            ["250", "250 2.1.0", "503 5.5.1"]
+        );
+        assert_eq!(
+            replies_to("HELO c\r\nMAIL FROM:<>\r\nMAIL FROM:<>\r\n"),
+            ["250", "250 2.1.0", "503 5.5.1"]
+        );
+    }
+
+    #[test]
+    fn recipient_rules() {
+        assert_eq!(
+            replies_to(
+                "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<unknown@y.test>\r\nRCPT TO:<nodomain>\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+            ),
+            [
+                "250",
+                "250 2.1.0",
+                "550 5.1.1",
+                "501 5.1.3",
+                "250 2.1.5",
+                "250 2.1.5",
+                "452 4.5.3"
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_recipients_are_listed_once() {
+        let mut session = Session::new(config());
+        let (_, messages) = drive(
+            &mut session,
+            b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<A@y.test>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert_eq!(messages[0].0.recipients, ["a@y.test"]);
+    }
+
+    #[test]
+    fn size_declared_and_actual() {
+        assert_eq!(
+            replies_to("EHLO c\r\nMAIL FROM:<a@x.test> SIZE=1001\r\n"),
+            ["250", "552 5.3.4"]
+        );
+        let body = "x".repeat(60) + "\r\n";
+        let input = format!(
+            "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n{}.\r\nRSET\r\n",
+            body.repeat(20)
+        );
+        assert_eq!(
+            replies_to(&input),
+            [
+                "250",
+                "250 2.1.0",
+                "250 2.1.5",
+                "354",
+                "552 5.3.4",
+                "250 2.0.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_command_line_is_refused_and_skipped() {
+        let input = format!("EHLO {}\r\nNOOP\r\n", "a".repeat(200));
+        assert_eq!(replies_to(&input), ["500 5.5.2", "250 2.0.0"]);
+    }
+
+    #[test]
+    fn errors_in_a_row_close_the_session() {
+        let mut session = Session::new(config());
+        let (replies, _) = drive(&mut session, b"X\r\nX\r\nX\r\nX\r\nX\r\nNOOP\r\n");
+        assert_eq!(
+            replies,
+            [
+                "500 5.5.1",
+                "500 5.5.1",
+                "500 5.5.1",
+                "500 5.5.1",
+                "421 4.7.0"
+            ]
+        );
+        assert!(session.is_closed());
+        // A success in between resets the count.
+        assert_eq!(
+            replies_to("X\r\nX\r\nX\r\nX\r\nNOOP\r\nX\r\n")
+                .last()
+                .unwrap(),
+            "500 5.5.1"
+        );
+    }
+
+    #[test]
+    fn starttls_resets_the_session() {
+        let mut session = Session::new(config());
+        let (replies, _) = drive(
+            &mut session,
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nSTARTTLS\r\n",
+        );
+        assert_eq!(replies, ["250", "250 2.1.0", "220 starttls"]);
+        assert!(session.is_tls());
+        let (replies, _) = drive(
+            &mut session,
+            b"MAIL FROM:<a@x.test>\r\nEHLO c\r\nSTARTTLS\r\n",
+        );
+        assert_eq!(replies, ["503 5.5.1", "250", "503 5.5.1"]);
+    }
+
+    #[test]
+    fn starttls_without_certificate() {
+        let mut session = Session::new(SessionConfig {
+            tls_available: false,
+            ..config()
+        });
+        let (replies, _) = drive(&mut session, b"EHLO c\r\nSTARTTLS\r\n");
+        assert_eq!(replies, ["250", "454 4.7.0"]);
+    }
+
+    #[test]
+    fn bdat_size_must_be_exact() {
+        assert_eq!(
+            replies_to(
+                "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@y.test>\r\nBDAT 99999999999999999999999\r\n"
+            ),
+            ["250", "250 2.1.0", "250 2.1.5", "501 5.5.4"]
+        );
+    }
+
+    #[test]
+    fn bdat_oversize_is_discarded_and_refused() {
+        let chunk = "y".repeat(1500);
+        let input = format!(
+            "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@y.test>\r\nBDAT 1500 LAST\r\n{chunk}NOOP\r\n"
+        );
+        assert_eq!(
+            replies_to(&input),
+            ["250", "250 2.1.0", "250 2.1.5", "552 5.3.4", "250 2.0.0"]
+        );
+    }
+
+    /// A deterministic fuzz: random mixes of commands, fragments and junk, split at random
+    /// points. The session must never panic, and every reply must be a valid SMTP reply.
+    #[test]
+    fn random_input_never_panics() {
+        const PIECES: &[&[u8]] = &[
+            b"EHLO c\r\n",
+            b"HELO c\r\n",
+            b"MAIL FROM:<a@x.test>\r\n",
+            b"MAIL FROM:<> SIZE=10\r\n",
+            b"RCPT TO:<b@y.test>\r\n",
+            b"RCPT TO:<unknown@y.test>\r\n",
+            b"DATA\r\n",
+            b"BDAT 3\r\n",
+            b"BDAT 0 LAST\r\n",
+            b"BDAT 5 LAST\r\n",
+            b".\r\n",
+            b"\r\n.\r\n",
+            b"\n.\n",
+            b"\r.\r",
+            b"..x",
+            b"RSET\r\n",
+            b"NOOP\r\n",
+            b"STARTTLS\r\n",
+            b"QUIT\r\n",
+            b"\x00\xff",
+            b"\r",
+            b"\n",
+            b"MAIL FROM:<\xff>\r\n",
+            b"VRFY x\r\n",
+            b"AUTH LOGIN\r\n",
+            b"x",
+            b"BDAT -1\r\n",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let mut input = Vec::new();
+            for _ in 0..(next() % 40) {
+                if next() % 10 == 0 {
+                    input.extend((0..next() % 300).map(|_| next() as u8));
+                } else {
+                    input.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+                }
+            }
+            let mut session = Session::new(config());
+            let mut pos = 0;
+            while pos < input.len() && !session.is_closed() {
+                let end = (pos + 1 + (next() % 64) as usize).min(input.len());
+                let (replies, _) = drive(&mut session, &input[pos..end]);
+                for reply in replies {
+                    let code: u16 = reply[..3].parse().unwrap();
+                    assert!((200..600).contains(&code), "{reply}");
+                }
+                // `drive` consumes everything it was given unless the session is waiting
+                // on a closed state, so move on by the slice.
+                pos = end;
+            }
+        }
+    }
+}
