@@ -111,3 +111,41 @@ async fn swaks_plain_tls_and_pipelining() {
         assert_eq!(post.json()["envelope"]["helo_domain"], "swaks.test");
     }
 }
+
+/// STARTTLS with a certificate and key from PEM files, as production configures it.
+#[tokio::test]
+async fn starttls_with_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["mx.postern.test".into()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        "[smtp]\ntls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let app = TestApp::start(&config_with(
+        &[("*@example.com", receiver.url("/status/200"))],
+        &extra,
+    ))
+    .await;
+
+    // Trust exactly this certificate: verification succeeds only if Postern serves it.
+    let root =
+        lettre::transport::smtp::client::Certificate::from_pem(certified.cert.pem().as_bytes())
+            .unwrap();
+    let tls = TlsParameters::builder("mx.postern.test".into())
+        .add_root_certificate(root)
+        .build_rustls()
+        .unwrap();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(app.smtp.port())
+        .tls(Tls::Required(tls))
+        .build();
+    transport.send(message("verified TLS")).await.unwrap();
+    assert_eq!(receiver.single().json()["envelope"]["tls"], true);
+}

@@ -229,3 +229,29 @@ async fn dev_mode_forward_applies_the_mapping() {
     assert_eq!(raw.headers()["content-type"], "message/rfc822");
     assert!(raw.text().await.unwrap().contains("Hi there."));
 }
+
+#[tokio::test]
+async fn only_the_first_2_kb_of_the_response_are_kept() {
+    let receiver = Receiver::start().await;
+    let app = app_for(&receiver, "/big/422", "").await;
+    let reply = deliver(&app).await;
+    // The SMTP text is one line of at most 512 characters.
+    let text = reply.strip_prefix("554 5.0.0 ").unwrap();
+    assert_eq!(text.chars().count(), 512);
+    let stored = &app.messages().await[0];
+    let body = stored["response_body"].as_str().unwrap();
+    // 2048 octets of two-octet characters: 1024 of them, none cut in half.
+    assert_eq!(body.len(), 2048);
+    assert!(body.chars().all(|c| c == 'é'));
+}
+
+#[tokio::test]
+async fn tls_failure_to_the_target_gives_450() {
+    // An https:// target whose server speaks plain HTTP: the handshake fails.
+    let receiver = Receiver::start().await;
+    let target = format!("https://{}/status/200", receiver.addr);
+    let app = TestApp::start(&config_with(&[("support@example.com", target)], "")).await;
+    let reply = deliver(&app).await;
+    assert!(reply.starts_with("450 4.3.0 "), "{reply}");
+    assert_eq!(app.messages().await[0]["outcome"], "delayed");
+}

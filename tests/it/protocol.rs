@@ -304,3 +304,23 @@ async fn garbage_never_crashes_the_server() {
     let mut smtp = Smtp::connect(app.smtp).await;
     smtp.ehlo().await;
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_get_421() {
+    let receiver = Receiver::start().await;
+    let app = app(&receiver, "[smtp]\nmax_connections = 1\n").await;
+    let mut first = app.smtp().await;
+    first.ehlo().await;
+    let mut second = tokio::net::TcpStream::connect(app.smtp).await.unwrap();
+    let mut reply = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut second, &mut reply)
+        .await
+        .unwrap();
+    assert!(reply.starts_with("421 4.3.2"), "{reply}");
+    // The first session is unaffected; once it ends, a new one is served.
+    first.cmd("QUIT", "221").await;
+    assert!(first.is_closed().await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = app.smtp().await;
+    third.ehlo().await;
+}

@@ -5,6 +5,7 @@
 //! - `/html/{code}`: that status, an HTML body
 //! - `/slow/{ms}`: waits, then 200
 //! - `/redirect/{hops}/{code}`: `302` to `/redirect/{hops-1}/{code}` until 0, then `code`
+//! - `/big/{code}`: that status with a 6000-octet `text/plain` body of `é`s
 //! - `/redirect-abs/{port}`: `307` to `/status/200` on another receiver at `port`
 
 use std::net::SocketAddr;
@@ -139,6 +140,15 @@ async fn handle(
                 )
                     .into_response()
             }
+        }
+        ["big", code] => {
+            let code = StatusCode::from_u16(code.parse().unwrap()).unwrap();
+            (
+                code,
+                [(header::CONTENT_TYPE, "text/plain")],
+                "é".repeat(3000),
+            )
+                .into_response()
         }
         ["redirect-abs", port] => (
             StatusCode::TEMPORARY_REDIRECT,
