@@ -18,11 +18,13 @@ const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
 #[derive(Debug, Parser)]
 #[command(name = "postern", version, propagate_version = true)]
 #[command(
-    after_help = "Quick start:  postern dev      (then follow the printed swaks line)\n\
-Production:   postern init --output /etc/postern/postern.toml\n\
-              postern check --config /etc/postern/postern.toml\n\
-              postern serve --config /etc/postern/postern.toml\n\
-Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info)"
+    after_help = concat!(
+        "Quick start:  postern dev      (then follow the printed swaks line)\n",
+        "Production:   postern init --output /etc/postern/postern.toml\n",
+        "              postern check --config /etc/postern/postern.toml\n",
+        "              postern serve --config /etc/postern/postern.toml\n",
+        "Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info)",
+    )
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -188,6 +190,9 @@ fn run(config: Config, dev: bool) -> ExitCode {
             Ok(app) => app,
             Err(error) => {
                 eprintln!("error: {error}");
+                if let Some(hint) = bind_hint(&error, dev) {
+                    eprintln!("hint: {hint}");
+                }
                 return ExitCode::FAILURE;
             }
         };
@@ -197,6 +202,24 @@ fn run(config: Config, dev: bool) -> ExitCode {
         app.run(crate::shutdown::signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+fn bind_hint(error: &crate::app::AppError, dev: bool) -> Option<&'static str> {
+    let crate::app::AppError::Bind { source, .. } = error else {
+        return None;
+    };
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse if dev => Some(
+            "another program (another `postern dev`?) uses that port; choose others with --smtp and --web",
+        ),
+        std::io::ErrorKind::AddrInUse => {
+            Some("another program uses that port; change smtp.listen or web.listen")
+        }
+        std::io::ErrorKind::PermissionDenied => Some(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit)",
+        ),
+        _ => None,
+    }
 }
 
 fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
