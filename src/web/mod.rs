@@ -6,6 +6,7 @@
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -87,7 +88,7 @@ struct MessagePage {
 
 async fn list_messages(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
@@ -112,10 +113,17 @@ async fn list_messages(
     }))
 }
 
+/// A message id from the path; a non-number is a JSON 400 like every other error.
+fn message_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|_| ApiError::BadRequest("message ids are numbers".into()))
+}
+
 async fn get_message(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<InboundMessage>, ApiError> {
+    let id = message_id(path)?;
     state
         .store
         .get_inbound(id)

@@ -1,5 +1,6 @@
 //! Integration tests: the real server over real sockets.
 
+mod api;
 mod clients;
 mod delivery;
 mod lifecycle;
