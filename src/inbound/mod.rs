@@ -106,6 +106,8 @@ impl MailHandler for Inbound {
                 result: "none".into(),
                 domain: spf_domain(&envelope),
             },
+            dkim: None,
+            dmarc: None,
         };
 
         let destination = route.destination.clone();

@@ -11,7 +11,7 @@ use crate::inbound::message::ParsedMessage;
 pub fn build(envelope: &PayloadEnvelope, message: &ParsedMessage) -> Vec<u8> {
     let payload = json!({
         "headers": headers(message),
-        "envelope": envelope_json(envelope),
+        "envelope": envelope.to_json(),
         "plain": message.plain,
         "html": message.html,
         // Reply extraction is not implemented yet; the key is always present (§1.4).
@@ -43,21 +43,6 @@ fn headers(message: &ParsedMessage) -> Map<String, Value> {
         }
     }
     map
-}
-
-fn envelope_json(envelope: &PayloadEnvelope) -> Value {
-    json!({
-        "to": envelope.to,
-        "recipients": envelope.recipients,
-        "from": envelope.from,
-        "helo_domain": envelope.helo_domain,
-        "remote_ip": envelope.remote_ip,
-        "tls": envelope.tls_version.is_some(),
-        // Despite the name, CloudMailin sends the TLS protocol version here (§1.2).
-        "tls_cipher": envelope.tls_version.as_deref().unwrap_or(""),
-        "md5": envelope.md5,
-        "spf": { "result": envelope.spf.result, "domain": envelope.spf.domain },
-    })
 }
 
 fn attachments(message: &ParsedMessage) -> Vec<Value> {

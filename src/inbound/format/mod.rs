@@ -3,6 +3,9 @@
 
 pub mod json_normalized;
 
+use serde::Serialize;
+use serde_json::{Value, json};
+
 use super::message::ParsedMessage;
 use crate::config::Format;
 
@@ -21,13 +24,79 @@ pub struct PayloadEnvelope {
     /// Lower-case hex MD5 of the message as the client sent it.
     pub md5: String,
     pub spf: Spf,
+    /// Present only when the address enables DKIM verification (spec §5.2).
+    pub dkim: Option<Dkim>,
+    /// Present only when the address enables DMARC verification (spec §5.3).
+    pub dmarc: Option<Dmarc>,
 }
 
-/// `envelope.spf`. Until SPF checking lands the result is always `none`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `envelope.spf` (spec §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Spf {
+    /// `none`, `neutral`, `pass`, `fail`, `softfail`, `temperror` or `permerror`.
     pub result: String,
     pub domain: String,
+}
+
+/// `envelope.dkim` (spec §5.2). `success` says the check ran; it is not the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dkim {
+    pub success: bool,
+    pub result: Vec<DkimSignature>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DkimSignature {
+    /// `pass`, `fail`, `neutral`, `temperror` or `permerror`.
+    pub result: String,
+    pub domain: String,
+    pub selector: String,
+}
+
+/// `envelope.dmarc` (spec §5.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dmarc {
+    pub success: bool,
+    /// `pass`, `fail`, `none`, `temperror` or `permerror`.
+    pub result: String,
+    pub details: DmarcDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DmarcDetails {
+    pub domain: String,
+    /// `none`, `quarantine` or `reject`.
+    pub policy: String,
+    pub spf_result: String,
+    pub dmarc_spf_result: String,
+    pub dmarc_dkim_result: String,
+    pub dkim_results: Vec<DkimSignature>,
+}
+
+impl PayloadEnvelope {
+    /// The envelope as every format carries it, in the spec's key order (§1.2). Multipart
+    /// formats flatten this same value into bracket notation.
+    pub fn to_json(&self) -> Value {
+        let mut envelope = json!({
+            "to": self.to,
+            "recipients": self.recipients,
+            "from": self.from,
+            "helo_domain": self.helo_domain,
+            "remote_ip": self.remote_ip,
+            "tls": self.tls_version.is_some(),
+            // Despite the name, CloudMailin sends the TLS protocol version here (§1.2).
+            "tls_cipher": self.tls_version.as_deref().unwrap_or(""),
+            "md5": self.md5,
+            "spf": self.spf,
+        });
+        if let Some(dkim) = &self.dkim {
+            envelope["dkim"] = json!(dkim);
+        }
+        if let Some(dmarc) = &self.dmarc {
+            envelope["dmarc"] = json!(dmarc);
+        }
+        envelope
+    }
 }
 
 /// A ready request body.
