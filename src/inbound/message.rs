@@ -16,6 +16,8 @@ pub struct ParsedMessage {
     pub headers: Vec<HeaderField>,
     pub plain: Option<String>,
     pub html: Option<String>,
+    /// The new text of a reply, without quoted history (spec §1.4); `None` until extracted.
+    pub reply_plain: Option<String>,
     pub attachments: Vec<Attachment>,
 }
 
@@ -134,6 +136,7 @@ impl ParsedMessage {
             headers,
             plain: text_of(plain_id),
             html: text_of(html_id),
+            reply_plain: None,
             attachments,
         }
     }

@@ -14,8 +14,7 @@ pub fn build(envelope: &PayloadEnvelope, message: &ParsedMessage) -> Vec<u8> {
         "envelope": envelope.to_json(),
         "plain": message.plain,
         "html": message.html,
-        // Reply extraction is not implemented yet; the key is always present (§1.4).
-        "reply_plain": Value::Null,
+        "reply_plain": message.reply_plain,
         "attachments": attachments(message),
     });
     serde_json::to_vec(&payload).expect("JSON values always serialise")
