@@ -63,7 +63,7 @@ impl App {
                 };
                 (Router::everything(destination), true)
             }
-            None => (Router::new(&config.addresses), false),
+            None => (Router::new(&config.addresses, &config.domains), false),
         };
         let inbound = Inbound::new(
             router,

@@ -3,54 +3,115 @@
 
 use std::fmt;
 
-/// A recipient pattern: one exact address, or every address of a domain (`*@domain`).
-/// Both parts are stored lower-case; matching is case-insensitive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddressPattern {
-    Exact { local: String, domain: String },
-    CatchAll { domain: String },
+/// A recipient pattern: `user@example.com`, `*@example.com` (every address of a domain),
+/// or either of them at `*.example.com` (every direct subdomain: one level, spec §4.3).
+/// Stored lower-case; matching is case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AddressPattern {
+    pub local: LocalPattern,
+    pub domain: DomainPattern,
 }
 
-impl AddressPattern {
-    /// Parses `user@example.com` or `*@example.com`; the error says what is allowed.
-    pub fn parse(text: &str) -> Result<AddressPattern, String> {
-        let allowed = || "expected user@example.com or *@example.com".to_string();
-        let (local, domain) = text.rsplit_once('@').ok_or_else(allowed)?;
-        let domain = domain.to_ascii_lowercase();
-        let domain_ok = !domain.is_empty()
-            && domain.len() <= 255
-            && domain.split('.').all(|label| {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LocalPattern {
+    /// `*`
+    Any,
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DomainPattern {
+    Exact(String),
+    /// `*.parent`: any single label in front of `parent`.
+    Subdomain(String),
+}
+
+impl DomainPattern {
+    /// Parses `example.com` or `*.example.com`.
+    pub fn parse(text: &str) -> Result<DomainPattern, String> {
+        let allowed = || "expected a domain such as example.com or *.example.com".to_string();
+        let text = text.to_ascii_lowercase();
+        let (wildcard, name) = match text.strip_prefix("*.") {
+            Some(parent) => (true, parent.to_string()),
+            None => (false, text),
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
                     && label.chars().all(|c| c.is_alphanumeric() || c == '-')
             });
-        if !domain_ok || local.is_empty() || local.len() > 64 {
+        match (valid, wildcard) {
+            (false, _) => Err(allowed()),
+            // `*.com` would take a whole top-level domain.
+            (true, true) if !name.contains('.') => Err(allowed()),
+            (true, true) => Ok(DomainPattern::Subdomain(name)),
+            (true, false) => Ok(DomainPattern::Exact(name)),
+        }
+    }
+
+    /// Whether `domain` (lower-case) is covered.
+    pub fn matches(&self, domain: &str) -> bool {
+        match self {
+            DomainPattern::Exact(name) => domain == name,
+            DomainPattern::Subdomain(parent) => domain
+                .strip_suffix(parent.as_str())
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        }
+    }
+
+    /// The parent of a one-level subdomain: `a.example.com` → `example.com`.
+    pub fn parent_of(domain: &str) -> Option<&str> {
+        domain
+            .split_once('.')
+            .map(|(_, parent)| parent)
+            .filter(|p| p.contains('.'))
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainPattern::Exact(name) => f.write_str(name),
+            DomainPattern::Subdomain(parent) => write!(f, "*.{parent}"),
+        }
+    }
+}
+
+impl AddressPattern {
+    /// Parses `user@example.com`, `*@example.com`, `user@*.example.com` or
+    /// `*@*.example.com`; the error says what is allowed.
+    pub fn parse(text: &str) -> Result<AddressPattern, String> {
+        let allowed =
+            || "expected user@example.com, *@example.com, or either at *.example.com".to_string();
+        let (local, domain) = text.rsplit_once('@').ok_or_else(allowed)?;
+        let domain = DomainPattern::parse(domain).map_err(|_| allowed())?;
+        if local.is_empty() || local.len() > 64 {
             return Err(allowed());
         }
         if local == "*" {
-            return Ok(AddressPattern::CatchAll { domain });
+            return Ok(AddressPattern {
+                local: LocalPattern::Any,
+                domain,
+            });
         }
         if local.contains(['*', ' ', '<', '>', '@']) || local.chars().any(char::is_control) {
             return Err(allowed());
         }
-        Ok(AddressPattern::Exact {
-            local: local.to_lowercase(),
+        Ok(AddressPattern {
+            local: LocalPattern::Exact(local.to_lowercase()),
             domain,
         })
-    }
-
-    pub fn domain(&self) -> &str {
-        match self {
-            AddressPattern::Exact { domain, .. } | AddressPattern::CatchAll { domain } => domain,
-        }
     }
 }
 
 impl fmt::Display for AddressPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AddressPattern::Exact { local, domain } => write!(f, "{local}@{domain}"),
-            AddressPattern::CatchAll { domain } => write!(f, "*@{domain}"),
+        match &self.local {
+            LocalPattern::Any => write!(f, "*@{}", self.domain),
+            LocalPattern::Exact(local) => write!(f, "{local}@{}", self.domain),
         }
     }
 }
@@ -139,19 +200,14 @@ mod tests {
 
     #[test]
     fn patterns_parse_and_lowercase() {
-        assert_eq!(
-            AddressPattern::parse("Support@Example.COM").unwrap(),
-            AddressPattern::Exact {
-                local: "support".into(),
-                domain: "example.com".into()
-            }
-        );
-        assert_eq!(
-            AddressPattern::parse("*@example.com").unwrap(),
-            AddressPattern::CatchAll {
-                domain: "example.com".into()
-            }
-        );
+        let exact = AddressPattern::parse("Support@Example.COM").unwrap();
+        assert_eq!(exact.local, LocalPattern::Exact("support".into()));
+        assert_eq!(exact.domain, DomainPattern::Exact("example.com".into()));
+        assert_eq!(exact.to_string(), "support@example.com");
+        let all = AddressPattern::parse("*@*.Example.com").unwrap();
+        assert_eq!(all.local, LocalPattern::Any);
+        assert_eq!(all.domain, DomainPattern::Subdomain("example.com".into()));
+        assert_eq!(all.to_string(), "*@*.example.com");
         for bad in [
             "",
             "user",
@@ -160,12 +216,28 @@ mod tests {
             "a*b@example.com",
             "u@exa mple.com",
             "u@.com",
+            "*@*.com",
+            "*@a.*.com",
         ] {
             assert!(
                 AddressPattern::parse(bad).is_err(),
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn wildcard_domains_cover_one_level() {
+        let wildcard = DomainPattern::parse("*.example.com").unwrap();
+        assert!(wildcard.matches("eu.example.com"));
+        assert!(!wildcard.matches("example.com"));
+        assert!(!wildcard.matches("a.b.example.com"));
+        assert!(!wildcard.matches("badexample.com"));
+        assert_eq!(
+            DomainPattern::parent_of("eu.example.com"),
+            Some("example.com")
+        );
+        assert_eq!(DomainPattern::parent_of("example.com"), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use address::{AddressPattern, Format, TargetUrl};
+pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
 
 /// The commented example written by `postern init`; a test proves it parses.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -29,6 +29,7 @@ pub struct Config {
     pub web: WebConfig,
     pub delivery: DeliveryConfig,
     pub addresses: Vec<AddressConfig>,
+    pub domains: Vec<DomainConfig>,
     /// Dev mode: every recipient is accepted; raw messages are kept.
     pub dev: Option<DevConfig>,
 }
@@ -73,11 +74,36 @@ pub struct DeliveryConfig {
     pub connect_timeout: Duration,
 }
 
+/// One `[[address]]`: where mail for a pattern goes, and how.
 #[derive(Debug, Clone)]
 pub struct AddressConfig {
     pub pattern: AddressPattern,
     pub target: TargetUrl,
     pub format: Format,
+    /// Overrides `delivery.timeout_secs` for this address.
+    pub timeout: Option<Duration>,
+    /// A lower size limit than `smtp.max_message_size` for this address.
+    pub max_message_size: Option<usize>,
+    /// The 552 text for this address.
+    pub size_exceeded_message: Option<String>,
+    /// Attachment `size` as a JSON number instead of a string (spec §1.5).
+    pub size_as_number: bool,
+    /// POSTed at RCPT time; 2xx accepts, 4xx → 550, else 450 (spec §7.1).
+    pub auth_callback: Option<TargetUrl>,
+    /// POSTed after every non-2xx target answer (spec §7.2).
+    pub error_callback: Option<TargetUrl>,
+}
+
+/// One `[[domain]]`: rules for every address at a domain (spec §4.3).
+#[derive(Debug, Clone)]
+pub struct DomainConfig {
+    pub domain: DomainPattern,
+    /// Recipients at this domain must match (the whole address, case-insensitive).
+    pub auth_regex: Option<regex::Regex>,
+    /// Makes the domain a catch-all to this target, and is the default target of its
+    /// `[[address]]` entries.
+    pub target: Option<TargetUrl>,
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    AddressConfig, AddressPattern, Config, ConfigError, DeliveryConfig, Format, SmtpConfig,
-    TargetUrl, TlsSource, WebConfig,
+    AddressConfig, AddressPattern, Config, ConfigError, DeliveryConfig, DomainConfig,
+    DomainPattern, Format, SmtpConfig, TargetUrl, TlsSource, WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
     delivery: RawDelivery,
     #[serde(rename = "address")]
     addresses: Vec<RawAddress>,
+    #[serde(rename = "domain")]
+    domains: Vec<RawDomain>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,14 +119,27 @@ impl Default for RawDelivery {
 #[serde(deny_unknown_fields)]
 struct RawAddress {
     address: String,
-    target: String,
-    #[serde(default = "default_format")]
-    format: String,
+    target: Option<String>,
+    format: Option<String>,
+    timeout_secs: Option<u64>,
+    max_message_size: Option<u64>,
+    size_exceeded_message: Option<String>,
+    #[serde(default)]
+    size_as_number: bool,
+    auth_callback: Option<String>,
+    error_callback: Option<String>,
 }
 
-fn default_format() -> String {
-    "json+n".into()
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomain {
+    domain: String,
+    auth_regex: Option<String>,
+    target: Option<String>,
+    format: Option<String>,
 }
+
+const DEFAULT_FORMAT: Format = Format::JsonNormalized;
 
 fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
@@ -160,6 +175,7 @@ impl RawConfig {
             web,
             delivery,
             addresses,
+            domains,
         } = self;
 
         if server.hostname.is_empty()
@@ -261,26 +277,26 @@ impl RawConfig {
             )?),
         };
 
+        let domains = domains
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| validate_domain(i, d))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        for (i, d) in domains.iter().enumerate() {
+            if let Some(j) = domains[..i].iter().position(|e| e.domain == d.domain) {
+                return Err(ConfigError::invalid(
+                    format!("domain[{i}].domain"),
+                    quote(&d.domain.to_string()),
+                    format!("already configured as domain[{j}]; each domain may appear once"),
+                ));
+            }
+        }
+
         let addresses = addresses
             .into_iter()
             .enumerate()
-            .map(|(i, a)| {
-                let key = |field: &str| format!("address[{i}].{field}");
-                Ok(AddressConfig {
-                    pattern: AddressPattern::parse(&a.address).map_err(|allowed| {
-                        ConfigError::invalid(key("address"), quote(&a.address), allowed)
-                    })?,
-                    target: TargetUrl::parse(&a.target).map_err(|allowed| {
-                        // The raw value may hold a password: show the masked form only.
-                        ConfigError::invalid(key("target"), TargetUrl::mask_str(&a.target), allowed)
-                    })?,
-                    format: Format::parse(&a.format).map_err(|allowed| {
-                        ConfigError::invalid(key("format"), quote(&a.format), allowed)
-                    })?,
-                })
-            })
+            .map(|(i, a)| validate_address(i, a, &domains, smtp.max_message_size))
             .collect::<Result<Vec<_>, ConfigError>>()?;
-
         for (i, a) in addresses.iter().enumerate() {
             if let Some(j) = addresses[..i].iter().position(|b| b.pattern == a.pattern) {
                 return Err(ConfigError::invalid(
@@ -298,9 +314,116 @@ impl RawConfig {
             web,
             delivery,
             addresses,
+            domains,
             dev: None,
         })
     }
+}
+
+fn parse_target(key: &str, text: &str) -> Result<TargetUrl, ConfigError> {
+    TargetUrl::parse(text).map_err(|allowed| {
+        // The raw value may hold a password: show the masked form only.
+        ConfigError::invalid(key, TargetUrl::mask_str(text), allowed)
+    })
+}
+
+fn parse_format(key: &str, text: &str) -> Result<Format, ConfigError> {
+    Format::parse(text).map_err(|allowed| ConfigError::invalid(key, quote(text), allowed))
+}
+
+fn validate_domain(i: usize, raw: RawDomain) -> Result<DomainConfig, ConfigError> {
+    let key = |field: &str| format!("domain[{i}].{field}");
+    let domain = DomainPattern::parse(&raw.domain)
+        .map_err(|allowed| ConfigError::invalid(key("domain"), quote(&raw.domain), allowed))?;
+    let auth_regex = raw
+        .auth_regex
+        .map(|pattern| {
+            // Anchored and case-insensitive: it must describe the whole address (spec §4.3).
+            regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                .case_insensitive(true)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| {
+                    ConfigError::invalid(
+                        key("auth_regex"),
+                        quote(&pattern),
+                        format!("not a valid regular expression: {e}"),
+                    )
+                })
+        })
+        .transpose()?;
+    Ok(DomainConfig {
+        domain,
+        auth_regex,
+        target: raw
+            .target
+            .map(|t| parse_target(&key("target"), &t))
+            .transpose()?,
+        format: raw
+            .format
+            .map(|f| parse_format(&key("format"), &f))
+            .transpose()?,
+    })
+}
+
+fn validate_address(
+    i: usize,
+    raw: RawAddress,
+    domains: &[DomainConfig],
+    global_max_size: usize,
+) -> Result<AddressConfig, ConfigError> {
+    let key = |field: &str| format!("address[{i}].{field}");
+    let pattern = AddressPattern::parse(&raw.address)
+        .map_err(|allowed| ConfigError::invalid(key("address"), quote(&raw.address), allowed))?;
+    // Unset target and format come from the [[domain]] of the same domain.
+    let domain = domains.iter().find(|d| d.domain == pattern.domain);
+    let target = match (&raw.target, domain.and_then(|d| d.target.as_ref())) {
+        (Some(text), _) => parse_target(&key("target"), text)?,
+        (None, Some(inherited)) => inherited.clone(),
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                key("target"),
+                "(missing)",
+                format!(
+                    "set a target URL, or a target in a [[domain]] for {}",
+                    pattern.domain
+                ),
+            ));
+        }
+    };
+    let format = match (&raw.format, domain.and_then(|d| d.format)) {
+        (Some(text), _) => parse_format(&key("format"), text)?,
+        (None, Some(inherited)) => inherited,
+        (None, None) => DEFAULT_FORMAT,
+    };
+    let max_message_size = raw
+        .max_message_size
+        .map(|size| in_range(&key("max_message_size"), size, 1024, global_max_size as u64))
+        .transpose()?
+        .map(|size| size as usize);
+    Ok(AddressConfig {
+        pattern,
+        target,
+        format,
+        timeout: raw
+            .timeout_secs
+            .map(|secs| in_range(&key("timeout_secs"), secs, 1, 600).map(Duration::from_secs))
+            .transpose()?,
+        max_message_size,
+        size_exceeded_message: raw
+            .size_exceeded_message
+            .map(|text| one_line(&key("size_exceeded_message"), text))
+            .transpose()?,
+        size_as_number: raw.size_as_number,
+        auth_callback: raw
+            .auth_callback
+            .map(|t| parse_target(&key("auth_callback"), &t))
+            .transpose()?,
+        error_callback: raw
+            .error_callback
+            .map(|t| parse_target(&key("error_callback"), &t))
+            .transpose()?,
+    })
 }
 
 fn one_line(key: &str, value: String) -> Result<String, ConfigError> {
@@ -335,10 +458,10 @@ pub(super) fn apply_env_overrides(
                 message: "expected POSTERN_SECTION__KEY, e.g. POSTERN_SMTP__LISTEN".into(),
             });
         };
-        if section == "address" {
+        if section == "address" || section == "domain" {
             return Err(ConfigError::Env {
                 var,
-                message: "addresses can only be set in the config file".into(),
+                message: "addresses and domains can only be set in the config file".into(),
             });
         }
         let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))

@@ -2,7 +2,7 @@
 //! design.md invariant 1). One POST per transaction; redirects (at most 3) re-POST the same
 //! body; basic auth comes from the URL's userinfo; connections are pooled across messages.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -76,47 +76,59 @@ impl Deliverer {
         }
     }
 
-    /// POSTs `payload` to `target`, following redirects, within the configured timeout.
-    pub async fn deliver(&self, target: &TargetUrl, payload: Payload) -> Outcome {
+    /// POSTs `payload` to `target`, following redirects, within `timeout` (the configured
+    /// one when `None`). Every HTTP request made is returned as an [`Attempt`].
+    pub async fn deliver(
+        &self,
+        target: &TargetUrl,
+        payload: Payload,
+        timeout: Option<Duration>,
+    ) -> Delivery {
+        let timeout = timeout.unwrap_or(self.timeout);
+        let content_type = payload.content_type.to_string();
         let body = Bytes::from(payload.body);
-        match tokio::time::timeout(
-            self.timeout,
-            self.post_following(target, payload.content_type, body),
-        )
-        .await
-        {
+        let mut attempts = Vec::new();
+        let mut in_flight = None;
+        let following =
+            self.post_following(target, &content_type, body, &mut attempts, &mut in_flight);
+        let outcome = match tokio::time::timeout(timeout, following).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::Deferred {
-                status: None,
-                body: String::new(),
-                reason: format!("no answer within {}s", self.timeout.as_secs()),
-            },
-        }
+            Err(_) => {
+                let reason = format!("no answer within {}s", timeout.as_secs());
+                if let Some((url, started)) = in_flight {
+                    attempts.push(Attempt::failed(url, started, reason.clone()));
+                }
+                Outcome::Deferred {
+                    status: None,
+                    body: String::new(),
+                    reason,
+                }
+            }
+        };
+        Delivery { outcome, attempts }
     }
 
     async fn post_following(
         &self,
         target: &TargetUrl,
-        content_type: &'static str,
+        content_type: &str,
         body: Bytes,
+        attempts: &mut Vec<Attempt>,
+        in_flight: &mut Option<(String, Instant)>,
     ) -> Outcome {
         let original = target.expose();
         let original_auth = basic_auth(original);
         let mut url = without_userinfo(original);
         let mut auth = original_auth.clone();
         for hop in 0..=MAX_REDIRECTS {
+            let shown = masked(&url, auth.is_some());
+            let started = Instant::now();
+            *in_flight = Some((shown.clone(), started));
             let mut request = self
                 .client
                 .post(url.clone())
                 .header(CONTENT_TYPE, content_type)
-                .header(
-                    USER_AGENT,
-                    concat!(
-                        "Postern/",
-                        env!("CARGO_PKG_VERSION"),
-                        " (CloudMailin-compatible)"
-                    ),
-                )
+                .header(USER_AGENT, USER_AGENT_VALUE)
                 .body(body.clone());
             if let Some(auth) = &auth {
                 request = request.header(AUTHORIZATION, auth);
@@ -124,23 +136,29 @@ impl Deliverer {
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(error) => {
+                    let reason = describe(&error);
+                    *in_flight = None;
+                    attempts.push(Attempt::failed(shown, started, reason.clone()));
                     return Outcome::Deferred {
                         status: None,
                         body: String::new(),
-                        reason: describe(&error),
+                        reason,
                     };
                 }
             };
             let status = response.status();
+            let code = status.as_u16();
             if status.is_redirection() {
                 let location = response
                     .headers()
                     .get(LOCATION)
                     .and_then(|l| l.to_str().ok())
                     .and_then(|l| url.join(l).ok());
+                *in_flight = None;
+                attempts.push(Attempt::answered(shown, started, code, String::new()));
                 let Some(next) = location else {
                     return Outcome::Deferred {
-                        status: Some(status.as_u16()),
+                        status: Some(code),
                         body: String::new(),
                         reason: "redirect without a usable Location header".into(),
                     };
@@ -168,7 +186,8 @@ impl Deliverer {
                         .starts_with("text/plain")
                 });
             let body = read_start(response).await;
-            let code = status.as_u16();
+            *in_flight = None;
+            attempts.push(Attempt::answered(shown, started, code, body.clone()));
             return if status.is_success() {
                 Outcome::Accepted { status: code, body }
             } else if status.is_client_error() {
@@ -192,6 +211,67 @@ impl Deliverer {
             reason: format!("more than {MAX_REDIRECTS} redirects"),
         }
     }
+}
+
+const USER_AGENT_VALUE: &str = concat!(
+    "Postern/",
+    env!("CARGO_PKG_VERSION"),
+    " (CloudMailin-compatible)"
+);
+
+/// The result of one POST (with its redirects): the classified outcome and every request.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub outcome: Outcome,
+    pub attempts: Vec<Attempt>,
+}
+
+/// One HTTP request to a target or callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The URL with any credentials masked.
+    pub url: String,
+    pub status: Option<u16>,
+    /// The first [`KEPT_BODY`] octets of the response body.
+    pub body: String,
+    /// Why there was no HTTP answer.
+    pub error: Option<String>,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+}
+
+impl Attempt {
+    fn answered(url: String, started: Instant, status: u16, body: String) -> Attempt {
+        Attempt {
+            url,
+            status: Some(status),
+            body,
+            error: None,
+            started_at: SystemTime::now() - started.elapsed(),
+            duration: started.elapsed(),
+        }
+    }
+
+    fn failed(url: String, started: Instant, error: String) -> Attempt {
+        Attempt {
+            url,
+            status: None,
+            body: String::new(),
+            error: Some(error),
+            started_at: SystemTime::now() - started.elapsed(),
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// A URL for the store: credentials shown as `***`.
+fn masked(url: &url::Url, had_credentials: bool) -> String {
+    if !had_credentials {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username("***");
+    shown.to_string()
 }
 
 /// Reads up to [`KEPT_BODY`] octets of the body (and a little more, so that small answers

@@ -2,12 +2,13 @@
 //! build the address's payload, POST it, record the outcome, and turn the target's answer
 //! into the SMTP reply (design.md invariant 1).
 
+pub mod callback;
 pub mod deliver;
 pub mod format;
 pub mod message;
 pub mod route;
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use md5::{Digest, Md5};
 use time::OffsetDateTime;
@@ -16,12 +17,13 @@ use tracing::{error, info, warn};
 
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
-use crate::smtp::session::Envelope;
-use crate::store::{InboundMeta, Outcome, Store};
-use deliver::Deliverer;
+use crate::smtp::session::{Envelope, SizeLimit, TransactionInfo};
+use crate::store::{AttemptRecord, InboundMeta, Outcome, Store};
+use callback::{AuthorizationRequest, ErrorReport};
+use deliver::{Attempt, Deliverer};
 use format::{PayloadEnvelope, Spf};
 use message::ParsedMessage;
-use route::{Destination, Router};
+use route::{Destination, Refusal, Route, Router};
 
 /// Longest target text echoed in a 554 reply (design.md invariant 1).
 const MAX_REPLY_TEXT: usize = 512;
@@ -52,25 +54,136 @@ impl Inbound {
             keep_raw,
         }
     }
+
+    /// `envelope.spf` for a transaction. SPF checking is not wired in yet: `none`.
+    async fn spf(&self, _conn: &ConnectionInfo, helo: &str, mail_from: &str) -> Spf {
+        Spf {
+            result: "none".into(),
+            domain: spf_domain(helo, mail_from),
+        }
+    }
+
+    /// The authorization callback (spec §7.1): 2xx accepts, 4xx → 550, anything else → 450.
+    async fn authorize(
+        &self,
+        url: &crate::config::TargetUrl,
+        conn: &ConnectionInfo,
+        transaction: &TransactionInfo<'_>,
+        address: &str,
+    ) -> Result<(), Reply> {
+        let spf = self
+            .spf(conn, transaction.helo, transaction.mail_from)
+            .await;
+        let remote_ip = conn.remote.ip().to_string();
+        let request = AuthorizationRequest {
+            to: address,
+            from: transaction.mail_from,
+            size: transaction.declared_size,
+            remote_ip: &remote_ip,
+            helo_domain: transaction.helo,
+            spf: &spf,
+        };
+        let delivery = self
+            .deliverer
+            .deliver(url, callback::authorization(url, &request), None)
+            .await;
+        match delivery.outcome {
+            deliver::Outcome::Accepted { .. } => Ok(()),
+            deliver::Outcome::Rejected { status, .. } => {
+                info!(
+                    address,
+                    status, "authorization callback refused the recipient"
+                );
+                Err(Reply::owned(
+                    550,
+                    "5.7.1",
+                    format!("Recipient refused by the authorization callback (HTTP {status})"),
+                ))
+            }
+            deliver::Outcome::Deferred { reason, .. } => {
+                warn!(address, reason, "authorization callback failed");
+                Err(Reply::new(
+                    450,
+                    "4.7.1",
+                    "Error contacting the authorization server, try again later",
+                ))
+            }
+        }
+    }
+
+    /// Tells the address's error callback about a non-2xx delivery (spec §7.2), in the
+    /// background so that the SMTP reply does not wait for it; the attempt is recorded.
+    fn report_error(
+        &self,
+        route: &Route,
+        message_id: i64,
+        envelope: &Envelope,
+        result: &deliver::Outcome,
+    ) {
+        let Some(url) = route.error_callback.clone() else {
+            return;
+        };
+        let report = ErrorReport {
+            status: result.status().unwrap_or(0),
+            to: &envelope.recipients[0],
+            from: &envelope.mail_from,
+            response: result.body(),
+        };
+        let payload = callback::error(&url, &report);
+        let deliverer = self.deliverer.clone();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let delivery = deliverer.deliver(&url, payload, None).await;
+            if !matches!(delivery.outcome, deliver::Outcome::Accepted { .. }) {
+                warn!(message_id, url = %url, "error callback failed");
+            }
+            let records = delivery
+                .attempts
+                .into_iter()
+                .map(|a| record("error_callback", None, a))
+                .collect();
+            if let Err(e) = store.insert_attempts(message_id, records).await {
+                error!(error = %e, "cannot record an error callback");
+            }
+        });
+    }
 }
 
 impl MailHandler for Inbound {
     async fn check_recipient(
         &self,
-        _conn: &ConnectionInfo,
-        accepted: &[String],
+        conn: &ConnectionInfo,
+        transaction: TransactionInfo<'_>,
         address: &str,
-    ) -> Result<(), Reply> {
-        let Some(route) = self.router.lookup(address) else {
-            return Err(Reply::NO_SUCH_USER);
-        };
+    ) -> Result<Option<SizeLimit>, Reply> {
+        let id = self
+            .router
+            .lookup(address)
+            .map_err(|refusal| match refusal {
+                Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
+                // The dashboard and the sender both see that a regexp refused it (spec §4.3).
+                Refusal::AuthRegex => Reply::new(
+                    550,
+                    "5.7.1",
+                    "Recipient address rejected by the domain's regexp",
+                ),
+            })?;
         // One POST per transaction: a recipient of another address waits for its own.
-        if let Some(first) = accepted.first()
-            && self.router.lookup(first) != Some(route)
+        if let Some(first) = transaction.recipients.first()
+            && self.router.lookup(first) != Ok(id)
         {
             return Err(Reply::SEPARATE_TRANSACTION);
         }
-        Ok(())
+        let route = self.router.route(id);
+        if let Some(url) = &route.auth_callback {
+            self.authorize(url, conn, &transaction, address).await?;
+        }
+        Ok(route.max_message_size.map(|max| SizeLimit {
+            max,
+            message: route.size_exceeded_message.clone().unwrap_or_else(|| {
+                format!("Message exceeds the maximum size of {max} bytes for this address")
+            }),
+        }))
     }
 
     async fn handle_message(
@@ -84,7 +197,7 @@ impl MailHandler for Inbound {
         let Some(route) = envelope
             .recipients
             .first()
-            .and_then(|r| self.router.lookup(r))
+            .and_then(|r| self.router.lookup(r).ok())
             .map(|id| self.router.route(id).clone())
         else {
             // check_recipient accepted every recipient, so this is a bug, not bad input.
@@ -102,10 +215,7 @@ impl MailHandler for Inbound {
             remote_ip: conn.remote.ip().to_string(),
             tls_version: conn.tls_version.map(str::to_string),
             md5: md5.clone(),
-            spf: Spf {
-                result: "none".into(),
-                domain: spf_domain(&envelope),
-            },
+            spf: self.spf(conn, &envelope.helo, &envelope.mail_from).await,
             dkim: None,
             dmarc: None,
         };
@@ -127,50 +237,45 @@ impl MailHandler for Inbound {
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
 
-        let (outcome, reply, target, format, http_status, response_body, failure) =
-            match (&route.destination, payload) {
-                (Destination::Target { url, format }, Some(payload)) => {
-                    let result = self.deliverer.deliver(url, payload).await;
-                    let reply = reply_for(&result);
-                    let outcome = match &result {
-                        deliver::Outcome::Accepted { .. } => Outcome::Successful,
-                        deliver::Outcome::Rejected { .. } => Outcome::Rejected,
-                        deliver::Outcome::Deferred { .. } => Outcome::Delayed,
-                    };
-                    let failure = match &result {
-                        deliver::Outcome::Deferred { reason, .. } => Some(reason.clone()),
-                        _ => None,
-                    };
-                    (
-                        outcome,
-                        reply,
-                        Some(url.to_string()),
-                        Some(format.as_str().to_string()),
-                        result.status(),
-                        Some(result.body().to_string()),
-                        failure,
-                    )
-                }
-                _ => (
-                    Outcome::Captured,
-                    Reply::new(250, "2.0.0", "Message captured"),
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                ),
-            };
+        let (outcome, reply, result, attempts) = match (&route.destination, payload) {
+            (Destination::Target { url, format }, Some(payload)) => {
+                let delivery = self.deliverer.deliver(url, payload, route.timeout).await;
+                let reply = reply_for(&delivery.outcome);
+                let outcome = match &delivery.outcome {
+                    deliver::Outcome::Accepted { .. } => Outcome::Successful,
+                    deliver::Outcome::Rejected { .. } => Outcome::Rejected,
+                    deliver::Outcome::Deferred { .. } => Outcome::Delayed,
+                };
+                let attempts = delivery
+                    .attempts
+                    .into_iter()
+                    .map(|a| record("target", Some(format.as_str()), a))
+                    .collect();
+                (outcome, reply, Some(delivery.outcome), attempts)
+            }
+            _ => (
+                Outcome::Captured,
+                Reply::new(250, "2.0.0", "Message captured"),
+                None,
+                Vec::new(),
+            ),
+        };
 
+        let (target, format) = match &route.destination {
+            Destination::Target { url, format } => {
+                (Some(url.to_string()), Some(format.as_str().to_string()))
+            }
+            Destination::Capture => (None, None),
+        };
         let meta = InboundMeta {
             received_at: received_at
                 .format(&Rfc3339)
                 .expect("UTC timestamps format as RFC 3339"),
             remote_ip: conn.remote.ip().to_string(),
-            helo: envelope.helo,
-            mail_from: envelope.mail_from,
-            recipients: envelope.recipients,
-            address: Some(route.address),
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            recipients: envelope.recipients.clone(),
+            address: Some(route.address.clone()),
             message_id: parsed.header("message-id").map(str::to_string),
             subject: parsed.header("subject").map(str::to_string),
             size: body.len() as u64,
@@ -178,18 +283,26 @@ impl MailHandler for Inbound {
             tls_version: conn.tls_version.map(str::to_string),
             target,
             format,
-            http_status,
+            http_status: result.as_ref().and_then(deliver::Outcome::status),
             outcome,
-            response_body,
-            error: failure,
+            response_body: result.as_ref().map(|r| r.body().to_string()),
+            error: match &result {
+                Some(deliver::Outcome::Deferred { reason, .. }) => Some(reason.clone()),
+                _ => None,
+            },
             smtp_reply: reply.to_string(),
             processing_ms: started.elapsed().as_millis() as u64,
         };
         let summary = (meta.outcome, meta.http_status, meta.processing_ms);
         let keep = (self.keep_raw || outcome == Outcome::Captured).then_some(raw);
-        match self.store.insert_inbound(meta, keep).await {
+        match self.store.insert_inbound(meta, keep, attempts).await {
             Ok(id) => {
                 info!(id, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");
+                if let Some(result) = &result
+                    && !matches!(result, deliver::Outcome::Accepted { .. })
+                {
+                    self.report_error(&route, id, &envelope, result);
+                }
                 reply
             }
             // A captured message exists only in the store: without the row it is not kept.
@@ -204,6 +317,23 @@ impl MailHandler for Inbound {
                 reply
             }
         }
+    }
+}
+
+/// A delivery attempt as the store keeps it.
+fn record(kind: &'static str, format: Option<&str>, attempt: Attempt) -> AttemptRecord {
+    let started_at = OffsetDateTime::from(attempt.started_at.max(SystemTime::UNIX_EPOCH));
+    AttemptRecord {
+        kind: kind.to_string(),
+        url: attempt.url,
+        format: format.map(str::to_string),
+        http_status: attempt.status,
+        response_body: attempt.body,
+        error: attempt.error,
+        started_at: started_at
+            .format(&Rfc3339)
+            .expect("UTC timestamps format as RFC 3339"),
+        duration_ms: attempt.duration.as_millis() as u64,
     }
 }
 
@@ -265,12 +395,11 @@ fn sanitize_reply_text(text: &str) -> String {
 }
 
 /// `envelope.spf.domain`: the MAIL FROM domain, or the HELO name for the null sender.
-fn spf_domain(envelope: &Envelope) -> String {
-    envelope
-        .mail_from
+fn spf_domain(helo: &str, mail_from: &str) -> String {
+    mail_from
         .rsplit_once('@')
         .map(|(_, domain)| domain.to_ascii_lowercase())
-        .unwrap_or_else(|| envelope.helo.to_ascii_lowercase())
+        .unwrap_or_else(|| helo.to_ascii_lowercase())
 }
 
 /// Prepends the `Received:` trace field (RFC 5321 §4.4) that every SMTP server adds.

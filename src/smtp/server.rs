@@ -16,7 +16,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::{Instrument, debug, info, warn};
 
 use super::Reply;
-use super::session::{Envelope, Event, Session, SessionConfig};
+use super::session::{Envelope, Event, Session, SessionConfig, SizeLimit, TransactionInfo};
 use crate::shutdown::Shutdown;
 
 /// Facts about the connection a handler may need.
@@ -29,14 +29,14 @@ pub struct ConnectionInfo {
 
 /// Decides what happens to recipients and messages. Implemented by `inbound`.
 pub trait MailHandler: Send + Sync + 'static {
-    /// `Ok` accepts the recipient; `Err` is the reply refusing it. `accepted` are the
-    /// recipients already accepted in this transaction.
+    /// `Ok` accepts the recipient (with the size limit of its address, if lower than the
+    /// server's); `Err` is the reply refusing it.
     fn check_recipient(
         &self,
         conn: &ConnectionInfo,
-        accepted: &[String],
+        transaction: TransactionInfo<'_>,
         address: &str,
-    ) -> impl Future<Output = Result<(), Reply>> + Send;
+    ) -> impl Future<Output = Result<Option<SizeLimit>, Reply>> + Send;
 
     /// Delivers a complete message; the returned reply answers DATA (or the last BDAT).
     fn handle_message(
@@ -228,7 +228,7 @@ impl<H: MailHandler> Connection<H> {
             Event::CheckRecipient(address) => {
                 let verdict = self
                     .handler
-                    .check_recipient(&self.info, self.session.recipients(), &address)
+                    .check_recipient(&self.info, self.session.transaction(), &address)
                     .await;
                 self.session.recipient_checked(address, verdict)
             }

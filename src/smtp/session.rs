@@ -36,6 +36,25 @@ pub struct Envelope {
     pub recipients: Vec<String>,
 }
 
+/// The transaction so far, as a handler sees it when deciding on a recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct TransactionInfo<'a> {
+    pub helo: &'a str,
+    pub mail_from: &'a str,
+    /// The client's `SIZE=` parameter, if it sent one.
+    pub declared_size: Option<usize>,
+    /// Recipients accepted so far.
+    pub recipients: &'a [String],
+}
+
+/// A lower size limit that applies once a recipient is accepted (per-address limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeLimit {
+    pub max: usize,
+    /// The 552 text.
+    pub message: String,
+}
+
 /// What the shell must do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
@@ -70,7 +89,10 @@ enum State {
 #[derive(Debug, Default)]
 struct Transaction {
     mail_from: Option<String>,
+    declared_size: Option<usize>,
     recipients: Vec<String>,
+    /// The tightest per-address limit among the accepted recipients.
+    size_limit: Option<SizeLimit>,
     smtputf8: bool,
     /// BDAT content received so far; set by the first BDAT.
     chunks: Option<ChunkReceiver>,
@@ -111,9 +133,25 @@ impl Session {
         Reply::owned(220, "", format!("{} ESMTP Postern", self.config.hostname))
     }
 
-    /// Recipients accepted so far in the current transaction.
-    pub fn recipients(&self) -> &[String] {
-        &self.tx.recipients
+    /// The current transaction, for the handler's recipient decision.
+    pub fn transaction(&self) -> TransactionInfo<'_> {
+        TransactionInfo {
+            helo: self.helo.as_deref().unwrap_or_default(),
+            mail_from: self.tx.mail_from.as_deref().unwrap_or_default(),
+            declared_size: self.tx.declared_size,
+            recipients: &self.tx.recipients,
+        }
+    }
+
+    /// The size limit and its 552 text for the current transaction.
+    fn size_limit(&self) -> (usize, &str) {
+        match &self.tx.size_limit {
+            Some(limit) if limit.max < self.config.max_message_size => (limit.max, &limit.message),
+            _ => (
+                self.config.max_message_size,
+                &self.config.size_exceeded_message,
+            ),
+        }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -147,7 +185,11 @@ impl Session {
             } => {
                 let take = input.len().min(*chunk_left);
                 if let Ok(content) = content {
-                    content.push(&input[..take], self.config.max_message_size);
+                    let max = match &self.tx.size_limit {
+                        Some(limit) => limit.max.min(self.config.max_message_size),
+                        None => self.config.max_message_size,
+                    };
+                    content.push(&input[..take], max);
                 }
                 *chunk_left -= take;
                 if *chunk_left > 0 {
@@ -295,6 +337,7 @@ impl Session {
             return self.error(Reply::SMTPUTF8_REQUIRED);
         }
         self.tx.mail_from = Some(address);
+        self.tx.declared_size = (declared_size > 0).then_some(declared_size);
         self.tx.smtputf8 = smtputf8;
         self.ok(Reply::SENDER_OK)
     }
@@ -324,12 +367,30 @@ impl Session {
         Event::CheckRecipient(address)
     }
 
-    /// The shell's answer to [`Event::CheckRecipient`]: `Ok` accepts the recipient.
-    pub fn recipient_checked(&mut self, address: String, verdict: Result<(), Reply>) -> Event {
+    /// The shell's answer to [`Event::CheckRecipient`]: `Ok` accepts the recipient, with the
+    /// address's own size limit if it has one.
+    pub fn recipient_checked(
+        &mut self,
+        address: String,
+        verdict: Result<Option<SizeLimit>, Reply>,
+    ) -> Event {
         debug_assert!(matches!(self.state, State::Waiting));
         self.state = State::Command;
         match verdict {
-            Ok(()) => {
+            Ok(limit) => {
+                if let Some(limit) = limit {
+                    if self.tx.declared_size.is_some_and(|size| size > limit.max) {
+                        return self.error(Reply::owned(552, "5.3.4", limit.message));
+                    }
+                    if self
+                        .tx
+                        .size_limit
+                        .as_ref()
+                        .is_none_or(|l| limit.max < l.max)
+                    {
+                        self.tx.size_limit = Some(limit);
+                    }
+                }
                 let duplicate = self
                     .tx
                     .recipients
@@ -352,7 +413,7 @@ impl Session {
             return self.error(Reply::BAD_SEQUENCE_BDAT);
         }
         self.state = State::Data(DataReceiver::new(
-            self.config.max_message_size,
+            self.size_limit().0,
             self.config.max_line_length,
         ));
         self.ok(Reply::START_DATA)
@@ -401,7 +462,7 @@ impl Session {
                 format!("{received} octets received"),
             ));
         }
-        let result = content.finish(self.config.max_message_size);
+        let result = content.finish(self.size_limit().0);
         self.data_finished(result)
     }
 
@@ -420,10 +481,11 @@ impl Session {
                 }
             }
             Err(error) => {
+                let too_large = Reply::owned(552, "5.3.4", self.size_limit().1.to_string());
                 self.tx = Transaction::default();
                 self.state = State::Command;
                 let reply = match error {
-                    DataError::TooLarge => self.size_exceeded(),
+                    DataError::TooLarge => too_large,
                     DataError::LineTooLong => Reply::owned(
                         500,
                         "5.5.2",
@@ -566,8 +628,13 @@ mod tests {
                     Event::CheckRecipient(address) => {
                         let verdict = if address.starts_with("unknown") {
                             Err(Reply::NO_SUCH_USER)
+                        } else if address.starts_with("small") {
+                            Ok(Some(SizeLimit {
+                                max: 100,
+                                message: "small box".into(),
+                            }))
                         } else {
-                            Ok(())
+                            Ok(None)
                         };
                         session.recipient_checked(address, verdict)
                     }
@@ -693,6 +760,34 @@ mod tests {
                 "354",
                 "552 5.3.4",
                 "250 2.0.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn per_address_size_limit() {
+        assert_eq!(
+            replies_to(
+                "EHLO c\r\nMAIL FROM:<a@x.test> SIZE=500\r\nRCPT TO:<small@y.test>\r\nRCPT TO:<b@y.test>\r\n"
+            ),
+            ["250", "250 2.1.0", "552 5.3.4", "250 2.1.5"]
+        );
+        let body = "x".repeat(60) + "\r\n";
+        let input = format!(
+            "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<small@y.test>\r\nDATA\r\n{}.\r\n",
+            body.repeat(2)
+        );
+        let mut session = Session::new(config());
+        let (replies, _) = drive(&mut session, input.as_bytes());
+        assert_eq!(
+            replies,
+            [
+                "250",
+                "250 2.1.0",
+                "250 2.1.5",
+                "250 2.1.5",
+                "354",
+                "552 5.3.4"
             ]
         );
     }

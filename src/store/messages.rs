@@ -1,8 +1,10 @@
 //! Inbound message metadata: one row per received message, written before the SMTP reply.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 
+use super::attempts::{self, AttemptRecord};
 use super::{Store, StoreError};
 
 /// How a message ended, in CloudMailin's delivery-status words (spec §2.8).
@@ -20,7 +22,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Successful => "successful",
             Outcome::Rejected => "rejected",
@@ -29,12 +31,14 @@ impl Outcome {
         }
     }
 
-    fn parse(text: &str) -> Outcome {
+    /// The name as stored and as the API filters by it.
+    pub fn from_name(text: &str) -> Option<Outcome> {
         match text {
-            "successful" => Outcome::Successful,
-            "rejected" => Outcome::Rejected,
-            "captured" => Outcome::Captured,
-            _ => Outcome::Delayed,
+            "successful" => Some(Outcome::Successful),
+            "rejected" => Some(Outcome::Rejected),
+            "delayed" => Some(Outcome::Delayed),
+            "captured" => Some(Outcome::Captured),
+            _ => None,
         }
     }
 }
@@ -75,14 +79,28 @@ pub struct InboundMessage {
     pub meta: InboundMeta,
     /// Whether the raw message is kept (`GET /api/messages/{id}/raw`).
     pub has_raw: bool,
+    /// Every HTTP request made for this message; filled for single-message reads only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptRecord>>,
 }
 
-/// Which messages to list, newest first.
-#[derive(Debug, Clone, Copy)]
+/// Which messages to list, newest first. Text matches ignore ASCII case.
+#[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     /// Only messages with a smaller id (the cursor of the previous page).
     pub before: Option<i64>,
     pub limit: u32,
+    /// The configured address, as shown (`*@example.com`).
+    pub address: Option<String>,
+    /// One of the envelope recipients.
+    pub recipient: Option<String>,
+    /// The envelope sender.
+    pub sender: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// RFC 3339 (or a date, `2026-11-28`): received at or after.
+    pub since: Option<String>,
+    /// RFC 3339 (or a date): received before.
+    pub until: Option<String>,
 }
 
 const COLUMNS: &str = "m.id, m.received_at, m.remote_ip, m.helo, m.mail_from, m.recipients,
@@ -110,22 +128,25 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
             target: row.get(12)?,
             format: row.get(13)?,
             http_status: row.get(14)?,
-            outcome: Outcome::parse(&outcome),
+            outcome: Outcome::from_name(&outcome).unwrap_or(Outcome::Delayed),
             response_body: row.get(16)?,
             error: row.get(17)?,
             smtp_reply: row.get(18)?,
             processing_ms: row.get::<_, i64>(19)? as u64,
         },
         has_raw: row.get(20)?,
+        attempts: None,
     })
 }
 
 impl Store {
-    /// Records a message (and its raw content, if given) in one transaction; returns its id.
+    /// Records a message, its raw content (if given) and its delivery attempts in one
+    /// transaction; returns its id.
     pub async fn insert_inbound(
         &self,
         meta: InboundMeta,
         raw: Option<Vec<u8>>,
+        attempts: Vec<AttemptRecord>,
     ) -> Result<i64, StoreError> {
         self.write(move |connection| {
             let tx = connection.transaction()?;
@@ -164,6 +185,7 @@ impl Store {
                     params![id, raw],
                 )?;
             }
+            attempts::insert(&tx, id, &attempts)?;
             tx.commit()?;
             Ok(id)
         })
@@ -176,21 +198,62 @@ impl Store {
         filter: MessageFilter,
     ) -> Result<Vec<InboundMessage>, StoreError> {
         self.read(move |connection| {
+            let mut clauses = Vec::new();
+            let mut values: Vec<SqlValue> = Vec::new();
+            let mut clause = |sql: &str, value: SqlValue| {
+                values.push(value);
+                clauses.push(sql.replace('?', &format!("?{}", values.len())));
+            };
+            if let Some(before) = filter.before {
+                clause("m.id < ?", before.into());
+            }
+            if let Some(address) = filter.address {
+                clause("m.address = ? COLLATE NOCASE", address.into());
+            }
+            if let Some(sender) = filter.sender {
+                clause("m.mail_from = ? COLLATE NOCASE", sender.into());
+            }
+            if let Some(recipient) = filter.recipient {
+                clause(
+                    "EXISTS (SELECT 1 FROM json_each(m.recipients) r WHERE r.value = ? COLLATE NOCASE)",
+                    recipient.into(),
+                );
+            }
+            if let Some(outcome) = filter.outcome {
+                clause("m.outcome = ?", outcome.as_str().to_string().into());
+            }
+            if let Some(since) = filter.since {
+                clause("m.received_at >= ?", since.into());
+            }
+            if let Some(until) = filter.until {
+                clause("m.received_at < ?", until.into());
+            }
+            let filters = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", clauses.join(" AND "))
+            };
+            values.push(filter.limit.into());
             let sql = format!(
-                "SELECT {COLUMNS} FROM inbound_messages m
-                 WHERE (?1 IS NULL OR m.id < ?1) ORDER BY m.id DESC LIMIT ?2"
+                "SELECT {COLUMNS} FROM inbound_messages m {filters} ORDER BY m.id DESC LIMIT ?{}",
+                values.len()
             );
             let mut statement = connection.prepare_cached(&sql)?;
-            let rows = statement.query_map(params![filter.before, filter.limit], from_row)?;
+            let rows = statement.query_map(params_from_iter(values), from_row)?;
             rows.collect()
         })
         .await
     }
 
+    /// One message with its delivery attempts.
     pub async fn get_inbound(&self, id: i64) -> Result<Option<InboundMessage>, StoreError> {
         self.read(move |connection| {
             let sql = format!("SELECT {COLUMNS} FROM inbound_messages m WHERE m.id = ?1");
-            connection.query_row(&sql, [id], from_row).optional()
+            let Some(mut message) = connection.query_row(&sql, [id], from_row).optional()? else {
+                return Ok(None);
+            };
+            message.attempts = Some(attempts::of_message(connection, id)?);
+            Ok(Some(message))
         })
         .await
     }
@@ -241,15 +304,18 @@ mod tests {
     async fn round_trip_paging_and_raw() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let first = store.insert_inbound(meta("one"), None).await.unwrap();
+        let first = store
+            .insert_inbound(meta("one"), None, Vec::new())
+            .await
+            .unwrap();
         let second = store
-            .insert_inbound(meta("two"), Some(b"raw".to_vec()))
+            .insert_inbound(meta("two"), Some(b"raw".to_vec()), Vec::new())
             .await
             .unwrap();
         let page = store
             .list_inbound(MessageFilter {
-                before: None,
                 limit: 1,
+                ..MessageFilter::default()
             })
             .await
             .unwrap();
@@ -260,6 +326,7 @@ mod tests {
             .list_inbound(MessageFilter {
                 before: Some(second),
                 limit: 10,
+                ..MessageFilter::default()
             })
             .await
             .unwrap();
@@ -274,5 +341,111 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert!(store.get_inbound(first).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn filters_and_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rejected = meta("rejected");
+        rejected.outcome = Outcome::Rejected;
+        rejected.mail_from = "Other@Example.org".into();
+        rejected.received_at = "2026-11-29T10:00:00Z".into();
+        let attempt = AttemptRecord {
+            kind: "target".into(),
+            url: "http://127.0.0.1/in".into(),
+            format: Some("json+n".into()),
+            http_status: Some(422),
+            response_body: "no".into(),
+            error: None,
+            started_at: "2026-11-29T10:00:00Z".into(),
+            duration_ms: 3,
+        };
+        let ok = store
+            .insert_inbound(meta("ok"), None, Vec::new())
+            .await
+            .unwrap();
+        let bad = store
+            .insert_inbound(rejected, None, vec![attempt.clone()])
+            .await
+            .unwrap();
+        let ids = |filter: MessageFilter| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_inbound(MessageFilter {
+                        limit: 50,
+                        ..filter
+                    })
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let by = MessageFilter::default;
+        assert_eq!(
+            ids(MessageFilter {
+                outcome: Some(Outcome::Rejected),
+                ..by()
+            })
+            .await,
+            [bad]
+        );
+        assert_eq!(
+            ids(MessageFilter {
+                sender: Some("other@example.ORG".into()),
+                ..by()
+            })
+            .await,
+            [bad]
+        );
+        assert_eq!(
+            ids(MessageFilter {
+                recipient: Some("C@example.com".into()),
+                ..by()
+            })
+            .await,
+            [bad, ok]
+        );
+        assert_eq!(
+            ids(MessageFilter {
+                recipient: Some("x@example.com".into()),
+                ..by()
+            })
+            .await,
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            ids(MessageFilter {
+                address: Some("*@EXAMPLE.com".into()),
+                ..by()
+            })
+            .await,
+            [bad, ok]
+        );
+        assert_eq!(
+            ids(MessageFilter {
+                since: Some("2026-11-29".into()),
+                ..by()
+            })
+            .await,
+            [bad]
+        );
+        assert_eq!(
+            ids(MessageFilter {
+                until: Some("2026-11-29".into()),
+                ..by()
+            })
+            .await,
+            [ok]
+        );
+        let message = store.get_inbound(bad).await.unwrap().unwrap();
+        assert_eq!(message.attempts, Some(vec![attempt]));
+        assert_eq!(
+            store.get_inbound(ok).await.unwrap().unwrap().attempts,
+            Some(vec![])
+        );
     }
 }

@@ -34,6 +34,22 @@ const MIGRATIONS: &[&str] = &[
         message_id  INTEGER PRIMARY KEY REFERENCES inbound_messages (id) ON DELETE CASCADE,
         raw         BLOB    NOT NULL
     );",
+    // 2: every HTTP request made for a message (target POSTs, redirect hops, callbacks).
+    "CREATE TABLE delivery_attempts (
+        id              INTEGER PRIMARY KEY,
+        message_id      INTEGER NOT NULL REFERENCES inbound_messages (id) ON DELETE CASCADE,
+        kind            TEXT    NOT NULL,
+        url             TEXT    NOT NULL,
+        format          TEXT,
+        http_status     INTEGER,
+        response_body   TEXT    NOT NULL,
+        error           TEXT,
+        started_at      TEXT    NOT NULL,
+        duration_ms     INTEGER NOT NULL
+    );
+    CREATE INDEX delivery_attempts_message ON delivery_attempts (message_id);
+    CREATE INDEX inbound_messages_address ON inbound_messages (address);
+    CREATE INDEX inbound_messages_mail_from ON inbound_messages (mail_from COLLATE NOCASE);",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

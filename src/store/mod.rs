@@ -5,6 +5,7 @@
 //! through one connection, reads through another; both run on tokio's blocking pool so the
 //! SMTP sessions never wait on disk inside the async runtime.
 
+mod attempts;
 mod messages;
 mod migrations;
 
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use attempts::AttemptRecord;
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 
 #[derive(Debug, thiserror::Error)]
