@@ -135,10 +135,7 @@ pub fn error(url: &TargetUrl, report: &ErrorReport<'_>) -> Payload {
 }
 
 fn payload(content_type: &'static str, body: Vec<u8>) -> Payload {
-    Payload {
-        content_type,
-        body,
-    }
+    Payload { content_type, body }
 }
 
 fn xml_escape(text: &str) -> String {

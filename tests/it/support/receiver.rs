@@ -1,7 +1,7 @@
 //! A real HTTP endpoint (axum on port 0) standing in for the customer's app. It records
 //! every request and answers by path:
 //!
-//! - `/status/{code}`: that status, `text/plain` body `target says {code}`
+//! - `/status/{code}` (optionally with an extension, `/status/200.json`): that status, `text/plain` body `target says {code}`
 //! - `/html/{code}`: that status, an HTML body
 //! - `/slow/{ms}`: waits, then 200
 //! - `/redirect/{hops}/{code}`: `302` to `/redirect/{hops-1}/{code}` until 0, then `code`
@@ -107,6 +107,8 @@ async fn handle(
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["status", code] => {
+            // `/status/422.json` too: callbacks pick their encoding from the extension.
+            let code = code.split('.').next().unwrap();
             let code = StatusCode::from_u16(code.parse().unwrap()).unwrap();
             (
                 code,
