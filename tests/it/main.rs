@@ -4,6 +4,7 @@ mod api;
 mod callbacks;
 mod clients;
 mod delivery;
+mod hostile;
 mod lifecycle;
 mod payload;
 mod protocol;
