@@ -81,7 +81,7 @@ impl Deliverer {
         let body = Bytes::from(payload.body);
         match tokio::time::timeout(
             self.timeout,
-            self.post_following(target, payload.content_type, body),
+            self.post_following(target, &payload.content_type, body),
         )
         .await
         {
@@ -94,12 +94,7 @@ impl Deliverer {
         }
     }
 
-    async fn post_following(
-        &self,
-        target: &TargetUrl,
-        content_type: &'static str,
-        body: Bytes,
-    ) -> Outcome {
+    async fn post_following(&self, target: &TargetUrl, content_type: &str, body: Bytes) -> Outcome {
         let original = target.expose();
         let original_auth = basic_auth(original);
         let mut url = without_userinfo(original);

@@ -114,9 +114,13 @@ impl MailHandler for Inbound {
         let parsed_and_payload = tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
             let payload = match &destination {
-                Destination::Target { format, .. } => {
-                    Some(format::build(*format, &payload_envelope, &parsed))
-                }
+                Destination::Target { format, .. } => Some(format::build(
+                    *format,
+                    &payload_envelope,
+                    &parsed,
+                    &raw,
+                    &format::FormatOptions::default(),
+                )),
                 Destination::Capture => None,
             };
             (raw, parsed, payload)
