@@ -15,8 +15,10 @@
 //!   then the `X-` fields, which is not the order Gmail writes them in.
 //!
 //! We copy both, so that a consumer written against upstream sees the same keys in the same
-//! order. [INF] We do not copy the gem's `mail` 2.8 habit of keeping only the last of a
-//! repeated "singular" field such as `Subject`: that would drop data, and repeats stay arrays.
+//! order. Repeated fields stay arrays in message order, as in the normalized formats (§1.3).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use crate::inbound::message::ParsedMessage;
 
@@ -45,17 +47,23 @@ pub struct HeaderGroup<'m> {
 /// gem looks fields up (`responsible_for?` compares case-insensitively).
 pub fn grouped(message: &ParsedMessage, naming: Naming) -> Vec<HeaderGroup<'_>> {
     let mut groups: Vec<HeaderGroup<'_>> = Vec::new();
+    // Lower-cased key → index in `groups`; a hash so that a message with a great many
+    // distinct fields costs linear time, not quadratic.
+    let mut index: HashMap<String, usize> = HashMap::new();
     for field in &message.headers {
         let key = match naming {
             Naming::Normalized => normalize_name(&field.name),
             Naming::Original => canonical_name(&field.name),
         };
-        match groups.iter_mut().find(|g| g.key.eq_ignore_ascii_case(&key)) {
-            Some(group) => group.values.push(&field.value),
-            None => groups.push(HeaderGroup {
-                key,
-                values: vec![&field.value],
-            }),
+        match index.entry(key.to_ascii_lowercase()) {
+            Entry::Occupied(slot) => groups[*slot.get()].values.push(&field.value),
+            Entry::Vacant(slot) => {
+                slot.insert(groups.len());
+                groups.push(HeaderGroup {
+                    key,
+                    values: vec![&field.value],
+                });
+            }
         }
     }
     if naming == Naming::Original {

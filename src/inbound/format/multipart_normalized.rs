@@ -10,7 +10,10 @@ use super::form_data::FormData;
 use super::headers::{self, Naming};
 use crate::inbound::message::ParsedMessage;
 
-/// How embedded attachments are named (spec §1.5, §9.2).
+/// How embedded attachments are named. The docs contradict themselves (`attachments[]`,
+/// `attachments` and `attachments[0]` each appear once); we follow spec §9.2's
+/// recommendation: `attachments[]` for Multipart Normalized, `attachments[i]` for the
+/// deprecated Multipart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AttachmentNames {
     /// `attachments[]` for every file: Rails and Rack make an array, PHP
@@ -44,6 +47,7 @@ pub(super) fn form_with<'a>(
         "reply_plain",
         message.reply_plain.as_deref().unwrap_or_default(),
     );
+    // `headers[mime_version]`: the docs' `headers[mime-version]` is a typo (spec §9.13).
     for group in headers::grouped(message, naming) {
         match group.values.as_slice() {
             [one] => form.text(format!("headers[{}]", group.key), *one),
