@@ -116,15 +116,29 @@ impl fmt::Display for AddressPattern {
     }
 }
 
-/// The HTTP POST format of an address (spec §1). Only JSON Normalized exists so far.
+/// The HTTP POST format of an address (spec §1); the ids are the spec's (§1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// `json+n`: JSON Normalized (spec §1.6).
     JsonNormalized,
+    /// `multipart+n`: Multipart Normalized (spec §1.7).
+    MultipartNormalized,
+    /// `raw`: the message as received plus the envelope, as form-data (spec §1.8).
+    Raw,
+    /// `json`: deprecated JSON, header names as written (spec §1.9.1).
+    Json,
+    /// `multipart`: deprecated Multipart, indexed attachments (spec §1.9.2).
+    Multipart,
 }
 
 impl Format {
-    pub const ALL: &[(&str, Format)] = &[("json+n", Format::JsonNormalized)];
+    pub const ALL: &[(&str, Format)] = &[
+        ("json+n", Format::JsonNormalized),
+        ("multipart+n", Format::MultipartNormalized),
+        ("raw", Format::Raw),
+        ("json", Format::Json),
+        ("multipart", Format::Multipart),
+    ];
 
     pub fn parse(text: &str) -> Result<Format, String> {
         Format::ALL
@@ -140,6 +154,10 @@ impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Format::JsonNormalized => "json+n",
+            Format::MultipartNormalized => "multipart+n",
+            Format::Raw => "raw",
+            Format::Json => "json",
+            Format::Multipart => "multipart",
         }
     }
 }
@@ -243,6 +261,10 @@ mod tests {
     #[test]
     fn unknown_format_is_an_error_naming_the_supported_ones() {
         assert_eq!(Format::parse("json+n"), Ok(Format::JsonNormalized));
+        for (name, format) in Format::ALL {
+            assert_eq!(Format::parse(name), Ok(*format));
+            assert_eq!(format.as_str(), *name);
+        }
         let err = Format::parse("xml").unwrap_err();
         assert!(err.contains("json+n"), "{err}");
     }

@@ -135,7 +135,10 @@ pub fn error(url: &TargetUrl, report: &ErrorReport<'_>) -> Payload {
 }
 
 fn payload(content_type: &'static str, body: Vec<u8>) -> Payload {
-    Payload { content_type, body }
+    Payload {
+        content_type: content_type.to_string(),
+        body,
+    }
 }
 
 fn xml_escape(text: &str) -> String {

@@ -85,7 +85,7 @@ impl Deliverer {
         timeout: Option<Duration>,
     ) -> Delivery {
         let timeout = timeout.unwrap_or(self.timeout);
-        let content_type = payload.content_type.to_string();
+        let content_type = payload.content_type;
         let body = Bytes::from(payload.body);
         let mut attempts = Vec::new();
         let mut in_flight = None;

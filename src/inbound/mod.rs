@@ -221,12 +221,19 @@ impl MailHandler for Inbound {
         };
 
         let destination = route.destination.clone();
+        let options = format::FormatOptions {
+            size_as_number: route.size_as_number,
+        };
         let parsed_and_payload = tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
             let payload = match &destination {
-                Destination::Target { format, .. } => {
-                    Some(format::build(*format, &payload_envelope, &parsed))
-                }
+                Destination::Target { format, .. } => Some(format::build(
+                    *format,
+                    &payload_envelope,
+                    &parsed,
+                    &raw,
+                    &options,
+                )),
                 Destination::Capture => None,
             };
             (raw, parsed, payload)

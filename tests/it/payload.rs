@@ -1,12 +1,18 @@
-//! The JSON Normalized payload, compared with golden files (spec §1.2–1.6).
+//! The payload formats (spec §1), compared with golden files, checked over real SMTP and
+//! real HTTP, and read back by two independent form-data parsers.
 //!
 //! `UPDATE_GOLDEN=1 cargo test` rewrites the golden files; review the diff before committing.
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
+use postern::config::Format;
+use postern::inbound::format::{self, FormatOptions, PayloadEnvelope, Spf};
+use postern::inbound::message::ParsedMessage;
 use serde_json::Value;
 
-use crate::support::{Receiver, TestApp, config_with};
+use crate::support::receiver::Captured;
+use crate::support::{Receiver, TestApp, config_with_format};
 
 fn data(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,9 +22,15 @@ fn data(path: &str) -> PathBuf {
 
 /// Sends `message` (raw bytes, CRLF lines, no final dot) and returns the POSTed JSON.
 async fn post_of(message: &[u8]) -> Value {
+    post_with("json+n", message).await.json()
+}
+
+/// Sends `message` to an address with `format` and returns the POST as the app got it.
+async fn post_with(format: &str, message: &[u8]) -> Captured {
     let receiver = Receiver::start().await;
-    let app = TestApp::start(&config_with(
+    let app = TestApp::start(&config_with_format(
         &[("*@example.com", receiver.url("/status/200"))],
+        format,
         "",
     ))
     .await;
@@ -43,7 +55,7 @@ async fn post_of(message: &[u8]) -> Value {
     smtp.send(b".\r\n").await;
     let reply = smtp.reply().await;
     assert!(reply.starts_with("250 "), "{reply}");
-    receiver.single().json()
+    receiver.single()
 }
 
 /// Replaces the one volatile value (Postern's own Received line, which carries the time).
@@ -164,4 +176,578 @@ async fn malformed_mime_still_delivers() {
     }
     let json = post_of(cases[0].1).await;
     assert!(json["plain"].as_str().unwrap().contains("recovered text"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Every format: golden files from the pure builders, the same bytes over SMTP and HTTP.
+
+/// The docs' example boundary (spec §1.1), for reproducible multipart golden files.
+const GOLDEN_BOUNDARY: &str = "----cloudmailinboundry";
+/// Stands in for the time in Postern's own `Received:` line.
+const GOLDEN_DATE: &str = "Mon, 01 Jan 2024 00:00:00 +0000";
+
+/// (golden file, format, message in tests/data/messages)
+const GOLDEN_CASES: &[(&str, Format, &str)] = &[
+    (
+        "multipart_normalized",
+        Format::MultipartNormalized,
+        "golden.eml",
+    ),
+    ("multipart", Format::Multipart, "golden.eml"),
+    ("raw", Format::Raw, "golden.eml"),
+    ("json", Format::Json, "golden.eml"),
+    (
+        "multipart_normalized_spec",
+        Format::MultipartNormalized,
+        "spec_example.eml",
+    ),
+    ("json_spec", Format::Json, "spec_example.eml"),
+    (
+        "multipart_normalized_plain",
+        Format::MultipartNormalized,
+        "plain.eml",
+    ),
+];
+
+/// The transaction [`post_with`] runs, as the builders see it.
+fn smtp_envelope(message: &[u8]) -> PayloadEnvelope {
+    PayloadEnvelope {
+        to: "to@example.com".into(),
+        recipients: vec!["to@example.com".into(), "another@example.com".into()],
+        from: "sender@example.com".into(),
+        helo_domain: "client.test".into(),
+        remote_ip: "127.0.0.1".into(),
+        tls_version: None,
+        md5: format!(
+            "{:x}",
+            <md5::Md5 as md5::Digest>::digest(message_as_sent(message))
+        ),
+        spf: Spf {
+            result: "none".into(),
+            domain: "example.com".into(),
+        },
+        dkim: None,
+        dmarc: None,
+    }
+}
+
+/// The message as Postern passes it on: its own `Received:` line (at [`GOLDEN_DATE`]), then
+/// the message as the client sent it.
+fn smtp_raw(message: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "Received: from client.test ([127.0.0.1])\r\n\tby mx.postern.test (Postern) with ESMTP;\r\n\t{GOLDEN_DATE}\r\n"
+    )
+    .into_bytes();
+    raw.extend_from_slice(&message_as_sent(message));
+    raw
+}
+
+/// What the builder makes of `message` in `format`, with the golden boundary.
+fn built(format: Format, message: &[u8]) -> format::Payload {
+    let raw = smtp_raw(message);
+    format::build_with_boundary(
+        format,
+        &smtp_envelope(message),
+        &ParsedMessage::parse(&raw),
+        &raw,
+        &FormatOptions::default(),
+        GOLDEN_BOUNDARY,
+    )
+}
+
+/// The form a golden file keeps a body in: pretty JSON, or the form-data bytes as they are.
+fn golden_form(format: Format, body: &[u8]) -> (String, Vec<u8>) {
+    match format {
+        Format::JsonNormalized | Format::Json => {
+            let json: Value = serde_json::from_slice(body).expect("the body is JSON");
+            (
+                "json".into(),
+                (serde_json::to_string_pretty(&json).unwrap() + "\n").into_bytes(),
+            )
+        }
+        _ => ("form".into(), body.to_vec()),
+    }
+}
+
+fn assert_golden_bytes(file: &str, actual: &[u8]) {
+    let path = data(&format!("golden/{file}"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    assert!(
+        actual == expected,
+        "payload differs from {}:\n{}",
+        path.display(),
+        String::from_utf8_lossy(actual)
+    );
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(i) = find(rest, from) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(to);
+        rest = &rest[i + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Puts [`GOLDEN_DATE`] in place of the time in Postern's `Received:` line, wherever the
+/// body carries it (a header value, the raw message, a JSON string).
+fn with_golden_date(body: &[u8]) -> Vec<u8> {
+    let marker = b"(Postern) with ESMTP;";
+    let start = find(body, marker).expect("Postern's Received line") + marker.len();
+    let end = start + find(&body[start..], b"+0000").expect("a UTC date") + b"+0000".len();
+    let text = std::str::from_utf8(&body[start..end]).unwrap();
+    // Skip the folding whitespace, or its JSON escape, before the date.
+    let date = text
+        .trim_start_matches([' ', '\t', '\r', '\n'])
+        .trim_start_matches("\\t");
+    assert!(date.len() >= 29, "date {date:?}");
+    replace_all(body, date.as_bytes(), GOLDEN_DATE.as_bytes())
+}
+
+/// The boundary of a `multipart/form-data` POST.
+fn boundary_of(captured: &Captured) -> String {
+    let content_type = captured.header("content-type").expect("a Content-Type");
+    content_type
+        .strip_prefix("multipart/form-data; boundary=")
+        .unwrap_or_else(|| panic!("not form-data: {content_type}"))
+        .to_string()
+}
+
+#[test]
+fn every_format_matches_its_golden_file() {
+    for (name, format, message) in GOLDEN_CASES {
+        let message = std::fs::read(data(&format!("messages/{message}"))).unwrap();
+        let payload = built(*format, &message);
+        let (extension, golden) = golden_form(*format, &payload.body);
+        assert_golden_bytes(&format!("{name}.{extension}"), &golden);
+        if extension == "form" {
+            assert_eq!(
+                payload.content_type,
+                format!("multipart/form-data; boundary={GOLDEN_BOUNDARY}")
+            );
+        }
+    }
+
+    // What the golden files encode, stated once more so that a careless UPDATE_GOLDEN
+    // cannot hide a regression.
+    let golden = std::fs::read(data("messages/golden.eml")).unwrap();
+    let form = |format| String::from_utf8_lossy(&built(format, &golden).body).into_owned();
+    let field = |name: &str, value: &str| {
+        format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n--")
+    };
+    let normalized = form(Format::MultipartNormalized);
+    for (name, value) in [
+        ("plain", "Test with HTML. Café."),
+        ("reply_plain", ""),
+        ("headers[subject]", "Café naïve ✓"),
+        ("headers[x_tag][2]", "three"),
+        ("headers[mime_version]", "1.0"),
+        ("envelope[recipients][1]", "another@example.com"),
+        ("envelope[tls]", "false"),
+        ("envelope[spf][domain]", "example.com"),
+    ] {
+        assert!(normalized.contains(&field(name, value)), "{name}");
+    }
+    assert!(normalized.contains(
+        "name=\"attachments[]\"; filename=\"logo.png\"\r\nContent-Type: image/png\r\n\r\n\u{0}\u{1}\u{2}"
+    ));
+    let deprecated = form(Format::Multipart);
+    for (name, value) in [
+        ("headers[Subject]", "Café naïve ✓"),
+        ("headers[X-Tag][1]", "two"),
+        ("headers[X_Tag]", "three"),
+        ("headers[Mime-Version]", "1.0"),
+        (
+            "headers[DKIM-Signature]",
+            "v=1; a=rsa-sha256; c=relaxed/relaxed;        d=example.com; s=s1;\th=from:to:subject; bh=abc=; b=def=",
+        ),
+    ] {
+        assert!(deprecated.contains(&field(name, value)), "{name}");
+    }
+    assert!(deprecated.contains("name=\"attachments[0]\"; filename=\"file.txt\""));
+    assert!(deprecated.contains("name=\"attachments[1]\"; filename=\"logo.png\""));
+    let raw = built(Format::Raw, &golden).body;
+    let mut message_field = b"name=\"message\"\r\n\r\n".to_vec();
+    message_field.extend_from_slice(&smtp_raw(&golden));
+    message_field.extend_from_slice(b"\r\n------cloudmailinboundry--\r\n");
+    assert!(
+        raw.ends_with(&message_field),
+        "the message, unaltered, last"
+    );
+    let plain = std::fs::read(data("messages/plain.eml")).unwrap();
+    let plain = built(Format::MultipartNormalized, &plain).body;
+    assert!(
+        find(&plain, b"attachments").is_none(),
+        "no attachments, no field"
+    );
+    let json: Value = serde_json::from_slice(&built(Format::Json, &golden).body).unwrap();
+    let keys: Vec<&str> = json["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Received",
+            "Date",
+            "From",
+            "To",
+            "Message-ID",
+            "Subject",
+            "Mime-Version",
+            "Content-Type",
+            "DKIM-Signature",
+            "X-Tag",
+            "X_Tag"
+        ]
+    );
+    assert_eq!(json["attachments"][1]["size"], "64");
+}
+
+/// The body the app receives is byte for byte what the builder makes, once the boundary
+/// and the time are fixed: the wiring adds and loses nothing.
+#[tokio::test]
+async fn every_format_arrives_over_smtp_as_built() {
+    for (name, format, message) in GOLDEN_CASES {
+        let message = std::fs::read(data(&format!("messages/{message}"))).unwrap();
+        let captured = post_with(format.as_str(), &message).await;
+        let mut body = with_golden_date(&captured.body);
+        let expected = built(*format, &message);
+        match format {
+            Format::JsonNormalized | Format::Json => {
+                assert_eq!(captured.header("content-type"), Some("application/json"));
+            }
+            _ => {
+                let boundary = boundary_of(&captured);
+                assert!(boundary.len() <= 70, "{boundary}");
+                body = replace_all(&body, boundary.as_bytes(), GOLDEN_BOUNDARY.as_bytes());
+            }
+        }
+        assert!(
+            golden_form(*format, &body) == golden_form(*format, &expected.body),
+            "{name}: the POST differs from the builder's output:\n{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+#[test]
+fn size_as_number_changes_only_the_size() {
+    let golden = std::fs::read(data("messages/golden.eml")).unwrap();
+    let raw = smtp_raw(&golden);
+    let parsed = ParsedMessage::parse(&raw);
+    for format in [Format::JsonNormalized, Format::Json] {
+        let json = |size_as_number| -> Value {
+            let options = FormatOptions { size_as_number };
+            let payload = format::build(format, &smtp_envelope(&golden), &parsed, &raw, &options);
+            serde_json::from_slice(&payload.body).unwrap()
+        };
+        let (default, number) = (json(false), json(true));
+        assert_eq!(default["attachments"][0]["size"], "8");
+        assert_eq!(number["attachments"][0]["size"], 8);
+        assert_eq!(number["attachments"][1]["size"], 64);
+        let mut number = number;
+        for attachment in number["attachments"].as_array_mut().unwrap() {
+            attachment["size"] = attachment["size"].to_string().into();
+        }
+        assert_eq!(number, default, "{format:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Multipart Normalized read back by real form parsers, against JSON Normalized.
+
+/// One form-data part as a parser reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FormPart {
+    name: String,
+    filename: Option<String>,
+    content_type: Option<String>,
+    data: Vec<u8>,
+}
+
+impl FormPart {
+    fn text(name: String, value: &str) -> FormPart {
+        FormPart {
+            name,
+            filename: None,
+            content_type: None,
+            data: value.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// The parts Multipart Normalized must carry for a message whose JSON Normalized payload is
+/// `json`, derived from the JSON independently of Postern's encoder (spec §1.2–1.5, §1.7).
+fn parts_from_json(json: &Value) -> Vec<FormPart> {
+    fn flatten(name: String, value: &Value, out: &mut Vec<FormPart>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    flatten(format!("{name}[{key}]"), value, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, value) in items.iter().enumerate() {
+                    flatten(format!("{name}[{i}]"), value, out);
+                }
+            }
+            Value::String(s) => out.push(FormPart::text(name, s)),
+            Value::Null => out.push(FormPart::text(name, "")),
+            other => out.push(FormPart::text(name, &other.to_string())),
+        }
+    }
+    let mut parts = Vec::new();
+    for body in ["plain", "html", "reply_plain"] {
+        parts.push(FormPart::text(
+            body.into(),
+            json[body].as_str().unwrap_or(""),
+        ));
+    }
+    flatten("headers".into(), &json["headers"], &mut parts);
+    flatten("envelope".into(), &json["envelope"], &mut parts);
+    for attachment in json["attachments"].as_array().unwrap() {
+        parts.push(FormPart {
+            name: "attachments[]".into(),
+            filename: Some(attachment["file_name"].as_str().unwrap().into()),
+            content_type: Some(attachment["content_type"].as_str().unwrap().into()),
+            data: base64::engine::general_purpose::STANDARD
+                .decode(attachment["content"].as_str().unwrap())
+                .unwrap(),
+        });
+    }
+    parts
+}
+
+/// The PyPI `multipart` package's reading of a form-data body (tests/it/support/form_fields.py).
+fn python_parts(boundary: &str, body: &[u8]) -> Vec<FormPart> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/form_fields.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(boundary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let body = body.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "form_fields.py failed (.ci/run installs the `multipart` package):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let parts: Value = serde_json::from_slice(&output.stdout).unwrap();
+    parts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| FormPart {
+            name: p["name"].as_str().unwrap().into(),
+            filename: p["filename"].as_str().map(str::to_string),
+            content_type: p["content_type"].as_str().map(str::to_string),
+            data: base64::engine::general_purpose::STANDARD
+                .decode(p["data"].as_str().unwrap())
+                .unwrap(),
+        })
+        .collect()
+}
+
+/// axum's `Multipart` extractor's (multer's) reading of the POST.
+async fn axum_parts(captured: &Captured) -> Vec<FormPart> {
+    use axum::extract::{FromRequest, Multipart};
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .header("content-type", captured.header("content-type").unwrap())
+        .body(axum::body::Body::from(captured.body.clone()))
+        .unwrap();
+    let mut multipart = Multipart::from_request(request, &()).await.unwrap();
+    let mut parts = Vec::new();
+    while let Some(field) = multipart.next_field().await.unwrap() {
+        let name = field.name().expect("every part has a name").to_string();
+        let filename = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(str::to_string);
+        let data = field.bytes().await.unwrap().to_vec();
+        parts.push(FormPart {
+            name,
+            filename,
+            content_type,
+            data,
+        });
+    }
+    parts
+}
+
+/// multer does not undo the browsers' escaping of `"`, CR and LF in names and filenames
+/// (it only knows backslash escapes), so it reports them escaped.
+fn as_multer_reports(mut parts: Vec<FormPart>) -> Vec<FormPart> {
+    let escape = |s: &str| {
+        s.replace('"', "%22")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    for part in &mut parts {
+        part.name = escape(&part.name);
+        part.filename = part.filename.as_deref().map(escape);
+    }
+    parts
+}
+
+/// Parts ordered by name; a stable sort keeps repeated names (`attachments[]`) in order.
+fn by_name(mut parts: Vec<FormPart>) -> Vec<FormPart> {
+    parts.sort_by(|a, b| a.name.cmp(&b.name));
+    parts
+}
+
+/// How the two parsers read one message's Multipart Normalized POST, and what they must
+/// find: the fields and files of its JSON Normalized POST (both sorted by name).
+struct Readings {
+    expected: Vec<FormPart>,
+    python: Vec<FormPart>,
+    axum: Vec<FormPart>,
+}
+
+/// Sends `message` to a JSON Normalized address and to a Multipart Normalized one (same
+/// transaction) and reads the multipart POST with Python's `multipart` and with axum.
+async fn readings(message: &[u8]) -> Readings {
+    let json = post_with("json+n", message).await;
+    let json: Value = serde_json::from_slice(&with_golden_date(&json.body)).unwrap();
+
+    let captured = post_with("multipart+n", message).await;
+    let python = python_parts(&boundary_of(&captured), &captured.body);
+    let axum = axum_parts(&captured).await;
+    // Only the time in Postern's Received line may differ between the two deliveries.
+    let received = |parts: Vec<FormPart>| -> Vec<FormPart> {
+        let parts = parts.into_iter().map(|mut p| {
+            if p.name == "headers[received][0]" || p.name == "headers[received]" {
+                p.data = with_golden_date(&p.data);
+            }
+            p
+        });
+        by_name(parts.collect())
+    };
+    Readings {
+        expected: by_name(parts_from_json(&json)),
+        python: received(python),
+        axum: received(axum),
+    }
+}
+
+impl Readings {
+    fn assert_agree(&self) {
+        assert_eq!(self.python, self.expected, "python multipart");
+        assert_eq!(
+            self.axum,
+            by_name(as_multer_reports(self.expected.clone())),
+            "axum Multipart"
+        );
+    }
+}
+
+#[tokio::test]
+async fn form_parsers_read_multipart_normalized_as_json_normalized() {
+    for message in ["golden.eml", "spec_example.eml", "plain.eml"] {
+        let message = std::fs::read(data(&format!("messages/{message}"))).unwrap();
+        readings(&message).await.assert_agree();
+    }
+}
+
+/// Filenames (RFC 2231 and RFC 2047, so they may hold anything) and a header name built to
+/// break out of the quoted Content-Disposition parameter: still exactly the expected parts.
+#[tokio::test]
+async fn hostile_names_cannot_inject_headers_or_parts() {
+    let forged = "two\r\n\r\n\"; name=\"plain\"\r\nContent-Type: text/html\r\n\r\n<b>forged</b>\r\n------cloudmailinboundry\r\nContent-Disposition: form-data; name=\"plain\"\r\n\r\nforged";
+    let encoded_word = format!(
+        "=?UTF-8?B?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(forged)
+    );
+    let message = format!(
+        "From: a@example.com\r\n\
+         Subject: hostile\r\n\
+         X-Evil\"; filename=\"x: quoted name\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+         \r\n\
+         --b\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         the real body\r\n\
+         --b\r\n\
+         Content-Type: text/plain\r\n\
+         Content-Disposition: attachment; filename*=UTF-8''evil%22.txt%0D%0AContent-Type%3A%20text%2Fhtml%0D%0A%0D%0A%3Cscript%3E\r\n\
+         \r\n\
+         payload one\r\n\
+         --b\r\n\
+         Content-Type: application/octet-stream\r\n\
+         Content-Disposition: attachment; filename=\"{encoded_word}\"\r\n\
+         \r\n\
+         ------cloudmailinboundry\r\n\
+         Content-Disposition: form-data; name=\"plain\"\r\n\
+         \r\n\
+         forged\r\n\
+         --b--\r\n"
+    );
+    let json = post_of(message.as_bytes()).await;
+    let names: Vec<&str> = json["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["file_name"].as_str().unwrap())
+        .collect();
+    // The filenames really are hostile once decoded.
+    assert_eq!(
+        names,
+        [
+            "evil\".txt\r\nContent-Type: text/html\r\n\r\n<script>",
+            forged
+        ]
+    );
+    assert!(json["headers"]["x_evil\"; filename=\"x"].is_string());
+
+    let mut readings = readings(message.as_bytes()).await;
+    let plains: Vec<&FormPart> = readings
+        .python
+        .iter()
+        .filter(|p| p.name == "plain")
+        .collect();
+    assert_eq!(plains.len(), 1);
+    assert_eq!(plains[0].data, b"the real body");
+    let files = readings.python.iter().filter(|p| p.filename.is_some());
+    assert_eq!(files.count(), 2, "{:#?}", readings.python);
+
+    // multer (3.1) looks for `filename=` after any `;` or space in the Content-Disposition
+    // line, inside quoted strings too, so it reports a filename for the text field whose
+    // *name* holds `; filename=`. The part, its name and its value are still right; only
+    // that phantom filename differs, and it is this parser's doing, not the body's.
+    let phantom = readings
+        .axum
+        .iter_mut()
+        .find(|p| p.name == "headers[x_evil%22; filename=%22x]")
+        .expect("the quoted header name arrives as one field");
+    assert_eq!(phantom.filename.as_deref(), Some("%22x]\""));
+    phantom.filename = None;
+    readings.assert_agree();
 }

@@ -177,3 +177,27 @@ async fn config_errors_for_the_new_options() {
         assert!(err.contains(key), "{toml}: {err}");
     }
 }
+
+#[tokio::test]
+async fn size_as_number_per_address() {
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        "[[address]]\naddress = \"n@example.com\"\ntarget = \"{}\"\nsize_as_number = true\n[[address]]\naddress = \"s@example.com\"\ntarget = \"{}\"\n",
+        receiver.url("/status/200"),
+        receiver.url("/status/200")
+    );
+    let app = TestApp::start(&toml).await;
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    let message = "Subject: a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream; name=f.bin\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--";
+    for rcpt in ["n@example.com", "s@example.com"] {
+        assert!(
+            smtp.send_mail("a@example.net", &[rcpt], message)
+                .await
+                .starts_with("250")
+        );
+    }
+    let posts = receiver.requests();
+    assert_eq!(posts[0].json()["attachments"][0]["size"], 3);
+    assert_eq!(posts[1].json()["attachments"][0]["size"], "3");
+}

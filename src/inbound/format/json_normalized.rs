@@ -1,50 +1,59 @@
 //! JSON Normalized (`json+n`, spec §1.2–1.6): header names lower-cased with `-` → `_`,
 //! repeated headers as arrays in message order, `null` for absent bodies, attachments
 //! embedded as one-line base64 with `size` as a string.
+//!
+//! The deprecated JSON format (`json`, §1.9.1) is this payload with other header keys, so
+//! [`payload`] serves both.
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::PayloadEnvelope;
+use super::headers::{self, Naming};
+use super::{FormatOptions, PayloadEnvelope};
 use crate::inbound::message::ParsedMessage;
 
-pub fn build(envelope: &PayloadEnvelope, message: &ParsedMessage) -> Vec<u8> {
+pub fn build(
+    envelope: &PayloadEnvelope,
+    message: &ParsedMessage,
+    options: &FormatOptions,
+) -> Vec<u8> {
+    payload(envelope, message, Naming::Normalized, options)
+}
+
+/// The JSON body with header keys named by `naming`.
+pub(super) fn payload(
+    envelope: &PayloadEnvelope,
+    message: &ParsedMessage,
+    naming: Naming,
+    options: &FormatOptions,
+) -> Vec<u8> {
     let payload = json!({
-        "headers": headers(message),
+        "headers": header_object(message, naming),
         "envelope": envelope.to_json(),
         "plain": message.plain,
         "html": message.html,
         "reply_plain": message.reply_plain,
-        "attachments": attachments(message),
+        "attachments": attachments(message, options),
     });
     serde_json::to_vec(&payload).expect("JSON values always serialise")
 }
 
-/// `Message-ID` → `message_id`.
-pub fn normalize_header_name(name: &str) -> String {
-    name.to_ascii_lowercase().replace('-', "_")
+/// A string for a header written once, an array of strings in message order for a repeated
+/// one (spec §1.3 item 3).
+fn header_object(message: &ParsedMessage, naming: Naming) -> Map<String, Value> {
+    headers::grouped(message, naming)
+        .into_iter()
+        .map(|group| {
+            let value = match group.values.as_slice() {
+                [one] => Value::String(one.to_string()),
+                many => many.iter().map(|v| Value::String(v.to_string())).collect(),
+            };
+            (group.key, value)
+        })
+        .collect()
 }
 
-fn headers(message: &ParsedMessage) -> Map<String, Value> {
-    let mut map = Map::new();
-    for field in &message.headers {
-        let key = normalize_header_name(&field.name);
-        let value = Value::String(field.value.clone());
-        match map.get_mut(&key) {
-            None => {
-                map.insert(key, value);
-            }
-            Some(Value::Array(values)) => values.push(value),
-            Some(first) => {
-                let first = first.take();
-                map.insert(key, Value::Array(vec![first, value]));
-            }
-        }
-    }
-    map
-}
-
-fn attachments(message: &ParsedMessage) -> Vec<Value> {
+fn attachments(message: &ParsedMessage, options: &FormatOptions) -> Vec<Value> {
     message
         .attachments
         .iter()
@@ -58,8 +67,15 @@ fn attachments(message: &ParsedMessage) -> Vec<Value> {
             );
             object.insert("file_name".into(), a.file_name.clone().into());
             object.insert("content_type".into(), a.content_type.clone().into());
-            // A string, as production sends it and cloudmailin-go requires (§1.5, §9.1).
-            object.insert("size".into(), a.content.len().to_string().into());
+            // A string, as production sends it and cloudmailin-go requires; a number only
+            // for an address that asks for the documented type (§1.5, §9.1).
+            let size = a.content.len();
+            let size = if options.size_as_number {
+                size.into()
+            } else {
+                size.to_string().into()
+            };
+            object.insert("size".into(), size);
             object.insert("disposition".into(), a.disposition.as_str().into());
             if let Some(id) = &a.content_id {
                 object.insert("content_id".into(), id.clone().into());
@@ -72,13 +88,30 @@ fn attachments(message: &ParsedMessage) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbound::format::tests::{envelope, message};
+
+    fn built(options: &FormatOptions) -> Value {
+        serde_json::from_slice(&build(&envelope(), &message(), options)).unwrap()
+    }
 
     #[test]
-    fn header_names() {
-        assert_eq!(normalize_header_name("Message-ID"), "message_id");
-        assert_eq!(
-            normalize_header_name("X-Google-DKIM-Signature"),
-            "x_google_dkim_signature"
-        );
+    fn size_is_a_string_unless_asked_for_a_number() {
+        let json = built(&FormatOptions::default());
+        assert_eq!(json["attachments"][0]["size"], "3");
+        let json = built(&FormatOptions {
+            size_as_number: true,
+        });
+        assert_eq!(json["attachments"][0]["size"], 3);
+    }
+
+    #[test]
+    fn normalized_keys_and_nulls() {
+        let json = built(&FormatOptions::default());
+        let keys: Vec<&String> = json["headers"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["received", "mime_version", "subject", "x_tag"]);
+        assert_eq!(json["headers"]["received"], json!(["r1", "r2"]));
+        assert_eq!(json["headers"]["x_tag"], json!(["1", "2"]));
+        assert_eq!(json["html"], Value::Null);
+        assert_eq!(json["reply_plain"], Value::Null);
     }
 }

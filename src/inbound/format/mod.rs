@@ -1,7 +1,15 @@
 //! CloudMailin-compatible POST payloads (spec §1). Each format is a pure function from a
-//! [`ParsedMessage`] and its [`PayloadEnvelope`] to a request body; no I/O.
+//! [`ParsedMessage`] (or the raw message) and its [`PayloadEnvelope`] to a request body; no
+//! I/O. The only input from outside is the random multipart boundary, drawn in [`build`];
+//! [`build_with_boundary`] takes it as a parameter and is fully deterministic.
 
+pub mod form_data;
+pub mod headers;
+pub mod json;
 pub mod json_normalized;
+pub mod multipart;
+pub mod multipart_normalized;
+pub mod raw;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -99,19 +107,234 @@ impl PayloadEnvelope {
     }
 }
 
+/// Per-address switches that change a payload's shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormatOptions {
+    /// JSON formats: attachment `size` as a number (what the docs show) instead of a string
+    /// (what production sends and cloudmailin-go requires); spec §1.5, §9.1.
+    pub size_as_number: bool,
+}
+
 /// A ready request body.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    pub content_type: &'static str,
+    /// `application/json`, or `multipart/form-data; boundary=…`.
+    pub content_type: String,
     pub body: Vec<u8>,
 }
 
-pub fn build(format: Format, envelope: &PayloadEnvelope, message: &ParsedMessage) -> Payload {
-    match format {
-        Format::JsonNormalized => Payload {
-            // No charset parameter: the official demo receiver compares for equality (§1.1).
-            content_type: "application/json",
-            body: json_normalized::build(envelope, message),
-        },
+/// The body `format` sends for this message. `raw` is the message as received (with our
+/// `Received:` line), which only the Raw format uses. Multipart formats get a fresh random
+/// boundary that occurs nowhere in the parts.
+pub fn build(
+    format: Format,
+    envelope: &PayloadEnvelope,
+    message: &ParsedMessage,
+    raw: &[u8],
+    options: &FormatOptions,
+) -> Payload {
+    assemble(format, envelope, message, raw, options, |form| {
+        form.unused_boundary(&form_data::random_boundary())
+    })
+}
+
+/// [`build`] with a fixed multipart boundary, for reproducible bodies (golden files). JSON
+/// formats ignore `boundary`.
+///
+/// # Panics
+/// If `boundary` occurs in the form's content, which would corrupt the body.
+pub fn build_with_boundary(
+    format: Format,
+    envelope: &PayloadEnvelope,
+    message: &ParsedMessage,
+    raw: &[u8],
+    options: &FormatOptions,
+    boundary: &str,
+) -> Payload {
+    assemble(format, envelope, message, raw, options, |form| {
+        assert!(
+            !form.contains(boundary.as_bytes()),
+            "the boundary {boundary:?} occurs in the form"
+        );
+        boundary.to_string()
+    })
+}
+
+fn assemble(
+    format: Format,
+    envelope: &PayloadEnvelope,
+    message: &ParsedMessage,
+    raw: &[u8],
+    options: &FormatOptions,
+    boundary_for: impl FnOnce(&form_data::FormData<'_>) -> String,
+) -> Payload {
+    let form = match format {
+        Format::JsonNormalized => {
+            return json_payload(json_normalized::build(envelope, message, options));
+        }
+        Format::Json => return json_payload(json::build(envelope, message, options)),
+        Format::MultipartNormalized => multipart_normalized::form(envelope, message),
+        Format::Multipart => multipart::form(envelope, message),
+        Format::Raw => raw::form(envelope, raw),
+    };
+    let boundary = boundary_for(&form);
+    Payload {
+        content_type: form_data::content_type(&boundary),
+        body: form.encode(&boundary),
+    }
+}
+
+fn json_payload(body: Vec<u8>) -> Payload {
+    Payload {
+        // No charset parameter: the official demo receiver compares for equality (§1.1).
+        content_type: "application/json".to_string(),
+        body,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::inbound::message::{Attachment, Disposition, HeaderField};
+
+    /// A small envelope shared by the format tests.
+    pub fn envelope() -> PayloadEnvelope {
+        PayloadEnvelope {
+            to: "to@example.com".into(),
+            recipients: vec!["to@example.com".into(), "another@example.com".into()],
+            from: "sender@example.com".into(),
+            helo_domain: "mail.example.com".into(),
+            remote_ip: "192.0.2.10".into(),
+            tls_version: Some("TLSv1.3".into()),
+            md5: "27f29e85c8fa61f513a9309c2e4e1ed8".into(),
+            spf: Spf {
+                result: "pass".into(),
+                domain: "example.com".into(),
+            },
+            dkim: None,
+            dmarc: None,
+        }
+    }
+
+    /// A message with a repeated header, two spellings of one normalized key, a header the
+    /// mail gem respells, no HTML and two attachments.
+    pub fn message() -> ParsedMessage {
+        let header = |name: &str, value: &str| HeaderField {
+            name: name.into(),
+            value: value.into(),
+        };
+        ParsedMessage {
+            headers: vec![
+                header("Received", "r1"),
+                header("MIME-Version", "1.0"),
+                header("Subject", "Hi"),
+                header("Received", "r2"),
+                header("X-Tag", "1"),
+                header("X_Tag", "2"),
+            ],
+            plain: Some("Hi there".into()),
+            html: None,
+            reply_plain: None,
+            attachments: vec![
+                Attachment {
+                    file_name: "a.txt".into(),
+                    content_type: "text/plain".into(),
+                    disposition: Disposition::Attachment,
+                    content_id: None,
+                    content: b"abc".to_vec(),
+                },
+                Attachment {
+                    file_name: "b.bin".into(),
+                    content_type: "application/octet-stream".into(),
+                    disposition: Disposition::Inline,
+                    content_id: Some("<b1>".into()),
+                    content: vec![0, 1],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let options = FormatOptions::default();
+        for (_, format) in Format::ALL {
+            let payload = build(*format, &envelope(), &message(), b"raw", &options);
+            match format {
+                Format::JsonNormalized | Format::Json => {
+                    assert_eq!(payload.content_type, "application/json");
+                }
+                _ => {
+                    let boundary = payload
+                        .content_type
+                        .strip_prefix("multipart/form-data; boundary=")
+                        .unwrap();
+                    assert!(
+                        payload
+                            .body
+                            .starts_with(format!("--{boundary}\r\n").as_bytes())
+                    );
+                    assert!(
+                        payload
+                            .body
+                            .ends_with(format!("--{boundary}--\r\n").as_bytes())
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dkim_and_dmarc_flatten_like_everything_else() {
+        let mut envelope = envelope();
+        let signature = DkimSignature {
+            result: "pass".into(),
+            domain: "example.com".into(),
+            selector: "s1".into(),
+        };
+        envelope.dkim = Some(Dkim {
+            success: true,
+            result: vec![signature.clone()],
+        });
+        envelope.dmarc = Some(Dmarc {
+            success: false,
+            result: "none".into(),
+            details: DmarcDetails {
+                domain: "example.com".into(),
+                policy: "none".into(),
+                spf_result: "pass".into(),
+                dmarc_spf_result: "fail".into(),
+                dmarc_dkim_result: "pass".into(),
+                dkim_results: vec![signature],
+            },
+        });
+        let payload = build_with_boundary(
+            Format::MultipartNormalized,
+            &envelope,
+            &message(),
+            b"",
+            &FormatOptions::default(),
+            "B",
+        );
+        let text = String::from_utf8_lossy(&payload.body);
+        for (name, value) in [
+            ("envelope[dkim][success]", "true"),
+            ("envelope[dkim][result][0][selector]", "s1"),
+            ("envelope[dmarc][success]", "false"),
+            (
+                "envelope[dmarc][details][dkim_results][0][domain]",
+                "example.com",
+            ),
+            ("envelope[dmarc][details][dmarc_spf_result]", "fail"),
+        ] {
+            let field = format!("name=\"{name}\"\r\n\r\n{value}\r\n--B");
+            assert!(text.contains(&field), "{field}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "occurs in the form")]
+    fn a_fixed_boundary_that_occurs_in_the_content_is_refused() {
+        let options = FormatOptions::default();
+        build_with_boundary(Format::Raw, &envelope(), &message(), b"--B", &options, "B");
     }
 }

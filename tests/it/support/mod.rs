@@ -117,11 +117,16 @@ impl TestApp {
 
 /// A config routing `addresses` (pattern, target URL) with JSON Normalized.
 pub fn config_with(addresses: &[(&str, String)], extra: &str) -> String {
+    config_with_format(addresses, "json+n", extra)
+}
+
+/// A config routing `addresses` (pattern, target URL) with the payload format `format`.
+pub fn config_with_format(addresses: &[(&str, String)], format: &str, extra: &str) -> String {
     let mut toml = String::from("[server]\nhostname = \"mx.postern.test\"\n");
     toml.push_str(extra);
     for (pattern, target) in addresses {
         toml.push_str(&format!(
-            "\n[[address]]\naddress = \"{pattern}\"\ntarget = \"{target}\"\nformat = \"json+n\"\n"
+            "\n[[address]]\naddress = \"{pattern}\"\ntarget = \"{target}\"\nformat = \"{format}\"\n"
         ));
     }
     toml

@@ -1,0 +1,134 @@
+//! Multipart Normalized (`multipart+n`, spec §1.7): `multipart/form-data` with the bodies
+//! (empty strings when absent), `headers[<normalized name>]` (`[i]` for repeats), the
+//! envelope in bracket notation and one `attachments[]` file part per attachment.
+//!
+//! The deprecated Multipart format (`multipart`, §1.9.2) differs only in header names and
+//! attachment field names, so [`form`] serves both.
+
+use super::PayloadEnvelope;
+use super::form_data::FormData;
+use super::headers::{self, Naming};
+use crate::inbound::message::ParsedMessage;
+
+/// How embedded attachments are named. The docs contradict themselves (`attachments[]`,
+/// `attachments` and `attachments[0]` each appear once); we follow spec §9.2's
+/// recommendation: `attachments[]` for Multipart Normalized, `attachments[i]` for the
+/// deprecated Multipart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AttachmentNames {
+    /// `attachments[]` for every file: Rails and Rack make an array, PHP
+    /// `$_FILES['attachments']['name'][i]`.
+    Array,
+    /// `attachments[0]`, `attachments[1]`, …: the deprecated format, which Griddler's
+    /// `params[:attachments].values` depends on (§1.10).
+    Indexed,
+}
+
+pub fn form<'a>(envelope: &PayloadEnvelope, message: &'a ParsedMessage) -> FormData<'a> {
+    form_with(
+        envelope,
+        message,
+        Naming::Normalized,
+        AttachmentNames::Array,
+    )
+}
+
+pub(super) fn form_with<'a>(
+    envelope: &PayloadEnvelope,
+    message: &'a ParsedMessage,
+    naming: Naming,
+    attachment_names: AttachmentNames,
+) -> FormData<'a> {
+    let mut form = FormData::new();
+    // JSON says `null` for an absent body; multipart sends an empty field (§1.4, §9.7).
+    form.text("plain", message.plain.as_deref().unwrap_or_default());
+    form.text("html", message.html.as_deref().unwrap_or_default());
+    form.text(
+        "reply_plain",
+        message.reply_plain.as_deref().unwrap_or_default(),
+    );
+    // `headers[mime_version]`: the docs' `headers[mime-version]` is a typo (spec §9.13).
+    for group in headers::grouped(message, naming) {
+        match group.values.as_slice() {
+            [one] => form.text(format!("headers[{}]", group.key), *one),
+            many => {
+                for (i, value) in many.iter().enumerate() {
+                    form.text(format!("headers[{}][{i}]", group.key), *value);
+                }
+            }
+        }
+    }
+    form.flattened("envelope", &envelope.to_json());
+    // No attachments: no field at all, not an empty one (§1.5).
+    for (i, attachment) in message.attachments.iter().enumerate() {
+        let name = match attachment_names {
+            AttachmentNames::Array => "attachments[]".to_string(),
+            AttachmentNames::Indexed => format!("attachments[{i}]"),
+        };
+        form.file(
+            name,
+            &attachment.file_name,
+            &attachment.content_type,
+            &attachment.content,
+        );
+    }
+    form
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbound::format::tests::{envelope, message};
+
+    #[test]
+    fn field_names_in_order() {
+        let message = message();
+        let form = form(&envelope(), &message);
+        let names: Vec<&str> = form.names().collect();
+        assert_eq!(
+            names,
+            [
+                "plain",
+                "html",
+                "reply_plain",
+                "headers[received][0]",
+                "headers[received][1]",
+                "headers[mime_version]",
+                "headers[subject]",
+                "headers[x_tag][0]",
+                "headers[x_tag][1]",
+                "envelope[to]",
+                "envelope[recipients][0]",
+                "envelope[recipients][1]",
+                "envelope[from]",
+                "envelope[helo_domain]",
+                "envelope[remote_ip]",
+                "envelope[tls]",
+                "envelope[tls_cipher]",
+                "envelope[md5]",
+                "envelope[spf][result]",
+                "envelope[spf][domain]",
+                "attachments[]",
+                "attachments[]",
+            ]
+        );
+    }
+
+    #[test]
+    fn absent_bodies_are_empty_fields() {
+        let message = message();
+        let body = form(&envelope(), &message).encode("B");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("name=\"html\"\r\n\r\n\r\n--B\r\n"), "{text}");
+        assert!(text.contains("name=\"envelope[tls]\"\r\n\r\ntrue\r\n"));
+    }
+
+    #[test]
+    fn no_attachments_no_field() {
+        let mut message = message();
+        message.attachments.clear();
+        let form = form(&envelope(), &message);
+        assert!(form.names().all(|n| !n.starts_with("attachments")));
+        assert!(!form.contains(b"attachments"));
+    }
+}
