@@ -65,15 +65,24 @@ pub(super) fn form_with<'a>(
             AttachmentNames::Array => "attachments[]".to_string(),
             AttachmentNames::Indexed => format!("attachments[{i}]"),
         };
+        // Rack (and so Rails) drops a file part whose filename is empty, which would lose
+        // unnamed inline images and forwarded messages; give those the traditional name.
+        let file_name = match attachment.file_name.as_str() {
+            "" => UNNAMED_ATTACHMENT,
+            named => named,
+        };
         form.file(
             name,
-            &attachment.file_name,
+            file_name,
             &attachment.content_type,
             &attachment.content,
         );
     }
     form
 }
+
+/// The filename sent for an attachment that has none (`noname`, as mail clients show it).
+pub const UNNAMED_ATTACHMENT: &str = "noname";
 
 #[cfg(test)]
 mod tests {
@@ -130,5 +139,17 @@ mod tests {
         let form = form(&envelope(), &message);
         assert!(form.names().all(|n| !n.starts_with("attachments")));
         assert!(!form.contains(b"attachments"));
+    }
+
+    #[test]
+    fn unnamed_attachments_get_a_filename() {
+        let mut message = message();
+        message.attachments[0].file_name.clear();
+        let body = form(&envelope(), &message).encode("BOUNDARY");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("name=\"attachments[]\"; filename=\"noname\""),
+            "{text}"
+        );
     }
 }
