@@ -2,6 +2,7 @@
 //! build the address's payload, POST it, record the outcome, and turn the target's answer
 //! into the SMTP reply (design.md invariant 1).
 
+pub mod auth;
 pub mod callback;
 pub mod deliver;
 pub mod format;

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real sockets.
 
 mod api;
+mod auth;
 mod callbacks;
 mod clients;
 mod delivery;

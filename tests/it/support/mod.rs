@@ -1,8 +1,9 @@
-//! Test harness: the real server on port 0, a real HTTP receiver on port 0, and a raw SMTP
-//! client for protocol edge cases.
+//! Test harness: the real server on port 0, a real HTTP receiver on port 0, a raw SMTP
+//! client for protocol edge cases, and a DNS server on loopback for SPF, DKIM and DMARC.
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod receiver;
 pub mod smtp;
 
