@@ -5,6 +5,7 @@
 pub mod deliver;
 pub mod format;
 pub mod message;
+pub mod reply;
 pub mod route;
 
 use std::time::Instant;
