@@ -9,6 +9,8 @@
 use mail_parser::parsers::MessageStream;
 use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
 
+use super::reply;
+
 /// A received message, reduced to what payload builders need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParsedMessage {
@@ -16,7 +18,7 @@ pub struct ParsedMessage {
     pub headers: Vec<HeaderField>,
     pub plain: Option<String>,
     pub html: Option<String>,
-    /// The new text of a reply, without quoted history (spec §1.4); `None` until extracted.
+    /// The new text of a reply, without quoted history (spec §1.4, [`reply::extract`]).
     pub reply_plain: Option<String>,
     pub attachments: Vec<Attachment>,
 }
@@ -132,11 +134,12 @@ impl ParsedMessage {
             .map(|(_, part)| attachment(part, raw))
             .collect();
 
+        let plain = text_of(plain_id);
         ParsedMessage {
             headers,
-            plain: text_of(plain_id),
+            reply_plain: plain.as_deref().and_then(reply::extract),
+            plain,
             html: text_of(html_id),
-            reply_plain: None,
             attachments,
         }
     }

@@ -7,6 +7,7 @@ pub mod callback;
 pub mod deliver;
 pub mod format;
 pub mod message;
+pub mod reply;
 pub mod route;
 
 use std::time::{Instant, SystemTime};

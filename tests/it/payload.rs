@@ -131,7 +131,8 @@ async fn json_normalized_matches_the_golden_file() {
     );
     assert_eq!(envelope["md5"], md5);
     assert_eq!(json["plain"], "Test with HTML. Café.");
-    assert_eq!(json["reply_plain"], Value::Null);
+    // Not a reply: the whole plain body is new text (spec §1.4).
+    assert_eq!(json["reply_plain"], "Test with HTML. Café.");
     let attachments = json["attachments"].as_array().unwrap();
     assert_eq!(attachments[0]["content"], "dGVzdGZpbGU=");
     assert_eq!(attachments[0]["size"], "8");
@@ -155,8 +156,42 @@ async fn plain_message_without_mime() {
         normalise(post_of(b"From: a@example.com\r\nSubject: plain\r\n\r\nJust text.\r\n").await);
     assert_golden("json_normalized_plain", &json);
     assert_eq!(json["plain"], "Just text.\r\n");
+    assert_eq!(json["reply_plain"], "Just text.");
     assert_eq!(json["html"], Value::Null);
     assert_eq!(json["attachments"], serde_json::json!([]));
+}
+
+/// A Gmail-style top-posted reply: `reply_plain` is the new text, `plain` keeps everything.
+#[tokio::test]
+async fn reply_plain_is_the_new_text_of_a_reply() {
+    let json = post_of(
+        "From: Anna <anna@example.com>\r\n\
+         To: Ben <ben@example.com>\r\n\
+         Subject: Re: Q1 numbers\r\n\
+         In-Reply-To: <q1@example.com>\r\n\
+         Content-Type: text/plain; charset=UTF-8\r\n\
+         \r\n\
+         Sounds good, I'll bring the slides.\r\n\
+         \r\n\
+         Anna\r\n\
+         \r\n\
+         On Mon, Jan 16, 2012 at 5:00\u{202f}PM Ben <ben@example.com> wrote:\r\n\
+         \r\n\
+         > Can you present the Q1 numbers on Thursday?\r\n\
+         >\r\n\
+         > Ben\r\n"
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        json["reply_plain"],
+        "Sounds good, I'll bring the slides.\r\n\r\nAnna"
+    );
+    let plain = json["plain"].as_str().unwrap();
+    assert!(
+        plain.contains("> Can you present the Q1 numbers on Thursday?"),
+        "{plain}"
+    );
 }
 
 /// Bad input: whatever the MIME, the app still gets a payload with what could be recovered.
@@ -354,7 +389,7 @@ fn every_format_matches_its_golden_file() {
     let normalized = form(Format::MultipartNormalized);
     for (name, value) in [
         ("plain", "Test with HTML. Café."),
-        ("reply_plain", ""),
+        ("reply_plain", "Test with HTML. Café."),
         ("headers[subject]", "Café naïve ✓"),
         ("headers[x_tag][2]", "three"),
         ("headers[mime_version]", "1.0"),
