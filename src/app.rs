@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::inbound::Inbound;
+use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
 use crate::inbound::deliver::Deliverer;
 use crate::inbound::route::{Destination, Router};
+use crate::inbound::{Inbound, InboundSettings};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
 use crate::smtp::session::SessionConfig;
@@ -27,6 +28,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
+    Auth(#[from] AuthError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -65,12 +68,27 @@ impl App {
             }
             None => (Router::new(&config.addresses, &config.domains), false),
         };
+        let needs_dns = config.auth.spf || config.addresses.iter().any(|a| a.dkim || a.dmarc);
+        let verifier = match needs_dns {
+            true => Some(Arc::new(Verifier::new(AuthConfig {
+                resolver: match &config.auth.dns_servers {
+                    Some(servers) => ResolverChoice::Servers(servers.clone()),
+                    None => ResolverChoice::System,
+                },
+                timeout: config.auth.timeout,
+            })?)),
+            false => None,
+        };
         let inbound = Inbound::new(
             router,
             Deliverer::new(&config.delivery),
             store.clone(),
-            config.hostname.clone(),
-            keep_raw,
+            verifier,
+            InboundSettings {
+                hostname: config.hostname.clone(),
+                keep_raw,
+                spf: config.auth.spf,
+            },
         );
 
         let bind = |what, addr| async move {

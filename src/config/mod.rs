@@ -28,6 +28,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub web: WebConfig,
     pub delivery: DeliveryConfig,
+    pub auth: AuthSettings,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
     /// Dev mode: every recipient is accepted; raw messages are kept.
@@ -74,6 +75,17 @@ pub struct DeliveryConfig {
     pub connect_timeout: Duration,
 }
 
+/// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// Check SPF for every message (`envelope.spf`); off, the result is `none`.
+    pub spf: bool,
+    /// `None`: the system resolver (`/etc/resolv.conf`); otherwise these servers only.
+    pub dns_servers: Option<Vec<SocketAddr>>,
+    /// Bound on each check; past it the result is `temperror`.
+    pub timeout: Duration,
+}
+
 /// One `[[address]]`: where mail for a pattern goes, and how.
 #[derive(Debug, Clone)]
 pub struct AddressConfig {
@@ -92,6 +104,10 @@ pub struct AddressConfig {
     pub auth_callback: Option<TargetUrl>,
     /// POSTed after every non-2xx target answer (spec §7.2).
     pub error_callback: Option<TargetUrl>,
+    /// Verify DKIM signatures and send `envelope.dkim` (spec §5.2).
+    pub dkim: bool,
+    /// Evaluate DMARC and send `envelope.dmarc` (spec §5.3).
+    pub dmarc: bool,
 }
 
 /// One `[[domain]]`: rules for every address at a domain (spec §4.3).
@@ -202,6 +218,9 @@ impl Config {
         config.smtp.tls = TlsSource::SelfSigned;
         config.smtp.shutdown_grace = Duration::from_secs(5);
         config.web.listen = web;
+        // Local test mail comes from loopback: SPF has nothing to say, and dev mode makes
+        // no DNS queries.
+        config.auth.spf = false;
         config.dev = Some(DevConfig { forward });
         config
     }

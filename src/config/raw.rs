@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    AddressConfig, AddressPattern, Config, ConfigError, DeliveryConfig, DomainConfig,
+    AddressConfig, AddressPattern, AuthSettings, Config, ConfigError, DeliveryConfig, DomainConfig,
     DomainPattern, Format, SmtpConfig, TargetUrl, TlsSource, WebConfig,
 };
 
@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     smtp: RawSmtp,
     web: RawWeb,
     delivery: RawDelivery,
+    auth: RawAuth,
     #[serde(rename = "address")]
     addresses: Vec<RawAddress>,
     #[serde(rename = "domain")]
@@ -116,6 +117,32 @@ impl Default for RawDelivery {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    spf: bool,
+    /// "system", or a list of "IP:PORT" (a single string is a list of one).
+    dns: RawDns,
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDns {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            spf: true,
+            dns: RawDns::One("system".into()),
+            timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAddress {
     address: String,
@@ -128,6 +155,10 @@ struct RawAddress {
     size_as_number: bool,
     auth_callback: Option<String>,
     error_callback: Option<String>,
+    #[serde(default)]
+    dkim: bool,
+    #[serde(default)]
+    dmarc: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +205,7 @@ impl RawConfig {
             smtp,
             web,
             delivery,
+            auth,
             addresses,
             domains,
         } = self;
@@ -277,6 +309,28 @@ impl RawConfig {
             )?),
         };
 
+        let dns_servers = match auth.dns {
+            RawDns::One(text) if text == "system" => None,
+            RawDns::One(text) => Some(vec![socket_addr("auth.dns", &text)?]),
+            RawDns::Many(list) if list.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "auth.dns",
+                    "[]",
+                    "\"system\" or a list of IP:PORT, e.g. [\"127.0.0.1:53\"]",
+                ));
+            }
+            RawDns::Many(list) => Some(
+                list.iter()
+                    .map(|text| socket_addr("auth.dns", text))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        let auth = AuthSettings {
+            spf: auth.spf,
+            dns_servers,
+            timeout: Duration::from_secs(in_range("auth.timeout_secs", auth.timeout_secs, 1, 60)?),
+        };
+
         let domains = domains
             .into_iter()
             .enumerate()
@@ -313,6 +367,7 @@ impl RawConfig {
             smtp,
             web,
             delivery,
+            auth,
             addresses,
             domains,
             dev: None,
@@ -423,6 +478,8 @@ fn validate_address(
             .error_callback
             .map(|t| parse_target(&key("error_callback"), &t))
             .transpose()?,
+        dkim: raw.dkim,
+        dmarc: raw.dmarc,
     })
 }
 

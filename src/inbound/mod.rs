@@ -10,6 +10,7 @@ pub mod message;
 pub mod reply;
 pub mod route;
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use md5::{Digest, Md5};
@@ -21,6 +22,7 @@ use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Envelope, SizeLimit, TransactionInfo};
 use crate::store::{AttemptRecord, InboundMeta, Outcome, Store};
+use auth::Verifier;
 use callback::{AuthorizationRequest, ErrorReport};
 use deliver::{Attempt, Deliverer};
 use format::{PayloadEnvelope, Spf};
@@ -35,9 +37,20 @@ pub struct Inbound {
     router: Router,
     deliverer: Deliverer,
     store: Store,
-    hostname: String,
+    /// SPF/DKIM/DMARC; `None` when no check is enabled.
+    verifier: Option<Arc<Verifier>>,
+    settings: InboundSettings,
+}
+
+/// What the inbound side needs from the config besides routes.
+#[derive(Debug, Clone)]
+pub struct InboundSettings {
+    /// For the `Received:` line.
+    pub hostname: String,
     /// Keep the raw message in the store (dev mode).
-    keep_raw: bool,
+    pub keep_raw: bool,
+    /// Check SPF for every message.
+    pub spf: bool,
 }
 
 impl Inbound {
@@ -45,23 +58,28 @@ impl Inbound {
         router: Router,
         deliverer: Deliverer,
         store: Store,
-        hostname: String,
-        keep_raw: bool,
+        verifier: Option<Arc<Verifier>>,
+        settings: InboundSettings,
     ) -> Inbound {
         Inbound {
             router,
             deliverer,
             store,
-            hostname,
-            keep_raw,
+            verifier,
+            settings,
         }
     }
 
-    /// `envelope.spf` for a transaction. SPF checking is not wired in yet: `none`.
-    async fn spf(&self, _conn: &ConnectionInfo, helo: &str, mail_from: &str) -> Spf {
-        Spf {
-            result: "none".into(),
-            domain: spf_domain(helo, mail_from),
+    /// `envelope.spf` (spec §5.1); `none` when SPF checking is off.
+    async fn spf(&self, conn: &ConnectionInfo, helo: &str, mail_from: &str) -> Spf {
+        match &self.verifier {
+            Some(verifier) if self.settings.spf => {
+                verifier.spf(conn.remote.ip(), helo, mail_from).await
+            }
+            _ => Spf {
+                result: "none".into(),
+                domain: spf_domain(helo, mail_from),
+            },
         }
     }
 
@@ -208,7 +226,21 @@ impl MailHandler for Inbound {
         };
 
         let md5 = format!("{:x}", Md5::digest(&body));
-        let raw = with_received_header(&body, &envelope, conn, &self.hostname, received_at);
+        let raw =
+            with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
+        let spf = self.spf(conn, &envelope.helo, &envelope.mail_from).await;
+        // DMARC builds on the DKIM results, so DKIM runs for either (spec §5.2, §5.3).
+        let (dkim, dmarc) = match &self.verifier {
+            Some(verifier) if route.dkim || route.dmarc => {
+                let dkim = verifier.dkim(&body).await;
+                let dmarc = match route.dmarc {
+                    true => Some(verifier.dmarc(&body, &spf, &dkim).await),
+                    false => None,
+                };
+                (route.dkim.then_some(dkim), dmarc)
+            }
+            _ => (None, None),
+        };
         let payload_envelope = PayloadEnvelope {
             to: envelope.recipients[0].clone(),
             recipients: envelope.recipients.clone(),
@@ -217,9 +249,9 @@ impl MailHandler for Inbound {
             remote_ip: conn.remote.ip().to_string(),
             tls_version: conn.tls_version.map(str::to_string),
             md5: md5.clone(),
-            spf: self.spf(conn, &envelope.helo, &envelope.mail_from).await,
-            dkim: None,
-            dmarc: None,
+            spf,
+            dkim,
+            dmarc,
         };
 
         let destination = route.destination.clone();
@@ -303,7 +335,7 @@ impl MailHandler for Inbound {
             processing_ms: started.elapsed().as_millis() as u64,
         };
         let summary = (meta.outcome, meta.http_status, meta.processing_ms);
-        let keep = (self.keep_raw || outcome == Outcome::Captured).then_some(raw);
+        let keep = (self.settings.keep_raw || outcome == Outcome::Captured).then_some(raw);
         match self.store.insert_inbound(meta, keep, attempts).await {
             Ok(id) => {
                 info!(id, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");

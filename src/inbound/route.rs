@@ -40,6 +40,8 @@ pub struct Route {
     pub size_as_number: bool,
     pub auth_callback: Option<TargetUrl>,
     pub error_callback: Option<TargetUrl>,
+    pub dkim: bool,
+    pub dmarc: bool,
 }
 
 impl Route {
@@ -53,6 +55,8 @@ impl Route {
             size_as_number: false,
             auth_callback: None,
             error_callback: None,
+            dkim: false,
+            dmarc: false,
         }
     }
 }
@@ -100,6 +104,8 @@ impl Router {
                 size_as_number: address.size_as_number,
                 auth_callback: address.auth_callback.clone(),
                 error_callback: address.error_callback.clone(),
+                dkim: address.dkim,
+                dmarc: address.dmarc,
             };
             router.add(address.pattern.clone(), route);
         }

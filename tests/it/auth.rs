@@ -689,3 +689,59 @@ fn checks_can_run_on_spawned_tasks() {
     assert_send(&verifier.dkim(b""));
     assert_send(&verifier.dmarc(b"", &spf, &dkim));
 }
+
+/// End to end: `[auth]` pointed at the loopback DNS server, an address with DKIM and DMARC
+/// on, a signed message over SMTP; the POST carries all three results.
+#[tokio::test]
+async fn envelope_carries_spf_dkim_and_dmarc_over_smtp() {
+    use crate::support::{Receiver, TestApp};
+
+    let zone = with_keys(
+        Zone::new()
+            .txt("example.com", "v=spf1 ip4:127.0.0.1 -all")
+            .txt("_dmarc.example.com", "v=DMARC1; p=reject"),
+        "example.com",
+    );
+    let dns = DnsServer::start(zone).await;
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        "[auth]\nspf = true\ndns = [\"{}\"]\ntimeout_secs = 5\n\
+         [[address]]\naddress = \"checked@example.net\"\ntarget = \"{}\"\ndkim = true\ndmarc = true\n\
+         [[address]]\naddress = \"plain@example.net\"\ntarget = \"{}\"\n",
+        dns.addr(),
+        receiver.url("/status/200"),
+        receiver.url("/status/200"),
+    );
+    let app = TestApp::start(&toml).await;
+    let message = message("example.com");
+    let signed = format!("{}{message}", sign_rsa(&message, "example.com", "rsa"));
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    for rcpt in ["checked@example.net", "plain@example.net"] {
+        let reply = smtp
+            .send_mail(
+                "sender@example.com",
+                &[rcpt],
+                signed.trim_end_matches("\r\n"),
+            )
+            .await;
+        assert!(reply.starts_with("250 "), "{reply}");
+    }
+    let posts = receiver.requests();
+    let checked = &posts[0].json()["envelope"];
+    assert_eq!(
+        checked["spf"],
+        serde_json::json!({"result": "pass", "domain": "example.com"})
+    );
+    assert_eq!(checked["dkim"]["result"][0]["result"], "pass");
+    assert_eq!(checked["dkim"]["result"][0]["domain"], "example.com");
+    assert_eq!(checked["dmarc"]["result"], "pass");
+    assert_eq!(checked["dmarc"]["details"]["policy"], "reject");
+    // SPF is for every message; DKIM and DMARC only where the address asks.
+    let plain = &posts[1].json()["envelope"];
+    assert_eq!(plain["spf"]["result"], "pass");
+    assert!(
+        plain.get("dkim").is_none() && plain.get("dmarc").is_none(),
+        "{plain}"
+    );
+}

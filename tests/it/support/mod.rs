@@ -45,7 +45,7 @@ impl TestApp {
     pub async fn start(toml: &str) -> TestApp {
         init();
         let data_dir = tempfile::tempdir().unwrap();
-        let env = [
+        let mut env: Vec<(String, String)> = [
             ("POSTERN_SMTP__LISTEN", "127.0.0.1:0".to_string()),
             ("POSTERN_WEB__LISTEN", "127.0.0.1:0".to_string()),
             (
@@ -53,7 +53,13 @@ impl TestApp {
                 data_dir.path().display().to_string(),
             ),
         ]
-        .map(|(k, v)| (k.to_string(), v));
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec();
+        // Tests never ask the machine's resolver: SPF is off unless a test configures
+        // [auth] with its own loopback DNS server.
+        if !toml.contains("[auth]") {
+            env.push(("POSTERN_AUTH__SPF".into(), "false".into()));
+        }
         let config = Config::from_toml(toml, env).expect("test config is valid");
         TestApp::from_config(config, data_dir).await
     }
