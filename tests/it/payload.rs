@@ -786,3 +786,30 @@ async fn hostile_names_cannot_inject_headers_or_parts() {
     phantom.filename = None;
     readings.assert_agree();
 }
+
+/// A forwarded message travels as a `message/rfc822` attachment, bytes as they arrived.
+#[tokio::test]
+async fn forwarded_message_is_an_rfc822_attachment() {
+    let inner = "From: inner@example.org\r\nSubject: the original\r\n\r\nOriginal body.\r\n";
+    let message = format!(
+        "From: a@example.com\r\nSubject: Fwd: the original\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n\
+--b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"original.eml\"\r\n\r\n{inner}\
+--b--\r\n"
+    );
+    let json = post_of(message.as_bytes()).await;
+    assert_eq!(json["plain"], "See below.");
+    let attachments = json["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0]["content_type"], "message/rfc822");
+    assert_eq!(attachments[0]["file_name"], "original.eml");
+    let content = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        attachments[0]["content"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(content).unwrap().trim_end(),
+        inner.trim_end()
+    );
+}
