@@ -161,9 +161,34 @@ fn print_summary(config: &Config) {
     };
     println!("TLS       {tls}");
     println!("API       http://{}/api/messages", config.web.listen);
+    let dns = match &config.auth.dns_servers {
+        None => "the system resolver".to_string(),
+        Some(servers) => servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    println!(
+        "SPF       {} (DNS: {dns}; DKIM/DMARC where an address asks)",
+        if config.auth.spf { "on" } else { "off" }
+    );
     println!("Data      {}", config.data_dir.display());
-    if config.addresses.is_empty() {
+    if config.addresses.is_empty() && config.domains.iter().all(|d| d.target.is_none()) {
         println!("Addresses none: every recipient will be refused with 550");
+    }
+    for domain in &config.domains {
+        let target = domain.target.as_ref().map(|t| format!(" -> {t}"));
+        let regex = domain
+            .auth_regex
+            .as_ref()
+            .map(|r| format!(" (auth_regex {})", r.as_str()));
+        println!(
+            "Domain    {}{}{}",
+            domain.domain,
+            target.unwrap_or_default(),
+            regex.unwrap_or_default()
+        );
     }
     for address in &config.addresses {
         println!(
