@@ -68,7 +68,11 @@ impl App {
             }
             None => (Router::new(&config.addresses, &config.domains), false),
         };
-        let needs_dns = config.auth.spf || config.addresses.iter().any(|a| a.dkim || a.dmarc);
+        let needs_dns = config.auth.spf
+            || config
+                .addresses
+                .iter()
+                .any(|a| a.options.dkim || a.options.dmarc);
         let verifier = match needs_dns {
             true => Some(Arc::new(Verifier::new(AuthConfig {
                 resolver: match &config.auth.dns_servers {

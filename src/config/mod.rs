@@ -92,6 +92,12 @@ pub struct AddressConfig {
     pub pattern: AddressPattern,
     pub target: TargetUrl,
     pub format: Format,
+    pub options: AddressOptions,
+}
+
+/// The optional per-address settings; each overrides a server-wide default.
+#[derive(Debug, Clone, Default)]
+pub struct AddressOptions {
     /// Overrides `delivery.timeout_secs` for this address.
     pub timeout: Option<Duration>,
     /// A lower size limit than `smtp.max_message_size` for this address.

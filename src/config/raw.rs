@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    AddressConfig, AddressPattern, AuthSettings, Config, ConfigError, DeliveryConfig, DomainConfig,
-    DomainPattern, Format, SmtpConfig, TargetUrl, TlsSource, WebConfig,
+    AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
+    DeliveryConfig, DomainConfig, DomainPattern, Format, SmtpConfig, TargetUrl, TlsSource,
+    WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -194,6 +195,10 @@ fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigErro
     }
 }
 
+fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    in_range(key, value, min, max).map(Duration::from_secs)
+}
+
 fn quote(value: &str) -> String {
     format!("{value:?}")
 }
@@ -265,29 +270,24 @@ impl RawConfig {
             max_line_length: in_range("smtp.max_line_length", smtp.max_line_length, 1000, 65_536)?
                 as usize,
             max_errors: in_range("smtp.max_errors", smtp.max_errors, 1, 1000)? as u32,
-            command_timeout: Duration::from_secs(in_range(
+            command_timeout: seconds(
                 "smtp.command_timeout_secs",
                 smtp.command_timeout_secs,
                 1,
                 3600,
-            )?),
-            data_timeout: Duration::from_secs(in_range(
-                "smtp.data_timeout_secs",
-                smtp.data_timeout_secs,
-                1,
-                3600,
-            )?),
+            )?,
+            data_timeout: seconds("smtp.data_timeout_secs", smtp.data_timeout_secs, 1, 3600)?,
             size_exceeded_message: one_line(
                 "smtp.size_exceeded_message",
                 smtp.size_exceeded_message,
             )?,
             tls,
-            shutdown_grace: Duration::from_secs(in_range(
+            shutdown_grace: seconds(
                 "smtp.shutdown_grace_secs",
                 smtp.shutdown_grace_secs,
                 0,
                 3600,
-            )?),
+            )?,
         };
 
         let web = WebConfig {
@@ -295,18 +295,13 @@ impl RawConfig {
         };
 
         let delivery = DeliveryConfig {
-            timeout: Duration::from_secs(in_range(
-                "delivery.timeout_secs",
-                delivery.timeout_secs,
-                1,
-                600,
-            )?),
-            connect_timeout: Duration::from_secs(in_range(
+            timeout: seconds("delivery.timeout_secs", delivery.timeout_secs, 1, 600)?,
+            connect_timeout: seconds(
                 "delivery.connect_timeout_secs",
                 delivery.connect_timeout_secs,
                 1,
                 600,
-            )?),
+            )?,
         };
 
         let dns_servers = match auth.dns {
@@ -328,7 +323,7 @@ impl RawConfig {
         let auth = AuthSettings {
             spf: auth.spf,
             dns_servers,
-            timeout: Duration::from_secs(in_range("auth.timeout_secs", auth.timeout_secs, 1, 60)?),
+            timeout: seconds("auth.timeout_secs", auth.timeout_secs, 1, 60)?,
         };
 
         let domains = domains
@@ -451,20 +446,16 @@ fn validate_address(
         (None, Some(inherited)) => inherited,
         (None, None) => DEFAULT_FORMAT,
     };
-    let max_message_size = raw
-        .max_message_size
-        .map(|size| in_range(&key("max_message_size"), size, 1024, global_max_size as u64))
-        .transpose()?
-        .map(|size| size as usize);
-    Ok(AddressConfig {
-        pattern,
-        target,
-        format,
+    let options = AddressOptions {
         timeout: raw
             .timeout_secs
-            .map(|secs| in_range(&key("timeout_secs"), secs, 1, 600).map(Duration::from_secs))
+            .map(|secs| seconds(&key("timeout_secs"), secs, 1, 600))
             .transpose()?,
-        max_message_size,
+        max_message_size: raw
+            .max_message_size
+            .map(|size| in_range(&key("max_message_size"), size, 1024, global_max_size as u64))
+            .transpose()?
+            .map(|size| size as usize),
         size_exceeded_message: raw
             .size_exceeded_message
             .map(|text| one_line(&key("size_exceeded_message"), text))
@@ -480,6 +471,12 @@ fn validate_address(
             .transpose()?,
         dkim: raw.dkim,
         dmarc: raw.dmarc,
+    };
+    Ok(AddressConfig {
+        pattern,
+        target,
+        format,
+        options,
     })
 }
 

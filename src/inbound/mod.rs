@@ -140,7 +140,7 @@ impl Inbound {
         envelope: &Envelope,
         result: &deliver::Outcome,
     ) {
-        let Some(url) = route.error_callback.clone() else {
+        let Some(url) = route.options.error_callback.clone() else {
             return;
         };
         let report = ErrorReport {
@@ -195,14 +195,18 @@ impl MailHandler for Inbound {
             return Err(Reply::SEPARATE_TRANSACTION);
         }
         let route = self.router.route(id);
-        if let Some(url) = &route.auth_callback {
+        if let Some(url) = &route.options.auth_callback {
             self.authorize(url, conn, &transaction, address).await?;
         }
-        Ok(route.max_message_size.map(|max| SizeLimit {
+        Ok(route.options.max_message_size.map(|max| SizeLimit {
             max,
-            message: route.size_exceeded_message.clone().unwrap_or_else(|| {
-                format!("Message exceeds the maximum size of {max} bytes for this address")
-            }),
+            message: route
+                .options
+                .size_exceeded_message
+                .clone()
+                .unwrap_or_else(|| {
+                    format!("Message exceeds the maximum size of {max} bytes for this address")
+                }),
         }))
     }
 
@@ -231,13 +235,13 @@ impl MailHandler for Inbound {
         let spf = self.spf(conn, &envelope.helo, &envelope.mail_from).await;
         // DMARC builds on the DKIM results, so DKIM runs for either (spec §5.2, §5.3).
         let (dkim, dmarc) = match &self.verifier {
-            Some(verifier) if route.dkim || route.dmarc => {
+            Some(verifier) if route.options.dkim || route.options.dmarc => {
                 let dkim = verifier.dkim(&body).await;
-                let dmarc = match route.dmarc {
+                let dmarc = match route.options.dmarc {
                     true => Some(verifier.dmarc(&body, &spf, &dkim).await),
                     false => None,
                 };
-                (route.dkim.then_some(dkim), dmarc)
+                (route.options.dkim.then_some(dkim), dmarc)
             }
             _ => (None, None),
         };
@@ -256,7 +260,7 @@ impl MailHandler for Inbound {
 
         let destination = route.destination.clone();
         let options = format::FormatOptions {
-            size_as_number: route.size_as_number,
+            size_as_number: route.options.size_as_number,
         };
         let parsed_and_payload = tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
@@ -280,7 +284,10 @@ impl MailHandler for Inbound {
 
         let (outcome, reply, result, attempts) = match (&route.destination, payload) {
             (Destination::Target { url, format }, Some(payload)) => {
-                let delivery = self.deliverer.deliver(url, payload, route.timeout).await;
+                let delivery = self
+                    .deliverer
+                    .deliver(url, payload, route.options.timeout)
+                    .await;
                 let reply = reply_for(&delivery.outcome);
                 let outcome = match &delivery.outcome {
                     deliver::Outcome::Accepted { .. } => Outcome::Successful,

@@ -12,10 +12,10 @@
 //! address. In dev mode every recipient matches the one dev route. Case is ignored.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::config::{
-    AddressConfig, AddressPattern, DomainConfig, DomainPattern, Format, LocalPattern, TargetUrl,
+    AddressConfig, AddressOptions, AddressPattern, DomainConfig, DomainPattern, Format,
+    LocalPattern, TargetUrl,
 };
 
 /// Where mail for a route goes.
@@ -33,15 +33,7 @@ pub struct Route {
     /// The configured address this route came from, as shown to operators.
     pub address: String,
     pub destination: Destination,
-    pub timeout: Option<Duration>,
-    /// A size limit below the server-wide one, with its 552 text.
-    pub max_message_size: Option<usize>,
-    pub size_exceeded_message: Option<String>,
-    pub size_as_number: bool,
-    pub auth_callback: Option<TargetUrl>,
-    pub error_callback: Option<TargetUrl>,
-    pub dkim: bool,
-    pub dmarc: bool,
+    pub options: AddressOptions,
 }
 
 impl Route {
@@ -49,14 +41,7 @@ impl Route {
         Route {
             address,
             destination,
-            timeout: None,
-            max_message_size: None,
-            size_exceeded_message: None,
-            size_as_number: false,
-            auth_callback: None,
-            error_callback: None,
-            dkim: false,
-            dmarc: false,
+            options: AddressOptions::default(),
         }
     }
 }
@@ -98,14 +83,7 @@ impl Router {
                     url: address.target.clone(),
                     format: address.format,
                 },
-                timeout: address.timeout,
-                max_message_size: address.max_message_size,
-                size_exceeded_message: address.size_exceeded_message.clone(),
-                size_as_number: address.size_as_number,
-                auth_callback: address.auth_callback.clone(),
-                error_callback: address.error_callback.clone(),
-                dkim: address.dkim,
-                dmarc: address.dmarc,
+                options: address.options.clone(),
             };
             router.add(address.pattern.clone(), route);
         }
