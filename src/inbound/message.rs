@@ -8,6 +8,7 @@
 
 use mail_parser::parsers::MessageStream;
 use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use tracing::warn;
 
 /// A received message, reduced to what payload builders need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,11 +65,26 @@ impl ParsedMessage {
     }
 
     pub fn parse(raw: &[u8]) -> ParsedMessage {
+        // mail-parser 0.11 panics on some malformed MIME (one is tested below).
+        // The message is still delivered, as unparsed text, rather than refused with a 451
+        // that the sender would retry until it gives up.
+        std::panic::catch_unwind(|| ParsedMessage::parse_mime(raw)).unwrap_or_else(|_| {
+            warn!("mail-parser panicked; the message is passed on unparsed as its plain body");
+            ParsedMessage::unparsed(raw)
+        })
+    }
+
+    /// The raw bytes, decoded lossily, as the plain body.
+    fn unparsed(raw: &[u8]) -> ParsedMessage {
+        ParsedMessage {
+            plain: Some(String::from_utf8_lossy(raw).into_owned()),
+            ..ParsedMessage::default()
+        }
+    }
+
+    fn parse_mime(raw: &[u8]) -> ParsedMessage {
         let Some(message) = MessageParser::default().parse(raw) else {
-            return ParsedMessage {
-                plain: Some(String::from_utf8_lossy(raw).into_owned()),
-                ..ParsedMessage::default()
-            };
+            return ParsedMessage::unparsed(raw);
         };
         let Some(root) = message.parts.first() else {
             return ParsedMessage::default();
@@ -265,6 +281,18 @@ mod tests {
         assert_eq!(parsed.plain, None);
         assert_eq!(parsed.html.as_deref(), Some("<b>x</b>\r\n"));
         assert!(parsed.attachments.is_empty());
+    }
+
+    #[test]
+    fn a_mail_parser_panic_leaves_the_message_unparsed() {
+        // mail-parser 1.0.1's corpus, malformed/023.eml: 0.11.9 panics ("Invalid part ID").
+        let raw = b"d\nContent-Type:multipart;boundary=b5\n\n--b5Content-Type:message/rfc822\n\n5\nContent-Type:message/rfc822\n\n\n--b5--";
+        let parsed = ParsedMessage::parse(raw);
+        assert_eq!(
+            parsed.plain.as_deref(),
+            Some(std::str::from_utf8(raw).unwrap())
+        );
+        assert!(parsed.headers.is_empty() && parsed.attachments.is_empty());
     }
 
     #[test]
