@@ -7,7 +7,7 @@
 //! the raw bytes, decoded lossily, as the plain body.
 
 use mail_parser::parsers::MessageStream;
-use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
 use tracing::warn;
 
 /// A received message, reduced to what payload builders need.
@@ -177,8 +177,9 @@ fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {
         _ => Disposition::Attachment,
     };
     let content = match &part.body {
-        // A forwarded message is passed on as it arrived.
-        PartType::Message(_) => raw
+        // A forwarded message is passed on as it arrived, unless a transfer encoding has to
+        // be undone (the content is decoded, spec §1.5).
+        PartType::Message(_) if part.encoding == Encoding::None => raw
             .get(part.offset_body as usize..part.offset_end as usize)
             .unwrap_or_default()
             .to_vec(),
@@ -243,6 +244,8 @@ fn decode_encoded_words(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
@@ -273,6 +276,19 @@ mod tests {
         assert_eq!(parsed.attachments[0].file_name, "f.bin");
         assert_eq!(parsed.attachments[0].content, vec![0, 1, 2]);
         assert_eq!(parsed.header("subject"), Some("hi"));
+    }
+
+    #[test]
+    fn forwarded_message_is_decoded() {
+        let forwarded = b"Subject: inner\r\n\r\nhello\r\n";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(forwarded);
+        let raw = format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: as sent\r\n\r\nhi\r\n--b--\r\n"
+        );
+        let parsed = ParsedMessage::parse(raw.as_bytes());
+        assert_eq!(parsed.attachments.len(), 2);
+        assert_eq!(parsed.attachments[0].content, forwarded);
+        assert_eq!(parsed.attachments[1].content, b"Subject: as sent\r\n\r\nhi");
     }
 
     #[test]
