@@ -3,6 +3,7 @@
 mod api;
 mod callbacks;
 mod clients;
+mod corpus;
 mod delivery;
 mod lifecycle;
 mod payload;
