@@ -77,6 +77,8 @@ impl DataReceiver {
             (Framing::DotCr, b'\n') => return true,
             // A line that starts with a dot and has more text: the dot was stuffing.
             (Framing::DotCr, b'\r') => {
+                // The CR held since the dot, then this one.
+                self.push(b'\r');
                 self.push(b'\r');
                 Framing::Cr
             }
@@ -213,6 +215,9 @@ mod tests {
         // A line of just "." ended by bare CR + text keeps the CR.
         let (_, result) = receive(b".\rx\r\n.\r\n");
         assert_eq!(result, Some(Ok(b"\rx\r\n".to_vec())));
+        // ... and both CRs of ".\r\r" (found by the data_receiver fuzzer).
+        let (_, result) = receive(b".\r\r\n.\r\n");
+        assert_eq!(result, Some(Ok(b"\r\r\n".to_vec())));
     }
 
     #[test]
