@@ -52,6 +52,11 @@ impl DataReceiver {
         }
     }
 
+    /// Octets of content held so far: never more than the size limit.
+    pub fn buffered(&self) -> usize {
+        self.body.len()
+    }
+
     /// Feeds octets. Returns how many were consumed and, once `CRLF.CRLF` was seen, the
     /// message (without the terminator) or why it was refused. Octets after the
     /// terminator are left unconsumed: they are the next command.
@@ -264,6 +269,7 @@ mod tests {
             assert_eq!(r.ingest(&[b'x'; 1000]).1, None);
         }
         assert!(r.body.capacity() <= 16 * 1024);
+        assert_eq!(r.buffered(), 0);
         assert_eq!(r.ingest(b"\r\n.\r\n").1, Some(Err(DataError::TooLarge)));
     }
 
