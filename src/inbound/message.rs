@@ -7,7 +7,8 @@
 //! the raw bytes, decoded lossily, as the plain body.
 
 use mail_parser::parsers::MessageStream;
-use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
+use tracing::warn;
 
 use super::reply;
 
@@ -66,11 +67,26 @@ impl ParsedMessage {
     }
 
     pub fn parse(raw: &[u8]) -> ParsedMessage {
+        // mail-parser 0.11 panics on some malformed MIME (one is tested below).
+        // The message is still delivered, as unparsed text, rather than refused with a 451
+        // that the sender would retry until it gives up.
+        std::panic::catch_unwind(|| ParsedMessage::parse_mime(raw)).unwrap_or_else(|_| {
+            warn!("mail-parser panicked; the message is passed on unparsed as its plain body");
+            ParsedMessage::unparsed(raw)
+        })
+    }
+
+    /// The raw bytes, decoded lossily, as the plain body.
+    fn unparsed(raw: &[u8]) -> ParsedMessage {
+        ParsedMessage {
+            plain: Some(String::from_utf8_lossy(raw).into_owned()),
+            ..ParsedMessage::default()
+        }
+    }
+
+    fn parse_mime(raw: &[u8]) -> ParsedMessage {
         let Some(message) = MessageParser::default().parse(raw) else {
-            return ParsedMessage {
-                plain: Some(String::from_utf8_lossy(raw).into_owned()),
-                ..ParsedMessage::default()
-            };
+            return ParsedMessage::unparsed(raw);
         };
         let Some(root) = message.parts.first() else {
             return ParsedMessage::default();
@@ -164,8 +180,9 @@ fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {
         _ => Disposition::Attachment,
     };
     let content = match &part.body {
-        // A forwarded message is passed on as it arrived.
-        PartType::Message(_) => raw
+        // A forwarded message is passed on as it arrived, unless a transfer encoding has to
+        // be undone (the content is decoded, spec §1.5).
+        PartType::Message(_) if part.encoding == Encoding::None => raw
             .get(part.offset_body as usize..part.offset_end as usize)
             .unwrap_or_default()
             .to_vec(),
@@ -230,6 +247,8 @@ fn decode_encoded_words(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
@@ -263,11 +282,36 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_message_is_decoded() {
+        let forwarded = b"Subject: inner\r\n\r\nhello\r\n";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(forwarded);
+        let raw = format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: as sent\r\n\r\nhi\r\n--b--\r\n"
+        );
+        let parsed = ParsedMessage::parse(raw.as_bytes());
+        assert_eq!(parsed.attachments.len(), 2);
+        assert_eq!(parsed.attachments[0].content, forwarded);
+        assert_eq!(parsed.attachments[1].content, b"Subject: as sent\r\n\r\nhi");
+    }
+
+    #[test]
     fn html_only_has_no_plain() {
         let parsed = ParsedMessage::parse(b"Content-Type: text/html\r\n\r\n<b>x</b>\r\n");
         assert_eq!(parsed.plain, None);
         assert_eq!(parsed.html.as_deref(), Some("<b>x</b>\r\n"));
         assert!(parsed.attachments.is_empty());
+    }
+
+    #[test]
+    fn a_mail_parser_panic_leaves_the_message_unparsed() {
+        // mail-parser 1.0.1's corpus, malformed/023.eml: 0.11.9 panics ("Invalid part ID").
+        let raw = b"d\nContent-Type:multipart;boundary=b5\n\n--b5Content-Type:message/rfc822\n\n5\nContent-Type:message/rfc822\n\n\n--b5--";
+        let parsed = ParsedMessage::parse(raw);
+        assert_eq!(
+            parsed.plain.as_deref(),
+            Some(std::str::from_utf8(raw).unwrap())
+        );
+        assert!(parsed.headers.is_empty() && parsed.attachments.is_empty());
     }
 
     #[test]

@@ -52,6 +52,11 @@ impl DataReceiver {
         }
     }
 
+    /// Octets of content held so far: never more than the size limit.
+    pub fn buffered(&self) -> usize {
+        self.body.len()
+    }
+
     /// Feeds octets. Returns how many were consumed and, once `CRLF.CRLF` was seen, the
     /// message (without the terminator) or why it was refused. Octets after the
     /// terminator are left unconsumed: they are the next command.
@@ -77,6 +82,8 @@ impl DataReceiver {
             (Framing::DotCr, b'\n') => return true,
             // A line that starts with a dot and has more text: the dot was stuffing.
             (Framing::DotCr, b'\r') => {
+                // The CR held since the dot, then this one.
+                self.push(b'\r');
                 self.push(b'\r');
                 Framing::Cr
             }
@@ -213,6 +220,9 @@ mod tests {
         // A line of just "." ended by bare CR + text keeps the CR.
         let (_, result) = receive(b".\rx\r\n.\r\n");
         assert_eq!(result, Some(Ok(b"\rx\r\n".to_vec())));
+        // ... and both CRs of ".\r\r" (found by the data_receiver fuzzer).
+        let (_, result) = receive(b".\r\r\n.\r\n");
+        assert_eq!(result, Some(Ok(b"\r\r\n".to_vec())));
     }
 
     #[test]
@@ -259,6 +269,7 @@ mod tests {
             assert_eq!(r.ingest(&[b'x'; 1000]).1, None);
         }
         assert!(r.body.capacity() <= 16 * 1024);
+        assert_eq!(r.buffered(), 0);
         assert_eq!(r.ingest(b"\r\n.\r\n").1, Some(Err(DataError::TooLarge)));
     }
 

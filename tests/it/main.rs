@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod callbacks;
 mod clients;
+mod corpus;
 mod delivery;
 mod hostile;
 mod lifecycle;
