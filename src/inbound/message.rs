@@ -110,8 +110,27 @@ impl ParsedMessage {
         // (spec §1.4); every other leaf part is an attachment (§1.5).
         // mail-parser's body lists come first; when it filed every text part as an
         // attachment (e.g. an unterminated multipart), the first unnamed inline one counts.
-        let is_plain = |id: &u32| matches!(message.parts[*id as usize].body, PartType::Text(_));
-        let is_html = |id: &u32| matches!(message.parts[*id as usize].body, PartType::Html(_));
+        // By declared type as well as by mail-parser's part type: 0.11 sometimes types an
+        // HTML part as text (an unterminated multipart/alternative), and that is still HTML.
+        let declared = |id: &u32, subtype: &str| {
+            message.parts[*id as usize]
+                .content_type()
+                .is_some_and(|ct| {
+                    ct.c_type.eq_ignore_ascii_case("text")
+                        && ct
+                            .c_subtype
+                            .as_deref()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+                })
+        };
+        let is_plain = |id: &u32| {
+            matches!(message.parts[*id as usize].body, PartType::Text(_)) && !declared(id, "html")
+        };
+        let is_html = |id: &u32| match message.parts[*id as usize].body {
+            PartType::Html(_) => true,
+            PartType::Text(_) => declared(id, "html"),
+            _ => false,
+        };
         let is_body_like = |id: &u32| {
             let part = &message.parts[*id as usize];
             part.attachment_name().is_none()

@@ -48,8 +48,6 @@ const EXCEPTIONS: &[(&str, Field, &str)] = &[
     ("malformed/001", Field::Plain, PREFIX_BOUNDARY),
     ("malformed/007", Field::Plain, PREFIX_BOUNDARY),
     ("malformed/007", Field::Attachments, PREFIX_BOUNDARY),
-    ("malformed/008", Field::Html, "`--ab` closes the inner multipart `a`; 0.11.9 takes it for `--a` and types the HTML part after it as text"),
-    ("malformed/008", Field::Attachments, "`--ab` closes the inner multipart `a`; 0.11.9 takes it for `--a` and types the HTML part after it as text"),
     ("malformed/009", Field::Attachments, OUTER_DELIMITER),
     ("malformed/011", Field::Attachments, OUTER_DELIMITER),
     ("malformed/012", Field::Attachments, OUTER_DELIMITER),
@@ -71,8 +69,6 @@ const EXCEPTIONS: &[(&str, Field, &str)] = &[
     ("regressions/nested-headers-cut-by-delimiter", Field::Attachments, "0.11.9 types a message/rfc822 part cut by a delimiter as text, so it becomes the plain body (review M7)"),
     ("regressions/part-without-blank-line", Field::Plain, CUT_PART),
     ("regressions/part-without-blank-line", Field::Attachments, CUT_PART),
-    ("regressions/unterminated-alternative", Field::Plain, "0.11.9 types the HTML of an unterminated multipart/alternative as text, so it becomes the plain body (#67)"),
-    ("regressions/unterminated-alternative", Field::Html, "0.11.9 types the HTML of an unterminated multipart/alternative as text, so it becomes the plain body (#67)"),
     ("regressions/utf16-dangling-byte", Field::Plain, DANGLING_UTF16),
     ("regressions/utf7-terminators", Field::Plain, "0.11.9 drops the character that ends a UTF-7 base64 run (review M2)"),
     ("regressions/utf7-terminators", Field::Attachments, "0.11.9 drops the character that ends a UTF-7 base64 run (review M2)"),
@@ -254,7 +250,7 @@ fn corpus_dir() -> PathBuf {
 
 /// `.ci/run` fetches `legacy/` and sets this, so that CI cannot silently skip it.
 fn legacy_required() -> bool {
-    std::env::var_os("POSTERN_CORPUS_LEGACY").is_some_and(|v| v == "required")
+    std::env::var_os("TEST_CORPUS_LEGACY").is_some_and(|v| v == "required")
 }
 
 fn load_corpus() -> Vec<Message> {

@@ -7,8 +7,15 @@ use std::time::Duration;
 
 use crate::support::Smtp;
 
+/// The real binary, without any `POSTERN_*` variable of the environment the tests run in.
 fn postern() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_postern"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("POSTERN_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
