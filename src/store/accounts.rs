@@ -572,8 +572,8 @@ impl Store {
         .await
     }
 
-    /// Times of the failures at or after `since` for the account and for the IP, newest
-    /// first, at most `limit` of each.
+    /// Times of the failures after `since` for the account and for the IP, newest first,
+    /// at most `limit` of each.
     pub async fn recent_signin_failures(
         &self,
         account: String,
@@ -584,7 +584,7 @@ impl Store {
         self.read(move |connection| {
             let times = |column: &str, key: &str| -> rusqlite::Result<Vec<i64>> {
                 let mut statement = connection.prepare_cached(&format!(
-                    "SELECT at FROM signin_failures WHERE {column} = ?1 AND at >= ?2
+                    "SELECT at FROM signin_failures WHERE {column} = ?1 AND at > ?2
                      ORDER BY at DESC LIMIT ?3"
                 ))?;
                 let rows = statement.query_map(params![key, since, limit], |row| row.get(0))?;
@@ -954,7 +954,7 @@ mod tests {
             .await
             .unwrap();
         let (account, ip) = store
-            .recent_signin_failures("a@example.com".into(), "10.0.0.1".into(), 15, 10)
+            .recent_signin_failures("a@example.com".into(), "10.0.0.1".into(), 19, 10)
             .await
             .unwrap();
         assert_eq!((account, ip), (vec![30, 20], vec![40, 30, 20]));
