@@ -1079,3 +1079,156 @@ async fn dev_mode_is_open_on_loopback_only() {
     browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(browser.get("/api/messages").await.status, 200);
 }
+
+/// `postern user add|list|delete` through the real binary, on the store a server then uses.
+#[tokio::test]
+async fn user_commands_of_the_real_binary() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = data_dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"mx.postern.test\"\ndata_dir = \"{}\"\n",
+            data_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let postern = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = postern(
+        &[
+            "user",
+            "add",
+            "--email",
+            "Owner@Postern.test",
+            "--password-stdin",
+        ],
+        "the owner's own password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "created admin owner@postern.test");
+    let (code, out, err) = postern(
+        &[
+            "user",
+            "add",
+            "--email",
+            "reader@postern.test",
+            "--role",
+            "viewer",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let generated = out
+        .lines()
+        .find_map(|line| line.strip_prefix("one-time password: "))
+        .unwrap_or_else(|| panic!("no one-time password printed:\n{out}"))
+        .to_string();
+    assert_eq!(generated.len(), 23, "{generated}");
+    let (code, _, err) = postern(
+        &[
+            "user",
+            "add",
+            "--email",
+            "owner@postern.test",
+            "--password-stdin",
+        ],
+        "another password\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("exists already"), "{err}");
+    let (code, _, err) = postern(
+        &[
+            "user",
+            "add",
+            "--email",
+            "x@postern.test",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("at least 12 characters"), "{err}");
+    let (code, _, err) = postern(
+        &["user", "add", "--email", "not an email", "--password-stdin"],
+        "a long enough password\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("is not an email address"), "{err}");
+
+    let (code, out, _) = postern(&["user", "list"], "");
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("owner@postern.test") && lines[1].contains(" admin "),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("reader@postern.test") && lines[2].contains(" viewer "),
+        "{out}"
+    );
+
+    // The production argon2id parameters, in the PHC string the server verifies.
+    let db = std::fs::read(data_dir.path().join("postern.db")).unwrap();
+    let wal = std::fs::read(data_dir.path().join("postern.db-wal")).unwrap_or_default();
+    let phc = b"$argon2id$v=19$m=19456,t=2,p=1$";
+    assert!(
+        db.windows(phc.len())
+            .chain(wal.windows(phc.len()))
+            .any(|w| w == phc),
+        "no argon2id PHC string with m=19456,t=2,p=1"
+    );
+
+    // A server on that store lets them in.
+    let toml = "[server]\nhostname = \"mx.postern.test\"\n";
+    let app = TestApp::start_in(toml, data_dir).await;
+    app.browser()
+        .sign_in("owner@postern.test", "the owner's own password")
+        .await;
+    let mut reader = app.browser();
+    reader.sign_in("reader@postern.test", &generated).await;
+    assert_eq!(reader.get("/").await.location(), Some("/account/password"));
+
+    let (code, _, err) = postern(&["user", "delete", "--email", "reader@postern.test"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        reader.get("/account/password").await.status,
+        303,
+        "the deleted user's session ended"
+    );
+    let (code, _, err) = postern(&["user", "delete", "--email", "nobody@postern.test"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("no user nobody@postern.test"), "{err}");
+    let audit = audit_actions(&app).await;
+    let actions: Vec<&str> = audit
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions[0], "user_deleted");
+    assert_eq!(audit[0]["actor"], "cli");
+}
