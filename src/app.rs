@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
 use crate::config::Config;
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
 use crate::inbound::deliver::Deliverer;
@@ -21,6 +22,7 @@ use crate::smtp::server::{ServerConfig, SmtpServer};
 use crate::smtp::session::SessionConfig;
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
+use crate::web::WebOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -38,12 +40,21 @@ pub enum AppError {
     },
 }
 
+/// What tests change: the clock the accounts run on, and the argon2 cost.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    pub clock: Clock,
+    pub password: PasswordParams,
+}
+
 pub struct App {
     smtp: SmtpServer<Inbound>,
     smtp_addr: SocketAddr,
     web: TcpListener,
     web_addr: SocketAddr,
+    web_options: WebOptions,
     store: Store,
+    accounts: Accounts,
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
@@ -51,7 +62,27 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<App, AppError> {
+        App::build_with(config, AppOptions::default()).await
+    }
+
+    pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
         let store = Store::open(&config.data_dir)?;
+        let accounts = Accounts::new(
+            store.clone(),
+            options.clock,
+            Policy {
+                session_idle: config.web.session_idle,
+                session_lifetime: config.web.session_lifetime,
+                require_totp: config.web.require_totp,
+                password: options.password,
+                totp_issuer: format!("Postern {}", config.hostname),
+            },
+        );
+        // Dev mode opens the dashboard without sign-in, but only to this machine.
+        let web_options = WebOptions {
+            open: config.dev.is_some() && config.web.listen.ip().is_loopback(),
+            secure_cookies: config.web.secure_cookies,
+        };
         let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
         let starttls = tls.is_some();
 
@@ -123,15 +154,17 @@ impl App {
         };
         let smtp = SmtpServer::new(smtp_listener, server_config, tls, Arc::new(inbound));
 
-        if config.dev.is_none() && !config.web.listen.ip().is_loopback() {
-            warn!(listen = %config.web.listen, "the JSON API has no authentication yet; keep web.listen on loopback");
+        if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
+            warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");
         }
         Ok(App {
             smtp,
             smtp_addr,
             web,
             web_addr,
+            web_options,
             store,
+            accounts,
             shutdown: Shutdown::new(),
             grace: config.smtp.shutdown_grace,
             starttls,
@@ -154,6 +187,15 @@ impl App {
         &self.store
     }
 
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Whether the dashboard is open without sign-in (dev mode on loopback).
+    pub fn open_web(&self) -> bool {
+        self.web_options.open
+    }
+
     /// Runs until `stop` resolves, then stops accepting, lets open sessions finish (up to
     /// the configured grace period) and returns.
     pub async fn run(self, stop: impl Future<Output = ()>) {
@@ -161,7 +203,8 @@ impl App {
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
-            let service = crate::web::router(self.store.clone());
+            let service = crate::web::router(self.store.clone(), self.accounts, self.web_options)
+                .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)
                 .with_graceful_shutdown(async move { web_shutdown.triggered().await });
             if let Err(error) = serving.await {

@@ -7,6 +7,7 @@
 //! The module map, the data flow and the invariants live in `ARCHITECTURE.md` at the
 //! repository root; keep both true together.
 
+pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;

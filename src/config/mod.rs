@@ -66,6 +66,15 @@ pub enum TlsSource {
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// Mark cookies `Secure` (sent over HTTPS only). Default: on unless `listen` is on
+    /// loopback; there is no HTTPS listener yet, so on means a TLS proxy in front.
+    pub secure_cookies: bool,
+    /// A session unused this long is over.
+    pub session_idle: Duration,
+    /// A session is over this long after sign-in, however busy.
+    pub session_lifetime: Duration,
+    /// Every user must enrol TOTP before using the dashboard or the API.
+    pub require_totp: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -224,10 +233,70 @@ impl Config {
         config.smtp.tls = TlsSource::SelfSigned;
         config.smtp.shutdown_grace = Duration::from_secs(5);
         config.web.listen = web;
+        // Dev mode is plain HTTP; `Secure` cookies would never come back.
+        config.web.secure_cookies = false;
         // Local test mail comes from loopback: SPF has nothing to say, and dev mode makes
         // no DNS queries.
         config.auth.spf = false;
         config.dev = Some(DevConfig { forward });
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web(toml: &str) -> Result<WebConfig, ConfigError> {
+        Config::from_toml(toml, Vec::new()).map(|config| config.web)
+    }
+
+    #[test]
+    fn web_defaults_and_secure_cookies_follow_the_listener() {
+        let loopback = web("").unwrap();
+        assert!(!loopback.secure_cookies);
+        assert!(!loopback.require_totp);
+        assert_eq!(loopback.session_idle, crate::accounts::DEFAULT_SESSION_IDLE);
+        assert_eq!(
+            loopback.session_lifetime,
+            crate::accounts::DEFAULT_SESSION_LIFETIME
+        );
+        assert!(
+            web("[web]\nlisten = \"0.0.0.0:8025\"\n")
+                .unwrap()
+                .secure_cookies
+        );
+        assert!(
+            !web("[web]\nlisten = \"0.0.0.0:8025\"\nsecure_cookies = false\n")
+                .unwrap()
+                .secure_cookies
+        );
+        assert!(
+            web("[web]\nsecure_cookies = true\n")
+                .unwrap()
+                .secure_cookies
+        );
+        let dev = Config::dev(
+            "d".into(),
+            "127.0.0.1:0".parse().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+            None,
+        );
+        assert!(!dev.web.secure_cookies, "dev mode is plain HTTP");
+    }
+
+    #[test]
+    fn session_limits_are_checked() {
+        let error = web("[web]\nsession_idle_secs = 7200\nsession_lifetime_secs = 3600\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("web.session_idle_secs = 7200: must not exceed"),
+            "{error}"
+        );
+        let error = web("[web]\nsession_idle_secs = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("must be between 60 and 86400"), "{error}");
     }
 }

@@ -91,12 +91,22 @@ impl Default for RawSmtp {
 #[serde(deny_unknown_fields, default)]
 struct RawWeb {
     listen: String,
+    /// Default: on unless `listen` is on loopback.
+    secure_cookies: Option<bool>,
+    session_idle_secs: u64,
+    session_lifetime_secs: u64,
+    require_totp: bool,
 }
 
 impl Default for RawWeb {
     fn default() -> Self {
         RawWeb {
             listen: "127.0.0.1:8025".into(),
+            secure_cookies: None,
+            // 30 minutes and 12 hours (OWASP's session guidance for a dashboard).
+            session_idle_secs: 30 * 60,
+            session_lifetime_secs: 12 * 3600,
+            require_totp: false,
         }
     }
 }
@@ -290,8 +300,33 @@ impl RawConfig {
             )?,
         };
 
+        let listen = socket_addr("web.listen", &web.listen)?;
+        let session_idle = seconds("web.session_idle_secs", web.session_idle_secs, 60, 86_400)?;
+        let session_lifetime = seconds(
+            "web.session_lifetime_secs",
+            web.session_lifetime_secs,
+            300,
+            30 * 86_400,
+        )?;
+        if session_idle > session_lifetime {
+            return Err(ConfigError::invalid(
+                "web.session_idle_secs",
+                web.session_idle_secs,
+                format!(
+                    "must not exceed web.session_lifetime_secs ({})",
+                    web.session_lifetime_secs
+                ),
+            ));
+        }
         let web = WebConfig {
-            listen: socket_addr("web.listen", &web.listen)?,
+            listen,
+            // A loopback listener is reached over plain HTTP (an SSH tunnel) or through a
+            // proxy on the same host; anything else should be HTTPS by the time a browser
+            // sees it.
+            secure_cookies: web.secure_cookies.unwrap_or(!listen.ip().is_loopback()),
+            session_idle,
+            session_lifetime,
+            require_totp: web.require_totp,
         };
 
         let delivery = DeliveryConfig {

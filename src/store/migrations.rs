@@ -50,6 +50,65 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX delivery_attempts_message ON delivery_attempts (message_id);
     CREATE INDEX inbound_messages_address ON inbound_messages (address);
     CREATE INDEX inbound_messages_mail_from ON inbound_messages (mail_from COLLATE NOCASE);",
+    // 3: accounts: users (argon2id PHC hashes, TOTP), recovery codes, sessions, sign-in
+    // failures for throttling, API keys, the audit log. Times are Unix seconds (UTC);
+    // session ids, recovery codes and API keys are stored as SHA-256 hex digests only.
+    "CREATE TABLE users (
+        id                       INTEGER PRIMARY KEY,
+        email                    TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash            TEXT    NOT NULL,
+        role                     TEXT    NOT NULL CHECK (role IN ('admin', 'viewer')),
+        password_change_required INTEGER NOT NULL DEFAULT 0,
+        totp_secret              TEXT,
+        totp_enabled_at          INTEGER,
+        totp_last_step           INTEGER,
+        created_at               INTEGER NOT NULL,
+        last_sign_in_at          INTEGER
+    );
+    CREATE TABLE recovery_codes (
+        user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        code_hash   TEXT    NOT NULL,
+        PRIMARY KEY (user_id, code_hash)
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        id_hash                 TEXT    PRIMARY KEY,
+        user_id                 INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        second_factor_pending   INTEGER NOT NULL,
+        created_at              INTEGER NOT NULL,
+        last_seen_at            INTEGER NOT NULL,
+        ip                      TEXT    NOT NULL,
+        user_agent              TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions (user_id);
+    CREATE TABLE signin_failures (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        account     TEXT    NOT NULL,
+        ip          TEXT    NOT NULL
+    );
+    CREATE INDEX signin_failures_account ON signin_failures (account, at);
+    CREATE INDEX signin_failures_ip ON signin_failures (ip, at);
+    CREATE TABLE api_keys (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT    NOT NULL,
+        key_hash        TEXT    NOT NULL UNIQUE,
+        prefix          TEXT    NOT NULL,
+        role            TEXT    NOT NULL CHECK (role IN ('admin', 'viewer')),
+        created_at      INTEGER NOT NULL,
+        created_by      TEXT    NOT NULL,
+        last_used_at    INTEGER,
+        revoked_at      INTEGER
+    );
+    CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        actor       TEXT    NOT NULL,
+        action      TEXT    NOT NULL,
+        subject     TEXT,
+        ip          TEXT,
+        detail      TEXT
+    );
+    CREATE INDEX audit_log_at ON audit_log (at);",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

@@ -1,10 +1,15 @@
 //! The metadata store: SQLite in WAL mode under the data directory. The only module that
 //! imports rusqlite (design.md invariant 8).
 //!
+//! Tables: `inbound_messages` + `inbound_raw` and `delivery_attempts` (`messages`,
+//! `attempts`); `users`, `recovery_codes`, `sessions`, `signin_failures`, `api_keys` and
+//! `audit_log` (`accounts`).
+//!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
 //! SMTP sessions never wait on disk inside the async runtime.
 
+mod accounts;
 mod attempts;
 mod messages;
 mod migrations;
@@ -14,6 +19,10 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use accounts::{
+    ApiKeyRow, AuditEntry, AuditRow, NewApiKey, NewUser, Role, SessionCutoffs, SessionRow,
+    UserDeletion, UserRow,
+};
 pub use attempts::AttemptRecord;
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 

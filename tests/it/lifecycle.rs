@@ -38,7 +38,15 @@ fn version_and_help() {
     assert_eq!(out.trim(), format!("postern {}", env!("CARGO_PKG_VERSION")));
     let (code, out, _) = run(&["--help"], &[]);
     assert_eq!(code, 0);
-    for word in ["dev", "serve", "check", "init", "POSTERN_LOG"] {
+    for word in [
+        "dev",
+        "serve",
+        "check",
+        "init",
+        "user",
+        "key",
+        "POSTERN_LOG",
+    ] {
         assert!(out.contains(word), "--help lacks {word}:\n{out}");
     }
 }
@@ -51,6 +59,7 @@ fn init_writes_a_config_that_checks() {
     let (code, out, err) = run(&["init", "--output", path], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("postern check --config"));
+    assert!(out.contains("postern user add --config"), "{out}");
     let (code, _, err) = run(&["init", "--output", path], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("already exists"));
@@ -185,6 +194,7 @@ async fn dev_banner_and_graceful_shutdown() {
         "{banner}"
     );
     assert!(banner.contains("/api/messages"), "{banner}");
+    assert!(banner.contains("Open without sign-in"), "{banner}");
 
     // One idle session, one in the middle of DATA.
     let mut idle = Smtp::connect(smtp_addr).await;

@@ -1,5 +1,6 @@
 //! Integration tests: the real server over real sockets.
 
+mod accounts;
 mod api;
 mod auth;
 mod callbacks;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod dns;
 pub mod receiver;
 pub mod smtp;
@@ -11,13 +12,15 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
-use postern::app::App;
+use postern::accounts::{Accounts, Actor, Clock, NewPassword, PasswordParams, Role};
+use postern::app::{App, AppOptions};
 use postern::config::{Config, TargetUrl};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use browser::Browser;
 pub use receiver::Receiver;
 pub use smtp::Smtp;
 
@@ -31,11 +34,21 @@ pub fn init() {
     });
 }
 
-/// A running Postern on ephemeral loopback ports with its own data directory.
+/// The admin every `TestApp` starts with.
+pub const ADMIN_EMAIL: &str = "admin@postern.test";
+pub const ADMIN_PASSWORD: &str = "admin password for tests";
+
+/// A running Postern on ephemeral loopback ports with its own data directory, an admin
+/// ([`ADMIN_EMAIL`], [`ADMIN_PASSWORD`]) and an admin API key that [`TestApp::get_json`]
+/// sends. The accounts run on a manual clock (`clock`), standing still unless advanced.
 pub struct TestApp {
     pub smtp: SocketAddr,
     pub web: SocketAddr,
     pub data_dir: TempDir,
+    pub accounts: Accounts,
+    pub clock: Clock,
+    /// `Authorization: Bearer` value of an admin key.
+    pub api_key: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -43,8 +56,12 @@ pub struct TestApp {
 impl TestApp {
     /// Starts from TOML config text; listeners and data dir are overridden for the test.
     pub async fn start(toml: &str) -> TestApp {
+        TestApp::start_in(toml, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Like [`TestApp::start`], on an existing data directory.
+    pub async fn start_in(toml: &str, data_dir: TempDir) -> TestApp {
         init();
-        let data_dir = tempfile::tempdir().unwrap();
         let mut env: Vec<(String, String)> = [
             ("POSTERN_SMTP__LISTEN", "127.0.0.1:0".to_string()),
             ("POSTERN_WEB__LISTEN", "127.0.0.1:0".to_string()),
@@ -78,7 +95,26 @@ impl TestApp {
     }
 
     pub async fn from_config(config: Config, data_dir: TempDir) -> TestApp {
-        let app = App::build(config).await.expect("app builds");
+        let clock = Clock::manual(time::OffsetDateTime::now_utc());
+        let options = AppOptions {
+            clock: clock.clone(),
+            password: PasswordParams::insecure_for_tests(),
+        };
+        let app = App::build_with(config, options).await.expect("app builds");
+        let accounts = app.accounts().clone();
+        accounts
+            .create_user(
+                ADMIN_EMAIL,
+                Role::Admin,
+                NewPassword::Given(ADMIN_PASSWORD.into()),
+                &Actor::Cli,
+            )
+            .await
+            .expect("the test admin is created");
+        let (_, api_key) = accounts
+            .create_api_key("tests", Role::Admin, &Actor::Cli)
+            .await
+            .expect("the test API key is created");
         let (smtp, web) = (app.smtp_addr(), app.web_addr());
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(app.run(async move {
@@ -88,6 +124,9 @@ impl TestApp {
             smtp,
             web,
             data_dir,
+            accounts,
+            clock,
+            api_key,
             stop: Some(stop),
             task: Some(task),
         }
@@ -103,9 +142,28 @@ impl TestApp {
         page["messages"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `GET path` with the admin API key; the JSON answer.
     pub async fn get_json(&self, path: &str) -> Value {
-        let url = format!("http://{}{path}", self.web);
-        reqwest::get(url).await.unwrap().json().await.unwrap()
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// `GET path` with the admin API key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.web)
+    }
+
+    /// A browser (cookie jar, no redirects followed) for this app.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.web)
     }
 
     /// Triggers the shutdown and waits for the drain.

@@ -1,5 +1,8 @@
-//! The command line: `postern dev | serve | check | init`. Only this module (with `main`)
-//! reads argv and the environment; everything else receives a [`Config`].
+//! The command line: `postern dev | serve | check | init | user | key`. Only this module
+//! (with `main`) reads argv and the environment; everything else receives a [`Config`].
+//! `accounts` holds the `user` and `key` commands.
+
+mod accounts;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
         "Quick start:  postern dev      (then follow the printed swaks line)\n",
         "Production:   postern init --output /etc/postern/postern.toml\n",
         "              postern check --config /etc/postern/postern.toml\n",
+        "              postern user add --config /etc/postern/postern.toml --email you@example.com\n",
         "              postern serve --config /etc/postern/postern.toml\n",
         "Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info)",
     )
@@ -61,6 +65,12 @@ enum Command {
         #[arg(long, short, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Users who sign in to the dashboard: add, list, delete, reset-totp.
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    /// API keys for scripts: add, list, revoke.
+    #[command(subcommand)]
+    Key(accounts::KeyCommand),
     /// Write a commented example config to start from.
     Init {
         /// Where to write it; `-` for standard output.
@@ -78,6 +88,8 @@ pub fn main() -> ExitCode {
     crate::telemetry::init(log.as_deref());
     match cli.command {
         Command::Init { output, force } => init(&output, force),
+        Command::User(command) => accounts::user(command),
+        Command::Key(command) => accounts::key(command),
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 print_summary(&config);
@@ -111,7 +123,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> Result<Config, ExitCode> {
+pub(super) fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path, std::env::vars()).map_err(|error| {
         eprintln!("error: {error}");
         if !path.exists() {
@@ -142,10 +154,12 @@ fn init(output: &Path, force: bool) -> ExitCode {
     }
     println!("wrote {}", output.display());
     println!("next: edit [server] and the [[address]] blocks, then");
+    println!("      postern check --config {}", output.display());
     println!(
-        "      postern check --config {0} && postern serve --config {0}",
+        "      postern user add --config {} --email you@example.com   (the first admin)",
         output.display()
     );
+    println!("      postern serve --config {}", output.display());
     ExitCode::SUCCESS
 }
 
@@ -160,6 +174,17 @@ fn print_summary(config: &Config) {
         TlsSource::SelfSigned => "STARTTLS with a self-signed certificate".to_string(),
     };
     println!("TLS       {tls}");
+    println!(
+        "Web       http://{}/  (sign-in required; cookies {}; sessions end after {} min idle, {} h at most)",
+        config.web.listen,
+        if config.web.secure_cookies {
+            "Secure"
+        } else {
+            "not Secure"
+        },
+        config.web.session_idle.as_secs() / 60,
+        config.web.session_lifetime.as_secs() / 3600,
+    );
     println!("API       http://{}/api/messages", config.web.listen);
     let dns = match &config.auth.dns_servers {
         None => "the system resolver".to_string(),
@@ -261,6 +286,14 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
     );
     println!("  API   http://{web}/api/messages");
     println!("  Data  {}", data_dir.display());
+    if app.open_web() {
+        println!("  Open without sign-in: the web listener is on loopback.");
+    } else {
+        println!(
+            "  Sign-in required: the web listener is not on loopback. Add a user with\n    postern user add --data-dir {} --email you@example.com",
+            data_dir.display()
+        );
+    }
     match forward {
         Some(url) => println!("  Every recipient is accepted, kept, and POSTed to {url} (json+n)."),
         None => println!(

@@ -1,0 +1,373 @@
+//! The flows through [`Accounts`] with a manual clock: sign-in with and without TOTP, the
+//! drift window and replay, recovery codes, throttling, expiry, sign-out everywhere.
+//! (`tests/it/accounts.rs` repeats the rules over HTTP against the real server.)
+
+use std::time::Duration;
+
+use time::macros::datetime;
+
+use super::*;
+
+struct Setup {
+    accounts: Accounts,
+    _dir: tempfile::TempDir,
+}
+
+fn client() -> Client {
+    Client::new("192.0.2.1".parse().unwrap())
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let policy = Policy {
+        password: PasswordParams::insecure_for_tests(),
+        ..Policy::default()
+    };
+    let clock = Clock::manual(datetime!(2026-11-28 09:00:10 UTC));
+    Setup {
+        accounts: Accounts::new(store, clock, policy),
+        _dir: dir,
+    }
+}
+
+const PASSWORD: &str = "a long enough password";
+
+async fn user(accounts: &Accounts, email: &str) -> User {
+    accounts
+        .create_user(
+            email,
+            Role::Admin,
+            NewPassword::Given(PASSWORD.into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap()
+        .0
+}
+
+fn complete(sign_in: SignIn) -> NewSession {
+    match sign_in {
+        SignIn::Complete(session) => session,
+        SignIn::SecondFactor(_) => panic!("a second factor was asked for"),
+    }
+}
+
+/// Enrols TOTP; returns a function giving the code for a step offset from now.
+async fn enrol(accounts: &Accounts, user: &User) -> (totp_rs::Totp, Vec<String>) {
+    let enrolment = accounts.totp_enrolment(user).await.unwrap();
+    let totp = totp_rs::Totp::from_url(&enrolment.otpauth_url).unwrap();
+    let code = totp.generate(accounts.clock().unix() as u64).to_string();
+    let codes = accounts.confirm_totp(user, &code, &client()).await.unwrap();
+    (totp, codes)
+}
+
+fn code(accounts: &Accounts, totp: &totp_rs::Totp, steps: i64) -> String {
+    totp.generate((accounts.clock().unix() + steps * 30) as u64)
+        .to_string()
+}
+
+#[tokio::test]
+async fn password_sign_in_and_generated_passwords() {
+    let Setup { accounts, .. } = setup().await;
+    let alice = user(&accounts, "Alice@Example.com").await;
+    assert_eq!(alice.email, "alice@example.com");
+    let session = complete(
+        accounts
+            .sign_in("ALICE@example.com ", PASSWORD, &client())
+            .await
+            .unwrap(),
+    );
+    assert!(!session.session.second_factor_pending);
+    let found = accounts.session(&session.token).await.unwrap().unwrap();
+    assert_eq!(found.user.id, alice.id);
+    assert_eq!(found.csrf_token(), session.session.csrf_token());
+    assert!(matches!(
+        accounts
+            .sign_in("alice@example.com", "wrong password!", &client())
+            .await,
+        Err(SignInError::WrongPassword)
+    ));
+    assert!(matches!(
+        accounts
+            .sign_in("nobody@example.com", PASSWORD, &client())
+            .await,
+        Err(SignInError::WrongPassword)
+    ));
+
+    let (bob, generated) = accounts
+        .create_user(
+            "bob@example.com",
+            Role::Viewer,
+            NewPassword::Generate,
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    assert!(bob.password_change_required);
+    let generated = generated.unwrap();
+    let session = complete(
+        accounts
+            .sign_in("bob@example.com", &generated, &client())
+            .await
+            .unwrap(),
+    );
+    assert!(session.session.user.password_change_required);
+    accounts
+        .change_password(&session.session, "my own new password", &client())
+        .await
+        .unwrap();
+    let found = accounts.session(&session.token).await.unwrap().unwrap();
+    assert!(!found.user.password_change_required);
+    assert!(
+        accounts
+            .sign_in("bob@example.com", &generated, &client())
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        accounts
+            .create_user(
+                "bob@example.com",
+                Role::Viewer,
+                NewPassword::Generate,
+                &Actor::Cli
+            )
+            .await,
+        Err(AccountError::EmailTaken(_))
+    ));
+    assert!(matches!(
+        accounts
+            .create_user(
+                "carol@example.com",
+                Role::Viewer,
+                NewPassword::Given("short".into()),
+                &Actor::Cli
+            )
+            .await,
+        Err(AccountError::WeakPassword(_))
+    ));
+}
+
+#[tokio::test]
+async fn totp_drift_replay_and_recovery_codes() {
+    let Setup { accounts, .. } = setup().await;
+    let alice = user(&accounts, "alice@example.com").await;
+    let (totp, recovery) = enrol(&accounts, &alice).await;
+    assert_eq!(recovery.len(), RECOVERY_CODES);
+
+    let pending = |accounts: Accounts| async move {
+        match accounts
+            .sign_in("alice@example.com", PASSWORD, &client())
+            .await
+            .unwrap()
+        {
+            SignIn::SecondFactor(pending) => pending,
+            SignIn::Complete(_) => panic!("TOTP was not asked for"),
+        }
+    };
+    // A pending session is no signed-in session.
+    let first = pending(accounts.clone()).await;
+    assert!(
+        accounts
+            .session(&first.token)
+            .await
+            .unwrap()
+            .unwrap()
+            .second_factor_pending
+    );
+
+    // The code used at enrolment (this step) is spent; two steps off is refused; one step
+    // later is fine, and then spent too.
+    for steps in [0, 2, -2] {
+        assert!(
+            matches!(
+                accounts
+                    .second_factor(&first.session, &code(&accounts, &totp, steps), &client())
+                    .await,
+                Err(SignInError::WrongCode)
+            ),
+            "{steps} steps"
+        );
+    }
+    let signed_in = accounts
+        .second_factor(&first.session, &code(&accounts, &totp, 1), &client())
+        .await
+        .unwrap();
+    assert_ne!(
+        signed_in.token, first.token,
+        "a new session id after the second factor"
+    );
+    assert!(accounts.session(&first.token).await.unwrap().is_none());
+    let second = pending(accounts.clone()).await;
+    assert!(
+        matches!(
+            accounts
+                .second_factor(&second.session, &code(&accounts, &totp, 1), &client())
+                .await,
+            Err(SignInError::WrongCode)
+        ),
+        "replayed"
+    );
+    // A minute later the step that was +1 is now -1, and used: the next one works.
+    accounts.clock().advance(Duration::from_secs(60));
+    let second = pending(accounts.clone()).await;
+    assert!(
+        accounts
+            .second_factor(&second.session, &code(&accounts, &totp, -1), &client())
+            .await
+            .is_err()
+    );
+    let third = pending(accounts.clone()).await;
+    accounts
+        .second_factor(&third.session, &code(&accounts, &totp, 0), &client())
+        .await
+        .unwrap();
+
+    // Recovery codes work once each, as typed by a person.
+    let typed = recovery[3].to_uppercase().replace('-', " ");
+    let fourth = pending(accounts.clone()).await;
+    accounts
+        .second_factor(&fourth.session, &typed, &client())
+        .await
+        .unwrap();
+    let fifth = pending(accounts.clone()).await;
+    assert!(
+        accounts
+            .second_factor(&fifth.session, &recovery[3], &client())
+            .await
+            .is_err()
+    );
+    assert_eq!(accounts.recovery_codes_left(&alice).await.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn throttling_per_account_and_per_address() {
+    let Setup { accounts, .. } = setup().await;
+    user(&accounts, "alice@example.com").await;
+    for _ in 0..ACCOUNT_FAILURES {
+        assert!(matches!(
+            accounts
+                .sign_in("alice@example.com", "wrong password!", &client())
+                .await,
+            Err(SignInError::WrongPassword)
+        ));
+        accounts.clock().advance(Duration::from_secs(10));
+    }
+    let Err(SignInError::Throttled { retry_after }) = accounts
+        .sign_in("alice@example.com", PASSWORD, &client())
+        .await
+    else {
+        panic!("not throttled");
+    };
+    // The first failure was 50 s ago: it leaves the 15-minute window in 850 s.
+    assert_eq!(retry_after, THROTTLE_WINDOW - Duration::from_secs(50));
+    // Another account from another address is not affected.
+    let elsewhere = Client::new("198.51.100.1".parse().unwrap());
+    user(&accounts, "bob@example.com").await;
+    complete(
+        accounts
+            .sign_in("bob@example.com", PASSWORD, &elsewhere)
+            .await
+            .unwrap(),
+    );
+    accounts.clock().advance(retry_after);
+    complete(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &client())
+            .await
+            .unwrap(),
+    );
+
+    // Per address: 20 failures over any accounts.
+    let attacker = Client::new("2001:db8::1".parse().unwrap());
+    for i in 0..IP_FAILURES {
+        let email = format!("guess{i}@example.com");
+        assert!(
+            accounts
+                .sign_in(&email, "whatever it is", &attacker)
+                .await
+                .is_err()
+        );
+    }
+    let same_64 = Client::new("2001:db8::2".parse().unwrap());
+    assert!(matches!(
+        accounts
+            .sign_in("bob@example.com", PASSWORD, &same_64)
+            .await,
+        Err(SignInError::Throttled { .. })
+    ));
+}
+
+#[tokio::test]
+async fn sessions_expire_idle_and_absolute_and_end_everywhere() {
+    let Setup { accounts, .. } = setup().await;
+    let alice = user(&accounts, "alice@example.com").await;
+    let sign_in = || async {
+        complete(
+            accounts
+                .sign_in("alice@example.com", PASSWORD, &client())
+                .await
+                .unwrap(),
+        )
+    };
+    let idle = sign_in().await;
+    let busy = sign_in().await;
+    // Used every 20 minutes, a session outlives the 30-minute idle limit...
+    for _ in 0..3 {
+        accounts.clock().advance(Duration::from_secs(20 * 60));
+        assert!(accounts.session(&busy.token).await.unwrap().is_some());
+    }
+    assert!(accounts.session(&idle.token).await.unwrap().is_none());
+    // ... but not 12 hours.
+    while accounts.clock().unix() - busy.session.created_at.unix_timestamp() < 12 * 3600 - 20 * 60 {
+        accounts.clock().advance(Duration::from_secs(20 * 60));
+        assert!(accounts.session(&busy.token).await.unwrap().is_some());
+    }
+    accounts.clock().advance(Duration::from_secs(20 * 60));
+    assert!(accounts.session(&busy.token).await.unwrap().is_none());
+
+    let one = sign_in().await;
+    let two = sign_in().await;
+    assert_eq!(
+        accounts
+            .sign_out_everywhere(&alice, &Actor::user(&alice), Some(&client()))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(accounts.session(&one.token).await.unwrap().is_none());
+    assert!(accounts.session(&two.token).await.unwrap().is_none());
+    let actions: Vec<String> = accounts
+        .audit_log(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert_eq!(actions[0], "signout_everywhere");
+    assert!(actions.contains(&"signin".to_string()));
+    assert_eq!(actions.last().unwrap(), "user_created");
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_until_revoked() {
+    let Setup { accounts, .. } = setup().await;
+    let (key, secret) = accounts
+        .create_api_key("ci", Role::Viewer, &Actor::Cli)
+        .await
+        .unwrap();
+    assert!(secret.starts_with("pst_") && secret.len() == 47);
+    assert!(secret.starts_with(&key.prefix));
+    assert_eq!(
+        accounts.api_key(&secret).await.unwrap().unwrap().role,
+        Role::Viewer
+    );
+    assert!(accounts.api_key("pst_nope").await.unwrap().is_none());
+    assert!(accounts.revoke_api_key(key.id, &Actor::Cli).await.unwrap());
+    assert!(accounts.api_key(&secret).await.unwrap().is_none());
+    assert!(matches!(
+        accounts.create_api_key(" ", Role::Admin, &Actor::Cli).await,
+        Err(AccountError::InvalidKeyName)
+    ));
+}

@@ -1,0 +1,125 @@
+//! Sign-in throttling: after [`ACCOUNT_FAILURES`] failed sign-ins for one account, or
+//! [`IP_FAILURES`] from one address, within [`THROTTLE_WINDOW`], further attempts are refused
+//! (HTTP 429 with `Retry-After`) without checking the password, until the oldest of those
+//! failures is older than the window.
+//!
+//! A wrong password and a wrong second factor both count. The account key is the email as
+//! typed (normalised), whether or not such a user exists, so throttling reveals nothing about
+//! which accounts exist. IPv6 clients are counted by their /64, which one host usually owns
+//! whole. A successful sign-in forgives the account's failures, not the address's.
+//!
+//! The price of a per-account limit: anyone can keep one account locked by failing for it
+//! every three minutes. The lock lasts 15 minutes after the attacker stops.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::Accounts;
+use crate::store::StoreError;
+
+/// Failed sign-ins per account within the window before it is throttled.
+pub const ACCOUNT_FAILURES: u32 = 5;
+/// Failed sign-ins per client address (IPv6: per /64) within the window.
+pub const IP_FAILURES: u32 = 20;
+/// 15 minutes.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The address failures are counted by: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by /64.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Seconds until one more attempt is allowed, given the failure times within the window
+/// (those after `now - THROTTLE_WINDOW`), newest first.
+fn wait(times_newest_first: &[i64], limit: u32, now: i64) -> Option<i64> {
+    let limit = limit as usize;
+    let oldest_counted = *times_newest_first.get(limit - 1)?;
+    let free_at = oldest_counted + THROTTLE_WINDOW.as_secs() as i64;
+    Some((free_at - now).max(1))
+}
+
+impl Accounts {
+    /// `Some(wait)` if the account or the address has failed too often lately.
+    pub(crate) async fn throttled(
+        &self,
+        account: &str,
+        ip: IpAddr,
+    ) -> Result<Option<Duration>, StoreError> {
+        let now = self.now();
+        let since = now - THROTTLE_WINDOW.as_secs() as i64;
+        let (by_account, by_ip) = self
+            .store()
+            .recent_signin_failures(
+                account.to_string(),
+                ip_key(ip),
+                since,
+                ACCOUNT_FAILURES.max(IP_FAILURES),
+            )
+            .await?;
+        let seconds = [
+            wait(&by_account, ACCOUNT_FAILURES, now),
+            wait(&by_ip, IP_FAILURES, now),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        Ok(seconds.map(|s| Duration::from_secs(s as u64)))
+    }
+
+    pub(crate) async fn record_failure(&self, account: &str, ip: IpAddr) -> Result<(), StoreError> {
+        let now = self.now();
+        self.store()
+            .prune_signin_failures(now - THROTTLE_WINDOW.as_secs() as i64)
+            .await?;
+        self.store()
+            .record_signin_failure(now, account.to_string(), ip_key(ip))
+            .await
+    }
+
+    pub(crate) async fn forgive(&self, account: &str) -> Result<(), StoreError> {
+        self.store()
+            .clear_signin_failures(account.to_string())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_counted_by_host_or_64() {
+        assert_eq!(ip_key("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(ip_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(
+            ip_key("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            ip_key("2001:db8:1:2:ffff::1".parse().unwrap()),
+            ip_key("2001:db8:1:2::9".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_wait_ends_when_the_oldest_counted_failure_leaves_the_window() {
+        let window = THROTTLE_WINDOW.as_secs() as i64;
+        assert_eq!(wait(&[50, 40, 30, 20], 5, 60), None);
+        assert_eq!(wait(&[50, 40, 30, 20, 10], 5, 60), Some(10 + window - 60));
+        assert_eq!(
+            wait(&[60, 50, 40, 30, 20, 10], 5, 60),
+            Some(20 + window - 60)
+        );
+        // Failures exactly one window old no longer count: the wait is never zero.
+        assert_eq!(wait(&[10, 9, 8, 7, 6], 5, 5 + window), Some(1));
+    }
+}

@@ -1,0 +1,275 @@
+//! A signed-in user's own pages, open to every role: `/account/totp` (enrol an
+//! authenticator app: QR code, otpauth URL, then the ten recovery codes, shown once),
+//! `/account/password` (a new password; required after a one-time password) and `POST
+//! /signout` (this session, or with `everywhere=1` every session of the user).
+
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use serde::Deserialize;
+
+use super::auth::{self, Principal, SESSION_COOKIE};
+use super::error::ApiError;
+use super::{AppState, html};
+use crate::accounts::{AccountError, Actor, Client, MIN_PASSWORD_CHARS, Session};
+
+/// Behind the gate's `Access::Account`.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/signout", post(sign_out))
+        .route("/account/totp", get(totp_page).post(totp_confirm))
+        .route(
+            "/account/password",
+            get(password_page).post(password_change),
+        )
+}
+
+fn bad_form(rejection: FormRejection) -> Response {
+    html::page(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        &format!("<p>{}</p>", html::escape(&rejection.body_text())),
+    )
+}
+
+fn failed(error: AccountError) -> Response {
+    ApiError::from(error).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SignOutForm {
+    everywhere: Option<String>,
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<Client>,
+    form: Result<Form<SignOutForm>, FormRejection>,
+) -> Response {
+    // The gate lets only signed-in users through to these routes.
+    let Some(session) = principal.session() else {
+        return auth::redirect("/signin");
+    };
+    let everywhere = form
+        .ok()
+        .and_then(|Form(f)| f.everywhere)
+        .is_some_and(|v| !v.is_empty() && v != "0");
+    let result = if everywhere {
+        state
+            .accounts
+            .sign_out_everywhere(&session.user, &Actor::user(&session.user), Some(&client))
+            .await
+            .map(|_| ())
+    } else {
+        state.accounts.sign_out(session, &client).await
+    };
+    if let Err(error) = result {
+        return ApiError::Store(error).into_response();
+    }
+    let mut response = auth::redirect("/signin");
+    let cookie = auth::clear_cookie(SESSION_COOKIE, state.secure_cookies);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("a valid cookie"),
+    );
+    response
+}
+
+async fn totp_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    // The gate lets only signed-in users through to these routes.
+    let Some(session) = principal.session() else {
+        return auth::redirect("/signin");
+    };
+    let csrf = principal.csrf_token.as_deref().unwrap_or_default();
+    enrolment_page(&state, session, csrf, StatusCode::OK, None).await
+}
+
+async fn enrolment_page(
+    state: &AppState,
+    session: &Session,
+    csrf: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let user = &session.user;
+    if user.totp_enabled {
+        let left = match state.accounts.recovery_codes_left(user).await {
+            Ok(left) => left,
+            Err(error) => return ApiError::Store(error).into_response(),
+        };
+        return html::page(
+            StatusCode::OK,
+            "Two-factor authentication",
+            &format!(
+                "<p>Two-factor authentication is on for {}. {left} recovery codes left.</p><p><a href=\"/\">Home</a></p>",
+                html::escape(&user.email)
+            ),
+        );
+    }
+    let enrolment = match state.accounts.totp_enrolment(user).await {
+        Ok(enrolment) => enrolment,
+        Err(error) => return failed(error),
+    };
+    let body = format!(
+        concat!(
+            "{error}<p>Scan this code with an authenticator app (or enter the key by hand), then type the 6-digit code it shows.</p>\n",
+            "<p><img src=\"data:image/png;base64,{qr}\" alt=\"QR code of the otpauth URL below\" width=\"240\" height=\"240\"></p>\n",
+            "<p>Key: <code>{secret}</code></p>\n<p>URL: <code id=\"otpauth\">{url}</code></p>\n",
+            "<form method=\"post\" action=\"/account/totp\">\n{csrf}\n",
+            "<label>Code <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus></label>\n",
+            "<button type=\"submit\">Turn on</button>\n</form>",
+        ),
+        error = html::error(error),
+        qr = enrolment.qr_png_base64,
+        secret = html::escape(&enrolment.secret),
+        url = html::escape(&enrolment.otpauth_url),
+        csrf = html::csrf_field(csrf),
+    );
+    html::page(status, "Set up two-factor authentication", &body)
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+async fn totp_confirm(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<Client>,
+    form: Result<Form<CodeForm>, FormRejection>,
+) -> Response {
+    // The gate lets only signed-in users through to these routes.
+    let Some(session) = principal.session() else {
+        return auth::redirect("/signin");
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return bad_form(rejection),
+    };
+    let csrf = principal.csrf_token.as_deref().unwrap_or_default();
+    match state
+        .accounts
+        .confirm_totp(&session.user, &form.code, &client)
+        .await
+    {
+        Ok(codes) => {
+            let items: String = codes
+                .iter()
+                .map(|code| format!("<li><code>{}</code></li>", html::escape(code)))
+                .collect();
+            html::page(
+                StatusCode::OK,
+                "Two-factor authentication is on",
+                &format!(
+                    concat!(
+                        "<p>Keep these recovery codes somewhere safe. Each one signs you in once ",
+                        "instead of a code from your app. They are not shown again.</p>\n",
+                        "<ol id=\"recovery-codes\">{items}</ol>\n<p><a href=\"/\">Continue</a></p>",
+                    ),
+                    items = items
+                ),
+            )
+        }
+        Err(AccountError::WrongCode) => {
+            enrolment_page(
+                &state,
+                session,
+                csrf,
+                StatusCode::BAD_REQUEST,
+                Some("That code is not right; check the time on your phone and try the next one."),
+            )
+            .await
+        }
+        Err(AccountError::TotpAlreadyEnabled) => auth::redirect("/account/totp"),
+        Err(error) => failed(error),
+    }
+}
+
+fn password_form(status: StatusCode, csrf: &str, required: bool, error: Option<&str>) -> Response {
+    let intro = if required {
+        "<p>You signed in with a one-time password. Choose your own to continue.</p>\n"
+    } else {
+        ""
+    };
+    let body = format!(
+        concat!(
+            "{error}{intro}<form method=\"post\" action=\"/account/password\">\n{csrf}\n",
+            "<label>New password (at least {min} characters) <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required autofocus></label>\n",
+            "<label>Again <input type=\"password\" name=\"repeat\" autocomplete=\"new-password\" required></label>\n",
+            "<button type=\"submit\">Change password</button>\n</form>",
+        ),
+        error = html::error(error),
+        intro = intro,
+        csrf = html::csrf_field(csrf),
+        min = MIN_PASSWORD_CHARS,
+    );
+    html::page(status, "Change password", &body)
+}
+
+async fn password_page(Extension(principal): Extension<Principal>) -> Response {
+    // The gate lets only signed-in users through to these routes.
+    let Some(session) = principal.session() else {
+        return auth::redirect("/signin");
+    };
+    let csrf = principal.csrf_token.as_deref().unwrap_or_default();
+    password_form(
+        StatusCode::OK,
+        csrf,
+        session.user.password_change_required,
+        None,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    repeat: String,
+}
+
+async fn password_change(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<Client>,
+    form: Result<Form<PasswordForm>, FormRejection>,
+) -> Response {
+    // The gate lets only signed-in users through to these routes.
+    let Some(session) = principal.session() else {
+        return auth::redirect("/signin");
+    };
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => return bad_form(rejection),
+    };
+    let csrf = principal.csrf_token.as_deref().unwrap_or_default();
+    let required = session.user.password_change_required;
+    if form.password != form.repeat {
+        return password_form(
+            StatusCode::BAD_REQUEST,
+            csrf,
+            required,
+            Some("The two passwords differ."),
+        );
+    }
+    match state
+        .accounts
+        .change_password(session, &form.password, &client)
+        .await
+    {
+        Ok(()) => auth::redirect("/"),
+        Err(AccountError::WeakPassword(why)) => {
+            password_form(StatusCode::BAD_REQUEST, csrf, required, Some(&why))
+        }
+        Err(error) => failed(error),
+    }
+}
