@@ -114,7 +114,9 @@ impl App {
             })?)),
             false => None,
         };
+        let shutdown = Shutdown::new();
         let inbound = Inbound::new(
+            shutdown.clone(),
             router,
             Deliverer::new(&config.delivery),
             store.clone(),
@@ -165,7 +167,7 @@ impl App {
             web_options,
             store,
             accounts,
-            shutdown: Shutdown::new(),
+            shutdown,
             grace: config.smtp.shutdown_grace,
             starttls,
         })

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
+use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Envelope, SizeLimit, TransactionInfo};
@@ -34,6 +35,8 @@ const MAX_REPLY_TEXT: usize = 512;
 
 /// The inbound [`MailHandler`].
 pub struct Inbound {
+    /// Background work (error callbacks) is tracked so that shutdown waits for it.
+    shutdown: Shutdown,
     router: Router,
     deliverer: Deliverer,
     store: Store,
@@ -55,6 +58,7 @@ pub struct InboundSettings {
 
 impl Inbound {
     pub fn new(
+        shutdown: Shutdown,
         router: Router,
         deliverer: Deliverer,
         store: Store,
@@ -62,6 +66,7 @@ impl Inbound {
         settings: InboundSettings,
     ) -> Inbound {
         Inbound {
+            shutdown,
             router,
             deliverer,
             store,
@@ -152,7 +157,7 @@ impl Inbound {
         let payload = callback::error(&url, &report);
         let deliverer = self.deliverer.clone();
         let store = self.store.clone();
-        tokio::spawn(async move {
+        self.shutdown.spawn(async move {
             let delivery = deliverer.deliver(&url, payload, None).await;
             if !matches!(delivery.outcome, deliver::Outcome::Accepted { .. }) {
                 warn!(message_id, url = %url, "error callback failed");
