@@ -66,51 +66,45 @@ fn written(id: i64, result: rusqlite::Result<usize>) -> rusqlite::Result<Managed
     }
 }
 
-fn address_params(spec: &AddressSpec) -> [Box<dyn rusqlite::ToSql + Send>; 11] {
-    [
-        Box::new(spec.address.clone()),
-        Box::new(spec.target.clone()),
-        Box::new(spec.format.clone()),
-        Box::new(spec.timeout_secs.map(|n| n as i64)),
-        Box::new(spec.max_message_size.map(|n| n as i64)),
-        Box::new(spec.size_exceeded_message.clone()),
-        Box::new(spec.size_as_number),
-        Box::new(spec.auth_callback.clone()),
-        Box::new(spec.error_callback.clone()),
-        Box::new(spec.dkim),
-        Box::new(spec.dmarc),
-    ]
-}
-
-fn insert_address(connection: &Connection, spec: &AddressSpec) -> rusqlite::Result<ManagedWrite> {
-    let values = address_params(spec);
-    let result = connection.execute(
-        "INSERT INTO managed_addresses (address, target, format, timeout_secs,
-            max_message_size, size_exceeded_message, size_as_number, auth_callback,
-            error_callback, dkim, dmarc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
-    );
-    written(connection.last_insert_rowid(), result)
-}
-
-fn update_address(
+/// Inserts (`id: None`) or updates; the column order is `ADDRESS_COLUMNS`' without `id`.
+fn put_address(
     connection: &Connection,
-    id: i64,
+    id: Option<i64>,
     spec: &AddressSpec,
 ) -> rusqlite::Result<ManagedWrite> {
-    let values = address_params(spec);
-    let mut all: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref() as _).collect();
-    all.push(&id);
+    let sql = match id {
+        None => {
+            "INSERT INTO managed_addresses (address, target, format, timeout_secs,
+                max_message_size, size_exceeded_message, size_as_number, auth_callback,
+                error_callback, dkim, dmarc, id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        }
+        Some(_) => {
+            "UPDATE managed_addresses SET address = ?1, target = ?2, format = ?3,
+                timeout_secs = ?4, max_message_size = ?5, size_exceeded_message = ?6,
+                size_as_number = ?7, auth_callback = ?8, error_callback = ?9, dkim = ?10,
+                dmarc = ?11
+             WHERE id = ?12"
+        }
+    };
     let result = connection.execute(
-        "UPDATE managed_addresses SET address = ?1, target = ?2, format = ?3,
-            timeout_secs = ?4, max_message_size = ?5, size_exceeded_message = ?6,
-            size_as_number = ?7, auth_callback = ?8, error_callback = ?9, dkim = ?10,
-            dmarc = ?11
-         WHERE id = ?12",
-        all.as_slice(),
+        sql,
+        params![
+            spec.address,
+            spec.target,
+            spec.format,
+            spec.timeout_secs.map(|n| n as i64),
+            spec.max_message_size.map(|n| n as i64),
+            spec.size_exceeded_message,
+            spec.size_as_number,
+            spec.auth_callback,
+            spec.error_callback,
+            spec.dkim,
+            spec.dmarc,
+            id,
+        ],
     );
-    written(id, result)
+    written(id.unwrap_or_else(|| connection.last_insert_rowid()), result)
 }
 
 impl Store {
@@ -145,11 +139,8 @@ impl Store {
         id: Option<i64>,
         spec: AddressSpec,
     ) -> Result<ManagedWrite, StoreError> {
-        self.write(move |connection| match id {
-            None => insert_address(connection, &spec),
-            Some(id) => update_address(connection, id, &spec),
-        })
-        .await
+        self.write(move |connection| put_address(connection, id, &spec))
+            .await
     }
 
     /// Whether there was such a row.

@@ -1,11 +1,12 @@
 //! Addresses and domains managed through the API: CRUD, validation, the config file's
 //! precedence, roles, masking, audit, and hot reload proved over SMTP (no restart).
 
+use base64::Engine;
 use postern::accounts::{Actor, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, TestApp};
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Receiver, TestApp};
 
 const CONFIG: &str = r#"
 [server]
@@ -118,8 +119,12 @@ async fn addresses_are_added_changed_and_removed_without_a_restart() {
     assert!(reply.starts_with("250 "), "{reply}");
     let post = receiver.single();
     assert_eq!(post.path, "/status/200");
-    let basic = post.header("authorization").unwrap_or_default().to_string();
-    assert!(basic.starts_with("Basic "), "{basic}");
+    // The stored URL kept its credentials; only the answers mask them.
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("user:{SECRET}"));
+    assert_eq!(
+        post.header("authorization"),
+        Some(format!("Basic {basic}").as_str())
+    );
 
     let (status, got) = admin(&app, Method::GET, &format!("/api/addresses/{id}"), None).await;
     assert_eq!((status, &got), (200, &created));
@@ -467,21 +472,75 @@ async fn managed_entries_survive_a_restart() {
     let receiver = Receiver::start().await;
     let config = CONFIG.replace("RECEIVER", &format!("http://{}", receiver.addr));
     let app = TestApp::start(&config).await;
-    let (status, _) = admin(
-        &app,
-        Method::POST,
-        "/api/addresses",
-        Some(json!({ "address": "kept@example.com", "target": receiver.url("/status/202") })),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let every_field = json!({
+        "address": "kept@example.com",
+        "target": format!("http://u:{SECRET}@{}/status/202", receiver.addr),
+        "format": "multipart+n",
+        "timeout_secs": 7,
+        "max_message_size": 4096,
+        "size_exceeded_message": "Too big for kept@",
+        "size_as_number": true,
+        "auth_callback": format!("http://u:{SECRET}@{}/status/200", receiver.addr),
+        "error_callback": receiver.url("/errors"),
+        "dkim": false,
+        "dmarc": false,
+    });
+    let (status, before) = admin(&app, Method::POST, "/api/addresses", Some(every_field)).await;
+    assert_eq!(status, 201, "{before}");
+    assert_eq!(before["timeout_secs"], 7);
+    assert_eq!(
+        before["auth_callback"],
+        format!("http://***@{}/status/200", receiver.addr)
+    );
     let data_dir = app.stop().await;
 
     let app = TestApp::start_in(&config, data_dir).await;
     assert!(mail(&app, "kept@example.com").await.starts_with("250 "));
-    assert_eq!(receiver.single().path, "/status/202");
+    let paths: Vec<_> = receiver.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/status/200", "/status/202"],
+        "authorization callback, then the target"
+    );
     let (_, list) = admin(&app, Method::GET, "/api/addresses", None).await;
-    assert_eq!(list["addresses"][1]["address"], "kept@example.com");
-    assert_eq!(list["addresses"][1]["source"], "api");
+    assert_eq!(list["addresses"][1], before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_in_admin_writes_with_the_csrf_token() {
+    let receiver = Receiver::start().await;
+    let app = app(&receiver).await;
+    let mut browser = app.browser();
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let csrf = browser.session_csrf().await;
+    let body = json!({ "address": "web@example.com", "target": receiver.url("/status/200") });
+    let json_headers = [("content-type", "application/json")];
+
+    let refused = browser
+        .request(
+            Method::POST,
+            "/api/addresses",
+            &json_headers,
+            Some(body.to_string()),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(rcpt(&app, "web@example.com").await.starts_with("550 5.1.1"));
+
+    let headers = [json_headers[0], ("x-csrf-token", csrf.as_str())];
+    let created = browser
+        .request(
+            Method::POST,
+            "/api/addresses",
+            &headers,
+            Some(body.to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(mail(&app, "web@example.com").await.starts_with("250 "));
+    let (_, audit) = admin(&app, Method::GET, "/api/audit", None).await;
+    assert_eq!(audit["entries"][0]["action"], "config_changed");
+    assert_eq!(audit["entries"][0]["actor"], ADMIN_EMAIL);
     app.stop().await;
 }
