@@ -544,3 +544,35 @@ async fn a_signed_in_admin_writes_with_the_csrf_token() {
     assert_eq!(audit["entries"][0]["actor"], ADMIN_EMAIL);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_transaction_uses_the_routes_in_use_at_data_time() {
+    let receiver = Receiver::start().await;
+    let app = app(&receiver).await;
+    let (_, created) = admin(
+        &app,
+        Method::POST,
+        "/api/addresses",
+        Some(json!({ "address": "brief@example.com", "target": receiver.url("/status/200") })),
+    )
+    .await;
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    smtp.cmd("MAIL FROM:<sender@example.org>", "250").await;
+    smtp.cmd("RCPT TO:<brief@example.com>", "250").await;
+
+    // Deleted between RCPT and DATA: the sender is told to try again (and then gets 550).
+    let path = format!("/api/addresses/{}", created["id"]);
+    assert_eq!(admin(&app, Method::DELETE, &path, None).await.0, 204);
+    smtp.cmd("DATA", "354").await;
+    smtp.send(b"Subject: late\r\n\r\nx\r\n.\r\n").await;
+    let reply = smtp.reply().await;
+    assert!(reply.starts_with("451 4.3.0"), "{reply}");
+    assert!(receiver.requests().is_empty());
+    assert!(
+        rcpt(&app, "brief@example.com")
+            .await
+            .starts_with("550 5.1.1")
+    );
+    app.stop().await;
+}
