@@ -203,23 +203,28 @@ impl Managed {
         if self.0.dev {
             return Ok(());
         }
-        let effective = self.effective().await?;
+        let effective = self.effective(true).await?;
         self.0
             .routes
             .replace(Router::new(&effective.addresses, &effective.domains));
         Ok(())
     }
 
-    async fn effective(&self) -> Result<Effective, StoreError> {
+    /// The routes' entries; `log` warns about the stored ones left out (at a reload only,
+    /// not at every read).
+    async fn effective(&self, log: bool) -> Result<Effective, StoreError> {
         let inner = &self.0;
         let mut domains = inner.domains.clone();
         for (id, spec) in inner.store.managed_domains().await? {
             match validate_domain(&format!("managed domain {id}"), spec) {
                 Ok(d) if !domains.iter().any(|c| c.domain == d.domain) => domains.push(d),
-                Ok(d) => {
+                Ok(d) if log => {
                     warn!(domain = %d.domain, "the config file defines this managed domain; it is not used")
                 }
-                Err(error) => warn!(%error, "a managed domain no longer validates; it is not used"),
+                Err(error) if log => {
+                    warn!(%error, "a managed domain no longer validates; it is not used")
+                }
+                _ => {}
             }
         }
         let mut addresses = inner.addresses.clone();
@@ -231,12 +236,13 @@ impl Managed {
                 inner.max_message_size,
             ) {
                 Ok(a) if !addresses.iter().any(|c| c.pattern == a.pattern) => addresses.push(a),
-                Ok(a) => {
+                Ok(a) if log => {
                     warn!(address = %a.pattern, "the config file defines this managed address; it is not used")
                 }
-                Err(error) => {
+                Err(error) if log => {
                     warn!(%error, "a managed address no longer validates; it is not used")
                 }
+                _ => {}
             }
         }
         Ok(Effective { domains, addresses })
@@ -265,7 +271,7 @@ impl Managed {
 
     /// Config entries first, then the managed ones, oldest first.
     pub async fn addresses(&self) -> Result<Vec<AddressItem>, StoreError> {
-        let effective = self.effective().await?;
+        let effective = self.effective(false).await?;
         let mut items: Vec<_> = self
             .0
             .addresses
@@ -308,7 +314,7 @@ impl Managed {
             .managed_address(id)
             .await?
             .ok_or(ManageError::NotFound)?;
-        let effective = self.effective().await?;
+        let effective = self.effective(false).await?;
         Ok(self.address_item(id, &spec, &effective))
     }
 
@@ -321,7 +327,7 @@ impl Managed {
         ip: Option<IpAddr>,
     ) -> Result<AddressItem, ManageError> {
         let _writing = self.0.writing.lock().await;
-        let effective = self.effective().await?;
+        let effective = self.effective(false).await?;
         let valid = validate_address(
             "address",
             spec.clone(),
@@ -354,7 +360,7 @@ impl Managed {
         )
         .await?;
         self.reload().await?;
-        let effective = self.effective().await?;
+        let effective = self.effective(false).await?;
         Ok(self.address_item(id, &spec, &effective))
     }
 
