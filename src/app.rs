@@ -15,8 +15,9 @@ use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
 use crate::config::Config;
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
 use crate::inbound::deliver::Deliverer;
-use crate::inbound::route::{Destination, Router};
+use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
+use crate::manage::Managed;
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
 use crate::smtp::session::SessionConfig;
@@ -55,6 +56,7 @@ pub struct App {
     web_options: WebOptions,
     store: Store,
     accounts: Accounts,
+    managed: Managed,
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
@@ -99,7 +101,14 @@ impl App {
             }
             None => (Router::new(&config.addresses, &config.domains), false),
         };
+        // Addresses managed through the API count as of this start (see README).
+        let managed_checks = store
+            .managed_addresses()
+            .await?
+            .iter()
+            .any(|(_, a)| a.dkim || a.dmarc);
         let needs_dns = config.auth.spf
+            || managed_checks
             || config
                 .addresses
                 .iter()
@@ -114,10 +123,14 @@ impl App {
             })?)),
             false => None,
         };
+        // Config entries plus those managed through the API (dev mode keeps its one route).
+        let routes = Routes::new(router);
+        let managed = Managed::new(store.clone(), accounts.clone(), routes.clone(), &config);
+        managed.reload().await?;
         let shutdown = Shutdown::new();
         let inbound = Inbound::new(
             shutdown.clone(),
-            router,
+            routes,
             Deliverer::new(&config.delivery),
             store.clone(),
             verifier,
@@ -167,6 +180,7 @@ impl App {
             web_options,
             store,
             accounts,
+            managed,
             shutdown,
             grace: config.smtp.shutdown_grace,
             starttls,
@@ -205,8 +219,13 @@ impl App {
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
-            let service = crate::web::router(self.store.clone(), self.accounts, self.web_options)
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let service = crate::web::router(
+                self.store.clone(),
+                self.accounts,
+                self.managed,
+                self.web_options,
+            )
+            .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)
                 .with_graceful_shutdown(async move { web_shutdown.triggered().await });
             if let Err(error) = serving.await {

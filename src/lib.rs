@@ -12,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod inbound;
+pub mod manage;
 pub mod shutdown;
 pub mod smtp;
 pub mod store;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
+pub use raw::{AddressSpec, DomainSpec, validate_address, validate_domain};
 
 /// The commented example written by `postern init`; a test proves it parses.
 pub const EXAMPLE: &str = include_str!("example.toml");

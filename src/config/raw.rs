@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
@@ -26,9 +26,9 @@ pub(super) struct RawConfig {
     delivery: RawDelivery,
     auth: RawAuth,
     #[serde(rename = "address")]
-    addresses: Vec<RawAddress>,
+    addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
-    domains: Vec<RawDomain>,
+    domains: Vec<DomainSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,32 +153,35 @@ impl Default for RawAuth {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// An `[[address]]` entry as written, before validation: the config file's form, and the
+/// body of the addresses API (which stores it as given). Target URLs may hold credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawAddress {
-    address: String,
-    target: Option<String>,
-    format: Option<String>,
-    timeout_secs: Option<u64>,
-    max_message_size: Option<u64>,
-    size_exceeded_message: Option<String>,
+pub struct AddressSpec {
+    pub address: String,
+    pub target: Option<String>,
+    pub format: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub max_message_size: Option<u64>,
+    pub size_exceeded_message: Option<String>,
     #[serde(default)]
-    size_as_number: bool,
-    auth_callback: Option<String>,
-    error_callback: Option<String>,
+    pub size_as_number: bool,
+    pub auth_callback: Option<String>,
+    pub error_callback: Option<String>,
     #[serde(default)]
-    dkim: bool,
+    pub dkim: bool,
     #[serde(default)]
-    dmarc: bool,
+    pub dmarc: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// A `[[domain]]` entry as written, before validation (see [`AddressSpec`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawDomain {
-    domain: String,
-    auth_regex: Option<String>,
-    target: Option<String>,
-    format: Option<String>,
+pub struct DomainSpec {
+    pub domain: String,
+    pub auth_regex: Option<String>,
+    pub target: Option<String>,
+    pub format: Option<String>,
 }
 
 const DEFAULT_FORMAT: Format = Format::JsonNormalized;
@@ -364,7 +367,7 @@ impl RawConfig {
         let domains = domains
             .into_iter()
             .enumerate()
-            .map(|(i, d)| validate_domain(i, d))
+            .map(|(i, d)| validate_domain(&format!("domain[{i}]"), d))
             .collect::<Result<Vec<_>, ConfigError>>()?;
         for (i, d) in domains.iter().enumerate() {
             if let Some(j) = domains[..i].iter().position(|e| e.domain == d.domain) {
@@ -379,7 +382,9 @@ impl RawConfig {
         let addresses = addresses
             .into_iter()
             .enumerate()
-            .map(|(i, a)| validate_address(i, a, &domains, smtp.max_message_size))
+            .map(|(i, a)| {
+                validate_address(&format!("address[{i}]"), a, &domains, smtp.max_message_size)
+            })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         for (i, a) in addresses.iter().enumerate() {
             if let Some(j) = addresses[..i].iter().position(|b| b.pattern == a.pattern) {
@@ -416,8 +421,10 @@ fn parse_format(key: &str, text: &str) -> Result<Format, ConfigError> {
     Format::parse(text).map_err(|allowed| ConfigError::invalid(key, quote(text), allowed))
 }
 
-fn validate_domain(i: usize, raw: RawDomain) -> Result<DomainConfig, ConfigError> {
-    let key = |field: &str| format!("domain[{i}].{field}");
+/// Validates one `[[domain]]`; errors name `{entry}.{field}`. The config file and the
+/// domains API both come through here.
+pub fn validate_domain(entry: &str, raw: DomainSpec) -> Result<DomainConfig, ConfigError> {
+    let key = |field: &str| format!("{entry}.{field}");
     let domain = DomainPattern::parse(&raw.domain)
         .map_err(|allowed| ConfigError::invalid(key("domain"), quote(&raw.domain), allowed))?;
     let auth_regex = raw
@@ -451,13 +458,16 @@ fn validate_domain(i: usize, raw: RawDomain) -> Result<DomainConfig, ConfigError
     })
 }
 
-fn validate_address(
-    i: usize,
-    raw: RawAddress,
+/// Validates one `[[address]]`; an unset target or format comes from the entry of its
+/// domain in `domains`; errors name `{entry}.{field}`. The config file and the addresses API
+/// both come through here.
+pub fn validate_address(
+    entry: &str,
+    raw: AddressSpec,
     domains: &[DomainConfig],
     global_max_size: usize,
 ) -> Result<AddressConfig, ConfigError> {
-    let key = |field: &str| format!("address[{i}].{field}");
+    let key = |field: &str| format!("{entry}.{field}");
     let pattern = AddressPattern::parse(&raw.address)
         .map_err(|allowed| ConfigError::invalid(key("address"), quote(&raw.address), allowed))?;
     // Unset target and format come from the [[domain]] of the same domain.

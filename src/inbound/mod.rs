@@ -28,7 +28,7 @@ use callback::{AuthorizationRequest, ErrorReport};
 use deliver::{Attempt, Deliverer};
 use format::{PayloadEnvelope, Spf};
 use message::ParsedMessage;
-use route::{Destination, Refusal, Route, Router};
+use route::{Destination, Refusal, Route, Routes};
 
 /// Longest target text echoed in a 554 reply (design.md invariant 1).
 const MAX_REPLY_TEXT: usize = 512;
@@ -37,7 +37,9 @@ const MAX_REPLY_TEXT: usize = 512;
 pub struct Inbound {
     /// Background work (error callbacks) is tracked so that shutdown waits for it.
     shutdown: Shutdown,
-    router: Router,
+    /// Read afresh at each step (RCPT, then DATA), so a change made through the API applies
+    /// to the next recipient command and the next message.
+    routes: Routes,
     deliverer: Deliverer,
     store: Store,
     /// SPF/DKIM/DMARC; `None` when no check is enabled.
@@ -59,7 +61,7 @@ pub struct InboundSettings {
 impl Inbound {
     pub fn new(
         shutdown: Shutdown,
-        router: Router,
+        routes: Routes,
         deliverer: Deliverer,
         store: Store,
         verifier: Option<Arc<Verifier>>,
@@ -67,7 +69,7 @@ impl Inbound {
     ) -> Inbound {
         Inbound {
             shutdown,
-            router,
+            routes,
             deliverer,
             store,
             verifier,
@@ -181,25 +183,23 @@ impl MailHandler for Inbound {
         transaction: TransactionInfo<'_>,
         address: &str,
     ) -> Result<Option<SizeLimit>, Reply> {
-        let id = self
-            .router
-            .lookup(address)
-            .map_err(|refusal| match refusal {
-                Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
-                // The dashboard and the sender both see that a regexp refused it (spec §4.3).
-                Refusal::AuthRegex => Reply::new(
-                    550,
-                    "5.7.1",
-                    "Recipient address rejected by the domain's regexp",
-                ),
-            })?;
+        let router = self.routes.current();
+        let id = router.lookup(address).map_err(|refusal| match refusal {
+            Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
+            // The dashboard and the sender both see that a regexp refused it (spec §4.3).
+            Refusal::AuthRegex => Reply::new(
+                550,
+                "5.7.1",
+                "Recipient address rejected by the domain's regexp",
+            ),
+        })?;
         // One POST per transaction: a recipient of another address waits for its own.
         if let Some(first) = transaction.recipients.first()
-            && self.router.lookup(first) != Ok(id)
+            && router.lookup(first) != Ok(id)
         {
             return Err(Reply::SEPARATE_TRANSACTION);
         }
-        let route = self.router.route(id);
+        let route = router.route(id);
         if let Some(url) = &route.options.auth_callback {
             self.authorize(url, conn, &transaction, address).await?;
         }
@@ -223,14 +223,16 @@ impl MailHandler for Inbound {
     ) -> Reply {
         let started = Instant::now();
         let received_at = OffsetDateTime::now_utc();
+        let router = self.routes.current();
         let Some(route) = envelope
             .recipients
             .first()
-            .and_then(|r| self.router.lookup(r).ok())
-            .map(|id| self.router.route(id).clone())
+            .and_then(|r| router.lookup(r).ok())
+            .map(|id| router.route(id).clone())
         else {
-            // check_recipient accepted every recipient, so this is a bug, not bad input.
-            error!(recipients = ?envelope.recipients, "no route for an accepted recipient");
+            // check_recipient accepted every recipient: the address was removed through the
+            // API since. The sender tries again later and then gets the new answer.
+            warn!(recipients = ?envelope.recipients, "the address of an accepted recipient was removed during the transaction");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
 

@@ -12,6 +12,7 @@
 //! address. In dev mode every recipient matches the one dev route. Case is ignored.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use crate::config::{
     AddressConfig, AddressOptions, AddressPattern, DomainConfig, DomainPattern, Format,
@@ -57,6 +58,33 @@ pub enum Refusal {
     NoSuchAddress,
     /// The domain's `auth_regex` does not match: 550 5.7.1.
     AuthRegex,
+}
+
+/// The router in use, swappable while the server runs (addresses managed through the API).
+/// Readers take a snapshot (`current`: one `Arc` clone under a read lock held for no more
+/// than that); `replace` swaps in a new router for every later lookup. A lookup never sees
+/// half a change, and a snapshot taken before a swap stays valid for whoever holds it.
+#[derive(Debug, Clone)]
+pub struct Routes(Arc<RwLock<Arc<Router>>>);
+
+impl Routes {
+    pub fn new(router: Router) -> Routes {
+        Routes(Arc::new(RwLock::new(Arc::new(router))))
+    }
+
+    pub fn current(&self) -> Arc<Router> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, router: Router) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(router);
+    }
 }
 
 #[derive(Debug)]

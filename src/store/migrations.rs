@@ -109,6 +109,29 @@ const MIGRATIONS: &[&str] = &[
         detail      TEXT
     );
     CREATE INDEX audit_log_at ON audit_log (at);",
+    // 4: addresses and domains managed through the API, with the fields of `[[address]]`
+    // and `[[domain]]` as given (target URLs may hold credentials, as in the config file).
+    "CREATE TABLE managed_addresses (
+        id                      INTEGER PRIMARY KEY,
+        address                 TEXT    NOT NULL UNIQUE,
+        target                  TEXT,
+        format                  TEXT,
+        timeout_secs            INTEGER,
+        max_message_size        INTEGER,
+        size_exceeded_message   TEXT,
+        size_as_number          INTEGER NOT NULL,
+        auth_callback           TEXT,
+        error_callback          TEXT,
+        dkim                    INTEGER NOT NULL,
+        dmarc                   INTEGER NOT NULL
+    );
+    CREATE TABLE managed_domains (
+        id          INTEGER PRIMARY KEY,
+        domain      TEXT    NOT NULL UNIQUE,
+        auth_regex  TEXT,
+        target      TEXT,
+        format      TEXT
+    );",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 //!
 //! Tables: `inbound_messages` + `inbound_raw` and `delivery_attempts` (`messages`,
 //! `attempts`); `users`, `recovery_codes`, `sessions`, `signin_failures`, `api_keys` and
-//! `audit_log` (`accounts`).
+//! `audit_log` (`accounts`); `managed_addresses`, `managed_domains` (`managed`).
 //!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
@@ -11,6 +11,7 @@
 
 mod accounts;
 mod attempts;
+mod managed;
 mod messages;
 mod migrations;
 
@@ -24,6 +25,7 @@ pub use accounts::{
     UserDeletion, UserRow,
 };
 pub use attempts::AttemptRecord;
+pub use managed::ManagedWrite;
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 
 #[derive(Debug, thiserror::Error)]

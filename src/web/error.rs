@@ -12,6 +12,13 @@ use crate::store::StoreError;
 pub(super) enum ApiError {
     NotFound(&'static str),
     BadRequest(String),
+    /// 422: one field of a request body is not valid; `field` names it (for a form to show
+    /// `message` next to it), `detail` is the whole sentence.
+    Field {
+        field: String,
+        message: String,
+        detail: String,
+    },
     /// Any other status with its message (401, 403, 429, …).
     Status(StatusCode, String),
     Store(StoreError),
@@ -22,6 +29,20 @@ pub(super) enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
+            ApiError::Field {
+                field,
+                message,
+                detail,
+            } => {
+                let status = StatusCode::UNPROCESSABLE_ENTITY;
+                let body = json!({
+                    "status": status.as_u16(),
+                    "error": detail,
+                    "field": field,
+                    "message": message,
+                });
+                return (status, Json(body)).into_response();
+            }
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what.to_string()),
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::Status(status, why) => (status, why),

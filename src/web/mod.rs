@@ -3,7 +3,8 @@
 //!
 //! One file per concern: `auth` (the gate: who is asking and may they, cookies, CSRF),
 //! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `messages`
-//! (the `/api/messages` API), `accounts_api` (users, API keys, audit log as JSON), `targets`
+//! (the `/api/messages` API), `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
+//! and domains as JSON, over `manage`), `targets`
 //! (the test targets), `html` (page layout and escaping), `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/target/*`; sign-in —
@@ -12,6 +13,7 @@
 
 mod account;
 mod accounts_api;
+mod addresses_api;
 mod auth;
 mod error;
 mod html;
@@ -26,6 +28,7 @@ use axum::routing::get;
 use axum::{Extension, Router, middleware};
 
 use crate::accounts::{Accounts, Role};
+use crate::manage::Managed;
 use crate::store::Store;
 use auth::{Access, Gate};
 use error::ApiError;
@@ -45,14 +48,16 @@ pub struct WebOptions {
 struct AppState {
     store: Store,
     accounts: Accounts,
+    managed: Managed,
     open: bool,
     secure_cookies: bool,
 }
 
-pub fn router(store: Store, accounts: Accounts, options: WebOptions) -> Router {
+pub fn router(store: Store, accounts: Accounts, managed: Managed, options: WebOptions) -> Router {
     let state = AppState {
         store,
         accounts,
+        managed,
         open: options.open,
         secure_cookies: options.secure_cookies,
     };
@@ -66,7 +71,8 @@ pub fn router(store: Store, accounts: Accounts, options: WebOptions) -> Router {
     let dashboard = Router::new()
         .route("/", get(index))
         .merge(messages::routes())
-        .merge(accounts_api::routes());
+        .merge(accounts_api::routes())
+        .merge(addresses_api::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(targets::routes())
@@ -126,6 +132,8 @@ async fn index(
             "<li>GET /api/messages/{{id}}/raw: the raw message, where it is kept (dev mode)</li>\n",
             "<li><a href=\"/api/users\">GET /api/users</a> · <a href=\"/api/keys\">GET /api/keys</a> · POST /api/keys · DELETE /api/keys/{{id}} · ",
             "<a href=\"/api/audit\">GET /api/audit</a></li>\n",
+            "<li><a href=\"/api/addresses\">GET /api/addresses</a> · POST /api/addresses · GET/PUT/DELETE /api/addresses/{{id}} · ",
+            "<a href=\"/api/domains\">GET /api/domains</a> · POST /api/domains · GET/PUT/DELETE /api/domains/{{id}}</li>\n",
             "<li>ANY /target/{{code}}, /target/delay/{{ms}}: test targets</li>\n</ul>",
         ),
         who = who,

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real sockets.
 
 mod accounts;
+mod addresses;
 mod api;
 mod auth;
 mod callbacks;

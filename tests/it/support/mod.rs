@@ -102,15 +102,19 @@ impl TestApp {
         };
         let app = App::build_with(config, options).await.expect("app builds");
         let accounts = app.accounts().clone();
-        accounts
-            .create_user(
-                ADMIN_EMAIL,
-                Role::Admin,
-                NewPassword::Given(ADMIN_PASSWORD.into()),
-                &Actor::Cli,
-            )
-            .await
-            .expect("the test admin is created");
+        // A restart on the same data directory finds the admin there already.
+        let users = accounts.users().await.expect("users are listed");
+        if !users.iter().any(|u| u.email == ADMIN_EMAIL) {
+            accounts
+                .create_user(
+                    ADMIN_EMAIL,
+                    Role::Admin,
+                    NewPassword::Given(ADMIN_PASSWORD.into()),
+                    &Actor::Cli,
+                )
+                .await
+                .expect("the test admin is created");
+        }
         let (_, api_key) = accounts
             .create_api_key("tests", Role::Admin, &Actor::Cli)
             .await
@@ -166,8 +170,9 @@ impl TestApp {
         Browser::new(self.web)
     }
 
-    /// Triggers the shutdown and waits for the drain.
-    pub async fn stop(mut self) {
+    /// Triggers the shutdown and waits for the drain; the data directory is handed back
+    /// (for a restart on it).
+    pub async fn stop(mut self) -> TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -177,6 +182,7 @@ impl TestApp {
                 .expect("the app drains within 30 s")
                 .unwrap();
         }
+        self.data_dir
     }
 }
 
