@@ -32,6 +32,8 @@ struct ListQuery {
     address: Option<String>,
     recipient: Option<String>,
     sender: Option<String>,
+    /// Text the subject contains.
+    subject: Option<String>,
     /// `successful`, `rejected`, `delayed` or `captured`.
     status: Option<String>,
     /// RFC 3339 or `YYYY-MM-DD`, inclusive.
@@ -93,6 +95,7 @@ async fn list_messages(
             address: query.address,
             recipient: query.recipient,
             sender: query.sender,
+            subject: query.subject,
             outcome,
             since: time_bound("since", query.since)?,
             until: time_bound("until", query.until)?,

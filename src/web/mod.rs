@@ -120,7 +120,7 @@ async fn index(
         concat!(
             "{who}<h2>API</h2>\n<ul>\n",
             "<li><a href=\"/api/messages\">GET /api/messages</a>: received messages, newest first; filters ",
-            "<code>?address= &amp;recipient= &amp;sender= &amp;status=successful|rejected|delayed|captured ",
+            "<code>?address= &amp;recipient= &amp;sender= &amp;subject= &amp;status=successful|rejected|delayed|captured ",
             "&amp;since=2026-11-28 &amp;until=2026-11-29 &amp;limit=50 &amp;before=ID</code></li>\n",
             "<li>GET /api/messages/{{id}}: one message with every delivery attempt</li>\n",
             "<li>GET /api/messages/{{id}}/raw: the raw message, where it is kept (dev mode)</li>\n",
