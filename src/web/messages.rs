@@ -43,7 +43,7 @@ struct ListQuery {
 }
 
 /// Accepts `2026-11-28` or a full RFC 3339 time; returns the stored form's prefix to compare.
-fn time_bound(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn time_bound(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     use time::format_description::well_known::Rfc3339;
     let Some(value) = value else { return Ok(None) };
     if let Ok(at) = time::OffsetDateTime::parse(&value, &Rfc3339) {
