@@ -23,7 +23,10 @@ mod targets;
 use axum::routing::get;
 use axum::{Router, middleware};
 
+use std::sync::Arc;
+
 use crate::accounts::Accounts;
+use crate::inbound::Inbound;
 use crate::store::Store;
 use auth::{Access, Gate};
 use error::ApiError;
@@ -45,12 +48,20 @@ struct AppState {
     accounts: Accounts,
     open: bool,
     secure_cookies: bool,
+    /// Sends kept messages again ("Resend to target"); `None` where nothing receives mail.
+    inbound: Option<Arc<Inbound>>,
 }
 
-pub fn router(store: Store, accounts: Accounts, options: WebOptions) -> Router {
+pub fn router(
+    store: Store,
+    accounts: Accounts,
+    options: WebOptions,
+    inbound: Option<Arc<Inbound>>,
+) -> Router {
     let state = AppState {
         store,
         accounts,
+        inbound,
         open: options.open,
         secure_cookies: options.secure_cookies,
     };

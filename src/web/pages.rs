@@ -12,13 +12,14 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::{AppState, Principal, Who, html, messages};
 use crate::accounts::Role;
+use crate::inbound::ResendError;
 use crate::inbound::message::ParsedMessage;
 use crate::store::{InboundMessage, MessageFilter, Outcome};
 
@@ -28,6 +29,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/about", get(about))
         .route("/messages/{id}", get(detail))
         .route("/messages/{id}/html", get(email_html))
+        .route("/messages/{id}/resend", post(resend))
         .route("/messages/{id}/attachments/{n}", get(attachment))
         .route("/assets/postern.js", get(script))
 }
@@ -338,11 +340,20 @@ async fn content(state: &AppState, id: i64) -> Result<Option<ParsedMessage>, Str
         .map_err(|e| e.to_string())
 }
 
+/// `?resent=outcome`: the result of the resend that redirected here.
+#[derive(Deserialize, Default)]
+struct DetailQuery {
+    resent: Option<String>,
+    status: Option<u16>,
+}
+
 async fn detail(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     path: Result<Path<i64>, PathRejection>,
+    query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Response {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
     let Ok(Path(id)) = path else {
         return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
     };
@@ -356,7 +367,29 @@ async fn detail(
         Err(error) => return store_failed(&principal, error),
     };
     let meta = &message.meta;
-    let mut body = format!(
+    let mut body = String::new();
+    if let Some(outcome) = query.resent.as_deref().and_then(Outcome::from_name) {
+        let outcome = outcome.as_str();
+        let status = query.status.map(|s| format!("{s} ")).unwrap_or_default();
+        body.push_str(&format!(
+            "<p role=\"status\" id=\"resent\">Resent to the target: <span class=\"{outcome}\">{status}{outcome}</span> (the last attempts below).</p>\n"
+        ));
+    }
+    let can_resend = principal.role() == Role::Admin
+        && message.has_raw
+        && meta.target.is_some()
+        && state.inbound.is_some();
+    if can_resend {
+        body.push_str(&format!(
+            concat!(
+                "<form method=\"post\" action=\"/messages/{id}/resend\">{csrf}",
+                "<button type=\"submit\">Resend to target</button></form>\n",
+            ),
+            id = id,
+            csrf = html::csrf_field(principal.csrf_token.as_deref().unwrap_or_default()),
+        ));
+    }
+    body += &format!(
         concat!(
             "<dl>\n<dt>Received</dt><dd>{date}</dd>\n",
             "<dt>Server response</dt><dd>{response}</dd>\n",
@@ -488,6 +521,43 @@ fn content_section(id: i64, parsed: &ParsedMessage) -> String {
     }
     out.push_str("</ul>\n");
     out
+}
+
+/// "Resend to target" (admins; the gate checks the role and the CSRF token first): sends
+/// the kept message again through `inbound`, then shows the message with the result.
+async fn resend(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Response {
+    let Ok(Path(id)) = path else {
+        return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
+    };
+    if principal.role() != Role::Admin {
+        return message_page(&principal, StatusCode::FORBIDDEN, "admins only");
+    }
+    let Some(inbound) = &state.inbound else {
+        return message_page(
+            &principal,
+            StatusCode::CONFLICT,
+            "nothing receives mail here",
+        );
+    };
+    match inbound.resend(id).await {
+        Ok(resent) => {
+            let status = resent
+                .http_status
+                .map(|s| format!("&status={s}"))
+                .unwrap_or_default();
+            let location = format!("/messages/{id}?resent={}{status}", resent.outcome.as_str());
+            (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+        }
+        Err(ResendError::NotFound) => {
+            message_page(&principal, StatusCode::NOT_FOUND, "no such message")
+        }
+        Err(ResendError::Store(error)) => store_failed(&principal, error),
+        Err(error) => message_page(&principal, StatusCode::CONFLICT, &error.to_string()),
+    }
 }
 
 /// Plain-text errors for the two content endpoints (they are fetched by frames and downloads).

@@ -2,8 +2,11 @@
 //! filters and paging, the detail page with attempts, hostile mail escaped everywhere, the
 //! email's HTML only through the sandboxed endpoint, attachment downloads, and the gate.
 
+use postern::accounts::{Actor, NewPassword, Role};
+use postern::config::{Config, TargetUrl};
+
 use crate::support::browser::Page;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Receiver, TestApp, config_with};
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, Receiver, TestApp, config_with};
 
 /// Rows of the message list.
 fn rows(page: &Page) -> usize {
@@ -252,6 +255,10 @@ async fn signed_in_the_list_and_detail_show_attempts_and_escaped_answers() {
         );
     }
     assert!(!detail.body.contains("<h1>Nope"));
+    assert!(
+        !detail.body.contains("Resend to target"),
+        "nothing kept, nothing to resend"
+    );
     assert_eq!(
         browser.get(&format!("/messages/{id}/html")).await.status,
         404
@@ -416,4 +423,137 @@ async fn hostile_mail_is_escaped_and_its_html_only_served_sandboxed() {
             .status,
         404
     );
+}
+
+#[tokio::test]
+async fn admins_resend_a_kept_message_and_viewers_cannot() {
+    let receiver = Receiver::start().await;
+    // Dev mode keeps messages; on a non-loopback listener it wants a sign-in.
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = Config::dev(
+        data_dir.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "0.0.0.0:0".parse().unwrap(),
+        Some(TargetUrl::parse(&receiver.url("/status/200")).unwrap()),
+    );
+    let app = TestApp::from_config(config, data_dir).await;
+    app.accounts
+        .create_user(
+            "viewer@postern.test",
+            Role::Viewer,
+            NewPassword::Given("viewer password for tests".into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let browser = || Browser::new(format!("127.0.0.1:{}", app.web.port()).parse().unwrap());
+    let reply = send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: again\r\nMessage-ID: <again@x.test>\r\n\r\nonce more",
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(receiver.requests().len(), 1);
+    let id = newest_id(&app).await;
+    let path = format!("/messages/{id}/resend");
+
+    assert_eq!(
+        browser().post_form(&path, &[]).await.status,
+        303,
+        "no session"
+    );
+
+    let mut viewer = browser();
+    viewer
+        .sign_in("viewer@postern.test", "viewer password for tests")
+        .await;
+    let seen = viewer.get(&format!("/messages/{id}")).await;
+    assert_eq!(seen.status, 200);
+    assert!(!seen.body.contains("Resend to target"));
+    let csrf = seen.csrf_token();
+    let refused = viewer.post_form(&path, &[("csrf_token", &csrf)]).await;
+    assert_eq!(refused.status, 403);
+
+    let mut admin = browser();
+    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let detail = admin.get(&format!("/messages/{id}")).await;
+    assert!(
+        detail
+            .body
+            .contains(&format!("<form method=\"post\" action=\"{path}\">")),
+        "{}",
+        detail.body
+    );
+    assert_eq!(
+        admin.post_form(&path, &[]).await.status,
+        403,
+        "no CSRF token"
+    );
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "nothing was sent by refused posts"
+    );
+
+    let csrf = detail.csrf_token();
+    let resent = admin.post_form(&path, &[("csrf_token", &csrf)]).await;
+    assert_eq!(resent.status, 303, "{}", resent.body);
+    let location = resent.location().unwrap().to_string();
+    assert_eq!(
+        location,
+        format!("/messages/{id}?resent=successful&status=200")
+    );
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].path, "/status/200");
+    assert_eq!(
+        requests[1].json(),
+        requests[0].json(),
+        "the same payload again"
+    );
+
+    let after = admin.get(&location).await;
+    assert!(after.body.contains("id=\"resent\""), "{}", after.body);
+    assert!(after.body.contains("200 successful"));
+    assert!(after.body.contains("<td>resend</td>"));
+    assert_eq!(after.body.matches("<td>target</td>").count(), 1);
+    let message = app.get_json(&format!("/api/messages/{id}")).await;
+    assert_eq!(message["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(message["attempts"][1]["kind"], "resend");
+    assert_eq!(message["outcome"], "successful");
+
+    assert_eq!(
+        admin
+            .post_form("/messages/99999/resend", &[("csrf_token", &csrf)])
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn captured_messages_have_no_target_to_resend_to() {
+    let app = TestApp::dev(None).await;
+    send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: x\r\n\r\ny",
+    )
+    .await;
+    let id = newest_id(&app).await;
+    let mut browser = app.browser();
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    assert!(!detail.body.contains("Resend to target"));
+    // API keys need no CSRF token: the handler answers.
+    let refused = reqwest::Client::new()
+        .post(app.url(&format!("/messages/{id}/resend")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(refused.text().await.unwrap().contains("no target"));
 }
