@@ -1,6 +1,6 @@
-//! The few server-rendered pages (sign-in, two-factor, password, the home page): a layout,
-//! HTML escaping and the security headers every page carries. The dashboard's templates
-//! will replace the `format!`s; the headers and the escaping rule stay.
+//! The server-rendered pages' two layouts (`page`: the narrow sign-in and account pages;
+//! `dashboard`: the wide message pages with navigation, CSS and our one script), HTML
+//! escaping and the security headers every page carries.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,10 +1,11 @@
-//! The web listener: sign-in, the JSON API over the metadata store and accounts, and the
-//! test targets.
+//! The web listener: sign-in, the dashboard's pages, the JSON API over the metadata store
+//! and accounts, and the test targets.
 //!
 //! One file per concern: `auth` (the gate: who is asking and may they, cookies, CSRF),
-//! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `messages`
-//! (the `/api/messages` API), `pages` (the dashboard's message pages), `accounts_api` (users, API keys, audit log as JSON), `targets`
-//! (the test targets), `html` (page layout and escaping), `error` (the JSON error shape).
+//! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `pages` (the
+//! dashboard's message pages, downloads and resend), `messages` (the `/api/messages` API),
+//! `accounts_api` (users, API keys, audit log as JSON), `targets` (the test targets), `html`
+//! (page layouts and escaping), `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/target/*`; sign-in —
 //! `/signin`, `/signin/totp`; account — `/account/*`, `/signout`; dashboard — everything

@@ -557,3 +557,34 @@ async fn captured_messages_have_no_target_to_resend_to() {
     assert_eq!(refused.status(), 409);
     assert!(refused.text().await.unwrap().contains("no target"));
 }
+
+#[tokio::test]
+async fn open_dev_mode_resends_with_the_browsers_csrf_token() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::dev(Some(&receiver.url("/status/422"))).await;
+    let reply = send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: x\r\n\r\ny",
+    )
+    .await;
+    assert!(reply.starts_with("554"), "{reply}");
+    let id = newest_id(&app).await;
+    let mut browser = app.browser();
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    assert!(detail.body.contains("Resend to target"), "{}", detail.body);
+    let csrf = detail.csrf_token();
+    let resent = browser
+        .post_form(&format!("/messages/{id}/resend"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(resent.status, 303, "{}", resent.body);
+    assert_eq!(
+        resent.location(),
+        Some(format!("/messages/{id}?resent=rejected&status=422").as_str())
+    );
+    assert_eq!(receiver.requests().len(), 2);
+    let after = browser.get(resent.location().unwrap()).await;
+    assert!(after.body.contains("422 rejected"));
+    assert!(after.body.contains("target says 422"));
+}
