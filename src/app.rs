@@ -50,6 +50,7 @@ pub struct AppOptions {
 
 pub struct App {
     smtp: SmtpServer<Inbound>,
+    inbound: Arc<Inbound>,
     smtp_addr: SocketAddr,
     web: TcpListener,
     web_addr: SocketAddr,
@@ -167,13 +168,15 @@ impl App {
             command_timeout: config.smtp.command_timeout,
             data_timeout: config.smtp.data_timeout,
         };
-        let smtp = SmtpServer::new(smtp_listener, server_config, tls, Arc::new(inbound));
+        let inbound = Arc::new(inbound);
+        let smtp = SmtpServer::new(smtp_listener, server_config, tls, inbound.clone());
 
         if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
             warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");
         }
         Ok(App {
             smtp,
+            inbound,
             smtp_addr,
             web,
             web_addr,
@@ -224,6 +227,7 @@ impl App {
                 self.accounts,
                 self.managed,
                 self.web_options,
+                Some(self.inbound),
             )
             .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)

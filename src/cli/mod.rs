@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Zero-config local mode: accept mail for any address on 127.0.0.1:2525, keep it,
-    /// and show it at http://127.0.0.1:8025/api/messages.
+    /// and show it at http://127.0.0.1:8025/ (and /api/messages).
     Dev {
         /// SMTP listen address.
         #[arg(long, default_value = "127.0.0.1:2525", value_name = "IP:PORT")]
@@ -185,6 +185,7 @@ fn print_summary(config: &Config) {
         config.web.session_idle.as_secs() / 60,
         config.web.session_lifetime.as_secs() / 3600,
     );
+    println!("Dashboard http://{}/", config.web.listen);
     println!("API       http://{}/api/messages", config.web.listen);
     let dns = match &config.auth.dns_servers {
         None => "the system resolver".to_string(),
@@ -284,6 +285,7 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
             ""
         }
     );
+    println!("  Web   http://{web}/  (the dashboard)");
     println!("  API   http://{web}/api/messages");
     println!("  Data  {}", data_dir.display());
     if app.open_web() {
@@ -307,7 +309,7 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
         smtp.ip(),
         smtp.port()
     );
-    println!("Then look at it:");
+    println!("Then look at it: open http://{web}/ or");
     println!("  curl -s http://{web}/api/messages");
     println!();
     println!("Ctrl-C stops.");

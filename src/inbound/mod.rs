@@ -10,6 +10,7 @@ pub mod message;
 pub mod reply;
 pub mod route;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -22,11 +23,11 @@ use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Envelope, SizeLimit, TransactionInfo};
-use crate::store::{AttemptRecord, InboundMeta, Outcome, Store};
+use crate::store::{AttemptRecord, InboundMeta, Outcome, Store, StoreError};
 use auth::Verifier;
 use callback::{AuthorizationRequest, ErrorReport};
 use deliver::{Attempt, Deliverer};
-use format::{PayloadEnvelope, Spf};
+use format::{Dkim, Dmarc, Payload, PayloadEnvelope, Spf};
 use message::ParsedMessage;
 use route::{Destination, Refusal, Route, Routes};
 
@@ -78,11 +79,9 @@ impl Inbound {
     }
 
     /// `envelope.spf` (spec §5.1); `none` when SPF checking is off.
-    async fn spf(&self, conn: &ConnectionInfo, helo: &str, mail_from: &str) -> Spf {
+    async fn spf(&self, ip: IpAddr, helo: &str, mail_from: &str) -> Spf {
         match &self.verifier {
-            Some(verifier) if self.settings.spf => {
-                verifier.spf(conn.remote.ip(), helo, mail_from).await
-            }
+            Some(verifier) if self.settings.spf => verifier.spf(ip, helo, mail_from).await,
             _ => Spf {
                 result: "none".into(),
                 domain: spf_domain(helo, mail_from),
@@ -99,7 +98,7 @@ impl Inbound {
         address: &str,
     ) -> Result<(), Reply> {
         let spf = self
-            .spf(conn, transaction.helo, transaction.mail_from)
+            .spf(conn.remote.ip(), transaction.helo, transaction.mail_from)
             .await;
         let remote_ip = conn.remote.ip().to_string();
         let request = AuthorizationRequest {
@@ -136,6 +135,150 @@ impl Inbound {
                 ))
             }
         }
+    }
+
+    /// SPF for every message; DKIM and DMARC as the route asks (DMARC builds on DKIM).
+    async fn verify(
+        &self,
+        route: &Route,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        body: &[u8],
+    ) -> (Spf, Option<Dkim>, Option<Dmarc>) {
+        let spf = self.spf(ip, helo, mail_from).await;
+        // DMARC builds on the DKIM results, so DKIM runs for either (spec §5.2, §5.3).
+        let (dkim, dmarc) = match &self.verifier {
+            Some(verifier) if route.options.dkim || route.options.dmarc => {
+                let dkim = verifier.dkim(body).await;
+                let dmarc = match route.options.dmarc {
+                    true => Some(verifier.dmarc(body, &spf, &dkim).await),
+                    false => None,
+                };
+                (route.options.dkim.then_some(dkim), dmarc)
+            }
+            _ => (None, None),
+        };
+        (spf, dkim, dmarc)
+    }
+
+    /// Parses the message and builds the route's payload (none when capturing), off the
+    /// async threads; `None` if that panicked.
+    async fn build(
+        route: &Route,
+        raw: Vec<u8>,
+        envelope: PayloadEnvelope,
+    ) -> Option<(Vec<u8>, ParsedMessage, Option<Payload>)> {
+        let destination = route.destination.clone();
+        let options = format::FormatOptions {
+            size_as_number: route.options.size_as_number,
+        };
+        tokio::task::spawn_blocking(move || {
+            let parsed = ParsedMessage::parse(&raw);
+            let payload = match &destination {
+                Destination::Target { format, .. } => {
+                    Some(format::build(*format, &envelope, &parsed, &raw, &options))
+                }
+                Destination::Capture => None,
+            };
+            (raw, parsed, payload)
+        })
+        .await
+        .ok()
+    }
+
+    /// POSTs the payload to the route's target (or captures it): the outcome, the SMTP
+    /// reply, the target's answer and every request made, recorded as `kind`.
+    async fn post(&self, route: &Route, payload: Option<Payload>, kind: &'static str) -> Posted {
+        match (&route.destination, payload) {
+            (Destination::Target { url, format }, Some(payload)) => {
+                let delivery = self
+                    .deliverer
+                    .deliver(url, payload, route.options.timeout)
+                    .await;
+                let reply = reply_for(&delivery.outcome);
+                let outcome = match &delivery.outcome {
+                    deliver::Outcome::Accepted { .. } => Outcome::Successful,
+                    deliver::Outcome::Rejected { .. } => Outcome::Rejected,
+                    deliver::Outcome::Deferred { .. } => Outcome::Delayed,
+                };
+                let attempts = delivery
+                    .attempts
+                    .into_iter()
+                    .map(|a| record(kind, Some(format.as_str()), a))
+                    .collect();
+                Posted {
+                    outcome,
+                    reply,
+                    result: Some(delivery.outcome),
+                    attempts,
+                }
+            }
+            _ => Posted {
+                outcome: Outcome::Captured,
+                reply: Reply::new(250, "2.0.0", "Message captured"),
+                result: None,
+                attempts: Vec::new(),
+            },
+        }
+    }
+
+    /// Sends a kept message (dev mode keeps them) to its address's target again, through
+    /// the same build and POST as on arrival, and records the requests on the same message
+    /// as `resend` attempts. The message's own row (what its sender was told) is unchanged;
+    /// no error callback is made.
+    pub async fn resend(&self, id: i64) -> Result<Resent, ResendError> {
+        let message = self
+            .store
+            .get_inbound(id)
+            .await?
+            .ok_or(ResendError::NotFound)?;
+        let raw = self
+            .store
+            .get_inbound_raw(id)
+            .await?
+            .ok_or(ResendError::NotKept)?;
+        let meta = message.meta;
+        let router = self.routes.current();
+        let route = meta
+            .recipients
+            .first()
+            .and_then(|r| router.lookup(r).ok())
+            .map(|id| router.route(id).clone())
+            .filter(|route| matches!(route.destination, Destination::Target { .. }))
+            .ok_or(ResendError::NoTarget)?;
+        let ip: IpAddr = meta
+            .remote_ip
+            .parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let (spf, dkim, dmarc) = self
+            .verify(&route, ip, &meta.helo, &meta.mail_from, &raw)
+            .await;
+        let envelope = PayloadEnvelope {
+            to: meta.recipients[0].clone(),
+            recipients: meta.recipients.clone(),
+            from: meta.mail_from.clone(),
+            helo_domain: meta.helo.clone(),
+            remote_ip: meta.remote_ip.clone(),
+            tls_version: meta.tls_version.clone(),
+            md5: meta.md5.clone(),
+            spf,
+            dkim,
+            dmarc,
+        };
+        // The kept message already has its `Received:` line.
+        let (_, _, payload) = Inbound::build(&route, raw, envelope)
+            .await
+            .ok_or(ResendError::Build)?;
+        let posted = self.post(&route, payload, "resend").await;
+        let resent = Resent {
+            outcome: posted.outcome,
+            http_status: posted.result.as_ref().and_then(deliver::Outcome::status),
+            reply: posted.reply.to_string(),
+        };
+        self.store.insert_attempts(id, posted.attempts).await?;
+        info!(id, outcome = ?resent.outcome, http_status = ?resent.http_status, "message resent");
+        Ok(resent)
     }
 
     /// Tells the address's error callback about a non-2xx delivery (spec §7.2), in the
@@ -239,19 +382,15 @@ impl MailHandler for Inbound {
         let md5 = format!("{:x}", Md5::digest(&body));
         let raw =
             with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
-        let spf = self.spf(conn, &envelope.helo, &envelope.mail_from).await;
-        // DMARC builds on the DKIM results, so DKIM runs for either (spec §5.2, §5.3).
-        let (dkim, dmarc) = match &self.verifier {
-            Some(verifier) if route.options.dkim || route.options.dmarc => {
-                let dkim = verifier.dkim(&body).await;
-                let dmarc = match route.options.dmarc {
-                    true => Some(verifier.dmarc(&body, &spf, &dkim).await),
-                    false => None,
-                };
-                (route.options.dkim.then_some(dkim), dmarc)
-            }
-            _ => (None, None),
-        };
+        let (spf, dkim, dmarc) = self
+            .verify(
+                &route,
+                conn.remote.ip(),
+                &envelope.helo,
+                &envelope.mail_from,
+                &body,
+            )
+            .await;
         let payload_envelope = PayloadEnvelope {
             to: envelope.recipients[0].clone(),
             recipients: envelope.recipients.clone(),
@@ -265,56 +404,17 @@ impl MailHandler for Inbound {
             dmarc,
         };
 
-        let destination = route.destination.clone();
-        let options = format::FormatOptions {
-            size_as_number: route.options.size_as_number,
-        };
-        let parsed_and_payload = tokio::task::spawn_blocking(move || {
-            let parsed = ParsedMessage::parse(&raw);
-            let payload = match &destination {
-                Destination::Target { format, .. } => Some(format::build(
-                    *format,
-                    &payload_envelope,
-                    &parsed,
-                    &raw,
-                    &options,
-                )),
-                Destination::Capture => None,
-            };
-            (raw, parsed, payload)
-        })
-        .await;
-        let Ok((raw, parsed, payload)) = parsed_and_payload else {
+        let Some((raw, parsed, payload)) = Inbound::build(&route, raw, payload_envelope).await
+        else {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
-
-        let (outcome, reply, result, attempts) = match (&route.destination, payload) {
-            (Destination::Target { url, format }, Some(payload)) => {
-                let delivery = self
-                    .deliverer
-                    .deliver(url, payload, route.options.timeout)
-                    .await;
-                let reply = reply_for(&delivery.outcome);
-                let outcome = match &delivery.outcome {
-                    deliver::Outcome::Accepted { .. } => Outcome::Successful,
-                    deliver::Outcome::Rejected { .. } => Outcome::Rejected,
-                    deliver::Outcome::Deferred { .. } => Outcome::Delayed,
-                };
-                let attempts = delivery
-                    .attempts
-                    .into_iter()
-                    .map(|a| record("target", Some(format.as_str()), a))
-                    .collect();
-                (outcome, reply, Some(delivery.outcome), attempts)
-            }
-            _ => (
-                Outcome::Captured,
-                Reply::new(250, "2.0.0", "Message captured"),
-                None,
-                Vec::new(),
-            ),
-        };
+        let Posted {
+            outcome,
+            reply,
+            result,
+            attempts,
+        } = self.post(&route, payload, "target").await;
 
         let (target, format) = match &route.destination {
             Destination::Target { url, format } => {
@@ -373,6 +473,39 @@ impl MailHandler for Inbound {
             }
         }
     }
+}
+
+/// What [`Inbound::post`] did.
+struct Posted {
+    outcome: Outcome,
+    reply: Reply,
+    /// The target's answer; `None` when captured.
+    result: Option<deliver::Outcome>,
+    attempts: Vec<AttemptRecord>,
+}
+
+/// The result of [`Inbound::resend`].
+#[derive(Debug, Clone)]
+pub struct Resent {
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    /// The SMTP reply this answer would have given.
+    pub reply: String,
+}
+
+/// Why [`Inbound::resend`] could not send a message again.
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    #[error("no such message")]
+    NotFound,
+    #[error("the message itself is not kept (only dev mode keeps it)")]
+    NotKept,
+    #[error("the message's address has no target to send it to")]
+    NoTarget,
+    #[error("building the payload failed")]
+    Build,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A delivery attempt as the store keeps it.

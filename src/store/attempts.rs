@@ -8,7 +8,7 @@ use super::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttemptRecord {
-    /// `target` or `error_callback`.
+    /// `target`, `error_callback` or `resend` (the dashboard's "Resend to target").
     pub kind: String,
     /// Credentials masked.
     pub url: String,

@@ -96,6 +96,8 @@ pub struct MessageFilter {
     pub recipient: Option<String>,
     /// The envelope sender.
     pub sender: Option<String>,
+    /// Text the subject contains (`%` and `_` match themselves).
+    pub subject: Option<String>,
     pub outcome: Option<Outcome>,
     /// RFC 3339 (or a date, `2026-11-28`): received at or after.
     pub since: Option<String>,
@@ -137,6 +139,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
         has_raw: row.get(20)?,
         attempts: None,
     })
+}
+
+/// Escapes `\`, `%` and `_` for a `LIKE … ESCAPE '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl Store {
@@ -217,6 +231,12 @@ impl Store {
                 clause(
                     "EXISTS (SELECT 1 FROM json_each(m.recipients) r WHERE r.value = ? COLLATE NOCASE)",
                     recipient.into(),
+                );
+            }
+            if let Some(subject) = filter.subject {
+                clause(
+                    "m.subject LIKE ? ESCAPE '\\'",
+                    format!("%{}%", like_escape(&subject)).into(),
                 );
             }
             if let Some(outcome) = filter.outcome {
@@ -441,6 +461,36 @@ mod tests {
             .await,
             [ok]
         );
+        assert_eq!(
+            ids(MessageFilter {
+                subject: Some("JECT".into()),
+                ..by()
+            })
+            .await,
+            [bad]
+        );
+        // `%` and `_` are text, not wildcards.
+        let percent = store
+            .insert_inbound(meta("100% off_now"), None, Vec::new())
+            .await
+            .unwrap();
+        for (text, expected) in [
+            ("0% o", vec![percent]),
+            ("%", vec![percent]),
+            ("f_n", vec![percent]),
+            ("r_j", vec![]),
+            ("1%f", vec![]),
+        ] {
+            assert_eq!(
+                ids(MessageFilter {
+                    subject: Some(text.into()),
+                    ..by()
+                })
+                .await,
+                expected,
+                "{text}"
+            );
+        }
         let message = store.get_inbound(bad).await.unwrap().unwrap();
         assert_eq!(message.attempts, Some(vec![attempt]));
         assert_eq!(

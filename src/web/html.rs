@@ -1,6 +1,6 @@
-//! The few server-rendered pages (sign-in, two-factor, password, the home page): a layout,
-//! HTML escaping and the security headers every page carries. The dashboard's templates
-//! will replace the `format!`s; the headers and the escaping rule stay.
+//! The server-rendered pages' two layouts (`page`: the narrow sign-in and account pages;
+//! `dashboard`: the wide message pages with navigation, CSS and our one script), HTML
+//! escaping and the security headers every page carries.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,17 +44,46 @@ pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
         title = escape(title),
         body = body,
     );
+    respond(status, html, PAGE_CSP)
+}
+
+/// Inline styles only; images only from data: URLs (the TOTP QR code); no scripts, no
+/// framing, forms post only here.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The dashboard's pages add our own script (`/assets/postern.js`, which fetches the list
+/// again) and frames from here (the sandboxed email HTML).
+const DASHBOARD_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'self'; connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A dashboard page: the wide layout, the navigation and the script. `nav` and `body` are
+/// HTML already escaped where needed.
+pub(super) fn dashboard(status: StatusCode, title: &str, nav: &str, body: &str) -> Response {
+    let html = format!(
+        concat!(
+            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
+            "<title>{title} · Postern</title>\n<style>{css}</style>\n",
+            "<script src=\"/assets/postern.js\" defer></script>\n",
+            "</head>\n<body>\n<nav>{nav}</nav>\n<h1>{title}</h1>\n{body}\n</body>\n</html>\n",
+        ),
+        title = escape(title),
+        css = DASHBOARD_CSS,
+        nav = nav,
+        body = body,
+    );
+    respond(status, html, DASHBOARD_CSP)
+}
+
+const DASHBOARD_CSS: &str = include_str!("assets/postern.css");
+
+/// The headers every page carries, with its content security policy.
+fn respond(status: StatusCode, html: String, csp: &'static str) -> Response {
     let mut response = (status, html).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
         (header::CACHE_CONTROL, "no-store"),
-        // Inline styles only; images only from data: URLs (the TOTP QR code); no scripts,
-        // no framing, forms post only here.
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        (header::CONTENT_SECURITY_POLICY, csp),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "same-origin"),

@@ -32,6 +32,8 @@ struct ListQuery {
     address: Option<String>,
     recipient: Option<String>,
     sender: Option<String>,
+    /// Text the subject contains.
+    subject: Option<String>,
     /// `successful`, `rejected`, `delayed` or `captured`.
     status: Option<String>,
     /// RFC 3339 or `YYYY-MM-DD`, inclusive.
@@ -41,7 +43,7 @@ struct ListQuery {
 }
 
 /// Accepts `2026-11-28` or a full RFC 3339 time; returns the stored form's prefix to compare.
-fn time_bound(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn time_bound(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     use time::format_description::well_known::Rfc3339;
     let Some(value) = value else { return Ok(None) };
     if let Ok(at) = time::OffsetDateTime::parse(&value, &Rfc3339) {
@@ -93,6 +95,7 @@ async fn list_messages(
             address: query.address,
             recipient: query.recipient,
             sender: query.sender,
+            subject: query.subject,
             outcome,
             since: time_bound("since", query.since)?,
             until: time_bound("until", query.until)?,

@@ -7,6 +7,7 @@ mod auth;
 mod callbacks;
 mod clients;
 mod corpus;
+mod dashboard;
 mod delivery;
 mod hostile;
 mod lifecycle;

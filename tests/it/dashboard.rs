@@ -1,0 +1,590 @@
+//! The dashboard's message pages over real HTTP against the real server: the list and its
+//! filters and paging, the detail page with attempts, hostile mail escaped everywhere, the
+//! email's HTML only through the sandboxed endpoint, attachment downloads, and the gate.
+
+use postern::accounts::{Actor, NewPassword, Role};
+use postern::config::{Config, TargetUrl};
+
+use crate::support::browser::Page;
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, Receiver, TestApp, config_with};
+
+/// Rows of the message list.
+fn rows(page: &Page) -> usize {
+    page.body.matches("<tr><td><a href=\"/messages/").count()
+}
+
+async fn send(app: &TestApp, from: &str, to: &str, data: &str) -> String {
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    smtp.send_mail(from, &[to], data).await
+}
+
+/// The newest message's id, through the API.
+async fn newest_id(app: &TestApp) -> i64 {
+    app.messages().await[0]["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn the_list_shows_new_mail_and_the_filters_narrow_it() {
+    let app = TestApp::dev(None).await;
+    let mut browser = app.browser();
+    let empty = browser.get("/").await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert!(empty.body.contains("No messages."));
+
+    for (from, to, subject) in [
+        ("alice@a.test", "x@example.com", "Invoice 100% paid"),
+        ("bob@b.test", "y@example.com", "Weekly report"),
+        ("alice@a.test", "y@example.com", "hello_world"),
+    ] {
+        let reply = send(
+            &app,
+            from,
+            to,
+            &format!("Subject: {subject}\r\nMessage-ID: <{from}.{to}@ids.test>\r\n\r\nbody"),
+        )
+        .await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+
+    let list = browser.get("/").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(rows(&list), 3);
+    for text in [
+        "Invoice 100% paid",
+        "Weekly report",
+        "hello_world",
+        "127.0.0.1",
+        "&lt;bob@b.test.y@example.com@ids.test&gt;",
+        "<time datetime=\"",
+        "captured",
+        "250 2.0.0 Message captured",
+        "<meta name=\"viewport\"",
+        "<div class=\"scroll\"><table id=\"messages\"",
+        "<script src=\"/assets/postern.js\" defer></script>",
+    ] {
+        assert!(list.body.contains(text), "{text} missing:\n{}", list.body);
+    }
+    // Newest first.
+    assert!(list.body.find("hello_world") < list.body.find("Invoice 100% paid"));
+    let csp = list.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(list.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(list.header("x-frame-options"), Some("DENY"));
+
+    for (query, expected) in [
+        ("subject=report", &["Weekly report"][..]),
+        ("subject=REPORT", &["Weekly report"]),
+        ("subject=100%25", &["Invoice 100% paid"]),
+        ("subject=%25", &["Invoice 100% paid"]),
+        ("subject=o_w", &["hello_world"]),
+        ("subject=l_o", &[]),
+        (
+            "sender=alice%40a.test",
+            &["hello_world", "Invoice 100% paid"],
+        ),
+        (
+            "recipient=y%40example.com",
+            &["hello_world", "Weekly report"],
+        ),
+        (
+            "sender=alice%40a.test&recipient=y%40example.com&subject=",
+            &["hello_world"],
+        ),
+        (
+            "status=captured&since=2000-01-01&until=2999-01-01",
+            &["hello_world", "Weekly report", "Invoice 100% paid"],
+        ),
+        ("status=rejected", &[]),
+        ("until=2000-01-01", &[]),
+        (
+            "address=%2A",
+            &["hello_world", "Weekly report", "Invoice 100% paid"],
+        ),
+        ("address=nobody%40example.com", &[]),
+    ] {
+        let page = browser.get(&format!("/?{query}")).await;
+        assert_eq!(page.status, 200, "{query}");
+        assert_eq!(rows(&page), expected.len(), "{query}:\n{}", page.body);
+        for subject in expected {
+            assert!(page.body.contains(subject), "{query}: {subject}");
+        }
+    }
+    // The form keeps what was asked.
+    let kept = browser
+        .get("/?subject=%22%3E%3Cb%3Ex&status=rejected")
+        .await;
+    assert!(
+        kept.body
+            .contains("name=\"subject\" value=\"&quot;&gt;&lt;b&gt;x\"")
+    );
+    assert!(kept.body.contains("<option value=\"rejected\" selected>"));
+
+    let bad = browser.get("/?status=bogus").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("status must be"), "{}", bad.body);
+    let bad = browser.get("/?since=yesterday").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("since must be"), "{}", bad.body);
+
+    // The API filters by subject too.
+    let api = app.get_json("/api/messages?subject=report").await;
+    assert_eq!(api["messages"].as_array().unwrap().len(), 1);
+
+    let script = browser.get("/assets/postern.js").await;
+    assert_eq!(script.status, 200);
+    assert!(
+        script
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(script.body.contains("setInterval") && script.body.contains("toLocaleString"));
+
+    let about = browser.get("/about").await;
+    assert_eq!(about.status, 200);
+    assert!(about.body.contains("GET /api/messages"));
+    assert!(about.body.contains("Dev mode"));
+}
+
+#[tokio::test]
+async fn the_older_link_pages_and_keeps_the_filters() {
+    let app = TestApp::dev(None).await;
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    for i in 0..51 {
+        let reply = smtp
+            .send_mail(
+                "a@example.com",
+                &["b@example.com"],
+                &format!("Subject: bulk #{i}#\r\n\r\nx"),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: other\r\n\r\nx",
+    )
+    .await;
+    let mut browser = app.browser();
+    let first = browser.get("/?subject=bulk").await;
+    assert_eq!(rows(&first), 50);
+    assert!(first.body.contains("bulk #50#") && !first.body.contains("bulk #0#"));
+    assert!(first.body.contains(" data-live>"), "the newest page polls");
+    let start = first
+        .body
+        .find("<a href=\"/?subject=bulk&amp;before=")
+        .unwrap();
+    let href = &first.body[start + 9..];
+    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    assert!(first.body[start..].contains("rel=\"next\">Older</a>"));
+    let older = browser.get(&href).await;
+    assert_eq!(rows(&older), 1, "{}", older.body);
+    assert!(older.body.contains("bulk #0#") && !older.body.contains("other"));
+    assert!(
+        !older.body.contains(" data-live>"),
+        "older pages stay still"
+    );
+    assert!(!older.body.contains("rel=\"next\""));
+    assert!(older.body.contains("<a href=\"/?subject=bulk\">Newest</a>"));
+}
+
+#[tokio::test]
+async fn signed_in_the_list_and_detail_show_attempts_and_escaped_answers() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::start(&config_with(
+        &[("*@example.com", receiver.url("/html/422"))],
+        "",
+    ))
+    .await;
+    let reply = send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: to a refusing app\r\n\r\nhi",
+    )
+    .await;
+    assert!(reply.starts_with("554"), "{reply}");
+    let id = newest_id(&app).await;
+
+    // Without a session: sign-in first, for every page.
+    let mut anonymous = app.browser();
+    for path in [
+        "/".to_string(),
+        "/about".into(),
+        format!("/messages/{id}"),
+        format!("/messages/{id}/html"),
+        format!("/messages/{id}/attachments/0"),
+    ] {
+        let page = anonymous.get(&path).await;
+        assert_eq!(page.status, 303, "{path}");
+        assert!(page.location().unwrap().starts_with("/signin"), "{path}");
+    }
+
+    let mut browser = app.browser();
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let list = browser.get("/").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(rows(&list), 1);
+    assert!(list.body.contains("to a refusing app"));
+    assert!(list.body.contains("422 rejected"));
+    assert!(list.body.contains("554 "));
+    assert!(list.body.contains(ADMIN_EMAIL), "who is signed in");
+    assert!(list.body.contains("action=\"/signout\""));
+
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    let target = receiver.url("/html/422");
+    for text in [
+        "Delivery attempts",
+        "<table id=\"attempts\">",
+        target.as_str(),
+        "<td>422</td>",
+        "&lt;html&gt;&lt;body&gt;&lt;h1&gt;Nope&lt;/h1&gt;&lt;/body&gt;&lt;/html&gt;",
+        "a@example.com",
+        "b@example.com",
+        "The message itself is not kept",
+    ] {
+        assert!(
+            detail.body.contains(text),
+            "{text} missing:\n{}",
+            detail.body
+        );
+    }
+    assert!(!detail.body.contains("<h1>Nope"));
+    assert!(
+        !detail.body.contains("Resend to target"),
+        "nothing kept, nothing to resend"
+    );
+    assert_eq!(
+        browser.get(&format!("/messages/{id}/html")).await.status,
+        404
+    );
+    assert_eq!(browser.get("/messages/99999").await.status, 404);
+    assert_eq!(browser.get("/messages/nope").await.status, 404);
+}
+
+const HOSTILE: &str = concat!(
+    "From: \"Evil \\\"><script>alert(1)</script>\" <evil@x.test>\r\n",
+    "To: y@example.com\r\n",
+    "Subject: </iframe>\"><script>alert('s')</script>\r\n",
+    "Message-ID: <\"><script>m</script>@x.test>\r\n",
+    "X-Hostile: <img src=x onerror=alert(1)>\r\n",
+    "MIME-Version: 1.0\r\n",
+    "Content-Type: multipart/mixed; boundary=\"b1\"\r\n",
+    "\r\n",
+    "--b1\r\n",
+    "Content-Type: multipart/alternative; boundary=\"b2\"\r\n",
+    "\r\n",
+    "--b2\r\n",
+    "Content-Type: text/plain\r\n",
+    "\r\n",
+    "plain <script>alert('p')</script>\r\n",
+    "--b2\r\n",
+    "Content-Type: text/html\r\n",
+    "\r\n",
+    "<html><body><script>alert('h')</script><img src=\"http://remote.test/t.png\" onerror=\"alert(2)\">",
+    "<form action=\"http://evil.test/\"><input name=q></form></iframe><p>visible</p></body></html>\r\n",
+    "--b2--\r\n",
+    "--b1\r\n",
+    "Content-Type: text/html; name=\"\\\"><script>f</script>.html\"\r\n",
+    "Content-Disposition: attachment; filename=\"\\\"><script>f</script>.html\"\r\n",
+    "\r\n",
+    "<script>alert('attachment')</script>\r\n",
+    "--b1\r\n",
+    "Content-Type: application/pdf; name=\"report.pdf\"\r\n",
+    "Content-Disposition: attachment; filename=\"report.pdf\"\r\n",
+    "Content-Transfer-Encoding: base64\r\n",
+    "\r\n",
+    "JVBERi0xLjQK\r\n",
+    "--b1--\r\n",
+);
+
+/// No markup from the mail: our one script tag, our one iframe at most, no images or forms.
+fn assert_inert(page: &Page, iframes: usize) {
+    assert_eq!(page.body.matches("<script").count(), 1, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<script src=\"/assets/postern.js\" defer></script>")
+    );
+    assert_eq!(
+        page.body.matches("<iframe").count(),
+        iframes,
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("</iframe>").count(),
+        iframes,
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<img"), "{}", page.body);
+    assert!(!page.body.contains("<form action=\"http"), "{}", page.body);
+    assert!(!page.body.contains("remote.test"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn hostile_mail_is_escaped_and_its_html_only_served_sandboxed() {
+    let app = TestApp::dev(None).await;
+    let reply = send(&app, "evil@x.test", "y@example.com", HOSTILE).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let id = newest_id(&app).await;
+    let mut browser = app.browser();
+
+    let list = browser.get("/").await;
+    assert_eq!(rows(&list), 1);
+    assert_inert(&list, 0);
+    assert!(
+        list.body
+            .contains("&lt;/iframe&gt;&quot;&gt;&lt;script&gt;alert(&#39;s&#39;)&lt;/script&gt;"),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body
+            .contains("&lt;&quot;&gt;&lt;script&gt;m&lt;/script&gt;@x.test&gt;")
+    );
+
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    assert_eq!(detail.status, 200);
+    assert_inert(&detail, 1);
+    for text in [
+        "&lt;/iframe&gt;&quot;&gt;&lt;script&gt;alert(&#39;s&#39;)&lt;/script&gt;",
+        "&lt;img src=x onerror=alert(1)&gt;",
+        "plain &lt;script&gt;alert(&#39;p&#39;)&lt;/script&gt;",
+        &format!("<iframe sandbox src=\"/messages/{id}/html\""),
+        "&quot;&gt;&lt;script&gt;f&lt;/script&gt;.html",
+        "report.pdf",
+    ] {
+        assert!(
+            detail.body.contains(text),
+            "{text} missing:\n{}",
+            detail.body
+        );
+    }
+
+    let html = browser.get(&format!("/messages/{id}/html")).await;
+    assert_eq!(html.status, 200);
+    assert_eq!(
+        html.header("content-security-policy"),
+        Some("default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox")
+    );
+    assert_eq!(html.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(html.body.contains("<p>visible</p>"), "{}", html.body);
+
+    // Downloads: attachment disposition, never served as HTML, nosniff.
+    let mut seen = Vec::new();
+    for n in 0..2 {
+        let download = browser
+            .get(&format!("/messages/{id}/attachments/{n}"))
+            .await;
+        assert_eq!(download.status, 200);
+        assert_eq!(download.header("x-content-type-options"), Some("nosniff"));
+        let disposition = download.header("content-disposition").unwrap().to_string();
+        assert!(
+            disposition.starts_with("attachment; filename=\""),
+            "{disposition}"
+        );
+        if disposition.contains("report.pdf") {
+            assert_eq!(download.header("content-type"), Some("application/pdf"));
+            assert_eq!(download.body, "%PDF-1.4\n");
+            seen.push("pdf");
+        } else {
+            assert_eq!(
+                disposition,
+                "attachment; filename=\"___script_f__script_.html\"; filename*=UTF-8''%22%3E%3Cscript%3Ef%3C%2Fscript%3E%2Ehtml"
+            );
+            assert_eq!(
+                download.header("content-type"),
+                Some("application/octet-stream")
+            );
+            assert!(
+                download
+                    .body
+                    .contains("<script>alert('attachment')</script>")
+            );
+            seen.push("html");
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["html", "pdf"]);
+    assert_eq!(
+        browser
+            .get(&format!("/messages/{id}/attachments/2"))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn admins_resend_a_kept_message_and_viewers_cannot() {
+    let receiver = Receiver::start().await;
+    // Dev mode keeps messages; on a non-loopback listener it wants a sign-in.
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = Config::dev(
+        data_dir.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "0.0.0.0:0".parse().unwrap(),
+        Some(TargetUrl::parse(&receiver.url("/status/200")).unwrap()),
+    );
+    let app = TestApp::from_config(config, data_dir).await;
+    app.accounts
+        .create_user(
+            "viewer@postern.test",
+            Role::Viewer,
+            NewPassword::Given("viewer password for tests".into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let browser = || Browser::new(format!("127.0.0.1:{}", app.web.port()).parse().unwrap());
+    let reply = send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: again\r\nMessage-ID: <again@x.test>\r\n\r\nonce more",
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(receiver.requests().len(), 1);
+    let id = newest_id(&app).await;
+    let path = format!("/messages/{id}/resend");
+
+    assert_eq!(
+        browser().post_form(&path, &[]).await.status,
+        303,
+        "no session"
+    );
+
+    let mut viewer = browser();
+    viewer
+        .sign_in("viewer@postern.test", "viewer password for tests")
+        .await;
+    let seen = viewer.get(&format!("/messages/{id}")).await;
+    assert_eq!(seen.status, 200);
+    assert!(!seen.body.contains("Resend to target"));
+    let csrf = seen.csrf_token();
+    let refused = viewer.post_form(&path, &[("csrf_token", &csrf)]).await;
+    assert_eq!(refused.status, 403);
+
+    let mut admin = browser();
+    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let detail = admin.get(&format!("/messages/{id}")).await;
+    assert!(
+        detail
+            .body
+            .contains(&format!("<form method=\"post\" action=\"{path}\">")),
+        "{}",
+        detail.body
+    );
+    assert_eq!(
+        admin.post_form(&path, &[]).await.status,
+        403,
+        "no CSRF token"
+    );
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "nothing was sent by refused posts"
+    );
+
+    let csrf = detail.csrf_token();
+    let resent = admin.post_form(&path, &[("csrf_token", &csrf)]).await;
+    assert_eq!(resent.status, 303, "{}", resent.body);
+    let location = resent.location().unwrap().to_string();
+    assert_eq!(
+        location,
+        format!("/messages/{id}?resent=successful&status=200")
+    );
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].path, "/status/200");
+    assert_eq!(
+        requests[1].json(),
+        requests[0].json(),
+        "the same payload again"
+    );
+
+    let after = admin.get(&location).await;
+    assert!(after.body.contains("id=\"resent\""), "{}", after.body);
+    assert!(after.body.contains("200 successful"));
+    assert!(after.body.contains("<td>resend</td>"));
+    assert_eq!(after.body.matches("<td>target</td>").count(), 1);
+    let message = app.get_json(&format!("/api/messages/{id}")).await;
+    assert_eq!(message["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(message["attempts"][1]["kind"], "resend");
+    assert_eq!(message["outcome"], "successful");
+
+    assert_eq!(
+        admin
+            .post_form("/messages/99999/resend", &[("csrf_token", &csrf)])
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn captured_messages_have_no_target_to_resend_to() {
+    let app = TestApp::dev(None).await;
+    send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: x\r\n\r\ny",
+    )
+    .await;
+    let id = newest_id(&app).await;
+    let mut browser = app.browser();
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    assert!(!detail.body.contains("Resend to target"));
+    // API keys need no CSRF token: the handler answers.
+    let refused = reqwest::Client::new()
+        .post(app.url(&format!("/messages/{id}/resend")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(refused.text().await.unwrap().contains("no target"));
+}
+
+#[tokio::test]
+async fn open_dev_mode_resends_with_the_browsers_csrf_token() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::dev(Some(&receiver.url("/status/422"))).await;
+    let reply = send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: x\r\n\r\ny",
+    )
+    .await;
+    assert!(reply.starts_with("554"), "{reply}");
+    let id = newest_id(&app).await;
+    let mut browser = app.browser();
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    assert!(detail.body.contains("Resend to target"), "{}", detail.body);
+    let csrf = detail.csrf_token();
+    let resent = browser
+        .post_form(&format!("/messages/{id}/resend"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(resent.status, 303, "{}", resent.body);
+    assert_eq!(
+        resent.location(),
+        Some(format!("/messages/{id}?resent=rejected&status=422").as_str())
+    );
+    assert_eq!(receiver.requests().len(), 2);
+    let after = browser.get(resent.location().unwrap()).await;
+    assert!(after.body.contains("422 rejected"));
+    assert!(after.body.contains("target says 422"));
+}
