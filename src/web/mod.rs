@@ -4,7 +4,7 @@
 //! One file per concern: `auth` (the gate: who is asking and may they, cookies, CSRF),
 //! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `messages`
 //! (the `/api/messages` API), `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
-//! and domains as JSON, over `manage`), `targets`
+//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `targets`
 //! (the test targets), `html` (page layout and escaping), `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/target/*`; sign-in —
@@ -14,6 +14,7 @@
 mod account;
 mod accounts_api;
 mod addresses_api;
+mod addresses_pages;
 mod auth;
 mod error;
 mod html;
@@ -72,7 +73,8 @@ pub fn router(store: Store, accounts: Accounts, managed: Managed, options: WebOp
         .route("/", get(index))
         .merge(messages::routes())
         .merge(accounts_api::routes())
-        .merge(addresses_api::routes());
+        .merge(addresses_api::routes())
+        .merge(addresses_pages::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(targets::routes())
