@@ -3,13 +3,15 @@
 //!
 //! One file per concern: `auth` (the gate: who is asking and may they, cookies, CSRF),
 //! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `messages`
-//! (the `/api/messages` API), `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
-//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `targets`
-//! (the test targets), `html` (page layout and escaping), `error` (the JSON error shape).
+//! (the `/api/messages` API), `accounts_api` (users, API keys, audit log as JSON),
+//! `addresses_api` (managed addresses and domains as JSON, over `manage`), `addresses_pages`
+//! (the same as HTML forms), `openapi` (`/api/openapi.json`), `targets` (the test targets),
+//! `html` (page layout and escaping), `error` (the JSON error shape).
 //!
-//! Route groups and their gate (see `auth`): public — `/healthz`, `/target/*`; sign-in —
-//! `/signin`, `/signin/totp`; account — `/account/*`, `/signout`; dashboard — everything
-//! else. The dashboard's pages go into the dashboard group and get its rules for free.
+//! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
+//! `/target/*`; sign-in — `/signin`, `/signin/totp`; account — `/account/*`, `/signout`;
+//! dashboard — everything else. The dashboard's pages go into the dashboard group and get
+//! its rules for free.
 
 mod account;
 mod accounts_api;
@@ -19,6 +21,7 @@ mod auth;
 mod error;
 mod html;
 mod messages;
+mod openapi;
 mod signin;
 mod targets;
 
@@ -78,6 +81,7 @@ pub fn router(store: Store, accounts: Accounts, managed: Managed, options: WebOp
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(targets::routes())
+        .merge(openapi::routes())
         .merge(behind(signin::routes(), Access::SignIn))
         .merge(behind(signin::second_factor_routes(), Access::SecondFactor))
         .merge(behind(account::routes(), Access::Account))
