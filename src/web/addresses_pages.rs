@@ -290,7 +290,7 @@ fn address_form(
         ("dmarc", "Check DMARC", input.dmarc.is_some()),
     ] {
         body.push_str(&format!(
-            "<label><input type=\"checkbox\" name=\"{name}\" value=\"1\"{}> {label}</label>{}\n",
+            "<label><input type=\"checkbox\" name=\"{name}\" value=\"1\"{} style=\"display:inline;width:auto\"> {label}</label>{}\n",
             checked(on),
             field_error(error, name),
         ));
@@ -336,7 +336,7 @@ async fn list_addresses(
         let what = format!(
             "<code>{}</code> → <code>{}</code> ({})",
             html::escape(&spec.address),
-            html::escape(spec.target.as_deref().unwrap_or("")),
+            html::escape(spec.target.as_deref().unwrap_or("the domain's target")),
             html::escape(spec.format.as_deref().unwrap_or("json+n")),
         );
         let inactive = if item.active { "" } else { " — not in use" };
