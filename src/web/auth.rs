@@ -1,8 +1,8 @@
 //! Who is asking, and may they: the gate in front of every route that is not public.
 //!
 //! The router puts each group of routes behind [`gate`] with its [`Access`] class, so a rule
-//! follows a route wherever it is defined; the public routes (`/healthz`, the test targets)
-//! are simply not behind it. The rules, in order:
+//! follows a route wherever it is defined; the public routes (`/healthz`,
+//! `/api/openapi.json`, the test targets) are simply not behind it. The rules, in order:
 //!
 //! 1. `Authorization: Bearer <API key>` (dashboard routes only): a valid key is the
 //!    principal, no CSRF token needed (a browser never sends it by itself); an invalid one is

@@ -5,20 +5,24 @@
 //! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `pages` (the
 //! dashboard's message pages, downloads and resend), `messages` (the `/api/messages` API),
 //! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
-//! and domains as JSON, over `manage`), `targets` (the test targets), `html` (page layouts and
-//! escaping), `error` (the JSON error shape).
+//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `openapi`
+//! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
+//! `error` (the JSON error shape).
 //!
-//! Route groups and their gate (see `auth`): public — `/healthz`, `/target/*`; sign-in —
-//! `/signin`, `/signin/totp`; account — `/account/*`, `/signout`; dashboard — everything
-//! else. The dashboard's pages go into the dashboard group and get its rules for free.
+//! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
+//! `/target/*`; sign-in — `/signin`, `/signin/totp`; account — `/account/*`, `/signout`;
+//! dashboard — everything else. The dashboard's pages go into the dashboard group and get
+//! its rules for free.
 
 mod account;
 mod accounts_api;
 mod addresses_api;
+mod addresses_pages;
 mod auth;
 mod error;
 mod html;
 mod messages;
+mod openapi;
 mod pages;
 mod signin;
 mod targets;
@@ -83,10 +87,12 @@ pub fn router(
         .merge(pages::routes())
         .merge(messages::routes())
         .merge(accounts_api::routes())
-        .merge(addresses_api::routes());
+        .merge(addresses_api::routes())
+        .merge(addresses_pages::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(targets::routes())
+        .merge(openapi::routes())
         .merge(behind(signin::routes(), Access::SignIn))
         .merge(behind(signin::second_factor_routes(), Access::SecondFactor))
         .merge(behind(account::routes(), Access::Account))
