@@ -5,7 +5,7 @@
 //! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `pages` (the
 //! dashboard's message pages, downloads and resend), `messages` (the `/api/messages` API),
 //! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
-//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `openapi`
+//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the API keys page), `openapi`
 //! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
 //! `error` (the JSON error shape).
 //!
@@ -18,6 +18,7 @@ mod account;
 mod accounts_api;
 mod addresses_api;
 mod addresses_pages;
+mod admin_pages;
 mod auth;
 mod error;
 mod html;
@@ -88,7 +89,8 @@ pub fn router(
         .merge(messages::routes())
         .merge(accounts_api::routes())
         .merge(addresses_api::routes())
-        .merge(addresses_pages::routes());
+        .merge(addresses_pages::routes())
+        .merge(admin_pages::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(targets::routes())

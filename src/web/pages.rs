@@ -117,7 +117,7 @@ impl ListForm {
 }
 
 /// The navigation bar: the pages, who is signed in and, for a session, sign-out.
-fn nav(principal: &Principal) -> String {
+pub(super) fn nav(principal: &Principal) -> String {
     let who = match &principal.who {
         Who::User(session) => format!(
             concat!(
@@ -132,11 +132,11 @@ fn nav(principal: &Principal) -> String {
         Who::Dev => "<span>Dev mode: open on loopback</span>".to_string(),
     };
     format!(
-        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/about\">API</a> {who}"
+        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/keys\">API keys</a> <a href=\"/about\">API</a> {who}"
     )
 }
 
-fn role_name(role: Role) -> &'static str {
+pub(super) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin",
         Role::Viewer => "viewer",

@@ -3,6 +3,7 @@
 mod accounts;
 mod address_pages;
 mod addresses;
+mod admin_pages;
 mod api;
 mod auth;
 mod callbacks;

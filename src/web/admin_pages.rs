@@ -1,0 +1,212 @@
+//! The API keys page, server-rendered and without JavaScript, over the accounts service
+//! (which writes the audit rows): `GET /keys` (every key, revoked ones too; admins also get
+//! the form and a revoke button per key), `POST /keys` (admin: makes a key and shows its
+//! secret on the answer page, once — it is stored only as a digest), and
+//! `POST /keys/{id}/revoke` (admin). Viewers read; the gate refuses their writes (403) and
+//! any write without the session's CSRF token.
+
+use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::auth::{self, Principal};
+use super::error::ApiError;
+use super::pages::{nav, role_name};
+use super::{AppState, html};
+use crate::accounts::{AccountError, ApiKey, Role};
+
+/// Behind the gate's `Access::Dashboard`.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}/revoke", post(revoke_key))
+}
+
+fn csrf(principal: &Principal) -> &str {
+    principal.csrf_token.as_deref().unwrap_or_default()
+}
+
+/// An RFC 3339 UTC time; the dashboard's script shows it in the viewer's time zone.
+fn time(at: OffsetDateTime) -> String {
+    let at = at.format(&Rfc3339).unwrap_or_default();
+    format!("<time datetime=\"{at}\">{at}</time>")
+}
+
+fn message(principal: &Principal, status: StatusCode, text: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    html::dashboard(
+        status,
+        title,
+        &nav(principal),
+        &format!(
+            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/keys\">API keys</a></p>",
+            html::escape(text)
+        ),
+    )
+}
+
+fn key_row(principal: &Principal, key: &ApiKey) -> String {
+    let state = match key.revoked_at {
+        Some(at) => format!("revoked {}", time(at)),
+        None => "active".to_string(),
+    };
+    let action = if principal.role() == Role::Admin && key.revoked_at.is_none() {
+        format!(
+            concat!(
+                "<form method=\"post\" action=\"/keys/{id}/revoke\">{csrf}",
+                "<button type=\"submit\">Revoke</button></form>"
+            ),
+            id = key.id,
+            csrf = html::csrf_field(csrf(principal)),
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<tr><td>{name}</td><td><code>{prefix}…</code></td><td>{role}</td><td>{created} by {by}</td><td>{used}</td><td>{state}</td><td>{action}</td></tr>\n",
+        name = html::escape(&key.name),
+        prefix = html::escape(&key.prefix),
+        role = role_name(key.role),
+        created = time(key.created_at),
+        by = html::escape(&key.created_by),
+        used = key.last_used_at.map(time).unwrap_or_else(|| "never".into()),
+    )
+}
+
+/// The list, and for admins the form (with `error` above it and `name` kept).
+async fn keys_page(
+    state: &AppState,
+    principal: &Principal,
+    status: StatusCode,
+    error: Option<&str>,
+    name: &str,
+) -> Response {
+    let keys = match state.accounts.api_keys().await {
+        Ok(keys) => keys,
+        Err(error) => return ApiError::Store(error).into_response(),
+    };
+    let mut body = String::new();
+    if principal.role() == Role::Admin {
+        body.push_str(&format!(
+            concat!(
+                "<h2>New key</h2>\n{error}<form method=\"post\" action=\"/keys\">{csrf}",
+                "<label>Name <input name=\"name\" value=\"{name}\" required maxlength=\"100\"></label> ",
+                "<label>Role <select name=\"role\"><option value=\"viewer\">viewer</option>",
+                "<option value=\"admin\">admin</option></select></label> ",
+                "<button type=\"submit\">Create key</button></form>\n",
+            ),
+            error = html::error(error),
+            csrf = html::csrf_field(csrf(principal)),
+            name = html::escape(name),
+        ));
+    }
+    if keys.is_empty() {
+        body.push_str("<p>No API keys yet.</p>");
+    } else {
+        body.push_str(concat!(
+            "<table>\n<thead><tr><th>Name</th><th>Key</th><th>Role</th><th>Created</th>",
+            "<th>Last used</th><th>State</th><th></th></tr></thead>\n<tbody>\n"
+        ));
+        for key in &keys {
+            body.push_str(&key_row(principal, key));
+        }
+        body.push_str("</tbody>\n</table>");
+    }
+    html::dashboard(status, "API keys", &nav(principal), &body)
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    keys_page(&state, &principal, StatusCode::OK, None, "").await
+}
+
+#[derive(Debug, Deserialize)]
+struct NewKey {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    form: Result<Form<NewKey>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form was not readable",
+        );
+    };
+    let Some(role) = Role::from_name(&form.role) else {
+        return keys_page(
+            &state,
+            &principal,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("role must be admin or viewer"),
+            &form.name,
+        )
+        .await;
+    };
+    match state
+        .accounts
+        .create_api_key(form.name.trim(), role, &principal.actor())
+        .await
+    {
+        Ok((key, secret)) => {
+            let body = format!(
+                concat!(
+                    "<p>The key <strong>{name}</strong> ({role}) is made. Copy it now: ",
+                    "it is shown this once and never again.</p>\n",
+                    "<p><code id=\"secret\">{secret}</code></p>\n",
+                    "<p>Send it as <code>Authorization: Bearer …</code>.</p>\n",
+                    "<p><a href=\"/keys\">All keys</a></p>"
+                ),
+                name = html::escape(&key.name),
+                role = role_name(key.role),
+                secret = html::escape(&secret),
+            );
+            html::dashboard(StatusCode::CREATED, "New API key", &nav(&principal), &body)
+        }
+        Err(AccountError::InvalidKeyName) => {
+            keys_page(
+                &state,
+                &principal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&AccountError::InvalidKeyName.to_string()),
+                &form.name,
+            )
+            .await
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Response {
+    let Ok(Path(id)) = path else {
+        return message(&principal, StatusCode::BAD_REQUEST, "key ids are numbers");
+    };
+    match state.accounts.revoke_api_key(id, &principal.actor()).await {
+        Ok(true) => auth::redirect("/keys"),
+        Ok(false) => message(
+            &principal,
+            StatusCode::NOT_FOUND,
+            "no such key, or revoked already",
+        ),
+        Err(error) => ApiError::Store(error).into_response(),
+    }
+}

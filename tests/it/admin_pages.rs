@@ -1,0 +1,192 @@
+//! The API keys page over real HTTP with a session and the page's CSRF token: a key's
+//! secret is shown once and works, revoking it makes it 401, the audit log has both, and
+//! viewers only read.
+
+use postern::accounts::{Actor, NewPassword, Role};
+use reqwest::StatusCode;
+
+use crate::support::browser::Page;
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp};
+
+const VIEWER_EMAIL: &str = "viewer@postern.test";
+const VIEWER_PASSWORD: &str = "viewer password for tests";
+
+async fn signed_in(app: &TestApp, email: &str, password: &str) -> Browser {
+    let mut browser = app.browser();
+    browser.sign_in(email, password).await;
+    browser
+}
+
+/// Submits `fields` to `path` with the CSRF token of `form`.
+async fn submit(browser: &mut Browser, form: &Page, path: &str, fields: &[(&str, &str)]) -> Page {
+    let token = form.csrf_token();
+    let mut all = vec![("csrf_token", token.as_str())];
+    all.extend_from_slice(fields);
+    browser.post_form(path, &all).await
+}
+
+async fn messages_status(app: &TestApp, secret: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(app.url("/api/messages"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The id in the first `action="/keys/ID/revoke"` of the page.
+fn revoke_id(page: &Page) -> i64 {
+    page.body
+        .split("action=\"/keys/")
+        .skip(1)
+        .find_map(|rest| rest.split_once("/revoke\"")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no revoke form:\n{}", page.body))
+}
+
+#[tokio::test]
+async fn an_admin_makes_a_key_sees_it_once_and_revokes_it() {
+    let app = TestApp::start("").await;
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+
+    let list = admin.get("/keys").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(
+        list.body.contains("href=\"/keys\""),
+        "the nav links the page"
+    );
+    assert!(list.body.contains("<td>tests</td>"), "{}", list.body);
+
+    // A name that is not one is refused next to the form, with the input kept.
+    let refused = submit(
+        &mut admin,
+        &list,
+        "/keys",
+        &[("name", ""), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("API key names are"));
+
+    let made = submit(
+        &mut admin,
+        &list,
+        "/keys",
+        &[("name", "<deploy> & co"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let secret = made.code_text("secret").expect("the secret is on the page");
+    assert!(secret.starts_with("pst_"), "{secret}");
+    assert!(
+        made.body.contains("&lt;deploy&gt; &amp; co"),
+        "the name is escaped"
+    );
+    assert!(!made.body.contains("<deploy>"));
+    assert_eq!(messages_status(&app, &secret).await, StatusCode::OK);
+
+    // Never again: not on the list, which shows the name escaped and a short prefix.
+    let list = admin.get("/keys").await;
+    assert!(!list.body.contains(&secret), "the list shows the secret");
+    assert!(list.body.contains("&lt;deploy&gt; &amp; co"));
+    assert!(
+        list.body
+            .contains(&format!("<code>{}…</code>", &secret[..12]))
+    );
+
+    // Revoke the newest key (listed first or last: find the one with our name).
+    let row = list
+        .body
+        .lines()
+        .find(|line| line.contains("&lt;deploy&gt;"))
+        .unwrap()
+        .to_string();
+    let id = revoke_id(&Page {
+        status: 200,
+        headers: Default::default(),
+        body: row,
+    });
+    let revoked = submit(&mut admin, &list, &format!("/keys/{id}/revoke"), &[]).await;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    assert_eq!(revoked.location(), Some("/keys"));
+    assert_eq!(
+        messages_status(&app, &secret).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let list = admin.get("/keys").await;
+    let row = list
+        .body
+        .lines()
+        .find(|line| line.contains("&lt;deploy&gt;"))
+        .unwrap();
+    assert!(row.contains("revoked"), "{row}");
+    assert!(
+        !row.contains("/revoke\""),
+        "a revoked key has no revoke button"
+    );
+    let again = submit(&mut admin, &list, &format!("/keys/{id}/revoke"), &[]).await;
+    assert_eq!(again.status, 404);
+
+    // Without the session's CSRF token nothing is made.
+    let forged = admin
+        .post_form("/keys", &[("name", "forged"), ("role", "admin")])
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(!admin.get("/keys").await.body.contains("forged"));
+
+    // The audit log has both actions, by the admin.
+    let audit = app.get_json("/api/audit").await;
+    let actions: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default().to_string(),
+                e["actor"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for action in ["api_key_created", "api_key_revoked"] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, who)| a == action && who.contains(ADMIN_EMAIL)),
+            "{action} missing: {audit}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn viewers_see_the_keys_without_forms_and_cannot_write() {
+    let app = TestApp::start("").await;
+    app.accounts
+        .create_user(
+            VIEWER_EMAIL,
+            Role::Viewer,
+            NewPassword::Given(VIEWER_PASSWORD.into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let list = viewer.get("/keys").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("<td>tests</td>"));
+    assert!(!list.body.contains("action=\"/keys"), "{}", list.body);
+
+    let id = app.accounts.api_keys().await.unwrap()[0].id;
+    for (path, fields) in [
+        (
+            "/keys".to_string(),
+            vec![("name", "mine"), ("role", "admin")],
+        ),
+        (format!("/keys/{id}/revoke"), vec![]),
+    ] {
+        let refused = submit(&mut viewer, &list, &path, &fields).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+    }
+    let keys = app.accounts.api_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].revoked_at.is_none());
+}
