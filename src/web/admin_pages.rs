@@ -2,11 +2,13 @@
 //! (which writes the audit rows): `GET /keys` (every key, revoked ones too; admins also get
 //! the form and a revoke button per key), `POST /keys` (admin: makes a key and shows its
 //! secret on the answer page, once — it is stored only as a digest), and
-//! `POST /keys/{id}/revoke` (admin). Viewers read; the gate refuses their writes (403) and
-//! any write without the session's CSRF token.
+//! `POST /keys/{id}/revoke` (admin); and `GET /audit` (the audit log, newest first, 50 to a
+//! page, "Older" by `?before=ID`). Viewers read; the gate refuses their writes (403) and
+//! any write without the session's CSRF token. Viewers may read the audit log because
+//! `GET /api/audit` already lets them: hiding the page alone would protect nothing.
 
-use axum::extract::rejection::{FormRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,7 +28,11 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/keys", get(list_keys).post(create_key))
         .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/audit", get(audit_log))
 }
+
+/// Rows on one page of the audit log.
+const AUDIT_PAGE: u32 = 50;
 
 fn csrf(principal: &Principal) -> &str {
     principal.csrf_token.as_deref().unwrap_or_default()
@@ -209,4 +215,57 @@ async fn revoke_key(
         ),
         Err(error) => ApiError::Store(error).into_response(),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    before: Option<i64>,
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return message(&principal, StatusCode::BAD_REQUEST, "before is an entry id");
+    };
+    let entries = match state.accounts.audit_log(query.before, AUDIT_PAGE).await {
+        Ok(entries) => entries,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let mut body = String::new();
+    if entries.is_empty() {
+        body.push_str("<p>No entries.</p>\n");
+    } else {
+        body.push_str(concat!(
+            "<table>\n<thead><tr><th>Time</th><th>Actor</th><th>Action</th><th>Subject</th>",
+            "<th>Address</th><th>Detail</th></tr></thead>\n<tbody>\n"
+        ));
+        for entry in &entries {
+            body.push_str(&format!(
+                "<tr><td>{at}</td><td>{actor}</td><td>{action}</td><td>{subject}</td><td>{ip}</td><td>{detail}</td></tr>\n",
+                at = time(entry.at),
+                actor = html::escape(&entry.actor),
+                action = html::escape(&entry.action),
+                subject = html::escape(entry.subject.as_deref().unwrap_or("")),
+                ip = html::escape(entry.ip.as_deref().unwrap_or("")),
+                detail = html::escape(entry.detail.as_deref().unwrap_or("")),
+            ));
+        }
+        body.push_str("</tbody>\n</table>\n");
+    }
+    let mut links = Vec::new();
+    if query.before.is_some() {
+        links.push("<a href=\"/audit\">Newest</a>".to_string());
+    }
+    if entries.len() == AUDIT_PAGE as usize
+        && let Some(last) = entries.last()
+    {
+        links.push(format!("<a href=\"/audit?before={}\">Older</a>", last.id));
+    }
+    if !links.is_empty() {
+        body.push_str(&format!("<p>{}</p>", links.join(" · ")));
+    }
+    html::dashboard(StatusCode::OK, "Audit log", &nav(&principal), &body)
 }

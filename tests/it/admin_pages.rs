@@ -1,6 +1,6 @@
 //! The API keys page over real HTTP with a session and the page's CSRF token: a key's
 //! secret is shown once and works, revoking it makes it 401, the audit log has both, and
-//! viewers only read.
+//! viewers only read; the audit page, newest first and paged.
 
 use postern::accounts::{Actor, NewPassword, Role};
 use reqwest::StatusCode;
@@ -155,6 +155,80 @@ async fn an_admin_makes_a_key_sees_it_once_and_revokes_it() {
             "{action} missing: {audit}"
         );
     }
+    // And so does its page, the name escaped.
+    let page = admin.get("/audit").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for action in ["api_key_created", "api_key_revoked"] {
+        let row = page
+            .body
+            .lines()
+            .find(|line| line.contains(&format!("<td>{action}</td>")))
+            .unwrap_or_else(|| panic!("{action} not on the page:\n{}", page.body));
+        assert!(row.contains(ADMIN_EMAIL), "{row}");
+    }
+    assert!(page.body.contains("&lt;deploy&gt;"));
+    assert!(!page.body.contains("<deploy>"));
+}
+
+#[tokio::test]
+async fn the_audit_page_is_newest_first_and_paged() {
+    let app = TestApp::start("").await;
+    // Starting wrote the admin's user_created row; 60 keys write 60 more, after it.
+    for n in 0..60 {
+        app.accounts
+            .create_api_key(&format!("key-{n:02}"), Role::Viewer, &Actor::Cli)
+            .await
+            .unwrap();
+    }
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let first = admin.get("/audit").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        first.body.contains("href=\"/audit\""),
+        "the nav links the page"
+    );
+    let rows = |page: &Page| page.body.matches("<tr><td>").count();
+    assert_eq!(rows(&first), 50);
+    // Newest first: the sign-in just made is on top, the last key before the first.
+    let signin = first
+        .body
+        .find("<td>signin</td>")
+        .expect("the sign-in is listed");
+    let last_key = first.body.find("key-59").unwrap();
+    let earlier_key = first.body.find("key-58").unwrap();
+    assert!(signin < last_key && last_key < earlier_key);
+    assert!(!first.body.contains("<td>user_created</td>"));
+    let older = first
+        .body
+        .split("href=\"/audit?before=")
+        .nth(1)
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(id, _)| id.to_string())
+        .expect("an Older link");
+    let second = admin.get(&format!("/audit?before={older}")).await;
+    assert_eq!(second.status, 200);
+    assert!(second.body.contains("<td>user_created</td>"));
+    assert!(!second.body.contains("key-59"));
+    assert!(
+        !second.body.contains("?before="),
+        "the last page links no older one"
+    );
+    assert_eq!(admin.get("/audit?before=x").await.status, 400);
+
+    // Viewers read it too, as they read GET /api/audit.
+    app.accounts
+        .create_user(
+            VIEWER_EMAIL,
+            Role::Viewer,
+            NewPassword::Given(VIEWER_PASSWORD.into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let page = viewer.get("/audit").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<td>user_created</td>"));
 }
 
 #[tokio::test]
