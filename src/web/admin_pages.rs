@@ -2,7 +2,10 @@
 //! (which writes the audit rows): `GET /keys` (every key, revoked ones too; admins also get
 //! the form and a revoke button per key), `POST /keys` (admin: makes a key and shows its
 //! secret on the answer page, once — it is stored only as a digest), and
-//! `POST /keys/{id}/revoke` (admin); and `GET /audit` (the audit log, newest first, 50 to a
+//! `POST /keys/{id}/revoke` (admin); `GET /users` (email, role, TOTP, created; admins also
+//! get the forms), `POST /users` (admin: a user with a generated one-time password, shown
+//! on the answer page once), `POST /users/delete` and `POST /users/reset-totp` (admin, the
+//! `email` field; the service refuses to delete the last admin and the page says so); and `GET /audit` (the audit log, newest first, 50 to a
 //! page, "Older" by `?before=ID`). Viewers read; the gate refuses their writes (403) and
 //! any write without the session's CSRF token. Viewers may read the audit log because
 //! `GET /api/audit` already lets them: hiding the page alone would protect nothing.
@@ -21,7 +24,7 @@ use super::auth::{self, Principal};
 use super::error::ApiError;
 use super::pages::{nav, role_name};
 use super::{AppState, html};
-use crate::accounts::{AccountError, ApiKey, Role};
+use crate::accounts::{AccountError, ApiKey, NewPassword, Role, User};
 
 /// Behind the gate's `Access::Dashboard`.
 pub(super) fn routes() -> Router<AppState> {
@@ -29,6 +32,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/keys", get(list_keys).post(create_key))
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/audit", get(audit_log))
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/delete", post(delete_user))
+        .route("/users/reset-totp", post(reset_totp))
 }
 
 /// Rows on one page of the audit log.
@@ -268,4 +274,218 @@ async fn audit_log(
         body.push_str(&format!("<p>{}</p>", links.join(" · ")));
     }
     html::dashboard(StatusCode::OK, "Audit log", &nav(&principal), &body)
+}
+
+// Users.
+
+fn user_row(principal: &Principal, user: &User) -> String {
+    let actions = if principal.role() == Role::Admin {
+        let hidden = format!(
+            "{}<input type=\"hidden\" name=\"email\" value=\"{}\">",
+            html::csrf_field(csrf(principal)),
+            html::escape(&user.email)
+        );
+        let reset = if user.totp_enabled {
+            format!(
+                "<form method=\"post\" action=\"/users/reset-totp\">{hidden}<button type=\"submit\">Reset TOTP</button></form> "
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{reset}<form method=\"post\" action=\"/users/delete\">{hidden}<button type=\"submit\">Delete</button></form>"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<tr><td>{email}</td><td>{role}</td><td>{totp}</td><td>{created}</td><td>{actions}</td></tr>\n",
+        email = html::escape(&user.email),
+        role = role_name(user.role),
+        totp = if user.totp_enabled { "on" } else { "off" },
+        created = time(user.created_at),
+    )
+}
+
+/// The list, and for admins the form (with `error` above it and `email` kept).
+async fn users_page(
+    state: &AppState,
+    principal: &Principal,
+    status: StatusCode,
+    error: Option<&str>,
+    email: &str,
+) -> Response {
+    let users = match state.accounts.users().await {
+        Ok(users) => users,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let mut body = html::error(error);
+    if principal.role() == Role::Admin {
+        body.push_str(&format!(
+            concat!(
+                "<h2>New user</h2>\n<form method=\"post\" action=\"/users\">{csrf}",
+                "<label>Email <input name=\"email\" value=\"{email}\" required></label> ",
+                "<label>Role <select name=\"role\"><option value=\"viewer\">viewer</option>",
+                "<option value=\"admin\">admin</option></select></label> ",
+                "<button type=\"submit\">Create user</button></form>\n",
+                "<p>The user gets a one-time password, shown once, to replace at first sign-in.</p>\n",
+            ),
+            csrf = html::csrf_field(csrf(principal)),
+            email = html::escape(email),
+        ));
+    }
+    body.push_str(concat!(
+        "<table>\n<thead><tr><th>Email</th><th>Role</th><th>TOTP</th><th>Created</th>",
+        "<th></th></tr></thead>\n<tbody>\n"
+    ));
+    for user in &users {
+        body.push_str(&user_row(principal, user));
+    }
+    body.push_str("</tbody>\n</table>");
+    html::dashboard(status, "Users", &nav(principal), &body)
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    users_page(&state, &principal, StatusCode::OK, None, "").await
+}
+
+#[derive(Debug, Deserialize)]
+struct NewUserForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    form: Result<Form<NewUserForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form was not readable",
+        );
+    };
+    let unprocessable = |text: String| {
+        let (state, principal, email) = (&state, &principal, form.email.clone());
+        async move {
+            users_page(
+                state,
+                principal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&text),
+                &email,
+            )
+            .await
+        }
+    };
+    let Some(role) = Role::from_name(&form.role) else {
+        return unprocessable("role must be admin or viewer".into()).await;
+    };
+    match state
+        .accounts
+        .create_user(&form.email, role, NewPassword::Generate, &principal.actor())
+        .await
+    {
+        Ok((user, password)) => {
+            let body = format!(
+                concat!(
+                    "<p>The user <strong>{email}</strong> ({role}) is made. Give them this ",
+                    "one-time password now: it is shown this once and must be replaced at the ",
+                    "first sign-in.</p>\n<p><code id=\"password\">{password}</code></p>\n",
+                    "<p><a href=\"/users\">All users</a></p>"
+                ),
+                email = html::escape(&user.email),
+                role = role_name(user.role),
+                password = html::escape(password.as_deref().unwrap_or_default()),
+            );
+            html::dashboard(StatusCode::CREATED, "New user", &nav(&principal), &body)
+        }
+        Err(error @ (AccountError::InvalidEmail(_) | AccountError::EmailTaken(_))) => {
+            unprocessable(error.to_string()).await
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UserForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// After a change to a user: back to the list, or the list with the service's refusal.
+async fn user_changed(
+    state: &AppState,
+    principal: &Principal,
+    result: Result<(), AccountError>,
+) -> Response {
+    match result {
+        Ok(()) => auth::redirect("/users"),
+        Err(error @ AccountError::LastAdmin(_)) => {
+            users_page(
+                state,
+                principal,
+                StatusCode::CONFLICT,
+                Some(&error.to_string()),
+                "",
+            )
+            .await
+        }
+        Err(error @ (AccountError::NoSuchUser(_) | AccountError::InvalidEmail(_))) => {
+            users_page(
+                state,
+                principal,
+                StatusCode::NOT_FOUND,
+                Some(&error.to_string()),
+                "",
+            )
+            .await
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    form: Result<Form<UserForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form was not readable",
+        );
+    };
+    let result = state
+        .accounts
+        .delete_user(&form.email, &principal.actor())
+        .await;
+    user_changed(&state, &principal, result).await
+}
+
+async fn reset_totp(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    form: Result<Form<UserForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form was not readable",
+        );
+    };
+    let result = state
+        .accounts
+        .reset_totp(&form.email, &principal.actor())
+        .await;
+    user_changed(&state, &principal, result).await
 }

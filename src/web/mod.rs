@@ -5,7 +5,7 @@
 //! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `pages` (the
 //! dashboard's message pages, downloads and resend), `messages` (the `/api/messages` API),
 //! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
-//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the API keys and audit log pages), `openapi`
+//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys and audit log pages), `openapi`
 //! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
 //! `error` (the JSON error shape).
 //!

@@ -264,3 +264,162 @@ async fn viewers_see_the_keys_without_forms_and_cannot_write() {
     assert_eq!(keys.len(), 1);
     assert!(keys[0].revoked_at.is_none());
 }
+
+/// The `<tr>` line of the page that names `email`.
+fn user_line<'a>(page: &'a Page, email: &str) -> Option<&'a str> {
+    page.body
+        .lines()
+        .find(|line| line.starts_with("<tr><td>") && line.contains(email))
+}
+
+#[tokio::test]
+async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
+    let app = TestApp::start("").await;
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let list = admin.get("/users").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(
+        list.body.contains("href=\"/users\""),
+        "the nav links the page"
+    );
+    assert!(
+        user_line(&list, ADMIN_EMAIL)
+            .unwrap()
+            .contains("<td>admin</td>")
+    );
+
+    let refused = submit(
+        &mut admin,
+        &list,
+        "/users",
+        &[("email", "<not an address>"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("is not an email address"));
+    assert!(!refused.body.contains("<not an address>"), "escaped");
+
+    let made = submit(
+        &mut admin,
+        &list,
+        "/users",
+        &[("email", "New@Postern.test"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let password = made.code_text("password").expect("the password is shown");
+    assert!(password.len() >= 12, "{password}");
+    let list = admin.get("/users").await;
+    assert!(!list.body.contains(&password), "shown a second time");
+    let row = user_line(&list, "new@postern.test").expect("listed");
+    assert!(
+        row.contains("<td>viewer</td>") && row.contains("<td>off</td>"),
+        "{row}"
+    );
+    let taken = submit(
+        &mut admin,
+        &list,
+        "/users",
+        &[("email", "new@postern.test"), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(taken.status, 422);
+    assert!(taken.body.contains("exists already"));
+
+    // The one-time password signs in (and must be replaced first).
+    let mut newcomer = signed_in(&app, "new@postern.test", &password).await;
+    assert_eq!(
+        newcomer.get("/").await.location(),
+        Some("/account/password")
+    );
+
+    // The only admin cannot be deleted; the page says why.
+    let last = submit(
+        &mut admin,
+        &list,
+        "/users/delete",
+        &[("email", ADMIN_EMAIL)],
+    )
+    .await;
+    assert_eq!(last.status, 409, "{}", last.body);
+    assert!(last.body.contains("is the only admin"), "{}", last.body);
+    assert!(
+        app.accounts
+            .user_by_email(ADMIN_EMAIL)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let deleted = submit(
+        &mut admin,
+        &list,
+        "/users/delete",
+        &[("email", "new@postern.test")],
+    )
+    .await;
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    let list = admin.get("/users").await;
+    assert!(user_line(&list, "new@postern.test").is_none());
+    assert!(
+        app.accounts
+            .user_by_email("new@postern.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = submit(
+        &mut admin,
+        &list,
+        "/users/delete",
+        &[("email", "new@postern.test")],
+    )
+    .await;
+    assert_eq!(again.status, 404);
+
+    // The audit page lists what was done, by whom.
+    let audit = admin.get("/audit").await;
+    for action in ["user_created", "user_deleted"] {
+        assert!(
+            audit
+                .body
+                .lines()
+                .any(|line| line.contains(&format!("<td>{action}</td>"))
+                    && line.contains(ADMIN_EMAIL)
+                    && line.contains("new@postern.test")),
+            "{action}:\n{}",
+            audit.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn viewers_see_users_without_forms_and_cannot_change_them() {
+    let app = TestApp::start("").await;
+    app.accounts
+        .create_user(
+            VIEWER_EMAIL,
+            Role::Viewer,
+            NewPassword::Given(VIEWER_PASSWORD.into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let list = viewer.get("/users").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(user_line(&list, ADMIN_EMAIL).is_some());
+    assert!(!list.body.contains("action=\"/users"), "{}", list.body);
+    for (path, fields) in [
+        (
+            "/users",
+            vec![("email", "x@postern.test"), ("role", "admin")],
+        ),
+        ("/users/delete", vec![("email", ADMIN_EMAIL)]),
+        ("/users/reset-totp", vec![("email", ADMIN_EMAIL)]),
+    ] {
+        let refused = submit(&mut viewer, &list, path, &fields).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+    }
+    assert_eq!(app.accounts.users().await.unwrap().len(), 2);
+}
