@@ -75,7 +75,10 @@ async fn audit_actions(app: &TestApp) -> Vec<Value> {
 
 /// Turns TOTP on for the signed-in user of `browser`; returns the app's secret (as a
 /// parsed otpauth URL) and the recovery codes.
-async fn enrol_totp(app: &TestApp, browser: &mut Browser) -> (totp_rs::Totp, Vec<String>) {
+pub(crate) async fn enrol_totp(
+    app: &TestApp,
+    browser: &mut Browser,
+) -> (totp_rs::Totp, Vec<String>) {
     let page = browser.get("/account/totp").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(

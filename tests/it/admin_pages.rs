@@ -423,3 +423,59 @@ async fn viewers_see_users_without_forms_and_cannot_change_them() {
     }
     assert_eq!(app.accounts.users().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_admin_resets_a_users_totp_and_signs_them_out() {
+    let app = TestApp::start(&crate::support::config_with(&[], "")).await;
+    app.accounts
+        .create_user(
+            VIEWER_EMAIL,
+            Role::Viewer,
+            NewPassword::Given(VIEWER_PASSWORD.into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    crate::accounts::enrol_totp(&app, &mut viewer).await;
+
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let list = admin.get("/users").await;
+    let row = user_line(&list, VIEWER_EMAIL).unwrap();
+    assert!(row.contains("<td>on</td>"), "{row}");
+    assert!(row.contains("action=\"/users/reset-totp\""), "{row}");
+    let admin_row = user_line(&list, ADMIN_EMAIL).unwrap();
+    assert!(
+        !admin_row.contains("reset-totp"),
+        "no TOTP, nothing to reset"
+    );
+
+    let reset = submit(
+        &mut admin,
+        &list,
+        "/users/reset-totp",
+        &[("email", VIEWER_EMAIL)],
+    )
+    .await;
+    assert_eq!(reset.status, 303, "{}", reset.body);
+    let list = admin.get("/users").await;
+    assert!(
+        user_line(&list, VIEWER_EMAIL)
+            .unwrap()
+            .contains("<td>off</td>")
+    );
+    assert_eq!(
+        viewer.get("/").await.status,
+        303,
+        "the viewer is signed out"
+    );
+    let audit = admin.get("/audit").await;
+    assert!(
+        audit
+            .body
+            .lines()
+            .any(|line| line.contains("<td>totp_reset</td>") && line.contains(VIEWER_EMAIL)),
+        "{}",
+        audit.body
+    );
+}
