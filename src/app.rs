@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
-use crate::config::Config;
+use crate::config::{Config, TlsSource};
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
 use crate::inbound::deliver::Deliverer;
 use crate::inbound::route::{Destination, Router, Routes};
@@ -61,6 +61,7 @@ pub struct App {
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
+    settings: crate::web::Settings,
 }
 
 impl App {
@@ -174,7 +175,20 @@ impl App {
         if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
             warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");
         }
+        let settings = crate::web::Settings {
+            smtp_listen: Some(smtp_addr),
+            web_listen: Some(web_addr),
+            starttls: match &config.smtp.tls {
+                TlsSource::Off => "off".into(),
+                TlsSource::Files { cert, .. } => format!("certificate files: {}", cert.display()),
+                TlsSource::SelfSigned => "self-signed".into(),
+            },
+            data_dir: config.data_dir.clone(),
+            spf: config.auth.spf,
+            dns_servers: config.auth.dns_servers.clone(),
+        };
         Ok(App {
+            settings,
             smtp,
             inbound,
             smtp_addr,
@@ -228,6 +242,7 @@ impl App {
                 self.managed,
                 self.web_options,
                 Some(self.inbound),
+                self.settings,
             )
             .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)

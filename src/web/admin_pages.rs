@@ -6,7 +6,8 @@
 //! get the forms), `POST /users` (admin: a user with a generated one-time password, shown
 //! on the answer page once), `POST /users/delete` and `POST /users/reset-totp` (admin, the
 //! `email` field; the service refuses to delete the last admin and the page says so); and `GET /audit` (the audit log, newest first, 50 to a
-//! page, "Older" by `?before=ID`). Viewers read; the gate refuses their writes (403) and
+//! page, "Older" by `?before=ID`); `GET /settings` (read-only: listeners, STARTTLS, version,
+//! data dir, SPF and DNS, session policy; paths and numbers, never a secret). Viewers read; the gate refuses their writes (403) and
 //! any write without the session's CSRF token. Viewers may read the audit log because
 //! `GET /api/audit` already lets them: hiding the page alone would protect nothing.
 
@@ -35,6 +36,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/users", get(list_users).post(create_user))
         .route("/users/delete", post(delete_user))
         .route("/users/reset-totp", post(reset_totp))
+        .route("/settings", get(settings))
 }
 
 /// Rows on one page of the audit log.
@@ -488,4 +490,59 @@ async fn reset_totp(
         .reset_totp(&form.email, &principal.actor())
         .await;
     user_changed(&state, &principal, result).await
+}
+
+// Settings.
+
+async fn settings(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    let settings = &state.settings;
+    let policy = state.accounts.policy();
+    let addr = |addr: Option<std::net::SocketAddr>| {
+        addr.map(|a| a.to_string())
+            .unwrap_or_else(|| "not listening".into())
+    };
+    let dns = match &settings.dns_servers {
+        None => "the system resolver".to_string(),
+        Some(servers) => servers
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let rows = [
+        ("Version", crate::VERSION.to_string()),
+        ("SMTP listener", addr(settings.smtp_listen)),
+        ("Web listener", addr(settings.web_listen)),
+        ("STARTTLS", settings.starttls.clone()),
+        ("Data directory", settings.data_dir.display().to_string()),
+        ("SPF", if settings.spf { "on" } else { "off" }.to_string()),
+        ("DNS", dns),
+        (
+            "Session idle timeout",
+            format!("{} s", policy.session_idle.as_secs()),
+        ),
+        (
+            "Session lifetime",
+            format!("{} s", policy.session_lifetime.as_secs()),
+        ),
+        (
+            "TOTP required",
+            if policy.require_totp { "yes" } else { "no" }.to_string(),
+        ),
+    ];
+    let mut body = String::from(concat!(
+        "<p>Read-only; change the config file and restart.</p>\n",
+        "<table>\n<tbody>\n"
+    ));
+    for (name, value) in rows {
+        body.push_str(&format!(
+            "<tr><th>{name}</th><td>{}</td></tr>\n",
+            html::escape(&value)
+        ));
+    }
+    body.push_str("</tbody>\n</table>");
+    html::dashboard(StatusCode::OK, "Settings", &nav(&principal), &body)
 }

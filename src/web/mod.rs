@@ -5,7 +5,7 @@
 //! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `pages` (the
 //! dashboard's message pages, downloads and resend), `messages` (the `/api/messages` API),
 //! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
-//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys and audit log pages), `openapi`
+//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys, audit log and settings pages), `openapi`
 //! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
 //! `error` (the JSON error shape).
 //!
@@ -51,6 +51,20 @@ pub struct WebOptions {
     pub secure_cookies: bool,
 }
 
+/// What `/settings` shows, taken from the config and the bound listeners by `App::build`.
+/// Nothing secret: paths and numbers only.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub smtp_listen: Option<std::net::SocketAddr>,
+    pub web_listen: Option<std::net::SocketAddr>,
+    /// STARTTLS: `off`, `certificate files: <path>` or `self-signed`.
+    pub starttls: String,
+    pub data_dir: std::path::PathBuf,
+    pub spf: bool,
+    /// `None`: the system resolver.
+    pub dns_servers: Option<Vec<std::net::SocketAddr>>,
+}
+
 #[derive(Clone)]
 struct AppState {
     store: Store,
@@ -60,6 +74,7 @@ struct AppState {
     secure_cookies: bool,
     /// Sends kept messages again ("Resend to target"); `None` where nothing receives mail.
     inbound: Option<Arc<Inbound>>,
+    settings: Arc<Settings>,
 }
 
 pub fn router(
@@ -68,8 +83,10 @@ pub fn router(
     managed: Managed,
     options: WebOptions,
     inbound: Option<Arc<Inbound>>,
+    settings: Settings,
 ) -> Router {
     let state = AppState {
+        settings: Arc::new(settings),
         store,
         accounts,
         managed,

@@ -479,3 +479,84 @@ async fn an_admin_resets_a_users_totp_and_signs_them_out() {
         audit.body
     );
 }
+
+/// The value cell of the settings row named `name`.
+fn setting(page: &Page, name: &str) -> String {
+    let marker = format!("<tr><th>{name}</th><td>");
+    let start = page
+        .body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name}:\n{}", page.body))
+        + marker.len();
+    let end = page.body[start..].find("</td>").unwrap();
+    page.body[start..start + end].to_string()
+}
+
+#[tokio::test]
+async fn settings_show_listeners_and_tls_and_no_secret() {
+    // Certificate files: the path is shown, the key never.
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["mx.postern.test".into()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    let key_pem = certified.key_pair.serialize_pem();
+    std::fs::write(&key, &key_pem).unwrap();
+    let app = TestApp::start(&format!(
+        "[smtp]\ntls_cert = {:?}\ntls_key = {:?}\n[auth]\nspf = true\ndns = [\"127.0.0.1:5399\"]\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ))
+    .await;
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let page = admin.get("/settings").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("href=\"/settings\""),
+        "the nav links the page"
+    );
+    assert_eq!(setting(&page, "SMTP listener"), app.smtp.to_string());
+    assert_eq!(setting(&page, "Web listener"), app.web.to_string());
+    assert_eq!(
+        setting(&page, "STARTTLS"),
+        format!("certificate files: {}", cert.display())
+    );
+    assert_eq!(
+        setting(&page, "Data directory"),
+        app.data_dir.path().display().to_string()
+    );
+    assert_eq!(setting(&page, "Version"), postern::VERSION);
+    assert_eq!(setting(&page, "SPF"), "on");
+    assert_eq!(setting(&page, "DNS"), "127.0.0.1:5399");
+    assert_eq!(setting(&page, "Session idle timeout"), "1800 s");
+    assert_eq!(setting(&page, "Session lifetime"), "43200 s");
+    assert!(
+        !page.body.contains(&key.display().to_string()),
+        "the key path"
+    );
+    assert!(!page.body.contains("PRIVATE KEY"));
+    assert!(!page.body.contains(&app.api_key));
+    assert!(!page.body.contains(ADMIN_PASSWORD));
+
+    // Off and self-signed; viewers read it too.
+    let off = TestApp::start("").await;
+    let mut admin = signed_in(&off, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let page = admin.get("/settings").await;
+    assert_eq!(setting(&page, "STARTTLS"), "off");
+    assert_eq!(setting(&page, "SPF"), "off");
+    let self_signed = TestApp::start("[smtp]\ntls_self_signed = true\n").await;
+    self_signed
+        .accounts
+        .create_user(
+            VIEWER_EMAIL,
+            Role::Viewer,
+            NewPassword::Given(VIEWER_PASSWORD.into()),
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let mut viewer = signed_in(&self_signed, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let page = viewer.get("/settings").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(setting(&page, "STARTTLS"), "self-signed");
+}
