@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::clock::from_unix;
 use super::{AccountError, Accounts, Actor, AuditAction, Client, Role, Session, password};
-use crate::store::{NewUser, UserDeletion, UserRow};
+use crate::store::{NewUser, RoleChange, UserDeletion, UserRow};
 
 /// A user as the rest of the program sees one: no password hash, no TOTP secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,6 +128,33 @@ impl Accounts {
         let email = normalise_email(email)?;
         let row = self.store().user_by_email(&email).await?;
         Ok(row.as_ref().map(User::from))
+    }
+
+    /// Gives a user another role (their sessions see it at the next request); refuses to
+    /// make the last admin a viewer.
+    pub async fn change_role(
+        &self,
+        email: &str,
+        role: Role,
+        actor: &Actor,
+    ) -> Result<(), AccountError> {
+        let email = normalise_email(email)?;
+        match self.store().set_role(&email, role).await? {
+            RoleChange::Changed => {
+                let detail = format!("role {}", role.as_str());
+                self.audit(
+                    actor,
+                    AuditAction::RoleChanged,
+                    Some(&email),
+                    None,
+                    Some(&detail),
+                )
+                .await?;
+                Ok(())
+            }
+            RoleChange::NotFound => Err(AccountError::NoSuchUser(email)),
+            RoleChange::LastAdmin => Err(AccountError::LastAdmin(email)),
+        }
     }
 
     /// Deletes a user and their sessions; refuses to delete the last admin.

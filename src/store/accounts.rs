@@ -101,6 +101,14 @@ pub enum UserDeletion {
     LastAdmin,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    Changed,
+    NotFound,
+    /// Refused: the user is the only admin and would no longer be one.
+    LastAdmin,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
     /// SHA-256 (hex) of the session id the browser holds.
@@ -296,6 +304,48 @@ impl Store {
                 Some(_) => {
                     tx.execute("DELETE FROM users WHERE email = ?1", [&email])?;
                     UserDeletion::Deleted
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Gives a user another role; refuses to take the role of the only admin.
+    pub async fn set_role(&self, email: &str, role: Role) -> Result<RoleChange, StoreError> {
+        let email = email.to_string();
+        self.write(move |connection| {
+            let tx = connection.transaction()?;
+            let current: Option<String> = tx
+                .query_row("SELECT role FROM users WHERE email = ?1", [&email], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            let outcome = match current.as_deref() {
+                None => RoleChange::NotFound,
+                Some("admin") if role != Role::Admin => {
+                    let admins: i64 = tx.query_row(
+                        "SELECT COUNT(*) FROM users WHERE role = 'admin'",
+                        [],
+                        |row| row.get(0),
+                    )?;
+                    if admins <= 1 {
+                        RoleChange::LastAdmin
+                    } else {
+                        tx.execute(
+                            "UPDATE users SET role = ?1 WHERE email = ?2",
+                            [role.as_str(), &email],
+                        )?;
+                        RoleChange::Changed
+                    }
+                }
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE users SET role = ?1 WHERE email = ?2",
+                        [role.as_str(), &email],
+                    )?;
+                    RoleChange::Changed
                 }
             };
             tx.commit()?;

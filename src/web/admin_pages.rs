@@ -4,8 +4,9 @@
 //! secret on the answer page, once — it is stored only as a digest), and
 //! `POST /keys/{id}/revoke` (admin); `GET /users` (email, role, TOTP, created; admins also
 //! get the forms), `POST /users` (admin: a user with a generated one-time password, shown
-//! on the answer page once), `POST /users/delete` and `POST /users/reset-totp` (admin, the
-//! `email` field; the service refuses to delete the last admin and the page says so); and `GET /audit` (the audit log, newest first, 50 to a
+//! on the answer page once), `POST /users/role` (`email`, `role`), `POST /users/delete` and
+//! `POST /users/reset-totp` (admin, the `email` field; the service refuses to delete the
+//! last admin or make them a viewer, and the page says so); and `GET /audit` (the audit log, newest first, 50 to a
 //! page, "Older" by `?before=ID`); `GET /settings` (read-only: listeners, STARTTLS, version,
 //! data dir, SPF and DNS, session policy; paths and numbers, never a secret). Viewers read; the gate refuses their writes (403) and
 //! any write without the session's CSRF token. Viewers may read the audit log because
@@ -36,6 +37,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/users", get(list_users).post(create_user))
         .route("/users/delete", post(delete_user))
         .route("/users/reset-totp", post(reset_totp))
+        .route("/users/role", post(change_role))
         .route("/settings", get(settings))
 }
 
@@ -294,8 +296,15 @@ fn user_row(principal: &Principal, user: &User) -> String {
         } else {
             String::new()
         };
+        let other = match user.role {
+            Role::Admin => "viewer",
+            Role::Viewer => "admin",
+        };
+        let role = format!(
+            "<form method=\"post\" action=\"/users/role\">{hidden}<input type=\"hidden\" name=\"role\" value=\"{other}\"><button type=\"submit\">Make {other}</button></form> "
+        );
         format!(
-            "{reset}<form method=\"post\" action=\"/users/delete\">{hidden}<button type=\"submit\">Delete</button></form>"
+            "{role}{reset}<form method=\"post\" action=\"/users/delete\">{hidden}<button type=\"submit\">Delete</button></form>"
         )
     } else {
         String::new()
@@ -545,4 +554,38 @@ async fn settings(
     }
     body.push_str("</tbody>\n</table>");
     html::dashboard(StatusCode::OK, "Settings", &nav(&principal), &body)
+}
+
+#[derive(Debug, Deserialize)]
+struct RoleForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    form: Result<Form<RoleForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form was not readable",
+        );
+    };
+    let Some(role) = Role::from_name(&form.role) else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "role must be admin or viewer",
+        );
+    };
+    let result = state
+        .accounts
+        .change_role(&form.email, role, &principal.actor())
+        .await;
+    user_changed(&state, &principal, result).await
 }

@@ -333,6 +333,49 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
         Some("/account/password")
     );
 
+    // Role changes: up and down again; the only admin stays one.
+    for role in ["admin", "viewer"] {
+        let changed = submit(
+            &mut admin,
+            &list,
+            "/users/role",
+            &[("email", "new@postern.test"), ("role", role)],
+        )
+        .await;
+        assert_eq!(changed.status, 303, "{}", changed.body);
+        let list = admin.get("/users").await;
+        let row = user_line(&list, "new@postern.test").unwrap();
+        assert!(row.contains(&format!("<td>{role}</td>")), "{row}");
+        assert_eq!(
+            app.accounts
+                .user_by_email("new@postern.test")
+                .await
+                .unwrap()
+                .unwrap()
+                .role
+                .as_str(),
+            role
+        );
+    }
+    let demoted = submit(
+        &mut admin,
+        &list,
+        "/users/role",
+        &[("email", ADMIN_EMAIL), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(demoted.status, 409, "{}", demoted.body);
+    assert!(demoted.body.contains("is the only admin"));
+    assert_eq!(
+        app.accounts
+            .user_by_email(ADMIN_EMAIL)
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Admin
+    );
+
     // The only admin cannot be deleted; the page says why.
     let last = submit(
         &mut admin,
@@ -379,7 +422,7 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
 
     // The audit page lists what was done, by whom.
     let audit = admin.get("/audit").await;
-    for action in ["user_created", "user_deleted"] {
+    for action in ["user_created", "role_changed", "user_deleted"] {
         assert!(
             audit
                 .body
@@ -416,12 +459,23 @@ async fn viewers_see_users_without_forms_and_cannot_change_them() {
             vec![("email", "x@postern.test"), ("role", "admin")],
         ),
         ("/users/delete", vec![("email", ADMIN_EMAIL)]),
+        (
+            "/users/role",
+            vec![("email", VIEWER_EMAIL), ("role", "admin")],
+        ),
         ("/users/reset-totp", vec![("email", ADMIN_EMAIL)]),
     ] {
         let refused = submit(&mut viewer, &list, path, &fields).await;
         assert_eq!(refused.status, 403, "{path}: {}", refused.body);
     }
     assert_eq!(app.accounts.users().await.unwrap().len(), 2);
+    let me = app
+        .accounts
+        .user_by_email(VIEWER_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(me.role, Role::Viewer);
 }
 
 #[tokio::test]
