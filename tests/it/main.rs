@@ -5,6 +5,7 @@ mod address_pages;
 mod addresses;
 mod api;
 mod auth;
+mod browser;
 mod callbacks;
 mod clients;
 mod corpus;
