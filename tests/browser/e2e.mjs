@@ -8,6 +8,8 @@
 //   E2E_PASSWORD  the admin's password (one-time or not)
 //   E2E_RCPT      a recipient Postern accepts
 //   E2E_CHROMIUM  the browser (default /usr/bin/chromium)
+//   E2E_DEV_WEB, E2E_DEV_SMTP  optional: a `postern dev` (open on loopback, keeps messages),
+//                 where the hostile mail's HTML body is shown in the sandboxed iframe
 // Exit status 0 when every step passed; otherwise the failing step is printed.
 
 import crypto from 'node:crypto';
@@ -82,9 +84,10 @@ function freshCode(secret) {
 }
 
 // A minimal SMTP client: one message, every reply checked.
-function sendMail({ from, to, data }) {
+function sendMail({ from, to, data, smtp = `${SMTP_HOST}:${SMTP_PORT}` }) {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(SMTP_PORT), SMTP_HOST);
+    const [host, port] = smtp.split(/:(?=\d+$)/);
+    const socket = net.connect(Number(port), host);
     socket.setTimeout(STEP_TIMEOUT, () => socket.destroy(new Error('SMTP timeout')));
     const script = [
       [null, 220],
@@ -187,6 +190,8 @@ async function main() {
   const consoleLines = [];
   const pageErrors = [];
   const pixelRequests = [];
+  const pixelResponses = [];
+  const pixelFailures = [];
   try {
     context.setDefaultTimeout(STEP_TIMEOUT);
     const page = context.pages()[0] ?? (await context.newPage());
@@ -196,8 +201,18 @@ async function main() {
     });
     page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
     page.on('pageerror', (error) => pageErrors.push(String(error)));
+    // Chromium may start a request that the Content-Security-Policy then blocks before it
+    // leaves the browser: such a request is reported as failed and never reaches the server.
+    // Only a response (or a hit on the server itself) is a load.
+    const toPixel = (request) => new URL(request.url()).port === String(pixelPort);
     context.on('request', (request) => {
-      if (new URL(request.url()).port === String(pixelPort)) pixelRequests.push(request.url());
+      if (toPixel(request)) pixelRequests.push(request.url());
+    });
+    context.on('requestfailed', (request) => {
+      if (toPixel(request)) pixelFailures.push(`${request.url()}: ${request.failure()?.errorText}`);
+    });
+    context.on('response', (response) => {
+      if (toPixel(response.request())) pixelResponses.push(response.url());
     });
 
     // 1. Sign in with the password.
@@ -282,25 +297,22 @@ async function main() {
     const pixelUrl = `http://127.0.0.1:${pixelPort}/pixel`;
     const hostileSubject = `Hostile <script>alert('${marker}')</script><img src=x onerror=alert('${marker}')>`;
     await page.goto(`${WEB}/`);
-    await sendMail({
-      from: 'evil@browser.test',
-      to: RCPT,
-      data: message({
-        subject: hostileSubject,
-        text: `<script>alert('${marker}')</script> ${pixelUrl}`,
-        html: [
-          `<html><head><meta http-equiv="refresh" content="0;url=${pixelUrl}?refresh"></head><body>`,
-          `<script>alert('${marker}');console.log('${marker}');fetch('${pixelUrl}?fetch')</script>`,
-          `<img src="${pixelUrl}">`,
-          `<img src="x" onerror="alert('${marker}');console.log('${marker}')">`,
-          `<form action="${pixelUrl}?form" method="post"><input name="p" value="1"><button>Go</button></form>`,
-          `<svg onload="alert('${marker}')"></svg>`,
-          `<iframe src="${pixelUrl}?iframe"></iframe>`,
-          `<link rel="stylesheet" href="${pixelUrl}?css">`,
-          '</body></html>',
-        ].join('\n'),
-      }),
+    const hostile = message({
+      subject: hostileSubject,
+      text: `<script>alert('${marker}')</script> ${pixelUrl}`,
+      html: [
+        `<html><head><meta http-equiv="refresh" content="0;url=${pixelUrl}?refresh"></head><body>`,
+        `<script>alert('${marker}');console.log('${marker}');fetch('${pixelUrl}?fetch')</script>`,
+        `<img src="${pixelUrl}">`,
+        `<img src="x" onerror="alert('${marker}');console.log('${marker}')">`,
+        `<form action="${pixelUrl}?form" method="post"><input name="p" value="1"><button>Go</button></form>`,
+        `<svg onload="alert('${marker}')"></svg>`,
+        `<iframe src="${pixelUrl}?iframe"></iframe>`,
+        `<link rel="stylesheet" href="${pixelUrl}?css">`,
+        '</body></html>',
+      ].join('\n'),
     });
+    await sendMail({ from: 'evil@browser.test', to: RCPT, data: hostile });
     const hostileRow = page.locator('table#messages tbody tr', { hasText: 'Hostile <script>' });
     await hostileRow.waitFor({ timeout: 30_000 });
     await Promise.all([
@@ -325,6 +337,44 @@ async function main() {
     }
     await page.screenshot({ path: path.join(shots, 'hostile.png'), fullPage: true });
 
+    // 7b. In dev mode the message is kept: its HTML body is in the sandboxed iframe.
+    // As `localhost`, so that the two servers' cookies (which ignore ports) stay apart.
+    const devWeb = process.env.E2E_DEV_WEB?.replace(/\/$/, '').replace('//127.0.0.1:', '//localhost:');
+    const devSmtp = process.env.E2E_DEV_SMTP;
+    if (devWeb && devSmtp) {
+      log('hostile message, HTML body in the iframe (dev mode)');
+      await page.goto(`${devWeb}/`);
+      await page.locator('table#messages').waitFor();
+      await sendMail({ from: 'evil@browser.test', to: RCPT, data: hostile, smtp: devSmtp });
+      const devRow = page.locator('table#messages tbody tr', { hasText: 'Hostile <script>' });
+      await devRow.waitFor({ timeout: 30_000 });
+      await Promise.all([
+        page.waitForURL(/\/messages\/\d+$/),
+        devRow.locator('a[href^="/messages/"]').first().click(),
+      ]);
+      const iframe = page.locator('iframe[sandbox]');
+      await iframe.waitFor();
+      const src = await iframe.getAttribute('src');
+      const frame = await (await iframe.elementHandle()).contentFrame();
+      await frame.waitForLoadState('load');
+      // The body really is in the frame (as inert markup), so the check below means something.
+      await frame.locator('form').waitFor({ state: 'attached' });
+      await page.waitForLoadState('networkidle');
+      const answer = await page.request.get(`${devWeb}${src}`);
+      const csp = answer.headers()['content-security-policy'] || '';
+      if (answer.status() !== 200 || !csp.includes('sandbox')) {
+        throw new Error(`${src}: ${answer.status()}, CSP ${JSON.stringify(csp)}`);
+      }
+      // Opened on its own, the HTML body runs and loads nothing either.
+      await page.goto(`${devWeb}${src}`);
+      await page.waitForLoadState('networkidle');
+      await page.goBack();
+      await iframe.waitFor();
+      await page.screenshot({ path: path.join(shots, 'hostile-html.png'), fullPage: true });
+    } else {
+      log('no E2E_DEV_WEB: the HTML body iframe is not checked');
+    }
+
     // 8. A new address through the form.
     log('create an address');
     const address = `e2e-${crypto.randomBytes(3).toString('hex')}@example.com`;
@@ -347,13 +397,19 @@ async function main() {
 
     const failures = [];
     if (dialogs.length) failures.push(`dialogs opened: ${JSON.stringify(dialogs)}`);
-    if (pixelRequests.length) failures.push(`requests to the pixel server: ${JSON.stringify(pixelRequests)}`);
+    if (pixelResponses.length) failures.push(`loaded from the pixel server: ${JSON.stringify(pixelResponses)}`);
+    const notCsp = pixelFailures.filter((f) => !/: (csp|net::ERR_BLOCKED_BY_CSP)$/.test(f));
+    if (notCsp.length) failures.push(`pixel requests failed for another reason: ${JSON.stringify(notCsp)}`);
+    if (pixelFailures.length !== pixelRequests.length) {
+      failures.push(`requests to the pixel server not blocked: ${JSON.stringify({ pixelRequests, pixelFailures })}`);
+    }
     if (pixelHits.length) failures.push(`the pixel server was hit: ${JSON.stringify(pixelHits)}`);
     const ran = consoleLines.filter((line) => line.includes(marker));
     if (ran.length) failures.push(`the hostile script logged: ${JSON.stringify(ran)}`);
     if (pageErrors.length) failures.push(`page errors: ${JSON.stringify(pageErrors)}`);
     if (failures.length) throw new Error(failures.join('\n'));
     log(`console lines (none from the mail): ${consoleLines.length}`);
+    log(`requests to the pixel server blocked by the browser: ${JSON.stringify(pixelFailures)}`);
     log('PASS');
   } finally {
     await context.close();

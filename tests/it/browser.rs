@@ -1,14 +1,15 @@
 //! The browser end-to-end test: `tests/browser/e2e.mjs` drives a headless Chromium through the
 //! real `postern serve` (sign-in, forced password change, TOTP enrolment, sign-in with TOTP, a
 //! message arriving by polling, its detail page, a hostile message that must run and load
-//! nothing, a new address, sign-out).
+//! nothing, a new address, sign-out). The hostile message also goes to a `postern dev`, the
+//! only mode that keeps messages, where its HTML body is shown in the sandboxed iframe.
 //!
 //! **Opt-in**: it runs only when `TEST_BROWSER=1`, because it needs Node, `npm ci` in
 //! `tests/browser` and a Chromium (`/usr/bin/chromium`, or `E2E_CHROMIUM`). Without it the test
 //! returns at once and prints that it was skipped: a deliberate skip, not a pass.
 //! `TEST_BROWSER=1 cargo nextest run browser` runs it.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -67,6 +68,46 @@ fn wait_healthy(web: SocketAddr, server: &mut Child) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Starts `postern dev` (open on loopback, keeps messages) on ephemeral ports; returns it, its
+/// SMTP address and its web URL, from the banner.
+fn start_dev(data_dir: &Path) -> (Server, String, String) {
+    let mut child = postern()
+        .args([
+            "dev",
+            "--smtp",
+            "127.0.0.1:0",
+            "--web",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let (mut smtp, mut web) = (None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("SMTP") {
+            smtp = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(rest) = line.strip_prefix("Web") {
+            web = rest.split_whitespace().next().map(str::to_string);
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    (
+        server,
+        smtp.expect("the dev banner names the SMTP listener"),
+        web.expect("the dev banner names the web listener"),
+    )
 }
 
 fn browser_dir() -> PathBuf {
@@ -137,6 +178,12 @@ fn browser_end_to_end() {
     );
     wait_healthy(web, &mut server.0);
 
+    // A dev-mode server too: only there is the message kept, so only there does the detail
+    // page show the hostile HTML body (in its sandboxed iframe).
+    let dev_data = dir.path().join("dev");
+    std::fs::create_dir(&dev_data).unwrap();
+    let (_dev, dev_smtp, dev_web) = start_dev(&dev_data);
+
     let browser = browser_dir();
     if !browser.join("node_modules").exists() {
         let npm = Command::new("npm")
@@ -159,6 +206,8 @@ fn browser_end_to_end() {
         .env("E2E_EMAIL", email)
         .env("E2E_PASSWORD", password)
         .env("E2E_RCPT", "inbox@example.com")
+        .env("E2E_DEV_WEB", &dev_web)
+        .env("E2E_DEV_SMTP", &dev_smtp)
         .output()
         .expect("node is needed for the browser test");
     let stdout = String::from_utf8_lossy(&run.stdout);
