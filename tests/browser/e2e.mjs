@@ -360,6 +360,7 @@ async function main() {
       // The body really is in the frame (as inert markup), so the check below means something.
       await frame.locator('form').waitFor({ state: 'attached' });
       await page.waitForLoadState('networkidle');
+      await page.screenshot({ path: path.join(shots, 'hostile-html.png'), fullPage: true });
       const answer = await page.request.get(`${devWeb}${src}`);
       const csp = answer.headers()['content-security-policy'] || '';
       if (answer.status() !== 200 || !csp.includes('sandbox')) {
@@ -368,9 +369,7 @@ async function main() {
       // Opened on its own, the HTML body runs and loads nothing either.
       await page.goto(`${devWeb}${src}`);
       await page.waitForLoadState('networkidle');
-      await page.goBack();
-      await iframe.waitFor();
-      await page.screenshot({ path: path.join(shots, 'hostile-html.png'), fullPage: true });
+      await page.screenshot({ path: path.join(shots, 'hostile-html-alone.png'), fullPage: true });
     } else {
       log('no E2E_DEV_WEB: the HTML body iframe is not checked');
     }
