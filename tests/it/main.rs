@@ -6,6 +6,7 @@ mod addresses;
 mod admin_pages;
 mod api;
 mod auth;
+mod browser;
 mod callbacks;
 mod clients;
 mod corpus;

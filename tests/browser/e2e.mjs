@@ -1,0 +1,431 @@
+// End-to-end test of the Postern dashboard in a real (headless) Chromium.
+//
+// Run by tests/it/browser.rs (TEST_BROWSER=1), which starts `postern serve` and creates the
+// admin. Input from the environment:
+//   E2E_WEB       the web listener, e.g. http://127.0.0.1:8025
+//   E2E_SMTP      the SMTP listener, e.g. 127.0.0.1:2525
+//   E2E_EMAIL     the admin's email
+//   E2E_PASSWORD  the admin's password (one-time or not)
+//   E2E_RCPT      a recipient Postern accepts
+//   E2E_CHROMIUM  the browser (default /usr/bin/chromium)
+//   E2E_DEV_WEB, E2E_DEV_SMTP  optional: a `postern dev` (open on loopback, keeps messages),
+//                 where the hostile mail's HTML body is shown in the sandboxed iframe
+// Exit status 0 when every step passed; otherwise the failing step is printed.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const shots = path.join(here, 'screenshots');
+fs.mkdirSync(shots, { recursive: true });
+
+function need(name) {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`e2e: ${name} is not set`);
+    process.exit(2);
+  }
+  return value;
+}
+const WEB = need('E2E_WEB').replace(/\/$/, '');
+const [SMTP_HOST, SMTP_PORT] = need('E2E_SMTP').split(/:(?=\d+$)/);
+const EMAIL = need('E2E_EMAIL');
+let password = need('E2E_PASSWORD');
+const RCPT = need('E2E_RCPT');
+const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
+const STEP_TIMEOUT = 15_000;
+
+function log(message) {
+  console.log(`e2e: ${message}`);
+}
+
+// RFC 4648 base32 → bytes.
+function base32(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of text.replace(/[=\s]/g, '').toUpperCase()) {
+    const i = alphabet.indexOf(c);
+    if (i < 0) throw new Error(`not base32: ${c}`);
+    value = (value << 5) | i;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+// RFC 6238 (HOTP of RFC 4226 over 30-second steps): SHA-1, 6 digits.
+function totp(secret, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = crypto.createHmac('sha1', base32(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(code).padStart(6, '0');
+}
+const nowStep = () => Math.floor(Date.now() / 1000 / 30);
+let lastStep = -1;
+// A code Postern has not seen yet: codes are single-use and one step of drift is accepted.
+function freshCode(secret) {
+  const step = Math.max(nowStep(), lastStep + 1);
+  if (step > nowStep() + 1) throw new Error('no unused TOTP step within the accepted drift');
+  lastStep = step;
+  return totp(secret, step);
+}
+
+// A minimal SMTP client: one message, every reply checked.
+function sendMail({ from, to, data, smtp = `${SMTP_HOST}:${SMTP_PORT}` }) {
+  return new Promise((resolve, reject) => {
+    const [host, port] = smtp.split(/:(?=\d+$)/);
+    const socket = net.connect(Number(port), host);
+    socket.setTimeout(STEP_TIMEOUT, () => socket.destroy(new Error('SMTP timeout')));
+    const script = [
+      [null, 220],
+      [`EHLO browser.test`, 250],
+      [`MAIL FROM:<${from}>`, 250],
+      [`RCPT TO:<${to}>`, 250],
+      [`DATA`, 354],
+      [data.replace(/\r?\n/g, '\r\n').replace(/^\./gm, '..') + '\r\n.', 250],
+      [`QUIT`, 221],
+    ];
+    let buffer = '';
+    let index = 0;
+    socket.on('data', (chunk) => {
+      buffer += chunk.toString('utf8');
+      let end;
+      while ((end = buffer.indexOf('\r\n')) >= 0) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (line[3] === '-') continue; // a multi-line reply goes on
+        const expected = script[index][1];
+        if (Number(line.slice(0, 3)) !== expected) {
+          socket.destroy();
+          reject(new Error(`SMTP: expected ${expected} after ${script[index][0]}, got ${line}`));
+          return;
+        }
+        index += 1;
+        if (index === script.length) {
+          socket.end();
+          resolve();
+          return;
+        }
+        socket.write(script[index][0] + '\r\n');
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
+function message({ subject, text, html }) {
+  const id = `<${crypto.randomUUID()}@browser.test>`;
+  const boundary = 'b' + crypto.randomBytes(8).toString('hex');
+  const headers = [
+    `From: Browser Test <sender@browser.test>`,
+    `To: <${RCPT}>`,
+    `Subject: ${subject}`,
+    `Message-ID: ${id}`,
+    `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
+    'MIME-Version: 1.0',
+  ];
+  if (!html) {
+    return [...headers, 'Content-Type: text/plain; charset=utf-8', '', text].join('\r\n');
+  }
+  return [
+    ...headers,
+    `Content-Type: multipart/alternative; boundary="${boundary}"`,
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    text,
+    `--${boundary}`,
+    'Content-Type: text/html; charset=utf-8',
+    '',
+    html,
+    `--${boundary}--`,
+  ].join('\r\n');
+}
+
+async function main() {
+  // A local HTTP server that counts every request: anything the hostile mail makes the
+  // browser load lands here.
+  const pixelHits = [];
+  const pixel = http.createServer((req, res) => {
+    pixelHits.push(req.url);
+    res.writeHead(200, { 'content-type': 'image/gif' });
+    res.end();
+  });
+  await new Promise((resolve) => pixel.listen(0, '127.0.0.1', resolve));
+  const pixelPort = pixel.address().port;
+
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-e2e-'));
+  // A fresh profile (Playwright passes it as --user-data-dir).
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    viewport: { width: 1400, height: 900 },
+    headless: true,
+    timeout: 30_000,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const dialogs = [];
+  const consoleLines = [];
+  const pageErrors = [];
+  const pixelRequests = [];
+  const pixelResponses = [];
+  const pixelFailures = [];
+  try {
+    context.setDefaultTimeout(STEP_TIMEOUT);
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.dismiss().catch(() => {});
+    });
+    page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
+    page.on('pageerror', (error) => pageErrors.push(String(error)));
+    // Chromium may start a request that the Content-Security-Policy then blocks before it
+    // leaves the browser: such a request is reported as failed and never reaches the server.
+    // Only a response (or a hit on the server itself) is a load.
+    const toPixel = (request) => new URL(request.url()).port === String(pixelPort);
+    context.on('request', (request) => {
+      if (toPixel(request)) pixelRequests.push(request.url());
+    });
+    context.on('requestfailed', (request) => {
+      if (toPixel(request)) pixelFailures.push(`${request.url()}: ${request.failure()?.errorText}`);
+    });
+    context.on('response', (response) => {
+      if (toPixel(response.request())) pixelResponses.push(response.url());
+    });
+
+    // 1. Sign in with the password.
+    log('sign in');
+    await page.goto(`${WEB}/`);
+    await page.waitForURL(/\/signin/);
+    await page.fill('input[name=email]', EMAIL);
+    await page.fill('input[name=password]', password);
+    await Promise.all([page.waitForLoadState(), page.click('button[type=submit]')]);
+
+    // 2. A one-time password must be replaced first.
+    await page.waitForLoadState();
+    if (new URL(page.url()).pathname === '/account/password') {
+      log('forced password change');
+      password = `browser-${crypto.randomBytes(12).toString('hex')}`;
+      await page.fill('input[name=password]', password);
+      await page.fill('input[name=repeat]', password);
+      await Promise.all([
+        page.waitForURL((url) => url.pathname !== '/account/password'),
+        page.click('button[type=submit]'),
+      ]);
+    }
+
+    // 3. TOTP enrolment: the key from the page, the code computed here.
+    log('TOTP enrolment');
+    await page.goto(`${WEB}/account/totp`);
+    const url = (await page.locator('#otpauth').textContent()).trim();
+    const secret = new URL(url).searchParams.get('secret');
+    if (!secret) throw new Error(`no secret in ${url}`);
+    await page.fill('input[name=code]', freshCode(secret));
+    await page.click('form[action="/account/totp"] button[type=submit]');
+    const codes = (await page.locator('#recovery-codes li').allTextContents()).map((c) => c.trim());
+    if (codes.length !== 10) throw new Error(`expected 10 recovery codes, got ${codes.length}`);
+    log(`TOTP on, ${codes.length} recovery codes`);
+
+    // 4. Sign out, then in again with password + TOTP.
+    await page.goto(`${WEB}/`);
+    await signOut(page);
+    log('sign in with password + TOTP');
+    await page.fill('input[name=email]', EMAIL);
+    await page.fill('input[name=password]', password);
+    await Promise.all([page.waitForURL(/\/signin\/totp/), page.click('button[type=submit]')]);
+    await page.fill('input[name=code]', freshCode(secret));
+    await Promise.all([
+      page.waitForURL((u) => !u.pathname.startsWith('/signin')),
+      page.click('button[type=submit]'),
+    ]);
+    if (new URL(page.url()).pathname !== '/') await page.goto(`${WEB}/`);
+    await page.locator('table#messages').waitFor();
+
+    // 5. A message arrives while the list is open: it shows up without a reload.
+    log('message appears by polling');
+    await page.evaluate(() => {
+      window.__noReload = true;
+    });
+    const subject = `Browser test ${crypto.randomBytes(4).toString('hex')}`;
+    await sendMail({
+      from: 'sender@browser.test',
+      to: RCPT,
+      data: message({ subject, text: 'Hello from the browser test.' }),
+    });
+    const row = page.locator('table#messages tbody tr', { hasText: subject });
+    await row.waitFor({ timeout: 30_000 });
+    if (!(await page.evaluate(() => window.__noReload === true))) {
+      throw new Error('the page was reloaded instead of polled');
+    }
+    await page.screenshot({ path: path.join(shots, 'list.png'), fullPage: true });
+
+    // 6. Its detail page.
+    log('detail page');
+    await Promise.all([
+      page.waitForURL(/\/messages\/\d+$/),
+      row.locator('a[href^="/messages/"]').first().click(),
+    ]);
+    await page.getByText(subject).first().waitFor();
+    await page.locator('table#attempts').waitFor();
+    await page.screenshot({ path: path.join(shots, 'detail.png'), fullPage: true });
+
+    // 7. A hostile message: nothing runs, nothing loads.
+    log('hostile message');
+    const marker = `PWNED${crypto.randomBytes(3).toString('hex')}`;
+    const pixelUrl = `http://127.0.0.1:${pixelPort}/pixel`;
+    const hostileSubject = `Hostile <script>alert('${marker}')</script><img src=x onerror=alert('${marker}')>`;
+    await page.goto(`${WEB}/`);
+    const hostile = message({
+      subject: hostileSubject,
+      text: `<script>alert('${marker}')</script> ${pixelUrl}`,
+      html: [
+        `<html><head><meta http-equiv="refresh" content="0;url=${pixelUrl}?refresh"></head><body>`,
+        `<script>alert('${marker}');console.log('${marker}');fetch('${pixelUrl}?fetch')</script>`,
+        `<img src="${pixelUrl}">`,
+        `<img src="x" onerror="alert('${marker}');console.log('${marker}')">`,
+        `<form action="${pixelUrl}?form" method="post"><input name="p" value="1"><button>Go</button></form>`,
+        `<svg onload="alert('${marker}')"></svg>`,
+        `<iframe src="${pixelUrl}?iframe"></iframe>`,
+        `<link rel="stylesheet" href="${pixelUrl}?css">`,
+        '</body></html>',
+      ].join('\n'),
+    });
+    await sendMail({ from: 'evil@browser.test', to: RCPT, data: hostile });
+    const hostileRow = page.locator('table#messages tbody tr', { hasText: 'Hostile <script>' });
+    await hostileRow.waitFor({ timeout: 30_000 });
+    await Promise.all([
+      page.waitForURL(/\/messages\/\d+$/),
+      hostileRow.locator('a[href^="/messages/"]').first().click(),
+    ]);
+    await page.getByText('Hostile <script>').first().waitFor();
+    // Give whatever the body might trigger (frames, images) its chance to load.
+    await page.waitForLoadState('networkidle');
+    const frames = page.locator('iframe');
+    const hostileHtml = page.url() + '/html';
+    if ((await frames.count()) > 0) {
+      await frames.first().waitFor();
+    }
+    // The HTML body route, where it exists, directly too.
+    const direct = await page.request.get(hostileHtml);
+    log(`GET ${new URL(hostileHtml).pathname}: ${direct.status()}`);
+    if (direct.status() === 200) {
+      await page.goto(hostileHtml);
+      await page.waitForLoadState('networkidle');
+      await page.goBack();
+    }
+    await page.screenshot({ path: path.join(shots, 'hostile.png'), fullPage: true });
+
+    // 7b. In dev mode the message is kept: its HTML body is in the sandboxed iframe.
+    // As `localhost`, so that the two servers' cookies (which ignore ports) stay apart.
+    const devWeb = process.env.E2E_DEV_WEB?.replace(/\/$/, '').replace('//127.0.0.1:', '//localhost:');
+    const devSmtp = process.env.E2E_DEV_SMTP;
+    if (devWeb && devSmtp) {
+      log('hostile message, HTML body in the iframe (dev mode)');
+      await page.goto(`${devWeb}/`);
+      await page.locator('table#messages').waitFor();
+      await sendMail({ from: 'evil@browser.test', to: RCPT, data: hostile, smtp: devSmtp });
+      const devRow = page.locator('table#messages tbody tr', { hasText: 'Hostile <script>' });
+      await devRow.waitFor({ timeout: 30_000 });
+      await Promise.all([
+        page.waitForURL(/\/messages\/\d+$/),
+        devRow.locator('a[href^="/messages/"]').first().click(),
+      ]);
+      const iframe = page.locator('iframe[sandbox]');
+      await iframe.waitFor();
+      const src = await iframe.getAttribute('src');
+      const frame = await (await iframe.elementHandle()).contentFrame();
+      await frame.waitForLoadState('load');
+      // The body really is in the frame (as inert markup), so the check below means something.
+      await frame.locator('form').waitFor({ state: 'attached' });
+      await page.waitForLoadState('networkidle');
+      await page.screenshot({ path: path.join(shots, 'hostile-html.png'), fullPage: true });
+      const answer = await page.request.get(`${devWeb}${src}`);
+      const csp = answer.headers()['content-security-policy'] || '';
+      if (answer.status() !== 200 || !csp.includes('sandbox')) {
+        throw new Error(`${src}: ${answer.status()}, CSP ${JSON.stringify(csp)}`);
+      }
+      // Opened on its own, the HTML body runs and loads nothing either.
+      await page.goto(`${devWeb}${src}`);
+      await page.waitForLoadState('networkidle');
+      await page.screenshot({ path: path.join(shots, 'hostile-html-alone.png'), fullPage: true });
+    } else {
+      log('no E2E_DEV_WEB: the HTML body iframe is not checked');
+    }
+
+    // 8. A new address through the form.
+    log('create an address');
+    const address = `e2e-${crypto.randomBytes(3).toString('hex')}@example.com`;
+    await page.goto(`${WEB}/addresses/new`);
+    await page.fill('input[name=address]', address);
+    await page.fill('input[name=target]', `${WEB}/target/200`);
+    await Promise.all([
+      page.waitForURL((u) => u.pathname !== '/addresses/new'),
+      page.click('form[method=post] button[type=submit]'),
+    ]);
+    await page.goto(`${WEB}/addresses`);
+    await page.getByText(address).first().waitFor();
+    await page.screenshot({ path: path.join(shots, 'addresses.png'), fullPage: true });
+
+    // 9. Sign out (from the list, whose navigation has the button).
+    await page.goto(`${WEB}/`);
+    await signOut(page);
+    await page.goto(`${WEB}/`);
+    await page.waitForURL(/\/signin/);
+
+    const failures = [];
+    if (dialogs.length) failures.push(`dialogs opened: ${JSON.stringify(dialogs)}`);
+    if (pixelResponses.length) failures.push(`loaded from the pixel server: ${JSON.stringify(pixelResponses)}`);
+    const notCsp = pixelFailures.filter((f) => !/: (csp|net::ERR_BLOCKED_BY_CSP)$/.test(f));
+    if (notCsp.length) failures.push(`pixel requests failed for another reason: ${JSON.stringify(notCsp)}`);
+    if (pixelFailures.length !== pixelRequests.length) {
+      failures.push(`requests to the pixel server not blocked: ${JSON.stringify({ pixelRequests, pixelFailures })}`);
+    }
+    if (pixelHits.length) failures.push(`the pixel server was hit: ${JSON.stringify(pixelHits)}`);
+    const ran = consoleLines.filter((line) => line.includes(marker));
+    if (ran.length) failures.push(`the hostile script logged: ${JSON.stringify(ran)}`);
+    if (pageErrors.length) failures.push(`page errors: ${JSON.stringify(pageErrors)}`);
+    if (failures.length) throw new Error(failures.join('\n'));
+    log(`console lines (none from the mail): ${consoleLines.length}`);
+    log(`requests to the pixel server blocked by the browser: ${JSON.stringify(pixelFailures)}`);
+    log('PASS');
+  } finally {
+    await context.close();
+    pixel.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+async function signOut(page) {
+  log('sign out');
+  await Promise.all([
+    page.waitForURL(/\/signin/),
+    page.locator('form[action="/signout"]:not(:has(input[name=everywhere])) button').first().click(),
+  ]);
+}
+
+main().catch((error) => {
+  console.error(`e2e: FAIL: ${error.stack || error}`);
+  process.exit(1);
+});

@@ -1,0 +1,222 @@
+//! The browser end-to-end test: `tests/browser/e2e.mjs` drives a headless Chromium through the
+//! real `postern serve` (sign-in, forced password change, TOTP enrolment, sign-in with TOTP, a
+//! message arriving by polling, its detail page, a hostile message that must run and load
+//! nothing, a new address, sign-out). The hostile message also goes to a `postern dev`, the
+//! only mode that keeps messages, where its HTML body is shown in the sandboxed iframe.
+//!
+//! **Opt-in**: it runs only when `TEST_BROWSER=1`, because it needs Node, `npm ci` in
+//! `tests/browser` and a Chromium (`/usr/bin/chromium`, or `E2E_CHROMIUM`). Without it the test
+//! returns at once and prints that it was skipped: a deliberate skip, not a pass.
+//! `TEST_BROWSER=1 cargo nextest run browser` runs it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free right now (the server binds it a moment later).
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn postern() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("POSTERN_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Waits (bounded) until `GET /healthz` answers 200.
+fn wait_healthy(web: SocketAddr, server: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            panic!("postern serve exited early: {status}");
+        }
+        if let Ok(mut stream) = TcpStream::connect_timeout(&web, Duration::from_secs(1)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request =
+                format!("GET /healthz HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "postern serve did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts `postern dev` (open on loopback, keeps messages) on ephemeral ports; returns it, its
+/// SMTP address and its web URL, from the banner.
+fn start_dev(data_dir: &Path) -> (Server, String, String) {
+    let mut child = postern()
+        .args([
+            "dev",
+            "--smtp",
+            "127.0.0.1:0",
+            "--web",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let (mut smtp, mut web) = (None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("SMTP") {
+            smtp = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(rest) = line.strip_prefix("Web") {
+            web = rest.split_whitespace().next().map(str::to_string);
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    (
+        server,
+        smtp.expect("the dev banner names the SMTP listener"),
+        web.expect("the dev banner names the web listener"),
+    )
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+#[test]
+fn browser_end_to_end() {
+    if std::env::var("TEST_BROWSER").as_deref() != Ok("1") {
+        println!("browser_end_to_end: skipped (opt-in: set TEST_BROWSER=1 to run it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let web = free_port();
+    let smtp = free_port();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            concat!(
+                "[server]\nhostname = \"localhost\"\ndata_dir = {data:?}\n\n",
+                "[smtp]\nlisten = \"{smtp}\"\n\n",
+                "[web]\nlisten = \"{web}\"\n\n",
+                "[auth]\nspf = false\n\n",
+                "[[address]]\naddress = \"inbox@example.com\"\n",
+                "target = \"http://{web}/target/200\"\n",
+            ),
+            data = data.to_str().unwrap(),
+            smtp = smtp,
+            web = web,
+        ),
+    )
+    .unwrap();
+
+    // The admin, with a password of ours.
+    let email = "admin@example.com";
+    let password = "correct horse battery staple";
+    let mut add = postern()
+        .args(["user", "add", "--config"])
+        .arg(&config)
+        .args(["--email", email, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let added = add.wait_with_output().unwrap();
+    assert!(
+        added.status.success(),
+        "postern user add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let mut server = Server(
+        postern()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(web, &mut server.0);
+
+    // A dev-mode server too: only there is the message kept, so only there does the detail
+    // page show the hostile HTML body (in its sandboxed iframe).
+    let dev_data = dir.path().join("dev");
+    std::fs::create_dir(&dev_data).unwrap();
+    let (_dev, dev_smtp, dev_web) = start_dev(&dev_data);
+
+    let browser = browser_dir();
+    if !browser.join("node_modules").exists() {
+        let npm = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&browser)
+            .output()
+            .expect("npm is needed for the browser test");
+        assert!(
+            npm.status.success(),
+            "npm ci: {}",
+            String::from_utf8_lossy(&npm.stderr)
+        );
+    }
+
+    let started = Instant::now();
+    let run = Command::new("node")
+        .arg(browser.join("e2e.mjs"))
+        .env("E2E_WEB", format!("http://{web}"))
+        .env("E2E_SMTP", smtp.to_string())
+        .env("E2E_EMAIL", email)
+        .env("E2E_PASSWORD", password)
+        .env("E2E_RCPT", "inbox@example.com")
+        .env("E2E_DEV_WEB", &dev_web)
+        .env("E2E_DEV_SMTP", &dev_smtp)
+        .output()
+        .expect("node is needed for the browser test");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    println!("{stdout}{stderr}e2e took {:?}", started.elapsed());
+    assert!(
+        run.status.success(),
+        "e2e.mjs failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+    assert!(stdout.contains("e2e: PASS"), "{stdout}");
+}
