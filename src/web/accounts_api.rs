@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, path_id};
 use crate::accounts::Role;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -74,7 +74,7 @@ async fn revoke_key(
     Extension(principal): Extension<Principal>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(id) = path.map_err(|_| ApiError::BadRequest("key ids are numbers".into()))?;
+    let id = path_id(path)?;
     if state
         .accounts
         .revoke_api_key(id, &principal.actor())

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, path_id};
 use crate::accounts::Client;
 use crate::config::{AddressSpec, DomainSpec};
 use crate::manage::ManageError;
@@ -57,11 +57,6 @@ impl From<ManageError> for ApiError {
     }
 }
 
-fn id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
-    path.map(|Path(id)| id)
-        .map_err(|_| ApiError::BadRequest("ids are numbers".into()))
-}
-
 fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(value)| value)
         .map_err(|e| ApiError::BadRequest(e.body_text()))
@@ -76,7 +71,7 @@ async fn get_address(
     State(state): State<AppState>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let item = state.managed.address(id(path)?).await?;
+    let item = state.managed.address(path_id(path)?).await?;
     Ok(Json(item).into_response())
 }
 
@@ -100,7 +95,7 @@ async fn update_address(
     path: Result<Path<i64>, PathRejection>,
     spec: Result<Json<AddressSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let id = id(path)?;
+    let id = path_id(path)?;
     let item = state
         .managed
         .put_address(Some(id), body(spec)?, &principal.actor(), Some(client.ip))
@@ -114,7 +109,7 @@ async fn delete_address(
     Extension(client): Extension<Client>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = id(path)?;
+    let id = path_id(path)?;
     state
         .managed
         .delete_address(id, &principal.actor(), Some(client.ip))
@@ -131,7 +126,7 @@ async fn get_domain(
     State(state): State<AppState>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let item = state.managed.domain(id(path)?).await?;
+    let item = state.managed.domain(path_id(path)?).await?;
     Ok(Json(item).into_response())
 }
 
@@ -155,7 +150,7 @@ async fn update_domain(
     path: Result<Path<i64>, PathRejection>,
     spec: Result<Json<DomainSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let id = id(path)?;
+    let id = path_id(path)?;
     let item = state
         .managed
         .put_domain(Some(id), body(spec)?, &principal.actor(), Some(client.ip))
@@ -169,7 +164,7 @@ async fn delete_domain(
     Extension(client): Extension<Client>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = id(path)?;
+    let id = path_id(path)?;
     state
         .managed
         .delete_domain(id, &principal.actor(), Some(client.ip))

@@ -85,3 +85,11 @@ impl From<AccountError> for ApiError {
         }
     }
 }
+
+/// A numeric id from the path; anything else is a JSON 400 like every other API error.
+pub(super) fn path_id(
+    path: Result<axum::extract::Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<i64, ApiError> {
+    path.map(|axum::extract::Path(id)| id)
+        .map_err(|_| ApiError::BadRequest("ids are numbers".into()))
+}

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, path_id};
 use crate::store::{InboundMessage, MessageFilter, Outcome};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -110,17 +110,11 @@ async fn list_messages(
     }))
 }
 
-/// A message id from the path; a non-number is a JSON 400 like every other error.
-fn message_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
-    path.map(|Path(id)| id)
-        .map_err(|_| ApiError::BadRequest("message ids are numbers".into()))
-}
-
 async fn get_message(
     State(state): State<AppState>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<InboundMessage>, ApiError> {
-    let id = message_id(path)?;
+    let id = path_id(path)?;
     state
         .store
         .get_inbound(id)
