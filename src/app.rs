@@ -18,6 +18,7 @@ use crate::inbound::deliver::Deliverer;
 use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;
+use crate::outbound::{Outbound, OutboundMode};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
 use crate::smtp::session::SessionConfig;
@@ -58,6 +59,7 @@ pub struct App {
     store: Store,
     accounts: Accounts,
     managed: Managed,
+    outbound: Outbound,
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
@@ -71,6 +73,15 @@ impl App {
 
     pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
         let store = Store::open(&config.data_dir)?;
+        let outbound = Outbound::new(
+            store.clone(),
+            options.clock.clone(),
+            match config.dev {
+                Some(_) => OutboundMode::Capture,
+                None => OutboundMode::Deliver,
+            },
+            config.outbound.expiry,
+        );
         let accounts = Accounts::new(
             store.clone(),
             options.clock,
@@ -198,6 +209,7 @@ impl App {
             store,
             accounts,
             managed,
+            outbound,
             shutdown,
             grace: config.smtp.shutdown_grace,
             starttls,
@@ -224,6 +236,10 @@ impl App {
         &self.accounts
     }
 
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
     /// Whether the dashboard is open without sign-in (dev mode on loopback).
     pub fn open_web(&self) -> bool {
         self.web_options.open
@@ -242,6 +258,7 @@ impl App {
                 self.managed,
                 self.web_options,
                 Some(self.inbound),
+                Some(self.outbound),
                 self.settings,
             )
             .into_make_service_with_connect_info::<SocketAddr>();

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod inbound;
 pub mod manage;
+pub mod outbound;
 pub mod shutdown;
 pub mod smtp;
 pub mod store;

@@ -17,7 +17,7 @@ mod recovery;
 mod sessions;
 mod signin;
 mod throttle;
-mod token;
+pub(crate) mod token;
 mod totp;
 mod users;
 

@@ -26,6 +26,24 @@ pub(super) struct Target {
     data_dir: Option<PathBuf>,
 }
 
+impl Target {
+    /// The data directory, and `pick` of the config when a config file was read (not with
+    /// `--data-dir`). Prints the config's error and gives exit code 2 when it is invalid.
+    pub(super) fn data_dir_and<T>(
+        &self,
+        pick: impl FnOnce(&crate::config::Config) -> T,
+    ) -> Result<(PathBuf, Option<T>), ExitCode> {
+        match &self.data_dir {
+            Some(dir) => Ok((dir.clone(), None)),
+            None => {
+                let config = super::load(&self.config)?;
+                let picked = pick(&config);
+                Ok((config.data_dir, Some(picked)))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(super) enum RoleArg {
     /// Everything.
@@ -128,7 +146,7 @@ fn open(target: &Target) -> Result<Accounts, ExitCode> {
     Ok(Accounts::new(store, Clock::system(), policy))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

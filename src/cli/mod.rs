@@ -3,6 +3,7 @@
 //! `accounts` holds the `user` and `key` commands.
 
 mod accounts;
+mod outbound;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,9 @@ enum Command {
     /// API keys for scripts: add, list, revoke.
     #[command(subcommand)]
     Key(accounts::KeyCommand),
+    /// SMTP credentials apps send mail with (send API + SMTP submission): add, list, revoke.
+    #[command(subcommand)]
+    Credential(outbound::CredentialCommand),
     /// Write a commented example config to start from.
     Init {
         /// Where to write it; `-` for standard output.
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Init { output, force } => init(&output, force),
         Command::User(command) => accounts::user(command),
         Command::Key(command) => accounts::key(command),
+        Command::Credential(command) => outbound::credential(command),
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 print_summary(&config);

@@ -30,6 +30,7 @@ pub struct Config {
     pub web: WebConfig,
     pub delivery: DeliveryConfig,
     pub auth: AuthSettings,
+    pub outbound: OutboundConfig,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
     /// Dev mode: every recipient is accepted; raw messages are kept.
@@ -83,6 +84,13 @@ pub struct DeliveryConfig {
     /// Total time allowed for one POST, redirects included.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// `[outbound]`: the queue and the delivery of mail sent through Postern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundConfig {
+    /// How long a recipient is retried before `expired` (`retries_exhausted`).
+    pub expiry: Duration,
 }
 
 /// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).

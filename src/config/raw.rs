@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
-    DeliveryConfig, DomainConfig, DomainPattern, Format, SmtpConfig, TargetUrl, TlsSource,
-    WebConfig,
+    DeliveryConfig, DomainConfig, DomainPattern, Format, OutboundConfig, SmtpConfig, TargetUrl,
+    TlsSource, WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     web: RawWeb,
     delivery: RawDelivery,
     auth: RawAuth,
+    outbound: RawOutbound,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -129,6 +130,18 @@ impl Default for RawDelivery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawOutbound {
+    expiry_hours: u64,
+}
+
+impl Default for RawOutbound {
+    fn default() -> Self {
+        RawOutbound { expiry_hours: 72 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawAuth {
     spf: bool,
     /// "system", or a list of "IP:PORT" (a single string is a list of one).
@@ -224,6 +237,7 @@ impl RawConfig {
             web,
             delivery,
             auth,
+            outbound,
             addresses,
             domains,
         } = self;
@@ -364,6 +378,12 @@ impl RawConfig {
             timeout: seconds("auth.timeout_secs", auth.timeout_secs, 1, 60)?,
         };
 
+        let outbound = OutboundConfig {
+            expiry: Duration::from_secs(
+                3600 * in_range("outbound.expiry_hours", outbound.expiry_hours, 1, 24 * 30)?,
+            ),
+        };
+
         let domains = domains
             .into_iter()
             .enumerate()
@@ -403,6 +423,7 @@ impl RawConfig {
             web,
             delivery,
             auth,
+            outbound,
             addresses,
             domains,
             dev: None,

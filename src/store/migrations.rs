@@ -132,6 +132,112 @@ const MIGRATIONS: &[&str] = &[
         target      TEXT,
         format      TEXT
     );",
+    // 5: outbound: SMTP credentials (the CloudMailin "SMTP username" + token), sending
+    // domains with their DKIM keys, the durable queue (one message row, its content, one row
+    // per recipient with its state), every delivery attempt, events (with their webhook
+    // state), the suppression list and instance secrets (e.g. the tracking key).
+    "CREATE TABLE smtp_credentials (
+        id              INTEGER PRIMARY KEY,
+        username        TEXT    NOT NULL UNIQUE,
+        secret_hash     TEXT    NOT NULL,
+        prefix          TEXT    NOT NULL,
+        mode            TEXT    NOT NULL CHECK (mode IN ('live', 'test')),
+        allowed_senders TEXT    NOT NULL,
+        events_url      TEXT,
+        track_opens     INTEGER NOT NULL,
+        track_clicks    INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        revoked_at      INTEGER
+    );
+    CREATE TABLE sending_domains (
+        id                  INTEGER PRIMARY KEY,
+        domain              TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+        return_path_domain  TEXT    NOT NULL,
+        dkim_selector       TEXT    NOT NULL,
+        dkim_algorithm      TEXT    NOT NULL CHECK (dkim_algorithm IN ('rsa-sha256', 'ed25519-sha256')),
+        dkim_private_key    TEXT    NOT NULL,
+        dkim_public_key     TEXT    NOT NULL,
+        created_at          INTEGER NOT NULL
+    );
+    CREATE TABLE outbound_messages (
+        id              INTEGER PRIMARY KEY,
+        uuid            TEXT    NOT NULL UNIQUE,
+        credential_id   INTEGER REFERENCES smtp_credentials (id) ON DELETE SET NULL,
+        username        TEXT    NOT NULL,
+        source          TEXT    NOT NULL CHECK (source IN ('api', 'smtp')),
+        header_from     TEXT    NOT NULL,
+        envelope_from   TEXT    NOT NULL,
+        subject         TEXT,
+        tags            TEXT    NOT NULL,
+        priority        TEXT    NOT NULL CHECK (priority IN ('priority', 'standard', 'digest')),
+        test_mode       INTEGER NOT NULL,
+        track_opens     INTEGER NOT NULL,
+        track_clicks    INTEGER NOT NULL,
+        size            INTEGER NOT NULL,
+        remote_ip       TEXT,
+        created_at      INTEGER NOT NULL
+    );
+    CREATE INDEX outbound_messages_created ON outbound_messages (created_at);
+    CREATE TABLE outbound_content (
+        message_id  INTEGER PRIMARY KEY REFERENCES outbound_messages (id) ON DELETE CASCADE,
+        raw         BLOB    NOT NULL
+    );
+    CREATE TABLE outbound_recipients (
+        id              INTEGER PRIMARY KEY,
+        message_id      INTEGER NOT NULL REFERENCES outbound_messages (id) ON DELETE CASCADE,
+        address         TEXT    NOT NULL,
+        domain          TEXT    NOT NULL,
+        state           TEXT    NOT NULL CHECK (state IN ('queued', 'sending', 'delivered',
+                            'deferred', 'bounced', 'suppressed', 'expired', 'captured', 'test')),
+        queue_rank      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        last_code       INTEGER,
+        last_response   TEXT,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX outbound_recipients_message ON outbound_recipients (message_id);
+    CREATE INDEX outbound_recipients_due ON outbound_recipients (queue_rank, next_attempt_at)
+        WHERE state IN ('queued', 'deferred');
+    CREATE TABLE outbound_attempts (
+        id              INTEGER PRIMARY KEY,
+        recipient_id    INTEGER NOT NULL REFERENCES outbound_recipients (id) ON DELETE CASCADE,
+        started_at      INTEGER NOT NULL,
+        host            TEXT,
+        outcome         TEXT    NOT NULL CHECK (outcome IN ('started', 'delivered', 'deferred',
+                            'bounced', 'interrupted')),
+        code            INTEGER,
+        response        TEXT,
+        tls             TEXT,
+        duration_ms     INTEGER
+    );
+    CREATE INDEX outbound_attempts_recipient ON outbound_attempts (recipient_id);
+    CREATE TABLE outbound_events (
+        id                  INTEGER PRIMARY KEY,
+        message_id          INTEGER NOT NULL REFERENCES outbound_messages (id) ON DELETE CASCADE,
+        recipient           TEXT    NOT NULL,
+        kind                TEXT    NOT NULL,
+        details             TEXT    NOT NULL,
+        created_at          INTEGER NOT NULL,
+        webhook             TEXT    NOT NULL CHECK (webhook IN ('none', 'pending', 'sent', 'failed')),
+        webhook_attempts    INTEGER NOT NULL,
+        webhook_next_at     INTEGER
+    );
+    CREATE INDEX outbound_events_message ON outbound_events (message_id);
+    CREATE INDEX outbound_events_pending ON outbound_events (webhook_next_at)
+        WHERE webhook = 'pending';
+    CREATE TABLE suppressions (
+        address         TEXT    PRIMARY KEY COLLATE NOCASE,
+        reason          TEXT    NOT NULL,
+        message_uuid    TEXT,
+        created_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE instance_secrets (
+        name    TEXT    PRIMARY KEY,
+        value   BLOB    NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

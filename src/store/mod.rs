@@ -3,7 +3,10 @@
 //!
 //! Tables: `inbound_messages` + `inbound_raw` and `delivery_attempts` (`messages`,
 //! `attempts`); `users`, `recovery_codes`, `sessions`, `signin_failures`, `api_keys` and
-//! `audit_log` (`accounts`); `managed_addresses`, `managed_domains` (`managed`).
+//! `audit_log` (`accounts`); `managed_addresses`, `managed_domains` (`managed`);
+//! `smtp_credentials`, `sending_domains`, `outbound_messages` + `outbound_content`,
+//! `outbound_recipients`, `outbound_attempts`, `outbound_events`, `suppressions` and
+//! `instance_secrets` (`outbound`).
 //!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
@@ -14,6 +17,7 @@ mod attempts;
 mod managed;
 mod messages;
 mod migrations;
+mod outbound;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,6 +31,11 @@ pub use accounts::{
 pub use attempts::AttemptRecord;
 pub use managed::ManagedWrite;
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
+pub use outbound::{
+    CredentialMode, CredentialRow, Disposition, Enqueued, EventRow, NewCredential, NewOutbound,
+    OutboundFilter, OutboundSummary, Priority, RecipientRow, RecipientState, SendingDomainRow,
+    Source,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,6 +55,8 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("queue commit failed: {0}")]
+    Commit(String),
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -54,6 +65,8 @@ pub enum StoreError {
 pub struct Store {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// To the group-commit thread of the outbound queue (`outbound::start_commit_thread`).
+    enqueuer: outbound::EnqueueSender,
     path: PathBuf,
 }
 
@@ -86,8 +99,10 @@ impl Store {
         let mut writer = open(&path)?;
         migrations::run(&mut writer)?;
         let reader = open(&path)?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Store {
-            writer: Arc::new(Mutex::new(writer)),
+            enqueuer: outbound::start_commit_thread(writer.clone()),
+            writer,
             reader: Arc::new(Mutex::new(reader)),
             path,
         })

@@ -7,10 +7,10 @@
 //! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
 //! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys, audit log and settings pages), `openapi`
 //! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
-//! `error` (the JSON error shape).
+//! `send_api` (the CloudMailin send API and `/api/outbound`), `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
-//! `/target/*`; sign-in — `/signin`, `/signin/totp`; account — `/account/*`, `/signout`;
+//! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token); sign-in — `/signin`, `/signin/totp`; account — `/account/*`, `/signout`;
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
 //! its rules for free.
 
@@ -25,6 +25,7 @@ mod html;
 mod messages;
 mod openapi;
 mod pages;
+mod send_api;
 mod signin;
 mod targets;
 
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use crate::accounts::Accounts;
 use crate::inbound::Inbound;
 use crate::manage::Managed;
+use crate::outbound::Outbound;
 use crate::store::Store;
 use auth::{Access, Gate};
 use error::ApiError;
@@ -74,6 +76,8 @@ struct AppState {
     secure_cookies: bool,
     /// Sends kept messages again ("Resend to target"); `None` where nothing receives mail.
     inbound: Option<Arc<Inbound>>,
+    /// The send API and the outbound pages; `None` where nothing sends mail.
+    outbound: Option<Outbound>,
     settings: Arc<Settings>,
 }
 
@@ -83,6 +87,7 @@ pub fn router(
     managed: Managed,
     options: WebOptions,
     inbound: Option<Arc<Inbound>>,
+    outbound: Option<Outbound>,
     settings: Settings,
 ) -> Router {
     let state = AppState {
@@ -91,6 +96,7 @@ pub fn router(
         accounts,
         managed,
         inbound,
+        outbound,
         open: options.open,
         secure_cookies: options.secure_cookies,
     };
@@ -106,12 +112,14 @@ pub fn router(
         .merge(messages::routes())
         .merge(accounts_api::routes())
         .merge(addresses_api::routes())
+        .merge(send_api::routes())
         .merge(addresses_pages::routes())
         .merge(admin_pages::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(targets::routes())
         .merge(openapi::routes())
+        .merge(send_api::send_routes())
         .merge(behind(signin::routes(), Access::SignIn))
         .merge(behind(signin::second_factor_routes(), Access::SecondFactor))
         .merge(behind(account::routes(), Access::Account))

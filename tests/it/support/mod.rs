@@ -46,6 +46,8 @@ pub struct TestApp {
     pub web: SocketAddr,
     pub data_dir: TempDir,
     pub accounts: Accounts,
+    /// Credentials and the queue, as `postern credential` sees them.
+    pub outbound: postern::outbound::Outbound,
     pub clock: Clock,
     /// `Authorization: Bearer` value of an admin key.
     pub api_key: String,
@@ -102,6 +104,7 @@ impl TestApp {
         };
         let app = App::build_with(config, options).await.expect("app builds");
         let accounts = app.accounts().clone();
+        let outbound = app.outbound().clone();
         // A restart on the same data directory finds the admin there already.
         let users = accounts.users().await.expect("users are listed");
         if !users.iter().any(|u| u.email == ADMIN_EMAIL) {
@@ -129,6 +132,7 @@ impl TestApp {
             web,
             data_dir,
             accounts,
+            outbound,
             clock,
             api_key,
             stop: Some(stop),

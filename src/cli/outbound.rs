@@ -1,0 +1,171 @@
+//! `postern credential …`: the SMTP credentials apps send with (the send API's username
+//! and bearer token, SMTP submission's AUTH), on the store of a config file or a data
+//! directory. The token is printed once.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::accounts::{Target, runtime};
+use crate::accounts::Clock;
+use crate::outbound::{NewCredentialSpec, Outbound, OutboundMode};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum CredentialCommand {
+    /// Make a credential; its token (the SMTP password and the API's bearer token) is
+    /// printed once.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        /// The SMTP username (a-z, 0-9, '.', '_', '-'); it goes into the API path.
+        username: String,
+        /// A test credential: messages are validated and recorded, never delivered.
+        #[arg(long)]
+        test: bool,
+        /// Only these senders: an address (alerts@example.com) or a domain (@example.com).
+        /// Repeat for more. Default: any sender of a sending domain.
+        #[arg(long = "sender", value_name = "PATTERN")]
+        senders: Vec<String>,
+        /// Where events (delivery, bounce, open, …) are POSTed in batches.
+        #[arg(long, value_name = "URL")]
+        events_url: Option<String>,
+        /// Do not add the open-tracking pixel to HTML mail.
+        #[arg(long)]
+        no_track_opens: bool,
+        /// Do not rewrite links in HTML mail for click tracking.
+        #[arg(long)]
+        no_track_clicks: bool,
+    },
+    /// List credentials (never the tokens).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a credential: its token stops working at once.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        username: String,
+    },
+}
+
+fn open(target: &Target) -> Result<Outbound, ExitCode> {
+    let (data_dir, expiry) = target.data_dir_and(|config| config.outbound.expiry)?;
+    let store = Store::open(&data_dir).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
+    Ok(Outbound::new(
+        store,
+        Clock::system(),
+        OutboundMode::Deliver,
+        expiry.unwrap_or(std::time::Duration::from_secs(72 * 3600)),
+    ))
+}
+
+pub(super) fn credential(command: CredentialCommand) -> ExitCode {
+    runtime().block_on(async move {
+        match command {
+            CredentialCommand::Add {
+                target,
+                username,
+                test,
+                senders,
+                events_url,
+                no_track_opens,
+                no_track_clicks,
+            } => {
+                let outbound = match open(&target) {
+                    Ok(outbound) => outbound,
+                    Err(code) => return code,
+                };
+                let spec = NewCredentialSpec {
+                    username,
+                    test,
+                    allowed_senders: senders,
+                    events_url,
+                    track_opens: Some(!no_track_opens),
+                    track_clicks: Some(!no_track_clicks),
+                };
+                match outbound.create_credential(spec).await {
+                    Ok((credential, token)) => {
+                        println!(
+                            "created {} credential {}",
+                            credential.mode.as_str(),
+                            credential.username
+                        );
+                        println!("{token}");
+                        println!("It is shown only now. Use it as the SMTP password, or as");
+                        println!(
+                            "  Authorization: Bearer <token>  on POST /api/v0.1/{}/messages",
+                            credential.username
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            CredentialCommand::List { target } => {
+                let outbound = match open(&target) {
+                    Ok(outbound) => outbound,
+                    Err(code) => return code,
+                };
+                match outbound.credentials().await {
+                    Ok(credentials) => {
+                        println!(
+                            "{:<24} {:<5} {:<10} {:<30} state",
+                            "username", "mode", "token", "senders"
+                        );
+                        for c in credentials {
+                            let senders = match c.allowed_senders.is_empty() {
+                                true => "any".to_string(),
+                                false => c.allowed_senders.join(","),
+                            };
+                            let state = match (c.revoked_at, c.last_used_at) {
+                                (Some(_), _) => "revoked",
+                                (None, Some(_)) => "in use",
+                                (None, None) => "never used",
+                            };
+                            println!(
+                                "{:<24} {:<5} {:<10} {:<30} {state}",
+                                c.username,
+                                c.mode.as_str(),
+                                format!("{}…", c.prefix),
+                                senders
+                            );
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            CredentialCommand::Revoke { target, username } => {
+                let outbound = match open(&target) {
+                    Ok(outbound) => outbound,
+                    Err(code) => return code,
+                };
+                match outbound.revoke_credential(&username).await {
+                    Ok(true) => {
+                        println!("revoked credential {username}");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(false) => {
+                        eprintln!("error: no live credential called {username}");
+                        ExitCode::FAILURE
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,732 @@
+//! The send API's request (spec §6.2) and its composition into the RFC 5322 bytes that go
+//! into the queue: pure functions, no I/O.
+//!
+//! A JSON message is built with mail-builder (`from`, `to`, `cc`, `subject`, `plain`,
+//! `html`, `markdown` rendered with pulldown-cmark, `headers`, `attachments` with inline
+//! `content_id`s). A `raw` message is kept as given, its `To` and `From` checked against the
+//! request's and its `Subject` replaced when the request has one.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::HeaderType;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+use serde::Deserialize;
+
+use crate::inbound::message::{Mailbox, parse_mailboxes};
+use crate::store::Priority;
+
+/// At most this many recipients (`to` + `cc`) per message (spec §6.1).
+pub const MAX_RECIPIENTS: usize = 20;
+/// At most this many bytes per message, encoding included (spec §6.1).
+pub const MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
+/// Attachment extensions refused (spec §6.1).
+pub const BLOCKED_EXTENSIONS: &[&str] = &[
+    "vbs", "exe", "bin", "bat", "chm", "com", "hta", "pif", "reg", "vbe", "vba", "msc", "msi",
+];
+
+/// Header fields the request's `headers` may not set: the message's structure and the
+/// fields the other request fields own.
+const RESERVED_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "return-path",
+    "dkim-signature",
+];
+
+/// `"a"` or `["a", "b"]`: both clients' forms of a list (spec §6.2, §6.4).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(text) => vec![text],
+            OneOrMany::Many(items) => items,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct AttachmentRequest {
+    pub file_name: Option<String>,
+    /// Base64.
+    pub content: Option<String>,
+    pub content_type: Option<String>,
+    /// Marks the part inline, referenced from the HTML as `cid:<content_id>`.
+    pub content_id: Option<String>,
+}
+
+/// `POST /api/v0.1/{username}/messages`: the union of `Message` and `RawMessage`.
+/// Unknown fields are ignored, as upstream does; `bcc` is refused (spec §6.1).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+pub struct SendRequest {
+    pub from: Option<String>,
+    pub to: Option<OneOrMany>,
+    pub cc: Option<OneOrMany>,
+    pub bcc: Option<serde_json::Value>,
+    pub subject: Option<String>,
+    pub plain: Option<String>,
+    pub html: Option<String>,
+    pub markdown: Option<String>,
+    pub headers: Option<serde_json::Map<String, serde_json::Value>>,
+    pub priority: Option<String>,
+    pub tags: Option<OneOrMany>,
+    pub test_mode: Option<bool>,
+    pub attachments: Option<Vec<AttachmentRequest>>,
+    pub raw: Option<String>,
+}
+
+/// Why a request cannot become a message: each is a 422 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComposeError {
+    #[error("from is required")]
+    MissingFrom,
+    #[error("from must be one address, like \"Name <user@example.com>\"")]
+    BadFrom,
+    #[error("to is required")]
+    MissingTo,
+    #[error("{field} contains something that is not an address: {value:?}")]
+    BadRecipient { field: &'static str, value: String },
+    #[error("at most {MAX_RECIPIENTS} recipients (to + cc) per message")]
+    TooManyRecipients,
+    #[error("bcc is not supported")]
+    Bcc,
+    #[error("body not found: give plain, html, markdown or raw")]
+    NoBody,
+    #[error("priority must be standard, priority or digest")]
+    BadPriority,
+    #[error("header {0:?} cannot be set through headers")]
+    ReservedHeader(String),
+    #[error(
+        "header {0:?} is not a valid header name, or its value is not a string or array of strings"
+    )]
+    BadHeader(String),
+    #[error("attachment {index}: {problem}")]
+    BadAttachment { index: usize, problem: String },
+    #[error("attachments with the extension .{0} are not allowed")]
+    BlockedAttachment(String),
+    #[error("raw: {0}")]
+    BadRaw(&'static str),
+    #[error("the message is larger than {} MB", MAX_MESSAGE_SIZE / 1024 / 1024)]
+    TooLarge,
+}
+
+/// A request made into a message, ready to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Composed {
+    pub from: Mailbox,
+    /// `to` as given, one entry per address (the echo's `to`).
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    /// Envelope recipients: the addresses of `to` and `cc`, duplicates removed.
+    pub recipients: Vec<String>,
+    pub subject: Option<String>,
+    pub tags: Vec<String>,
+    pub priority: Priority,
+    pub test_mode: bool,
+    pub raw: Vec<u8>,
+}
+
+/// Splits `tags` as given (a comma-separated string or an array) into trimmed tags.
+pub fn split_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        for part in tag.split(',') {
+            let part = part.trim();
+            if !part.is_empty() && !out.iter().any(|seen| seen == part) {
+                out.push(part.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Validates the request and builds the message. `message_id` is the `Message-ID` for
+/// built messages, without angle brackets (a raw message keeps its own); `date` the `Date`
+/// (Unix seconds).
+pub fn compose(
+    request: SendRequest,
+    message_id: &str,
+    date: i64,
+) -> Result<Composed, ComposeError> {
+    if request.bcc.is_some() {
+        return Err(ComposeError::Bcc);
+    }
+    let from_text = request.from.ok_or(ComposeError::MissingFrom)?;
+    let from = single_mailbox(&from_text).ok_or(ComposeError::BadFrom)?;
+    let (to, to_boxes) = recipients("to", request.to)?;
+    if to.is_empty() {
+        return Err(ComposeError::MissingTo);
+    }
+    let (cc, cc_boxes) = recipients("cc", request.cc)?;
+    let mut envelope: Vec<String> = Vec::new();
+    for mailbox in to_boxes.iter().chain(&cc_boxes) {
+        let address = normalise_address(&mailbox.address);
+        if !envelope.contains(&address) {
+            envelope.push(address);
+        }
+    }
+    if envelope.len() > MAX_RECIPIENTS {
+        return Err(ComposeError::TooManyRecipients);
+    }
+    let priority = match request.priority.as_deref() {
+        None | Some("") => Priority::Standard,
+        Some(name) => Priority::from_name(name).ok_or(ComposeError::BadPriority)?,
+    };
+    let tags = split_tags(request.tags.map(OneOrMany::into_vec).unwrap_or_default());
+    let subject = request.subject.filter(|s| !s.is_empty());
+
+    let raw = match request.raw {
+        Some(raw) => compose_raw(raw, &from, &to_boxes, subject.as_deref())?,
+        None => {
+            if request.plain.is_none() && request.html.is_none() && request.markdown.is_none() {
+                return Err(ComposeError::NoBody);
+            }
+            let mut builder = MessageBuilder::new()
+                .from(address_of(&from))
+                .to(Address::new_list(to_boxes.iter().map(address_of).collect()))
+                .message_id(message_id.to_string())
+                .date(date);
+            if !cc_boxes.is_empty() {
+                builder = builder.cc(Address::new_list(cc_boxes.iter().map(address_of).collect()));
+            }
+            if let Some(subject) = &subject {
+                builder = builder.subject(subject.clone());
+            }
+            for (name, values) in headers(request.headers)? {
+                for value in values {
+                    builder = builder.header(name.clone(), HeaderType::Raw(Raw::new(value)));
+                }
+            }
+            let html = match (request.html, &request.markdown) {
+                (Some(html), _) => Some(html),
+                (None, Some(markdown)) => Some(render_markdown(markdown)),
+                (None, None) => None,
+            };
+            // Markdown is readable as it is: it is the plain part when there is no other.
+            let plain = request.plain.or(request.markdown);
+            if let Some(plain) = plain {
+                builder = builder.text_body(plain);
+            }
+            if let Some(html) = html {
+                builder = builder.html_body(html);
+            }
+            for (index, attachment) in request
+                .attachments
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                let (content_type, file_name, bytes, content_id) =
+                    attachment_parts(index, attachment)?;
+                builder = match content_id {
+                    Some(id) => builder.inline(content_type, id, bytes),
+                    None => builder.attachment(content_type, file_name, bytes),
+                };
+            }
+            builder
+                .write_to_vec()
+                .expect("writing to a Vec cannot fail")
+        }
+    };
+    if raw.len() > MAX_MESSAGE_SIZE {
+        return Err(ComposeError::TooLarge);
+    }
+    Ok(Composed {
+        from,
+        to,
+        cc,
+        recipients: envelope,
+        subject,
+        tags,
+        priority,
+        test_mode: request.test_mode.unwrap_or(false),
+        raw,
+    })
+}
+
+/// `user@Example.COM` → `user@example.com`: the domain is case-insensitive, the local part
+/// is kept as written (RFC 5321 §2.4).
+pub fn normalise_address(address: &str) -> String {
+    match address.trim().rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+        None => address.trim().to_string(),
+    }
+}
+
+fn single_mailbox(text: &str) -> Option<Mailbox> {
+    let mut boxes = parse_mailboxes(text);
+    (boxes.len() == 1 && valid_address(&boxes[0].address)).then(|| boxes.remove(0))
+}
+
+/// An address we can put on an SMTP envelope: one `@`, no spaces or angle brackets.
+fn valid_address(address: &str) -> bool {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && domain.contains('.')
+                && !address.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';')
+                })
+        }
+        None => false,
+    }
+}
+
+/// The entries of `to` or `cc` (each entry may itself be a comma-separated list) as echoed,
+/// and their mailboxes.
+fn recipients(
+    field: &'static str,
+    value: Option<OneOrMany>,
+) -> Result<(Vec<String>, Vec<Mailbox>), ComposeError> {
+    let mut shown = Vec::new();
+    let mut boxes = Vec::new();
+    for entry in value.map(OneOrMany::into_vec).unwrap_or_default() {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let parsed = parse_mailboxes(&entry);
+        if parsed.is_empty() || parsed.iter().any(|m| !valid_address(&m.address)) {
+            return Err(ComposeError::BadRecipient {
+                field,
+                value: entry,
+            });
+        }
+        if parsed.len() == 1 {
+            shown.push(entry.trim().to_string());
+        } else {
+            shown.extend(parsed.iter().map(ToString::to_string));
+        }
+        boxes.extend(parsed);
+    }
+    Ok((shown, boxes))
+}
+
+fn address_of(mailbox: &Mailbox) -> Address<'static> {
+    Address::new_address(mailbox.name.clone(), mailbox.address.clone())
+}
+
+/// The request's `headers`: names checked, values a string or an array of strings.
+fn headers(
+    map: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Vec<(String, Vec<String>)>, ComposeError> {
+    let mut out = Vec::new();
+    for (name, value) in map.unwrap_or_default() {
+        let valid_name =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if !valid_name {
+            return Err(ComposeError::BadHeader(name));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(ComposeError::ReservedHeader(name));
+        }
+        let values = match value {
+            serde_json::Value::String(text) => vec![text],
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    serde_json::Value::String(text) => Ok(text),
+                    _ => Err(ComposeError::BadHeader(name.clone())),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(ComposeError::BadHeader(name)),
+        };
+        // A line break in a value would start a header of the sender's choosing.
+        if values.iter().any(|v| v.contains(['\r', '\n'])) {
+            return Err(ComposeError::BadHeader(name));
+        }
+        out.push((name, values));
+    }
+    Ok(out)
+}
+
+type AttachmentParts = (String, String, Vec<u8>, Option<String>);
+
+fn attachment_parts(
+    index: usize,
+    attachment: AttachmentRequest,
+) -> Result<AttachmentParts, ComposeError> {
+    let problem = |problem: &str| ComposeError::BadAttachment {
+        index,
+        problem: problem.to_string(),
+    };
+    let file_name = attachment
+        .file_name
+        .filter(|name| !name.trim().is_empty())
+        .ok_or_else(|| problem("file_name is required"))?;
+    let content = attachment
+        .content
+        .ok_or_else(|| problem("content is required"))?;
+    let content_type = attachment
+        .content_type
+        .filter(|t| t.contains('/') && !t.contains(['\r', '\n']))
+        .ok_or_else(|| problem("content_type is required (like \"image/png\")"))?;
+    if let Some((_, extension)) = file_name.rsplit_once('.') {
+        let extension = extension.to_ascii_lowercase();
+        if BLOCKED_EXTENSIONS.contains(&extension.as_str()) {
+            return Err(ComposeError::BlockedAttachment(extension));
+        }
+    }
+    let bytes = STANDARD
+        .decode(content.trim())
+        .map_err(|_| problem("content is not valid base64"))?;
+    let content_id = attachment
+        .content_id
+        .map(|id| {
+            id.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .filter(|id| !id.is_empty());
+    Ok((content_type, file_name, bytes, content_id))
+}
+
+fn render_markdown(markdown: &str) -> String {
+    let parser = pulldown_cmark::Parser::new_ext(markdown, pulldown_cmark::Options::all());
+    let mut html = String::with_capacity(markdown.len() * 3 / 2);
+    pulldown_cmark::html::push_html(&mut html, parser);
+    html
+}
+
+/// A raw message: `From` and `To` must name the request's addresses; `Subject` replaced
+/// when the request gives one.
+fn compose_raw(
+    raw: String,
+    from: &Mailbox,
+    to: &[Mailbox],
+    subject: Option<&str>,
+) -> Result<Vec<u8>, ComposeError> {
+    let raw = raw.into_bytes();
+    let header_end = find_header_end(&raw).ok_or(ComposeError::BadRaw(
+        "no blank line between the header and the body",
+    ))?;
+    let header = String::from_utf8_lossy(&raw[..header_end]);
+    let fields = unfolded_fields(&header);
+    let field = |name: &str| {
+        fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let raw_from = parse_mailboxes(&field("From"));
+    if !raw_from
+        .iter()
+        .any(|m| m.address.eq_ignore_ascii_case(&from.address))
+    {
+        return Err(ComposeError::BadRaw("its From header must match from"));
+    }
+    let raw_to = parse_mailboxes(&field("To"));
+    let same_to = to.len() == raw_to.len()
+        && to.iter().all(|want| {
+            raw_to
+                .iter()
+                .any(|have| have.address.eq_ignore_ascii_case(&want.address))
+        });
+    if !same_to {
+        return Err(ComposeError::BadRaw(
+            "its To header must name the addresses of to",
+        ));
+    }
+    let Some(subject) = subject else {
+        return Ok(raw);
+    };
+    let mut out = Vec::with_capacity(raw.len() + subject.len() + 16);
+    let subject_header = MessageBuilder::new()
+        .subject(subject.to_string())
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail");
+    out.extend_from_slice(subject_line(&subject_header));
+    out.extend_from_slice(&without_field(&raw[..header_end], "subject"));
+    out.extend_from_slice(&raw[header_end..]);
+    Ok(out)
+}
+
+/// The byte offset of the blank line ending the header (the index of its first CR or LF).
+fn find_header_end(raw: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < raw.len() {
+        let line_end = raw[at..].iter().position(|&b| b == b'\n').map(|i| at + i)?;
+        let line = &raw[at..line_end];
+        if line.is_empty() || line == b"\r" {
+            return Some(at);
+        }
+        at = line_end + 1;
+    }
+    None
+}
+
+fn unfolded_fields(header: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in header.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    fields
+}
+
+/// The `Subject:` line (with its folds) of a header mail-builder wrote.
+fn subject_line(header: &[u8]) -> &[u8] {
+    let text = header;
+    let start = find_field(text, "subject").unwrap_or(0);
+    let mut end = start;
+    loop {
+        match text[end..].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                end += i + 1;
+                if !matches!(text.get(end), Some(b' ' | b'\t')) {
+                    return &text[start..end];
+                }
+            }
+            None => return &text[start..],
+        }
+    }
+}
+
+fn find_field(header: &[u8], lower_name: &str) -> Option<usize> {
+    let mut at = 0;
+    while at < header.len() {
+        let rest = &header[at..];
+        if rest.len() > lower_name.len()
+            && rest[..lower_name.len()].eq_ignore_ascii_case(lower_name.as_bytes())
+            && rest[lower_name.len()] == b':'
+        {
+            return Some(at);
+        }
+        at += rest.iter().position(|&b| b == b'\n')? + 1;
+    }
+    None
+}
+
+/// The header without every field called `lower_name` (folds included).
+fn without_field(header: &[u8], lower_name: &str) -> Cow<'static, [u8]> {
+    let mut out = Vec::with_capacity(header.len());
+    let mut skipping = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if !continuation {
+            skipping = line.len() > lower_name.len()
+                && line[..lower_name.len()].eq_ignore_ascii_case(lower_name.as_bytes())
+                && line[lower_name.len()] == b':';
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> SendRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn text(composed: &Composed) -> String {
+        String::from_utf8(composed.raw.clone()).unwrap()
+    }
+
+    #[test]
+    fn a_json_message_becomes_mime_with_every_field() {
+        let composed = compose(
+            request(serde_json::json!({
+                "from": "Sender <sender@example.com>",
+                "to": "Recipient <r@example.net>, other@EXAMPLE.org",
+                "cc": ["cc@example.net"],
+                "subject": "Hello",
+                "plain": "plain text",
+                "html": "<p>html <img src=\"cid:logo\"></p>",
+                "headers": {"X-Agent": ["one", "two"], "Reply-To": "reply@example.com"},
+                "tags": "a, b,a",
+                "priority": "priority",
+                "attachments": [
+                    {"file_name": "logo.png", "content": "iVBORw0K", "content_type": "image/png", "content_id": "logo"},
+                    {"file_name": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"}
+                ]
+            })),
+            "id@example.com",
+            1_700_000_000,
+        )
+        .unwrap();
+        assert_eq!(
+            composed.to,
+            ["Recipient <r@example.net>", "other@EXAMPLE.org"]
+        );
+        assert_eq!(composed.cc, ["cc@example.net"]);
+        assert_eq!(
+            composed.recipients,
+            ["r@example.net", "other@example.org", "cc@example.net"]
+        );
+        assert_eq!(composed.tags, ["a", "b"]);
+        assert_eq!(composed.priority, Priority::Priority);
+        let mime = text(&composed);
+        for expected in [
+            "From: \"Sender\" <sender@example.com>",
+            "Subject: Hello",
+            "Message-ID: <id@example.com>",
+            "X-Agent: one",
+            "X-Agent: two",
+            "Reply-To: reply@example.com",
+            "Content-ID: <logo>",
+            "filename=\"a.txt\"",
+            "plain text",
+        ] {
+            assert!(mime.contains(expected), "missing {expected:?} in\n{mime}");
+        }
+        // The envelope recipients are read back by a real MIME parser.
+        let parsed = crate::inbound::message::ParsedMessage::parse(&composed.raw);
+        assert_eq!(parsed.plain.as_deref(), Some("plain text"));
+        assert_eq!(parsed.attachments.len(), 2);
+    }
+
+    #[test]
+    fn markdown_gives_html_and_plain() {
+        let composed = compose(
+            request(serde_json::json!({
+                "from": "a@example.com", "to": ["b@example.net"], "markdown": "# Title\n\n*hi*"
+            })),
+            "<x@example.com>",
+            0,
+        )
+        .unwrap();
+        let parsed = crate::inbound::message::ParsedMessage::parse(&composed.raw);
+        assert!(parsed.html.unwrap().contains("<h1>Title</h1>"));
+        assert_eq!(
+            parsed.plain.unwrap().replace("\r\n", "\n"),
+            "# Title\n\n*hi*"
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let base =
+            serde_json::json!({"from": "a@example.com", "to": "b@example.net", "plain": "x"});
+        let with = |key: &str, value: serde_json::Value| {
+            let mut json = base.clone();
+            json[key] = value;
+            compose(request(json), "<x@y.z>", 0).unwrap_err()
+        };
+        assert_eq!(
+            compose(
+                request(serde_json::json!({"from": "a@example.com", "to": "b@example.net"})),
+                "<x@y.z>",
+                0
+            )
+            .unwrap_err()
+            .to_string(),
+            "body not found: give plain, html, markdown or raw"
+        );
+        assert_eq!(
+            with("from", serde_json::json!("nobody")),
+            ComposeError::BadFrom
+        );
+        assert_eq!(with("to", serde_json::json!([])), ComposeError::MissingTo);
+        assert!(matches!(
+            with("to", serde_json::json!("not an address")),
+            ComposeError::BadRecipient { .. }
+        ));
+        assert_eq!(
+            with("bcc", serde_json::json!("c@example.net")),
+            ComposeError::Bcc
+        );
+        assert_eq!(
+            with("priority", serde_json::json!("urgent")),
+            ComposeError::BadPriority
+        );
+        let many: Vec<String> = (0..21).map(|i| format!("r{i}@example.net")).collect();
+        assert_eq!(
+            with("to", serde_json::json!(many)),
+            ComposeError::TooManyRecipients
+        );
+        assert_eq!(
+            with("headers", serde_json::json!({"From": "x@y.z"})),
+            ComposeError::ReservedHeader("From".into())
+        );
+        assert_eq!(
+            with(
+                "headers",
+                serde_json::json!({"X-A": "one\r\nBcc: evil@x.y"})
+            ),
+            ComposeError::BadHeader("X-A".into())
+        );
+        assert_eq!(
+            with(
+                "attachments",
+                serde_json::json!([{"file_name": "run.EXE", "content": "", "content_type": "application/octet-stream"}])
+            ),
+            ComposeError::BlockedAttachment("exe".into())
+        );
+        assert!(matches!(
+            with(
+                "attachments",
+                serde_json::json!([{"file_name": "a.txt", "content": "!!", "content_type": "text/plain"}])
+            ),
+            ComposeError::BadAttachment { index: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn raw_messages_are_checked_and_their_subject_replaced() {
+        let raw = "From: A <a@example.com>\r\nTo: b@example.net\r\nSubject: old\r\n \tfolded\r\n\r\nbody\r\n";
+        let composed = compose(
+            request(serde_json::json!({
+                "from": "a@example.com", "to": "b@example.net", "raw": raw, "subject": "new"
+            })),
+            "<x@y.z>",
+            0,
+        )
+        .unwrap();
+        let out = text(&composed);
+        assert!(
+            out.starts_with(
+                "Subject: new\r\nFrom: A <a@example.com>\r\nTo: b@example.net\r\n\r\nbody"
+            ),
+            "{out}"
+        );
+        let unchanged = compose(
+            request(
+                serde_json::json!({"from": "a@example.com", "to": "b@example.net", "raw": raw}),
+            ),
+            "<x@y.z>",
+            0,
+        )
+        .unwrap();
+        assert_eq!(unchanged.raw, raw.as_bytes());
+        let mismatch = compose(
+            request(
+                serde_json::json!({"from": "a@example.com", "to": "c@example.net", "raw": raw}),
+            ),
+            "<x@y.z>",
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(mismatch, ComposeError::BadRaw(_)));
+    }
+}

@@ -1,0 +1,227 @@
+//! Outbound mail: what apps send through Postern (spec §6).
+//!
+//! [`Outbound`] is the service both entry points share — the HTTP send API
+//! (`web::send_api`) and SMTP submission — so a message is checked and queued the same way
+//! whichever way it came: the credential authenticates (`credentials`), the request becomes
+//! bytes (`compose`), the sender is checked against the credential and the sending
+//! domains, and the store commits message + recipients durably before the caller answers
+//! 202 or 250 (design.md invariant 2).
+
+pub mod compose;
+pub mod credentials;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::accounts::Clock;
+use crate::store::{
+    CredentialMode, CredentialRow, Disposition, NewOutbound, Source, Store, StoreError,
+};
+pub use compose::{ComposeError, Composed, SendRequest};
+pub use credentials::{Credential, CredentialError, NewCredentialSpec};
+
+/// What happens to accepted mail on this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundMode {
+    /// `serve`: the queue delivers; senders need a sending domain; credentials are checked.
+    Deliver,
+    /// `postern dev`: any credential is accepted and mail is captured for the dashboard.
+    Capture,
+}
+
+/// Why a message was not accepted. Each maps to one HTTP status and one SMTP reply.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("invalid credentials")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Invalid(#[from] ComposeError),
+    #[error(
+        "sending domain {0} is not set up: add it with `postern sending-domain add {0}` \
+         and publish its DNS records"
+    )]
+    UnknownDomain(String),
+    #[error("the queue could not store the message; nothing was accepted, try again")]
+    Store(#[from] StoreError),
+}
+
+impl SubmitError {
+    /// The send API's status for this error (spec §6.2: 401, 403, 422; 500 for the store).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            SubmitError::Unauthorized => 401,
+            SubmitError::Forbidden(_) => 403,
+            SubmitError::Invalid(_) | SubmitError::UnknownDomain(_) => 422,
+            SubmitError::Store(_) => 500,
+        }
+    }
+
+    /// Whether trying again later can succeed (SMTP 4xx rather than 5xx).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, SubmitError::Store(_))
+    }
+}
+
+/// The 202 body: the message's common fields (spec §6.2), `to`, `cc` and `tags` always
+/// arrays; `id` is the UUID used in events and in the SMTP "Queued as" reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    pub id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub test_mode: bool,
+    pub subject: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Outbound {
+    store: Store,
+    clock: Clock,
+    mode: OutboundMode,
+    expiry: Duration,
+}
+
+impl Outbound {
+    pub fn new(store: Store, clock: Clock, mode: OutboundMode, expiry: Duration) -> Outbound {
+        Outbound {
+            store,
+            clock,
+            mode,
+            expiry,
+        }
+    }
+
+    pub fn mode(&self) -> OutboundMode {
+        self.mode
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `POST /api/v0.1/{username}/messages`: authenticate, compose, check, enqueue.
+    pub async fn send_api(
+        &self,
+        username: &str,
+        token: &str,
+        request: SendRequest,
+        remote_ip: Option<String>,
+    ) -> Result<Accepted, SubmitError> {
+        let credential = self.authenticate(username, token).await?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let from_domain = request
+            .from
+            .as_deref()
+            .and_then(|from| from.rsplit_once('@'))
+            .map(|(_, domain)| domain.trim_end_matches(['>', ' ']).to_ascii_lowercase())
+            .unwrap_or_else(|| "localhost".into());
+        let message_id = format!("{uuid}@{from_domain}");
+        let mut composed = compose::compose(request, &message_id, self.clock.unix())?;
+        if !composed.tags.iter().any(|tag| tag == "api") {
+            composed.tags.push("api".into());
+        }
+        self.enqueue(&credential, uuid, composed, Source::Api, remote_ip)
+            .await
+    }
+
+    /// Checks `username` + `token` (the API's bearer token is the SMTP password). In
+    /// capture mode any pair is accepted and an unknown username is created on the spot.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        token: &str,
+    ) -> Result<Credential, SubmitError> {
+        credentials::authenticate(self, username, token).await
+    }
+
+    /// Checks the sender and durably queues a composed message; shared by the API and SMTP
+    /// submission. Returns once the message and its recipients are committed.
+    pub async fn enqueue(
+        &self,
+        credential: &Credential,
+        uuid: String,
+        composed: Composed,
+        source: Source,
+        remote_ip: Option<String>,
+    ) -> Result<Accepted, SubmitError> {
+        let sender = &composed.from.address;
+        if !credential.may_send_as(sender) {
+            return Err(SubmitError::Forbidden(format!(
+                "credential {} may not send as {sender}",
+                credential.username
+            )));
+        }
+        let from_domain = sender
+            .rsplit_once('@')
+            .map(|(_, domain)| domain.to_ascii_lowercase())
+            .unwrap_or_default();
+        let return_path_domain = match self.store.sending_domain(&from_domain).await? {
+            Some(domain) => domain.return_path_domain,
+            None if self.mode == OutboundMode::Capture => from_domain.clone(),
+            None => return Err(SubmitError::UnknownDomain(from_domain)),
+        };
+        let test_mode = composed.test_mode || credential.mode == CredentialMode::Test;
+        let disposition = match (self.mode, test_mode) {
+            (_, true) => Disposition::Test,
+            (OutboundMode::Capture, false) => Disposition::Capture,
+            (OutboundMode::Deliver, false) => Disposition::Deliver,
+        };
+        let now = self.clock.unix();
+        let accepted = Accepted {
+            id: uuid.clone(),
+            from: composed.from.to_string(),
+            to: composed.to,
+            cc: composed.cc,
+            test_mode,
+            subject: composed.subject.clone(),
+            tags: composed.tags.clone(),
+        };
+        self.store
+            .enqueue(NewOutbound {
+                envelope_from: format!("bounces+{uuid}@{return_path_domain}"),
+                uuid,
+                credential_id: Some(credential.id),
+                username: credential.username.clone(),
+                source,
+                header_from: composed.from.to_string(),
+                subject: composed.subject,
+                tags: composed.tags,
+                priority: composed.priority,
+                test_mode,
+                track_opens: credential.track_opens,
+                track_clicks: credential.track_clicks,
+                raw: composed.raw,
+                remote_ip,
+                recipients: composed.recipients,
+                disposition,
+                webhook: credential.events_url.is_some(),
+                created_at: now,
+                expires_at: now + self.expiry.as_secs() as i64,
+            })
+            .await?;
+        Ok(accepted)
+    }
+}
+
+impl From<CredentialRow> for Credential {
+    fn from(row: CredentialRow) -> Credential {
+        Credential {
+            id: row.id,
+            username: row.username,
+            prefix: row.prefix,
+            mode: row.mode,
+            allowed_senders: row.allowed_senders,
+            events_url: row.events_url,
+            track_opens: row.track_opens,
+            track_clicks: row.track_clicks,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
