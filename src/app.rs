@@ -18,6 +18,7 @@ use crate::inbound::deliver::Deliverer;
 use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;
+use crate::outbound::worker::{Worker, WorkerError};
 use crate::outbound::{Outbound, OutboundMode};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
@@ -34,6 +35,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -60,6 +63,8 @@ pub struct App {
     accounts: Accounts,
     managed: Managed,
     outbound: Outbound,
+    /// The delivery worker: `serve` with `[outbound] deliver = true` only.
+    worker: Option<Arc<Worker>>,
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
@@ -82,6 +87,13 @@ impl App {
             },
             config.outbound.expiry,
         );
+        // Dev mode captures and never delivers.
+        let worker = match (outbound.mode(), config.outbound.deliver) {
+            (OutboundMode::Deliver, true) => {
+                Some(Arc::new(Worker::new(&outbound, &config.outbound)?))
+            }
+            _ => None,
+        };
         let accounts = Accounts::new(
             store.clone(),
             options.clock,
@@ -210,6 +222,7 @@ impl App {
             accounts,
             managed,
             outbound,
+            worker,
             shutdown,
             grace: config.smtp.shutdown_grace,
             starttls,
@@ -250,6 +263,9 @@ impl App {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let shutdown = self.shutdown.clone();
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
+        if let Some(worker) = self.worker {
+            shutdown.spawn(worker.run(shutdown.clone()));
+        }
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
             let service = crate::web::router(

@@ -91,6 +91,54 @@ pub struct DeliveryConfig {
 pub struct OutboundConfig {
     /// How long a recipient is retried before `expired` (`retries_exhausted`).
     pub expiry: Duration,
+    /// Whether the delivery worker runs (`serve` only); off, mail waits in the queue.
+    pub deliver: bool,
+    /// `None`: the system resolver (`/etc/resolv.conf`); otherwise these servers only.
+    pub dns_servers: Option<Vec<SocketAddr>>,
+    /// The port of the recipients' MX hosts (25; tests use another).
+    pub port: u16,
+    /// The name sent in EHLO (default: `server.hostname`).
+    pub helo_name: String,
+    /// Open SMTP connections at most, over all destinations.
+    pub max_connections: usize,
+    /// Open SMTP connections at most to one recipient domain.
+    pub max_per_domain: usize,
+    /// Recipient domains whose MX must offer STARTTLS (otherwise: deferred).
+    pub require_tls: Vec<String>,
+    /// Bound on connecting and on each SMTP command (DATA included).
+    pub timeout: Duration,
+    /// Send everything through this smarthost instead of the recipients' MX hosts.
+    pub relay: Option<RelayUrl>,
+}
+
+/// `[outbound] relay = "smtp://user:pass@host:587"`: a smarthost (STARTTLS, then AUTH when
+/// a user is given). `Display` and `Debug` mask the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayUrl {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Display for RelayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "smtp://")?;
+        if let Some(user) = &self.username {
+            write!(f, "{user}")?;
+            if self.password.is_some() {
+                write!(f, ":****")?;
+            }
+            write!(f, "@")?;
+        }
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for RelayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RelayUrl({self})")
+    }
 }
 
 /// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).

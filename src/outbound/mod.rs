@@ -9,10 +9,14 @@
 
 pub mod compose;
 pub mod credentials;
+pub mod mx;
+pub mod worker;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use crate::accounts::Clock;
 use crate::store::{
@@ -84,6 +88,8 @@ pub struct Outbound {
     clock: Clock,
     mode: OutboundMode,
     expiry: Duration,
+    /// Poked after every enqueue so the delivery worker sends new mail at once.
+    wake: Arc<Notify>,
 }
 
 impl Outbound {
@@ -93,7 +99,14 @@ impl Outbound {
             clock,
             mode,
             expiry,
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Makes the delivery worker look at the queue now (enqueue does it; tests that move
+    /// the clock do it too).
+    pub fn wake_worker(&self) {
+        self.wake.notify_one();
     }
 
     pub fn mode(&self) -> OutboundMode {
@@ -204,6 +217,7 @@ impl Outbound {
                 expires_at: now + self.expiry.as_secs() as i64,
             })
             .await?;
+        self.wake.notify_one();
         Ok(accepted)
     }
 }

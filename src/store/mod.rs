@@ -6,7 +6,8 @@
 //! `audit_log` (`accounts`); `managed_addresses`, `managed_domains` (`managed`);
 //! `smtp_credentials`, `sending_domains`, `outbound_messages` + `outbound_content`,
 //! `outbound_recipients`, `outbound_attempts`, `outbound_events`, `suppressions` and
-//! `instance_secrets` (`outbound`).
+//! `instance_secrets` (`outbound`); the delivery worker's claims, attempts and state
+//! transitions on those tables (`queue`).
 //!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
@@ -18,6 +19,7 @@ mod managed;
 mod messages;
 mod migrations;
 mod outbound;
+mod queue;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,7 @@ pub use outbound::{
     OutboundFilter, OutboundSummary, Priority, RecipientRow, RecipientState, SendingDomainRow,
     Source,
 };
+pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,493 @@
+//! The outbound delivery worker against real parts: Postfix's `smtp-sink` as the recipients'
+//! MX on loopback, behind a DNS server on loopback serving MX and A records. Time is the
+//! app's manual clock, moved by the tests to reach retries and expiry.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use postern::outbound::NewCredentialSpec;
+use postern::outbound::worker::BACKOFF;
+use postern::store::{OutboundAttemptRow, OutboundSummary, RecipientState, SendingDomainRow};
+
+use crate::support::dns::{DnsServer, Zone};
+use crate::support::sink::Sink;
+use crate::support::{TestApp, config_with};
+
+const USERNAME: &str = "shop";
+const EVENTS_URL: &str = "http://127.0.0.1:9/events";
+
+/// `dest.test` → MX 10 `mx.dest.test` → 127.0.0.1.
+fn dest_zone() -> Zone {
+    Zone::new()
+        .mx("dest.test", 10, "mx.dest.test")
+        .a("mx.dest.test", Ipv4Addr::LOCALHOST)
+}
+
+fn outbound_toml(dns: &DnsServer, port: u16, extra: &str) -> String {
+    config_with(
+        &[],
+        &format!(
+            "[outbound]\ndns = [\"{}\"]\nport = {port}\ntimeout_secs = 5\n{extra}\n",
+            dns.addr()
+        ),
+    )
+}
+
+/// A delivering app with the credential `shop` (events URL set) and the sending domain
+/// `example.com`; returns the credential's token.
+async fn delivering_app(dns: &DnsServer, port: u16, extra: &str) -> (TestApp, String) {
+    let app = TestApp::start(&outbound_toml(dns, port, extra)).await;
+    let token = setup_sender(&app).await;
+    (app, token)
+}
+
+async fn setup_sender(app: &TestApp) -> String {
+    let (_, token) = app
+        .outbound
+        .create_credential(NewCredentialSpec {
+            username: USERNAME.into(),
+            events_url: Some(EVENTS_URL.into()),
+            ..NewCredentialSpec::default()
+        })
+        .await
+        .unwrap();
+    app.outbound
+        .store()
+        .insert_sending_domain(SendingDomainRow {
+            id: 0,
+            domain: "example.com".into(),
+            return_path_domain: "mta.example.com".into(),
+            dkim_selector: "s1".into(),
+            dkim_algorithm: "ed25519-sha256".into(),
+            dkim_private_key: String::new(),
+            dkim_public_key: String::new(),
+            created_at: 0,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    token
+}
+
+/// Sends through the HTTP API; the message's UUID.
+async fn send(app: &TestApp, token: &str, to: &str, extra: Value) -> String {
+    let mut body = json!({
+        "from": "Shop <shop@example.com>",
+        "to": to,
+        "subject": format!("Hello {to}"),
+        "plain": format!("Body for {to}"),
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let response = reqwest::Client::new()
+        .post(app.url(&format!("/api/v0.1/{USERNAME}/messages")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let answer: Value = response.json().await.unwrap();
+    answer["id"].as_str().unwrap().to_string()
+}
+
+async fn load(app: &TestApp, uuid: &str) -> OutboundSummary {
+    app.outbound
+        .store()
+        .outbound_message(uuid)
+        .await
+        .unwrap()
+        .expect("the message is stored")
+}
+
+/// Polls (8 s at most) until the message's one recipient is in `state`.
+async fn wait_state(app: &TestApp, uuid: &str, state: RecipientState) -> OutboundSummary {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let message = load(app, uuid).await;
+        if message.recipients[0].state == state {
+            return message;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recipient still {:?} (waiting for {state:?}): {:?}",
+            message.recipients[0].state,
+            message.recipients[0]
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn attempts(app: &TestApp, message: &OutboundSummary) -> Vec<OutboundAttemptRow> {
+    app.outbound
+        .store()
+        .outbound_attempts(message.row_id)
+        .await
+        .unwrap()
+}
+
+async fn event_kinds(app: &TestApp, message: &OutboundSummary) -> Vec<String> {
+    app.outbound
+        .store()
+        .outbound_events(message.row_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+/// The sink's dumps, once `count` arrived (8 s at most).
+async fn wait_dumps(sink: &Sink, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let dumps = sink.messages();
+        if dumps.len() >= count && dumps.iter().all(|d| d.ends_with("\n\n")) {
+            return dumps;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} dumps of {count}",
+            dumps.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_is_delivered_to_the_mx_with_its_envelope_and_recorded() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "").await;
+
+    let uuid = send(&app, &token, "User <user@dest.test>", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
+    let recipient = &message.recipients[0];
+    assert_eq!(recipient.attempts, 1);
+    assert_eq!(recipient.last_code, Some(250));
+
+    let attempts = attempts(&app, &message).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].outcome, "delivered");
+    assert_eq!(attempts[0].host.as_deref(), Some("mx.dest.test"));
+    assert_eq!(attempts[0].code, Some(250));
+    assert_eq!(attempts[0].tls, None, "smtp-sink offers no STARTTLS");
+    assert!(attempts[0].duration_ms.is_some());
+
+    assert_eq!(
+        event_kinds(&app, &message).await,
+        ["registration", "dispatch", "delivery"]
+    );
+    let events = app
+        .outbound
+        .store()
+        .outbound_events(message.row_id)
+        .await
+        .unwrap();
+    let delivery = events.last().unwrap();
+    assert_eq!(delivery.recipient, "user@dest.test");
+    assert_eq!(
+        delivery.webhook, "pending",
+        "the credential has an events URL"
+    );
+    let details: Value = serde_json::from_str(&delivery.details).unwrap();
+    assert_eq!(details["host"], "mx.dest.test");
+    assert_eq!(details["code"], 250);
+
+    // The bytes arrive with the envelope: MAIL FROM the return path, one RCPT, our EHLO.
+    let dumps = wait_dumps(&sink, 1).await;
+    assert_eq!(dumps.len(), 1);
+    let dump = &dumps[0];
+    assert!(dump.contains("X-Helo-Args: mx.postern.test\n"), "{dump}");
+    assert!(
+        dump.contains(&format!("X-Mail-Args: <bounces+{uuid}@mta.example.com>")),
+        "{dump}"
+    );
+    assert!(dump.contains("X-Rcpt-Args: <user@dest.test>\n"), "{dump}");
+    let queued = app
+        .outbound
+        .store()
+        .outbound_content(message.row_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let queued = String::from_utf8(queued).unwrap().replace("\r\n", "\n");
+    assert!(
+        dump.contains(&queued),
+        "the queued message arrives unchanged:\n{dump}"
+    );
+    assert!(queued.contains("Body for User <user@dest.test>"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_priority_queue_goes_first_and_digests_last() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    // Queued while the worker is off…
+    let (app, token) = delivering_app(&dns, sink.port(), "deliver = false").await;
+    let digest = send(&app, &token, "a@dest.test", json!({"priority": "digest"})).await;
+    let standard = send(&app, &token, "b@dest.test", json!({})).await;
+    let priority = send(&app, &token, "c@dest.test", json!({"priority": "priority"})).await;
+    let data_dir = app.stop().await;
+
+    // …then sent one at a time in queue order.
+    let app = TestApp::start_in(
+        &outbound_toml(&dns, sink.port(), "max_connections = 1"),
+        data_dir,
+    )
+    .await;
+    let mut first_attempt = Vec::new();
+    for uuid in [&priority, &standard, &digest] {
+        let message = wait_state(&app, uuid, RecipientState::Delivered).await;
+        first_attempt.push(attempts(&app, &message).await[0].id);
+    }
+    assert!(
+        first_attempt.windows(2).all(|pair| pair[0] < pair[1]),
+        "attempt ids priority, standard, digest: {first_attempt:?}"
+    );
+    assert_eq!(wait_dumps(&sink, 3).await.len(), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn mx_preference_is_followed_and_a_refusing_mx_falls_back_to_the_next() {
+    let port = Sink::start(&[]).await.stop().await.port();
+    let best = Sink::start_on(SocketAddr::from(([127, 0, 0, 1], port)), &[]).await;
+    let worse = Sink::start_on(SocketAddr::from(([127, 0, 0, 3], port)), &[]).await;
+    let zone = Zone::new()
+        // Listed worst first: the order of the answer must not matter.
+        .mx("dest.test", 20, "mx2.dest.test")
+        .mx("dest.test", 10, "mx1.dest.test")
+        .a("mx1.dest.test", Ipv4Addr::new(127, 0, 0, 1))
+        .a("mx2.dest.test", Ipv4Addr::new(127, 0, 0, 3))
+        // Nothing listens on 127.0.0.2: the connection is refused.
+        .mx("down.test", 10, "mx-down.down.test")
+        .mx("down.test", 20, "mx-up.down.test")
+        .a("mx-down.down.test", Ipv4Addr::new(127, 0, 0, 2))
+        .a("mx-up.down.test", Ipv4Addr::new(127, 0, 0, 3));
+    let dns = DnsServer::start(zone).await;
+    let (app, token) = delivering_app(&dns, port, "").await;
+
+    let preferred = send(&app, &token, "user@dest.test", json!({})).await;
+    let message = wait_state(&app, &preferred, RecipientState::Delivered).await;
+    assert_eq!(
+        attempts(&app, &message).await[0].host.as_deref(),
+        Some("mx1.dest.test")
+    );
+    assert_eq!(wait_dumps(&best, 1).await.len(), 1);
+
+    let fallback = send(&app, &token, "user@down.test", json!({})).await;
+    let message = wait_state(&app, &fallback, RecipientState::Delivered).await;
+    let attempts = attempts(&app, &message).await;
+    assert_eq!(
+        attempts.len(),
+        1,
+        "one attempt tries every host: {attempts:?}"
+    );
+    assert_eq!(attempts[0].host.as_deref(), Some("mx-up.down.test"));
+    let dumps = wait_dumps(&worse, 1).await;
+    assert!(dumps[0].contains("X-Rcpt-Args: <user@down.test>"));
+    assert_eq!(best.messages().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_domain_without_mx_gets_mail_at_its_address_and_a_null_mx_bounces() {
+    let sink = Sink::start(&[]).await;
+    let zone = Zone::new()
+        .a("plain.test", Ipv4Addr::LOCALHOST)
+        .mx("nullmx.test", 0, ".")
+        .a("nullmx.test", Ipv4Addr::LOCALHOST);
+    let dns = DnsServer::start(zone).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "").await;
+
+    let uuid = send(&app, &token, "user@plain.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
+    assert_eq!(
+        attempts(&app, &message).await[0].host.as_deref(),
+        Some("plain.test")
+    );
+
+    let uuid = send(&app, &token, "user@nullmx.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Bounced).await;
+    let attempt = &attempts(&app, &message).await[0];
+    assert_eq!(attempt.outcome, "bounced");
+    assert!(
+        attempt.response.as_deref().unwrap().contains("null MX"),
+        "{attempt:?}"
+    );
+    assert_eq!(
+        event_kinds(&app, &message).await,
+        ["registration", "dispatch", "bounce"]
+    );
+    assert!(
+        app.outbound
+            .store()
+            .is_suppressed("user@nullmx.test")
+            .await
+            .unwrap()
+    );
+    // Only the first message reached the host that nullmx.test's A record names.
+    assert_eq!(wait_dumps(&sink, 1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_temporary_failure_is_retried_after_the_backoff() {
+    let refusing = Sink::start(&["-r", "RCPT"]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, refusing.port(), "").await;
+
+    let uuid = send(&app, &token, "user@dest.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Deferred).await;
+    let recipient = &message.recipients[0];
+    let first = &attempts(&app, &message).await[0];
+    assert_eq!(first.outcome, "deferred");
+    assert_eq!(first.code.map(|code| code / 100), Some(4), "{first:?}");
+    assert_eq!(recipient.next_attempt_at, message.created_at + BACKOFF[0]);
+    assert_eq!(
+        event_kinds(&app, &message).await,
+        ["registration", "dispatch", "soft_bounce"]
+    );
+
+    // The server recovers; once the clock passes the backoff the worker tries again.
+    let addr = refusing.stop().await;
+    let sink = Sink::start_on(addr, &[]).await;
+    app.clock.advance(Duration::from_secs(BACKOFF[0] as u64));
+    app.outbound.wake_worker();
+    let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
+    let outcomes: Vec<String> = attempts(&app, &message)
+        .await
+        .into_iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(outcomes, ["deferred", "delivered"]);
+    assert_eq!(
+        event_kinds(&app, &message).await,
+        ["registration", "dispatch", "soft_bounce", "delivery"]
+    );
+    assert_eq!(wait_dumps(&sink, 1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_bounces_and_suppresses_the_address() {
+    let sink = Sink::start(&["-f", "RCPT"]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "").await;
+
+    let uuid = send(&app, &token, "gone@dest.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Bounced).await;
+    let attempt = &attempts(&app, &message).await[0];
+    assert_eq!(attempt.outcome, "bounced");
+    assert_eq!(attempt.code.map(|code| code / 100), Some(5), "{attempt:?}");
+    assert_eq!(
+        event_kinds(&app, &message).await,
+        ["registration", "dispatch", "bounce"]
+    );
+    assert!(
+        app.outbound
+            .store()
+            .is_suppressed("gone@dest.test")
+            .await
+            .unwrap()
+    );
+
+    // The next message to the address is never attempted.
+    let again = send(&app, &token, "gone@dest.test", json!({})).await;
+    let message = load(&app, &again).await;
+    assert_eq!(message.recipients[0].state, RecipientState::Suppressed);
+    assert_eq!(event_kinds(&app, &message).await, ["suppressed"]);
+    assert!(attempts(&app, &message).await.is_empty());
+    assert!(sink.messages().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn temporary_failures_past_the_expiry_give_up() {
+    let sink = Sink::start(&["-r", "RCPT"]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "expiry_hours = 1").await;
+
+    let uuid = send(&app, &token, "user@dest.test", json!({})).await;
+    wait_state(&app, &uuid, RecipientState::Deferred).await;
+    // An hour on, the next failure has no retry left before the expiry.
+    app.clock.advance(Duration::from_secs(3600));
+    app.outbound.wake_worker();
+    let message = wait_state(&app, &uuid, RecipientState::Expired).await;
+    assert_eq!(message.recipients[0].attempts, 2);
+    assert_eq!(
+        event_kinds(&app, &message).await,
+        [
+            "registration",
+            "dispatch",
+            "soft_bounce",
+            "retries_exhausted"
+        ]
+    );
+    assert!(
+        !app.outbound
+            .store()
+            .is_suppressed("user@dest.test")
+            .await
+            .unwrap(),
+        "an expiry is not a bounce"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_domain_that_requires_tls_is_not_sent_in_plain_text() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "require_tls = [\"dest.test\"]").await;
+
+    let uuid = send(&app, &token, "user@dest.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Deferred).await;
+    let attempt = &attempts(&app, &message).await[0];
+    assert!(
+        attempt.response.as_deref().unwrap().contains("STARTTLS"),
+        "{attempt:?}"
+    );
+    assert!(sink.messages().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_cut_off_by_a_crash_is_sent_again_after_the_restart() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "deliver = false").await;
+    let uuid = send(&app, &token, "user@dest.test", json!({})).await;
+    // What a worker leaves when the process dies mid-attempt: the recipient claimed
+    // (`sending`) and its attempt recorded as `started`.
+    let store = app.outbound.store().clone();
+    let claimed = store.claim_due(app.clock.unix(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .begin_attempt(&claimed[0], app.clock.unix())
+        .await
+        .unwrap();
+    assert_eq!(
+        load(&app, &uuid).await.recipients[0].state,
+        RecipientState::Sending
+    );
+    let data_dir: TempDir = app.stop().await;
+    drop(store);
+
+    let app = TestApp::start_in(&outbound_toml(&dns, sink.port(), ""), data_dir).await;
+    let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
+    let outcomes: Vec<String> = attempts(&app, &message)
+        .await
+        .into_iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "delivered"]);
+    assert_eq!(wait_dumps(&sink, 1).await.len(), 1);
+    app.stop().await;
+}
