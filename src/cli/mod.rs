@@ -75,6 +75,9 @@ enum Command {
     /// SMTP credentials apps send mail with (send API + SMTP submission): add, list, revoke.
     #[command(subcommand)]
     Credential(outbound::CredentialCommand),
+    /// Domains apps send from (DKIM keys, DNS records): add, list, remove.
+    #[command(subcommand)]
+    SendingDomain(outbound::SendingDomainCommand),
     /// Write a commented example config to start from.
     Init {
         /// Where to write it; `-` for standard output.
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::User(command) => accounts::user(command),
         Command::Key(command) => accounts::key(command),
         Command::Credential(command) => outbound::credential(command),
+        Command::SendingDomain(command) => outbound::sending_domain(command),
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 print_summary(&config);

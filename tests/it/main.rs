@@ -12,6 +12,7 @@ mod clients;
 mod corpus;
 mod dashboard;
 mod delivery;
+mod dkim;
 mod hostile;
 mod lifecycle;
 mod payload;
