@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
 use crate::config::{Config, TlsSource};
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
@@ -62,6 +63,7 @@ pub struct App {
     grace: Duration,
     starttls: bool,
     settings: crate::web::Settings,
+    oidc: Oidc,
 }
 
 impl App {
@@ -186,8 +188,11 @@ impl App {
             data_dir: config.data_dir.clone(),
             spf: config.auth.spf,
             dns_servers: config.auth.dns_servers.clone(),
+            public_url: config.web.public_url.clone(),
         };
+        let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
         Ok(App {
+            oidc,
             settings,
             smtp,
             inbound,
@@ -243,6 +248,7 @@ impl App {
                 self.web_options,
                 Some(self.inbound),
                 self.settings,
+                self.oidc,
             )
             .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)
