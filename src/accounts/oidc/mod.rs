@@ -523,6 +523,7 @@ impl Oidc {
                 .await?;
         }
         let detail = format!("oidc {}: {}", provider.name, error.audit_detail());
+        tracing::info!(provider = %provider.name, ip = %client.ip, %detail, "sign-in with a provider failed");
         accounts
             .audit(
                 &Actor::Anonymous,
