@@ -528,6 +528,20 @@ async fn github_signs_in_by_a_verified_email_with_pkce() {
         401,
         "GitHub did not sign you in (access_denied: The user has denied your application access.).",
     );
+
+    // A code that was used already (GitHub says so with HTTP 200 and an `error` field).
+    let authorize = click(&mut browser, "gh", "/").await;
+    let state = param(&authorize, "state").unwrap();
+    let reused = format!(
+        "{}/signin/oidc/gh/callback?code=code-0&state={state}",
+        app.url("")
+    );
+    let page = arrive(&app, &mut browser, &reused).await;
+    assert_refused(
+        &page,
+        502,
+        "GitHub could not be used: it refused the code (bad_verification_code); try again later.",
+    );
 }
 
 #[tokio::test]

@@ -422,8 +422,15 @@ impl Oidc {
                         format!("it refused the code ({})", answer.error())
                     }
                     RequestTokenError::Request(error) => format!("its token endpoint {error}"),
-                    RequestTokenError::Parse(..) => {
-                        "its token endpoint answered with something unreadable".into()
+                    // GitHub answers errors with 200 and an `error` field.
+                    RequestTokenError::Parse(_, body) => {
+                        match serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|answer| answer["error"].as_str().map(str::to_string))
+                        {
+                            Some(error) => format!("it refused the code ({error})"),
+                            None => "its token endpoint answered with something unreadable".into(),
+                        }
                     }
                     RequestTokenError::Other(text) => format!("its token endpoint: {text}"),
                 };
