@@ -149,7 +149,7 @@ async fn start(
         Err(message) => {
             return signin::signin_form(
                 &state,
-                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::BAD_REQUEST,
                 &csrf,
                 "",
                 next,

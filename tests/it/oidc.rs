@@ -463,16 +463,7 @@ async fn github_signs_in_by_a_verified_email_with_pkce() {
     ]));
     let authorize = click(&mut browser, "gh", "/").await;
     assert!(authorize.starts_with(&format!("{}/login/oauth/authorize?", github.url)));
-    let back = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(back.status(), 303);
-    let back = back.headers()["location"].to_str().unwrap().to_string();
+    let back = github_grants(&authorize).await;
     let done = arrive(&app, &mut browser, &back).await;
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location(), Some("/"));
@@ -499,15 +490,7 @@ async fn github_signs_in_by_a_verified_email_with_pkce() {
     ]));
     let mut browser = app.browser();
     let authorize = click(&mut browser, "gh", "/").await;
-    let back = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap();
-    let back = back.headers()["location"].to_str().unwrap().to_string();
+    let back = github_grants(&authorize).await;
     let page = arrive(&app, &mut browser, &back).await;
     assert_refused(
         &page,
@@ -542,6 +525,77 @@ async fn github_signs_in_by_a_verified_email_with_pkce() {
         502,
         "GitHub could not be used: it refused the code (bad_verification_code); try again later.",
     );
+}
+
+/// GitHub's authorization page, as for a user signed in there: where it sends the browser.
+async fn github_grants(authorize: &str) -> String {
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(authorize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    answer.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_one_time_password_must_still_be_replaced() {
+    let (app, github) = with_github().await;
+    let (user, _) = app
+        .accounts
+        .create_user(
+            "new@postern.test",
+            Role::Viewer,
+            NewPassword::Generate,
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    assert!(user.password_change_required);
+    github.set_emails(json!([{"email": "new@postern.test", "primary": true, "verified": true}]));
+    let mut browser = app.browser();
+    let authorize = click(&mut browser, "gh", "/").await;
+    let done = arrive(&app, &mut browser, &github_grants(&authorize).await).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    // Signed in, but the generated password would stay usable: it is replaced first.
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 303);
+    assert_eq!(home.location(), Some("/account/password"));
+    assert_eq!(browser.get("/account/password").await.status, 200);
+}
+
+#[tokio::test]
+async fn without_public_url_the_callback_follows_a_loopback_host_only() {
+    let (app, github) = with_github().await;
+    let port = app.web.port();
+    let mut browser = app.browser();
+    let localhost = format!("localhost:{port}");
+    let page = browser
+        .request(
+            reqwest::Method::GET,
+            "/signin/oidc/gh",
+            &[("host", &localhost)],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        param(page.location().unwrap(), "redirect_uri"),
+        Some(format!("http://localhost:{port}/signin/oidc/gh/callback"))
+    );
+    let page = browser
+        .request(
+            reqwest::Method::GET,
+            "/signin/oidc/gh",
+            &[("host", "postern.example.com")],
+            None,
+        )
+        .await;
+    assert_refused(&page, 400, "Sign-in with a provider needs web.public_url");
+    assert_eq!(github.grants().len(), 0);
 }
 
 #[tokio::test]
