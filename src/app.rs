@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
 use crate::config::{Config, TlsSource};
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
@@ -64,6 +65,7 @@ pub struct App {
     grace: Duration,
     starttls: bool,
     settings: crate::web::Settings,
+    oidc: Oidc,
 }
 
 impl App {
@@ -197,8 +199,11 @@ impl App {
             data_dir: config.data_dir.clone(),
             spf: config.auth.spf,
             dns_servers: config.auth.dns_servers.clone(),
+            public_url: config.web.public_url.clone(),
         };
+        let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
         Ok(App {
+            oidc,
             settings,
             smtp,
             inbound,
@@ -260,6 +265,7 @@ impl App {
                 Some(self.inbound),
                 Some(self.outbound),
                 self.settings,
+                self.oidc,
             )
             .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)

@@ -5,13 +5,15 @@
 //! [`Accounts`] is the one handle (cheap to clone) that the web layer and the CLI use; it
 //! holds the store, the [`Clock`] and the [`Policy`]. One concept per file: `users`,
 //! `password`, `totp`, `recovery`, `sessions`, `csrf`, `throttle`, `signin` (the flow that
-//! ties them together), `api_keys`, `audit`, `clock`, `token` (random secrets and their
-//! stored digests). All SQL is in `store::accounts`. Nothing here knows about HTTP.
+//! ties them together), `oidc` (sign-in with Google, GitHub or an OpenID Connect issuer,
+//! which then joins that flow), `api_keys`, `audit`, `clock`, `token` (random secrets and
+//! their stored digests). All SQL is in `store::accounts`. Nothing here knows about HTTP.
 
 mod api_keys;
 mod audit;
 mod clock;
 pub mod csrf;
+pub mod oidc;
 mod password;
 mod recovery;
 mod sessions;
@@ -122,6 +124,9 @@ struct Inner {
     clock: Clock,
     policy: Policy,
     hasher: password::Hasher,
+    /// How sessions waiting for their second factor passed the first (see `signin`), by
+    /// session id digest, with the time.
+    first_factors: std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>,
 }
 
 impl Accounts {
@@ -133,6 +138,7 @@ impl Accounts {
                 clock,
                 policy,
                 hasher,
+                first_factors: Default::default(),
             }),
         }
     }

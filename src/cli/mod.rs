@@ -195,6 +195,25 @@ fn print_summary(config: &Config) {
         config.web.session_lifetime.as_secs() / 3600,
     );
     println!("Dashboard http://{}/", config.web.listen);
+    for provider in &config.web.oidc {
+        let callback = match &config.web.public_url {
+            Some(url) => format!(
+                "{}/signin/oidc/{}/callback",
+                url.as_str().trim_end_matches('/'),
+                provider.name
+            ),
+            None => format!(
+                "http://{}/signin/oidc/{}/callback (no web.public_url: loopback only)",
+                config.web.listen, provider.name
+            ),
+        };
+        println!(
+            "Sign-in   \"Sign in with {}\" ({}, client id {}); register the callback {callback}",
+            provider.label,
+            provider.kind.describe(),
+            provider.client_id,
+        );
+    }
     println!("API       http://{}/api/messages", config.web.listen);
     let dns = match &config.auth.dns_servers {
         None => "the system resolver".to_string(),

@@ -15,6 +15,7 @@ mod delivery;
 mod dkim;
 mod hostile;
 mod lifecycle;
+mod oidc;
 mod payload;
 mod protocol;
 mod routing;
