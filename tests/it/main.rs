@@ -18,3 +18,4 @@ mod payload;
 mod protocol;
 mod routing;
 mod support;
+mod users_api;
