@@ -121,7 +121,7 @@ pub(super) fn nav(principal: &Principal) -> String {
     let who = match &principal.who {
         Who::User(session) => format!(
             concat!(
-                "<span>{email} ({role})</span> <a href=\"/account/totp\">Account</a> ",
+                "<span>{email} ({role})</span> <a href=\"/account\">Account</a> ",
                 "<form method=\"post\" action=\"/signout\">{csrf}<button type=\"submit\">Sign out</button></form>",
             ),
             email = html::escape(&session.user.email),
@@ -735,7 +735,7 @@ async fn about(
             format!(
                 concat!(
                     "<p>Signed in as <strong>{email}</strong>, {role}. Session ends at {ends} (UTC) unless used.</p>\n",
-                    "<p><a href=\"/account/totp\">Two-factor authentication</a> · <a href=\"/account/password\">Change password</a></p>\n",
+                    "<p><a href=\"/account\">Account and my sessions</a> · <a href=\"/account/totp\">Two-factor authentication</a> · <a href=\"/account/password\">Change password</a></p>\n",
                     "<form method=\"post\" action=\"/signout\">{csrf}<input type=\"hidden\" name=\"everywhere\" value=\"1\">",
                     "<button type=\"submit\">Sign out everywhere</button></form>\n",
                 ),
