@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
+use super::admin_pages;
 use super::auth::{self, Principal, SESSION_COOKIE};
 use super::error::ApiError;
 use super::pages::{nav, role_name};
@@ -26,7 +27,6 @@ use super::{AppState, html};
 use crate::accounts::{
     AccountError, Actor, Client, MIN_PASSWORD_CHARS, Session, SessionEnd, SessionSummary,
 };
-use time::format_description::well_known::Rfc3339;
 
 /// Behind the gate's `Access::Account`.
 pub(super) fn routes() -> Router<AppState> {
@@ -98,12 +98,6 @@ fn signed_out(state: &AppState) -> Response {
     response
 }
 
-/// An RFC 3339 UTC time; the dashboard's script shows it in the viewer's time zone.
-fn time_cell(at: time::OffsetDateTime) -> String {
-    let at = at.format(&Rfc3339).unwrap_or_default();
-    format!("<time datetime=\"{at}\">{at}</time>")
-}
-
 fn session_row(summary: &SessionSummary, csrf: &str) -> String {
     let marker = if summary.current {
         " <strong class=\"current\">this session</strong>"
@@ -118,8 +112,8 @@ fn session_row(summary: &SessionSummary, csrf: &str) -> String {
         ),
         id = html::escape(&summary.id),
         marker = marker,
-        created = time_cell(summary.created_at),
-        seen = time_cell(summary.last_seen_at),
+        created = admin_pages::time(summary.created_at),
+        seen = admin_pages::time(summary.last_seen_at),
         ip = html::escape(&summary.ip),
         agent = html::escape(summary.user_agent.as_deref().unwrap_or("unknown")),
         csrf = html::csrf_field(csrf),

@@ -10,7 +10,7 @@
 //! `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
-//! `/target/*`; sign-in — `/signin`, `/signin/totp`; account — `/account/*`, `/signout`;
+//! `/target/*`; sign-in — `/signin`, `/signin/totp`; account — `/account[/*]`, `/signout`;
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
 //! its rules for free.
 
