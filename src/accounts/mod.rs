@@ -35,7 +35,10 @@ pub use audit::{Actor, AuditAction, AuditRecord};
 pub use clock::Clock;
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordParams, check_new_password};
 pub use recovery::RECOVERY_CODES;
-pub use sessions::{NewSession, SECOND_FACTOR_TIMEOUT, Session, TOUCH_INTERVAL};
+pub use sessions::{
+    NewSession, PUBLIC_ID_CHARS, SECOND_FACTOR_TIMEOUT, Session, SessionEnd, SessionSummary,
+    TOUCH_INTERVAL,
+};
 pub use signin::{SignIn, SignInError};
 pub use throttle::{ACCOUNT_FAILURES, IP_FAILURES, THROTTLE_WINDOW, ip_key};
 pub use totp::{TOTP_DIGITS, TOTP_SKEW_STEPS, TOTP_STEP_SECS, TotpEnrolment};

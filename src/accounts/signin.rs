@@ -75,6 +75,7 @@ impl Accounts {
                 return Err(SignInError::WrongPassword);
             }
         };
+        self.rehash_if_outdated(&user, password).await?;
         if user.totp_enabled_at.is_some() {
             let pending = self.start_session(&user, true, client).await?;
             return Ok(SignIn::SecondFactor(pending));
@@ -176,6 +177,29 @@ impl Accounts {
             .get(id_hash)
             .map(|(how, _)| how.clone())
             .unwrap_or_else(|| "password".into())
+    }
+
+    /// After the right password: if its stored hash was made with other parameters than
+    /// the configured ones (an older default, a changed cost), stores a new hash made with
+    /// the current ones. This is the only moment the password is at hand to do it.
+    async fn rehash_if_outdated(&self, user: &UserRow, password: &str) -> Result<(), StoreError> {
+        let hasher = &self.inner.hasher;
+        if !hasher.needs_rehash(&user.password_hash) {
+            return Ok(());
+        }
+        match hasher.hash(password).await {
+            Ok(hash) => {
+                self.store()
+                    .set_password(user.id, hash, user.password_change_required)
+                    .await?;
+                tracing::info!(user = %user.email, "password re-hashed with the current parameters");
+            }
+            // The sign-in does not depend on it: the old hash still verifies.
+            Err(error) => {
+                tracing::warn!(user = %user.email, %error, "re-hashing a password failed")
+            }
+        }
+        Ok(())
     }
 
     async fn fail(&self, account: &str, client: &Client, detail: &str) -> Result<(), StoreError> {

@@ -49,7 +49,7 @@ fn csrf(principal: &Principal) -> &str {
 }
 
 /// An RFC 3339 UTC time; the dashboard's script shows it in the viewer's time zone.
-fn time(at: OffsetDateTime) -> String {
+pub(super) fn time(at: OffsetDateTime) -> String {
     let at = at.format(&Rfc3339).unwrap_or_default();
     format!("<time datetime=\"{at}\">{at}</time>")
 }

@@ -12,7 +12,7 @@
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
 //! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token); sign-in —
-//! `/signin`, `/signin/oidc/*`, `/signin/totp`; account — `/account/*`, `/signout`;
+//! `/signin`, `/signin/oidc/*`, `/signin/totp`; account — `/account[/*]`, `/signout`;
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
 //! its rules for free.
 

@@ -21,3 +21,4 @@ mod protocol;
 mod routing;
 mod send_api;
 mod support;
+mod users_api;
