@@ -17,4 +17,5 @@ mod lifecycle;
 mod payload;
 mod protocol;
 mod routing;
+mod submission;
 mod support;
