@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::Reply;
 use super::session::{
-    Credentials, Envelope, Event, Session, SessionConfig, SizeLimit, TransactionInfo,
+    Credentials, Envelope, Event, Session, SessionConfig, SessionPolicy, SizeLimit, TransactionInfo,
 };
 use crate::shutdown::Shutdown;
 
@@ -108,6 +108,9 @@ impl<H: MailHandler> SmtpServer<H> {
     ) -> SmtpServer<H> {
         let mut config = config;
         config.session.tls_available = tls.is_some();
+        if config.session.policy == SessionPolicy::SUBMISSION && tls.is_none() {
+            warn!("submission listener without a TLS certificate: every AUTH is refused (530)");
+        }
         SmtpServer {
             listener,
             config: Arc::new(config),
