@@ -22,7 +22,7 @@ use crate::manage::Managed;
 use crate::outbound::{Outbound, OutboundMode};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
-use crate::smtp::session::SessionConfig;
+use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 use crate::web::WebOptions;
@@ -170,6 +170,7 @@ impl App {
 
         let server_config = ServerConfig {
             session: SessionConfig {
+                policy: SessionPolicy::Inbound,
                 hostname: config.hostname.clone(),
                 max_message_size: config.smtp.max_message_size,
                 max_recipients: config.smtp.max_recipients,

@@ -20,5 +20,6 @@ mod payload;
 mod protocol;
 mod routing;
 mod send_api;
+mod submission;
 mod support;
 mod users_api;
