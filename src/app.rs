@@ -258,17 +258,16 @@ impl App {
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
-            let service = crate::web::router(
-                self.store.clone(),
-                self.accounts,
-                self.managed,
-                self.web_options,
-                Some(self.inbound),
-                Some(self.outbound),
-                self.settings,
-                self.oidc,
-            )
-            .into_make_service_with_connect_info::<SocketAddr>();
+            let services = crate::web::Services {
+                store: self.store.clone(),
+                accounts: self.accounts,
+                managed: self.managed,
+                inbound: Some(self.inbound),
+                outbound: Some(self.outbound),
+                oidc: self.oidc,
+            };
+            let service = crate::web::router(services, self.web_options, self.settings)
+                .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)
                 .with_graceful_shutdown(async move { web_shutdown.triggered().await });
             if let Err(error) = serving.await {

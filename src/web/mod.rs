@@ -89,16 +89,28 @@ struct AppState {
     oidc: Oidc,
 }
 
-pub fn router(
-    store: Store,
-    accounts: Accounts,
-    managed: Managed,
-    options: WebOptions,
-    inbound: Option<Arc<Inbound>>,
-    outbound: Option<Outbound>,
-    settings: Settings,
-    oidc: Oidc,
-) -> Router {
+/// The services the web listener serves, built by `App::build`.
+pub struct Services {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub managed: Managed,
+    /// Sends kept messages again; `None` where nothing receives mail.
+    pub inbound: Option<Arc<Inbound>>,
+    /// The send API and the outbound pages; `None` where nothing sends mail.
+    pub outbound: Option<Outbound>,
+    /// The sign-in providers (`[[web.oidc]]`; none is fine).
+    pub oidc: Oidc,
+}
+
+pub fn router(services: Services, options: WebOptions, settings: Settings) -> Router {
+    let Services {
+        store,
+        accounts,
+        managed,
+        inbound,
+        outbound,
+        oidc,
+    } = services;
     let state = AppState {
         oidc,
         settings: Arc::new(settings),
