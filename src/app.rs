@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
 use crate::config::{Config, TlsSource};
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
@@ -22,7 +23,7 @@ use crate::outbound::worker::{Worker, WorkerError};
 use crate::outbound::{Outbound, OutboundMode};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
-use crate::smtp::session::SessionConfig;
+use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 use crate::web::WebOptions;
@@ -69,6 +70,7 @@ pub struct App {
     grace: Duration,
     starttls: bool,
     settings: crate::web::Settings,
+    oidc: Oidc,
 }
 
 impl App {
@@ -180,6 +182,7 @@ impl App {
 
         let server_config = ServerConfig {
             session: SessionConfig {
+                policy: SessionPolicy::Inbound,
                 hostname: config.hostname.clone(),
                 max_message_size: config.smtp.max_message_size,
                 max_recipients: config.smtp.max_recipients,
@@ -209,8 +212,11 @@ impl App {
             data_dir: config.data_dir.clone(),
             spf: config.auth.spf,
             dns_servers: config.auth.dns_servers.clone(),
+            public_url: config.web.public_url.clone(),
         };
+        let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
         Ok(App {
+            oidc,
             settings,
             smtp,
             inbound,
@@ -268,16 +274,16 @@ impl App {
         }
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
-            let service = crate::web::router(
-                self.store.clone(),
-                self.accounts,
-                self.managed,
-                self.web_options,
-                Some(self.inbound),
-                Some(self.outbound),
-                self.settings,
-            )
-            .into_make_service_with_connect_info::<SocketAddr>();
+            let services = crate::web::Services {
+                store: self.store.clone(),
+                accounts: self.accounts,
+                managed: self.managed,
+                inbound: Some(self.inbound),
+                outbound: Some(self.outbound),
+                oidc: self.oidc,
+            };
+            let service = crate::web::router(services, self.web_options, self.settings)
+                .into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(self.web, service)
                 .with_graceful_shutdown(async move { web_shutdown.triggered().await });
             if let Err(error) = serving.await {

@@ -5,13 +5,15 @@
 //! [`Accounts`] is the one handle (cheap to clone) that the web layer and the CLI use; it
 //! holds the store, the [`Clock`] and the [`Policy`]. One concept per file: `users`,
 //! `password`, `totp`, `recovery`, `sessions`, `csrf`, `throttle`, `signin` (the flow that
-//! ties them together), `api_keys`, `audit`, `clock`, `token` (random secrets and their
-//! stored digests). All SQL is in `store::accounts`. Nothing here knows about HTTP.
+//! ties them together), `oidc` (sign-in with Google, GitHub or an OpenID Connect issuer,
+//! which then joins that flow), `api_keys`, `audit`, `clock`, `token` (random secrets and
+//! their stored digests). All SQL is in `store::accounts`. Nothing here knows about HTTP.
 
 mod api_keys;
 mod audit;
 mod clock;
 pub mod csrf;
+pub mod oidc;
 mod password;
 mod recovery;
 mod sessions;
@@ -33,7 +35,10 @@ pub use audit::{Actor, AuditAction, AuditRecord};
 pub use clock::Clock;
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordParams, check_new_password};
 pub use recovery::RECOVERY_CODES;
-pub use sessions::{NewSession, SECOND_FACTOR_TIMEOUT, Session, TOUCH_INTERVAL};
+pub use sessions::{
+    NewSession, PUBLIC_ID_CHARS, SECOND_FACTOR_TIMEOUT, Session, SessionEnd, SessionSummary,
+    TOUCH_INTERVAL,
+};
 pub use signin::{SignIn, SignInError};
 pub use throttle::{ACCOUNT_FAILURES, IP_FAILURES, THROTTLE_WINDOW, ip_key};
 pub use totp::{TOTP_DIGITS, TOTP_SKEW_STEPS, TOTP_STEP_SECS, TotpEnrolment};
@@ -122,6 +127,9 @@ struct Inner {
     clock: Clock,
     policy: Policy,
     hasher: password::Hasher,
+    /// How sessions waiting for their second factor passed the first (see `signin`), by
+    /// session id digest, with the time.
+    first_factors: std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>,
 }
 
 impl Accounts {
@@ -133,6 +141,7 @@ impl Accounts {
                 clock,
                 policy,
                 hasher,
+                first_factors: Default::default(),
             }),
         }
     }

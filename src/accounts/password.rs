@@ -3,10 +3,13 @@
 //!
 //! Production parameters are OWASP's first argon2id choice (19 MiB, 2 passes, 1 lane; the
 //! argon2 crate's defaults). A PHC string records its own parameters, so verification always
-//! uses those the hash was made with. Hashing runs on tokio's blocking pool.
+//! uses those the hash was made with; after a successful sign-in a hash made with other
+//! parameters (an older default, or the tests' cheap ones) is replaced by one made with the
+//! current parameters ([`Hasher::needs_rehash`]). Hashing runs on tokio's blocking pool.
 
 use std::sync::{Arc, OnceLock};
 
+use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 
@@ -112,6 +115,22 @@ impl Hasher {
         .await
         .unwrap_or(false)
     }
+
+    /// Whether `phc` was made otherwise than [`Hasher::hash`] would make it now: another
+    /// algorithm or version, other cost parameters, or a string that does not parse.
+    pub(crate) fn needs_rehash(&self, phc: &str) -> bool {
+        let Ok(hash) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return true;
+        };
+        hash.algorithm.as_str() != Algorithm::Argon2id.as_str()
+            || hash.version != Some(Version::V0x13 as u32)
+            || params.m_cost() != self.params.memory_kib
+            || params.t_cost() != self.params.iterations
+            || params.p_cost() != self.params.lanes
+    }
 }
 
 fn hash_now(params: PasswordParams, password: &str) -> Result<String, String> {
@@ -169,6 +188,37 @@ mod tests {
             lanes: 1,
         });
         assert!(strong.verify("correct horse battery", Some(&phc)).await);
+    }
+
+    #[tokio::test]
+    async fn hashes_with_other_parameters_need_rehashing() {
+        let cheap = Hasher::new(PasswordParams::insecure_for_tests());
+        let phc = cheap.hash("correct horse battery").await.unwrap();
+        assert!(!cheap.needs_rehash(&phc));
+        for other in [
+            PasswordParams {
+                memory_kib: 16,
+                ..PasswordParams::insecure_for_tests()
+            },
+            PasswordParams {
+                iterations: 2,
+                ..PasswordParams::insecure_for_tests()
+            },
+            PasswordParams {
+                lanes: 2,
+                memory_kib: 16,
+                ..PasswordParams::insecure_for_tests()
+            },
+            PasswordParams::PRODUCTION,
+        ] {
+            assert!(Hasher::new(other).needs_rehash(&phc), "{other:?}");
+        }
+        // Another algorithm or version with the same costs, and garbage.
+        let argon2i = phc.replace("$argon2id$", "$argon2i$");
+        assert!(cheap.needs_rehash(&argon2i));
+        let v16 = phc.replace("$v=19$", "$v=16$");
+        assert!(cheap.needs_rehash(&v16));
+        assert!(cheap.needs_rehash("not a PHC string"));
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //! default), [`Policy::session_lifetime`] after sign-in whatever the use (12 hours), at
 //! sign-out, or when the user signs out everywhere. A session that still waits for the
 //! second factor lasts [`SECOND_FACTOR_TIMEOUT`] and grants nothing else.
+//!
+//! A user sees their own signed-in sessions ([`Accounts::sessions_of`]) under a public id
+//! (the first [`PUBLIC_ID_CHARS`] hex digits of the stored digest) and can end any one of
+//! them ([`Accounts::end_session`]).
 
 use std::fmt;
 use std::time::Duration;
 
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::clock::from_unix;
@@ -20,6 +25,42 @@ pub const SECOND_FACTOR_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 const MAX_USER_AGENT: usize = 256;
+
+/// Hex digits of a session's stored digest that name it in lists and sign-out buttons.
+///
+/// The digest is SHA-256 of a 256-bit random token, so any part of it tells nothing about
+/// the token (SHA-256 is not invertible, and the token has far too much entropy to guess
+/// from it); the cookie, not the digest, signs in. 16 digits (64 bits) are still shown
+/// rather than all 64, so that a page or a log holding the id never holds the whole stored
+/// key of the session row. Ids are only compared among one user's own sessions, where 64
+/// bits make a collision unthinkable.
+pub const PUBLIC_ID_CHARS: usize = 16;
+
+/// One of a user's sessions as they see it listed: never the token or its full digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionSummary {
+    /// The public id ([`PUBLIC_ID_CHARS`] hex digits).
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    /// The session the request that listed them came with.
+    pub current: bool,
+}
+
+/// What [`Accounts::end_session`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Ended the session of the request itself: the caller signs the browser out.
+    ThisSession,
+    /// Ended another of the user's sessions.
+    OtherSession,
+    /// The user has no live session with that id.
+    NotFound,
+}
 
 /// A live session and its user.
 #[derive(Debug, Clone)]
@@ -52,6 +93,15 @@ impl Session {
     pub(crate) fn id_hash(&self) -> &str {
         &self.id_hash
     }
+
+    /// The id this session is listed under (see [`PUBLIC_ID_CHARS`]).
+    pub fn public_id(&self) -> &str {
+        public_id(&self.id_hash)
+    }
+}
+
+fn public_id(id_hash: &str) -> &str {
+    id_hash.get(..PUBLIC_ID_CHARS).unwrap_or(id_hash)
 }
 
 /// A session just started: `token` goes into the cookie and is never stored.
@@ -157,6 +207,67 @@ impl Accounts {
             None,
         )
         .await
+    }
+
+    /// The signed-in (not expired, not waiting for a second factor) sessions of `current`'s
+    /// user, newest first, `current` marked.
+    pub async fn sessions_of(&self, current: &Session) -> Result<Vec<SessionSummary>, StoreError> {
+        let rows = self.store().sessions_of_user(current.user.id).await?;
+        let now = self.now();
+        Ok(rows
+            .iter()
+            .filter(|row| !row.second_factor_pending && !expired(row, self.policy(), now))
+            .map(|row| SessionSummary {
+                id: public_id(&row.id_hash).to_string(),
+                created_at: from_unix(row.created_at),
+                last_seen_at: from_unix(row.last_seen_at),
+                ip: row.ip.clone(),
+                user_agent: row.user_agent.clone(),
+                current: row.id_hash == current.id_hash,
+            })
+            .collect())
+    }
+
+    /// Ends the session with public id `id` if it is one of `current`'s user's: another
+    /// device's, or `current` itself (then it is a sign-out).
+    pub async fn end_session(
+        &self,
+        current: &Session,
+        id: &str,
+        client: &Client,
+    ) -> Result<SessionEnd, StoreError> {
+        // Exactly the shown length, so that a short (or empty) prefix never names several.
+        let well_formed = id.len() == PUBLIC_ID_CHARS
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !well_formed {
+            return Ok(SessionEnd::NotFound);
+        }
+        let rows = self.store().sessions_of_user(current.user.id).await?;
+        let Some(row) = rows.iter().find(|row| public_id(&row.id_hash) == id) else {
+            return Ok(SessionEnd::NotFound);
+        };
+        if !self.store().delete_session(&row.id_hash).await? {
+            return Ok(SessionEnd::NotFound);
+        }
+        let this = row.id_hash == current.id_hash;
+        let detail = if this {
+            "this session".to_string()
+        } else {
+            format!("session {id} ({})", row.ip)
+        };
+        self.audit(
+            &Actor::user(&current.user),
+            AuditAction::SignOut,
+            None,
+            Some(client.ip),
+            Some(&detail),
+        )
+        .await?;
+        Ok(if this {
+            SessionEnd::ThisSession
+        } else {
+            SessionEnd::OtherSession
+        })
     }
 
     /// Ends every session of the user, on every device; returns how many there were.

@@ -9,9 +9,10 @@
 use std::time::Duration;
 
 use super::{
-    Accounts, Actor, AuditAction, Client, NewSession, Session, normalise_email, password, totp,
+    Accounts, Actor, AuditAction, Client, NewSession, SECOND_FACTOR_TIMEOUT, Session,
+    normalise_email, password, totp,
 };
-use crate::store::StoreError;
+use crate::store::{StoreError, UserRow};
 
 /// How step one ended.
 #[derive(Debug)]
@@ -74,6 +75,7 @@ impl Accounts {
                 return Err(SignInError::WrongPassword);
             }
         };
+        self.rehash_if_outdated(&user, password).await?;
         if user.totp_enabled_at.is_some() {
             let pending = self.start_session(&user, true, client).await?;
             return Ok(SignIn::SecondFactor(pending));
@@ -100,10 +102,11 @@ impl Accounts {
         let Some(user) = self.store().user(pending.user.id).await? else {
             return Err(SignInError::NotPending);
         };
+        let first = self.first_factor(pending.id_hash());
         let how = if totp::looks_like_totp(code) {
             self.check_totp(&user, code)
                 .await?
-                .then(|| "password + TOTP".to_string())
+                .then(|| format!("{first} + TOTP"))
         } else if self.use_recovery_code(user.id, code).await? {
             let left = self.store().recovery_codes_left(user.id).await?;
             let detail = format!("{left} left");
@@ -115,7 +118,7 @@ impl Accounts {
                 Some(&detail),
             )
             .await?;
-            Some("password + recovery code".to_string())
+            Some(format!("{first} + recovery code"))
         } else {
             None
         };
@@ -131,6 +134,72 @@ impl Accounts {
         let session = self.start_session(&user, false, client).await?;
         self.succeed(&session, client, &how).await?;
         Ok(session)
+    }
+
+    /// Step one for a user someone else vouched for (an identity provider): `how` is the
+    /// audit detail (and the first part of the second step's). Users with TOTP get the
+    /// second step as after a password.
+    pub(crate) async fn sign_in_identified(
+        &self,
+        user: &UserRow,
+        how: &str,
+        client: &Client,
+    ) -> Result<SignIn, StoreError> {
+        if user.totp_enabled_at.is_some() {
+            let pending = self.start_session(user, true, client).await?;
+            self.remember_first_factor(pending.session.id_hash(), how);
+            return Ok(SignIn::SecondFactor(pending));
+        }
+        let session = self.start_session(user, false, client).await?;
+        self.succeed(&session, client, how).await?;
+        Ok(SignIn::Complete(session))
+    }
+
+    /// Notes how a session waiting for its second factor got there, for the audit row of
+    /// the second step (kept in memory; after a restart the step says "password").
+    fn remember_first_factor(&self, id_hash: &str, how: &str) {
+        let now = self.now();
+        let timeout = SECOND_FACTOR_TIMEOUT.as_secs() as i64;
+        let mut first = self
+            .inner
+            .first_factors
+            .lock()
+            .expect("the first factors' lock is never poisoned");
+        first.retain(|_, (_, at)| now - *at < timeout);
+        first.insert(id_hash.to_string(), (how.to_string(), now));
+    }
+
+    fn first_factor(&self, id_hash: &str) -> String {
+        self.inner
+            .first_factors
+            .lock()
+            .expect("the first factors' lock is never poisoned")
+            .get(id_hash)
+            .map(|(how, _)| how.clone())
+            .unwrap_or_else(|| "password".into())
+    }
+
+    /// After the right password: if its stored hash was made with other parameters than
+    /// the configured ones (an older default, a changed cost), stores a new hash made with
+    /// the current ones. This is the only moment the password is at hand to do it.
+    async fn rehash_if_outdated(&self, user: &UserRow, password: &str) -> Result<(), StoreError> {
+        let hasher = &self.inner.hasher;
+        if !hasher.needs_rehash(&user.password_hash) {
+            return Ok(());
+        }
+        match hasher.hash(password).await {
+            Ok(hash) => {
+                self.store()
+                    .set_password(user.id, hash, user.password_change_required)
+                    .await?;
+                tracing::info!(user = %user.email, "password re-hashed with the current parameters");
+            }
+            // The sign-in does not depend on it: the old hash still verifies.
+            Err(error) => {
+                tracing::warn!(user = %user.email, %error, "re-hashing a password failed")
+            }
+        }
+        Ok(())
     }
 
     async fn fail(&self, account: &str, client: &Client, detail: &str) -> Result<(), StoreError> {

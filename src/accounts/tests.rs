@@ -371,3 +371,102 @@ async fn api_keys_authenticate_until_revoked() {
         Err(AccountError::InvalidKeyName)
     ));
 }
+
+#[tokio::test]
+async fn a_password_hashed_with_other_parameters_is_rehashed_at_sign_in() {
+    let Setup { accounts, _dir } = setup().await;
+    let alice = user(&accounts, "alice@example.com").await;
+    let stored = |accounts: &Accounts| {
+        let accounts = accounts.clone();
+        async move {
+            accounts
+                .store()
+                .user(alice.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+        }
+    };
+    let cheap = stored(&accounts).await;
+    assert!(cheap.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{cheap}");
+
+    // The same store, run with a higher cost: a wrong password changes nothing ...
+    let costlier = PasswordParams {
+        memory_kib: 16,
+        iterations: 2,
+        lanes: 1,
+    };
+    let upgraded = Accounts::new(
+        accounts.store().clone(),
+        accounts.clock().clone(),
+        Policy {
+            password: costlier,
+            ..accounts.policy().clone()
+        },
+    );
+    assert!(matches!(
+        upgraded
+            .sign_in("alice@example.com", "not the password", &client())
+            .await,
+        Err(SignInError::WrongPassword)
+    ));
+    assert_eq!(stored(&upgraded).await, cheap);
+
+    // ... the right one is accepted with the old hash and replaces it with one of the
+    // current parameters, which verifies the same password.
+    complete(
+        upgraded
+            .sign_in("alice@example.com", PASSWORD, &client())
+            .await
+            .unwrap(),
+    );
+    let rehashed = stored(&upgraded).await;
+    assert!(
+        rehashed.starts_with("$argon2id$v=19$m=16,t=2,p=1$"),
+        "{rehashed}"
+    );
+    complete(
+        upgraded
+            .sign_in("alice@example.com", PASSWORD, &client())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(stored(&upgraded).await, rehashed, "up to date: kept");
+
+    // Back on the cheap parameters (the way down is the same rule), and the one-time
+    // password flag is left as it was.
+    let (bob, one_time) = accounts
+        .create_user(
+            "bob@example.com",
+            Role::Viewer,
+            NewPassword::Generate,
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let one_time = one_time.unwrap();
+    complete(
+        upgraded
+            .sign_in("bob@example.com", &one_time, &client())
+            .await
+            .unwrap(),
+    );
+    let row = upgraded.store().user(bob.id).await.unwrap().unwrap();
+    assert!(
+        row.password_hash
+            .starts_with("$argon2id$v=19$m=16,t=2,p=1$")
+    );
+    assert!(row.password_change_required);
+    complete(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &client())
+            .await
+            .unwrap(),
+    );
+    assert!(
+        stored(&accounts)
+            .await
+            .starts_with("$argon2id$v=19$m=8,t=1,p=1$")
+    );
+}

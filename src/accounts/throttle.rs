@@ -75,6 +75,20 @@ impl Accounts {
         Ok(seconds.map(|s| Duration::from_secs(s as u64)))
     }
 
+    /// `Some(wait)` if the address has failed too often lately (whatever the account).
+    pub(crate) async fn address_throttled(
+        &self,
+        ip: IpAddr,
+    ) -> Result<Option<Duration>, StoreError> {
+        let now = self.now();
+        let since = now - THROTTLE_WINDOW.as_secs() as i64;
+        let (_, by_ip) = self
+            .store()
+            .recent_signin_failures(String::new(), ip_key(ip), since, IP_FAILURES)
+            .await?;
+        Ok(wait(&by_ip, IP_FAILURES, now).map(|s| Duration::from_secs(s as u64)))
+    }
+
     pub(crate) async fn record_failure(&self, account: &str, ip: IpAddr) -> Result<(), StoreError> {
         let now = self.now();
         self.store()

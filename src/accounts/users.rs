@@ -124,6 +124,11 @@ impl Accounts {
         Ok(rows.iter().map(User::from).collect())
     }
 
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, AccountError> {
+        let row = self.store().user(id).await?;
+        Ok(row.as_ref().map(User::from))
+    }
+
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, AccountError> {
         let email = normalise_email(email)?;
         let row = self.store().user_by_email(&email).await?;

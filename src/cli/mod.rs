@@ -75,6 +75,9 @@ enum Command {
     /// SMTP credentials apps send mail with (send API + SMTP submission): add, list, revoke.
     #[command(subcommand)]
     Credential(outbound::CredentialCommand),
+    /// Domains apps send from (DKIM keys, DNS records): add, list, remove.
+    #[command(subcommand)]
+    SendingDomain(outbound::SendingDomainCommand),
     /// Write a commented example config to start from.
     Init {
         /// Where to write it; `-` for standard output.
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::User(command) => accounts::user(command),
         Command::Key(command) => accounts::key(command),
         Command::Credential(command) => outbound::credential(command),
+        Command::SendingDomain(command) => outbound::sending_domain(command),
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 print_summary(&config);
@@ -191,6 +195,25 @@ fn print_summary(config: &Config) {
         config.web.session_lifetime.as_secs() / 3600,
     );
     println!("Dashboard http://{}/", config.web.listen);
+    for provider in &config.web.oidc {
+        let callback = match &config.web.public_url {
+            Some(url) => format!(
+                "{}/signin/oidc/{}/callback",
+                url.as_str().trim_end_matches('/'),
+                provider.name
+            ),
+            None => format!(
+                "http://{}/signin/oidc/{}/callback (no web.public_url: loopback only)",
+                config.web.listen, provider.name
+            ),
+        };
+        println!(
+            "Sign-in   \"Sign in with {}\" ({}, client id {}); register the callback {callback}",
+            provider.label,
+            provider.kind.describe(),
+            provider.client_id,
+        );
+    }
     println!("API       http://{}/api/messages", config.web.listen);
     let dns = match &config.auth.dns_servers {
         None => "the system resolver".to_string(),

@@ -1,3 +1,4 @@
+//! `postern sending-domain …`: the domains apps send from, their DKIM keys and DNS records.
 //! `postern credential …`: the SMTP credentials apps send with (the send API's username
 //! and bearer token, SMTP submission's AUTH), on the store of a config file or a data
 //! directory. The token is printed once.
@@ -8,6 +9,7 @@ use clap::Subcommand;
 
 use super::accounts::{Target, runtime};
 use crate::accounts::Clock;
+use crate::outbound::dkim::Algorithm;
 use crate::outbound::{NewCredentialSpec, Outbound, OutboundMode};
 use crate::store::Store;
 
@@ -48,6 +50,135 @@ pub(super) enum CredentialCommand {
         target: Target,
         username: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SendingDomainCommand {
+    /// Add a domain to send from: makes its DKIM key and prints the DNS records to publish.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        domain: String,
+        /// DKIM key type: rsa (2048 bits, the default, understood everywhere) or ed25519.
+        #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+        algorithm: String,
+        /// The envelope sender's domain, where bounces return (default: mta.<domain>).
+        #[arg(long, value_name = "DOMAIN")]
+        return_path: Option<String>,
+    },
+    /// List sending domains with their DNS records.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a sending domain and its DKIM key.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        domain: String,
+    },
+}
+
+/// The store of `target` as the outbound service, and `server.hostname` when a config file
+/// was read.
+fn open_with_hostname(target: &Target) -> Result<(Outbound, Option<String>), ExitCode> {
+    let (data_dir, picked) =
+        target.data_dir_and(|config| (config.outbound.expiry, config.hostname.clone()))?;
+    let store = Store::open(&data_dir).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
+    let (expiry, hostname) = match picked {
+        Some((expiry, hostname)) => (expiry, Some(hostname)),
+        None => (std::time::Duration::from_secs(72 * 3600), None),
+    };
+    Ok((
+        Outbound::new(store, Clock::system(), OutboundMode::Deliver, expiry),
+        hostname,
+    ))
+}
+
+fn print_domain(domain: &crate::outbound::domains::SendingDomain) {
+    println!(
+        "{}  (DKIM {} selector {}, return path {})",
+        domain.domain, domain.dkim_algorithm, domain.dkim_selector, domain.return_path_domain
+    );
+    for record in &domain.dns_records {
+        println!("  {:<3} {}", record.kind, record.name);
+        println!("      {}", record.value);
+        println!("      ({})", record.purpose);
+    }
+}
+
+pub(super) fn sending_domain(command: SendingDomainCommand) -> ExitCode {
+    runtime().block_on(async move {
+        let target = match &command {
+            SendingDomainCommand::Add { target, .. }
+            | SendingDomainCommand::List { target }
+            | SendingDomainCommand::Remove { target, .. } => target,
+        };
+        let (outbound, hostname) = match open_with_hostname(target) {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        };
+        let hostname = hostname.unwrap_or_else(|| "<server.hostname>".into());
+        match command {
+            SendingDomainCommand::Add {
+                domain,
+                algorithm,
+                return_path,
+                ..
+            } => {
+                let algorithm = Algorithm::from_name(&algorithm).unwrap_or(Algorithm::Rsa2048);
+                match outbound
+                    .add_sending_domain(&domain, algorithm, return_path.as_deref(), &hostname)
+                    .await
+                {
+                    Ok(domain) => {
+                        println!("added sending domain; publish these DNS records:");
+                        print_domain(&domain);
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            SendingDomainCommand::List { .. } => match outbound.sending_domains(&hostname).await {
+                Ok(domains) if domains.is_empty() => {
+                    println!(
+                        "no sending domains; add one with `postern sending-domain add example.com`"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(domains) => {
+                    domains.iter().for_each(print_domain);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            },
+            SendingDomainCommand::Remove { domain, .. } => {
+                match outbound.remove_sending_domain(&domain).await {
+                    Ok(true) => {
+                        println!("removed sending domain {domain}");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(false) => {
+                        eprintln!("error: {domain} is not a sending domain");
+                        ExitCode::FAILURE
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn open(target: &Target) -> Result<Outbound, ExitCode> {

@@ -6,6 +6,7 @@
 //! userinfo of target URLs) are masked by [`TargetUrl`]'s `Display` and `Debug`.
 
 mod address;
+mod oidc;
 mod raw;
 
 use std::fmt;
@@ -14,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
+pub use oidc::{
+    GITHUB_API_URL, GITHUB_URL, GOOGLE_ISSUER, OidcProvider, ProviderKind, Secret, is_loopback_host,
+};
 pub use raw::{AddressSpec, DomainSpec, validate_address, validate_domain};
 
 /// The commented example written by `postern init`; a test proves it parses.
@@ -77,6 +81,10 @@ pub struct WebConfig {
     pub session_lifetime: Duration,
     /// Every user must enrol TOTP before using the dashboard or the API.
     pub require_totp: bool,
+    /// The URL browsers reach Postern at; `None`: the browser's Host, on loopback only.
+    pub public_url: Option<url::Url>,
+    /// `[[web.oidc]]`: sign-in with Google, GitHub or an OpenID Connect issuer.
+    pub oidc: Vec<OidcProvider>,
 }
 
 #[derive(Debug, Clone)]

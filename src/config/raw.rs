@@ -97,6 +97,9 @@ struct RawWeb {
     session_idle_secs: u64,
     session_lifetime_secs: u64,
     require_totp: bool,
+    /// The URL browsers reach Postern at (for the sign-in providers' callback).
+    public_url: Option<String>,
+    oidc: Vec<super::oidc::OidcSpec>,
 }
 
 impl Default for RawWeb {
@@ -108,6 +111,8 @@ impl Default for RawWeb {
             session_idle_secs: 30 * 60,
             session_lifetime_secs: 12 * 3600,
             require_totp: false,
+            public_url: None,
+            oidc: Vec::new(),
         }
     }
 }
@@ -418,6 +423,35 @@ impl RawConfig {
                 ),
             ));
         }
+        let public_url = web
+            .public_url
+            .as_deref()
+            .map(super::oidc::public_url)
+            .transpose()?;
+        let oidc = web
+            .oidc
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| super::oidc::validate(i, spec))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        for (i, provider) in oidc.iter().enumerate() {
+            if let Some(j) = oidc[..i].iter().position(|p| p.name == provider.name) {
+                return Err(ConfigError::invalid(
+                    format!("web.oidc[{i}].name"),
+                    quote(&provider.name),
+                    format!("already configured as web.oidc[{j}]; names must differ"),
+                ));
+            }
+        }
+        // The providers send the browser back to a URL they were told in advance: on loopback
+        // it can follow the browser's (loopback) Host; anywhere else it must be configured.
+        if !oidc.is_empty() && public_url.is_none() && !listen.ip().is_loopback() {
+            return Err(ConfigError::invalid(
+                "web.public_url",
+                "(missing)",
+                "[[web.oidc]] needs the URL browsers reach Postern at, e.g. https://postern.example.com",
+            ));
+        }
         let web = WebConfig {
             listen,
             // A loopback listener is reached over plain HTTP (an SSH tunnel) or through a
@@ -427,6 +461,8 @@ impl RawConfig {
             session_idle,
             session_lifetime,
             require_totp: web.require_totp,
+            public_url,
+            oidc,
         };
 
         let delivery = DeliveryConfig {
@@ -680,6 +716,14 @@ pub(super) fn apply_env_overrides(
             continue;
         }
         let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if keys.len() >= 2 && keys[0] == "web" && keys[1] == "oidc" {
+            return Err(ConfigError::Env {
+                var,
+                message: "[[web.oidc]] can only be set in the config file; \
+                          keep its secret out of it with client_secret_file"
+                    .into(),
+            });
+        }
         let [section, key] = keys.as_slice() else {
             return Err(ConfigError::Env {
                 var,

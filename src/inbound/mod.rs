@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
-use crate::smtp::session::{Envelope, SizeLimit, TransactionInfo};
+use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
 use crate::store::{AttemptRecord, InboundMeta, Outcome, Store, StoreError};
 use auth::Verifier;
 use callback::{AuthorizationRequest, ErrorReport};
@@ -319,7 +319,28 @@ impl Inbound {
     }
 }
 
+/// The MX listener runs under `SessionPolicy::Inbound`: no AUTH, so no identity and no
+/// sender check.
 impl MailHandler for Inbound {
+    type Identity = std::convert::Infallible;
+
+    async fn authenticate(
+        &self,
+        _conn: &ConnectionInfo,
+        _credentials: &Credentials,
+    ) -> Result<Self::Identity, Reply> {
+        Err(Reply::NOT_IMPLEMENTED)
+    }
+
+    async fn check_sender(
+        &self,
+        _conn: &ConnectionInfo,
+        identity: &Self::Identity,
+        _address: &str,
+    ) -> Result<(), Reply> {
+        match *identity {}
+    }
+
     async fn check_recipient(
         &self,
         conn: &ConnectionInfo,
@@ -361,6 +382,7 @@ impl MailHandler for Inbound {
     async fn handle_message(
         &self,
         conn: &ConnectionInfo,
+        _identity: Option<&Self::Identity>,
         envelope: Envelope,
         body: Vec<u8>,
     ) -> Reply {

@@ -9,6 +9,8 @@
 
 pub mod compose;
 pub mod credentials;
+pub mod dkim;
+pub mod domains;
 pub mod mx;
 pub mod worker;
 

@@ -98,6 +98,30 @@ impl Reply {
     pub const NO_SUCH_USER: Reply = Reply::new(550, "5.1.1", "No such recipient here");
     pub const SMTPUTF8_REQUIRED: Reply =
         Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+
+    // AUTH (RFC 4954) on a submission listener.
+    pub const AUTH_OK: Reply = Reply::new(235, "2.7.0", "Authentication successful");
+    pub const AUTH_FAILED: Reply = Reply::new(535, "5.7.8", "Authentication credentials invalid");
+    /// For a handler that cannot check credentials right now (store unavailable).
+    pub const AUTH_TEMPORARY_FAILURE: Reply =
+        Reply::new(454, "4.7.0", "Temporary authentication failure");
+    pub const AUTH_REQUIRED: Reply = Reply::new(530, "5.7.0", "Authentication required");
+    pub const AUTH_NEEDS_TLS: Reply =
+        Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
+    pub const AUTH_ALREADY: Reply = Reply::new(503, "5.5.1", "Already authenticated");
+    pub const AUTH_IN_TRANSACTION: Reply =
+        Reply::new(503, "5.5.1", "AUTH not permitted during a mail transaction");
+    pub const AUTH_UNKNOWN_MECHANISM: Reply =
+        Reply::new(504, "5.5.4", "Unrecognized authentication type");
+    pub const AUTH_CANCELLED: Reply = Reply::new(501, "5.0.0", "Authentication cancelled");
+    pub const AUTH_BAD_BASE64: Reply = Reply::new(501, "5.5.2", "Invalid base64 data");
+    pub const AUTH_MALFORMED: Reply = Reply::new(501, "5.5.2", "Malformed authentication response");
+    /// The sender a handler refuses for the authenticated credential.
+    pub const SENDER_NOT_ALLOWED: Reply = Reply::new(
+        550,
+        "5.7.1",
+        "Sender address not allowed for this credential",
+    );
 }
 
 impl fmt::Display for Reply {

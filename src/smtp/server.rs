@@ -1,6 +1,10 @@
 //! The tokio shell around [`Session`]: accepts connections under a limit, reads with the
 //! RFC 5321 §4.5.3.2 timeouts, writes replies (batched for PIPELINING), upgrades to TLS,
 //! and answers `421` when the process shuts down.
+//!
+//! The same shell serves the MX listener and the submission listeners; each gets its
+//! [`SessionPolicy`](super::session::SessionPolicy) through `ServerConfig::session` and its
+//! [`MailHandler`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,7 +20,9 @@ use tokio_rustls::server::TlsStream;
 use tracing::{Instrument, debug, info, warn};
 
 use super::Reply;
-use super::session::{Envelope, Event, Session, SessionConfig, SizeLimit, TransactionInfo};
+use super::session::{
+    Credentials, Envelope, Event, Session, SessionConfig, SessionPolicy, SizeLimit, TransactionInfo,
+};
 use crate::shutdown::Shutdown;
 
 /// Facts about the connection a handler may need.
@@ -27,8 +33,35 @@ pub struct ConnectionInfo {
     pub tls_version: Option<&'static str>,
 }
 
-/// Decides what happens to recipients and messages. Implemented by `inbound`.
+/// Decides what happens to credentials, senders, recipients and messages. Implemented by
+/// `inbound` for the MX listener; a submission handler implements it for 587/2525.
 pub trait MailHandler: Send + Sync + 'static {
+    /// Who a submission client authenticated as: opaque to the SMTP layer, kept by the
+    /// session from a successful AUTH until STARTTLS or the end of the connection, and
+    /// handed back with every MAIL FROM and message. A handler whose listener never offers
+    /// AUTH (inbound) uses [`std::convert::Infallible`].
+    type Identity: Send + Sync + 'static;
+
+    /// Submission only: checks the credentials of an AUTH exchange. `Err` is the reply:
+    /// [`Reply::AUTH_FAILED`] (535 5.7.8) for wrong credentials,
+    /// [`Reply::AUTH_TEMPORARY_FAILURE`] (454 4.7.0) when they cannot be checked now.
+    /// Never log `credentials.password`.
+    fn authenticate(
+        &self,
+        conn: &ConnectionInfo,
+        credentials: &Credentials,
+    ) -> impl Future<Output = Result<Self::Identity, Reply>> + Send;
+
+    /// Submission only: whether the authenticated `identity` may send as `address` (MAIL
+    /// FROM, bare; empty for `<>`). `Err` is the reply, e.g. [`Reply::SENDER_NOT_ALLOWED`]
+    /// (550 5.7.1) or a 553.
+    fn check_sender(
+        &self,
+        conn: &ConnectionInfo,
+        identity: &Self::Identity,
+        address: &str,
+    ) -> impl Future<Output = Result<(), Reply>> + Send;
+
     /// `Ok` accepts the recipient (with the size limit of its address, if lower than the
     /// server's); `Err` is the reply refusing it.
     fn check_recipient(
@@ -39,9 +72,12 @@ pub trait MailHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<SizeLimit>, Reply>> + Send;
 
     /// Delivers a complete message; the returned reply answers DATA (or the last BDAT).
+    /// `identity` is who submitted it (always `Some` on a submission listener, `None` on
+    /// the MX listener).
     fn handle_message(
         &self,
         conn: &ConnectionInfo,
+        identity: Option<&Self::Identity>,
         envelope: Envelope,
         body: Vec<u8>,
     ) -> impl Future<Output = Reply> + Send;
@@ -72,6 +108,9 @@ impl<H: MailHandler> SmtpServer<H> {
     ) -> SmtpServer<H> {
         let mut config = config;
         config.session.tls_available = tls.is_some();
+        if config.session.policy == SessionPolicy::SUBMISSION && tls.is_none() {
+            warn!("submission listener without a TLS certificate: every AUTH is refused (530)");
+        }
         SmtpServer {
             listener,
             config: Arc::new(config),
@@ -141,9 +180,9 @@ enum Flow {
     Upgraded,
 }
 
-struct Connection<H> {
+struct Connection<H: MailHandler> {
     stream: Stream,
-    session: Session,
+    session: Session<H::Identity>,
     info: ConnectionInfo,
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
@@ -235,9 +274,38 @@ impl<H: MailHandler> Connection<H> {
             Event::Message { envelope, body } => {
                 let reply = self
                     .handler
-                    .handle_message(&self.info, envelope, body)
+                    .handle_message(&self.info, self.session.identity(), envelope, body)
                     .await;
                 self.session.message_handled(reply)
+            }
+            Event::Authenticate(credentials) => {
+                let result = self.handler.authenticate(&self.info, &credentials).await;
+                // The username only; a password is never logged.
+                match &result {
+                    Ok(_) => info!(
+                        mechanism = credentials.mechanism.as_str(),
+                        user = %credentials.authcid,
+                        "authenticated"
+                    ),
+                    Err(reply) => info!(
+                        mechanism = credentials.mechanism.as_str(),
+                        code = reply.code,
+                        "authentication refused"
+                    ),
+                }
+                drop(credentials);
+                self.session.authenticated(result)
+            }
+            Event::CheckSender(address) => {
+                let identity = self
+                    .session
+                    .identity()
+                    .expect("the session asks about senders only once authenticated");
+                let verdict = self
+                    .handler
+                    .check_sender(&self.info, identity, &address)
+                    .await;
+                self.session.sender_checked(address, verdict)
             }
             other => other,
         };
@@ -257,7 +325,10 @@ impl<H: MailHandler> Connection<H> {
                 self.start_tls().await?;
                 Ok(Flow::Upgraded)
             }
-            Event::CheckRecipient(_) | Event::Message { .. } => {
+            Event::CheckRecipient(_)
+            | Event::Message { .. }
+            | Event::Authenticate(_)
+            | Event::CheckSender(_) => {
                 unreachable!("the session answers a handler result with a reply")
             }
         }

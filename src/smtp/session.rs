@@ -1,20 +1,95 @@
 //! The SMTP session state machine (RFC 5321, with PIPELINING, 8BITMIME, SMTPUTF8, SIZE,
-//! ENHANCEDSTATUSCODES, CHUNKING and STARTTLS). No I/O and no policy.
+//! ENHANCEDSTATUSCODES, CHUNKING, STARTTLS and, on submission listeners, AUTH PLAIN and
+//! LOGIN). No I/O, and no decision about addresses, messages or credentials.
 //!
 //! The shell feeds received octets to [`Session::ingest`] and acts on each [`Event`]: it
-//! writes replies, upgrades to TLS, and asks its handler about recipients and messages,
-//! answering through [`Session::recipient_checked`] and [`Session::message_handled`].
-//! Command lines are split here (not by smtp-proto) so that the line limit holds before
-//! anything is buffered; smtp-proto parses each complete line.
+//! writes replies, upgrades to TLS, and asks its handler about credentials, senders,
+//! recipients and messages, answering through [`Session::authenticated`],
+//! [`Session::sender_checked`], [`Session::recipient_checked`] and
+//! [`Session::message_handled`]. Command lines are split here (not by smtp-proto) so that
+//! the line limit holds before anything is buffered; smtp-proto parses each complete line.
+//!
+//! One session type serves every listener; its [`SessionPolicy`] says which one. A
+//! submission session carries the handler's identity for the credential it authenticated
+//! with (`I`, opaque here) until STARTTLS or the end of the connection.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use smtp_proto::{Error as ParseError, Request};
 
 use super::Reply;
 use super::data::{ChunkReceiver, DataError, DataReceiver};
 
+/// What a listener offers and requires. The MX listener and the submission listeners run
+/// the same session code; this is the only difference between them.
+///
+/// | listener | AUTH advertised in EHLO | AUTH accepted | MAIL FROM needs |
+/// |---|---|---|---|
+/// | `Inbound` (MX, port 25) | never | never (502) | nothing |
+/// | `Submission` (587, 2525) | after STARTTLS | after STARTTLS (530 before) | a successful AUTH (530) |
+/// | `Submission { plaintext_auth }` (dev mode) | always | always | a successful AUTH (530) |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionPolicy {
+    /// Mail for our own addresses from anyone; recipients are checked by the handler.
+    #[default]
+    Inbound,
+    /// Mail from authenticated clients to anyone, so never without AUTH (no open relay).
+    Submission {
+        /// Accept and advertise AUTH before STARTTLS. Only for dev mode, where the
+        /// credentials are not secrets.
+        plaintext_auth: bool,
+    },
+}
+
+impl SessionPolicy {
+    /// A production submission listener: AUTH only over TLS.
+    pub const SUBMISSION: SessionPolicy = SessionPolicy::Submission {
+        plaintext_auth: false,
+    };
+}
+
+/// The SASL mechanisms a submission listener offers (RFC 4616 PLAIN, and LOGIN, which
+/// many clients still default to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Login,
+}
+
+impl Mechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+        }
+    }
+}
+
+/// The decoded credentials of one AUTH exchange, for the handler to check. `Debug` masks
+/// the password; nothing logs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub mechanism: Mechanism,
+    /// The authentication identity (the SMTP username).
+    pub authcid: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("mechanism", &self.mechanism)
+            .field("authcid", &self.authcid)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
 /// Limits and identity for one session, from the validated config.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    /// Which listener this is: what is advertised, and whether AUTH is required.
+    pub policy: SessionPolicy,
     pub hostname: String,
     pub max_message_size: usize,
     pub max_recipients: usize,
@@ -69,6 +144,11 @@ pub enum Event {
     CheckRecipient(String),
     /// Deliver this message, then call [`Session::message_handled`].
     Message { envelope: Envelope, body: Vec<u8> },
+    /// Submission only: check these credentials, then call [`Session::authenticated`].
+    Authenticate(Credentials),
+    /// Submission only: decide whether the authenticated identity ([`Session::identity`])
+    /// may use this sender, then call [`Session::sender_checked`].
+    CheckSender(String),
 }
 
 #[derive(Debug)]
@@ -81,9 +161,22 @@ enum State {
         /// `Err` holds the reply when the chunk is being discarded (BDAT out of sequence).
         content: Result<ChunkReceiver, Reply>,
     },
+    /// In an AUTH exchange, waiting for the client's next response line.
+    Sasl(SaslStep),
     /// Waiting for the shell's answer to an event.
     Waiting,
     Closed,
+}
+
+/// What the next line of an AUTH exchange is (RFC 4954 §4).
+#[derive(Debug)]
+enum SaslStep {
+    /// PLAIN after an empty `334 `: `authzid NUL authcid NUL password`.
+    Plain,
+    /// LOGIN after `334 VXNlcm5hbWU6` ("Username:").
+    LoginUser,
+    /// LOGIN after `334 UGFzc3dvcmQ6` ("Password:").
+    LoginPassword { authcid: String },
 }
 
 #[derive(Debug, Default)]
@@ -98,23 +191,30 @@ struct Transaction {
     chunks: Option<ChunkReceiver>,
 }
 
+/// One SMTP session. `I` is what the handler returned for the credentials of a successful
+/// AUTH (submission only; `()` where nobody authenticates, as in the tests).
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<I = ()> {
     config: SessionConfig,
     state: State,
     helo: Option<String>,
     esmtp: bool,
     tls: bool,
     tx: Transaction,
+    /// Set by a successful AUTH; kept across RSET and EHLO, dropped by STARTTLS.
+    identity: Option<I>,
     consecutive_errors: u32,
+    /// Refused AUTH attempts in this session: a success in between does not reset them, so
+    /// one connection cannot try passwords without end.
+    auth_failures: u32,
     /// A partial command line.
     line: Vec<u8>,
     /// Set while discarding the rest of an over-long command line.
     skipping_long_line: bool,
 }
 
-impl Session {
-    pub fn new(config: SessionConfig) -> Session {
+impl<I> Session<I> {
+    pub fn new(config: SessionConfig) -> Session<I> {
         Session {
             line: Vec::with_capacity(128),
             config,
@@ -123,7 +223,9 @@ impl Session {
             esmtp: false,
             tls: false,
             tx: Transaction::default(),
+            identity: None,
             consecutive_errors: 0,
+            auth_failures: 0,
             skipping_long_line: false,
         }
     }
@@ -156,6 +258,11 @@ impl Session {
 
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The handler's identity for the credentials this session authenticated with.
+    pub fn identity(&self) -> Option<&I> {
+        self.identity.as_ref()
     }
 
     /// True while message content (DATA or a BDAT chunk) is being read: the shell applies
@@ -199,7 +306,7 @@ impl Session {
                 let content = std::mem::replace(content, Err(Reply::OK));
                 (take, Some(self.chunk_finished(content, last)))
             }
-            State::Command => self.ingest_command(input),
+            State::Command | State::Sasl(_) => self.ingest_command(input),
         }
     }
 
@@ -211,18 +318,18 @@ impl Session {
         let used = newline + 1;
         if self.skipping_long_line {
             self.skipping_long_line = false;
-            return (used, Some(self.error(Reply::LINE_TOO_LONG)));
+            return (used, Some(self.line_too_long()));
         }
         if self.line.len() + used > self.config.max_line_length {
             self.line.clear();
-            return (used, Some(self.error(Reply::LINE_TOO_LONG)));
+            return (used, Some(self.line_too_long()));
         }
         let event = if self.line.is_empty() {
-            self.command_line(&input[..used])
+            self.line_received(&input[..used])
         } else {
             let mut line = std::mem::take(&mut self.line);
             line.extend_from_slice(&input[..used]);
-            let event = self.command_line(&line);
+            let event = self.line_received(&line);
             line.clear();
             self.line = line;
             event
@@ -246,6 +353,25 @@ impl Session {
             self.skipping_long_line = true;
         } else {
             self.line.extend_from_slice(input);
+        }
+    }
+
+    /// An over-long line is refused; one in an AUTH exchange also ends the exchange.
+    fn line_too_long(&mut self) -> Event {
+        if matches!(self.state, State::Sasl(_)) {
+            self.state = State::Command;
+        }
+        self.error(Reply::LINE_TOO_LONG)
+    }
+
+    /// Handles one complete line: a command, or the client's response in an AUTH exchange.
+    fn line_received(&mut self, line: &[u8]) -> Option<Event> {
+        match std::mem::replace(&mut self.state, State::Command) {
+            State::Sasl(step) => Some(self.sasl_response(step, line)),
+            state => {
+                self.state = state;
+                self.command_line(line)
+            }
         }
     }
 
@@ -288,8 +414,11 @@ impl Session {
             Request::Vrfy { .. } => self.ok(Reply::VRFY),
             Request::Help { .. } => self.ok(Reply::HELP),
             Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response),
             Request::Lhlo { .. }
-            | Request::Auth { .. }
             | Request::Expn { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
@@ -316,8 +445,16 @@ impl Session {
             "{}\nPIPELINING\n8BITMIME\nSMTPUTF8\nSIZE {}\nENHANCEDSTATUSCODES\nCHUNKING",
             self.config.hostname, self.config.max_message_size
         );
+        // Which listener advertises what (see `SessionPolicy`): STARTTLS wherever a
+        // certificate is configured and TLS is not up yet; AUTH never on the MX listener
+        // (port 25 takes mail for our addresses from anyone and relays for nobody), and on
+        // a submission listener only once the session is encrypted (RFC 4954 §4: no
+        // passwords in the clear), except in dev mode.
         if self.config.tls_available && !self.tls {
             text.push_str("\nSTARTTLS");
+        }
+        if self.auth_offered() {
+            text.push_str("\nAUTH PLAIN LOGIN");
         }
         text.push_str("\nHELP");
         self.ok(Reply::owned(250, "", text))
@@ -326,6 +463,10 @@ impl Session {
     fn mail(&mut self, address: String, declared_size: usize, smtputf8: bool) -> Event {
         if self.helo.is_none() {
             return self.error(Reply::BAD_SEQUENCE_HELO);
+        }
+        let submission = matches!(self.config.policy, SessionPolicy::Submission { .. });
+        if submission && self.identity.is_none() {
+            return self.error(Reply::AUTH_REQUIRED);
         }
         if self.tx.mail_from.is_some() {
             return self.error(Reply::BAD_SEQUENCE_NESTED_MAIL);
@@ -336,10 +477,32 @@ impl Session {
         if !address.is_ascii() && !smtputf8 {
             return self.error(Reply::SMTPUTF8_REQUIRED);
         }
-        self.tx.mail_from = Some(address);
         self.tx.declared_size = (declared_size > 0).then_some(declared_size);
         self.tx.smtputf8 = smtputf8;
+        if submission {
+            // The handler enforces the credential's sender restrictions.
+            self.state = State::Waiting;
+            return Event::CheckSender(address);
+        }
+        self.tx.mail_from = Some(address);
         self.ok(Reply::SENDER_OK)
+    }
+
+    /// The shell's answer to [`Event::CheckSender`]: `Ok` accepts the sender, `Err` is the
+    /// reply refusing it (550 5.7.1 for a sender the credential may not use).
+    pub fn sender_checked(&mut self, address: String, verdict: Result<(), Reply>) -> Event {
+        debug_assert!(matches!(self.state, State::Waiting));
+        self.state = State::Command;
+        match verdict {
+            Ok(()) => {
+                self.tx.mail_from = Some(address);
+                self.ok(Reply::SENDER_OK)
+            }
+            Err(reply) => {
+                self.tx = Transaction::default();
+                self.error(reply)
+            }
+        }
     }
 
     fn rcpt(&mut self, address: String) -> Event {
@@ -525,15 +688,159 @@ impl Session {
         Event::StartTls
     }
 
-    /// After a completed handshake: RFC 3207 §4.2, the client starts over with EHLO.
+    /// After a completed handshake: RFC 3207 §4.2, the client starts over with EHLO, and
+    /// any AUTH from before the handshake is forgotten.
     pub fn tls_started(&mut self) {
         self.state = State::Command;
         self.tls = true;
         self.helo = None;
         self.esmtp = false;
         self.tx = Transaction::default();
+        self.identity = None;
         self.line.clear();
         self.skipping_long_line = false;
+    }
+
+    /// Whether AUTH is advertised and accepted now (see [`SessionPolicy`]).
+    fn auth_offered(&self) -> bool {
+        match self.config.policy {
+            SessionPolicy::Inbound => false,
+            SessionPolicy::Submission { plaintext_auth } => self.tls || plaintext_auth,
+        }
+    }
+
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
+    fn auth(&mut self, mechanism: u64, initial_response: &str) -> Event {
+        let SessionPolicy::Submission { .. } = self.config.policy else {
+            return self.error(Reply::NOT_IMPLEMENTED);
+        };
+        if self.helo.is_none() {
+            return self.error(Reply::BAD_SEQUENCE_HELO);
+        }
+        if !self.auth_offered() {
+            return self.error(Reply::AUTH_NEEDS_TLS);
+        }
+        if self.identity.is_some() {
+            return self.error(Reply::AUTH_ALREADY);
+        }
+        if self.tx.mail_from.is_some() {
+            return self.error(Reply::AUTH_IN_TRANSACTION);
+        }
+        let mechanism = match mechanism {
+            smtp_proto::AUTH_PLAIN => Mechanism::Plain,
+            smtp_proto::AUTH_LOGIN => Mechanism::Login,
+            _ => return self.error(Reply::AUTH_UNKNOWN_MECHANISM),
+        };
+        // No initial response, an empty one (`=`), or base64.
+        let initial = match initial_response {
+            "" => None,
+            "=" => Some(Vec::new()),
+            text => match BASE64.decode(text) {
+                Ok(decoded) => Some(decoded),
+                Err(_) => return self.error(Reply::AUTH_BAD_BASE64),
+            },
+        };
+        match (mechanism, initial) {
+            (Mechanism::Plain, None) => self.challenge(SaslStep::Plain, ""),
+            (Mechanism::Plain, Some(response)) => self.plain(&response),
+            (Mechanism::Login, None) => self.challenge(SaslStep::LoginUser, "VXNlcm5hbWU6"),
+            // Some clients send the username with the command.
+            (Mechanism::Login, Some(user)) => self.login_user(&user),
+        }
+    }
+
+    /// A `334` continuation; the client's next line is the response.
+    fn challenge(&mut self, step: SaslStep, text: &'static str) -> Event {
+        self.state = State::Sasl(step);
+        Event::Reply(Reply::new(334, "", text))
+    }
+
+    /// One response line of an AUTH exchange: base64, or `*` to cancel.
+    fn sasl_response(&mut self, step: SaslStep, line: &[u8]) -> Event {
+        let response = line.trim_ascii();
+        if response == b"*" {
+            return self.error(Reply::AUTH_CANCELLED);
+        }
+        let Ok(decoded) = BASE64.decode(response) else {
+            return self.error(Reply::AUTH_BAD_BASE64);
+        };
+        match step {
+            SaslStep::Plain => self.plain(&decoded),
+            SaslStep::LoginUser => self.login_user(&decoded),
+            SaslStep::LoginPassword { authcid } => match String::from_utf8(decoded) {
+                Ok(password) => self.check_credentials(Credentials {
+                    mechanism: Mechanism::Login,
+                    authcid,
+                    password,
+                }),
+                Err(_) => self.error(Reply::AUTH_MALFORMED),
+            },
+        }
+    }
+
+    /// RFC 4616: `[authzid] NUL authcid NUL password`, in UTF-8.
+    fn plain(&mut self, response: &[u8]) -> Event {
+        let mut fields = response.split(|&b| b == 0).map(std::str::from_utf8);
+        let (Some(Ok(authzid)), Some(Ok(authcid)), Some(Ok(password)), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return self.error(Reply::AUTH_MALFORMED);
+        };
+        if authcid.is_empty() {
+            return self.error(Reply::AUTH_MALFORMED);
+        }
+        // Nobody may act for another credential: an authorization identity, if given, is
+        // the authentication identity itself.
+        if !authzid.is_empty() && authzid != authcid {
+            return self.auth_failed(Reply::AUTH_FAILED);
+        }
+        self.check_credentials(Credentials {
+            mechanism: Mechanism::Plain,
+            authcid: authcid.to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    fn login_user(&mut self, user: &[u8]) -> Event {
+        match std::str::from_utf8(user) {
+            Ok(authcid) if !authcid.is_empty() => self.challenge(
+                SaslStep::LoginPassword {
+                    authcid: authcid.to_string(),
+                },
+                "UGFzc3dvcmQ6",
+            ),
+            _ => self.error(Reply::AUTH_MALFORMED),
+        }
+    }
+
+    fn check_credentials(&mut self, credentials: Credentials) -> Event {
+        self.state = State::Waiting;
+        Event::Authenticate(credentials)
+    }
+
+    /// The shell's answer to [`Event::Authenticate`]: the handler's identity for these
+    /// credentials, or the reply refusing them (535 5.7.8, or 454 4.7.0 when they cannot
+    /// be checked now).
+    pub fn authenticated(&mut self, result: Result<I, Reply>) -> Event {
+        debug_assert!(matches!(self.state, State::Waiting));
+        self.state = State::Command;
+        match result {
+            Ok(identity) => {
+                self.identity = Some(identity);
+                self.ok(Reply::AUTH_OK)
+            }
+            Err(reply) => self.auth_failed(reply),
+        }
+    }
+
+    /// A refused AUTH: an error like any other, and one of at most `max_errors` per session.
+    fn auth_failed(&mut self, reply: Reply) -> Event {
+        self.auth_failures += 1;
+        if self.auth_failures >= self.config.max_errors {
+            self.state = State::Closed;
+            return Event::Close(Reply::TOO_MANY_ERRORS);
+        }
+        self.error(reply)
     }
 
     fn size_exceeded(&self) -> Reply {
@@ -603,6 +910,7 @@ mod tests {
 
     fn config() -> SessionConfig {
         SessionConfig {
+            policy: SessionPolicy::Inbound,
             hostname: "mx.test".into(),
             max_message_size: 1000,
             max_recipients: 2,
@@ -641,6 +949,27 @@ mod tests {
                     Event::Message { envelope, body } => {
                         messages.push((envelope, body));
                         session.message_handled(Reply::OK)
+                    }
+                    // One good credential; `temp` cannot be checked now.
+                    Event::Authenticate(credentials) => session.authenticated(
+                        match (credentials.authcid.as_str(), credentials.password.as_str()) {
+                            ("user", "secret") => Ok(()),
+                            ("temp", _) => Err(Reply::AUTH_TEMPORARY_FAILURE),
+                            _ => Err(Reply::AUTH_FAILED),
+                        },
+                    ),
+                    // The credential may not send as `other@…`.
+                    Event::CheckSender(address) => {
+                        let verdict = match address.starts_with("other") {
+                            true => Err(Reply::SENDER_NOT_ALLOWED),
+                            false => Ok(()),
+                        };
+                        session.sender_checked(address, verdict)
+                    }
+                    // A continuation shows its challenge; every other reply its codes.
+                    Event::Reply(reply) | Event::Close(reply) if reply.code == 334 => {
+                        replies.push(format!("334 {}", reply.text));
+                        break;
                     }
                     Event::Reply(reply) | Event::Close(reply) => {
                         replies.push(
@@ -870,6 +1199,303 @@ mod tests {
         );
     }
 
+    fn submission(plaintext_auth: bool) -> SessionConfig {
+        SessionConfig {
+            policy: SessionPolicy::Submission { plaintext_auth },
+            ..config()
+        }
+    }
+
+    /// A submission session that has been through STARTTLS and EHLO.
+    fn submission_over_tls() -> Session {
+        let mut session = Session::new(submission(false));
+        let (replies, _) = drive(&mut session, b"EHLO c\r\nSTARTTLS\r\nEHLO c\r\n");
+        assert_eq!(replies, ["250", "220 starttls", "250"]);
+        session
+    }
+
+    fn replies_over_tls(input: &str) -> Vec<String> {
+        drive(&mut submission_over_tls(), input.as_bytes()).0
+    }
+
+    /// The EHLO keywords, one per line after the hostname.
+    fn ehlo_keywords(session: &mut Session) -> Vec<String> {
+        let (_, event) = session.ingest(b"EHLO c\r\n");
+        let Some(Event::Reply(reply)) = event else {
+            panic!("{event:?}")
+        };
+        reply.text.lines().skip(1).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn which_listener_advertises_what() {
+        let auth = "AUTH PLAIN LOGIN".to_string();
+        let starttls = "STARTTLS".to_string();
+        // MX: STARTTLS, never AUTH, before or after TLS.
+        let mut inbound = Session::new(config());
+        let keywords = ehlo_keywords(&mut inbound);
+        assert!(keywords.contains(&starttls) && !keywords.contains(&auth));
+        inbound.tls_started();
+        assert!(!ehlo_keywords(&mut inbound).contains(&auth));
+        // Submission: STARTTLS first, AUTH only once encrypted.
+        let mut submission_session = Session::<()>::new(submission(false));
+        let keywords = ehlo_keywords(&mut submission_session);
+        assert!(keywords.contains(&starttls) && !keywords.contains(&auth));
+        submission_session.tls_started();
+        let keywords = ehlo_keywords(&mut submission_session);
+        assert!(keywords.contains(&auth) && !keywords.contains(&starttls));
+        // Dev mode: AUTH in plaintext too.
+        let mut dev = Session::<()>::new(submission(true));
+        assert!(ehlo_keywords(&mut dev).contains(&auth));
+    }
+
+    #[test]
+    fn inbound_refuses_auth_and_needs_none() {
+        assert_eq!(
+            replies_to("EHLO c\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nMAIL FROM:<a@x.test>\r\n"),
+            ["250", "502 5.5.1", "250 2.1.0"]
+        );
+    }
+
+    #[test]
+    fn submission_needs_tls_before_auth() {
+        let mut session = Session::new(submission(false));
+        let (replies, _) = drive(
+            &mut session,
+            b"EHLO c\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nAUTH LOGIN\r\nMAIL FROM:<a@x.test>\r\n",
+        );
+        assert_eq!(replies, ["250", "530 5.7.0", "530 5.7.0", "530 5.7.0"]);
+        assert!(session.identity().is_none());
+    }
+
+    #[test]
+    fn auth_needs_ehlo_first() {
+        let mut session = Session::new(submission(false));
+        session.tls_started();
+        let (replies, _) = drive(&mut session, b"AUTH PLAIN AHVzZXIAc2VjcmV0\r\n");
+        assert_eq!(replies, ["503 5.5.1"]);
+    }
+
+    #[test]
+    fn mail_before_auth_is_refused() {
+        assert_eq!(
+            replies_over_tls("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"),
+            ["530 5.7.0", "503 5.5.1"]
+        );
+    }
+
+    #[test]
+    fn plain_with_initial_response() {
+        let mut session = submission_over_tls();
+        let (replies, messages) = drive(
+            &mut session,
+            b"AUTH PLAIN AHVzZXIAc2VjcmV0\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert_eq!(
+            replies,
+            ["235 2.7.0", "250 2.1.0", "250 2.1.5", "354", "250 2.0.0"]
+        );
+        assert_eq!(messages.len(), 1);
+        assert!(session.identity().is_some());
+    }
+
+    #[test]
+    fn plain_with_continuation() {
+        assert_eq!(
+            replies_over_tls("AUTH PLAIN\r\nAHVzZXIAc2VjcmV0\r\nMAIL FROM:<a@x.test>\r\n"),
+            ["334 ", "235 2.7.0", "250 2.1.0"]
+        );
+        // An authorization identity equal to the user is fine; another one is not.
+        assert_eq!(
+            replies_over_tls("AUTH PLAIN dXNlcgB1c2VyAHNlY3JldA==\r\n"),
+            ["235 2.7.0"]
+        );
+        assert_eq!(
+            replies_over_tls("AUTH PLAIN Ym9zcwB1c2VyAHNlY3JldA==\r\n"),
+            ["535 5.7.8"]
+        );
+    }
+
+    #[test]
+    fn login_in_steps() {
+        assert_eq!(
+            replies_over_tls("AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\nMAIL FROM:<a@x.test>\r\n"),
+            [
+                "334 VXNlcm5hbWU6",
+                "334 UGFzc3dvcmQ6",
+                "235 2.7.0",
+                "250 2.1.0"
+            ]
+        );
+        // The username may come with the command.
+        assert_eq!(
+            replies_over_tls("AUTH LOGIN dXNlcg==\r\nc2VjcmV0\r\n"),
+            ["334 UGFzc3dvcmQ6", "235 2.7.0"]
+        );
+    }
+
+    #[test]
+    fn wrong_or_unverifiable_credentials() {
+        let mut session = submission_over_tls();
+        let (replies, _) = drive(
+            &mut session,
+            b"AUTH PLAIN AHVzZXIAd3Jvbmc=\r\nAUTH PLAIN AHRlbXAAeA==\r\nMAIL FROM:<a@x.test>\r\n",
+        );
+        assert_eq!(replies, ["535 5.7.8", "454 4.7.0", "530 5.7.0"]);
+        assert!(session.identity().is_none());
+    }
+
+    #[test]
+    fn cancel_and_malformed_responses() {
+        assert_eq!(
+            replies_over_tls("AUTH PLAIN\r\n*\r\nAUTH LOGIN\r\ndXNlcg==\r\n*\r\nNOOP\r\n"),
+            [
+                "334 ",
+                "501 5.0.0",
+                "334 VXNlcm5hbWU6",
+                "334 UGFzc3dvcmQ6",
+                "501 5.0.0",
+                "250 2.0.0"
+            ]
+        );
+        assert_eq!(
+            replies_over_tls(
+                "AUTH PLAIN not*base64\r\nAUTH PLAIN\r\n!!!\r\nAUTH LOGIN\r\n%%\r\nNOOP\r\n"
+            ),
+            [
+                "501 5.5.2",
+                "334 ",
+                "501 5.5.2",
+                "334 VXNlcm5hbWU6",
+                "501 5.5.2",
+                "250 2.0.0"
+            ]
+        );
+        // Base64 of something that is not `authzid NUL authcid NUL password` in UTF-8.
+        assert_eq!(
+            replies_over_tls(
+                "AUTH PLAIN bm9udWw=\r\nAUTH PLAIN AABzZWNyZXQ=\r\nAUTH PLAIN /wAA\r\nAUTH PLAIN =\r\n"
+            ),
+            ["501 5.5.2", "501 5.5.2", "501 5.5.2", "501 5.5.2"]
+        );
+    }
+
+    #[test]
+    fn unknown_mechanism() {
+        assert_eq!(
+            replies_over_tls("AUTH CRAM-MD5\r\nAUTH FOO\r\nAUTH\r\n"),
+            ["504 5.5.4", "504 5.5.4", "501 5.5.4"]
+        );
+    }
+
+    #[test]
+    fn auth_twice_or_in_a_transaction() {
+        assert_eq!(
+            replies_over_tls(
+                "AUTH PLAIN AHVzZXIAc2VjcmV0\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nMAIL FROM:<a@x.test>\r\nAUTH LOGIN\r\n"
+            ),
+            ["235 2.7.0", "503 5.5.1", "250 2.1.0", "503 5.5.1"]
+        );
+    }
+
+    #[test]
+    fn the_handler_decides_on_senders() {
+        assert_eq!(
+            replies_over_tls(
+                "AUTH PLAIN AHVzZXIAc2VjcmV0\r\nMAIL FROM:<other@x.test>\r\nRCPT TO:<b@y.test>\r\nMAIL FROM:<a@x.test>\r\n"
+            ),
+            ["235 2.7.0", "550 5.7.1", "503 5.5.1", "250 2.1.0"]
+        );
+    }
+
+    #[test]
+    fn auth_survives_rset_and_ehlo_but_not_starttls() {
+        let mut session = Session::new(submission(true));
+        let (replies, _) = drive(
+            &mut session,
+            b"EHLO c\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nRSET\r\nEHLO c\r\nMAIL FROM:<a@x.test>\r\nRSET\r\nSTARTTLS\r\n",
+        );
+        assert_eq!(
+            replies,
+            [
+                "250",
+                "235 2.7.0",
+                "250 2.0.0",
+                "250",
+                "250 2.1.0",
+                "250 2.0.0",
+                "220 starttls"
+            ]
+        );
+        assert!(session.identity().is_none());
+        let (replies, _) = drive(&mut session, b"EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+        assert_eq!(replies, ["250", "530 5.7.0"]);
+    }
+
+    #[test]
+    fn dev_policy_allows_auth_without_tls() {
+        let mut session = Session::new(submission(true));
+        let (replies, messages) = drive(
+            &mut session,
+            b"EHLO c\r\nAUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert_eq!(
+            replies,
+            [
+                "250",
+                "334 VXNlcm5hbWU6",
+                "334 UGFzc3dvcmQ6",
+                "235 2.7.0",
+                "250 2.1.0",
+                "250 2.1.5",
+                "354",
+                "250 2.0.0"
+            ]
+        );
+        assert_eq!(messages.len(), 1);
+        assert!(!session.is_tls());
+    }
+
+    #[test]
+    fn failed_auth_counts_against_the_error_cap() {
+        // max_errors is 5: five refusals end the session, whatever succeeds in between.
+        let attempt = "AUTH PLAIN AHVzZXIAd3Jvbmc=\r\nNOOP\r\n";
+        let mut session = submission_over_tls();
+        let (replies, _) = drive(&mut session, attempt.repeat(6).as_bytes());
+        assert_eq!(replies.len(), 9);
+        assert_eq!(replies[8], "421 4.7.0");
+        assert!(session.is_closed());
+        // And like any error, in a row with others.
+        let (replies, _) = drive(
+            &mut submission_over_tls(),
+            b"X\r\nX\r\nX\r\nX\r\nAUTH PLAIN AHVzZXIAd3Jvbmc=\r\n",
+        );
+        assert_eq!(replies.last().unwrap(), "421 4.7.0");
+    }
+
+    #[test]
+    fn a_long_auth_response_ends_the_exchange() {
+        let input = format!("AUTH LOGIN\r\n{}\r\nNOOP\r\n", "A".repeat(200));
+        assert_eq!(
+            replies_over_tls(&input),
+            ["334 VXNlcm5hbWU6", "500 5.5.2", "250 2.0.0"]
+        );
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let credentials = Credentials {
+            mechanism: Mechanism::Plain,
+            authcid: "user".into(),
+            password: "secret".into(),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(
+            shown.contains("user") && !shown.contains("secret"),
+            "{shown}"
+        );
+    }
+
     /// A deterministic fuzz: random mixes of commands, fragments and junk, split at random
     /// points. The session must never panic, and every reply must be a valid SMTP reply.
     #[test]
@@ -900,6 +1526,12 @@ mod tests {
             b"MAIL FROM:<\xff>\r\n",
             b"VRFY x\r\n",
             b"AUTH LOGIN\r\n",
+            b"AUTH PLAIN AHVzZXIAc2VjcmV0\r\n",
+            b"AUTH PLAIN\r\n",
+            b"dXNlcg==\r\n",
+            b"c2VjcmV0\r\n",
+            b"*\r\n",
+            b"MAIL FROM:<other@x.test>\r\n",
             b"x",
             b"BDAT -1\r\n",
         ];
@@ -919,7 +1551,10 @@ mod tests {
                     input.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
                 }
             }
-            let mut session = Session::new(config());
+            let mut session = Session::new(match next() % 3 {
+                0 => config(),
+                n => submission(n == 1),
+            });
             let mut pos = 0;
             while pos < input.len() && !session.is_closed() {
                 let end = (pos + 1 + (next() % 64) as usize).min(input.len());

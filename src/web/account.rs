@@ -1,25 +1,39 @@
-//! A signed-in user's own pages, open to every role: `/account/totp` (enrol an
-//! authenticator app: QR code, otpauth URL, then the ten recovery codes, shown once),
-//! `/account/password` (a new password; required after a one-time password) and `POST
-//! /signout` (this session, or with `everywhere=1` every session of the user).
+//! A signed-in user's own pages, open to every role: `/account` (who you are, links to the
+//! pages below, "My sessions": every signed-in session of yours with when it started, when
+//! it was last used, its address and browser, "this session" marked, and a sign-out button
+//! for each — `POST /account/sessions/{id}/signout` — besides "Sign out everywhere"),
+//! `/account/totp` (enrol an authenticator app: QR code, otpauth URL, then the ten recovery
+//! codes, shown once), `/account/password` (a new password; required after a one-time
+//! password) and `POST /signout` (this session, or with `everywhere=1` every session of the
+//! user).
+//!
+//! Sessions are named by their public id (`accounts::PUBLIC_ID_CHARS` hex digits of the
+//! stored digest), never by the cookie's token. There is no JSON counterpart: API keys
+//! belong to no user, so "my sessions" means nothing to a key.
 
-use axum::extract::State;
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
+use super::admin_pages;
 use super::auth::{self, Principal, SESSION_COOKIE};
 use super::error::ApiError;
+use super::pages::{nav, role_name};
 use super::{AppState, html};
-use crate::accounts::{AccountError, Actor, Client, MIN_PASSWORD_CHARS, Session};
+use crate::accounts::{
+    AccountError, Actor, Client, MIN_PASSWORD_CHARS, Session, SessionEnd, SessionSummary,
+};
 
 /// Behind the gate's `Access::Account`.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/signout", post(sign_out))
+        .route("/account", get(account_page))
+        .route("/account/sessions/{id}/signout", post(end_session))
         .route("/account/totp", get(totp_page).post(totp_confirm))
         .route(
             "/account/password",
@@ -70,6 +84,11 @@ async fn sign_out(
     if let Err(error) = result {
         return ApiError::Store(error).into_response();
     }
+    signed_out(&state)
+}
+
+/// The answer to a sign-out: to `/signin`, the cookie dropped.
+fn signed_out(state: &AppState) -> Response {
     let mut response = auth::redirect("/signin");
     let cookie = auth::clear_cookie(SESSION_COOKIE, state.secure_cookies);
     response.headers_mut().append(
@@ -77,6 +96,87 @@ async fn sign_out(
         HeaderValue::from_str(&cookie).expect("a valid cookie"),
     );
     response
+}
+
+fn session_row(summary: &SessionSummary, csrf: &str) -> String {
+    let marker = if summary.current {
+        " <strong class=\"current\">this session</strong>"
+    } else {
+        ""
+    };
+    format!(
+        concat!(
+            "<tr id=\"session-{id}\"><td><code>{id}</code>{marker}</td><td>{created}</td><td>{seen}</td>",
+            "<td>{ip}</td><td>{agent}</td><td><form method=\"post\" action=\"/account/sessions/{id}/signout\">",
+            "{csrf}<button type=\"submit\">Sign out</button></form></td></tr>\n"
+        ),
+        id = html::escape(&summary.id),
+        marker = marker,
+        created = admin_pages::time(summary.created_at),
+        seen = admin_pages::time(summary.last_seen_at),
+        ip = html::escape(&summary.ip),
+        agent = html::escape(summary.user_agent.as_deref().unwrap_or("unknown")),
+        csrf = html::csrf_field(csrf),
+    )
+}
+
+async fn account_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    // The gate lets only signed-in users through to these routes.
+    let Some(session) = principal.session() else {
+        return auth::redirect("/signin");
+    };
+    let sessions = match state.accounts.sessions_of(session).await {
+        Ok(sessions) => sessions,
+        Err(error) => return ApiError::Store(error).into_response(),
+    };
+    let csrf = principal.csrf_token.as_deref().unwrap_or_default();
+    let user = &session.user;
+    let rows: String = sessions.iter().map(|s| session_row(s, csrf)).collect();
+    let body = format!(
+        concat!(
+            "<p>Signed in as <strong>{email}</strong> ({role}). Two-factor authentication is {totp}.</p>\n",
+            "<p><a href=\"/account/totp\">Two-factor authentication</a> · <a href=\"/account/password\">Change password</a></p>\n",
+            "<h2>My sessions</h2>\n",
+            "<p>Every browser signed in as you. A session you do not recognise: sign it out, then change your password.</p>\n",
+            "<table id=\"sessions\">\n<thead><tr><th>Session</th><th>Signed in</th><th>Last used</th><th>Address</th>",
+            "<th>Browser</th><th></th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n",
+            "<form method=\"post\" action=\"/signout\">{csrf}<input type=\"hidden\" name=\"everywhere\" value=\"1\">",
+            "<button type=\"submit\">Sign out everywhere</button></form>\n",
+        ),
+        email = html::escape(&user.email),
+        role = role_name(user.role),
+        totp = if user.totp_enabled { "on" } else { "off" },
+        rows = rows,
+        csrf = html::csrf_field(csrf),
+    );
+    html::dashboard(StatusCode::OK, "Account", &nav(&principal), &body)
+}
+
+async fn end_session(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<Client>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    // The gate lets only signed-in users through to these routes.
+    let Some(session) = principal.session() else {
+        return auth::redirect("/signin");
+    };
+    let id = path.map(|Path(id)| id).unwrap_or_default();
+    match state.accounts.end_session(session, &id, &client).await {
+        Ok(SessionEnd::ThisSession) => signed_out(&state),
+        Ok(SessionEnd::OtherSession) => auth::redirect("/account"),
+        Ok(SessionEnd::NotFound) => html::dashboard(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            &nav(&principal),
+            "<p class=\"error\" role=\"alert\">No such session of yours (it may have ended already).</p><p><a href=\"/account\">My sessions</a></p>",
+        ),
+        Err(error) => ApiError::Store(error).into_response(),
+    }
 }
 
 async fn totp_page(

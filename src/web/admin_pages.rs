@@ -49,7 +49,7 @@ fn csrf(principal: &Principal) -> &str {
 }
 
 /// An RFC 3339 UTC time; the dashboard's script shows it in the viewer's time zone.
-fn time(at: OffsetDateTime) -> String {
+pub(super) fn time(at: OffsetDateTime) -> String {
     let at = at.format(&Rfc3339).unwrap_or_default();
     format!("<time datetime=\"{at}\">{at}</time>")
 }
@@ -541,7 +541,16 @@ async fn settings(
             "TOTP required",
             if policy.require_totp { "yes" } else { "no" }.to_string(),
         ),
+        (
+            "Public URL",
+            settings
+                .public_url
+                .as_ref()
+                .map(|url| url.as_str().trim_end_matches('/').to_string())
+                .unwrap_or_else(|| "not set (sign-in providers use the loopback Host)".into()),
+        ),
     ];
+    let providers = state.oidc.providers();
     let mut body = String::from(concat!(
         "<p>Read-only; change the config file and restart.</p>\n",
         "<table>\n<tbody>\n"
@@ -552,7 +561,25 @@ async fn settings(
             html::escape(&value)
         ));
     }
-    body.push_str("</tbody>\n</table>");
+    body.push_str("</tbody>\n</table>\n<h2>Sign-in providers</h2>\n");
+    if providers.is_empty() {
+        body.push_str("<p>None: users sign in with their password only ([[web.oidc]]).</p>");
+    } else {
+        body.push_str(concat!(
+            "<table id=\"sign-in-providers\">\n<thead><tr><th>Name</th><th>Button</th>",
+            "<th>Kind</th><th>Client id</th></tr></thead>\n<tbody>\n"
+        ));
+        for provider in providers {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>Sign in with {}</td><td>{}</td><td>{}</td></tr>\n",
+                html::escape(&provider.name),
+                html::escape(&provider.label),
+                html::escape(&provider.kind.describe()),
+                html::escape(&provider.client_id),
+            ));
+        }
+        body.push_str("</tbody>\n</table>");
+    }
     html::dashboard(StatusCode::OK, "Settings", &nav(&principal), &body)
 }
 

@@ -2,7 +2,8 @@
 //! and accounts, and the test targets.
 //!
 //! One file per concern: `auth` (the gate: who is asking and may they, cookies, CSRF),
-//! `signin` (the sign-in pages), `account` (a user's own pages and sign-out), `pages` (the
+//! `signin` (the sign-in pages), `oidc` (sign-in with Google, GitHub or an OpenID Connect
+//! provider), `account` (a user's own pages and sign-out), `pages` (the
 //! dashboard's message pages, downloads and resend), `messages` (the `/api/messages` API),
 //! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
 //! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys, audit log and settings pages), `openapi`
@@ -10,7 +11,8 @@
 //! `send_api` (the CloudMailin send API and `/api/outbound`), `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
-//! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token); sign-in — `/signin`, `/signin/totp`; account — `/account/*`, `/signout`;
+//! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token); sign-in —
+//! `/signin`, `/signin/oidc/*`, `/signin/totp`; account — `/account[/*]`, `/signout`;
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
 //! its rules for free.
 
@@ -23,6 +25,7 @@ mod auth;
 mod error;
 mod html;
 mod messages;
+mod oidc;
 mod openapi;
 mod pages;
 mod send_api;
@@ -35,6 +38,7 @@ use axum::{Router, middleware};
 use std::sync::Arc;
 
 use crate::accounts::Accounts;
+use crate::accounts::oidc::Oidc;
 use crate::inbound::Inbound;
 use crate::manage::Managed;
 use crate::outbound::Outbound;
@@ -65,6 +69,8 @@ pub struct Settings {
     pub spf: bool,
     /// `None`: the system resolver.
     pub dns_servers: Option<Vec<std::net::SocketAddr>>,
+    /// `web.public_url`: where sign-in providers send browsers back.
+    pub public_url: Option<url::Url>,
 }
 
 #[derive(Clone)]
@@ -79,18 +85,34 @@ struct AppState {
     /// The send API and the outbound pages; `None` where nothing sends mail.
     outbound: Option<Outbound>,
     settings: Arc<Settings>,
+    /// The sign-in providers (`[[web.oidc]]`; none is fine).
+    oidc: Oidc,
 }
 
-pub fn router(
-    store: Store,
-    accounts: Accounts,
-    managed: Managed,
-    options: WebOptions,
-    inbound: Option<Arc<Inbound>>,
-    outbound: Option<Outbound>,
-    settings: Settings,
-) -> Router {
+/// The services the web listener serves, built by `App::build`.
+pub struct Services {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub managed: Managed,
+    /// Sends kept messages again; `None` where nothing receives mail.
+    pub inbound: Option<Arc<Inbound>>,
+    /// The send API and the outbound pages; `None` where nothing sends mail.
+    pub outbound: Option<Outbound>,
+    /// The sign-in providers (`[[web.oidc]]`; none is fine).
+    pub oidc: Oidc,
+}
+
+pub fn router(services: Services, options: WebOptions, settings: Settings) -> Router {
+    let Services {
+        store,
+        accounts,
+        managed,
+        inbound,
+        outbound,
+        oidc,
+    } = services;
     let state = AppState {
+        oidc,
         settings: Arc::new(settings),
         store,
         accounts,
@@ -121,6 +143,7 @@ pub fn router(
         .merge(openapi::routes())
         .merge(send_api::send_routes())
         .merge(behind(signin::routes(), Access::SignIn))
+        .merge(behind(oidc::routes(), Access::SignIn))
         .merge(behind(signin::second_factor_routes(), Access::SecondFactor))
         .merge(behind(account::routes(), Access::Account))
         .merge(behind(dashboard, Access::Dashboard))

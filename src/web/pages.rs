@@ -121,7 +121,7 @@ pub(super) fn nav(principal: &Principal) -> String {
     let who = match &principal.who {
         Who::User(session) => format!(
             concat!(
-                "<span>{email} ({role})</span> <a href=\"/account/totp\">Account</a> ",
+                "<span>{email} ({role})</span> <a href=\"/account\">Account</a> ",
                 "<form method=\"post\" action=\"/signout\">{csrf}<button type=\"submit\">Sign out</button></form>",
             ),
             email = html::escape(&session.user.email),
@@ -735,7 +735,7 @@ async fn about(
             format!(
                 concat!(
                     "<p>Signed in as <strong>{email}</strong>, {role}. Session ends at {ends} (UTC) unless used.</p>\n",
-                    "<p><a href=\"/account/totp\">Two-factor authentication</a> · <a href=\"/account/password\">Change password</a></p>\n",
+                    "<p><a href=\"/account\">Account and my sessions</a> · <a href=\"/account/totp\">Two-factor authentication</a> · <a href=\"/account/password\">Change password</a></p>\n",
                     "<form method=\"post\" action=\"/signout\">{csrf}<input type=\"hidden\" name=\"everywhere\" value=\"1\">",
                     "<button type=\"submit\">Sign out everywhere</button></form>\n",
                 ),
@@ -764,7 +764,8 @@ async fn about(
             "&amp;since=2026-11-28 &amp;until=2026-11-29 &amp;limit=50 &amp;before=ID</code></li>\n",
             "<li>GET /api/messages/{{id}}: one message with every delivery attempt</li>\n",
             "<li>GET /api/messages/{{id}}/raw: the raw message, where it is kept (dev mode)</li>\n",
-            "<li><a href=\"/api/users\">GET /api/users</a> · <a href=\"/api/keys\">GET /api/keys</a> · POST /api/keys · DELETE /api/keys/{{id}} · ",
+            "<li><a href=\"/api/users\">GET /api/users</a> · POST /api/users · PATCH/DELETE /api/users/{{id}} · POST /api/users/{{id}}/reset-totp</li>\n",
+            "<li><a href=\"/api/keys\">GET /api/keys</a> · POST /api/keys · DELETE /api/keys/{{id}} · ",
             "<a href=\"/api/audit\">GET /api/audit</a></li>\n",
             "<li><a href=\"/api/addresses\">GET /api/addresses</a> · POST /api/addresses · GET/PUT/DELETE /api/addresses/{{id}} · ",
             "<a href=\"/api/domains\">GET /api/domains</a> · POST /api/domains · GET/PUT/DELETE /api/domains/{{id}}</li>\n",

@@ -1,7 +1,8 @@
 //! The sign-in pages: `/signin` (email and password) and `/signin/totp` (a TOTP code or a
 //! recovery code, for users with TOTP on). Wrong credentials: 401 and the form again;
 //! throttled: 429 with `Retry-After`. On success, 303 to `next` (a path on this site) with
-//! the session cookie.
+//! the session cookie. Under the form, a link per sign-in provider (`web::oidc`), whose
+//! sign-ins end here too ([`signed_in`]).
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
@@ -53,7 +54,9 @@ fn next_field(next: &str) -> String {
     )
 }
 
-fn signin_form(
+/// The sign-in page: the password form, then a link per sign-in provider.
+pub(super) fn signin_form(
+    state: &AppState,
     status: StatusCode,
     csrf: &str,
     email: &str,
@@ -62,15 +65,16 @@ fn signin_form(
 ) -> Response {
     let body = format!(
         concat!(
-            "{error}<form method=\"post\" action=\"/signin\">\n{csrf}{next}\n",
+            "{error}<form method=\"post\" action=\"/signin\">\n{csrf}{next_field}\n",
             "<label>Email <input type=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"username\" required autofocus></label>\n",
             "<label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>\n",
-            "<button type=\"submit\">Sign in</button>\n</form>",
+            "<button type=\"submit\">Sign in</button>\n</form>{providers}",
         ),
         error = html::error(error),
         csrf = html::csrf_field(csrf),
-        next = next_field(next),
+        next_field = next_field(next),
         email = html::escape(email),
+        providers = super::oidc::links(state.oidc.providers(), next),
     );
     html::page(status, "Sign in", &body)
 }
@@ -90,7 +94,7 @@ fn code_form(status: StatusCode, csrf: &str, next: &str, error: Option<&str>) ->
     html::page(status, "Two-factor authentication", &body)
 }
 
-fn throttled(mut page: Response, retry_after: std::time::Duration) -> Response {
+pub(super) fn throttled(mut page: Response, retry_after: std::time::Duration) -> Response {
     *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let seconds = retry_after.as_secs().max(1);
     page.headers_mut().insert(
@@ -123,11 +127,34 @@ fn bad_form(rejection: FormRejection) -> Response {
 }
 
 async fn signin_page(
+    State(state): State<AppState>,
     Extension(CsrfToken(csrf)): Extension<CsrfToken>,
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = auth::safe_next(query.next.as_deref());
-    signin_form(StatusCode::OK, &csrf, "", next, None)
+    signin_form(&state, StatusCode::OK, &csrf, "", next, None)
+}
+
+/// The answer to a first step that worked: 303 to `next` signed in, or to the second step.
+pub(super) fn signed_in(state: &AppState, sign_in: SignIn, next: &str) -> Response {
+    let secure = state.secure_cookies;
+    match sign_in {
+        SignIn::Complete(session) => {
+            let lifetime = state.accounts.policy().session_lifetime.as_secs();
+            with_session(auth::redirect(next), &session, lifetime, secure)
+        }
+        SignIn::SecondFactor(pending) => {
+            let to: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", next)
+                .finish();
+            with_session(
+                auth::redirect(&format!("/signin/totp?{to}")),
+                &pending,
+                SECOND_FACTOR_TIMEOUT.as_secs(),
+                secure,
+            )
+        }
+    }
 }
 
 async fn signin(
@@ -141,39 +168,32 @@ async fn signin(
         Err(rejection) => return bad_form(rejection),
     };
     let next = auth::safe_next(form.next.as_deref());
-    let secure = state.secure_cookies;
     match state
         .accounts
         .sign_in(&form.email, &form.password, &client)
         .await
     {
-        Ok(SignIn::Complete(session)) => {
-            let lifetime = state.accounts.policy().session_lifetime.as_secs();
-            with_session(auth::redirect(next), &session, lifetime, secure)
-        }
-        Ok(SignIn::SecondFactor(pending)) => {
-            let to: String = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("next", next)
-                .finish();
-            with_session(
-                auth::redirect(&format!("/signin/totp?{to}")),
-                &pending,
-                SECOND_FACTOR_TIMEOUT.as_secs(),
-                secure,
-            )
-        }
+        Ok(sign_in) => signed_in(&state, sign_in, next),
         Err(SignInError::Throttled { retry_after }) => {
             let message = format!(
                 "Too many failed sign-ins. Try again in {} minutes.",
                 retry_after.as_secs().div_ceil(60)
             );
             throttled(
-                signin_form(StatusCode::OK, &csrf, &form.email, next, Some(&message)),
+                signin_form(
+                    &state,
+                    StatusCode::OK,
+                    &csrf,
+                    &form.email,
+                    next,
+                    Some(&message),
+                ),
                 retry_after,
             )
         }
         Err(SignInError::Store(error)) => super::error::ApiError::Store(error).into_response(),
         Err(_) => signin_form(
+            &state,
             StatusCode::UNAUTHORIZED,
             &csrf,
             &form.email,

@@ -5,11 +5,15 @@
 //   E2E_WEB       the web listener, e.g. http://127.0.0.1:8025
 //   E2E_SMTP      the SMTP listener, e.g. 127.0.0.1:2525
 //   E2E_EMAIL     the admin's email
-//   E2E_PASSWORD  the admin's password (one-time or not)
+//   E2E_PASSWORD  the admin's password (chosen with `--password-stdin`)
 //   E2E_RCPT      a recipient Postern accepts
 //   E2E_CHROMIUM  the browser (default /usr/bin/chromium)
 //   E2E_DEV_WEB, E2E_DEV_SMTP  optional: a `postern dev` (open on loopback, keeps messages),
 //                 where the hostile mail's HTML body is shown in the sandboxed iframe
+//   E2E_SECOND_EMAIL, E2E_SECOND_PASSWORD  a second user and the one-time password
+//                 `postern user add` printed for them: they must be made to replace it
+//   E2E_SCREENSHOTS  the directory for the screenshots (tests/it/browser.rs passes
+//                 TEST_ARTIFACTS_DIR, by default target/ci-artifacts/browser/)
 // Exit status 0 when every step passed; otherwise the failing step is printed.
 
 import crypto from 'node:crypto';
@@ -18,12 +22,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const shots = path.join(here, 'screenshots');
-fs.mkdirSync(shots, { recursive: true });
 
 function need(name) {
   const value = process.env[name];
@@ -33,11 +32,15 @@ function need(name) {
   }
   return value;
 }
+const shots = path.resolve(need('E2E_SCREENSHOTS'));
+fs.mkdirSync(shots, { recursive: true });
 const WEB = need('E2E_WEB').replace(/\/$/, '');
 const [SMTP_HOST, SMTP_PORT] = need('E2E_SMTP').split(/:(?=\d+$)/);
 const EMAIL = need('E2E_EMAIL');
-let password = need('E2E_PASSWORD');
+const password = need('E2E_PASSWORD');
 const RCPT = need('E2E_RCPT');
+const SECOND_EMAIL = need('E2E_SECOND_EMAIL');
+const SECOND_ONE_TIME = need('E2E_SECOND_PASSWORD');
 const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
 const STEP_TIMEOUT = 15_000;
 
@@ -221,20 +224,9 @@ async function main() {
     await page.waitForURL(/\/signin/);
     await page.fill('input[name=email]', EMAIL);
     await page.fill('input[name=password]', password);
-    await Promise.all([page.waitForLoadState(), page.click('button[type=submit]')]);
-
-    // 2. A one-time password must be replaced first.
-    await page.waitForLoadState();
-    if (new URL(page.url()).pathname === '/account/password') {
-      log('forced password change');
-      password = `browser-${crypto.randomBytes(12).toString('hex')}`;
-      await page.fill('input[name=password]', password);
-      await page.fill('input[name=repeat]', password);
-      await Promise.all([
-        page.waitForURL((url) => url.pathname !== '/account/password'),
-        page.click('button[type=submit]'),
-      ]);
-    }
+    // The admin chose their password (`--password-stdin`): straight to the list.
+    await Promise.all([page.waitForURL((u) => u.pathname === '/'), page.click('button[type=submit]')]);
+    await page.locator('table#messages').waitFor();
 
     // 3. TOTP enrolment: the key from the page, the code computed here.
     log('TOTP enrolment');
@@ -393,6 +385,57 @@ async function main() {
     await signOut(page);
     await page.goto(`${WEB}/`);
     await page.waitForURL(/\/signin/);
+
+    // 10. A second user signs in with the one-time password `postern user add` printed, and
+    // must choose a new one before anything else.
+    log('second user: sign in with the one-time password');
+    await page.fill('input[name=email]', SECOND_EMAIL);
+    await page.fill('input[name=password]', SECOND_ONE_TIME);
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === '/account/password'),
+      page.click('button[type=submit]'),
+    ]);
+    await page.getByText('You signed in with a one-time password').waitFor();
+    // Any other page sends them back here.
+    await page.goto(`${WEB}/addresses`);
+    await page.waitForURL((u) => u.pathname === '/account/password');
+    log('forced password change');
+    const secondPassword = `browser-${crypto.randomBytes(12).toString('hex')}`;
+    await page.fill('input[name=password]', secondPassword);
+    await page.fill('input[name=repeat]', secondPassword);
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === '/'),
+      page.click('form[action="/account/password"] button[type=submit]'),
+    ]);
+    await page.locator('table#messages').waitFor();
+
+    // 11. My sessions: this browser's session, marked, signed out with its own button.
+    log('my sessions');
+    await page.goto(`${WEB}/account`);
+    const sessions = page.locator('table#sessions tbody tr');
+    await sessions.first().waitFor();
+    if ((await sessions.count()) !== 1) throw new Error(`expected 1 session, got ${await sessions.count()}`);
+    await sessions.first().getByText('this session').waitFor();
+    await page.screenshot({ path: path.join(shots, 'account.png'), fullPage: true });
+    await Promise.all([
+      page.waitForURL(/\/signin/),
+      sessions.first().locator('form[action^="/account/sessions/"] button').click(),
+    ]);
+    await page.goto(`${WEB}/`);
+    await page.waitForURL(/\/signin/);
+
+    // 12. The one-time password is spent; the new one signs in.
+    log('second user: the new password, not the one-time one');
+    await page.fill('input[name=email]', SECOND_EMAIL);
+    await page.fill('input[name=password]', SECOND_ONE_TIME);
+    await page.click('button[type=submit]');
+    await page.locator('p.error[role=alert]').waitFor();
+    if (new URL(page.url()).pathname !== '/signin') throw new Error(`the one-time password still works: ${page.url()}`);
+    await page.fill('input[name=email]', SECOND_EMAIL);
+    await page.fill('input[name=password]', secondPassword);
+    await Promise.all([page.waitForURL((u) => u.pathname === '/'), page.click('button[type=submit]')]);
+    await page.locator('table#messages').waitFor();
+    await signOut(page);
 
     const failures = [];
     if (dialogs.length) failures.push(`dialogs opened: ${JSON.stringify(dialogs)}`);

@@ -758,6 +758,150 @@ async fn sign_out_everywhere_ends_every_session_of_the_user() {
     assert_eq!(audit[0]["detail"], "2 sessions");
 }
 
+/// The rows of "My sessions" on `/account`: (public id, the rest of the row).
+fn session_rows(page: &Page) -> Vec<(String, String)> {
+    let table = &page.body[page
+        .body
+        .find("<table id=\"sessions\">")
+        .expect("the sessions table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    table
+        .split("<tr id=\"session-")
+        .skip(1)
+        .map(|row| {
+            let (id, rest) = row.split_once('"').unwrap();
+            (id.to_string(), rest.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn my_sessions_are_listed_and_signed_out_one_by_one() {
+    let app = serve().await;
+    add_viewer(&app).await;
+    let mut laptop = app.browser();
+    laptop.user_agent = "Laptop <Browser> 1.0".into();
+    laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut phone = app.browser();
+    phone.user_agent = "Phone Browser 2.0".into();
+    phone.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut viewer = app.browser();
+    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let page = laptop.get("/account").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let rows = session_rows(&page);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let this: Vec<_> = rows
+        .iter()
+        .filter(|(_, row)| row.contains("this session"))
+        .collect();
+    assert_eq!(this.len(), 1, "{rows:?}");
+    assert!(
+        this[0].1.contains("Laptop &lt;Browser&gt; 1.0"),
+        "escaped: {rows:?}"
+    );
+    let (phone_id, phone_row) = rows
+        .iter()
+        .find(|(_, row)| row.contains("Phone Browser 2.0"))
+        .unwrap()
+        .clone();
+    assert!(!phone_row.contains("this session"));
+    assert!(phone_row.contains("127.0.0.1"));
+    assert!(phone_row.contains("<time datetime=\""));
+    assert_eq!(phone_id.len(), 16);
+    assert!(
+        phone_id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    // Neither the tokens nor their stored digests are on the page: the ids are the
+    // digests' first 16 hex digits.
+    let mut prefixes = Vec::new();
+    for browser in [&laptop, &phone] {
+        let token = browser.cookie("postern_session").unwrap();
+        let digest = sha256_hex(token);
+        assert!(!page.body.contains(token));
+        assert!(!page.body.contains(&digest));
+        prefixes.push(digest[..16].to_string());
+    }
+    let mut ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    prefixes.sort();
+    assert_eq!(ids, prefixes);
+
+    // Another device's session: CSRF needed, then it ends and this one stays.
+    let path = format!("/account/sessions/{phone_id}/signout");
+    assert_eq!(laptop.post_form(&path, &[]).await.status, 403);
+    assert_eq!(phone.get("/").await.status, 200);
+    let csrf = page.csrf_token();
+    let answer = laptop.post_form(&path, &[("csrf_token", &csrf)]).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.location(), Some("/account"));
+    assert!(
+        answer.set_cookies().is_empty(),
+        "this browser stays signed in"
+    );
+    assert_eq!(phone.get("/").await.status, 303, "the phone is signed out");
+    assert_eq!(laptop.get("/").await.status, 200);
+    assert_eq!(session_rows(&laptop.get("/account").await).len(), 1);
+    let entry = &audit_actions(&app).await[0];
+    assert_eq!(entry["action"], "signout");
+    assert_eq!(entry["actor"], ADMIN_EMAIL);
+    assert_eq!(entry["detail"], format!("session {phone_id} (127.0.0.1)"));
+
+    // Gone already, someone else's, malformed: 404, and nothing ends.
+    let viewer_page = viewer.get("/account").await;
+    let viewer_rows = session_rows(&viewer_page);
+    assert_eq!(viewer_rows.len(), 1);
+    assert!(viewer_rows[0].1.contains("this session"));
+    let viewer_id = viewer_rows[0].0.clone();
+    for id in [
+        phone_id.clone(),
+        viewer_id.clone(),
+        viewer_id[..15].to_string(),
+        viewer_id.to_uppercase(),
+        "zzzzzzzzzzzzzzzz".to_string(),
+    ] {
+        let answer = laptop
+            .post_form(
+                &format!("/account/sessions/{id}/signout"),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(answer.status, 404, "{id}: {}", answer.body);
+    }
+    assert_eq!(viewer.get("/").await.status, 200);
+    assert_eq!(laptop.get("/").await.status, 200);
+
+    // A viewer may end their own sessions too; their own is a sign-out.
+    let viewer_csrf = viewer_page.csrf_token();
+    let answer = viewer
+        .post_form(
+            &format!("/account/sessions/{viewer_id}/signout"),
+            &[("csrf_token", &viewer_csrf)],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.location(), Some("/signin"));
+    assert!(
+        answer
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("postern_session=;") && c.contains("Max-Age=0"))
+    );
+    assert_eq!(viewer.get("/").await.status, 303);
+    assert_eq!(laptop.get("/").await.status, 200);
+}
+
+/// SHA-256, lower-case hex, as the store keeps session ids.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_audit_log_records_sign_ins_and_account_changes() {
     let app = serve().await;

@@ -1,13 +1,19 @@
 //! The browser end-to-end test: `tests/browser/e2e.mjs` drives a headless Chromium through the
-//! real `postern serve` (sign-in, forced password change, TOTP enrolment, sign-in with TOTP, a
-//! message arriving by polling, its detail page, a hostile message that must run and load
-//! nothing, a new address, sign-out). The hostile message also goes to a `postern dev`, the
+//! real `postern serve` (sign-in, TOTP enrolment, sign-in with TOTP, a message arriving by
+//! polling, its detail page, a hostile message that must run and load nothing, a new address,
+//! sign-out; then a second user made by `postern user add` without `--password-stdin` signs in
+//! with the printed one-time password, is made to choose a new one, finds their session under
+//! "My sessions" and signs it out there). The hostile message also goes to a `postern dev`, the
 //! only mode that keeps messages, where its HTML body is shown in the sandboxed iframe.
 //!
-//! **Opt-in**: it runs only when `TEST_BROWSER=1`, because it needs Node, `npm ci` in
-//! `tests/browser` and a Chromium (`/usr/bin/chromium`, or `E2E_CHROMIUM`). Without it the test
-//! returns at once and prints that it was skipped: a deliberate skip, not a pass.
-//! `TEST_BROWSER=1 cargo nextest run browser` runs it.
+//! **Opt-in**: it needs Node, `npm ci` in `tests/browser` and a Chromium (`/usr/bin/chromium`,
+//! or `E2E_CHROMIUM`). `TEST_BROWSER=1` (or `required`, as `.ci/run` sets it) runs it and
+//! fails when any of them is missing; without `TEST_BROWSER` the test returns at once and
+//! prints that it was skipped: a deliberate skip, not a pass.
+//!
+//! Screenshots go to `TEST_ARTIFACTS_DIR` (default `target/ci-artifacts/browser/`), never
+//! into the repository; `UPDATE_SCREENSHOTS=1` also copies the README's two
+//! (`list.png`, `detail.png`) over `tests/browser/screenshots/`, to review and commit.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -114,12 +120,64 @@ fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
+/// Where the screenshots go: `TEST_ARTIFACTS_DIR`, else `target/ci-artifacts/browser/`. (Not
+/// a `POSTERN_*` name: the binary reads those as config overrides and refuses unknown ones.)
+fn artifacts_dir() -> PathBuf {
+    match std::env::var_os("TEST_ARTIFACTS_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-artifacts/browser"),
+    }
+}
+
+/// The screenshots the README shows, refreshed by `UPDATE_SCREENSHOTS=1`.
+const README_SCREENSHOTS: [&str; 2] = ["list.png", "detail.png"];
+
+/// `postern user add` for `email` (a viewer) without `--password-stdin`: the one-time
+/// password it prints.
+fn add_user_with_one_time_password(config: &Path, email: &str) -> String {
+    let added = postern()
+        .args(["user", "add", "--config"])
+        .arg(config)
+        .args(["--email", email, "--role", "viewer"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&added.stdout);
+    assert!(
+        added.status.success(),
+        "postern user add: {stdout}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("one-time password: "))
+        .unwrap_or_else(|| panic!("no one-time password printed:\n{stdout}"))
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn browser_end_to_end() {
-    if std::env::var("TEST_BROWSER").as_deref() != Ok("1") {
-        println!("browser_end_to_end: skipped (opt-in: set TEST_BROWSER=1 to run it)");
-        return;
+    match std::env::var("TEST_BROWSER").as_deref() {
+        Ok("1" | "required") => {}
+        Ok(other) if !other.is_empty() && other != "0" => {
+            panic!("TEST_BROWSER={other:?}: expected 1 or required")
+        }
+        _ => {
+            println!("browser_end_to_end: skipped (opt-in: set TEST_BROWSER=1 to run it)");
+            return;
+        }
     }
+    let chromium = std::env::var_os("E2E_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        chromium.exists(),
+        "TEST_BROWSER is set but there is no Chromium at {} (apt-get install chromium, or set E2E_CHROMIUM)",
+        chromium.display()
+    );
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let web = free_port();
@@ -167,6 +225,11 @@ fn browser_end_to_end() {
         String::from_utf8_lossy(&added.stderr)
     );
 
+    // A second user, with the one-time password `postern user add` prints: the browser must
+    // be made to replace it.
+    let second_email = "second@example.com";
+    let one_time = add_user_with_one_time_password(&config, second_email);
+
     let mut server = Server(
         postern()
             .args(["serve", "--config"])
@@ -208,6 +271,10 @@ fn browser_end_to_end() {
         .env("E2E_RCPT", "inbox@example.com")
         .env("E2E_DEV_WEB", &dev_web)
         .env("E2E_DEV_SMTP", &dev_smtp)
+        .env("E2E_SECOND_EMAIL", second_email)
+        .env("E2E_SECOND_PASSWORD", &one_time)
+        .env("E2E_CHROMIUM", &chromium)
+        .env("E2E_SCREENSHOTS", &artifacts)
         .output()
         .expect("node is needed for the browser test");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -219,4 +286,13 @@ fn browser_end_to_end() {
         run.status
     );
     assert!(stdout.contains("e2e: PASS"), "{stdout}");
+    println!("browser_end_to_end: screenshots in {}", artifacts.display());
+
+    if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        for name in README_SCREENSHOTS {
+            let to = browser.join("screenshots").join(name);
+            std::fs::copy(artifacts.join(name), &to).unwrap();
+            println!("browser_end_to_end: updated {}", to.display());
+        }
+    }
 }

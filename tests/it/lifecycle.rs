@@ -132,6 +132,44 @@ fn bad_config_names_key_value_and_what_is_allowed() {
 }
 
 #[test]
+fn check_prints_the_sign_in_providers_and_their_callback_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("github-secret");
+    std::fs::write(&secret, "gh-s3cret\n").unwrap();
+    let toml = format!(
+        concat!(
+            "[web]\npublic_url = \"https://postern.example.com\"\n",
+            "[[web.oidc]]\nname = \"google\"\nkind = \"google\"\nclient_id = \"id-1.apps.googleusercontent.com\"\nclient_secret = \"g-s3cret\"\n",
+            "[[web.oidc]]\nname = \"gh\"\nkind = \"github\"\nclient_id = \"Iv1.abc\"\nclient_secret_file = {:?}\n",
+        ),
+        secret.display().to_string()
+    );
+    let path = dir.path().join("postern.toml");
+    std::fs::write(&path, toml).unwrap();
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Sign-in   \"Sign in with Google\" (OpenID Connect, issuer https://accounts.google.com, client id id-1.apps.googleusercontent.com); register the callback https://postern.example.com/signin/oidc/google/callback"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Sign-in   \"Sign in with GitHub\" (GitHub at https://github.com, client id Iv1.abc); register the callback https://postern.example.com/signin/oidc/gh/callback"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
+    );
+
+    let (code, err) = check_config("", &[("POSTERN_WEB__OIDC__CLIENT_SECRET", "x")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("[[web.oidc]] can only be set in the config file"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_config_file_gives_a_hint() {
     let (code, _, err) = run(&["serve", "--config", "/nonexistent/postern.toml"], &[]);
     assert_eq!(code, 2);

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use postern::outbound::NewCredentialSpec;
+use postern::outbound::dkim::Algorithm;
 use postern::outbound::worker::BACKOFF;
-use postern::store::{OutboundAttemptRow, OutboundSummary, RecipientState, SendingDomainRow};
+use postern::store::{OutboundAttemptRow, OutboundSummary, RecipientState};
 
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::sink::Sink;
@@ -44,6 +45,7 @@ async fn delivering_app(dns: &DnsServer, port: u16, extra: &str) -> (TestApp, St
     (app, token)
 }
 
+/// Returns the token; the sending domain's DKIM record is `dkim_record(app)`.
 async fn setup_sender(app: &TestApp) -> String {
     let (_, token) = app
         .outbound
@@ -55,21 +57,25 @@ async fn setup_sender(app: &TestApp) -> String {
         .await
         .unwrap();
     app.outbound
-        .store()
-        .insert_sending_domain(SendingDomainRow {
-            id: 0,
-            domain: "example.com".into(),
-            return_path_domain: "mta.example.com".into(),
-            dkim_selector: "s1".into(),
-            dkim_algorithm: "ed25519-sha256".into(),
-            dkim_private_key: String::new(),
-            dkim_public_key: String::new(),
-            created_at: 0,
-        })
+        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
         .await
-        .unwrap()
         .unwrap();
     token
+}
+
+/// The DKIM TXT record of `example.com`: (name, value).
+async fn dkim_record(app: &TestApp) -> (String, String) {
+    let domains = app
+        .outbound
+        .sending_domains("mx.postern.test")
+        .await
+        .unwrap();
+    let record = domains[0]
+        .dns_records
+        .iter()
+        .find(|record| record.name.contains("._domainkey."))
+        .unwrap();
+    (record.name.clone(), record.value.clone())
 }
 
 /// Sends through the HTTP API; the message's UUID.
@@ -218,9 +224,23 @@ async fn a_message_is_delivered_to_the_mx_with_its_envelope_and_recorded() {
     let queued = String::from_utf8(queued).unwrap().replace("\r\n", "\n");
     assert!(
         dump.contains(&queued),
-        "the queued message arrives unchanged:\n{dump}"
+        "the queued message arrives unchanged (after its signature):\n{dump}"
     );
     assert!(queued.contains("Body for User <user@dest.test>"));
+
+    // Signed for the sending domain on the way out; dkimpy verifies what arrived.
+    let start = dump
+        .find("DKIM-Signature:")
+        .expect("the message is DKIM-signed");
+    let arrived = dump[start..]
+        .strip_suffix('\n')
+        .unwrap()
+        .replace('\n', "\r\n");
+    let (name, value) = dkim_record(&app).await;
+    assert_eq!(
+        crate::dkim::verify(arrived.as_bytes(), &name, &value),
+        "pass"
+    );
     app.stop().await;
 }
 

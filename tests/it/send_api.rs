@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use postern::outbound::NewCredentialSpec;
-use postern::store::SendingDomainRow;
+use postern::outbound::dkim::Algorithm;
 
 use crate::support::{TestApp, config_with};
 
@@ -96,22 +96,9 @@ async fn post(app: &TestApp, username: &str, token: &str, body: Value) -> (u16, 
 async fn serve_app(spec: NewCredentialSpec) -> (TestApp, String) {
     let app = TestApp::start(&config_with(&[], "")).await;
     let (_, token) = app.outbound.create_credential(spec).await.unwrap();
-    // The domain row as `postern sending-domain add` makes it; the key is not used here
-    // (nothing is delivered in these tests).
     app.outbound
-        .store()
-        .insert_sending_domain(SendingDomainRow {
-            id: 0,
-            domain: "example.com".into(),
-            return_path_domain: "mta.example.com".into(),
-            dkim_selector: "s1".into(),
-            dkim_algorithm: "ed25519-sha256".into(),
-            dkim_private_key: String::new(),
-            dkim_public_key: String::new(),
-            created_at: 0,
-        })
+        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
         .await
-        .unwrap()
         .unwrap();
     (app, token)
 }

@@ -8,7 +8,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use postern::smtp::Reply;
-use postern::smtp::session::{Event, Session, SessionConfig, SizeLimit};
+use postern::smtp::session::{Event, Session, SessionConfig, SessionPolicy, SizeLimit};
 
 const MAX_MESSAGE: usize = 2000;
 /// The limit of recipients that start with `small`.
@@ -16,13 +16,21 @@ const SMALL_BOX: usize = 200;
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {
+    /// 0: the MX listener; 1: submission; 2: dev-mode submission (AUTH without TLS).
+    listener: u8,
     /// The lengths in which the data arrives, used in turn (0 counts as 1).
     splits: Vec<u8>,
     data: &'a [u8],
 }
 
-fn config() -> SessionConfig {
+fn config(listener: u8) -> SessionConfig {
     SessionConfig {
+        policy: match listener % 3 {
+            0 => SessionPolicy::Inbound,
+            n => SessionPolicy::Submission {
+                plaintext_auth: n == 2,
+            },
+        },
         hostname: "mx.fuzz.test".into(),
         max_message_size: MAX_MESSAGE,
         max_recipients: 3,
@@ -34,7 +42,7 @@ fn config() -> SessionConfig {
 }
 
 fuzz_target!(|input: Input<'_>| {
-    let mut session = Session::new(config());
+    let mut session = Session::new(config(input.listener));
     check_reply(&session.greeting());
     let mut rest = input.data;
     let mut splits = input.splits.iter().cycle();
@@ -110,6 +118,21 @@ fn answer(session: &mut Session, mut event: Event) -> bool {
             Event::StartTls => {
                 session.tls_started();
                 return true;
+            }
+            // Passwords that start with `ok` are right; senders `other@…` not allowed.
+            Event::Authenticate(credentials) => {
+                session.authenticated(match credentials.password.starts_with("ok") {
+                    true => Ok(()),
+                    false => Err(Reply::AUTH_FAILED),
+                })
+            }
+            Event::CheckSender(address) => {
+                assert!(session.identity().is_some(), "a sender check before AUTH");
+                let verdict = match address.starts_with("other") {
+                    true => Err(Reply::SENDER_NOT_ALLOWED),
+                    false => Ok(()),
+                };
+                session.sender_checked(address, verdict)
             }
         };
     }

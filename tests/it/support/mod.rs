@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod dns;
+pub mod oidc;
 pub mod receiver;
 pub mod sink;
 pub mod smtp;
@@ -64,10 +65,16 @@ impl TestApp {
 
     /// Like [`TestApp::start`], on an existing data directory.
     pub async fn start_in(toml: &str, data_dir: TempDir) -> TestApp {
+        TestApp::start_on(toml, data_dir, "127.0.0.1:0").await
+    }
+
+    /// Like [`TestApp::start_in`], with the web listener on `web` (a URL known in advance,
+    /// e.g. to register a callback at an identity provider).
+    pub async fn start_on(toml: &str, data_dir: TempDir, web: &str) -> TestApp {
         init();
         let mut env: Vec<(String, String)> = [
             ("POSTERN_SMTP__LISTEN", "127.0.0.1:0".to_string()),
-            ("POSTERN_WEB__LISTEN", "127.0.0.1:0".to_string()),
+            ("POSTERN_WEB__LISTEN", web.to_string()),
             (
                 "POSTERN_SERVER__DATA_DIR",
                 data_dir.path().display().to_string(),
