@@ -350,6 +350,64 @@ mod tests {
         assert!(!dev.web.secure_cookies, "dev mode is plain HTTP");
     }
 
+    fn outbound(toml: &str) -> Result<OutboundConfig, ConfigError> {
+        Config::from_toml(toml, Vec::new()).map(|config| config.outbound)
+    }
+
+    #[test]
+    fn outbound_defaults_and_checks() {
+        let defaults = outbound("[server]\nhostname = \"mx.example.com\"\n").unwrap();
+        assert!(defaults.deliver);
+        assert_eq!(defaults.dns_servers, None);
+        assert_eq!(defaults.port, 25);
+        assert_eq!(defaults.helo_name, "mx.example.com");
+        assert_eq!((defaults.max_connections, defaults.max_per_domain), (64, 4));
+        assert_eq!(defaults.expiry, Duration::from_secs(72 * 3600));
+        assert_eq!(defaults.relay, None);
+
+        let set = outbound(
+            "[outbound]\ndns = [\"127.0.0.1:5353\"]\nrequire_tls = [\"Example.NET.\"]\n\
+             relay = \"smtp://me%40x:p%40ss@relay.example.net\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            set.dns_servers,
+            Some(vec!["127.0.0.1:5353".parse().unwrap()])
+        );
+        assert_eq!(set.require_tls, ["example.net"]);
+        let relay = set.relay.unwrap();
+        assert_eq!(relay.username.as_deref(), Some("me@x"));
+        assert_eq!(relay.password.as_deref(), Some("p@ss"));
+        assert_eq!(
+            (relay.host.as_str(), relay.port),
+            ("relay.example.net", 587)
+        );
+        assert_eq!(relay.to_string(), "smtp://me@x:****@relay.example.net:587");
+        assert!(!format!("{relay:?}").contains("p@ss"));
+
+        for (toml, key) in [
+            ("[outbound]\ndns = []\n", "outbound.dns"),
+            ("[outbound]\nport = 0\n", "outbound.port"),
+            (
+                "[outbound]\nmax_per_domain = 0\n",
+                "outbound.max_per_domain",
+            ),
+            (
+                "[outbound]\nrequire_tls = [\"not a domain\"]\n",
+                "outbound.require_tls[0]",
+            ),
+            ("[outbound]\nhelo_name = \"a b\"\n", "outbound.helo_name"),
+            (
+                "[outbound]\nrelay = \"http://u:s3cret@h\"\n",
+                "outbound.relay",
+            ),
+        ] {
+            let error = outbound(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+    }
+
     #[test]
     fn session_limits_are_checked() {
         let error = web("[web]\nsession_idle_secs = 7200\nsession_lifetime_secs = 3600\n")

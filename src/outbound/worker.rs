@@ -337,7 +337,12 @@ impl Worker {
         };
         let (hosts, require_tls) = match &self.config.relay {
             Some(relay) => match relay_host(relay).await {
-                Ok(host) => (vec![host], relay.username.is_some()),
+                // The password goes only over TLS, unless the relay is on this machine.
+                Ok(host) => {
+                    let local = host.addresses.iter().all(|ip| ip.is_loopback());
+                    let tls = relay.username.is_some() && !local;
+                    (vec![host], tls)
+                }
                 Err(failure) => return failed(failure),
             },
             None => match self.resolver.hosts(&recipient.domain).await {

@@ -511,3 +511,26 @@ async fn a_delivery_cut_off_by_a_crash_is_sent_again_after_the_restart() {
     assert_eq!(wait_dumps(&sink, 1).await.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_relay_takes_every_message_whatever_the_recipients_mx() {
+    let sink = Sink::start(&[]).await;
+    // No record at all for the recipient's domain: only the relay is asked.
+    let dns = DnsServer::start(Zone::new()).await;
+    let relay = format!(
+        "relay = \"smtp://relay-user:relay%20secret@127.0.0.1:{}\"",
+        sink.port()
+    );
+    let (app, token) = delivering_app(&dns, 9, &relay).await;
+
+    let uuid = send(&app, &token, "user@nowhere.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
+    assert_eq!(
+        attempts(&app, &message).await[0].host.as_deref(),
+        Some("127.0.0.1")
+    );
+    let dumps = wait_dumps(&sink, 1).await;
+    assert!(dumps[0].contains("X-Rcpt-Args: <user@nowhere.test>"));
+    assert_eq!(dns.queries(), 0, "no MX lookup with a relay");
+    app.stop().await;
+}
