@@ -15,7 +15,7 @@ use postern::store::{OutboundAttemptRow, OutboundSummary, RecipientState};
 
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::sink::Sink;
-use crate::support::{TestApp, config_with};
+use crate::support::{Receiver, TestApp, config_with};
 
 const USERNAME: &str = "shop";
 const EVENTS_URL: &str = "http://127.0.0.1:9/events";
@@ -533,4 +533,35 @@ async fn a_relay_takes_every_message_whatever_the_recipients_mx() {
     assert!(dumps[0].contains("X-Rcpt-Args: <user@nowhere.test>"));
     assert_eq!(dns.queries(), 0, "no MX lookup with a relay");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn starttls_is_used_when_the_mx_offers_it() {
+    // The recipient's MX is another Postern with a self-signed certificate, passing the
+    // mail on to an HTTP receiver; dest.test requires TLS, so plain text would not do.
+    let receiver = Receiver::start().await;
+    let mx = TestApp::start(&config_with(
+        &[("*@dest.test", receiver.url("/in"))],
+        "[smtp]\ntls_self_signed = true\n",
+    ))
+    .await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, mx.smtp.port(), "require_tls = [\"dest.test\"]").await;
+
+    let uuid = send(&app, &token, "user@dest.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
+    let attempt = &attempts(&app, &message).await[0];
+    assert_eq!(attempt.tls.as_deref(), Some("starttls"), "{attempt:?}");
+    assert_eq!(attempt.code, Some(250));
+
+    let payload = receiver.single().json();
+    assert_eq!(payload["envelope"]["tls_cipher"], "TLSv1.3");
+    assert_eq!(payload["envelope"]["to"], "user@dest.test");
+    assert_eq!(
+        payload["envelope"]["from"],
+        format!("bounces+{uuid}@mta.example.com")
+    );
+    assert_eq!(payload["envelope"]["helo_domain"], "mx.postern.test");
+    app.stop().await;
+    mx.stop().await;
 }
