@@ -172,6 +172,45 @@ fn init(output: &Path, force: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn dns_list(servers: &Option<Vec<std::net::SocketAddr>>) -> String {
+    match servers {
+        None => "the system resolver".to_string(),
+        Some(servers) => servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The delivery settings; the relay's password masked.
+fn print_outbound(outbound: &crate::config::OutboundConfig) {
+    if !outbound.deliver {
+        println!("Outbound  delivery off (outbound.deliver = false): mail stays queued");
+        return;
+    }
+    let route = match &outbound.relay {
+        Some(relay) => format!("through the relay {relay}"),
+        None => format!(
+            "to each domain's MX on port {} (DNS: {})",
+            outbound.port,
+            dns_list(&outbound.dns_servers)
+        ),
+    };
+    println!(
+        "Outbound  {route}; EHLO {}; STARTTLS when offered{}; max {} connections, {} per domain; retried for {} h",
+        outbound.helo_name,
+        if outbound.require_tls.is_empty() {
+            String::new()
+        } else {
+            format!(", required for {}", outbound.require_tls.join(", "))
+        },
+        outbound.max_connections,
+        outbound.max_per_domain,
+        outbound.expiry.as_secs() / 3600,
+    );
+}
+
 fn print_summary(config: &Config) {
     println!(
         "SMTP      {}  (max {} connections, {} bytes per message)",
@@ -215,18 +254,12 @@ fn print_summary(config: &Config) {
         );
     }
     println!("API       http://{}/api/messages", config.web.listen);
-    let dns = match &config.auth.dns_servers {
-        None => "the system resolver".to_string(),
-        Some(servers) => servers
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
+    let dns = dns_list(&config.auth.dns_servers);
     println!(
         "SPF       {} (DNS: {dns}; DKIM/DMARC where an address asks)",
         if config.auth.spf { "on" } else { "off" }
     );
+    print_outbound(&config.outbound);
     println!("Data      {}", config.data_dir.display());
     if config.addresses.is_empty() && config.domains.iter().all(|d| d.target.is_none()) {
         println!("Addresses none: every recipient will be refused with 550");
