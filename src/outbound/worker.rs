@@ -230,6 +230,11 @@ impl Worker {
                 }
             }
             self.idle.sweep();
+            // Limits of domains nobody is sending to are made again when needed.
+            self.domains
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, limit| Arc::strong_count(limit) > 1);
             if full_batch {
                 continue;
             }
