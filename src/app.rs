@@ -89,12 +89,14 @@ impl App {
             },
             config.outbound.expiry,
         );
-        // Dev mode captures and never delivers.
-        let worker = match (outbound.mode(), config.outbound.deliver) {
-            (OutboundMode::Deliver, true) => {
-                Some(Arc::new(Worker::new(&outbound, &config.outbound)?))
-            }
-            _ => None,
+        // Dev mode captures and never delivers, unless it was given a relay.
+        let outbound = match (&config.dev, &config.outbound.relay) {
+            (Some(_), Some(_)) => outbound.with_dev_relay(),
+            _ => outbound,
+        };
+        let worker = match outbound.delivers() && config.outbound.deliver {
+            true => Some(Arc::new(Worker::new(&outbound, &config.outbound)?)),
+            false => None,
         };
         let accounts = Accounts::new(
             store.clone(),

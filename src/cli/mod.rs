@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
-use crate::config::{Config, EXAMPLE, TargetUrl, TlsSource};
+use crate::config::{Config, EXAMPLE, RelayUrl, TargetUrl, TlsSource};
 
 const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
 
@@ -54,6 +54,10 @@ enum Command {
         /// as the app answers (2xx → 250, 4xx → 554, 5xx/no answer → 450).
         #[arg(long, value_name = "URL")]
         forward: Option<String>,
+        /// Deliver mail sent through the send API via this smarthost
+        /// (smtp://user:password@host:587) instead of only capturing it.
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
     },
     /// Run in production from a config file (see `postern init`).
     Serve {
@@ -116,7 +120,15 @@ pub fn main() -> ExitCode {
             web,
             data_dir,
             forward,
+            relay,
         } => {
+            let relay = match relay.as_deref().map(RelayUrl::parse).transpose() {
+                Ok(relay) => relay,
+                Err(error) => {
+                    eprintln!("error: --relay: {error}");
+                    return ExitCode::from(2);
+                }
+            };
             let forward = match forward.as_deref().map(TargetUrl::parse).transpose() {
                 Ok(forward) => forward,
                 Err(allowed) => {
@@ -127,7 +139,9 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(Config::dev(data_dir, smtp, web, forward), true)
+            let mut config = Config::dev(data_dir, smtp, web, forward);
+            config.outbound.relay = relay;
+            run(config, true)
         }
     }
 }
@@ -294,6 +308,7 @@ fn run(config: Config, dev: bool) -> ExitCode {
         .expect("building the tokio runtime");
     runtime.block_on(async move {
         let forward = config.dev.as_ref().and_then(|d| d.forward.clone());
+        let relay = config.outbound.relay.clone();
         let data_dir = config.data_dir.clone();
         if !dev {
             print_summary(&config);
@@ -309,7 +324,7 @@ fn run(config: Config, dev: bool) -> ExitCode {
             }
         };
         if dev {
-            print_dev_banner(&app, &data_dir, forward.as_ref());
+            print_dev_banner(&app, &data_dir, forward.as_ref(), relay.as_ref());
         }
         app.run(crate::shutdown::signal()).await;
         ExitCode::SUCCESS
@@ -334,7 +349,12 @@ fn bind_hint(error: &crate::app::AppError, dev: bool) -> Option<&'static str> {
     }
 }
 
-fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
+fn print_dev_banner(
+    app: &App,
+    data_dir: &Path,
+    forward: Option<&TargetUrl>,
+    relay: Option<&RelayUrl>,
+) {
     let smtp = app.smtp_addr();
     let web = app.web_addr();
     println!("Postern {} dev mode", crate::VERSION);
@@ -362,6 +382,10 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
         None => println!(
             "  Every recipient is accepted and kept; nothing is forwarded (see --forward)."
         ),
+    }
+    match relay {
+        Some(relay) => println!("  Mail sent through the API goes out through the relay {relay}."),
+        None => println!("  Mail sent through the API is captured, never delivered (see --relay)."),
     }
     println!();
     println!("Send a test message:");

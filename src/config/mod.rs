@@ -143,6 +143,13 @@ impl fmt::Display for RelayUrl {
     }
 }
 
+impl RelayUrl {
+    /// `smtp://[user[:password]@]host[:port]` (587 by default); errors show it masked.
+    pub fn parse(text: &str) -> Result<RelayUrl, ConfigError> {
+        raw::relay_url(text)
+    }
+}
+
 impl fmt::Debug for RelayUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RelayUrl({self})")

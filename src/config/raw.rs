@@ -277,7 +277,7 @@ fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, Config
 }
 
 /// `smtp://[user[:password]@]host[:port]` (port 587 by default); errors show it masked.
-fn relay_url(text: &str) -> Result<RelayUrl, ConfigError> {
+pub(super) fn relay_url(text: &str) -> Result<RelayUrl, ConfigError> {
     let invalid = |why: &str| {
         ConfigError::invalid(
             "outbound.relay",

@@ -92,6 +92,8 @@ pub struct Outbound {
     expiry: Duration,
     /// Poked after every enqueue so the delivery worker sends new mail at once.
     wake: Arc<Notify>,
+    /// `postern dev --relay`: capture mode's open door, but mail is queued for delivery.
+    dev_relay: bool,
 }
 
 impl Outbound {
@@ -102,7 +104,20 @@ impl Outbound {
             mode,
             expiry,
             wake: Arc::new(Notify::new()),
+            dev_relay: false,
         }
+    }
+
+    /// `postern dev --relay`: in capture mode, queue mail for delivery (through the relay)
+    /// instead of only capturing it.
+    pub fn with_dev_relay(mut self) -> Outbound {
+        self.dev_relay = true;
+        self
+    }
+
+    /// Whether accepted mail is queued for the delivery worker.
+    pub fn delivers(&self) -> bool {
+        self.mode == OutboundMode::Deliver || self.dev_relay
     }
 
     /// Makes the delivery worker look at the queue now (enqueue does it; tests that move
@@ -183,6 +198,7 @@ impl Outbound {
         let test_mode = composed.test_mode || credential.mode == CredentialMode::Test;
         let disposition = match (self.mode, test_mode) {
             (_, true) => Disposition::Test,
+            (OutboundMode::Capture, false) if self.dev_relay => Disposition::Deliver,
             (OutboundMode::Capture, false) => Disposition::Capture,
             (OutboundMode::Deliver, false) => Disposition::Deliver,
         };

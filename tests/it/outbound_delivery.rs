@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use postern::config::{Config, RelayUrl};
 use postern::outbound::NewCredentialSpec;
 use postern::outbound::dkim::Algorithm;
 use postern::outbound::worker::BACKOFF;
@@ -564,4 +565,36 @@ async fn starttls_is_used_when_the_mx_offers_it() {
     assert_eq!(payload["envelope"]["helo_domain"], "mx.postern.test");
     app.stop().await;
     mx.stop().await;
+}
+
+#[tokio::test]
+async fn dev_mode_with_a_relay_delivers_what_it_would_only_capture() {
+    let sink = Sink::start(&[]).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config::dev(
+        data_dir.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    );
+    config.outbound.relay =
+        Some(RelayUrl::parse(&format!("smtp://127.0.0.1:{}", sink.port())).unwrap());
+    let app = TestApp::from_config(config, data_dir).await;
+
+    // Any credential, any sender domain, as dev mode always takes them.
+    let uuid = send(&app, "any-token", "someone@example.net", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
+    assert_eq!(message.envelope_from, format!("bounces+{uuid}@example.com"));
+    let dumps = wait_dumps(&sink, 1).await;
+    assert!(dumps[0].contains("X-Rcpt-Args: <someone@example.net>"));
+    app.stop().await;
+
+    // Without --relay the same message is only captured.
+    let app = TestApp::dev(None).await;
+    let uuid = send(&app, "any-token", "someone@example.net", json!({})).await;
+    assert_eq!(
+        load(&app, &uuid).await.recipients[0].state,
+        RecipientState::Captured
+    );
+    app.stop().await;
 }
