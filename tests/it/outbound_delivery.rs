@@ -3,7 +3,11 @@
 //! app's manual clock, moved by the tests to reach retries and expiry.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -595,6 +599,109 @@ async fn dev_mode_with_a_relay_delivers_what_it_would_only_capture() {
     assert_eq!(
         load(&app, &uuid).await.recipients[0].state,
         RecipientState::Captured
+    );
+    app.stop().await;
+}
+
+/// A minimal MX that counts connections and the most transactions it had at once; each
+/// end of DATA is answered after `hold`, so parallel deliveries overlap.
+struct CountingMx {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    most_at_once: Arc<AtomicUsize>,
+}
+
+impl CountingMx {
+    async fn start(hold: Duration) -> CountingMx {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let most_at_once = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let (count, most) = (connections.clone(), most_at_once.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let (active, most) = (active.clone(), most.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 counting ESMTP\r\n").await.unwrap();
+                    let mut in_data = false;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let reply: &[u8] = if in_data {
+                            if line != "." {
+                                continue;
+                            }
+                            in_data = false;
+                            tokio::time::sleep(hold).await;
+                            active.fetch_sub(1, Ordering::SeqCst);
+                            b"250 2.0.0 queued\r\n"
+                        } else {
+                            match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                                Some("EHLO") => b"250-counting\r\n250 8BITMIME\r\n",
+                                Some("MAIL") => {
+                                    let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                                    most.fetch_max(now, Ordering::SeqCst);
+                                    b"250 2.1.0 ok\r\n"
+                                }
+                                Some("DATA") => {
+                                    in_data = true;
+                                    b"354 go on\r\n"
+                                }
+                                Some("QUIT") => {
+                                    let _ = write.write_all(b"221 bye\r\n").await;
+                                    return;
+                                }
+                                _ => b"250 ok\r\n",
+                            }
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CountingMx {
+            port,
+            connections,
+            most_at_once,
+        }
+    }
+}
+
+#[tokio::test]
+async fn deliveries_to_one_domain_are_limited_and_reuse_their_connections() {
+    let mx = CountingMx::start(Duration::from_millis(150)).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, mx.port, "max_per_domain = 2").await;
+
+    let to: Vec<String> = (0..8).map(|i| format!("user{i}@dest.test")).collect();
+    let uuid = send(&app, &token, &to.join(", "), json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let message = load(&app, &uuid).await;
+        if message
+            .recipients
+            .iter()
+            .all(|r| r.state == RecipientState::Delivered)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", message.recipients);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        mx.most_at_once.load(Ordering::SeqCst),
+        2,
+        "two transactions at once, never more"
+    );
+    let connections = mx.connections.load(Ordering::SeqCst);
+    assert!(
+        (2..8).contains(&connections),
+        "8 recipients over {connections} connections: kept connections are reused"
     );
     app.stop().await;
 }
