@@ -404,7 +404,7 @@ impl Worker {
                 let was_reused = reused.is_some();
                 let (mut connection, tls) = match reused {
                     Some(idle) => idle,
-                    None => match self.connect(address, &host.name, require_tls).await {
+                    None => match self.connect_bounded(address, &host.name, require_tls).await {
                         Ok(connected) => connected,
                         Err(failure) => {
                             debug!(host = %host.name, %address, error = %failure.text, "connection failed");
@@ -464,6 +464,21 @@ impl Worker {
             }
         }
         last
+    }
+
+    /// [`Worker::connect`] bounded as a whole (a server that greets and then stalls).
+    async fn connect_bounded(
+        &self,
+        address: SocketAddr,
+        host_name: &str,
+        require_tls: bool,
+    ) -> Result<(AsyncSmtpConnection, bool), Failure> {
+        tokio::time::timeout(
+            self.config.timeout * 2,
+            self.connect(address, host_name, require_tls),
+        )
+        .await
+        .unwrap_or_else(|_| Err(Failure::temporary("timed out before the transaction")))
     }
 
     /// Connects, says EHLO, upgrades with STARTTLS when offered (certificates are not

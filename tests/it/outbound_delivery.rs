@@ -33,10 +33,14 @@ fn dest_zone() -> Zone {
 }
 
 fn outbound_toml(dns: &DnsServer, port: u16, extra: &str) -> String {
+    let timeout = match extra.contains("timeout_secs") {
+        true => "",
+        false => "timeout_secs = 5\n",
+    };
     config_with(
         &[],
         &format!(
-            "[outbound]\ndns = [\"{}\"]\nport = {port}\ntimeout_secs = 5\n{extra}\n",
+            "[outbound]\ndns = [\"{}\"]\nport = {port}\n{timeout}{extra}\n",
             dns.addr()
         ),
     )
@@ -704,4 +708,29 @@ async fn deliveries_to_one_domain_are_limited_and_reuse_their_connections() {
         "8 recipients over {connections} connections: kept connections are reused"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_mx_that_never_greets_is_a_temporary_failure_after_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and holds every connection without a word.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, port, "timeout_secs = 1").await;
+
+    let started = Instant::now();
+    let uuid = send(&app, &token, "user@dest.test", json!({})).await;
+    let message = wait_state(&app, &uuid, RecipientState::Deferred).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let attempt = &attempts(&app, &message).await[0];
+    assert_eq!(attempt.outcome, "deferred");
+    assert_eq!(attempt.host.as_deref(), Some("mx.dest.test"));
+    app.stop().await;
+    silent.abort();
 }
