@@ -91,6 +91,24 @@ pub struct DeliveryConfig {
 pub struct OutboundConfig {
     /// How long a recipient is retried before `expired` (`retries_exhausted`).
     pub expiry: Duration,
+    /// The public base URL of the open/click tracking routes (`/t/o/…`, `/t/c/…`), no
+    /// trailing `/`. `None`: derived from the web listener (fine for dev, not for mail that
+    /// leaves the machine; `postern check` warns).
+    pub tracking_url: Option<String>,
+}
+
+impl Config {
+    /// The tracking base URL: `outbound.tracking_url`, else `http://<web listener>` (the
+    /// hostname in place of an unspecified address such as `0.0.0.0`).
+    pub fn tracking_url(&self, web: SocketAddr) -> String {
+        match &self.outbound.tracking_url {
+            Some(url) => url.clone(),
+            None if web.ip().is_unspecified() => {
+                format!("http://{}:{}", self.hostname, web.port())
+            }
+            None => format!("http://{web}"),
+        }
+    }
 }
 
 /// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).
