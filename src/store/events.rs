@@ -64,6 +64,9 @@ pub struct MessageRef {
     pub uuid: String,
     pub envelope_from: String,
     pub recipients: Vec<String>,
+    /// Whether this message's copies get the open pixel / tracked links.
+    pub track_opens: bool,
+    pub track_clicks: bool,
 }
 
 /// `pending` when the message's credential has an events URL, else `none` (SQL).
@@ -80,11 +83,20 @@ fn webhook_for(connection: &Connection, message_id: i64) -> rusqlite::Result<Str
 }
 
 fn message_ref(connection: &Connection, uuid: &str) -> rusqlite::Result<Option<MessageRef>> {
-    let Some((id, uuid, envelope_from)) = connection
+    let Some((id, uuid, envelope_from, track_opens, track_clicks)) = connection
         .query_row(
-            "SELECT id, uuid, envelope_from FROM outbound_messages WHERE uuid = ?1",
+            "SELECT id, uuid, envelope_from, track_opens, track_clicks FROM outbound_messages
+             WHERE uuid = ?1",
             [uuid],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
         )
         .optional()?
     else {
@@ -101,6 +113,8 @@ fn message_ref(connection: &Connection, uuid: &str) -> rusqlite::Result<Option<M
         uuid,
         envelope_from,
         recipients,
+        track_opens,
+        track_clicks,
     }))
 }
 

@@ -14,6 +14,7 @@ mod dashboard;
 mod delivery;
 mod hostile;
 mod lifecycle;
+mod outbound_events;
 mod payload;
 mod protocol;
 mod routing;
