@@ -313,6 +313,33 @@ mod tests {
     }
 
     #[test]
+    fn tracking_url_is_checked_or_derived_from_the_web_listener() {
+        let config = |toml: &str| Config::from_toml(toml, Vec::new());
+        let listen: SocketAddr = "127.0.0.1:8025".parse().unwrap();
+        let derived = config("").unwrap();
+        assert_eq!(derived.outbound.tracking_url, None);
+        assert_eq!(derived.tracking_url(listen), "http://127.0.0.1:8025");
+        let any = config("[server]\nhostname = \"mx.example.com\"\n").unwrap();
+        assert_eq!(
+            any.tracking_url("0.0.0.0:80".parse().unwrap()),
+            "http://mx.example.com:80"
+        );
+        let set = config("[outbound]\ntracking_url = \"https://track.example.com/\"\n").unwrap();
+        assert_eq!(set.tracking_url(listen), "https://track.example.com");
+        for bad in [
+            "track.example.com",
+            "ftp://x.example",
+            "https://u:p@x.example",
+            "https://x.example/?a=1",
+        ] {
+            let error = config(&format!("[outbound]\ntracking_url = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("outbound.tracking_url = "), "{error}");
+        }
+    }
+
+    #[test]
     fn session_limits_are_checked() {
         let error = web("[web]\nsession_idle_secs = 7200\nsession_lifetime_secs = 3600\n")
             .unwrap_err()

@@ -184,10 +184,10 @@ pub fn classify(raw: &[u8], mail_from: &str, recipients: &[String]) -> Vec<Findi
         || AUTO_REPLY_SUBJECTS
             .iter()
             .any(|s| subject.starts_with(s) || subject.contains(&format!(" {s}")));
-    if (from_daemon || bounce_subject) && !(auto_reply && !from_daemon) {
-        if let Some(findings) = text_bounce(&text, recipients) {
-            return findings;
-        }
+    // A daemon's message is read as a bounce even when it says it is automatic.
+    let looks_like_bounce = from_daemon || (bounce_subject && !auto_reply);
+    if looks_like_bounce && let Some(findings) = text_bounce(&text, recipients) {
+        return findings;
     }
     let kind = if auto_reply {
         FindingKind::AutoReply

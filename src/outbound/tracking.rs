@@ -23,7 +23,7 @@ use sha2::Sha256;
 
 use super::Outbound;
 use crate::inbound::message::{TransferEncoding, mime_leaves};
-use crate::store::StoreError;
+use crate::store::{Engagement, StoreError};
 
 /// The same open, or click on the same link, by the same recipient within this many
 /// seconds is recorded once (image proxies and double clicks would repeat it).
@@ -193,7 +193,7 @@ pub fn instrument(
         edits.push((leaf.header.end..leaf.header.end, fields.into_bytes()));
         edits.push((leaf.body.clone(), body));
     }
-    edits.sort_by(|a, b| (b.0.start, b.0.end).cmp(&(a.0.start, a.0.end)));
+    edits.sort_by_key(|edit| std::cmp::Reverse((edit.0.start, edit.0.end)));
     let mut out = raw.to_vec();
     for (range, replacement) in edits {
         out.splice(range, replacement);
@@ -285,12 +285,14 @@ impl Outbound {
         let recorded = self
             .store
             .record_engagement(
-                &tracked.message_uuid,
-                &tracked.recipient,
-                tracked.kind.event(),
-                url,
-                serde_json::Value::Object(details).to_string(),
-                self.clock.unix(),
+                Engagement {
+                    uuid: tracked.message_uuid.clone(),
+                    recipient: tracked.recipient.clone(),
+                    kind: tracked.kind.event(),
+                    url,
+                    details: serde_json::Value::Object(details).to_string(),
+                    at: self.clock.unix(),
+                },
                 REPEAT_WINDOW_SECS,
             )
             .await?;

@@ -57,6 +57,20 @@ pub struct BounceRecord {
     pub suppression_reason: String,
 }
 
+/// An open or a click, as the tracking routes saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engagement {
+    pub uuid: String,
+    pub recipient: String,
+    /// `open` or `click`.
+    pub kind: &'static str,
+    /// The link, for clicks.
+    pub url: Option<String>,
+    /// JSON object text.
+    pub details: String,
+    pub at: i64,
+}
+
 /// A message as the return path and the tracking routes need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRef {
@@ -298,15 +312,17 @@ impl Store {
     /// `url` for clicks) was recorded within `window` seconds. True when recorded.
     pub async fn record_engagement(
         &self,
-        uuid: &str,
-        recipient: &str,
-        kind: &'static str,
-        url: Option<String>,
-        details: String,
-        at: i64,
+        engagement: Engagement,
         window: i64,
     ) -> Result<bool, StoreError> {
-        let (uuid, recipient) = (uuid.to_string(), recipient.to_string());
+        let Engagement {
+            uuid,
+            recipient,
+            kind,
+            url,
+            details,
+            at,
+        } = engagement;
         self.write(move |connection| {
             let tx = connection.transaction()?;
             let Some(message) = message_ref(&tx, &uuid)? else {

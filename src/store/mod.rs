@@ -31,7 +31,9 @@ pub use accounts::{
     SessionRow, UserDeletion, UserRow,
 };
 pub use attempts::AttemptRecord;
-pub use events::{BounceRecord, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS};
+pub use events::{
+    BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
+};
 pub use managed::ManagedWrite;
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 pub use outbound::{

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use postern::accounts::{Actor, Role};
 use postern::outbound::NewCredentialSpec;
-use postern::store::SendingDomainRow;
+use postern::store::{Engagement, SendingDomainRow};
 
 use crate::support::{Receiver, TestApp, config_with};
 
@@ -194,12 +194,14 @@ async fn more_than_a_hundred_due_events_are_split_into_batches() {
             .outbound
             .store()
             .record_engagement(
-                &uuid,
-                &format!("r{i}@example.net"),
-                "open",
-                None,
-                "{}".into(),
-                app.clock.unix(),
+                Engagement {
+                    uuid: uuid.clone(),
+                    recipient: format!("r{i}@example.net"),
+                    kind: "open",
+                    url: None,
+                    details: "{}".into(),
+                    at: app.clock.unix(),
+                },
                 60,
             )
             .await
@@ -639,4 +641,80 @@ fn find_url(text: &str, prefix: &str) -> Option<String> {
     let start = text.find(prefix)?;
     let end = text[start..].find('"')? + start;
     Some(text[start..end].to_string())
+}
+
+/// "One terminal event per recipient, not one per retry" (spec §6.8): a bounce after the
+/// recipient's `suppressed` stays in the history but not on the webhook; soft bounces go.
+#[tokio::test]
+async fn the_webhook_carries_one_terminal_event_per_recipient() {
+    let receiver = Receiver::start().await;
+    let (app, token) = serve_app(Some(receiver.url("/events"))).await;
+    app.outbound
+        .suppress("held@example.net", None)
+        .await
+        .unwrap();
+    let uuid = send(
+        &app,
+        &token,
+        json!({"from": "a@example.com", "to": ["held@example.net", "ok@example.net"], "plain": "x"}),
+    )
+    .await;
+    let sent = || {
+        receiver
+            .requests()
+            .iter()
+            .flat_map(|r| r.json()["events"].as_array().unwrap().clone())
+            .map(|e| {
+                (
+                    e["recipient"].as_str().unwrap().to_string(),
+                    e["kind"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    eventually("the first events", async || sent().len() == 2).await;
+    let return_path = format!("bounces+{uuid}@mta.example.com");
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    let hard = dsn(
+        &uuid,
+        "held@example.net",
+        "failed",
+        "5.1.1",
+        "550 5.1.1 unknown",
+    );
+    assert!(
+        smtp.send_mail("", &[&return_path], &hard)
+            .await
+            .starts_with("250")
+    );
+    let soft = dsn(
+        &uuid,
+        "ok@example.net",
+        "delayed",
+        "4.4.1",
+        "421 4.4.1 later",
+    );
+    assert!(
+        smtp.send_mail("", &[&return_path], &soft)
+            .await
+            .starts_with("250")
+    );
+    eventually("the soft bounce", async || sent().len() == 3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut sent = sent();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            ("held@example.net".to_string(), "suppressed".to_string()),
+            ("ok@example.net".to_string(), "registration".to_string()),
+            ("ok@example.net".to_string(), "soft_bounce".to_string()),
+        ]
+    );
+    let message = app.get_json(&format!("/api/outbound/{uuid}")).await;
+    let bounce = events_of(&message, "bounce");
+    assert_eq!(bounce.len(), 1);
+    assert_eq!(bounce[0]["webhook"], "none");
+    assert_eq!(state_of(&message, "held@example.net"), "suppressed");
 }
