@@ -85,7 +85,9 @@ pub async fn run(outbound: Outbound, deliverer: Deliverer, shutdown: Shutdown) {
             Ok(true) => Duration::ZERO,
             Ok(false) => match outbound.store.next_event_due().await {
                 Ok(Some(at)) => {
-                    Duration::from_secs((at - outbound.clock.unix()).clamp(0, 60) as u64)
+                    // At least a second: events due now that a round left are picked up
+                    // next round, without spinning.
+                    Duration::from_secs((at - outbound.clock.unix()).clamp(1, 60) as u64)
                 }
                 Ok(None) => IDLE_WAKE,
                 Err(error) => {

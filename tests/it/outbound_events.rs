@@ -718,3 +718,81 @@ async fn the_webhook_carries_one_terminal_event_per_recipient() {
     assert_eq!(bounce[0]["webhook"], "none");
     assert_eq!(state_of(&message, "held@example.net"), "suppressed");
 }
+
+/// `postern suppression list|add|remove` and `postern check`'s tracking warning, run as
+/// the real binary on a config file.
+#[test]
+fn suppression_commands_and_the_tracking_warning_of_the_real_binary() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = data_dir.path().join("postern.toml");
+    let write_config = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhostname = \"mx.postern.test\"\ndata_dir = \"{}\"\n{extra}",
+                data_dir.path().display()
+            ),
+        )
+        .unwrap()
+    };
+    write_config("");
+    let postern = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = postern(&[
+        "suppression",
+        "add",
+        "User@Example.NET",
+        "--reason",
+        "asked",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "suppressed User@example.net\n");
+    let (code, out, _) = postern(&["suppression", "add", "user@example.net"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "user@example.net was suppressed already\n")
+    );
+    let (code, _, err) = postern(&["suppression", "add", "nobody"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not an email address"), "{err}");
+    let (code, out, _) = postern(&["suppression", "list"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[1].starts_with("User@example.net") && lines[1].contains("asked"),
+        "{out}"
+    );
+    let (code, out, _) = postern(&["suppression", "remove", "user@example.net"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "removed user@example.net from the suppression list\n")
+    );
+    let (code, _, err) = postern(&["suppression", "remove", "user@example.net"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not on the suppression list"), "{err}");
+
+    let (code, out, _) = postern(&["check"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Tracking  http://127.0.0.1:8025/t/"), "{out}");
+    assert!(out.contains("which recipients cannot reach"), "{out}");
+    write_config("[outbound]\ntracking_url = \"https://track.example.com\"\n");
+    let (code, out, _) = postern(&["check"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Tracking  https://track.example.com/t/"),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "{out}");
+}
