@@ -20,8 +20,10 @@
 //! `soft_bounce`, `auto_reply`, `bounce_reply`, details per spec §9.16: `smtp_code`,
 //! `smtp_response`, `status`, `mx`); a hard bounce also makes the recipient `bounced`
 //! (from any state: a bounce often comes after the receiving server accepted) and puts the
-//! address on the suppression list. A soft bounce changes no state: the delivery worker
-//! owns retries.
+//! address on the suppression list — only for the message's own recipients (a DSN naming
+//! another address is an event only). A soft bounce changes no state: the delivery worker
+//! owns retries. The return path is as secret as the message's UUID: whoever saw the mail's
+//! `Return-Path` can send a bounce for its recipients.
 
 use serde_json::{Map, Value, json};
 
@@ -445,9 +447,19 @@ impl Outbound {
             (findings, from, subject)
         })
         .await?;
+        // Only the message's own recipients change state or get suppressed: a DSN naming
+        // anyone else (a forwarded address, or a forgery by someone who saw the return
+        // path) is an event only.
         let records = findings
             .iter()
-            .map(|f| record_of(f, &from, subject.as_deref()))
+            .map(|f| {
+                let mut record = record_of(f, &from, subject.as_deref());
+                record.hard &= message
+                    .recipients
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&f.recipient));
+                record
+            })
             .collect();
         self.store
             .record_bounce(message, records, self.clock.unix())

@@ -306,6 +306,16 @@ async fn dsns_and_plain_bounces_to_the_return_path_become_events_states_and_supp
     let plain = "From: MAILER-DAEMON@mx.example.org\r\nSubject: failure notice\r\n\r\nHi. This is the qmail-send program at mx.example.org.\r\nI'm afraid I wasn't able to deliver your message to the following addresses.\r\n\r\n<old@example.org>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n";
     let reply = smtp.send_mail("", &[&return_path], plain).await;
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    // A DSN naming someone who is not a recipient of the message: an event, nothing more.
+    let stranger = dsn(
+        &uuid,
+        "stranger@example.com",
+        "failed",
+        "5.1.1",
+        "550 5.1.1 unknown",
+    );
+    let reply = smtp.send_mail("", &[&return_path], &stranger).await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
     // A person answering the return path.
     let human = "From: Full <full@example.net>\r\nSubject: Re: hi\r\n\r\nWho is this?\r\n";
     let reply = smtp
@@ -332,7 +342,8 @@ async fn dsns_and_plain_bounces_to_the_return_path_become_events_states_and_supp
     assert_eq!(state_of(&message, "full@example.net"), "queued");
     assert_eq!(state_of(&message, "old@example.org"), "bounced");
     let bounces = events_of(&message, "bounce");
-    assert_eq!(bounces.len(), 2, "{message}");
+    assert_eq!(bounces.len(), 3, "{message}");
+    assert_eq!(bounces[2]["recipient"], "stranger@example.com");
     assert_eq!(bounces[0]["recipient"], "gone@example.net");
     assert_eq!(
         bounces[0]["details"],
@@ -372,7 +383,7 @@ async fn dsns_and_plain_bounces_to_the_return_path_become_events_states_and_supp
     );
     // The operators see the return mail in the message list.
     let inbound = app.messages().await;
-    assert_eq!(inbound.len(), 4);
+    assert_eq!(inbound.len(), 5);
     assert!(
         inbound.iter().all(|m| m["outcome"] == "bounce"),
         "{inbound:?}"
