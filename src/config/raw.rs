@@ -147,6 +147,7 @@ struct RawOutbound {
     require_tls: Vec<String>,
     timeout_secs: u64,
     relay: Option<String>,
+    tracking_url: Option<String>,
 }
 
 impl Default for RawOutbound {
@@ -162,6 +163,7 @@ impl Default for RawOutbound {
             require_tls: Vec::new(),
             timeout_secs: 60,
             relay: None,
+            tracking_url: None,
         }
     }
 }
@@ -481,6 +483,27 @@ impl RawConfig {
             timeout: seconds("auth.timeout_secs", auth.timeout_secs, 1, 60)?,
         };
 
+        let tracking_url = match outbound.tracking_url {
+            None => None,
+            Some(text) => {
+                let usable = url::Url::parse(&text).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                if !usable {
+                    return Err(ConfigError::invalid(
+                        "outbound.tracking_url",
+                        quote(&text),
+                        "must be an http:// or https:// URL without credentials, query or \
+                         fragment, e.g. \"https://track.example.com\"",
+                    ));
+                }
+                Some(text.trim_end_matches('/').to_string())
+            }
+        };
         let outbound = OutboundConfig {
             expiry: Duration::from_secs(
                 3600 * in_range("outbound.expiry_hours", outbound.expiry_hours, 1, 24 * 30)?,
@@ -526,6 +549,7 @@ impl RawConfig {
                 .collect::<Result<_, _>>()?,
             timeout: seconds("outbound.timeout_secs", outbound.timeout_secs, 1, 3600)?,
             relay: outbound.relay.as_deref().map(relay_url).transpose()?,
+            tracking_url,
         };
 
         let domains = domains

@@ -162,6 +162,8 @@ pub struct Worker {
     store: Store,
     clock: Clock,
     wake: Arc<Notify>,
+    /// Poked after writing events: the events webhook sends them at once.
+    events: Arc<Notify>,
     config: OutboundConfig,
     resolver: MxResolver,
     hello: ClientId,
@@ -177,6 +179,7 @@ impl Worker {
             store: outbound.store().clone(),
             clock: outbound.clock.clone(),
             wake: outbound.wake.clone(),
+            events: outbound.events_notify(),
             config: config.clone(),
             resolver: MxResolver::new(config.dns_servers.as_deref(), config.timeout)?,
             hello: ClientId::Domain(config.helo_name.clone()),
@@ -275,6 +278,9 @@ impl Worker {
                 return;
             }
         };
+        if recipient.attempts == 0 {
+            self.events.notify_one(); // `dispatch`
+        }
         let started = Instant::now();
         let attempted = self.attempt(&recipient).await;
         let now = self.clock.unix();
@@ -318,6 +324,7 @@ impl Worker {
         {
             warn!(%error, recipient = %recipient.address, "cannot record the attempt's end");
         }
+        self.events.notify_one();
     }
 
     /// Builds the envelope and the signed bytes, then tries the hosts in order.

@@ -17,6 +17,7 @@ mod hostile;
 mod lifecycle;
 mod oidc;
 mod outbound_delivery;
+mod outbound_events;
 mod payload;
 mod protocol;
 mod routing;

@@ -87,9 +87,9 @@ impl TestApp {
         if !toml.contains("[auth]") {
             env.push(("POSTERN_AUTH__SPF".into(), "false".into()));
         }
-        // Nor does the delivery worker: it runs only where a test sets [outbound] (with
-        // its own loopback DNS server and MX port).
-        if !toml.contains("[outbound]") {
+        // Nor does the delivery worker: it runs only where a test's [outbound] section
+        // starts with its own loopback DNS server (`[outbound]\ndns = …`).
+        if !toml.contains("[outbound]\ndns") {
             env.push(("POSTERN_OUTBOUND__DELIVER".into(), "false".into()));
         }
         let config = Config::from_toml(toml, env).expect("test config is valid");
