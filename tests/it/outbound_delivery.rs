@@ -734,3 +734,49 @@ async fn an_mx_that_never_greets_is_a_temporary_failure_after_the_timeout() {
     app.stop().await;
     silent.abort();
 }
+
+#[tokio::test]
+async fn the_delivery_reaches_the_events_webhook() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let webhook = Receiver::start().await;
+    let app = TestApp::start(&outbound_toml(&dns, sink.port(), "")).await;
+    let (_, token) = app
+        .outbound
+        .create_credential(NewCredentialSpec {
+            username: USERNAME.into(),
+            events_url: Some(webhook.url("/events")),
+            ..NewCredentialSpec::default()
+        })
+        .await
+        .unwrap();
+    app.outbound
+        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
+        .await
+        .unwrap();
+
+    let uuid = send(&app, &token, "user@dest.test", json!({})).await;
+    wait_state(&app, &uuid, RecipientState::Delivered).await;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let kinds = loop {
+        let kinds: Vec<String> = webhook
+            .requests()
+            .iter()
+            .flat_map(|request| request.json()["events"].as_array().unwrap().clone())
+            .map(|event| {
+                assert_eq!(event["message_id"], uuid.as_str());
+                event["kind"].as_str().unwrap().to_string()
+            })
+            .collect();
+        if kinds.contains(&"delivery".to_string()) {
+            break kinds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook events so far: {kinds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(kinds, ["registration", "dispatch", "delivery"]);
+    app.stop().await;
+}
