@@ -35,6 +35,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub auth: AuthSettings,
     pub outbound: OutboundConfig,
+    pub submission: SubmissionConfig,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
     /// Dev mode: every recipient is accepted; raw messages are kept.
@@ -99,6 +100,14 @@ pub struct DeliveryConfig {
 pub struct OutboundConfig {
     /// How long a recipient is retried before `expired` (`retries_exhausted`).
     pub expiry: Duration,
+}
+
+/// `[submission]`: where mail apps submit over SMTP (spec §6.5). The listeners use the
+/// `[smtp]` certificate and limits (at most 20 recipients and 10 MB, spec §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubmissionConfig {
+    /// Empty: no submission listener. Port 587 (and 2525) by convention.
+    pub listen: Vec<SocketAddr>,
 }
 
 /// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).

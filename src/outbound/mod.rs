@@ -11,6 +11,7 @@ pub mod compose;
 pub mod credentials;
 pub mod dkim;
 pub mod domains;
+pub mod submission;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::store::{
 };
 pub use compose::{ComposeError, Composed, SendRequest};
 pub use credentials::{Credential, CredentialError, NewCredentialSpec};
+pub use submission::Submission;
 
 /// What happens to accepted mail on this instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,11 @@ impl Outbound {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Unix seconds on this service's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.unix()
     }
 
     /// `POST /api/v0.1/{username}/messages`: authenticate, compose, check, enqueue.
