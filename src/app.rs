@@ -209,7 +209,11 @@ impl App {
         let mut submission_addrs = Vec::new();
         for addr in &config.submission.listen {
             let listener = bind("submission", *addr).await?;
-            submission_addrs.push(listener.local_addr().expect("a bound socket has an address"));
+            submission_addrs.push(
+                listener
+                    .local_addr()
+                    .expect("a bound socket has an address"),
+            );
             submission.push(SmtpServer::new(
                 listener,
                 submission_config.clone(),

@@ -193,7 +193,12 @@ fn print_summary(config: &Config) {
     if config.submission.listen.is_empty() {
         println!("Submission off (no [submission] listen): apps can send through the API only");
     } else {
-        let listen: Vec<String> = config.submission.listen.iter().map(ToString::to_string).collect();
+        let listen: Vec<String> = config
+            .submission
+            .listen
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         println!(
             "Submission {}  (STARTTLS required before AUTH PLAIN/LOGIN; credential username + token)",
             listen.join(", ")
@@ -307,9 +312,9 @@ fn bind_hint(error: &crate::app::AppError, dev: bool) -> Option<&'static str> {
         std::io::ErrorKind::AddrInUse if dev => Some(
             "another program (another `postern dev`?) uses that port; choose others with --smtp, --submission and --web",
         ),
-        std::io::ErrorKind::AddrInUse => {
-            Some("another program uses that port; change smtp.listen, submission.listen or web.listen")
-        }
+        std::io::ErrorKind::AddrInUse => Some(
+            "another program uses that port; change smtp.listen, submission.listen or web.listen",
+        ),
         std::io::ErrorKind::PermissionDenied => Some(
             "ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit)",
         ),

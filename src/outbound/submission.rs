@@ -129,10 +129,7 @@ impl MailHandler for Submission {
         Err(Reply::owned(
             550,
             "5.7.1",
-            format!(
-                "credential {} may not send as {sender}",
-                identity.username
-            ),
+            format!("credential {} may not send as {sender}", identity.username),
         ))
     }
 
@@ -189,7 +186,9 @@ impl MailHandler for Submission {
             Err(error) => {
                 match error.is_temporary() {
                     true => warn!(%error, "cannot queue a submitted message"),
-                    false => info!(%error, username = %credential.username, "submitted message refused"),
+                    false => {
+                        info!(%error, username = %credential.username, "submitted message refused")
+                    }
                 }
                 refusal(&error)
             }
@@ -321,7 +320,11 @@ mod tests {
     fn prepared(raw: &str) -> Result<Composed, MessageError> {
         prepare(
             raw.as_bytes(),
-            &["b@Example.NET".into(), "b@example.net".into(), "c@example.org".into()],
+            &[
+                "b@Example.NET".into(),
+                "b@example.net".into(),
+                "c@example.org".into(),
+            ],
             UUID,
             0,
         )
@@ -382,7 +385,10 @@ mod tests {
 
     #[test]
     fn bad_content_is_refused_with_a_sentence() {
-        assert_eq!(prepared("Subject: x\r\n\r\nbody\r\n"), Err(MessageError::NoFrom));
+        assert_eq!(
+            prepared("Subject: x\r\n\r\nbody\r\n"),
+            Err(MessageError::NoFrom)
+        );
         for from in [
             "From: a@example.com, b@example.com\r\n",
             "From: nobody\r\n",
@@ -409,10 +415,7 @@ mod tests {
         );
         let mut big = b"From: a@example.com\r\n\r\n".to_vec();
         big.resize(MAX_MESSAGE_SIZE + 1, b'x');
-        assert_eq!(
-            prepare(&big, &[], UUID, 0),
-            Err(MessageError::TooLarge)
-        );
+        assert_eq!(prepare(&big, &[], UUID, 0), Err(MessageError::TooLarge));
         assert_eq!(MessageError::TooLarge.reply().code, 552);
     }
 

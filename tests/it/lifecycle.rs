@@ -152,7 +152,10 @@ fn check_says_whether_submission_is_on() {
     std::fs::write(&path, "").unwrap();
     let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("Submission off (no [submission] listen)"), "{out}");
+    assert!(
+        out.contains("Submission off (no [submission] listen)"),
+        "{out}"
+    );
     std::fs::write(
         &path,
         "[smtp]\ntls_self_signed = true\n[submission]\nlisten = [\"0.0.0.0:587\", \"0.0.0.0:2525\"]\n",
@@ -161,7 +164,9 @@ fn check_says_whether_submission_is_on() {
     let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("Submission 0.0.0.0:587, 0.0.0.0:2525  (STARTTLS required before AUTH PLAIN/LOGIN"),
+        out.contains(
+            "Submission 0.0.0.0:587, 0.0.0.0:2525  (STARTTLS required before AUTH PLAIN/LOGIN"
+        ),
         "{out}"
     );
 }
