@@ -189,16 +189,16 @@ impl App {
         };
         // Submission: the same shell and limits, AUTH required, and CloudMailin's outbound
         // limits (spec §6.1) where they are lower. Dev mode takes AUTH without TLS.
+        let submission_size = config.smtp.max_message_size.min(MAX_MESSAGE_SIZE);
         let submission_config = ServerConfig {
             session: SessionConfig {
                 policy: SessionPolicy::Submission {
                     plaintext_auth: config.dev.is_some(),
                 },
-                max_message_size: config.smtp.max_message_size.min(MAX_MESSAGE_SIZE),
+                max_message_size: submission_size,
                 max_recipients: config.smtp.max_recipients.min(MAX_RECIPIENTS),
                 size_exceeded_message: format!(
-                    "Message exceeds the maximum size of {} MB",
-                    MAX_MESSAGE_SIZE / 1024 / 1024
+                    "Message exceeds the maximum size of {submission_size} bytes"
                 ),
                 ..server_config.session.clone()
             },
@@ -230,6 +230,7 @@ impl App {
         }
         let settings = crate::web::Settings {
             smtp_listen: Some(smtp_addr),
+            submission_listen: submission_addrs.clone(),
             web_listen: Some(web_addr),
             starttls: match &config.smtp.tls {
                 TlsSource::Off => "off".into(),

@@ -312,6 +312,33 @@ mod tests {
     }
 
     #[test]
+    fn submission_listeners_are_a_list_or_one_address() {
+        let listen =
+            |toml: &str| Config::from_toml(toml, Vec::new()).map(|config| config.submission.listen);
+        assert_eq!(listen("").unwrap(), Vec::<SocketAddr>::new());
+        let tls = "[smtp]\ntls_self_signed = true\n";
+        assert_eq!(
+            listen(&format!("{tls}[submission]\nlisten = \"127.0.0.1:587\"\n")).unwrap(),
+            ["127.0.0.1:587".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            listen(&format!(
+                "{tls}[submission]\nlisten = [\"[::]:587\", \"0.0.0.0:2525\"]\n"
+            ))
+            .unwrap()
+            .len(),
+            2
+        );
+        let error = listen(&format!("{tls}[submission]\nlisten = [\"587\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("submission.listen = \"587\": expected IP:PORT"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn session_limits_are_checked() {
         let error = web("[web]\nsession_idle_secs = 7200\nsession_lifetime_secs = 3600\n")
             .unwrap_err()
