@@ -369,7 +369,7 @@ async fn dev_mode_takes_any_credentials_without_tls_and_captures() {
     let app = TestApp::dev(None).await;
     let out = python(
         app.submission[0],
-        "dev",
+        "Me@MyApp.test",
         "anything",
         r#"
 s = connect()
@@ -386,7 +386,8 @@ print("ok", uuid)
     let id = out.trim_end().rsplit(' ').next().unwrap();
     let message = app.get_json(&format!("/api/outbound/{id}")).await;
     assert_eq!(message["source"], "smtp");
-    assert_eq!(message["username"], "dev");
+    // Any username works; it is kept in the credential alphabet.
+    assert_eq!(message["username"], "me-myapp.test");
     assert_eq!(message["tags"], serde_json::json!(["dev"]));
     assert_eq!(
         states(&message),
