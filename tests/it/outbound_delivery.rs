@@ -780,3 +780,47 @@ async fn the_delivery_reaches_the_events_webhook() {
     assert_eq!(kinds, ["registration", "dispatch", "delivery"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn mail_submitted_over_smtp_is_delivered_signed_without_control_headers() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let extra = "[smtp]\ntls_self_signed = true\n[submission]\nlisten = [\"127.0.0.1:0\"]";
+    let (app, token) = delivering_app(&dns, sink.port(), extra).await;
+
+    let output = tokio::process::Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port"])
+        .arg(app.submission[0].port().to_string())
+        .args([
+            "--helo",
+            "swaks.test",
+            "--timeout",
+            "20",
+            "--tls",
+            "--auth",
+            "PLAIN",
+        ])
+        .args(["--auth-user", USERNAME, "--auth-password", &token])
+        .args(["--from", "shop@example.com", "--to", "user@dest.test"])
+        .args(["--header", "From: Shop <shop@example.com>"])
+        .args(["--header", "X-CloudMTA-Class: priority"])
+        .output()
+        .await
+        .expect("swaks is installed");
+    let transcript = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{transcript}");
+    let uuid = transcript
+        .lines()
+        .find_map(|line| line.split("Queued as: ").nth(1))
+        .unwrap_or_else(|| panic!("no Queued as:\n{transcript}"))
+        .trim()
+        .to_string();
+
+    wait_state(&app, &uuid, RecipientState::Delivered).await;
+    let dump = &wait_dumps(&sink, 1).await[0];
+    assert!(dump.contains(&format!("X-Mail-Args: <bounces+{uuid}@mta.example.com>")));
+    assert!(dump.contains("X-Rcpt-Args: <user@dest.test>"), "{dump}");
+    assert!(dump.contains("DKIM-Signature:"), "{dump}");
+    assert!(!dump.to_ascii_lowercase().contains("x-cloudmta"), "{dump}");
+    app.stop().await;
+}
