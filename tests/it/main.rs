@@ -10,6 +10,7 @@ mod browser;
 mod callbacks;
 mod clients;
 mod corpus;
+mod crash;
 mod dashboard;
 mod delivery;
 mod dkim;
