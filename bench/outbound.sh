@@ -114,6 +114,8 @@ listen = "127.0.0.1:$WEB_PORT"
 spf = false
 [outbound]
 relay = "smtp://127.0.0.1:$SINK_PORT"
+# As many connections to the sink as Postfix gets (its destination concurrency limit).
+max_per_domain = $CONCURRENCY
 CONF
 export POSTERN_CONFIG="$BENCH/postern.toml"
 

@@ -23,7 +23,9 @@ fn free_port() -> u16 {
 
 fn postern(config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
-    command.env("POSTERN_CONFIG", config).env("POSTERN_LOG", "warn");
+    command
+        .env("POSTERN_CONFIG", config)
+        .env("POSTERN_LOG", "warn");
     command
 }
 
@@ -112,9 +114,20 @@ async fn no_accepted_message_is_lost_when_the_process_is_killed() {
         .args(["sending-domain", "add", "example.com"])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let made = postern(&config).args(["credential", "add", "app"]).output().unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let made = postern(&config)
+        .args(["credential", "add", "app"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let token = String::from_utf8(made.stdout)
         .unwrap()
         .lines()
@@ -169,7 +182,12 @@ async fn no_accepted_message_is_lost_when_the_process_is_killed() {
                         "subject": "crash test",
                         "plain": "hello",
                     });
-                    let Ok(response) = client.post(&url).bearer_auth(&token).json(&message).send().await
+                    let Ok(response) = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&message)
+                        .send()
+                        .await
                     else {
                         break;
                     };
@@ -203,10 +221,8 @@ async fn no_accepted_message_is_lost_when_the_process_is_killed() {
             let wanted: HashSet<String> = accepted.lock().unwrap().iter().cloned().collect();
             let deadline = Instant::now() + Duration::from_secs(90);
             loop {
-                let missing: Vec<String> = wanted
-                    .difference(&delivered_ids(&dump))
-                    .cloned()
-                    .collect();
+                let missing: Vec<String> =
+                    wanted.difference(&delivered_ids(&dump)).cloned().collect();
                 if missing.is_empty() {
                     break;
                 }
