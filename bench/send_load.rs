@@ -16,7 +16,11 @@ async fn main() {
         eprintln!("usage: send_load BASE USER TOKEN COUNT CONCURRENCY SIZE FROM TO_DOMAIN");
         std::process::exit(2);
     }
-    let url = format!("{}/api/v0.1/{}/messages", args[0].trim_end_matches('/'), args[1]);
+    let url = format!(
+        "{}/api/v0.1/{}/messages",
+        args[0].trim_end_matches('/'),
+        args[1]
+    );
     let token = args[2].clone();
     let count: usize = args[3].parse().expect("COUNT is a number");
     let concurrency: usize = args[4].parse().expect("CONCURRENCY is a number");
@@ -57,7 +61,12 @@ async fn main() {
                     "plain": body,
                 });
                 let sent = Instant::now();
-                let result = client.post(&url).bearer_auth(&token).json(&message).send().await;
+                let result = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&message)
+                    .send()
+                    .await;
                 if let Ok(response) = result {
                     if response.status().as_u16() == 202 {
                         accepted.fetch_add(1, Ordering::Relaxed);

@@ -10,6 +10,7 @@
 pub mod compose;
 pub mod credentials;
 pub mod dkim;
+pub mod dns_check;
 pub mod domains;
 
 use std::time::Duration;
