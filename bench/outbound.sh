@@ -90,14 +90,16 @@ mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:$SINK_PORT
 smtpd_relay_restrictions = permit_mynetworks, reject
 maillog_file = $BENCH/postfix.log
+maillog_file_prefixes = $BENCH
 smtp_tls_security_level = none
 default_destination_concurrency_limit = $CONCURRENCY
 smtp_destination_concurrency_limit = $CONCURRENCY
 CONF
 sed "s/^smtp      inet.*/127.0.0.1:$POSTFIX_PORT inet n - n - - smtpd/" \
     /usr/share/postfix/master.cf.dist > "$BENCH/postfix/master.cf"
-chown -R postfix "$BENCH/pfqueue" "$BENCH/pfdata" 2>/dev/null || true
-postfix -c "$BENCH/postfix" check >/dev/null 2>&1 || true
+# The queue directory stays root-owned (Postfix makes its subdirectories); data is the daemon's.
+chown -R postfix "$BENCH/pfdata"
+postfix -c "$BENCH/postfix" check || { echo "postfix check failed (see $BENCH/postfix.log)" >&2; exit 1; }
 
 # --- Postern: serve mode, one sending domain, one credential, relay to the sink.
 cat > "$BENCH/postern.toml" <<CONF
@@ -119,7 +121,7 @@ printf '%-6s %-8s %12s %12s %8s %12s %10s\n' round system enqueue/s delivered/s 
 for round in $(seq 1 "$ROUNDS"); do
     # A: Postfix.
     start_sink
-    postfix -c "$BENCH/postfix" start >/dev/null 2>&1
+    postfix -c "$BENCH/postfix" start >/dev/null
     waitport $POSTFIX_PORT
     t0=$(date +%s.%N)
     smtp-source -s "$CONCURRENCY" -m "$COUNT" -l "$SIZE" -M bench.local \

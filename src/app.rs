@@ -61,6 +61,8 @@ pub struct App {
     accounts: Accounts,
     managed: Managed,
     outbound: Outbound,
+    /// The events webhook's HTTP client (the inbound targets' pool).
+    deliverer: Deliverer,
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
@@ -143,18 +145,7 @@ impl App {
         let managed = Managed::new(store.clone(), accounts.clone(), routes.clone(), &config);
         managed.reload().await?;
         let shutdown = Shutdown::new();
-        let inbound = Inbound::new(
-            shutdown.clone(),
-            routes,
-            Deliverer::new(&config.delivery),
-            store.clone(),
-            verifier,
-            InboundSettings {
-                hostname: config.hostname.clone(),
-                keep_raw,
-                spf: config.auth.spf,
-            },
-        );
+        let deliverer = Deliverer::new(&config.delivery);
 
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
@@ -167,6 +158,20 @@ impl App {
             .local_addr()
             .expect("a bound socket has an address");
         let web_addr = web.local_addr().expect("a bound socket has an address");
+        let outbound = outbound.with_tracking_url(&config.tracking_url(web_addr));
+        let inbound = Inbound::new(
+            shutdown.clone(),
+            routes,
+            deliverer.clone(),
+            store.clone(),
+            verifier,
+            InboundSettings {
+                hostname: config.hostname.clone(),
+                keep_raw,
+                spf: config.auth.spf,
+            },
+        )
+        .with_return_path(outbound.clone());
 
         let server_config = ServerConfig {
             session: SessionConfig {
@@ -218,6 +223,7 @@ impl App {
             accounts,
             managed,
             outbound,
+            deliverer,
             shutdown,
             grace: config.smtp.shutdown_grace,
             starttls,
@@ -258,6 +264,11 @@ impl App {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let shutdown = self.shutdown.clone();
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
+        shutdown.spawn(crate::outbound::events::run(
+            self.outbound.clone(),
+            self.deliverer,
+            shutdown.clone(),
+        ));
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
             let services = crate::web::Services {

@@ -78,6 +78,9 @@ enum Command {
     /// Domains apps send from (DKIM keys, DNS records): add, list, remove.
     #[command(subcommand)]
     SendingDomain(outbound::SendingDomainCommand),
+    /// The suppression list (addresses no mail is sent to): list, add, remove.
+    #[command(subcommand)]
+    Suppression(outbound::SuppressionCommand),
     /// Write a commented example config to start from.
     Init {
         /// Where to write it; `-` for standard output.
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Key(command) => accounts::key(command),
         Command::Credential(command) => outbound::credential(command),
         Command::SendingDomain(command) => outbound::sending_domain(command),
+        Command::Suppression(command) => outbound::suppression(command),
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 print_summary(&config);
@@ -231,6 +235,11 @@ fn print_summary(config: &Config) {
         if config.auth.spf { "on" } else { "off" }
     );
     println!("Data      {}", config.data_dir.display());
+    let tracking = config.tracking_url(config.web.listen);
+    println!("Tracking  {tracking}/t/…  (open pixel and click links, where tracking is on)");
+    if let Some(warning) = tracking_warning(config) {
+        println!("warning:  {warning}");
+    }
     if config.addresses.is_empty() && config.domains.iter().all(|d| d.target.is_none()) {
         println!("Addresses none: every recipient will be refused with 550");
     }
@@ -254,6 +263,31 @@ fn print_summary(config: &Config) {
             address.target,
             address.format.as_str()
         );
+    }
+}
+
+/// Tracking links must reach Postern from the recipients' machines: a loopback (or
+/// derived) base URL only works on this machine.
+fn tracking_warning(config: &Config) -> Option<String> {
+    let url = config.tracking_url(config.web.listen);
+    let host = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match (&config.outbound.tracking_url, loopback) {
+        (_, true) => Some(format!(
+            "tracking links point at {url}, which recipients cannot reach: set [outbound] \
+             tracking_url, or turn tracking off per credential (--no-track-opens, --no-track-clicks)"
+        )),
+        (None, false) => Some(format!(
+            "[outbound] tracking_url is not set; tracking links point at {url} (the web listener)"
+        )),
+        _ => None,
     }
 }
 

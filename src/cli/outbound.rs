@@ -1,7 +1,7 @@
 //! `postern sending-domain …`: the domains apps send from, their DKIM keys and DNS records.
 //! `postern credential …`: the SMTP credentials apps send with (the send API's username
 //! and bearer token, SMTP submission's AUTH), on the store of a config file or a data
-//! directory. The token is printed once.
+//! directory. The token is printed once. `postern suppression …`: the suppression list.
 
 use std::process::ExitCode;
 
@@ -222,6 +222,93 @@ pub(super) fn sending_domain(command: SendingDomainCommand) -> ExitCode {
                         ExitCode::FAILURE
                     }
                 }
+            }
+        }
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SuppressionCommand {
+    /// List suppressed addresses (hard bounces and manual entries), newest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Suppress an address: later mail to it is not attempted (`suppressed` event).
+    Add {
+        #[command(flatten)]
+        target: Target,
+        address: String,
+        /// Why (shown in the list).
+        #[arg(long, default_value = "manual")]
+        reason: String,
+    },
+    /// Take an address off the list: mail to it is attempted again.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        address: String,
+    },
+}
+
+pub(super) fn suppression(command: SuppressionCommand) -> ExitCode {
+    runtime().block_on(async move {
+        let target = match &command {
+            SuppressionCommand::List { target }
+            | SuppressionCommand::Add { target, .. }
+            | SuppressionCommand::Remove { target, .. } => target,
+        };
+        let outbound = match open(target) {
+            Ok(outbound) => outbound,
+            Err(code) => return code,
+        };
+        let result = match &command {
+            SuppressionCommand::List { .. } => outbound
+                .suppressions()
+                .await
+                .map(|rows| {
+                    println!("{:<40} {:<20} {:<10} message", "address", "reason", "since");
+                    for row in rows {
+                        let since = crate::accounts::Clock::system().unix() - row.created_at;
+                        println!(
+                            "{:<40} {:<20} {:<10} {}",
+                            row.address,
+                            row.reason,
+                            format!("{}d ago", since.max(0) / 86_400),
+                            row.message_id.as_deref().unwrap_or("-")
+                        );
+                    }
+                })
+                .map_err(|e| e.to_string()),
+            SuppressionCommand::Add {
+                address, reason, ..
+            } => match outbound.suppress(address, Some(reason)).await {
+                Ok((address, true)) => {
+                    println!("suppressed {address}");
+                    Ok(())
+                }
+                Ok((address, false)) => {
+                    println!("{address} was suppressed already");
+                    Ok(())
+                }
+                Err(error) => Err(error.to_string()),
+            },
+            SuppressionCommand::Remove { address, .. } => {
+                match outbound.unsuppress(address).await {
+                    Ok(true) => {
+                        println!("removed {address} from the suppression list");
+                        Ok(())
+                    }
+                    Ok(false) => Err(format!("{address} is not on the suppression list")),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
             }
         }
     })

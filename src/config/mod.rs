@@ -99,6 +99,24 @@ pub struct DeliveryConfig {
 pub struct OutboundConfig {
     /// How long a recipient is retried before `expired` (`retries_exhausted`).
     pub expiry: Duration,
+    /// The public base URL of the open/click tracking routes (`/t/o/…`, `/t/c/…`), no
+    /// trailing `/`. `None`: derived from the web listener (fine for dev, not for mail that
+    /// leaves the machine; `postern check` warns).
+    pub tracking_url: Option<String>,
+}
+
+impl Config {
+    /// The tracking base URL: `outbound.tracking_url`, else `http://<web listener>` (the
+    /// hostname in place of an unspecified address such as `0.0.0.0`).
+    pub fn tracking_url(&self, web: SocketAddr) -> String {
+        match &self.outbound.tracking_url {
+            Some(url) => url.clone(),
+            None if web.ip().is_unspecified() => {
+                format!("http://{}:{}", self.hostname, web.port())
+            }
+            None => format!("http://{web}"),
+        }
+    }
 }
 
 /// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).
@@ -300,6 +318,33 @@ mod tests {
             None,
         );
         assert!(!dev.web.secure_cookies, "dev mode is plain HTTP");
+    }
+
+    #[test]
+    fn tracking_url_is_checked_or_derived_from_the_web_listener() {
+        let config = |toml: &str| Config::from_toml(toml, Vec::new());
+        let listen: SocketAddr = "127.0.0.1:8025".parse().unwrap();
+        let derived = config("").unwrap();
+        assert_eq!(derived.outbound.tracking_url, None);
+        assert_eq!(derived.tracking_url(listen), "http://127.0.0.1:8025");
+        let any = config("[server]\nhostname = \"mx.example.com\"\n").unwrap();
+        assert_eq!(
+            any.tracking_url("0.0.0.0:80".parse().unwrap()),
+            "http://mx.example.com:80"
+        );
+        let set = config("[outbound]\ntracking_url = \"https://track.example.com/\"\n").unwrap();
+        assert_eq!(set.tracking_url(listen), "https://track.example.com");
+        for bad in [
+            "track.example.com",
+            "ftp://x.example",
+            "https://u:p@x.example",
+            "https://x.example/?a=1",
+        ] {
+            let error = config(&format!("[outbound]\ntracking_url = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("outbound.tracking_url = "), "{error}");
+        }
     }
 
     #[test]

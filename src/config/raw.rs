@@ -137,11 +137,15 @@ impl Default for RawDelivery {
 #[serde(deny_unknown_fields, default)]
 struct RawOutbound {
     expiry_hours: u64,
+    tracking_url: Option<String>,
 }
 
 impl Default for RawOutbound {
     fn default() -> Self {
-        RawOutbound { expiry_hours: 72 }
+        RawOutbound {
+            expiry_hours: 72,
+            tracking_url: None,
+        }
     }
 }
 
@@ -414,10 +418,32 @@ impl RawConfig {
             timeout: seconds("auth.timeout_secs", auth.timeout_secs, 1, 60)?,
         };
 
+        let tracking_url = match outbound.tracking_url {
+            None => None,
+            Some(text) => {
+                let usable = url::Url::parse(&text).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                if !usable {
+                    return Err(ConfigError::invalid(
+                        "outbound.tracking_url",
+                        quote(&text),
+                        "must be an http:// or https:// URL without credentials, query or \
+                         fragment, e.g. \"https://track.example.com\"",
+                    ));
+                }
+                Some(text.trim_end_matches('/').to_string())
+            }
+        };
         let outbound = OutboundConfig {
             expiry: Duration::from_secs(
                 3600 * in_range("outbound.expiry_hours", outbound.expiry_hours, 1, 24 * 30)?,
             ),
+            tracking_url,
         };
 
         let domains = domains

@@ -216,6 +216,116 @@ fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {
     }
 }
 
+/// How a leaf part's body is encoded for transport (RFC 2045 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferEncoding {
+    Base64,
+    QuotedPrintable,
+    /// `7bit`, `8bit`, `binary` or none declared: the bytes are the content.
+    Identity,
+}
+
+/// A leaf part of a message's own MIME tree (not of messages attached to it), located in
+/// the raw bytes, for code that reads parts (bounces) or rewrites one (tracking) without
+/// touching the rest of the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MimeLeaf {
+    /// `type/subtype`, lower case; `text/plain` when undeclared (RFC 2045 §5.2).
+    pub content_type: String,
+    /// Marked `Content-Disposition: attachment` or has a file name.
+    pub attachment: bool,
+    /// The part's header block (its header fields with their line ends).
+    pub header: std::ops::Range<usize>,
+    /// The `Content-Type` and `Content-Transfer-Encoding` fields, each with its line end.
+    pub content_fields: Vec<std::ops::Range<usize>>,
+    /// The encoded body, up to (not including) the line break before the next boundary.
+    pub body: std::ops::Range<usize>,
+    pub encoding: TransferEncoding,
+    /// Text parts: the content decoded to UTF-8 (charset and transfer encoding undone).
+    pub text: Option<String>,
+    /// The decoded content.
+    pub content: Vec<u8>,
+}
+
+/// The leaf parts of `raw`, in order; empty when mail-parser cannot read it (or panics).
+pub fn mime_leaves(raw: &[u8]) -> Vec<MimeLeaf> {
+    std::panic::catch_unwind(|| leaves_of(raw)).unwrap_or_else(|_| {
+        warn!("mail-parser panicked while listing MIME parts");
+        Vec::new()
+    })
+}
+
+fn leaves_of(raw: &[u8]) -> Vec<MimeLeaf> {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return Vec::new();
+    };
+    message
+        .parts
+        .iter()
+        .filter(|part| !matches!(part.body, PartType::Multipart(_)))
+        .filter_map(|part| {
+            let content_type = part
+                .content_type()
+                .map(|ct| match &ct.c_subtype {
+                    Some(sub) => format!("{}/{}", ct.c_type, sub),
+                    None => ct.c_type.to_string(),
+                })
+                .unwrap_or_else(|| "text/plain".into())
+                .to_ascii_lowercase();
+            let content_fields = part
+                .headers
+                .iter()
+                .filter(|h| {
+                    matches!(
+                        h.name,
+                        mail_parser::HeaderName::ContentType
+                            | mail_parser::HeaderName::ContentTransferEncoding
+                    )
+                })
+                .map(|h| h.offset_field as usize..h.offset_end as usize)
+                .collect();
+            let header_start = part
+                .headers
+                .first()
+                .map_or(part.offset_header as usize, |h| h.offset_field as usize);
+            let header_end = part
+                .headers
+                .last()
+                .map_or(part.offset_header as usize, |h| h.offset_end as usize);
+            let body = part.offset_body as usize..part.offset_end as usize;
+            raw.get(body.clone())?;
+            let encoding = match part.encoding {
+                Encoding::Base64 => TransferEncoding::Base64,
+                Encoding::QuotedPrintable => TransferEncoding::QuotedPrintable,
+                Encoding::None => TransferEncoding::Identity,
+            };
+            let text = match &part.body {
+                PartType::Text(text) | PartType::Html(text) => Some(text.to_string()),
+                _ => None,
+            };
+            Some(MimeLeaf {
+                content_type,
+                attachment: part.attachment_name().is_some()
+                    || part
+                        .content_disposition()
+                        .is_some_and(|cd| cd.c_type.eq_ignore_ascii_case("attachment")),
+                header: header_start..header_end,
+                content_fields,
+                body,
+                encoding,
+                text,
+                content: match &part.body {
+                    PartType::Message(_) => raw
+                        .get(part.offset_body as usize..part.offset_end as usize)
+                        .unwrap_or_default()
+                        .to_vec(),
+                    _ => part.contents().to_vec(),
+                },
+            })
+        })
+        .collect()
+}
+
 /// Unfolds a raw header value (RFC 5322 §2.2.3: delete the CRLF, keep the whitespace),
 /// decodes RFC 2047 encoded-words and trims the ends.
 fn header_value(raw: &[u8]) -> String {
@@ -376,6 +486,32 @@ mod tests {
             Some(std::str::from_utf8(raw).unwrap())
         );
         assert!(parsed.headers.is_empty() && parsed.attachments.is_empty());
+    }
+
+    #[test]
+    fn leaves_are_located_in_the_raw_message() {
+        let raw = b"Subject: x\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplain\r\n--b\r\nContent-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p>caf=E9</p>\r\n--b--\r\n";
+        let leaves = mime_leaves(raw);
+        assert_eq!(leaves.len(), 2);
+        let html = &leaves[1];
+        assert_eq!(html.content_type, "text/html");
+        assert_eq!(html.encoding, TransferEncoding::QuotedPrintable);
+        assert_eq!(html.text.as_deref(), Some("<p>café</p>"));
+        assert_eq!(&raw[html.body.clone()], b"<p>caf=E9</p>");
+        assert_eq!(
+            &raw[html.header.clone()],
+            &b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n"[..]
+        );
+        assert_eq!(html.content_fields.len(), 2);
+        assert_eq!(&raw[leaves[0].body.clone()], b"plain");
+        let single = b"Subject: y\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n";
+        let leaves = mime_leaves(single);
+        assert_eq!(leaves.len(), 1);
+        assert_eq!(
+            &single[leaves[0].content_fields[0].clone()],
+            b"Content-Type: text/html\r\n"
+        );
+        assert_eq!(&single[leaves[0].body.clone()], b"<b>x</b>\r\n");
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct SendRequest {
     pub test_mode: Option<bool>,
     pub attachments: Option<Vec<AttachmentRequest>>,
     pub raw: Option<String>,
+    /// Postern's own: open tracking for this message (default: the credential's).
+    pub track_opens: Option<bool>,
+    /// Postern's own: click tracking for this message (default: the credential's).
+    pub track_clicks: Option<bool>,
 }
 
 /// Why a request cannot become a message: each is a 422 with this text.
@@ -141,6 +145,9 @@ pub struct Composed {
     pub priority: Priority,
     pub test_mode: bool,
     pub raw: Vec<u8>,
+    /// `None`: the credential's setting.
+    pub track_opens: Option<bool>,
+    pub track_clicks: Option<bool>,
 }
 
 /// Splits `tags` as given (a comma-separated string or an array) into trimmed tags.
@@ -258,6 +265,8 @@ pub fn compose(
         priority,
         test_mode: request.test_mode.unwrap_or(false),
         raw,
+        track_opens: request.track_opens,
+        track_clicks: request.track_clicks,
     })
 }
 

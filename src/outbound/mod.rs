@@ -6,14 +6,25 @@
 //! bytes (`compose`), the sender is checked against the credential and the sending
 //! domains, and the store commits message + recipients durably before the caller answers
 //! 202 or 250 (design.md invariant 2).
+//!
+//! After enqueueing: `events` (the events webhook: batches, retries), `bounce` (mail to
+//! the return path: DSNs, plain-text bounces, replies), `suppression` (the list no mail
+//! goes to), `tracking` (open pixel, click redirects and their tokens).
 
+pub mod bounce;
 pub mod compose;
 pub mod credentials;
 pub mod dkim;
 pub mod dns_check;
 pub mod domains;
+pub mod events;
+pub mod suppression;
+pub mod tracking;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{Notify, OnceCell};
 
 use serde::Serialize;
 
@@ -87,6 +98,12 @@ pub struct Outbound {
     clock: Clock,
     mode: OutboundMode,
     expiry: Duration,
+    /// Poked whenever events are written, so the events webhook sends them at once.
+    events: Arc<Notify>,
+    /// The public base URL of the tracking routes, without a trailing `/`.
+    tracking_url: Arc<str>,
+    /// The instance's `tracking_key`, read (or made) on first use.
+    tracking_key: Arc<OnceCell<Vec<u8>>>,
 }
 
 impl Outbound {
@@ -96,7 +113,35 @@ impl Outbound {
             clock,
             mode,
             expiry,
+            events: Arc::new(Notify::new()),
+            tracking_url: Arc::from("http://localhost"),
+            tracking_key: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// Sets the public base URL of the tracking routes (`[outbound] tracking_url`).
+    pub fn with_tracking_url(mut self, url: &str) -> Outbound {
+        self.tracking_url = Arc::from(url.trim_end_matches('/'));
+        self
+    }
+
+    pub fn tracking_url(&self) -> &str {
+        &self.tracking_url
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Call after writing `outbound_events` rows: wakes the events webhook, which sends
+    /// what is due at once instead of at its next scheduled look.
+    pub fn events_written(&self) {
+        self.events.notify_one();
+    }
+
+    /// What the events webhook waits on (see [`Outbound::events_written`]).
+    pub(crate) fn events_notify(&self) -> Arc<Notify> {
+        self.events.clone()
     }
 
     pub fn mode(&self) -> OutboundMode {
@@ -196,8 +241,9 @@ impl Outbound {
                 tags: composed.tags,
                 priority: composed.priority,
                 test_mode,
-                track_opens: credential.track_opens,
-                track_clicks: credential.track_clicks,
+                // The request's `track_opens`/`track_clicks` win over the credential's.
+                track_opens: composed.track_opens.unwrap_or(credential.track_opens),
+                track_clicks: composed.track_clicks.unwrap_or(credential.track_clicks),
                 raw: composed.raw,
                 remote_ip,
                 recipients: composed.recipients,
@@ -207,6 +253,8 @@ impl Outbound {
                 expires_at: now + self.expiry.as_secs() as i64,
             })
             .await?;
+        // Registration (or suppressed) events are written with the message.
+        self.events_written();
         Ok(accepted)
     }
 }

@@ -19,6 +19,9 @@ pub enum Outcome {
     Delayed,
     /// Dev mode: kept in the store, not posted anywhere; the sender got 250.
     Captured,
+    /// A bounce or reply to an outbound message's return path (`bounces+<uuid>@…`): read
+    /// by `outbound::bounce`, posted nowhere; the sender got 250.
+    Bounce,
 }
 
 impl Outcome {
@@ -28,6 +31,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Delayed => "delayed",
             Outcome::Captured => "captured",
+            Outcome::Bounce => "bounce",
         }
     }
 
@@ -38,6 +42,7 @@ impl Outcome {
             "rejected" => Some(Outcome::Rejected),
             "delayed" => Some(Outcome::Delayed),
             "captured" => Some(Outcome::Captured),
+            "bounce" => Some(Outcome::Bounce),
             _ => None,
         }
     }

@@ -6,7 +6,8 @@
 //! `audit_log` (`accounts`); `managed_addresses`, `managed_domains` (`managed`);
 //! `smtp_credentials`, `sending_domains`, `outbound_messages` + `outbound_content`,
 //! `outbound_recipients`, `outbound_attempts`, `outbound_events`, `suppressions` and
-//! `instance_secrets` (`outbound`).
+//! `instance_secrets` (`outbound`; after enqueueing — the events webhook's queue, bounces,
+//! opens and clicks, the suppression list, instance secrets — `events`).
 //!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
@@ -14,6 +15,7 @@
 
 mod accounts;
 mod attempts;
+mod events;
 mod managed;
 mod messages;
 mod migrations;
@@ -29,6 +31,9 @@ pub use accounts::{
     SessionRow, UserDeletion, UserRow,
 };
 pub use attempts::AttemptRecord;
+pub use events::{
+    BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
+};
 pub use managed::ManagedWrite;
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 pub use outbound::{

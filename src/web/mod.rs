@@ -8,13 +8,15 @@
 //! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
 //! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys, audit log and settings pages), `openapi`
 //! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
-//! `send_api` (the CloudMailin send API and `/api/outbound`), `outbound_pages` (sent mail,
-//! credentials and sending domains as pages), `outbound_api` (credentials and sending domains
-//! as JSON), `error` (the JSON error shape).
+//! `send_api` (the CloudMailin send API and `/api/outbound`), `suppressions_api` (the
+//! suppression list), `tracking` (the open pixel and click redirects), `outbound_pages` (sent
+//! mail, credentials, sending domains and the suppression list as pages), `outbound_api`
+//! (credentials and sending domains as JSON), `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
-//! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token); sign-in —
-//! `/signin`, `/signin/oidc/*`, `/signin/totp`; account — `/account[/*]`, `/signout`;
+//! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token), `/t/o/*` and
+//! `/t/c/*` (signed tracking tokens); sign-in — `/signin`, `/signin/oidc/*`, `/signin/totp`;
+//! account — `/account[/*]`, `/signout`;
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
 //! its rules for free.
 
@@ -34,7 +36,9 @@ mod outbound_pages;
 mod pages;
 mod send_api;
 mod signin;
+mod suppressions_api;
 mod targets;
+mod tracking;
 
 use axum::routing::get;
 use axum::{Router, middleware};
@@ -143,6 +147,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(accounts_api::routes())
         .merge(addresses_api::routes())
         .merge(send_api::routes())
+        .merge(suppressions_api::routes())
         .merge(addresses_pages::routes())
         .merge(admin_pages::routes())
         .merge(outbound_pages::routes())
@@ -152,6 +157,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(targets::routes())
         .merge(openapi::routes())
         .merge(send_api::send_routes())
+        .merge(tracking::routes())
         .merge(behind(signin::routes(), Access::SignIn))
         .merge(behind(oidc::routes(), Access::SignIn))
         .merge(behind(signin::second_factor_routes(), Access::SecondFactor))

@@ -89,7 +89,7 @@ impl ListForm {
         let outcome = status
             .map(|name| {
                 Outcome::from_name(&name)
-                    .ok_or("status must be successful, rejected, delayed or captured")
+                    .ok_or("status must be successful, rejected, delayed, captured or bounce")
             })
             .transpose()?;
         let bound = |name, value| {
@@ -292,16 +292,23 @@ fn filter_form(form: &ListForm) -> String {
     let fields = form.fields();
     let value = |i: usize| fields[i].1.map(html::escape).unwrap_or_default();
     let status = fields[4].1.unwrap_or_default();
-    let options = ["", "successful", "rejected", "delayed", "captured"]
-        .iter()
-        .map(|name| {
-            format!(
-                "<option value=\"{name}\"{selected}>{label}</option>",
-                selected = if *name == status { " selected" } else { "" },
-                label = if name.is_empty() { "any" } else { name },
-            )
-        })
-        .collect::<String>();
+    let options = [
+        "",
+        "successful",
+        "rejected",
+        "delayed",
+        "captured",
+        "bounce",
+    ]
+    .iter()
+    .map(|name| {
+        format!(
+            "<option value=\"{name}\"{selected}>{label}</option>",
+            selected = if *name == status { " selected" } else { "" },
+            label = if name.is_empty() { "any" } else { name },
+        )
+    })
+    .collect::<String>();
     format!(
         concat!(
             "<form class=\"filters\" method=\"get\" action=\"/\">",
@@ -774,7 +781,7 @@ async fn about(
         concat!(
             "{who}<h2>API</h2>\n<ul>\n",
             "<li><a href=\"/api/messages\">GET /api/messages</a>: received messages, newest first; filters ",
-            "<code>?address= &amp;recipient= &amp;sender= &amp;subject= &amp;status=successful|rejected|delayed|captured ",
+            "<code>?address= &amp;recipient= &amp;sender= &amp;subject= &amp;status=successful|rejected|delayed|captured|bounce ",
             "&amp;since=2026-11-28 &amp;until=2026-11-29 &amp;limit=50 &amp;before=ID</code></li>\n",
             "<li>GET /api/messages/{{id}}: one message with every delivery attempt</li>\n",
             "<li>GET /api/messages/{{id}}/raw: the raw message, where it is kept (dev mode)</li>\n",

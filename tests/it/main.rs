@@ -16,6 +16,7 @@ mod dkim;
 mod hostile;
 mod lifecycle;
 mod oidc;
+mod outbound_events;
 mod outbound_pages;
 mod payload;
 mod protocol;

@@ -7,6 +7,7 @@
 //! - `/redirect/{hops}/{code}`: `302` to `/redirect/{hops-1}/{code}` until 0, then `code`
 //! - `/big/{code}`: that status with a 6000-octet `text/plain` body of `é`s
 //! - `/redirect-abs/{port}`: `307` to `/status/200` on another receiver at `port`
+//! - `/fail-first/{n}`: 500 to the first `n` requests to this path, then 200
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -97,13 +98,17 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    receiver.requests.lock().unwrap().push(Captured {
-        method,
-        path: path.clone(),
-        headers,
-        body,
-        peer,
-    });
+    let seen = {
+        let mut requests = receiver.requests.lock().unwrap();
+        requests.push(Captured {
+            method,
+            path: path.clone(),
+            headers,
+            body,
+            peer,
+        });
+        requests.iter().filter(|r| r.path == path).count()
+    };
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["status", code] => {
@@ -160,6 +165,9 @@ async fn handle(
             )],
         )
             .into_response(),
+        ["fail-first", n] if seen <= n.parse::<usize>().unwrap() => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose").into_response()
+        }
         _ => (StatusCode::OK, "ok").into_response(),
     }
 }
