@@ -9,7 +9,9 @@
 //! the API base URL), `POST /credentials/{username}/revoke`; `GET /sending-domains` (each
 //! domain with the DNS records to publish; admins also get the add form and remove
 //! buttons), `POST /sending-domains`, `POST /sending-domains/{domain}/remove`, and
-//! `GET /sending-domains/{domain}/verify` (what DNS shows for each record).
+//! `GET /sending-domains/{domain}/verify` (what DNS shows for each record); `GET /suppressions`
+//! (the suppression list; admins also get the add form and remove buttons),
+//! `POST /suppressions` and `POST /suppressions/remove` (the `address` field).
 //!
 //! Viewers read; the gate refuses their writes (403) and any write without the session's
 //! CSRF token. Changes go through the helpers of `web::outbound_api`, shared with the JSON
@@ -29,6 +31,7 @@ use super::auth::{self, Principal};
 use super::error::ApiError;
 use super::outbound_api::{self, CredentialView};
 use super::pages::{self, nav};
+use super::suppressions_api;
 use super::{AppState, html};
 use crate::accounts::{Client, Role};
 use crate::inbound::message::ParsedMessage;
@@ -49,6 +52,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/sending-domains", get(domains).post(add_domain))
         .route("/sending-domains/{domain}/remove", post(remove_domain))
         .route("/sending-domains/{domain}/verify", get(verify_domain))
+        .route("/suppressions", get(suppressions).post(add_suppression))
+        .route("/suppressions/remove", post(remove_suppression))
 }
 
 const PAGE_SIZE: u32 = 50;
@@ -1035,4 +1040,165 @@ async fn verify_domain(
     body.push_str("<p><a href=\"/sending-domains\">All sending domains</a></p>\n");
     let title = format!("DNS check: {}", domain.domain);
     html::dashboard(StatusCode::OK, &title, &nav(&principal), &body)
+}
+
+// The suppression list.
+
+#[derive(Debug, Default, Deserialize)]
+struct SuppressionForm {
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The list, and for admins the form (with `error` above it and the fields kept).
+async fn suppressions_page(
+    state: &AppState,
+    principal: &Principal,
+    status: StatusCode,
+    error: Option<&str>,
+    form: &SuppressionForm,
+) -> Response {
+    let rows = match outbound_api::outbound(state) {
+        Ok(outbound) => match outbound.suppressions().await {
+            Ok(rows) => rows,
+            Err(error) => return error_page(principal, error.into(), ("/outbound", "Sent")),
+        },
+        Err(error) => return error_page(principal, error, ("/outbound", "Sent")),
+    };
+    let mut body = String::from(
+        "<p>Mail to these addresses is never attempted: each recipient gets a <code>suppressed</code> event instead. Hard bounces add addresses here.</p>\n",
+    );
+    if principal.role() == Role::Admin {
+        body.push_str(&format!(
+            concat!(
+                "<h2>Suppress an address</h2>\n{error}<form method=\"post\" action=\"/suppressions\" class=\"filters\">{csrf}",
+                "<label>Address<input name=\"address\" value=\"{address}\" required placeholder=\"user@example.net\"></label>",
+                "<label>Reason<input name=\"reason\" value=\"{reason}\" placeholder=\"manual\"></label>",
+                "<button type=\"submit\">Suppress</button></form>\n",
+            ),
+            error = html::error(error),
+            csrf = csrf(principal),
+            address = html::escape(&form.address),
+            reason = html::escape(&form.reason),
+        ));
+    }
+    if rows.is_empty() {
+        body.push_str("<p>No suppressed addresses.</p>\n");
+    } else {
+        body.push_str(concat!(
+            "<div class=\"scroll\"><table id=\"suppressions\">\n<thead><tr><th>Address</th><th>Reason</th>",
+            "<th>Message</th><th>Since (UTC)</th><th></th></tr></thead>\n<tbody>\n",
+        ));
+        for row in &rows {
+            let message = match &row.message_id {
+                Some(uuid) => format!(
+                    "<a href=\"/outbound/{uuid}\" class=\"mono\">{uuid}</a>",
+                    uuid = html::escape(uuid)
+                ),
+                None => "—".into(),
+            };
+            let action = if principal.role() == Role::Admin {
+                format!(
+                    concat!(
+                        "<form method=\"post\" action=\"/suppressions/remove\">{csrf}",
+                        "<input type=\"hidden\" name=\"address\" value=\"{address}\">",
+                        "<button type=\"submit\">Remove</button></form>",
+                    ),
+                    csrf = csrf(principal),
+                    address = html::escape(&row.address),
+                )
+            } else {
+                String::new()
+            };
+            body.push_str(&format!(
+                "<tr><td>{address}</td><td>{reason}</td><td>{message}</td><td>{since}</td><td>{action}</td></tr>\n",
+                address = html::escape(&row.address),
+                reason = html::escape(&row.reason),
+                message = message,
+                since = unix_time(row.created_at),
+                action = action,
+            ));
+        }
+        body.push_str("</tbody>\n</table></div>\n");
+    }
+    html::dashboard(status, "Suppression list", &nav(principal), &body)
+}
+
+async fn suppressions(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    suppressions_page(
+        &state,
+        &principal,
+        StatusCode::OK,
+        None,
+        &SuppressionForm::default(),
+    )
+    .await
+}
+
+async fn add_suppression(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    client: Option<Extension<Client>>,
+    form: Result<Form<SuppressionForm>, FormRejection>,
+) -> Response {
+    let back = ("/suppressions", "Suppression list");
+    let Ok(Form(form)) = form else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form was not readable",
+            back,
+        );
+    };
+    let client = client.map(|Extension(c)| c);
+    let reason = Some(form.reason.trim()).filter(|r| !r.is_empty());
+    match suppressions_api::suppress(&state, &principal, client.as_ref(), &form.address, reason)
+        .await
+    {
+        Ok(_) => auth::redirect("/suppressions"),
+        Err(ApiError::Field { detail, .. }) => {
+            suppressions_page(
+                &state,
+                &principal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&detail),
+                &form,
+            )
+            .await
+        }
+        Err(error) => error_page(&principal, error, back),
+    }
+}
+
+async fn remove_suppression(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    client: Option<Extension<Client>>,
+    form: Result<Form<SuppressionForm>, FormRejection>,
+) -> Response {
+    let back = ("/suppressions", "Suppression list");
+    let Ok(Form(form)) = form else {
+        return message(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form was not readable",
+            back,
+        );
+    };
+    let client = client.map(|Extension(c)| c);
+    match suppressions_api::unsuppress(&state, &principal, client.as_ref(), &form.address).await {
+        Ok(true) => auth::redirect("/suppressions"),
+        Ok(false) => message(
+            &principal,
+            StatusCode::NOT_FOUND,
+            "this address is not on the suppression list",
+            back,
+        ),
+        Err(error) => error_page(&principal, error, back),
+    }
 }

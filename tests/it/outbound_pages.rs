@@ -747,3 +747,130 @@ async fn the_json_api_makes_lists_and_revokes() {
         ["status"]["enum"];
     assert_eq!(statuses, &json!(["found", "missing", "different", "error"]));
 }
+
+#[tokio::test]
+async fn the_suppression_list_page_adds_and_removes_through_the_api_path() {
+    let app = TestApp::start(&config_with(&[], "")).await;
+    app.outbound
+        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
+        .await
+        .unwrap();
+    let (_, token) = app
+        .outbound
+        .create_credential(postern::outbound::NewCredentialSpec {
+            username: "shop".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut viewer = with_viewer(&app).await;
+
+    let list = admin.get("/suppressions").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("No suppressed addresses."));
+    assert!(
+        list.body.contains("href=\"/suppressions\""),
+        "the nav links the page"
+    );
+    let refused = submit(
+        &mut admin,
+        &list,
+        "/suppressions",
+        &[("address", "no <address>")],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(
+        refused.input_value("address").as_deref(),
+        Some("no &lt;address&gt;")
+    );
+
+    let added = submit(
+        &mut admin,
+        &list,
+        "/suppressions",
+        &[("address", "blocked@example.net"), ("reason", "asked us")],
+    )
+    .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let listed = viewer.get("/suppressions").await;
+    let line = row(&listed.body, "<tr><td>blocked@example.net</td>");
+    assert!(line.contains("asked us"), "{line}");
+    assert!(
+        !listed.body.contains("action=\"/suppressions"),
+        "viewers get no forms"
+    );
+    let api = app.get_json("/api/suppressions").await;
+    assert_eq!(api["suppressions"][0]["address"], "blocked@example.net");
+
+    // Mail to it is never attempted, and the sent list says so.
+    let (status, accepted) = send(
+        &app,
+        "shop",
+        &token,
+        json!({"from": "shop@example.com", "to": "blocked@example.net", "plain": "x"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let sent = viewer.get("/outbound?state=suppressed").await;
+    assert!(
+        row(&sent.body, accepted["id"].as_str().unwrap()).contains("state-suppressed"),
+        "{}",
+        sent.body
+    );
+
+    let viewer_csrf = viewer.session_csrf().await;
+    let answer = viewer
+        .post_form(
+            "/suppressions/remove",
+            &[
+                ("csrf_token", &viewer_csrf),
+                ("address", "blocked@example.net"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 403);
+    let forged = admin
+        .post_form(
+            "/suppressions/remove",
+            &[("address", "blocked@example.net")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+
+    let removed = submit(
+        &mut admin,
+        &list,
+        "/suppressions/remove",
+        &[("address", "blocked@example.net")],
+    )
+    .await;
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    assert!(
+        admin
+            .get("/suppressions")
+            .await
+            .body
+            .contains("No suppressed addresses.")
+    );
+    let again = submit(
+        &mut admin,
+        &list,
+        "/suppressions/remove",
+        &[("address", "blocked@example.net")],
+    )
+    .await;
+    assert_eq!(again.status, 404);
+    let actions = audit_actions(&app).await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(
+                |(action, subject)| action == "config_changed" && subject == "blocked@example.net"
+            )
+            .count(),
+        2,
+        "{actions:?}"
+    );
+}
