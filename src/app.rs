@@ -19,7 +19,8 @@ use crate::inbound::deliver::Deliverer;
 use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;
-use crate::outbound::{Outbound, OutboundMode};
+use crate::outbound::compose::{MAX_MESSAGE_SIZE, MAX_RECIPIENTS};
+use crate::outbound::{Outbound, OutboundMode, Submission};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
@@ -52,6 +53,9 @@ pub struct AppOptions {
 
 pub struct App {
     smtp: SmtpServer<Inbound>,
+    /// One per `[submission]` listener, all sharing one handler.
+    submission: Vec<SmtpServer<Submission>>,
+    submission_addrs: Vec<SocketAddr>,
     inbound: Arc<Inbound>,
     smtp_addr: SocketAddr,
     web: TcpListener,
@@ -188,6 +192,41 @@ impl App {
             command_timeout: config.smtp.command_timeout,
             data_timeout: config.smtp.data_timeout,
         };
+        // Submission: the same shell and limits, AUTH required, and CloudMailin's outbound
+        // limits (spec §6.1) where they are lower. Dev mode takes AUTH without TLS.
+        let submission_size = config.smtp.max_message_size.min(MAX_MESSAGE_SIZE);
+        let submission_config = ServerConfig {
+            session: SessionConfig {
+                policy: SessionPolicy::Submission {
+                    plaintext_auth: config.dev.is_some(),
+                },
+                max_message_size: submission_size,
+                max_recipients: config.smtp.max_recipients.min(MAX_RECIPIENTS),
+                size_exceeded_message: format!(
+                    "Message exceeds the maximum size of {submission_size} bytes"
+                ),
+                ..server_config.session.clone()
+            },
+            ..server_config.clone()
+        };
+        let submission_handler = Arc::new(Submission::new(outbound.clone()));
+        let mut submission = Vec::new();
+        let mut submission_addrs = Vec::new();
+        for addr in &config.submission.listen {
+            let listener = bind("submission", *addr).await?;
+            submission_addrs.push(
+                listener
+                    .local_addr()
+                    .expect("a bound socket has an address"),
+            );
+            submission.push(SmtpServer::new(
+                listener,
+                submission_config.clone(),
+                tls.clone(),
+                submission_handler.clone(),
+            ));
+        }
+
         let inbound = Arc::new(inbound);
         let smtp = SmtpServer::new(smtp_listener, server_config, tls, inbound.clone());
 
@@ -196,6 +235,7 @@ impl App {
         }
         let settings = crate::web::Settings {
             smtp_listen: Some(smtp_addr),
+            submission_listen: submission_addrs.clone(),
             web_listen: Some(web_addr),
             starttls: match &config.smtp.tls {
                 TlsSource::Off => "off".into(),
@@ -214,6 +254,8 @@ impl App {
             oidc,
             settings,
             smtp,
+            submission,
+            submission_addrs,
             inbound,
             smtp_addr,
             web,
@@ -232,6 +274,11 @@ impl App {
 
     pub fn smtp_addr(&self) -> SocketAddr {
         self.smtp_addr
+    }
+
+    /// The submission listeners' addresses, in `submission.listen` order.
+    pub fn submission_addrs(&self) -> &[SocketAddr] {
+        &self.submission_addrs
     }
 
     pub fn web_addr(&self) -> SocketAddr {
@@ -269,6 +316,11 @@ impl App {
             self.deliverer,
             shutdown.clone(),
         ));
+        let submission: Vec<_> = self
+            .submission
+            .into_iter()
+            .map(|server| tokio::spawn(server.run(shutdown.clone())))
+            .collect();
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
             let services = crate::web::Services {
@@ -287,11 +339,14 @@ impl App {
                 warn!(%error, "web listener failed");
             }
         });
-        info!(smtp = %self.smtp_addr, web = %self.web_addr, "postern is ready");
+        info!(smtp = %self.smtp_addr, web = %self.web_addr, submission = ?self.submission_addrs, "postern is ready");
 
         stop.await;
         shutdown.trigger();
         let _ = smtp.await;
+        for server in submission {
+            let _ = server.await;
+        }
         if shutdown.drain(self.grace).await {
             info!("all sessions closed");
         } else {

@@ -44,6 +44,10 @@ enum Command {
         /// SMTP listen address.
         #[arg(long, default_value = "127.0.0.1:2525", value_name = "IP:PORT")]
         smtp: SocketAddr,
+        /// SMTP submission listen address: AUTH with any username and password, with or
+        /// without STARTTLS; what is sent is captured, never delivered.
+        #[arg(long, default_value = "127.0.0.1:2587", value_name = "IP:PORT")]
+        submission: SocketAddr,
         /// Web/API listen address.
         #[arg(long, default_value = "127.0.0.1:8025", value_name = "IP:PORT")]
         web: SocketAddr,
@@ -120,6 +124,7 @@ pub fn main() -> ExitCode {
         },
         Command::Dev {
             smtp,
+            submission,
             web,
             data_dir,
             forward,
@@ -134,7 +139,9 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(Config::dev(data_dir, smtp, web, forward), true)
+            let mut config = Config::dev(data_dir, smtp, web, forward);
+            config.submission.listen = vec![submission];
+            run(config, true)
         }
     }
 }
@@ -190,6 +197,20 @@ fn print_summary(config: &Config) {
         TlsSource::SelfSigned => "STARTTLS with a self-signed certificate".to_string(),
     };
     println!("TLS       {tls}");
+    if config.submission.listen.is_empty() {
+        println!("Submission off (no [submission] listen): apps can send through the API only");
+    } else {
+        let listen: Vec<String> = config
+            .submission
+            .listen
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "Submission {}  (STARTTLS required before AUTH PLAIN/LOGIN; credential username + token)",
+            listen.join(", ")
+        );
+    }
     println!(
         "Web       http://{}/  (sign-in required; cookies {}; sessions end after {} min idle, {} h at most)",
         config.web.listen,
@@ -326,11 +347,11 @@ fn bind_hint(error: &crate::app::AppError, dev: bool) -> Option<&'static str> {
     };
     match source.kind() {
         std::io::ErrorKind::AddrInUse if dev => Some(
-            "another program (another `postern dev`?) uses that port; choose others with --smtp and --web",
+            "another program (another `postern dev`?) uses that port; choose others with --smtp, --submission and --web",
         ),
-        std::io::ErrorKind::AddrInUse => {
-            Some("another program uses that port; change smtp.listen or web.listen")
-        }
+        std::io::ErrorKind::AddrInUse => Some(
+            "another program uses that port; change smtp.listen, submission.listen or web.listen",
+        ),
         std::io::ErrorKind::PermissionDenied => Some(
             "ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit)",
         ),
@@ -350,6 +371,11 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
             ""
         }
     );
+    for addr in app.submission_addrs() {
+        println!(
+            "  Submit {addr}  (SMTP submission: AUTH with any username/password, STARTTLS optional; mail is captured, not delivered)"
+        );
+    }
     println!("  Web   http://{web}/  (the dashboard)");
     println!("  API   http://{web}/api/messages");
     println!("  Data  {}", data_dir.display());
@@ -376,6 +402,15 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
     );
     println!("Then look at it: open http://{web}/ or");
     println!("  curl -s http://{web}/api/messages");
+    if let Some(submit) = app.submission_addrs().first() {
+        println!();
+        println!("Send as an app would (captured, shown at http://{web}/api/outbound):");
+        println!(
+            "  swaks --server {} --port {} --auth-user dev --auth-password dev --to someone@example.com --from you@example.com",
+            submit.ip(),
+            submit.port()
+        );
+    }
     println!();
     println!("Ctrl-C stops.");
 }

@@ -35,6 +35,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub auth: AuthSettings,
     pub outbound: OutboundConfig,
+    pub submission: SubmissionConfig,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
     /// Dev mode: every recipient is accepted; raw messages are kept.
@@ -117,6 +118,14 @@ impl Config {
             None => format!("http://{web}"),
         }
     }
+}
+
+/// `[submission]`: where mail apps submit over SMTP (spec §6.5). The listeners use the
+/// `[smtp]` certificate and limits (at most 20 recipients and 10 MB, spec §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubmissionConfig {
+    /// Empty: no submission listener. Port 587 (and 2525) by convention.
+    pub listen: Vec<SocketAddr>,
 }
 
 /// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).
@@ -345,6 +354,33 @@ mod tests {
                 .to_string();
             assert!(error.starts_with("outbound.tracking_url = "), "{error}");
         }
+    }
+
+    #[test]
+    fn submission_listeners_are_a_list_or_one_address() {
+        let listen =
+            |toml: &str| Config::from_toml(toml, Vec::new()).map(|config| config.submission.listen);
+        assert_eq!(listen("").unwrap(), Vec::<SocketAddr>::new());
+        let tls = "[smtp]\ntls_self_signed = true\n";
+        assert_eq!(
+            listen(&format!("{tls}[submission]\nlisten = \"127.0.0.1:587\"\n")).unwrap(),
+            ["127.0.0.1:587".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            listen(&format!(
+                "{tls}[submission]\nlisten = [\"[::]:587\", \"0.0.0.0:2525\"]\n"
+            ))
+            .unwrap()
+            .len(),
+            2
+        );
+        let error = listen(&format!("{tls}[submission]\nlisten = [\"587\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("submission.listen = \"587\": expected IP:PORT"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
-    DeliveryConfig, DomainConfig, DomainPattern, Format, OutboundConfig, SmtpConfig, TargetUrl,
-    TlsSource, WebConfig,
+    DeliveryConfig, DomainConfig, DomainPattern, Format, OutboundConfig, SmtpConfig,
+    SubmissionConfig, TargetUrl, TlsSource, WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     delivery: RawDelivery,
     auth: RawAuth,
     outbound: RawOutbound,
+    submission: RawSubmission,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -149,6 +150,27 @@ impl Default for RawOutbound {
     }
 }
 
+/// `[submission]`: SMTP submission listeners; none by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSubmission {
+    /// "IP:PORT" or a list of them (a single string is a list of one).
+    listen: RawListen,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawListen {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        RawListen::Many(Vec::new())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAuth {
@@ -247,6 +269,7 @@ impl RawConfig {
             delivery,
             auth,
             outbound,
+            submission,
             addresses,
             domains,
         } = self;
@@ -325,6 +348,38 @@ impl RawConfig {
                 3600,
             )?,
         };
+
+        let submission_listen = match submission.listen {
+            RawListen::One(text) => vec![text],
+            RawListen::Many(list) => list,
+        };
+        let submission = SubmissionConfig {
+            listen: submission_listen
+                .iter()
+                .map(|text| socket_addr("submission.listen", text))
+                .collect::<Result<_, _>>()?,
+        };
+        // AUTH is only accepted over TLS: a submission listener without a certificate
+        // would refuse every client (design.md invariant 5).
+        if !submission.listen.is_empty() && smtp.tls == TlsSource::Off {
+            return Err(ConfigError::invalid(
+                "submission.listen",
+                format!("{submission_listen:?}"),
+                "submission needs smtp.tls_cert/tls_key (or tls_self_signed): \
+                 AUTH is accepted only after STARTTLS",
+            ));
+        }
+        // Port 0 (tests) is a fresh port each time.
+        for (i, addr) in submission.listen.iter().enumerate() {
+            let taken = *addr == smtp.listen || submission.listen[..i].contains(addr);
+            if taken && addr.port() != 0 {
+                return Err(ConfigError::invalid(
+                    "submission.listen",
+                    addr,
+                    "each listener needs its own address (and not smtp.listen's)",
+                ));
+            }
+        }
 
         let listen = socket_addr("web.listen", &web.listen)?;
         let session_idle = seconds("web.session_idle_secs", web.session_idle_secs, 60, 86_400)?;
@@ -486,6 +541,7 @@ impl RawConfig {
             delivery,
             auth,
             outbound,
+            submission,
             addresses,
             domains,
             dev: None,

@@ -285,7 +285,7 @@ fn single_mailbox(text: &str) -> Option<Mailbox> {
 }
 
 /// An address we can put on an SMTP envelope: one `@`, no spaces or angle brackets.
-fn valid_address(address: &str) -> bool {
+pub(super) fn valid_address(address: &str) -> bool {
     match address.rsplit_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
@@ -471,7 +471,7 @@ fn compose_raw(
 }
 
 /// The byte offset of the blank line ending the header (the index of its first CR or LF).
-fn find_header_end(raw: &[u8]) -> Option<usize> {
+pub(super) fn find_header_end(raw: &[u8]) -> Option<usize> {
     let mut at = 0;
     while at < raw.len() {
         let line_end = raw[at..].iter().position(|&b| b == b'\n').map(|i| at + i)?;
@@ -484,7 +484,7 @@ fn find_header_end(raw: &[u8]) -> Option<usize> {
     None
 }
 
-fn unfolded_fields(header: &str) -> Vec<(String, String)> {
+pub(super) fn unfolded_fields(header: &str) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
     for line in header.lines() {
         if line.starts_with([' ', '\t']) {

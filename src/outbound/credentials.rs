@@ -90,6 +90,23 @@ fn valid_username(name: &str) -> bool {
         })
 }
 
+/// Any name as a valid username (dev mode): lower case, other characters as `-`, at most 64.
+fn dev_username(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '.' | '_' | '-') => c,
+            _ => '-',
+        })
+        .take(64)
+        .collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        out.insert(0, 'u');
+        out.truncate(64);
+    }
+    out
+}
+
 fn valid_sender_pattern(pattern: &str) -> bool {
     let (local, domain) = match pattern.strip_prefix('@') {
         Some(domain) => ("x", domain),
@@ -179,6 +196,15 @@ pub(super) async fn authenticate(
     username: &str,
     presented: &str,
 ) -> Result<Credential, SubmitError> {
+    // Dev mode takes any username, e.g. an email address: it becomes a valid one.
+    let dev_name;
+    let username = match outbound.mode {
+        OutboundMode::Capture => {
+            dev_name = dev_username(username);
+            dev_name.as_str()
+        }
+        OutboundMode::Deliver => username,
+    };
     let row = outbound.store.credential_by_username(username).await?;
     let now = outbound.clock.unix();
     let row = match (row, outbound.mode) {
@@ -257,6 +283,16 @@ mod tests {
         for bad in ["", "App", "-app", "a/b", "a b", "é", &"a".repeat(65)] {
             assert!(!valid_username(bad), "{bad}");
         }
+        for (given, used) in [
+            ("dev", "dev"),
+            ("Me@Example.COM", "me-example.com"),
+            ("", "u"),
+            ("-x y", "u-x-y"),
+        ] {
+            assert_eq!(dev_username(given), used);
+            assert!(valid_username(used), "{used}");
+        }
+        assert_eq!(dev_username(&"é".repeat(70)).len(), 64);
         assert!(valid_sender_pattern("@example.com"));
         assert!(valid_sender_pattern("a@example.com"));
         assert!(!valid_sender_pattern("example.com"));

@@ -18,6 +18,7 @@ pub mod dkim;
 pub mod dns_check;
 pub mod domains;
 pub mod events;
+pub mod submission;
 pub mod suppression;
 pub mod tracking;
 
@@ -34,6 +35,7 @@ use crate::store::{
 };
 pub use compose::{ComposeError, Composed, SendRequest};
 pub use credentials::{Credential, CredentialError, NewCredentialSpec};
+pub use submission::Submission;
 
 /// What happens to accepted mail on this instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,11 @@ impl Outbound {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Unix seconds on this service's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.unix()
     }
 
     /// `POST /api/v0.1/{username}/messages`: authenticate, compose, check, enqueue.

@@ -524,6 +524,17 @@ async fn settings(
     let rows = [
         ("Version", crate::VERSION.to_string()),
         ("SMTP listener", addr(settings.smtp_listen)),
+        (
+            "Submission listeners",
+            match settings.submission_listen.as_slice() {
+                [] => "off".to_string(),
+                addrs => addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        ),
         ("Web listener", addr(settings.web_listen)),
         ("STARTTLS", settings.starttls.clone()),
         ("Data directory", settings.data_dir.display().to_string()),

@@ -70,6 +70,8 @@ pub struct WebOptions {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub smtp_listen: Option<std::net::SocketAddr>,
+    /// `[submission]` listeners (empty: off).
+    pub submission_listen: Vec<std::net::SocketAddr>,
     pub web_listen: Option<std::net::SocketAddr>,
     /// STARTTLS: `off`, `certificate files: <path>` or `self-signed`.
     pub starttls: String,

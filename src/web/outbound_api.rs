@@ -98,7 +98,8 @@ impl From<Credential> for CredentialView {
 }
 
 /// Where apps send: the send API's base URL (`web.public_url`, else the `Host` the request
-/// came to) and the SMTP submission URL with the credential in it.
+/// came to) and the SMTP submission URL with the credential in it (`server.hostname`, the
+/// first `[submission]` listener's port, 587 when there is none).
 pub(super) struct Endpoints {
     pub api_base_url: String,
     pub smtp_url: String,
@@ -129,8 +130,13 @@ pub(super) fn endpoints(
     Endpoints {
         api_base_url: format!("{base}/api/v0.1"),
         smtp_url: format!(
-            "smtp://{username}:{token}@{}:587?starttls=true",
-            state.settings.hostname
+            "smtp://{username}:{token}@{}:{port}?starttls=true",
+            state.settings.hostname,
+            port = state
+                .settings
+                .submission_listen
+                .first()
+                .map_or(587, |listener| listener.port()),
         ),
     }
 }

@@ -570,6 +570,7 @@ async fn settings_show_listeners_and_tls_and_no_secret() {
         "the nav links the page"
     );
     assert_eq!(setting(&page, "SMTP listener"), app.smtp.to_string());
+    assert_eq!(setting(&page, "Submission listeners"), "off");
     assert_eq!(setting(&page, "Web listener"), app.web.to_string());
     assert_eq!(
         setting(&page, "STARTTLS"),

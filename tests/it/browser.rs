@@ -84,6 +84,8 @@ fn start_dev(data_dir: &Path) -> (Server, String, String) {
             "dev",
             "--smtp",
             "127.0.0.1:0",
+            "--submission",
+            "127.0.0.1:0",
             "--web",
             "127.0.0.1:0",
             "--data-dir",

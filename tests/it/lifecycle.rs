@@ -129,6 +129,46 @@ fn bad_config_names_key_value_and_what_is_allowed() {
 
     let (code, _) = check_config("", &[("POSTERN_SMTP__LISTEN", "127.0.0.1:2525")]);
     assert_eq!(code, 0);
+
+    // Submission takes AUTH only over TLS: no certificate, no listener.
+    let (code, err) = check_config("[submission]\nlisten = [\"127.0.0.1:587\"]\n", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("submission.listen = [\"127.0.0.1:587\"]: submission needs smtp.tls_cert/tls_key (or tls_self_signed)"),
+        "{err}"
+    );
+    let (code, err) = check_config(
+        "[smtp]\ntls_self_signed = true\n[submission]\nlisten = [\"0.0.0.0:25\"]\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("not smtp.listen's"), "{err}");
+}
+
+#[test]
+fn check_says_whether_submission_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postern.toml");
+    std::fs::write(&path, "").unwrap();
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Submission off (no [submission] listen)"),
+        "{out}"
+    );
+    std::fs::write(
+        &path,
+        "[smtp]\ntls_self_signed = true\n[submission]\nlisten = [\"0.0.0.0:587\", \"0.0.0.0:2525\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "Submission 0.0.0.0:587, 0.0.0.0:2525  (STARTTLS required before AUTH PLAIN/LOGIN"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -188,6 +228,8 @@ fn start_dev(data_dir: &std::path::Path) -> (Child, SocketAddr, String, String) 
             "dev",
             "--smtp",
             "127.0.0.1:0",
+            "--submission",
+            "127.0.0.1:0",
             "--web",
             "127.0.0.1:0",
             "--data-dir",
@@ -233,6 +275,10 @@ async fn dev_banner_and_graceful_shutdown() {
     );
     assert!(banner.contains("/api/messages"), "{banner}");
     assert!(banner.contains("Open without sign-in"), "{banner}");
+    assert!(
+        banner.contains("--auth-user dev --auth-password dev --to someone@example.com"),
+        "the banner shows how to submit: {banner}"
+    );
 
     // One idle session, one in the middle of DATA.
     let mut idle = Smtp::connect(smtp_addr).await;

@@ -23,5 +23,6 @@ mod protocol;
 mod routing;
 mod send_api;
 mod submission;
+mod submission_outbound;
 mod support;
 mod users_api;

@@ -2,8 +2,8 @@
 //! started directly with a submission policy, the self-signed dev certificate and a test
 //! handler (one credential, one allowed sender), driven by Python's smtplib and swaks.
 //!
-//! The submission handler of the product (the outbound queue) is not plugged in yet; this
-//! holds the SMTP side of the contract it will rely on.
+//! This holds the SMTP side of the contract; the product's handler (`outbound::Submission`,
+//! the outbound queue) is tested through the real app in `submission_outbound.rs`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

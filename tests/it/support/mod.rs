@@ -44,6 +44,8 @@ pub const ADMIN_PASSWORD: &str = "admin password for tests";
 /// sends. The accounts run on a manual clock (`clock`), standing still unless advanced.
 pub struct TestApp {
     pub smtp: SocketAddr,
+    /// The `[submission]` listeners (dev mode: one, with AUTH taken without TLS).
+    pub submission: Vec<SocketAddr>,
     pub web: SocketAddr,
     pub data_dir: TempDir,
     pub accounts: Accounts,
@@ -100,6 +102,9 @@ impl TestApp {
             "127.0.0.1:0".parse().unwrap(),
             forward.map(|f| TargetUrl::parse(f).unwrap()),
         );
+        // As `postern dev` does (its --submission flag).
+        let mut config = config;
+        config.submission.listen = vec!["127.0.0.1:0".parse().unwrap()];
         TestApp::from_config(config, data_dir).await
     }
 
@@ -130,12 +135,14 @@ impl TestApp {
             .await
             .expect("the test API key is created");
         let (smtp, web) = (app.smtp_addr(), app.web_addr());
+        let submission = app.submission_addrs().to_vec();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(app.run(async move {
             let _ = stopped.await;
         }));
         TestApp {
             smtp,
+            submission,
             web,
             data_dir,
             accounts,

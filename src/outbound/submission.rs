@@ -1,0 +1,434 @@
+//! SMTP submission (spec §6.5, §6.6): the [`MailHandler`] of the `[submission]` listeners.
+//!
+//! The SMTP side (STARTTLS before AUTH, MAIL only after AUTH) is `smtp::session`'s; this
+//! handler decides with the same [`Outbound`] service as the send API:
+//!
+//! | step | check | refusal |
+//! |---|---|---|
+//! | AUTH | the credential's username and token (in dev mode anything) | 535 5.7.8, or 454 4.7.0 when the store cannot answer |
+//! | MAIL FROM | the credential's sender patterns (`may_send_as`) | 550 5.7.1 |
+//! | RCPT TO | a deliverable address; at most 20 per transaction (the session's limit) | 553 5.1.3, 452 4.5.3 |
+//! | DATA | one `From` mailbox, allowed for the credential and on a sending domain; `x-cloudmta-class`; ≤ 10 MB | 550 5.7.1, 554 5.6.0, 552 5.3.4 |
+//! | queue | the message and its recipients committed | 451 4.3.0 (nothing was accepted) |
+//!
+//! Both the envelope sender and the `From` header must be allowed for the credential; they
+//! need not be equal. The `From` header is what the sending-domain check (and DKIM) uses;
+//! the envelope sender is replaced by the return path `bounces+<uuid>@…` in the queue, as
+//! CloudMailin does (spec §6.10). Recipients are the RCPT TO addresses only: `To` and `Cc`
+//! are left as written, and a `Bcc` header is removed so that it reaches nobody.
+//!
+//! `x-cloudmta-class` (`standard`, `priority`, `digest`; anything else is refused with 554
+//! rather than queued in a class the sender did not ask for) and `x-cloudmta-tags` (a
+//! comma-separated list) are read, then every `x-cloudmta-*` header is removed before the
+//! message is queued (`x-cloudmta-layout` included: layouts are not applied).
+//! A message without `Message-ID` or `Date` gets one (RFC 6409 §8.2, §8.3).
+
+use tracing::{info, warn};
+
+use super::compose::{
+    self, Composed, MAX_MESSAGE_SIZE, find_header_end, normalise_address, split_tags,
+    unfolded_fields, valid_address,
+};
+use super::{Credential, Outbound, SubmitError};
+use crate::inbound::message::{ParsedMessage, parse_mailboxes};
+use crate::smtp::Reply;
+use crate::smtp::server::{ConnectionInfo, MailHandler};
+use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
+use crate::store::{Priority, Source};
+
+/// The submission [`MailHandler`]: every decision is [`Outbound`]'s.
+pub struct Submission {
+    outbound: Outbound,
+}
+
+impl Submission {
+    pub fn new(outbound: Outbound) -> Submission {
+        Submission { outbound }
+    }
+}
+
+/// Why submitted content cannot be queued: each is a 554 5.6.0 (552 for the size) with
+/// this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("the message has no From header")]
+    NoFrom,
+    #[error("the From header must hold exactly one address, like \"Name <user@example.com>\"")]
+    BadFrom,
+    #[error("x-cloudmta-class must be standard, priority or digest (got {0:?})")]
+    BadClass(String),
+    #[error("the message is larger than {} MB", MAX_MESSAGE_SIZE / 1024 / 1024)]
+    TooLarge,
+}
+
+impl MessageError {
+    fn reply(&self) -> Reply {
+        match self {
+            MessageError::TooLarge => Reply::owned(552, "5.3.4", self.to_string()),
+            _ => Reply::owned(554, "5.6.0", self.to_string()),
+        }
+    }
+}
+
+/// The DATA reply for a queued message (spec §6.5: `250 Thanks! Queued as: <uuid>`, with
+/// the enhanced status code between, as on every reply of ours).
+pub fn queued_reply(uuid: &str) -> Reply {
+    Reply::owned(250, "2.0.0", format!("Thanks! Queued as: {uuid}"))
+}
+
+/// The DATA reply for a message [`Outbound::enqueue`] refused.
+fn refusal(error: &SubmitError) -> Reply {
+    let text = error.to_string();
+    match error {
+        SubmitError::Forbidden(_) | SubmitError::UnknownDomain(_) => {
+            Reply::owned(550, "5.7.1", text)
+        }
+        SubmitError::Invalid(compose::ComposeError::TooLarge) => Reply::owned(552, "5.3.4", text),
+        SubmitError::Invalid(_) => Reply::owned(554, "5.6.0", text),
+        // The session was authenticated; the credential was revoked in between.
+        SubmitError::Unauthorized => Reply::owned(554, "5.7.0", text),
+        SubmitError::Store(_) => Reply::owned(451, "4.3.0", text),
+    }
+}
+
+impl MailHandler for Submission {
+    type Identity = Credential;
+
+    async fn authenticate(
+        &self,
+        _conn: &ConnectionInfo,
+        credentials: &Credentials,
+    ) -> Result<Credential, Reply> {
+        match self
+            .outbound
+            .authenticate(&credentials.authcid, &credentials.password)
+            .await
+        {
+            Ok(credential) => Ok(credential),
+            Err(error) if error.is_temporary() => {
+                warn!(%error, "cannot check SMTP credentials");
+                Err(Reply::AUTH_TEMPORARY_FAILURE)
+            }
+            Err(_) => Err(Reply::AUTH_FAILED),
+        }
+    }
+
+    async fn check_sender(
+        &self,
+        _conn: &ConnectionInfo,
+        identity: &Credential,
+        address: &str,
+    ) -> Result<(), Reply> {
+        if identity.may_send_as(address) {
+            return Ok(());
+        }
+        let sender = match address {
+            "" => "the null sender <>".to_string(),
+            address => address.to_string(),
+        };
+        Err(Reply::owned(
+            550,
+            "5.7.1",
+            format!("credential {} may not send as {sender}", identity.username),
+        ))
+    }
+
+    async fn check_recipient(
+        &self,
+        _conn: &ConnectionInfo,
+        _transaction: TransactionInfo<'_>,
+        address: &str,
+    ) -> Result<Option<SizeLimit>, Reply> {
+        // The count is the session's: `App` caps its `max_recipients` at 20 (spec §6.1).
+        match valid_address(address) {
+            true => Ok(None),
+            false => Err(Reply::new(
+                553,
+                "5.1.3",
+                "Recipient address is not valid for delivery",
+            )),
+        }
+    }
+
+    async fn handle_message(
+        &self,
+        conn: &ConnectionInfo,
+        identity: Option<&Credential>,
+        envelope: Envelope,
+        body: Vec<u8>,
+    ) -> Reply {
+        let Some(credential) = identity else {
+            // The session takes MAIL only after AUTH; this is never reached.
+            return Reply::AUTH_REQUIRED;
+        };
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let composed = match prepare(&body, &envelope.recipients, &uuid, self.outbound.now()) {
+            Ok(composed) => composed,
+            Err(error) => return error.reply(),
+        };
+        drop(body);
+        let recipients = composed.recipients.len();
+        match self
+            .outbound
+            .enqueue(
+                credential,
+                uuid.clone(),
+                composed,
+                Source::Smtp,
+                Some(conn.remote.ip().to_string()),
+            )
+            .await
+        {
+            Ok(accepted) => {
+                info!(id = %accepted.id, username = %credential.username, recipients, "outbound message queued (SMTP)");
+                queued_reply(&uuid)
+            }
+            Err(error) => {
+                match error.is_temporary() {
+                    true => warn!(%error, "cannot queue a submitted message"),
+                    false => {
+                        info!(%error, username = %credential.username, "submitted message refused")
+                    }
+                }
+                refusal(&error)
+            }
+        }
+    }
+}
+
+/// Submitted bytes → the message to queue: reads the control headers and `From`, removes
+/// what must not travel (`x-cloudmta-*`, `Bcc`), adds a missing `Message-ID` and `Date`.
+/// `recipients` are the RCPT TO addresses; `date` is Unix seconds.
+pub fn prepare(
+    raw: &[u8],
+    recipients: &[String],
+    uuid: &str,
+    date: i64,
+) -> Result<Composed, MessageError> {
+    if raw.len() > MAX_MESSAGE_SIZE {
+        return Err(MessageError::TooLarge);
+    }
+    // A message may be all header (RFC 5322 §3.5: the body is optional).
+    let header_end = find_header_end(raw).unwrap_or(raw.len());
+    let (header, rest) = raw.split_at(header_end);
+    let fields = unfolded_fields(&String::from_utf8_lossy(header));
+    let values = |name: &str| {
+        fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<String>>()
+    };
+
+    let priority = match values("x-cloudmta-class").first() {
+        None => Priority::Standard,
+        Some(class) => {
+            let class = class.trim().to_ascii_lowercase();
+            match class.as_str() {
+                "" => Priority::Standard,
+                name => Priority::from_name(name).ok_or(MessageError::BadClass(class.clone()))?,
+            }
+        }
+    };
+    let tags = split_tags(values("x-cloudmta-tags"));
+
+    let from = match values("from").as_slice() {
+        [] => return Err(MessageError::NoFrom),
+        [one] => {
+            let mut boxes = parse_mailboxes(one);
+            if boxes.len() != 1 || !valid_address(&boxes[0].address) {
+                return Err(MessageError::BadFrom);
+            }
+            boxes.remove(0)
+        }
+        _ => return Err(MessageError::BadFrom),
+    };
+    // The decoded subject (RFC 2047), from the header alone.
+    let mut header_only = header.to_vec();
+    header_only.extend_from_slice(b"\r\n");
+    let subject = ParsedMessage::parse(&header_only)
+        .header("Subject")
+        .map(str::to_string)
+        .filter(|s| !s.is_empty());
+
+    let mut out = without_fields(header, |name| {
+        name.starts_with("x-cloudmta-") || name == "bcc"
+    });
+    if values("message-id").is_empty() {
+        let domain = from.address.rsplit_once('@').map_or("", |(_, d)| d);
+        out.extend_from_slice(
+            format!("Message-ID: <{uuid}@{}>\r\n", domain.to_ascii_lowercase()).as_bytes(),
+        );
+    }
+    if values("date").is_empty() {
+        let date = mail_builder::headers::date::Date::new(date).to_rfc822();
+        out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+    }
+    out.extend_from_slice(rest);
+    if out.len() > MAX_MESSAGE_SIZE {
+        return Err(MessageError::TooLarge);
+    }
+
+    let mut envelope: Vec<String> = Vec::with_capacity(recipients.len());
+    for address in recipients {
+        let address = normalise_address(address);
+        if !envelope.contains(&address) {
+            envelope.push(address);
+        }
+    }
+    Ok(Composed {
+        from,
+        to: envelope.clone(),
+        cc: Vec::new(),
+        recipients: envelope,
+        subject,
+        tags,
+        priority,
+        test_mode: false,
+        // SMTP has no per-message switch: the credential's tracking settings apply.
+        track_opens: None,
+        track_clicks: None,
+        raw: out,
+    })
+}
+
+/// `header` without the fields whose lower-case name `drop` picks, folded lines included.
+fn without_fields(header: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + 128);
+    let mut skipping = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            skipping = line.iter().position(|&b| b == b':').is_some_and(|colon| {
+                drop(
+                    String::from_utf8_lossy(&line[..colon])
+                        .trim()
+                        .to_ascii_lowercase()
+                        .as_str(),
+                )
+            });
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "724b9ef2-94ee-4fb0-b722-082204633911";
+
+    fn prepared(raw: &str) -> Result<Composed, MessageError> {
+        prepare(
+            raw.as_bytes(),
+            &[
+                "b@Example.NET".into(),
+                "b@example.net".into(),
+                "c@example.org".into(),
+            ],
+            UUID,
+            0,
+        )
+    }
+
+    fn text(composed: &Composed) -> String {
+        String::from_utf8(composed.raw.clone()).unwrap()
+    }
+
+    #[test]
+    fn control_headers_are_read_and_removed_with_their_folds() {
+        let raw = "From: App <app@example.com>\r\n\
+                   X-CloudMTA-Class: Priority\r\n\
+                   Subject: =?utf-8?q?caf=C3=A9?=\r\n\
+                   x-cloudmta-tags: password-reset,\r\n\taccount\r\n\
+                   X-CLOUDMTA-LAYOUT: plain\r\n\
+                   Bcc: hidden@example.org\r\n\
+                   Message-ID: <own@example.com>\r\n\
+                   Date: Thu, 1 Jan 1970 00:00:00 +0000\r\n\
+                   \r\n\
+                   x-cloudmta-class: digest\r\nbody\r\n";
+        let composed = prepared(raw).unwrap();
+        assert_eq!(composed.priority, Priority::Priority);
+        assert_eq!(composed.tags, ["password-reset", "account"]);
+        assert_eq!(composed.subject.as_deref(), Some("café"));
+        assert_eq!(composed.from.address, "app@example.com");
+        assert_eq!(composed.recipients, ["b@example.net", "c@example.org"]);
+        assert_eq!(composed.to, composed.recipients);
+        assert!(composed.cc.is_empty());
+        assert_eq!(
+            text(&composed),
+            "From: App <app@example.com>\r\n\
+             Subject: =?utf-8?q?caf=C3=A9?=\r\n\
+             Message-ID: <own@example.com>\r\n\
+             Date: Thu, 1 Jan 1970 00:00:00 +0000\r\n\
+             \r\n\
+             x-cloudmta-class: digest\r\nbody\r\n",
+            "the body is never touched"
+        );
+    }
+
+    #[test]
+    fn missing_message_id_and_date_are_added() {
+        let composed = prepared("From: app@Example.COM\r\nSubject: x\r\n\r\nbody\r\n").unwrap();
+        let written = text(&composed);
+        assert_eq!(composed.priority, Priority::Standard);
+        assert!(composed.tags.is_empty());
+        assert!(
+            written.starts_with(&format!(
+                "From: app@Example.COM\r\nSubject: x\r\nMessage-ID: <{UUID}@example.com>\r\nDate: Thu, 1 Jan 1970 00:00:00 +0000\r\n\r\nbody\r\n"
+            )),
+            "{written}"
+        );
+        // All header, no body.
+        let composed = prepared("From: app@example.com\r\nSubject: x\r\n").unwrap();
+        assert!(text(&composed).contains("Message-ID: <"));
+    }
+
+    #[test]
+    fn bad_content_is_refused_with_a_sentence() {
+        assert_eq!(
+            prepared("Subject: x\r\n\r\nbody\r\n"),
+            Err(MessageError::NoFrom)
+        );
+        for from in [
+            "From: a@example.com, b@example.com\r\n",
+            "From: nobody\r\n",
+            "From: a@example.com\r\nFrom: b@example.com\r\n",
+        ] {
+            assert_eq!(
+                prepared(&format!("{from}\r\nbody\r\n")),
+                Err(MessageError::BadFrom),
+                "{from}"
+            );
+        }
+        assert_eq!(
+            prepared("From: a@example.com\r\nX-CloudMTA-Class: bulk\r\n\r\nx\r\n"),
+            Err(MessageError::BadClass("bulk".into()))
+        );
+        let error = MessageError::BadClass("bulk".into()).reply();
+        assert_eq!(
+            (error.code, error.enhanced, error.text.as_ref()),
+            (
+                554,
+                "5.6.0",
+                "x-cloudmta-class must be standard, priority or digest (got \"bulk\")"
+            )
+        );
+        let mut big = b"From: a@example.com\r\n\r\n".to_vec();
+        big.resize(MAX_MESSAGE_SIZE + 1, b'x');
+        assert_eq!(prepare(&big, &[], UUID, 0), Err(MessageError::TooLarge));
+        assert_eq!(MessageError::TooLarge.reply().code, 552);
+    }
+
+    #[test]
+    fn the_queued_reply_is_cloudmailins_text() {
+        let mut wire = Vec::new();
+        queued_reply(UUID).write_to(&mut wire);
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            format!("250 2.0.0 Thanks! Queued as: {UUID}\r\n")
+        );
+    }
+}
