@@ -874,3 +874,71 @@ async fn the_suppression_list_page_adds_and_removes_through_the_api_path() {
         "{actions:?}"
     );
 }
+
+/// The real binary's `postern check` lists every sending domain with its DKIM TXT record,
+/// read from the store (and says so when there is no database yet).
+#[test]
+fn postern_check_prints_each_sending_domain_with_its_dkim_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"mx.postern.test\"\ndata_dir = {:?}\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_postern"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("POSTERN_") {
+                command.env_remove(name);
+            }
+        }
+        let output = command.args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stdout}{stderr}");
+        stdout
+    };
+    let before = run(&["check", "--config", config]);
+    assert!(
+        before.contains("Sending   none yet (no database in"),
+        "{before}"
+    );
+    assert!(before.contains("config OK"));
+    assert!(
+        !dir.path().join("data/postern.db").exists(),
+        "check made no database"
+    );
+
+    let added = run(&[
+        "sending-domain",
+        "add",
+        "--config",
+        config,
+        "example.com",
+        "--algorithm",
+        "ed25519",
+    ]);
+    let lines: Vec<&str> = added.lines().collect();
+    let at = lines
+        .iter()
+        .position(|line| line.contains("._domainkey.example.com"))
+        .unwrap_or_else(|| panic!("no DKIM record:\n{added}"));
+    let name = lines[at].split_whitespace().last().unwrap();
+    let value = lines[at + 1].trim();
+    assert!(value.starts_with("v=DKIM1; k=ed25519; p="), "{added}");
+
+    let after = run(&["check", "--config", config]);
+    assert!(
+        after.contains("Sending   example.com (return path mta.example.com)"),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!("  DKIM    {name} TXT \"{value}\"")),
+        "{after}"
+    );
+}
