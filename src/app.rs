@@ -20,6 +20,7 @@ use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;
 use crate::outbound::compose::{MAX_MESSAGE_SIZE, MAX_RECIPIENTS};
+use crate::outbound::worker::{Worker, WorkerError};
 use crate::outbound::{Outbound, OutboundMode, Submission};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
@@ -36,6 +37,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -65,6 +68,8 @@ pub struct App {
     accounts: Accounts,
     managed: Managed,
     outbound: Outbound,
+    /// The delivery worker: `serve` with `[outbound] deliver = true` only.
+    worker: Option<Arc<Worker>>,
     /// The events webhook's HTTP client (the inbound targets' pool).
     deliverer: Deliverer,
     shutdown: Shutdown,
@@ -90,6 +95,15 @@ impl App {
             },
             config.outbound.expiry,
         );
+        // Dev mode captures and never delivers, unless it was given a relay.
+        let outbound = match (&config.dev, &config.outbound.relay) {
+            (Some(_), Some(_)) => outbound.with_dev_relay(),
+            _ => outbound,
+        };
+        let worker = match outbound.delivers() && config.outbound.deliver {
+            true => Some(Arc::new(Worker::new(&outbound, &config.outbound)?)),
+            false => None,
+        };
         let accounts = Accounts::new(
             store.clone(),
             options.clock,
@@ -265,6 +279,7 @@ impl App {
             accounts,
             managed,
             outbound,
+            worker,
             deliverer,
             shutdown,
             grace: config.smtp.shutdown_grace,
@@ -311,6 +326,9 @@ impl App {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let shutdown = self.shutdown.clone();
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
+        if let Some(worker) = self.worker {
+            shutdown.spawn(worker.run(shutdown.clone()));
+        }
         shutdown.spawn(crate::outbound::events::run(
             self.outbound.clone(),
             self.deliverer,

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
-use crate::config::{Config, EXAMPLE, TargetUrl, TlsSource};
+use crate::config::{Config, EXAMPLE, RelayUrl, TargetUrl, TlsSource};
 
 const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
 
@@ -58,6 +58,10 @@ enum Command {
         /// as the app answers (2xx → 250, 4xx → 554, 5xx/no answer → 450).
         #[arg(long, value_name = "URL")]
         forward: Option<String>,
+        /// Deliver mail sent through the send API via this smarthost
+        /// (smtp://user:password@host:587) instead of only capturing it.
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
     },
     /// Run in production from a config file (see `postern init`).
     Serve {
@@ -128,7 +132,15 @@ pub fn main() -> ExitCode {
             web,
             data_dir,
             forward,
+            relay,
         } => {
+            let relay = match relay.as_deref().map(RelayUrl::parse).transpose() {
+                Ok(relay) => relay,
+                Err(error) => {
+                    eprintln!("error: --relay: {error}");
+                    return ExitCode::from(2);
+                }
+            };
             let forward = match forward.as_deref().map(TargetUrl::parse).transpose() {
                 Ok(forward) => forward,
                 Err(allowed) => {
@@ -140,6 +152,7 @@ pub fn main() -> ExitCode {
                 }
             };
             let mut config = Config::dev(data_dir, smtp, web, forward);
+            config.outbound.relay = relay;
             config.submission.listen = vec![submission];
             run(config, true)
         }
@@ -184,6 +197,45 @@ fn init(output: &Path, force: bool) -> ExitCode {
     );
     println!("      postern serve --config {}", output.display());
     ExitCode::SUCCESS
+}
+
+fn dns_list(servers: &Option<Vec<std::net::SocketAddr>>) -> String {
+    match servers {
+        None => "the system resolver".to_string(),
+        Some(servers) => servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The delivery settings; the relay's password masked.
+fn print_outbound(outbound: &crate::config::OutboundConfig) {
+    if !outbound.deliver {
+        println!("Outbound  delivery off (outbound.deliver = false): mail stays queued");
+        return;
+    }
+    let route = match &outbound.relay {
+        Some(relay) => format!("through the relay {relay}"),
+        None => format!(
+            "to each domain's MX on port {} (DNS: {})",
+            outbound.port,
+            dns_list(&outbound.dns_servers)
+        ),
+    };
+    println!(
+        "Outbound  {route}; EHLO {}; STARTTLS when offered{}; max {} connections, {} per domain; retried for {} h",
+        outbound.helo_name,
+        if outbound.require_tls.is_empty() {
+            String::new()
+        } else {
+            format!(", required for {}", outbound.require_tls.join(", "))
+        },
+        outbound.max_connections,
+        outbound.max_per_domain,
+        outbound.expiry.as_secs() / 3600,
+    );
 }
 
 fn print_summary(config: &Config) {
@@ -243,18 +295,12 @@ fn print_summary(config: &Config) {
         );
     }
     println!("API       http://{}/api/messages", config.web.listen);
-    let dns = match &config.auth.dns_servers {
-        None => "the system resolver".to_string(),
-        Some(servers) => servers
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
+    let dns = dns_list(&config.auth.dns_servers);
     println!(
         "SPF       {} (DNS: {dns}; DKIM/DMARC where an address asks)",
         if config.auth.spf { "on" } else { "off" }
     );
+    print_outbound(&config.outbound);
     println!("Data      {}", config.data_dir.display());
     let tracking = config.tracking_url(config.web.listen);
     println!("Tracking  {tracking}/t/…  (open pixel and click links, where tracking is on)");
@@ -319,6 +365,7 @@ fn run(config: Config, dev: bool) -> ExitCode {
         .expect("building the tokio runtime");
     runtime.block_on(async move {
         let forward = config.dev.as_ref().and_then(|d| d.forward.clone());
+        let relay = config.outbound.relay.clone();
         let data_dir = config.data_dir.clone();
         if !dev {
             print_summary(&config);
@@ -334,7 +381,7 @@ fn run(config: Config, dev: bool) -> ExitCode {
             }
         };
         if dev {
-            print_dev_banner(&app, &data_dir, forward.as_ref());
+            print_dev_banner(&app, &data_dir, forward.as_ref(), relay.as_ref());
         }
         app.run(crate::shutdown::signal()).await;
         ExitCode::SUCCESS
@@ -359,7 +406,12 @@ fn bind_hint(error: &crate::app::AppError, dev: bool) -> Option<&'static str> {
     }
 }
 
-fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
+fn print_dev_banner(
+    app: &App,
+    data_dir: &Path,
+    forward: Option<&TargetUrl>,
+    relay: Option<&RelayUrl>,
+) {
     let smtp = app.smtp_addr();
     let web = app.web_addr();
     println!("Postern {} dev mode", crate::VERSION);
@@ -392,6 +444,10 @@ fn print_dev_banner(app: &App, data_dir: &Path, forward: Option<&TargetUrl>) {
         None => println!(
             "  Every recipient is accepted and kept; nothing is forwarded (see --forward)."
         ),
+    }
+    match relay {
+        Some(relay) => println!("  Mail sent through the API goes out through the relay {relay}."),
+        None => println!("  Mail sent through the API is captured, never delivered (see --relay)."),
     }
     println!();
     println!("Send a test message:");

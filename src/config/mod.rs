@@ -100,10 +100,65 @@ pub struct DeliveryConfig {
 pub struct OutboundConfig {
     /// How long a recipient is retried before `expired` (`retries_exhausted`).
     pub expiry: Duration,
+    /// Whether the delivery worker runs (`serve` only); off, mail waits in the queue.
+    pub deliver: bool,
+    /// `None`: the system resolver (`/etc/resolv.conf`); otherwise these servers only.
+    pub dns_servers: Option<Vec<SocketAddr>>,
+    /// The port of the recipients' MX hosts (25; tests use another).
+    pub port: u16,
+    /// The name sent in EHLO (default: `server.hostname`).
+    pub helo_name: String,
+    /// Open SMTP connections at most, over all destinations.
+    pub max_connections: usize,
+    /// Open SMTP connections at most to one recipient domain.
+    pub max_per_domain: usize,
+    /// Recipient domains whose MX must offer STARTTLS (otherwise: deferred).
+    pub require_tls: Vec<String>,
+    /// Bound on connecting and on each SMTP command (DATA included).
+    pub timeout: Duration,
+    /// Send everything through this smarthost instead of the recipients' MX hosts.
+    pub relay: Option<RelayUrl>,
     /// The public base URL of the open/click tracking routes (`/t/o/…`, `/t/c/…`), no
     /// trailing `/`. `None`: derived from the web listener (fine for dev, not for mail that
     /// leaves the machine; `postern check` warns).
     pub tracking_url: Option<String>,
+}
+
+/// `[outbound] relay = "smtp://user:pass@host:587"`: a smarthost (STARTTLS, then AUTH when
+/// a user is given). `Display` and `Debug` mask the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayUrl {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Display for RelayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "smtp://")?;
+        if let Some(user) = &self.username {
+            write!(f, "{user}")?;
+            if self.password.is_some() {
+                write!(f, ":****")?;
+            }
+            write!(f, "@")?;
+        }
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl RelayUrl {
+    /// `smtp://[user[:password]@]host[:port]` (587 by default); errors show it masked.
+    pub fn parse(text: &str) -> Result<RelayUrl, ConfigError> {
+        raw::relay_url(text)
+    }
+}
+
+impl fmt::Debug for RelayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RelayUrl({self})")
+    }
 }
 
 impl Config {
@@ -327,6 +382,64 @@ mod tests {
             None,
         );
         assert!(!dev.web.secure_cookies, "dev mode is plain HTTP");
+    }
+
+    fn outbound(toml: &str) -> Result<OutboundConfig, ConfigError> {
+        Config::from_toml(toml, Vec::new()).map(|config| config.outbound)
+    }
+
+    #[test]
+    fn outbound_defaults_and_checks() {
+        let defaults = outbound("[server]\nhostname = \"mx.example.com\"\n").unwrap();
+        assert!(defaults.deliver);
+        assert_eq!(defaults.dns_servers, None);
+        assert_eq!(defaults.port, 25);
+        assert_eq!(defaults.helo_name, "mx.example.com");
+        assert_eq!((defaults.max_connections, defaults.max_per_domain), (64, 4));
+        assert_eq!(defaults.expiry, Duration::from_secs(72 * 3600));
+        assert_eq!(defaults.relay, None);
+
+        let set = outbound(
+            "[outbound]\ndns = [\"127.0.0.1:5353\"]\nrequire_tls = [\"Example.NET.\"]\n\
+             relay = \"smtp://me%40x:p%40ss@relay.example.net\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            set.dns_servers,
+            Some(vec!["127.0.0.1:5353".parse().unwrap()])
+        );
+        assert_eq!(set.require_tls, ["example.net"]);
+        let relay = set.relay.unwrap();
+        assert_eq!(relay.username.as_deref(), Some("me@x"));
+        assert_eq!(relay.password.as_deref(), Some("p@ss"));
+        assert_eq!(
+            (relay.host.as_str(), relay.port),
+            ("relay.example.net", 587)
+        );
+        assert_eq!(relay.to_string(), "smtp://me@x:****@relay.example.net:587");
+        assert!(!format!("{relay:?}").contains("p@ss"));
+
+        for (toml, key) in [
+            ("[outbound]\ndns = []\n", "outbound.dns"),
+            ("[outbound]\nport = 0\n", "outbound.port"),
+            (
+                "[outbound]\nmax_per_domain = 0\n",
+                "outbound.max_per_domain",
+            ),
+            (
+                "[outbound]\nrequire_tls = [\"not a domain\"]\n",
+                "outbound.require_tls[0]",
+            ),
+            ("[outbound]\nhelo_name = \"a b\"\n", "outbound.helo_name"),
+            (
+                "[outbound]\nrelay = \"http://u:s3cret@h\"\n",
+                "outbound.relay",
+            ),
+        ] {
+            let error = outbound(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
     }
 
     #[test]

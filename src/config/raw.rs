@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
-    DeliveryConfig, DomainConfig, DomainPattern, Format, OutboundConfig, SmtpConfig,
+    DeliveryConfig, DomainConfig, DomainPattern, Format, OutboundConfig, RelayUrl, SmtpConfig,
     SubmissionConfig, TargetUrl, TlsSource, WebConfig,
 };
 
@@ -138,6 +138,16 @@ impl Default for RawDelivery {
 #[serde(deny_unknown_fields, default)]
 struct RawOutbound {
     expiry_hours: u64,
+    deliver: bool,
+    /// "system", or a list of "IP:PORT" (a single string is a list of one).
+    dns: RawDns,
+    port: u64,
+    helo_name: Option<String>,
+    max_connections: u64,
+    max_per_domain: u64,
+    require_tls: Vec<String>,
+    timeout_secs: u64,
+    relay: Option<String>,
     tracking_url: Option<String>,
 }
 
@@ -145,6 +155,15 @@ impl Default for RawOutbound {
     fn default() -> Self {
         RawOutbound {
             expiry_hours: 72,
+            deliver: true,
+            dns: RawDns::One("system".into()),
+            port: 25,
+            helo_name: None,
+            max_connections: 64,
+            max_per_domain: 4,
+            require_tls: Vec::new(),
+            timeout_secs: 60,
+            relay: None,
             tracking_url: None,
         }
     }
@@ -256,6 +275,73 @@ fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, Config
     in_range(key, value, min, max).map(Duration::from_secs)
 }
 
+fn is_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
+/// `"system"` → `None`; `"IP:PORT"` or a non-empty list of them → those servers.
+fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
+    match dns {
+        RawDns::One(text) if text == "system" => Ok(None),
+        RawDns::One(text) => Ok(Some(vec![socket_addr(key, &text)?])),
+        RawDns::Many(list) if list.is_empty() => Err(ConfigError::invalid(
+            key,
+            "[]",
+            "\"system\" or a list of IP:PORT, e.g. [\"127.0.0.1:53\"]",
+        )),
+        RawDns::Many(list) => list
+            .iter()
+            .map(|text| socket_addr(key, text))
+            .collect::<Result<_, _>>()
+            .map(Some),
+    }
+}
+
+/// `smtp://[user[:password]@]host[:port]` (port 587 by default); errors show it masked.
+pub(super) fn relay_url(text: &str) -> Result<RelayUrl, ConfigError> {
+    let invalid = |why: &str| {
+        ConfigError::invalid(
+            "outbound.relay",
+            TargetUrl::mask_str(text),
+            format!("{why}; expected smtp://user:password@host:587"),
+        )
+    };
+    let url = url::Url::parse(text).map_err(|_| invalid("not a URL"))?;
+    if url.scheme() != "smtp" {
+        return Err(invalid("the scheme must be smtp"));
+    }
+    let host = url
+        .host_str()
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| invalid("no host"))?;
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .map_err(|_| invalid("the user or password is not UTF-8"))
+    };
+    let username = match url.username() {
+        "" => None,
+        user => Some(decode(user)?),
+    };
+    let password = url.password().map(decode).transpose()?;
+    if password.is_some() && username.is_none() {
+        return Err(invalid("a password needs a user"));
+    }
+    Ok(RelayUrl {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port: url.port().unwrap_or(587),
+        username,
+        password,
+    })
+}
+
 fn quote(value: &str) -> String {
     format!("{value:?}")
 }
@@ -274,12 +360,7 @@ impl RawConfig {
             domains,
         } = self;
 
-        if server.hostname.is_empty()
-            || !server
-                .hostname
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        {
+        if !is_host_name(&server.hostname) {
             return Err(ConfigError::invalid(
                 "server.hostname",
                 quote(&server.hostname),
@@ -451,25 +532,9 @@ impl RawConfig {
             )?,
         };
 
-        let dns_servers = match auth.dns {
-            RawDns::One(text) if text == "system" => None,
-            RawDns::One(text) => Some(vec![socket_addr("auth.dns", &text)?]),
-            RawDns::Many(list) if list.is_empty() => {
-                return Err(ConfigError::invalid(
-                    "auth.dns",
-                    "[]",
-                    "\"system\" or a list of IP:PORT, e.g. [\"127.0.0.1:53\"]",
-                ));
-            }
-            RawDns::Many(list) => Some(
-                list.iter()
-                    .map(|text| socket_addr("auth.dns", text))
-                    .collect::<Result<_, _>>()?,
-            ),
-        };
         let auth = AuthSettings {
             spf: auth.spf,
-            dns_servers,
+            dns_servers: dns_servers("auth.dns", auth.dns)?,
             timeout: seconds("auth.timeout_secs", auth.timeout_secs, 1, 60)?,
         };
 
@@ -498,6 +563,47 @@ impl RawConfig {
             expiry: Duration::from_secs(
                 3600 * in_range("outbound.expiry_hours", outbound.expiry_hours, 1, 24 * 30)?,
             ),
+            deliver: outbound.deliver,
+            dns_servers: dns_servers("outbound.dns", outbound.dns)?,
+            port: in_range("outbound.port", outbound.port, 1, 65_535)? as u16,
+            helo_name: match outbound.helo_name {
+                None => server.hostname.clone(),
+                Some(name) if is_host_name(&name) => name,
+                Some(name) => {
+                    return Err(ConfigError::invalid(
+                        "outbound.helo_name",
+                        quote(&name),
+                        "expected a host name such as mx.example.com",
+                    ));
+                }
+            },
+            max_connections: in_range(
+                "outbound.max_connections",
+                outbound.max_connections,
+                1,
+                10_000,
+            )? as usize,
+            max_per_domain: in_range("outbound.max_per_domain", outbound.max_per_domain, 1, 1000)?
+                as usize,
+            require_tls: outbound
+                .require_tls
+                .iter()
+                .enumerate()
+                .map(|(i, domain)| {
+                    let lower = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+                    if is_host_name(&lower) && lower.contains('.') {
+                        Ok(lower)
+                    } else {
+                        Err(ConfigError::invalid(
+                            format!("outbound.require_tls[{i}]"),
+                            quote(domain),
+                            "expected a recipient domain such as example.com",
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            timeout: seconds("outbound.timeout_secs", outbound.timeout_secs, 1, 3600)?,
+            relay: outbound.relay.as_deref().map(relay_url).transpose()?,
             tracking_url,
         };
 

@@ -18,16 +18,17 @@ pub mod dkim;
 pub mod dns_check;
 pub mod domains;
 pub mod events;
+pub mod mx;
 pub mod submission;
 pub mod suppression;
 pub mod tracking;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, OnceCell};
-
 use serde::Serialize;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::accounts::Clock;
 use crate::store::{
@@ -100,6 +101,10 @@ pub struct Outbound {
     clock: Clock,
     mode: OutboundMode,
     expiry: Duration,
+    /// Poked after every enqueue so the delivery worker sends new mail at once.
+    wake: Arc<Notify>,
+    /// `postern dev --relay`: capture mode's open door, but mail is queued for delivery.
+    dev_relay: bool,
     /// Poked whenever events are written, so the events webhook sends them at once.
     events: Arc<Notify>,
     /// The public base URL of the tracking routes, without a trailing `/`.
@@ -115,10 +120,30 @@ impl Outbound {
             clock,
             mode,
             expiry,
+            wake: Arc::new(Notify::new()),
+            dev_relay: false,
             events: Arc::new(Notify::new()),
             tracking_url: Arc::from("http://localhost"),
             tracking_key: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// `postern dev --relay`: in capture mode, queue mail for delivery (through the relay)
+    /// instead of only capturing it.
+    pub fn with_dev_relay(mut self) -> Outbound {
+        self.dev_relay = true;
+        self
+    }
+
+    /// Whether accepted mail is queued for the delivery worker.
+    pub fn delivers(&self) -> bool {
+        self.mode == OutboundMode::Deliver || self.dev_relay
+    }
+
+    /// Makes the delivery worker look at the queue now (enqueue does it; tests that move
+    /// the clock do it too).
+    pub fn wake_worker(&self) {
+        self.wake.notify_one();
     }
 
     /// Sets the public base URL of the tracking routes (`[outbound] tracking_url`).
@@ -223,6 +248,7 @@ impl Outbound {
         let test_mode = composed.test_mode || credential.mode == CredentialMode::Test;
         let disposition = match (self.mode, test_mode) {
             (_, true) => Disposition::Test,
+            (OutboundMode::Capture, false) if self.dev_relay => Disposition::Deliver,
             (OutboundMode::Capture, false) => Disposition::Capture,
             (OutboundMode::Deliver, false) => Disposition::Deliver,
         };
@@ -260,6 +286,7 @@ impl Outbound {
                 expires_at: now + self.expiry.as_secs() as i64,
             })
             .await?;
+        self.wake.notify_one();
         // Registration (or suppressed) events are written with the message.
         self.events_written();
         Ok(accepted)

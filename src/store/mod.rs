@@ -7,7 +7,8 @@
 //! `smtp_credentials`, `sending_domains`, `outbound_messages` + `outbound_content`,
 //! `outbound_recipients`, `outbound_attempts`, `outbound_events`, `suppressions` and
 //! `instance_secrets` (`outbound`; after enqueueing — the events webhook's queue, bounces,
-//! opens and clicks, the suppression list, instance secrets — `events`).
+//! opens and clicks, the suppression list, instance secrets — `events`); the delivery
+//! worker's claims, attempts and state transitions on those tables (`queue`).
 //!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
@@ -20,6 +21,7 @@ mod managed;
 mod messages;
 mod migrations;
 mod outbound;
+mod queue;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,6 +43,7 @@ pub use outbound::{
     OutboundFilter, OutboundSummary, Priority, RecipientRow, RecipientState, SendingDomainRow,
     Source,
 };
+pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,8 +1,8 @@
 //! The dashboard's outbound pages, server-rendered and complete without JavaScript:
 //! `GET /outbound` (sent mail, newest first, 50 to a page, filtered by recipient, tag and
 //! state with a GET form, "Older" by `?before=`), `GET /outbound/{uuid}` (one message: the
-//! envelope, its headers and bodies from the queued content, each recipient's state and
-//! the events), `GET /outbound/{uuid}/html` and `/outbound/{uuid}/attachments/{n}` (the
+//! envelope, its headers and bodies from the queued content, each recipient's state, every
+//! delivery attempt and the events), `GET /outbound/{uuid}/html` and `/outbound/{uuid}/attachments/{n}` (the
 //! same sandboxed frame and downloads as the inbound pages, from `web::pages`);
 //! `GET /credentials` (SMTP credentials; admins also get the form and revoke buttons),
 //! `POST /credentials` (admin: the token is on the answer page, once, with the SMTP URL and
@@ -38,7 +38,7 @@ use crate::inbound::message::ParsedMessage;
 use crate::outbound::NewCredentialSpec;
 use crate::outbound::dns_check::RecordCheck;
 use crate::outbound::domains::SendingDomain;
-use crate::store::{OutboundFilter, OutboundSummary, RecipientState};
+use crate::store::{OutboundAttemptRow, OutboundFilter, OutboundSummary, RecipientState};
 
 /// Behind the gate's `Access::Dashboard`.
 pub(super) fn routes() -> Router<AppState> {
@@ -343,6 +343,10 @@ async fn detail(
         Ok(events) => events,
         Err(error) => return error_page(&principal, error.into(), ("/outbound", "Sent")),
     };
+    let attempts = match state.store.outbound_attempts(found.row_id).await {
+        Ok(attempts) => attempts,
+        Err(error) => return error_page(&principal, error.into(), ("/outbound", "Sent")),
+    };
     let parsed = match content(&state, found.row_id).await {
         Ok(parsed) => parsed,
         Err(error) => return error_page(&principal, error, ("/outbound", "Sent")),
@@ -404,7 +408,9 @@ async fn detail(
             response = pages::or_dash(recipient.last_response.as_deref()),
         ));
     }
-    body.push_str("</tbody>\n</table></div>\n<h2>Events</h2>\n");
+    body.push_str("</tbody>\n</table></div>\n");
+    body.push_str(&attempts_section(&found, &attempts));
+    body.push_str("<h2>Events</h2>\n");
     if events.is_empty() {
         body.push_str("<p>None yet.</p>\n");
     } else {
@@ -446,6 +452,54 @@ async fn detail(
         found.subject.as_deref().unwrap_or("(no subject)")
     );
     html::dashboard(StatusCode::OK, &title, &nav(&principal), &body)
+}
+
+/// Every delivery attempt of the message's recipients, oldest first: the host that
+/// answered, the outcome, the SMTP code and reply, TLS and how long it took.
+fn attempts_section(message: &OutboundSummary, attempts: &[OutboundAttemptRow]) -> String {
+    let mut out = String::from("<h2>Delivery attempts</h2>\n");
+    if attempts.is_empty() {
+        out.push_str("<p>None yet.</p>\n");
+        return out;
+    }
+    out.push_str(concat!(
+        "<div class=\"scroll\"><table id=\"attempts\">\n<thead><tr><th>Started (UTC)</th><th>Recipient</th>",
+        "<th>Host</th><th>Outcome</th><th>Code</th><th>Response</th><th>TLS</th><th>Duration</th></tr></thead>\n<tbody>\n",
+    ));
+    for attempt in attempts {
+        let recipient = message
+            .recipients
+            .iter()
+            .find(|r| r.id == attempt.recipient_id)
+            .map(|r| html::escape(&r.address))
+            .unwrap_or_else(|| "—".into());
+        out.push_str(&format!(
+            concat!(
+                "<tr><td>{started}</td><td>{recipient}</td><td class=\"mono\">{host}</td><td>{outcome}</td>",
+                "<td>{code}</td><td class=\"mono\">{response}</td><td>{tls}</td><td>{duration}</td></tr>\n",
+            ),
+            started = unix_time(attempt.started_at),
+            recipient = recipient,
+            host = pages::or_dash(attempt.host.as_deref()),
+            outcome = html::escape(&attempt.outcome),
+            code = attempt
+                .code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "—".into()),
+            response = attempt
+                .response
+                .as_deref()
+                .map(|r| html::escape(pages::head(r, 2048)))
+                .unwrap_or_else(|| "—".into()),
+            tls = pages::or_dash(attempt.tls.as_deref()),
+            duration = attempt
+                .duration_ms
+                .map(|ms| format!("{ms}&nbsp;ms"))
+                .unwrap_or_else(|| "—".into()),
+        ));
+    }
+    out.push_str("</tbody>\n</table></div>\n");
+    out
 }
 
 /// The content for the frame and the downloads (plain-text errors: they are fetched by

@@ -8,7 +8,8 @@ use postern::outbound::dkim::{self, Algorithm};
 
 use crate::support::TestApp;
 
-fn verify(message: &[u8], record_name: &str, txt: &str) -> String {
+/// dkimpy's verdict on `message` given the key record: "pass" or "fail: …".
+pub(crate) fn verify(message: &[u8], record_name: &str, txt: &str) -> String {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), message).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/dkim_verify.py");

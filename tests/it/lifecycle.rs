@@ -210,6 +210,39 @@ fn check_prints_the_sign_in_providers_and_their_callback_without_secrets() {
 }
 
 #[test]
+fn check_prints_the_outbound_settings_with_the_relay_password_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postern.toml");
+    std::fs::write(
+        &path,
+        "[server]\nhostname = \"mx.example.com\"\n[outbound]\nrequire_tls = [\"bank.example\"]\n\
+         relay = \"smtp://relay-user:r3lay-s3cret@smtp.example.net:2525\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "Outbound  through the relay smtp://relay-user:****@smtp.example.net:2525; \
+             EHLO mx.example.com; STARTTLS when offered, required for bank.example; \
+             max 64 connections, 4 per domain; retried for 72 h"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("r3lay-s3cret") && !err.contains("r3lay-s3cret"));
+
+    std::fs::write(&path, "[outbound]\ndns = \"127.0.0.1:5353\"\nport = 2525\n").unwrap();
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "Outbound  to each domain's MX on port 2525 (DNS: 127.0.0.1:5353); EHLO localhost;"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
 fn missing_config_file_gives_a_hint() {
     let (code, _, err) = run(&["serve", "--config", "/nonexistent/postern.toml"], &[]);
     assert_eq!(code, 2);

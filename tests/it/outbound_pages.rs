@@ -942,3 +942,86 @@ fn postern_check_prints_each_sending_domain_with_its_dkim_record() {
         "{after}"
     );
 }
+
+/// Serve mode with the delivery worker: smtp-sink as the MX on loopback (behind the loopback
+/// DNS server) refuses the recipient; the detail page shows the attempt with its host, code,
+/// reply, TLS and duration, the recipient bounced, and the events.
+#[tokio::test]
+async fn the_detail_page_shows_every_delivery_attempt() {
+    let sink = crate::support::sink::Sink::start(&["-f", "RCPT"]).await;
+    let dns = DnsServer::start(
+        Zone::new()
+            .mx("dest.test", 10, "mx.dest.test")
+            .a("mx.dest.test", std::net::Ipv4Addr::LOCALHOST),
+    )
+    .await;
+    let app = TestApp::start(&config_with(
+        &[],
+        &format!(
+            "[outbound]\ndns = [\"{}\"]\nport = {}\ntimeout_secs = 5\n",
+            dns.addr(),
+            sink.port()
+        ),
+    ))
+    .await;
+    app.outbound
+        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
+        .await
+        .unwrap();
+    let (_, token) = app
+        .outbound
+        .create_credential(postern::outbound::NewCredentialSpec {
+            username: "shop".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, accepted) = send(
+        &app,
+        "shop",
+        &token,
+        json!({"from": "shop@example.com", "to": "gone@dest.test", "subject": "Bounce me", "plain": "x"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap();
+
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let detail = loop {
+        let detail = admin.get(&format!("/outbound/{id}")).await;
+        assert_eq!(detail.status, 200, "{}", detail.body);
+        if detail.body.contains("state-bounced") {
+            break detail;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not bounced:\n{}",
+            detail.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let attempt = row(&detail.body, "<td class=\"mono\">mx.dest.test</td>");
+    assert!(
+        attempt.contains("<td>gone@dest.test</td>") && attempt.contains("<td>bounced</td>"),
+        "{attempt}"
+    );
+    assert!(attempt.contains("<td>5"), "a 5xx code: {attempt}");
+    assert!(attempt.contains("&nbsp;ms</td>"), "{attempt}");
+    assert!(
+        attempt.contains("<td>—</td><td>"),
+        "no TLS with smtp-sink: {attempt}"
+    );
+    let recipient = row(&detail.body, "<tr><td>gone@dest.test</td>");
+    assert!(
+        recipient.contains("bounced</span></td><td>1</td>"),
+        "{recipient}"
+    );
+    assert!(detail.body.contains("<td>bounce</td>"), "the bounce event");
+    assert!(
+        !detail
+            .body
+            .contains("<h2>Delivery attempts</h2>\n<p>None yet.</p>")
+    );
+    app.stop().await;
+}

@@ -26,8 +26,11 @@ fn ensure_npm_client() {
         if dir.join("node_modules/cloudmailin").exists() {
             return;
         }
-        let npm = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
+        // nextest runs every test in its own process: a file lock keeps two from running
+        // `npm ci` in the same directory at once (the second finds it done).
+        let npm = std::process::Command::new("flock")
+            .args([".npm-ci.lock", "sh", "-c"])
+            .arg("[ -d node_modules/cloudmailin ] || npm ci --no-audit --no-fund")
             .current_dir(&dir)
             .output()
             .expect("npm is needed for the npm client test (Node is on the CI machine)");

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod dns;
 pub mod oidc;
 pub mod receiver;
+pub mod sink;
 pub mod smtp;
 
 use std::net::SocketAddr;
@@ -87,6 +88,11 @@ impl TestApp {
         // [auth] with its own loopback DNS server.
         if !toml.contains("[auth]") {
             env.push(("POSTERN_AUTH__SPF".into(), "false".into()));
+        }
+        // Nor does the delivery worker: it runs only where a test's [outbound] section
+        // starts with its own loopback DNS server (`[outbound]\ndns = …`).
+        if !toml.contains("[outbound]\ndns") {
+            env.push(("POSTERN_OUTBOUND__DELIVER".into(), "false".into()));
         }
         let config = Config::from_toml(toml, env).expect("test config is valid");
         TestApp::from_config(config, data_dir).await

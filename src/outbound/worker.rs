@@ -1,0 +1,604 @@
+//! The delivery worker (`postern serve`): takes due recipients off the queue and hands each
+//! to its domain's mail server — or to the configured smarthost — over SMTP.
+//!
+//! One recipient is one SMTP transaction (MAIL FROM = the message's return path, one RCPT).
+//! For each: the attempt is committed as `started` before any connection
+//! ([`Store::begin_attempt`]), the MX hosts are tried by preference (`mx`), STARTTLS is
+//! used whenever offered (and required for `[outbound] require_tls` domains), the message
+//! is DKIM-signed for its sending domain, and the answer decides the recipient's fate:
+//!
+//! | answer | recipient | event |
+//! |---|---|---|
+//! | 2xx after DATA | `delivered` | `delivery` |
+//! | 5xx, null MX, domain does not exist | `bounced` (+ suppression) | `bounce` |
+//! | 4xx, refused/timed-out connections, DNS failure | `deferred` ([`BACKOFF`]) | `soft_bounce` |
+//! | a temporary failure whose next try falls past `expires_at` | `expired` | `retries_exhausted` |
+//!
+//! Limits: `max_connections` SMTP connections in all and `max_per_domain` per recipient
+//! domain. Connections that ended a transaction cleanly are kept for a few seconds and
+//! reused for the next recipient at the same address.
+//!
+//! Time comes from the app's [`Clock`] (manual in tests); the loop wakes every
+//! [`POLL_INTERVAL`] and at once when [`Outbound::enqueue`] queues mail.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lettre::Address;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::sync::{Notify, Semaphore};
+use tracing::{debug, info, warn};
+
+use super::Outbound;
+use super::mx::{MxHost, MxResolver, ResolverError};
+use crate::accounts::Clock;
+use crate::config::{OutboundConfig, RelayUrl};
+use crate::shutdown::Shutdown;
+use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};
+
+/// Seconds to wait after the 1st, 2nd, … temporary failure; after the last, every
+/// [`BACKOFF_AFTER`] until the recipient expires (`[outbound] expiry_hours`, 72 by default).
+pub const BACKOFF: [i64; 7] = [60, 5 * 60, 15 * 60, 30 * 60, 3600, 2 * 3600, 4 * 3600];
+/// Seconds between tries once [`BACKOFF`] is used up.
+pub const BACKOFF_AFTER: i64 = 8 * 3600;
+/// How often the queue is looked at when nothing wakes the worker.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long an idle connection is kept for the next recipient at the same address.
+const IDLE_KEEP: Duration = Duration::from_secs(10);
+
+/// Seconds until the next try after `failures` temporary failures (1 = the first).
+pub fn backoff(failures: i64) -> i64 {
+    usize::try_from(failures - 1)
+        .ok()
+        .and_then(|index| BACKOFF.get(index).copied())
+        .unwrap_or(BACKOFF_AFTER)
+}
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("DNS resolver for outbound delivery: {0}")]
+    Resolver(#[from] ResolverError),
+}
+
+/// How one attempt failed: the SMTP code when there was an answer, and whether trying
+/// again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    code: Option<u16>,
+    text: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn temporary(text: impl Into<String>) -> Failure {
+        Failure {
+            code: None,
+            text: text.into(),
+            permanent: false,
+        }
+    }
+
+    fn permanent(text: impl Into<String>) -> Failure {
+        Failure {
+            code: None,
+            text: text.into(),
+            permanent: true,
+        }
+    }
+
+    /// 5xx → permanent, 4xx → temporary; anything else (connection, TLS, timeout) is
+    /// temporary.
+    fn from_smtp(error: &lettre::transport::smtp::Error) -> Failure {
+        let code = error.status().map(u16::from);
+        let text = match (code, std::error::Error::source(error)) {
+            (Some(_), Some(source)) => source.to_string(),
+            _ => error.to_string(),
+        };
+        Failure {
+            code,
+            text: one_line(&text),
+            permanent: error.is_permanent(),
+        }
+    }
+}
+
+/// What an attempt came to, before it is recorded.
+struct Attempted {
+    host: Option<String>,
+    tls: bool,
+    result: Result<(u16, String), Failure>,
+}
+
+/// A connection waiting for its next transaction: since when, and whether it is encrypted.
+type Kept = (AsyncSmtpConnection, Instant, bool);
+
+/// Idle connections by address, kept [`IDLE_KEEP`].
+#[derive(Default)]
+struct Idle {
+    connections: Mutex<HashMap<SocketAddr, Vec<Kept>>>,
+}
+
+impl Idle {
+    fn take(&self, address: SocketAddr) -> Option<(AsyncSmtpConnection, bool)> {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let list = connections.get_mut(&address)?;
+        while let Some((connection, since, tls)) = list.pop() {
+            if since.elapsed() < IDLE_KEEP && !connection.has_broken() {
+                return Some((connection, tls));
+            }
+        }
+        None
+    }
+
+    fn put(&self, address: SocketAddr, connection: AsyncSmtpConnection, tls: bool) {
+        if connection.has_broken() {
+            return;
+        }
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        connections
+            .entry(address)
+            .or_default()
+            .push((connection, Instant::now(), tls));
+    }
+
+    /// Drops connections idle too long (the server sees the socket close).
+    fn sweep(&self) {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        for list in connections.values_mut() {
+            list.retain(|(_, since, _)| since.elapsed() < IDLE_KEEP);
+        }
+        connections.retain(|_, list| !list.is_empty());
+    }
+}
+
+/// The delivery worker; [`Worker::run`] is its task.
+pub struct Worker {
+    store: Store,
+    clock: Clock,
+    wake: Arc<Notify>,
+    /// Poked after writing events: the events webhook sends them at once.
+    events: Arc<Notify>,
+    config: OutboundConfig,
+    resolver: MxResolver,
+    hello: ClientId,
+    global: Arc<Semaphore>,
+    domains: Mutex<HashMap<String, Arc<Semaphore>>>,
+    idle: Idle,
+}
+
+impl Worker {
+    /// Builds the resolver; sends nothing yet.
+    pub fn new(outbound: &Outbound, config: &OutboundConfig) -> Result<Worker, WorkerError> {
+        Ok(Worker {
+            store: outbound.store().clone(),
+            clock: outbound.clock.clone(),
+            wake: outbound.wake.clone(),
+            events: outbound.events_notify(),
+            config: config.clone(),
+            resolver: MxResolver::new(config.dns_servers.as_deref(), config.timeout)?,
+            hello: ClientId::Domain(config.helo_name.clone()),
+            global: Arc::new(Semaphore::new(config.max_connections)),
+            domains: Mutex::new(HashMap::new()),
+            idle: Idle::default(),
+        })
+    }
+
+    /// Recovers what a previous run left in `sending`, then delivers until the shutdown.
+    /// Attempts in flight are tracked by `shutdown`, so the drain waits for them; one cut
+    /// off is found `started` at the next start and sent again.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        match self.store.recover_queue(self.clock.unix()).await {
+            Ok(recovered) if recovered.recipients > 0 || recovered.attempts > 0 => info!(
+                recipients = recovered.recipients,
+                attempts = recovered.attempts,
+                "queue recovered: interrupted deliveries will be sent again"
+            ),
+            Ok(_) => {}
+            Err(error) => warn!(%error, "queue recovery failed"),
+        }
+        info!(
+            relay = self.config.relay.as_ref().map(|r| r.to_string()),
+            "outbound delivery worker started"
+        );
+        while !shutdown.is_triggered() {
+            let free = self.global.available_permits();
+            let mut full_batch = false;
+            if free > 0 {
+                match self.store.claim_due(self.clock.unix(), free).await {
+                    Ok(claimed) => {
+                        full_batch = claimed.len() == free;
+                        for recipient in claimed {
+                            let permit = self
+                                .global
+                                .clone()
+                                .acquire_owned()
+                                .await
+                                .expect("the semaphore is never closed");
+                            let worker = self.clone();
+                            shutdown.spawn(async move {
+                                worker.deliver(recipient).await;
+                                drop(permit);
+                                // A connection is free: look at the queue again.
+                                worker.wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(error) => warn!(%error, "cannot read the outbound queue"),
+                }
+            }
+            self.idle.sweep();
+            // Limits of domains nobody is sending to are made again when needed.
+            self.domains
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, limit| Arc::strong_count(limit) > 1);
+            if full_batch {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.triggered() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
+        debug!("outbound delivery worker stopped");
+    }
+
+    /// The per-domain limit of a recipient domain.
+    fn domain_limit(&self, domain: &str) -> Arc<Semaphore> {
+        let mut domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        domains
+            .entry(domain.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_domain)))
+            .clone()
+    }
+
+    /// One recipient, start to finish: record, attempt, record the end.
+    async fn deliver(&self, recipient: Claimed) {
+        let limit = self.domain_limit(&recipient.domain);
+        let _permit = limit
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let attempt_id = match self
+            .store
+            .begin_attempt(&recipient, self.clock.unix())
+            .await
+        {
+            Ok(id) => id,
+            Err(error) => {
+                // Nothing was sent; the row stays `sending` until the next start recovers it.
+                warn!(%error, recipient = %recipient.address, "cannot record the attempt; not sending");
+                return;
+            }
+        };
+        if recipient.attempts == 0 {
+            self.events.notify_one(); // `dispatch`
+        }
+        let started = Instant::now();
+        let attempted = self.attempt(&recipient).await;
+        let now = self.clock.unix();
+        let (end, code, response) = match attempted.result {
+            Ok((code, text)) => (AttemptEnd::Delivered, Some(code), text),
+            Err(failure) => {
+                let end = if failure.permanent {
+                    AttemptEnd::Bounced
+                } else {
+                    let next_attempt_at = now + backoff(recipient.attempts + 1);
+                    if next_attempt_at >= recipient.expires_at {
+                        AttemptEnd::Expired
+                    } else {
+                        AttemptEnd::Deferred { next_attempt_at }
+                    }
+                };
+                (end, failure.code, failure.text)
+            }
+        };
+        info!(
+            message = %recipient.uuid,
+            recipient = %recipient.address,
+            host = attempted.host.as_deref().unwrap_or("-"),
+            code = code.unwrap_or(0),
+            outcome = ?end,
+            "outbound attempt"
+        );
+        let report = AttemptReport {
+            end,
+            host: attempted.host,
+            code,
+            response,
+            tls: attempted.tls.then(|| "starttls".to_string()),
+            duration_ms: started.elapsed().as_millis() as i64,
+            at: now,
+        };
+        if let Err(error) = self
+            .store
+            .finish_attempt(&recipient, attempt_id, report)
+            .await
+        {
+            warn!(%error, recipient = %recipient.address, "cannot record the attempt's end");
+        }
+        self.events.notify_one();
+    }
+
+    /// Builds the envelope and the signed bytes, then tries the hosts in order.
+    async fn attempt(&self, recipient: &Claimed) -> Attempted {
+        let failed = |failure: Failure| Attempted {
+            host: None,
+            tls: false,
+            result: Err(failure),
+        };
+        let envelope = match envelope(&recipient.envelope_from, &recipient.address) {
+            Ok(envelope) => envelope,
+            Err(failure) => return failed(failure),
+        };
+        let raw = match self.store.outbound_content(recipient.message_id).await {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return failed(Failure::permanent("the message content is gone")),
+            Err(error) => return failed(Failure::temporary(error.to_string())),
+        };
+        let raw = match self.sign(&recipient.header_from, raw).await {
+            Ok(raw) => raw,
+            Err(failure) => return failed(failure),
+        };
+        let (hosts, require_tls) = match &self.config.relay {
+            Some(relay) => match relay_host(relay).await {
+                // The password goes only over TLS, unless the relay is on this machine.
+                Ok(host) => {
+                    let local = host.addresses.iter().all(|ip| ip.is_loopback());
+                    let tls = relay.username.is_some() && !local;
+                    (vec![host], tls)
+                }
+                Err(failure) => return failed(failure),
+            },
+            None => match self.resolver.hosts(&recipient.domain).await {
+                Ok(hosts) => (hosts, self.config.require_tls.contains(&recipient.domain)),
+                Err(error) => {
+                    return failed(Failure {
+                        code: None,
+                        text: error.to_string(),
+                        permanent: error.is_permanent(),
+                    });
+                }
+            },
+        };
+        self.send_to_hosts(&hosts, require_tls, &envelope, &raw)
+            .await
+    }
+
+    /// DKIM-signs with the From domain's key when Postern has a sending domain for it.
+    async fn sign(&self, header_from: &str, raw: Vec<u8>) -> Result<Vec<u8>, Failure> {
+        let domain = address_domain(header_from);
+        let row = match self.store.sending_domain(&domain).await {
+            Ok(row) => row,
+            Err(error) => return Err(Failure::temporary(error.to_string())),
+        };
+        match row {
+            Some(row) => dkim_sign(&row, raw).map_err(|reason| {
+                Failure::temporary(format!("DKIM signing for {domain}: {reason}"))
+            }),
+            None => Ok(raw),
+        }
+    }
+
+    /// Tries each address of each host in order until one answers the transaction.
+    async fn send_to_hosts(
+        &self,
+        hosts: &[MxHost],
+        require_tls: bool,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Attempted {
+        let mut last = Attempted {
+            host: None,
+            tls: false,
+            result: Err(Failure::temporary("no host to try")),
+        };
+        let port = match &self.config.relay {
+            Some(relay) => relay.port,
+            None => self.config.port,
+        };
+        for host in hosts {
+            for ip in &host.addresses {
+                let address = SocketAddr::new(*ip, port);
+                let reused = self.idle.take(address);
+                let was_reused = reused.is_some();
+                let (mut connection, tls) = match reused {
+                    Some(idle) => idle,
+                    None => match self.connect_bounded(address, &host.name, require_tls).await {
+                        Ok(connected) => connected,
+                        Err(failure) => {
+                            debug!(host = %host.name, %address, error = %failure.text, "connection failed");
+                            last = Attempted {
+                                host: Some(host.name.clone()),
+                                tls: false,
+                                result: Err(failure),
+                            };
+                            continue;
+                        }
+                    },
+                };
+                let sent =
+                    tokio::time::timeout(self.config.timeout * 2, connection.send(envelope, raw))
+                        .await;
+                let sent = match sent {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        connection.abort().await;
+                        return Attempted {
+                            host: Some(host.name.clone()),
+                            tls,
+                            result: Err(Failure::temporary("timed out during the transaction")),
+                        };
+                    }
+                };
+                match sent {
+                    Ok(response) => {
+                        let code = u16::from(response.code());
+                        let text = one_line(&response.message().collect::<Vec<_>>().join(" "));
+                        self.idle.put(address, connection, tls);
+                        return Attempted {
+                            host: Some(host.name.clone()),
+                            tls,
+                            result: Ok((code, text)),
+                        };
+                    }
+                    // A kept connection the server has closed meanwhile: try afresh.
+                    Err(error) if was_reused && error.status().is_none() => {
+                        debug!(%address, %error, "a reused connection failed; reconnecting");
+                        return Box::pin(self.send_to_hosts(
+                            std::slice::from_ref(host),
+                            require_tls,
+                            envelope,
+                            raw,
+                        ))
+                        .await;
+                    }
+                    Err(error) => {
+                        return Attempted {
+                            host: Some(host.name.clone()),
+                            tls,
+                            result: Err(Failure::from_smtp(&error)),
+                        };
+                    }
+                }
+            }
+        }
+        last
+    }
+
+    /// [`Worker::connect`] bounded as a whole (a server that greets and then stalls).
+    async fn connect_bounded(
+        &self,
+        address: SocketAddr,
+        host_name: &str,
+        require_tls: bool,
+    ) -> Result<(AsyncSmtpConnection, bool), Failure> {
+        tokio::time::timeout(
+            self.config.timeout * 2,
+            self.connect(address, host_name, require_tls),
+        )
+        .await
+        .unwrap_or_else(|_| Err(Failure::temporary("timed out before the transaction")))
+    }
+
+    /// Connects, says EHLO, upgrades with STARTTLS when offered (certificates are not
+    /// checked: opportunistic TLS), logs in to the relay; `true` when encrypted.
+    async fn connect(
+        &self,
+        address: SocketAddr,
+        host_name: &str,
+        require_tls: bool,
+    ) -> Result<(AsyncSmtpConnection, bool), Failure> {
+        let timeout = Some(self.config.timeout);
+        let connect =
+            || AsyncSmtpConnection::connect_tokio1(address, timeout, &self.hello, None, None);
+        let mut connection = connect().await.map_err(|e| Failure::from_smtp(&e))?;
+        let mut tls = false;
+        if connection.can_starttls() {
+            let parameters = TlsParameters::builder(host_name.to_string())
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true)
+                .build_rustls()
+                .map_err(|e| Failure::temporary(e.to_string()))?;
+            match connection.starttls(parameters, &self.hello).await {
+                Ok(()) => tls = true,
+                Err(error) if require_tls => {
+                    return Err(Failure::temporary(format!("STARTTLS failed: {error}")));
+                }
+                Err(error) => {
+                    // Opportunistic: a failed handshake falls back to plain text.
+                    debug!(%address, %error, "STARTTLS failed; sending without TLS");
+                    connection = connect().await.map_err(|e| Failure::from_smtp(&e))?;
+                }
+            }
+        } else if require_tls {
+            connection.abort().await;
+            return Err(Failure::temporary(format!(
+                "{host_name} does not offer STARTTLS and TLS is required"
+            )));
+        }
+        if let Some(relay) = &self.config.relay
+            && let Some(user) = &relay.username
+        {
+            let credentials =
+                Credentials::new(user.clone(), relay.password.clone().unwrap_or_default());
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await
+                .map_err(|e| Failure::from_smtp(&e))?;
+        }
+        Ok((connection, tls))
+    }
+}
+
+/// The message with its `DKIM-Signature` for the sending domain `row`.
+fn dkim_sign(row: &SendingDomainRow, raw: Vec<u8>) -> Result<Vec<u8>, String> {
+    super::dkim::sign(row, &raw).map_err(|e| e.to_string())
+}
+
+/// The relay as the one host to try.
+async fn relay_host(relay: &RelayUrl) -> Result<MxHost, Failure> {
+    let addresses = tokio::net::lookup_host((relay.host.as_str(), relay.port))
+        .await
+        .map_err(|e| Failure::temporary(format!("relay {}: {e}", relay.host)))?
+        .map(|address| address.ip())
+        .collect::<Vec<_>>();
+    Ok(MxHost {
+        name: relay.host.clone(),
+        addresses,
+    })
+}
+
+fn envelope(from: &str, to: &str) -> Result<Envelope, Failure> {
+    let parse = |text: &str| {
+        text.parse::<Address>()
+            .map_err(|e| Failure::permanent(format!("invalid address {text:?}: {e}")))
+    };
+    Envelope::new(Some(parse(from)?), vec![parse(to)?])
+        .map_err(|e| Failure::permanent(e.to_string()))
+}
+
+/// The domain of `Name <user@example.com>` or `user@example.com`, lower case.
+fn address_domain(header_from: &str) -> String {
+    let address = match (header_from.rfind('<'), header_from.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &header_from[open + 1..close],
+        _ => header_from,
+    };
+    address
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Reply text on one line, at most 512 characters.
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.chars().take(512).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_schedule_then_every_eight_hours() {
+        let waits: Vec<i64> = (1..=9).map(backoff).collect();
+        assert_eq!(waits, [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800]);
+        assert_eq!(backoff(0), BACKOFF_AFTER);
+    }
+
+    #[test]
+    fn the_from_domain_is_read_from_a_display_address() {
+        assert_eq!(address_domain("Shop <News@Example.COM>"), "example.com");
+        assert_eq!(address_domain("a@b.test"), "b.test");
+        assert_eq!(address_domain("\"x@y\" <a@c.test>"), "c.test");
+        assert_eq!(address_domain("nobody"), "");
+    }
+}

@@ -1,0 +1,261 @@
+//! The outbound queue's promise under `kill -9` (design.md invariant 2): the real binary
+//! (`postern serve`) takes messages through the send API while it is killed with SIGKILL at
+//! random moments and restarted; at the end every message that got a 202 has reached the
+//! downstream server (Postfix's `smtp-sink`, relayed to by IP) at least once. Duplicates are
+//! allowed, loss is not.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const KILLS: usize = 5;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn postern(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
+    command
+        .env("POSTERN_CONFIG", config)
+        .env("POSTERN_LOG", "warn");
+    command
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn smtp_sink() -> Option<PathBuf> {
+    ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Every message UUID that appears in a Message-ID in the sink's dump files.
+fn delivered_ids(dump: &Path) -> HashSet<String> {
+    let re = regex::Regex::new(r"(?i)message-id:\s*<([0-9a-f-]{36})@").unwrap();
+    let mut ids = HashSet::new();
+    for entry in std::fs::read_dir(dump).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        ids.extend(re.captures_iter(&text).map(|c| c[1].to_string()));
+    }
+    ids
+}
+
+/// A deterministic pseudo-random sequence (the seed is printed, so a failure replays).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_accepted_message_is_lost_when_the_process_is_killed() {
+    let Some(sink_binary) = smtp_sink() else {
+        assert!(
+            std::env::var("TEST_OUTBOUND").as_deref() != Ok("required"),
+            "smtp-sink (Debian package postfix) is required"
+        );
+        eprintln!("skipped: smtp-sink not installed (apt-get install postfix)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink");
+    std::fs::create_dir(&dump).unwrap();
+    // smtp-sink drops privileges to nobody, who must be able to write the dumps.
+    Command::new("chmod")
+        .args(["777", dump.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let sink_port = free_port();
+    let mut sink = Command::new(sink_binary)
+        .args(["-u", "nobody", "-d"])
+        .arg(format!("{}/%H%M%S.", dump.display()))
+        .arg(format!("127.0.0.1:{sink_port}"))
+        .arg("64")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink starts");
+    wait_for_port(sink_port);
+
+    let (web_port, smtp_port) = (free_port(), free_port());
+    let config = dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"crash.test\"\ndata_dir = \"{}\"\n\
+             [smtp]\nlisten = \"127.0.0.1:{smtp_port}\"\n[web]\nlisten = \"127.0.0.1:{web_port}\"\n\
+             [auth]\nspf = false\n[outbound]\nrelay = \"smtp://127.0.0.1:{sink_port}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let ok = postern(&config)
+        .args(["sending-domain", "add", "example.com"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let made = postern(&config)
+        .args(["credential", "add", "app"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = String::from_utf8(made.stdout)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("crash test seed {seed}");
+    let mut random = Lcg(seed);
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{web_port}/api/v0.1/app/messages");
+
+    let start = |config: &Path| -> Child {
+        let child = postern(config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postern serve starts");
+        wait_for_port(web_port);
+        child
+    };
+
+    for round in 0..=KILLS {
+        let mut server = start(&config);
+        // Senders run until the kill (or, in the last round, for a fixed count).
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut senders = Vec::new();
+        for sender in 0..6 {
+            let (client, url, token, accepted, stop) = (
+                client.clone(),
+                url.clone(),
+                token.clone(),
+                accepted.clone(),
+                stop.clone(),
+            );
+            senders.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 40 {
+                    n += 1;
+                    let message = serde_json::json!({
+                        "from": "app@example.com",
+                        "to": format!("r{round}-{sender}-{n}@sink.test"),
+                        "subject": "crash test",
+                        "plain": "hello",
+                    });
+                    let Ok(response) = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&message)
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    if response.status().as_u16() != 202 {
+                        break;
+                    }
+                    let Ok(body) = response.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    accepted
+                        .lock()
+                        .unwrap()
+                        .push(body["id"].as_str().unwrap().to_string());
+                }
+            }));
+        }
+        if round < KILLS {
+            let delay = 50 + random.next(600);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            server.kill().unwrap(); // SIGKILL
+            server.wait().unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for sender in senders {
+                sender.await.unwrap();
+            }
+        } else {
+            for sender in senders {
+                sender.await.unwrap();
+            }
+            // The last instance lives until everything accepted has arrived.
+            let wanted: HashSet<String> = accepted.lock().unwrap().iter().cloned().collect();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let missing: Vec<String> =
+                    wanted.difference(&delivered_ids(&dump)).cloned().collect();
+                if missing.is_empty() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    server.kill().unwrap();
+                    sink.kill().unwrap();
+                    panic!(
+                        "{} of {} accepted messages never arrived (seed {seed}), e.g. {:?}",
+                        missing.len(),
+                        wanted.len(),
+                        &missing[..missing.len().min(5)]
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            eprintln!(
+                "crash test: {} accepted across {KILLS} kills, all delivered",
+                wanted.len()
+            );
+            terminate(&server);
+            server.wait().unwrap();
+        }
+    }
+    sink.kill().unwrap();
+    let _ = sink.wait();
+    assert!(
+        accepted.lock().unwrap().len() > KILLS * 5,
+        "too few messages were accepted for the test to mean anything"
+    );
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
