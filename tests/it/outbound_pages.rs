@@ -991,7 +991,8 @@ async fn the_detail_page_shows_every_delivery_attempt() {
     let detail = loop {
         let detail = admin.get(&format!("/outbound/{id}")).await;
         assert_eq!(detail.status, 200, "{}", detail.body);
-        if detail.body.contains("state-bounced") {
+        // The badge, not the stylesheet's `.state-bounced`.
+        if detail.body.contains("<span class=\"badge state-bounced\">") {
             break detail;
         }
         assert!(
