@@ -21,7 +21,7 @@
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
@@ -108,9 +108,17 @@ fn error_page(principal: &Principal, error: ApiError, back: (&str, &str)) -> Res
         ApiError::Field { message: why, .. } => {
             message(principal, StatusCode::UNPROCESSABLE_ENTITY, &why, back)
         }
-        other => {
-            // Logged by the JSON form; the page says no more than it does.
-            let _ = other.into_response();
+        ApiError::Store(error) => {
+            tracing::error!(%error, "outbound page failed");
+            message(
+                principal,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                back,
+            )
+        }
+        ApiError::Internal(error) => {
+            tracing::error!(%error, "outbound page failed");
             message(
                 principal,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -320,14 +328,19 @@ async fn find(
 }
 
 /// The queued bytes, parsed; `None` when the content is gone.
-async fn content(state: &AppState, row_id: i64) -> Result<Option<ParsedMessage>, ApiError> {
-    let Some(raw) = state.store.outbound_content(row_id).await? else {
+async fn content(state: &AppState, row_id: i64) -> Result<Option<ParsedMessage>, String> {
+    let Some(raw) = state
+        .store
+        .outbound_content(row_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(None);
     };
     tokio::task::spawn_blocking(move || ParsedMessage::parse(&raw))
         .await
         .map(Some)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .map_err(|e| e.to_string())
 }
 
 async fn detail(
@@ -349,7 +362,9 @@ async fn detail(
     };
     let parsed = match content(&state, found.row_id).await {
         Ok(parsed) => parsed,
-        Err(error) => return error_page(&principal, error, ("/outbound", "Sent")),
+        Err(error) => {
+            return error_page(&principal, ApiError::Internal(error), ("/outbound", "Sent"));
+        }
     };
     let mut body = format!(
         concat!(
@@ -527,7 +542,7 @@ async fn parsed_or_error(state: &AppState, uuid: &str) -> Result<ParsedMessage, 
             "no content kept for this message\n",
         )),
         Err(error) => {
-            let _ = error.into_response();
+            tracing::error!(%error, "reading an outbound message's content failed");
             Err(pages::plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error\n",
