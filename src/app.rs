@@ -260,6 +260,8 @@ impl App {
             spf: config.auth.spf,
             dns_servers: config.auth.dns_servers.clone(),
             public_url: config.web.public_url.clone(),
+            hostname: config.hostname.clone(),
+            dns_timeout: config.auth.timeout,
         };
         let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
         Ok(App {

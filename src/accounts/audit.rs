@@ -29,6 +29,12 @@ pub enum AuditAction {
     ApiKeyRevoked,
     /// For the dashboard's settings pages (next): a configuration change.
     ConfigChanged,
+    /// An SMTP credential made or revoked (the dashboard and `/api/credentials`).
+    CredentialCreated,
+    CredentialRevoked,
+    /// A sending domain added or removed (the dashboard and `/api/sending-domains`).
+    SendingDomainAdded,
+    SendingDomainRemoved,
 }
 
 impl AuditAction {
@@ -49,6 +55,10 @@ impl AuditAction {
             AuditAction::ApiKeyCreated => "api_key_created",
             AuditAction::ApiKeyRevoked => "api_key_revoked",
             AuditAction::ConfigChanged => "config_changed",
+            AuditAction::CredentialCreated => "credential_created",
+            AuditAction::CredentialRevoked => "credential_revoked",
+            AuditAction::SendingDomainAdded => "sending_domain_added",
+            AuditAction::SendingDomainRemoved => "sending_domain_removed",
         }
     }
 }

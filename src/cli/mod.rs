@@ -114,6 +114,9 @@ pub fn main() -> ExitCode {
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 print_summary(&config);
+                if let Err(code) = outbound::print_sending_domains(&config) {
+                    return code;
+                }
                 println!("config OK");
                 ExitCode::SUCCESS
             }

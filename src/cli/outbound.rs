@@ -110,6 +110,52 @@ fn print_domain(domain: &crate::outbound::domains::SendingDomain) {
     }
 }
 
+/// For `postern check`: every sending domain of the config's data directory with its DKIM
+/// TXT record, read from the store. A data directory without a database (never started)
+/// has none, and is left as it is.
+pub(super) fn print_sending_domains(config: &crate::config::Config) -> Result<(), ExitCode> {
+    if !config.data_dir.join("postern.db").exists() {
+        println!(
+            "Sending   none yet (no database in {})",
+            config.data_dir.display()
+        );
+        return Ok(());
+    }
+    let store = Store::open(&config.data_dir).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
+    let outbound = Outbound::new(
+        store,
+        Clock::system(),
+        OutboundMode::Deliver,
+        config.outbound.expiry,
+    );
+    let domains = runtime()
+        .block_on(outbound.sending_domains(&config.hostname))
+        .map_err(|error| {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        })?;
+    if domains.is_empty() {
+        println!("Sending   no sending domains (add one with `postern sending-domain add`)");
+    }
+    for domain in &domains {
+        println!(
+            "Sending   {} (return path {})",
+            domain.domain, domain.return_path_domain
+        );
+        for record in domain
+            .dns_records
+            .iter()
+            .filter(|r| r.name.contains("._domainkey."))
+        {
+            println!("  DKIM    {} TXT \"{}\"", record.name, record.value);
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn sending_domain(command: SendingDomainCommand) -> ExitCode {
     runtime().block_on(async move {
         let target = match &command {

@@ -86,34 +86,45 @@ impl fmt::Debug for Verifier {
     }
 }
 
+/// The resolver configuration `[auth] dns` asks for: the machine's (`/etc/resolv.conf`) or
+/// exactly the named servers (plain DNS, never the hosts file), each query bounded by
+/// `config.timeout`. Shared with `outbound::dns_check`, so the sending-domain check asks the
+/// same servers as the inbound checks.
+pub(crate) fn resolver_parts(
+    config: &AuthConfig,
+) -> Result<(ResolverConfig, ResolverOpts), AuthError> {
+    let (resolver_config, mut options) = match &config.resolver {
+        ResolverChoice::System => read_system_conf().map_err(|e| AuthError::SystemConfig {
+            reason: e.to_string(),
+        })?,
+        ResolverChoice::Servers(addresses) => {
+            if addresses.is_empty() {
+                return Err(AuthError::NoServers);
+            }
+            let servers = addresses
+                .iter()
+                .map(|address| {
+                    let mut server = NameServerConfig::udp_and_tcp(address.ip());
+                    for connection in &mut server.connections {
+                        connection.port = address.port();
+                    }
+                    server
+                })
+                .collect();
+            let mut options = ResolverOpts::default();
+            // Only the named servers answer: /etc/hosts must not shadow their zone.
+            options.use_hosts_file = ResolveHosts::Never;
+            (ResolverConfig::from_parts(None, vec![], servers), options)
+        }
+    };
+    options.timeout = config.timeout;
+    Ok((resolver_config, options))
+}
+
 impl Verifier {
     /// Builds the resolver. Sends no query; needs no runtime.
     pub fn new(config: AuthConfig) -> Result<Verifier, AuthError> {
-        let (resolver_config, mut options) = match &config.resolver {
-            ResolverChoice::System => read_system_conf().map_err(|e| AuthError::SystemConfig {
-                reason: e.to_string(),
-            })?,
-            ResolverChoice::Servers(addresses) => {
-                if addresses.is_empty() {
-                    return Err(AuthError::NoServers);
-                }
-                let servers = addresses
-                    .iter()
-                    .map(|address| {
-                        let mut server = NameServerConfig::udp_and_tcp(address.ip());
-                        for connection in &mut server.connections {
-                            connection.port = address.port();
-                        }
-                        server
-                    })
-                    .collect();
-                let mut options = ResolverOpts::default();
-                // Only the named servers answer: /etc/hosts must not shadow their zone.
-                options.use_hosts_file = ResolveHosts::Never;
-                (ResolverConfig::from_parts(None, vec![], servers), options)
-            }
-        };
-        options.timeout = config.timeout;
+        let (resolver_config, options) = resolver_parts(&config)?;
         let authenticator = MessageAuthenticator::new(resolver_config, options).map_err(|e| {
             AuthError::Resolver {
                 reason: e.to_string(),

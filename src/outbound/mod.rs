@@ -15,6 +15,7 @@ pub mod bounce;
 pub mod compose;
 pub mod credentials;
 pub mod dkim;
+pub mod dns_check;
 pub mod domains;
 pub mod events;
 pub mod mx;

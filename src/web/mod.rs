@@ -9,8 +9,9 @@
 //! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys, audit log and settings pages), `openapi`
 //! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
 //! `send_api` (the CloudMailin send API and `/api/outbound`), `suppressions_api` (the
-//! suppression list), `tracking` (the open pixel and click redirects), `error` (the JSON
-//! error shape).
+//! suppression list), `tracking` (the open pixel and click redirects), `outbound_pages` (sent
+//! mail, credentials, sending domains and the suppression list as pages), `outbound_api`
+//! (credentials and sending domains as JSON), `error` (the JSON error shape).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
 //! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token), `/t/o/*` and
@@ -30,6 +31,8 @@ mod html;
 mod messages;
 mod oidc;
 mod openapi;
+mod outbound_api;
+mod outbound_pages;
 mod pages;
 mod send_api;
 mod signin;
@@ -78,6 +81,10 @@ pub struct Settings {
     pub dns_servers: Option<Vec<std::net::SocketAddr>>,
     /// `web.public_url`: where sign-in providers send browsers back.
     pub public_url: Option<url::Url>,
+    /// `server.hostname`: the sending domains' MX and SPF records name it.
+    pub hostname: String,
+    /// `[auth] timeout_secs`: bounds each DNS query of the sending-domain check.
+    pub dns_timeout: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -144,7 +151,9 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(send_api::routes())
         .merge(suppressions_api::routes())
         .merge(addresses_pages::routes())
-        .merge(admin_pages::routes());
+        .merge(admin_pages::routes())
+        .merge(outbound_pages::routes())
+        .merge(outbound_api::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(targets::routes())

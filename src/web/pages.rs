@@ -132,7 +132,7 @@ pub(super) fn nav(principal: &Principal) -> String {
         Who::Dev => "<span>Dev mode: open on loopback</span>".to_string(),
     };
     format!(
-        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/users\">Users</a> <a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a> <a href=\"/settings\">Settings</a> <a href=\"/about\">API</a> {who}"
+        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a> <a href=\"/credentials\">Credentials</a> <a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/users\">Users</a> <a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a> <a href=\"/settings\">Settings</a> <a href=\"/about\">API</a> {who}"
     )
 }
 
@@ -167,12 +167,12 @@ fn store_failed(principal: &Principal, error: impl std::fmt::Display) -> Respons
 }
 
 /// An RFC 3339 UTC time; the script shows it in the viewer's time zone.
-fn time(at: &str) -> String {
+pub(super) fn time(at: &str) -> String {
     let at = html::escape(at);
     format!("<time datetime=\"{at}\">{at}</time>")
 }
 
-fn or_dash(value: Option<&str>) -> String {
+pub(super) fn or_dash(value: Option<&str>) -> String {
     value.map(html::escape).unwrap_or_else(|| "—".into())
 }
 
@@ -186,7 +186,7 @@ fn response_cell(message: &InboundMessage) -> String {
 }
 
 /// At most `limit` bytes, cut at a character boundary.
-fn head(text: &str, limit: usize) -> &str {
+pub(super) fn head(text: &str, limit: usize) -> &str {
     if text.len() <= limit {
         return text;
     }
@@ -436,7 +436,7 @@ async fn detail(
     );
     body.push_str(&attempts_section(&message));
     match &parsed {
-        Some(parsed) => body.push_str(&content_section(id, parsed)),
+        Some(parsed) => body.push_str(&content_section(&format!("/messages/{id}"), parsed)),
         None => body.push_str(
             "<h2>Content</h2>\n<p>The message itself is not kept (only dev mode keeps it).</p>\n",
         ),
@@ -481,7 +481,11 @@ fn attempts_section(message: &InboundMessage) -> String {
     out
 }
 
-fn content_section(id: i64, parsed: &ParsedMessage) -> String {
+/// The kept content of a message: headers, plain body, the HTML body in a sandboxed iframe
+/// loaded from `{base}/html`, and attachments downloaded from `{base}/attachments/{n}`.
+/// Shared by the inbound (`/messages/{id}`) and outbound (`/outbound/{uuid}`) detail pages.
+pub(super) fn content_section(base: &str, parsed: &ParsedMessage) -> String {
+    let base = html::escape(base);
     let mut out =
         String::from("<h2>Headers</h2>\n<div class=\"scroll\"><table id=\"headers\">\n<tbody>\n");
     for field in &parsed.headers {
@@ -504,9 +508,9 @@ fn content_section(id: i64, parsed: &ParsedMessage) -> String {
         out.push_str(&format!(
             concat!(
                 "<p>Shown sandboxed: no scripts, no forms, no remote content.</p>\n",
-                "<iframe sandbox src=\"/messages/{id}/html\" title=\"HTML body\" referrerpolicy=\"no-referrer\"></iframe>\n",
+                "<iframe sandbox src=\"{base}/html\" title=\"HTML body\" referrerpolicy=\"no-referrer\"></iframe>\n",
             ),
-            id = id
+            base = base
         ));
     } else {
         out.push_str("<p>No HTML body.</p>\n");
@@ -519,7 +523,7 @@ fn content_section(id: i64, parsed: &ParsedMessage) -> String {
     out.push_str("<ul id=\"attachments\">\n");
     for (n, attachment) in parsed.attachments.iter().enumerate() {
         out.push_str(&format!(
-            "<li><a href=\"/messages/{id}/attachments/{n}\" download>{name}</a> · {kind} · {size} bytes · {disposition}</li>\n",
+            "<li><a href=\"{base}/attachments/{n}\" download>{name}</a> · {kind} · {size} bytes · {disposition}</li>\n",
             name = html::escape(&attachment.file_name),
             kind = html::escape(&attachment.content_type),
             size = attachment.content.len(),
@@ -568,7 +572,7 @@ async fn resend(
 }
 
 /// Plain-text errors for the two content endpoints (they are fetched by frames and downloads).
-fn plain(status: StatusCode, text: &'static str) -> Response {
+pub(super) fn plain(status: StatusCode, text: &'static str) -> Response {
     (
         status,
         [
@@ -609,6 +613,11 @@ async fn email_html(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
+    email_html_response(parsed)
+}
+
+/// The email's HTML under [`EMAIL_CSP`], for a sandboxed iframe only (inbound and outbound).
+pub(super) fn email_html_response(parsed: ParsedMessage) -> Response {
     let Some(html) = parsed.html else {
         return plain(StatusCode::NOT_FOUND, "no HTML body\n");
     };
@@ -637,6 +646,11 @@ async fn attachment(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
+    attachment_response(parsed, n)
+}
+
+/// Attachment `n` as a download that never renders here (inbound and outbound).
+pub(super) fn attachment_response(parsed: ParsedMessage, n: usize) -> Response {
     let Some(attachment) = parsed.attachments.into_iter().nth(n) else {
         return plain(StatusCode::NOT_FOUND, "no such attachment\n");
     };
@@ -776,6 +790,11 @@ async fn about(
             "<a href=\"/api/audit\">GET /api/audit</a></li>\n",
             "<li><a href=\"/api/addresses\">GET /api/addresses</a> · POST /api/addresses · GET/PUT/DELETE /api/addresses/{{id}} · ",
             "<a href=\"/api/domains\">GET /api/domains</a> · POST /api/domains · GET/PUT/DELETE /api/domains/{{id}}</li>\n",
+            "<li><a href=\"/api/outbound\">GET /api/outbound</a> · GET /api/outbound/{{id}} · ",
+            "<a href=\"/api/credentials\">GET /api/credentials</a> · POST /api/credentials · DELETE /api/credentials/{{username}} · ",
+            "<a href=\"/api/sending-domains\">GET /api/sending-domains</a> · POST /api/sending-domains · ",
+            "DELETE /api/sending-domains/{{domain}} · GET /api/sending-domains/{{domain}}/verify · ",
+            "<a href=\"/api/suppressions\">GET /api/suppressions</a></li>\n",
             "<li>ANY /target/{{code}}, /target/delay/{{ms}}: test targets</li>\n</ul>",
         ),
         who = who,

@@ -42,17 +42,17 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(json!({ "suppressions": rows })).into_response())
 }
 
-async fn add(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(client): Extension<Client>,
-    body: Result<Json<NewSuppression>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let (address, added) = match outbound(&state)?
-        .suppress(&body.address, body.reason.as_deref())
-        .await
-    {
+/// Adds `address` through `Outbound::suppress` and, when it was not listed yet, writes the
+/// audit row; the normalised address and whether it was added. Shared with the
+/// `/suppressions` page.
+pub(super) async fn suppress(
+    state: &AppState,
+    principal: &Principal,
+    client: Option<&Client>,
+    address: &str,
+    reason: Option<&str>,
+) -> Result<(String, bool), ApiError> {
+    let (address, added) = match outbound(state)?.suppress(address, reason).await {
         Ok(result) => result,
         Err(SuppressionError::BadAddress(text)) => {
             return Err(ApiError::Field {
@@ -70,11 +70,53 @@ async fn add(
                 &principal.actor(),
                 AuditAction::ConfigChanged,
                 Some(&address),
-                Some(client.ip),
+                client.map(|c| c.ip),
                 Some("suppression added"),
             )
             .await?;
     }
+    Ok((address, added))
+}
+
+/// Removes `address` through `Outbound::unsuppress` and writes the audit row; false when
+/// it was not listed. Shared with the `/suppressions` page.
+pub(super) async fn unsuppress(
+    state: &AppState,
+    principal: &Principal,
+    client: Option<&Client>,
+    address: &str,
+) -> Result<bool, ApiError> {
+    if !outbound(state)?.unsuppress(address).await? {
+        return Ok(false);
+    }
+    state
+        .accounts
+        .audit(
+            &principal.actor(),
+            AuditAction::ConfigChanged,
+            Some(address.trim()),
+            client.map(|c| c.ip),
+            Some("suppression removed"),
+        )
+        .await?;
+    Ok(true)
+}
+
+async fn add(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<Client>,
+    body: Result<Json<NewSuppression>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (address, added) = suppress(
+        &state,
+        &principal,
+        Some(&client),
+        &body.address,
+        body.reason.as_deref(),
+    )
+    .await?;
     let row = outbound(&state)?
         .suppressions()
         .await?
@@ -93,20 +135,10 @@ async fn remove(
     Extension(client): Extension<Client>,
     Path(address): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !outbound(&state)?.unsuppress(&address).await? {
+    if !unsuppress(&state, &principal, Some(&client), &address).await? {
         return Err(ApiError::NotFound(
             "this address is not on the suppression list",
         ));
     }
-    state
-        .accounts
-        .audit(
-            &principal.actor(),
-            AuditAction::ConfigChanged,
-            Some(address.trim()),
-            Some(client.ip),
-            Some("suppression removed"),
-        )
-        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

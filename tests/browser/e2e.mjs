@@ -380,6 +380,53 @@ async function main() {
     await page.getByText(address).first().waitFor();
     await page.screenshot({ path: path.join(shots, 'addresses.png'), fullPage: true });
 
+    // 8b. A credential through the form: its token is shown once, never on the list.
+    log('create a credential');
+    const username = `e2e-${crypto.randomBytes(3).toString('hex')}`;
+    await page.goto(`${WEB}/credentials`);
+    await page.fill('input[name=username]', username);
+    await page.click('form[action="/credentials"] button[type=submit]');
+    const token = (await page.locator('code#token').textContent()).trim();
+    const smtpUrl = (await page.locator('code#smtp-url').textContent()).trim();
+    if (!token || !smtpUrl.includes(`${username}:${token}@`)) {
+      throw new Error(`credential page: token ${JSON.stringify(token)}, SMTP URL ${JSON.stringify(smtpUrl)}`);
+    }
+    await page.screenshot({ path: path.join(shots, 'credential-made.png'), fullPage: true });
+    await page.goto(`${WEB}/credentials`);
+    await page.locator('table#credentials', { hasText: username }).waitFor();
+    if ((await page.content()).includes(token)) throw new Error('the credentials list shows the token');
+    await page.screenshot({ path: path.join(shots, 'credentials.png'), fullPage: true });
+
+    // 8c. Dev mode: mail sent through the API is on the Sent list, its HTML in the iframe.
+    if (devWeb) {
+      log('sent mail (dev mode)');
+      const sent = await page.request.post(`${devWeb}/api/v0.1/e2e-app/messages`, {
+        headers: { Authorization: 'Bearer any' },
+        data: { from: 'app@example.com', to: 'user@example.net', subject: 'E2E sent <b>mail</b>',
+                plain: 'plain body', html: '<p>html body</p><form><input></form>' },
+      });
+      if (sent.status() !== 202) throw new Error(`send API: ${sent.status()} ${await sent.text()}`);
+      await page.goto(`${devWeb}/outbound`);
+      const sentRow = page.locator('table#outbound tbody tr', { hasText: 'E2E sent <b>mail</b>' });
+      await sentRow.waitFor();
+      await page.screenshot({ path: path.join(shots, 'outbound.png'), fullPage: true });
+      await Promise.all([
+        page.waitForURL(/\/outbound\/[0-9a-f-]{36}$/),
+        sentRow.locator('a[href^="/outbound/"]').first().click(),
+      ]);
+      const sentFrame = page.locator('iframe[sandbox]');
+      await sentFrame.waitFor();
+      const frame = await (await sentFrame.elementHandle()).contentFrame();
+      await frame.locator('form').waitFor({ state: 'attached' });
+      await page.screenshot({ path: path.join(shots, 'outbound-detail.png'), fullPage: true });
+      // Readable on a phone: nothing wider than the screen but the scrolling tables.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.screenshot({ path: path.join(shots, 'outbound-detail-phone.png'), fullPage: true });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      if (overflow > 1) throw new Error(`the outbound detail is ${overflow}px wider than a phone`);
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
+
     // 9. Sign out (from the list, whose navigation has the button).
     await page.goto(`${WEB}/`);
     await signOut(page);

@@ -19,6 +19,7 @@ mod lifecycle;
 mod oidc;
 mod outbound_delivery;
 mod outbound_events;
+mod outbound_pages;
 mod payload;
 mod protocol;
 mod routing;

@@ -128,6 +128,7 @@ impl Zone {
 /// A running server; it stops when the test's runtime ends.
 pub struct DnsServer {
     addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
     queries: Arc<AtomicUsize>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -149,10 +150,11 @@ impl DnsServer {
         let addr = udp.local_addr().unwrap();
         let tasks = vec![
             tokio::spawn(serve_udp(udp, zone.clone(), queries.clone())),
-            tokio::spawn(serve_tcp(tcp, zone, queries.clone())),
+            tokio::spawn(serve_tcp(tcp, zone.clone(), queries.clone())),
         ];
         DnsServer {
             addr,
+            zone,
             queries,
             tasks,
         }
@@ -160,6 +162,12 @@ impl DnsServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serves `zone` from now on (records known only after the server was needed, such as
+    /// a DKIM key made by the app under test).
+    pub fn set_zone(&self, zone: Zone) {
+        *self.zone.lock().unwrap() = zone;
     }
 
     /// Queries received so far, over both transports.
