@@ -3,8 +3,8 @@
 #   A: smtp-source -> Postfix (relayhost = the sink) -> smtp-sink      (the reference MTA)
 #   B: send_load -> Postern's send API (202 after a durable commit) -> queue -> worker
 #      (relay = the sink) -> smtp-sink
-# For each round it reports Postern's enqueue rate (202s per second, from the load generator),
-# both end-to-end delivery rates (the first message submitted until the sink has seen all
+# For each round it reports Postern's enqueue rate (202s per second, from the load generator)
+# twice — alone (delivery off) and while the worker delivers —, both end-to-end delivery rates (the first message submitted until the sink has seen all
 # COUNT), their ratio, and Postern's peak RSS and CPU per message.
 #
 # Usage: bench/outbound.sh [COUNT=2000] [SIZE=1024] [CONCURRENCY=20]   (ROUNDS=2 by default)
@@ -134,10 +134,30 @@ for round in $(seq 1 "$ROUNDS"); do
     pf_rate=$(echo "$COUNT / $pf_wall" | bc -l)
     printf '%-6s %-8s %12s %12.0f %8s %12s %10s\n' "$round" postfix "-" "$pf_rate" 1.00 - -
 
-    # B: Postern.
+    # Postern, enqueue alone: the worker off (`deliver = false`), so the send API has the
+    # machine to itself; every 202 is still a durable commit.
     rm -rf "$BENCH/data"
-    "$POSTERN" sending-domain add bench.example >/dev/null
-    token=$("$POSTERN" credential add bench | sed -n 2p)
+    "$POSTERN" sending-domain add bench.example >/dev/null 2>&1
+    token=$("$POSTERN" credential add bench 2>/dev/null | sed -n 2p)
+    POSTERN_OUTBOUND__DELIVER=false POSTERN_LOG=warn "$POSTERN" serve >"$BENCH/postern.log" 2>&1 &
+    postern=$!
+    PIDS+=($postern)
+    waitport $WEB_PORT
+    load=$("$LOAD" "http://127.0.0.1:$WEB_PORT" bench "$token" "$COUNT" "$CONCURRENCY" "$SIZE" \
+        "Bench <bench@bench.example>" sink.local)
+    accepted=$(echo "$load" | sed -n 's/.*"accepted":\([0-9]*\).*/\1/p')
+    alone=$(echo "$load" | sed -n 's/.*"msgs_per_sec":\([0-9.]*\).*/\1/p')
+    p99=$(echo "$load" | sed -n 's/.*"p99_ms":\([0-9.]*\).*/\1/p')
+    [ "$accepted" = "$COUNT" ] || { echo "only $accepted of $COUNT accepted: $load" >&2; exit 1; }
+    read -r cpu rss < <(cpu_and_rss $postern)
+    kill -TERM $postern; wait $postern 2>/dev/null || true
+    printf '%-6s %-8s %12.0f %12s %8s %12.1f %10.2f   (enqueue only, p99 %s ms)\n' "$round" postern \
+        "$alone" - - "$rss" "$(echo "$cpu * 1000 / $COUNT" | bc -l)" "$p99"
+
+    # B: Postern, end to end: enqueue and delivery at once.
+    rm -rf "$BENCH/data"
+    "$POSTERN" sending-domain add bench.example >/dev/null 2>&1
+    token=$("$POSTERN" credential add bench 2>/dev/null | sed -n 2p)
     start_sink
     POSTERN_LOG=warn "$POSTERN" serve >"$BENCH/postern.log" 2>&1 &
     postern=$!
