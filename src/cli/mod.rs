@@ -458,9 +458,13 @@ fn print_dev_banner(
     );
     println!("Then look at it: open http://{web}/ or");
     println!("  curl -s http://{web}/api/messages");
+    println!();
+    println!("Send as an app would (captured, shown at http://{web}/outbound and /api/outbound):");
+    println!(
+        "  curl -s http://{web}/api/v0.1/dev/messages -H 'Authorization: Bearer dev' \\\n    \
+         -d '{{\"from\":\"app@example.com\",\"to\":\"you@example.net\",\"subject\":\"Hi\",\"plain\":\"Hello\"}}'"
+    );
     if let Some(submit) = app.submission_addrs().first() {
-        println!();
-        println!("Send as an app would (captured, shown at http://{web}/api/outbound):");
         println!(
             "  swaks --server {} --port {} --auth-user dev --auth-password dev --to someone@example.com --from you@example.com",
             submit.ip(),
