@@ -27,8 +27,11 @@ pub struct Credential {
     pub events_url: Option<String>,
     pub track_opens: bool,
     pub track_clicks: bool,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339_option")]
     pub last_used_at: Option<i64>,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339_option")]
     pub revoked_at: Option<i64>,
 }
 

@@ -16,6 +16,7 @@ pub struct SendingDomain {
     pub return_path_domain: String,
     pub dkim_selector: String,
     pub dkim_algorithm: String,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub created_at: i64,
     /// What to publish in DNS, for `server_hostname`.
     pub dns_records: Vec<DnsRecord>,

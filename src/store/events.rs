@@ -39,6 +39,7 @@ pub struct SuppressionRow {
     pub reason: String,
     /// The message whose bounce put the address here.
     pub message_id: Option<String>,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub created_at: i64,
 }
 

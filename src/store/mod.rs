@@ -22,6 +22,7 @@ mod messages;
 mod migrations;
 mod outbound;
 mod queue;
+pub mod unix_time;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -451,6 +451,7 @@ pub struct OutboundSummary {
     pub priority: Priority,
     pub test_mode: bool,
     pub size: i64,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub created_at: i64,
     pub recipients: Vec<RecipientRow>,
 }
@@ -462,10 +463,13 @@ pub struct RecipientRow {
     pub address: String,
     pub state: RecipientState,
     pub attempts: i64,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub next_attempt_at: i64,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub expires_at: i64,
     pub last_code: Option<i64>,
     pub last_response: Option<String>,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub updated_at: i64,
 }
 

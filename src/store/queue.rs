@@ -111,6 +111,7 @@ pub struct Recovered {
 pub struct OutboundAttemptRow {
     pub id: i64,
     pub recipient_id: i64,
+    #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub started_at: i64,
     pub host: Option<String>,
     pub outcome: String,

@@ -21,7 +21,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use crate::outbound::{SendRequest, SubmitError};
-use crate::store::{OutboundFilter, RecipientState};
+use crate::store::{OutboundFilter, RecipientState, unix_time};
 
 /// 10 MB of mail plus base64 and JSON overhead (spec §6.3 asks for at least 15 MB).
 pub(super) const MAX_BODY: usize = 20 * 1024 * 1024;
@@ -151,12 +151,38 @@ async fn detail(
                 "recipient": event.recipient,
                 "details": serde_json::from_str::<serde_json::Value>(&event.details)
                     .unwrap_or_else(|_| json!({})),
-                "created_at": event.created_at,
+                "created_at": unix_time::to_rfc3339(event.created_at),
                 "webhook": event.webhook,
+            })
+        })
+        .collect();
+    // Every delivery attempt, oldest first, named by its recipient's address.
+    let attempts: Vec<serde_json::Value> = state
+        .store
+        .outbound_attempts(message.row_id)
+        .await
+        .map_err(ApiError::Store)?
+        .into_iter()
+        .map(|attempt| {
+            let recipient = message
+                .recipients
+                .iter()
+                .find(|r| r.id == attempt.recipient_id)
+                .map(|r| r.address.clone());
+            json!({
+                "recipient": recipient,
+                "started_at": unix_time::to_rfc3339(attempt.started_at),
+                "host": attempt.host,
+                "outcome": attempt.outcome,
+                "code": attempt.code,
+                "response": attempt.response,
+                "tls": attempt.tls,
+                "duration_ms": attempt.duration_ms,
             })
         })
         .collect();
     let mut body = serde_json::to_value(&message).map_err(|e| ApiError::Internal(e.to_string()))?;
     body["events"] = events.into();
+    body["attempts"] = attempts.into();
     Ok(Json(body).into_response())
 }

@@ -213,6 +213,25 @@ async fn a_message_is_delivered_to_the_mx_with_its_envelope_and_recorded() {
     assert_eq!(details["host"], "mx.dest.test");
     assert_eq!(details["code"], 250);
 
+    // The API's detail has the attempt too, and its times are RFC 3339 like /api/messages'.
+    let api = app.get_json(&format!("/api/outbound/{uuid}")).await;
+    let attempt = &api["attempts"][0];
+    assert_eq!(attempt["recipient"], "user@dest.test");
+    assert_eq!(
+        (&attempt["outcome"], &attempt["host"], &attempt["code"]),
+        (&json!("delivered"), &json!("mx.dest.test"), &json!(250))
+    );
+    let rfc3339 = time::format_description::well_known::Rfc3339;
+    for at in [
+        &api["created_at"],
+        &api["recipients"][0]["updated_at"],
+        &api["events"][0]["created_at"],
+        &attempt["started_at"],
+    ] {
+        let text = at.as_str().unwrap_or_else(|| panic!("{at} is a string"));
+        time::OffsetDateTime::parse(text, &rfc3339).unwrap();
+    }
+
     // The bytes arrive with the envelope: MAIL FROM the return path, one RCPT, our EHLO.
     let dumps = wait_dumps(&sink, 1).await;
     assert_eq!(dumps.len(), 1);
