@@ -377,6 +377,12 @@ impl<I> Session<I> {
 
     /// Handles one complete command line; `None` only for a BDAT whose chunk follows.
     fn command_line(&mut self, line: &[u8]) -> Option<Event> {
+        if self.config.policy == SessionPolicy::Inbound && is_rcpt_to_postmaster(line) {
+            // RFC 5321 §4.5.1: `<Postmaster>` without a domain must be accepted; it means
+            // this host's postmaster, routed like any other address.
+            let address = format!("postmaster@{}", self.config.hostname);
+            return Some(self.rcpt(address));
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request,
             Err(error) => return Some(self.error(parse_error_reply(error))),
@@ -904,9 +910,44 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// `RCPT TO:<postmaster>` (any case, a space allowed after the colon, no parameters).
+fn is_rcpt_to_postmaster(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+    if !line
+        .get(..8)
+        .is_some_and(|head| head.eq_ignore_ascii_case(b"RCPT TO:"))
+    {
+        return false;
+    }
+    let argument = line[8..].strip_prefix(b" ").unwrap_or(&line[8..]);
+    argument.eq_ignore_ascii_case(b"<postmaster>")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rcpt_to_postmaster_without_a_domain_is_this_hosts_postmaster() {
+        for line in ["RCPT TO:<postmaster>\r\n", "rcpt to: <PostMaster>\r\n"] {
+            assert!(is_rcpt_to_postmaster(line.as_bytes()), "{line}");
+        }
+        for line in [
+            "RCPT TO:<postmaster@example.com>\r\n",
+            "RCPT TO:<postmaster> NOTIFY=NEVER\r\n",
+            "RCPT TO:<postmasterx>\r\n",
+            "MAIL FROM:<postmaster>\r\n",
+        ] {
+            assert!(!is_rcpt_to_postmaster(line.as_bytes()), "{line}");
+        }
+        let mut session = Session::new(config());
+        let (replies, messages) = drive(
+            &mut session,
+            b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<Postmaster>\r\nDATA\r\nhi\r\n.\r\n",
+        );
+        assert_eq!(replies[2], "250 2.1.5");
+        assert_eq!(messages[0].0.recipients, ["postmaster@mx.test"]);
+    }
 
     fn config() -> SessionConfig {
         SessionConfig {

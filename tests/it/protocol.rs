@@ -66,8 +66,32 @@ async fn commands_out_of_order() {
     smtp.cmd("RCPT TO:<rcpt@example.com>", "503 5.5.1").await;
     smtp.cmd("MAIL FROM:a@example.com", "501 5.5.4").await;
     smtp.cmd("MAIL FROM:<>", "250").await;
-    smtp.cmd("RCPT TO:<postmaster>", "501 5.1.3").await;
+    // Routed like postmaster@<server.hostname>; nothing routes it here.
+    smtp.cmd("RCPT TO:<postmaster>", "550 5.1.1").await;
     assert!(receiver.requests().is_empty());
+}
+
+#[tokio::test]
+async fn rcpt_to_postmaster_without_a_domain_reaches_this_hosts_postmaster() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::start(&config_with(
+        &[("postmaster@mx.postern.test", receiver.url("/status/200"))],
+        "",
+    ))
+    .await;
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    smtp.cmd("MAIL FROM:<>", "250").await;
+    smtp.cmd("RCPT TO:<Postmaster>", "250").await;
+    smtp.cmd("DATA", "354").await;
+    smtp.cmd("Subject: abuse report\r\n\r\nhello\r\n.", "250")
+        .await;
+    let posts = receiver.requests();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].json()["envelope"]["to"],
+        "postmaster@mx.postern.test"
+    );
 }
 
 #[tokio::test]
