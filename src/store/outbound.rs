@@ -587,21 +587,8 @@ impl Store {
                     credential.created_at,
                 ],
             );
-            match inserted {
-                Ok(_) => connection
-                    .query_row(
-                        &format!("SELECT {CREDENTIAL_COLUMNS} FROM smtp_credentials WHERE id = ?1"),
-                        [connection.last_insert_rowid()],
-                        credential_from_row,
-                    )
-                    .map(Some),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == ErrorCode::ConstraintViolation =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            }
+            let select = format!("SELECT {CREDENTIAL_COLUMNS} FROM smtp_credentials WHERE id = ?1");
+            read_back_unless_taken(connection, inserted, &select, credential_from_row)
         })
         .await
     }
@@ -686,21 +673,8 @@ impl Store {
                     domain.created_at,
                 ],
             );
-            match inserted {
-                Ok(_) => connection
-                    .query_row(
-                        &format!("SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE id = ?1"),
-                        [connection.last_insert_rowid()],
-                        domain_from_row,
-                    )
-                    .map(Some),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == ErrorCode::ConstraintViolation =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            }
+            let select = format!("SELECT {DOMAIN_COLUMNS} FROM sending_domains WHERE id = ?1");
+            read_back_unless_taken(connection, inserted, &select, domain_from_row)
         })
         .await
     }
@@ -862,6 +836,25 @@ impl Store {
             )
         })
         .await
+    }
+}
+
+/// After an INSERT into a table with a unique column: the new row read back with `select`
+/// (by `?1` = its rowid), or `None` when the unique constraint refused it.
+fn read_back_unless_taken<T>(
+    connection: &Connection,
+    inserted: rusqlite::Result<usize>,
+    select: &str,
+    from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    match inserted {
+        Ok(_) => connection
+            .query_row(select, [connection.last_insert_rowid()], from_row)
+            .map(Some),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
