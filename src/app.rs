@@ -100,10 +100,6 @@ impl App {
             (Some(_), Some(_)) => outbound.with_dev_relay(),
             _ => outbound,
         };
-        let worker = match outbound.delivers() && config.outbound.deliver {
-            true => Some(Arc::new(Worker::new(&outbound, &config.outbound)?)),
-            false => None,
-        };
         let accounts = Accounts::new(
             store.clone(),
             options.clock,
@@ -177,6 +173,11 @@ impl App {
             .expect("a bound socket has an address");
         let web_addr = web.local_addr().expect("a bound socket has an address");
         let outbound = outbound.with_tracking_url(&config.tracking_url(web_addr));
+        // After the tracking URL: the worker instruments each copy with it.
+        let worker = match outbound.delivers() && config.outbound.deliver {
+            true => Some(Arc::new(Worker::new(&outbound, &config.outbound)?)),
+            false => None,
+        };
         let inbound = Inbound::new(
             shutdown.clone(),
             routes,

@@ -164,14 +164,10 @@ pub fn split_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// Validates the request and builds the message. `message_id` is the `Message-ID` for
-/// built messages, without angle brackets (a raw message keeps its own); `date` the `Date`
-/// (Unix seconds).
-pub fn compose(
-    request: SendRequest,
-    message_id: &str,
-    date: i64,
-) -> Result<Composed, ComposeError> {
+/// Validates the request and builds the message. A built message's `Message-ID` is
+/// `<uuid@the From domain>` (a raw message keeps its own); `date` is its `Date` (Unix
+/// seconds).
+pub fn compose(request: SendRequest, uuid: &str, date: i64) -> Result<Composed, ComposeError> {
     if request.bcc.is_some() {
         return Err(ComposeError::Bcc);
     }
@@ -208,7 +204,7 @@ pub fn compose(
             let mut builder = MessageBuilder::new()
                 .from(address_of(&from))
                 .to(Address::new_list(to_boxes.iter().map(address_of).collect()))
-                .message_id(message_id.to_string())
+                .message_id(format!("{uuid}@{}", domain_of(&from.address)))
                 .date(date);
             if !cc_boxes.is_empty() {
                 builder = builder.cc(Address::new_list(cc_boxes.iter().map(address_of).collect()));
@@ -277,6 +273,14 @@ pub fn normalise_address(address: &str) -> String {
         Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
         None => address.trim().to_string(),
     }
+}
+
+/// The domain of an address, lower case (what follows the last `@`).
+fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map_or("", |(_, domain)| domain)
+        .to_ascii_lowercase()
 }
 
 fn single_mailbox(text: &str) -> Option<Mailbox> {
@@ -580,7 +584,7 @@ mod tests {
                     {"file_name": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"}
                 ]
             })),
-            "id@example.com",
+            "1234",
             1_700_000_000,
         )
         .unwrap();
@@ -599,7 +603,7 @@ mod tests {
         for expected in [
             "From: \"Sender\" <sender@example.com>",
             "Subject: Hello",
-            "Message-ID: <id@example.com>",
+            "Message-ID: <1234@example.com>",
             "X-Agent: one",
             "X-Agent: two",
             "Reply-To: reply@example.com",
@@ -621,7 +625,7 @@ mod tests {
             request(serde_json::json!({
                 "from": "a@example.com", "to": ["b@example.net"], "markdown": "# Title\n\n*hi*"
             })),
-            "<x@example.com>",
+            "uuid",
             0,
         )
         .unwrap();
@@ -640,12 +644,12 @@ mod tests {
         let with = |key: &str, value: serde_json::Value| {
             let mut json = base.clone();
             json[key] = value;
-            compose(request(json), "<x@y.z>", 0).unwrap_err()
+            compose(request(json), "uuid", 0).unwrap_err()
         };
         assert_eq!(
             compose(
                 request(serde_json::json!({"from": "a@example.com", "to": "b@example.net"})),
-                "<x@y.z>",
+                "uuid",
                 0
             )
             .unwrap_err()
@@ -708,7 +712,7 @@ mod tests {
             request(serde_json::json!({
                 "from": "a@example.com", "to": "b@example.net", "raw": raw, "subject": "new"
             })),
-            "<x@y.z>",
+            "uuid",
             0,
         )
         .unwrap();
@@ -723,7 +727,7 @@ mod tests {
             request(
                 serde_json::json!({"from": "a@example.com", "to": "b@example.net", "raw": raw}),
             ),
-            "<x@y.z>",
+            "uuid",
             0,
         )
         .unwrap();
@@ -732,7 +736,7 @@ mod tests {
             request(
                 serde_json::json!({"from": "a@example.com", "to": "c@example.net", "raw": raw}),
             ),
-            "<x@y.z>",
+            "uuid",
             0,
         )
         .unwrap_err();

@@ -194,14 +194,7 @@ impl Outbound {
     ) -> Result<Accepted, SubmitError> {
         let credential = self.authenticate(username, token).await?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let from_domain = request
-            .from
-            .as_deref()
-            .and_then(|from| from.rsplit_once('@'))
-            .map(|(_, domain)| domain.trim_end_matches(['>', ' ']).to_ascii_lowercase())
-            .unwrap_or_else(|| "localhost".into());
-        let message_id = format!("{uuid}@{from_domain}");
-        let mut composed = compose::compose(request, &message_id, self.clock.unix())?;
+        let mut composed = compose::compose(request, &uuid, self.clock.unix())?;
         if !composed.tags.iter().any(|tag| tag == "api") {
             composed.tags.push("api".into());
         }

@@ -160,6 +160,8 @@ impl Idle {
 
 /// The delivery worker; [`Worker::run`] is its task.
 pub struct Worker {
+    /// For the tracking key and URL (`Outbound::instrument_for`).
+    outbound: Outbound,
     store: Store,
     clock: Clock,
     wake: Arc<Notify>,
@@ -177,6 +179,7 @@ impl Worker {
     /// Builds the resolver; sends nothing yet.
     pub fn new(outbound: &Outbound, config: &OutboundConfig) -> Result<Worker, WorkerError> {
         Ok(Worker {
+            outbound: outbound.clone(),
             store: outbound.store().clone(),
             clock: outbound.clock.clone(),
             wake: outbound.wake.clone(),
@@ -344,6 +347,17 @@ impl Worker {
             Ok(None) => return failed(Failure::permanent("the message content is gone")),
             Err(error) => return failed(Failure::temporary(error.to_string())),
         };
+        // Each recipient's copy carries its own tracking tokens, so it is signed after.
+        let raw = self
+            .outbound
+            .instrument_for(
+                &recipient.uuid,
+                &recipient.address,
+                &raw,
+                recipient.track_opens,
+                recipient.track_clicks,
+            )
+            .await;
         let raw = match self.sign(&recipient.header_from, raw).await {
             Ok(raw) => raw,
             Err(failure) => return failed(failure),
@@ -380,12 +394,15 @@ impl Worker {
             Ok(row) => row,
             Err(error) => return Err(Failure::temporary(error.to_string())),
         };
-        match row {
-            Some(row) => dkim_sign(&row, raw).map_err(|reason| {
-                Failure::temporary(format!("DKIM signing for {domain}: {reason}"))
-            }),
-            None => Ok(raw),
-        }
+        let Some(row) = row else {
+            return Ok(raw);
+        };
+        // Parsing the key and an RSA signature take a millisecond or so: off the async threads.
+        tokio::task::spawn_blocking(move || dkim_sign(&row, raw))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|signed| signed)
+            .map_err(|reason| Failure::temporary(format!("DKIM signing for {domain}: {reason}")))
     }
 
     /// Tries each address of each host in order until one answers the transaction.

@@ -38,6 +38,9 @@ pub struct Claimed {
     pub expires_at: i64,
     /// Whether the message's events go to a webhook (its credential has an events URL).
     pub webhook: bool,
+    /// The message's tracking switches (the credential's, or the request's override).
+    pub track_opens: bool,
+    pub track_clicks: bool,
 }
 
 /// How an attempt ended, and so what becomes of the recipient.
@@ -133,7 +136,8 @@ impl Store {
                     "SELECT r.id, r.message_id, m.uuid, r.address, r.domain, m.envelope_from,
                         m.header_from, r.attempts, r.expires_at,
                         EXISTS (SELECT 1 FROM smtp_credentials c
-                                WHERE c.id = m.credential_id AND c.events_url IS NOT NULL)
+                                WHERE c.id = m.credential_id AND c.events_url IS NOT NULL),
+                        m.track_opens, m.track_clicks
                      FROM outbound_recipients r JOIN outbound_messages m ON m.id = r.message_id
                      WHERE r.state IN ('queued', 'deferred') AND r.next_attempt_at <= ?1
                      ORDER BY r.queue_rank, r.next_attempt_at, r.id
@@ -152,6 +156,8 @@ impl Store {
                             attempts: row.get(7)?,
                             expires_at: row.get(8)?,
                             webhook: row.get(9)?,
+                            track_opens: row.get(10)?,
+                            track_clicks: row.get(11)?,
                         })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?

@@ -843,3 +843,72 @@ async fn mail_submitted_over_smtp_is_delivered_signed_without_control_headers() 
     assert!(!dump.to_ascii_lowercase().contains("x-cloudmta"), "{dump}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn html_mail_leaves_with_its_tracking_pixel_and_links_and_they_record_events() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "").await;
+    let html = r#"<html><body><p>Hi <a href="https://shop.example/offer">offer</a> <a href="mailto:x@example.com">mail</a></p></body></html>"#;
+    let tracked = send(&app, &token, "user@dest.test", json!({"html": html})).await;
+    wait_state(&app, &tracked, RecipientState::Delivered).await;
+    let untracked = send(
+        &app,
+        &token,
+        "user@dest.test",
+        json!({"html": html, "track_opens": false, "track_clicks": false}),
+    )
+    .await;
+    wait_state(&app, &untracked, RecipientState::Delivered).await;
+
+    let dumps = wait_dumps(&sink, 2).await;
+    let with = dumps
+        .iter()
+        .find(|d| d.contains(&format!("bounces+{tracked}@")))
+        .unwrap();
+    let without = dumps
+        .iter()
+        .find(|d| d.contains(&format!("bounces+{untracked}@")))
+        .unwrap();
+    // The HTML part is quoted-printable: undo soft breaks and `=3D` before looking.
+    let decoded = |dump: &str| dump.replace("=\n", "").replace("=3D", "=");
+    let with = decoded(with);
+    let base = app.url("/t/");
+    let pixel =
+        regex::Regex::new(&format!(r#"{}o/([A-Za-z0-9_.-]+)"#, regex::escape(&base))).unwrap();
+    let pixel = pixel
+        .captures(&with)
+        .unwrap_or_else(|| panic!("an open pixel in\n{with}"))[0]
+        .to_string();
+    assert!(
+        with.contains(&format!("{base}c/")),
+        "a tracked link:\n{with}"
+    );
+    assert!(with.contains("mailto:x@example.com"), "mailto links stay");
+    assert!(!with.contains("href=\"https://shop.example/offer\""));
+    let without = decoded(without);
+    assert!(!without.contains(&base) && without.contains("https://shop.example/offer"));
+    // The signature is made over the tracked copy: dkimpy verifies what arrived.
+    let raw_with = dumps
+        .iter()
+        .find(|d| d.contains(&format!("bounces+{tracked}@")))
+        .unwrap();
+    let start = raw_with.find("DKIM-Signature:").expect("signed");
+    let arrived = raw_with[start..]
+        .strip_suffix('\n')
+        .unwrap()
+        .replace('\n', "\r\n");
+    let (name, value) = dkim_record(&app).await;
+    assert_eq!(
+        crate::dkim::verify(arrived.as_bytes(), &name, &value),
+        "pass"
+    );
+
+    // The pixel records an open for this recipient.
+    let response = reqwest::get(&pixel).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let message = load(&app, &tracked).await;
+    let kinds = event_kinds(&app, &message).await;
+    assert!(kinds.iter().any(|k| k == "open"), "{kinds:?}");
+    app.stop().await;
+}
