@@ -452,7 +452,12 @@ async fn a_permanent_failure_bounces_and_suppresses_the_address() {
     assert_eq!(message.recipients[0].state, RecipientState::Suppressed);
     assert_eq!(event_kinds(&app, &message).await, ["suppressed"]);
     assert!(attempts(&app, &message).await.is_empty());
-    assert!(sink.messages().is_empty());
+    // Nor later: the worker looks at the queue again and still leaves it alone.
+    app.outbound.wake_worker();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let message = load(&app, &again).await;
+    assert_eq!(message.recipients[0].state, RecipientState::Suppressed);
+    assert!(attempts(&app, &message).await.is_empty());
     app.stop().await;
 }
 
@@ -722,9 +727,9 @@ async fn deliveries_to_one_domain_are_limited_and_reuse_their_connections() {
         "two transactions at once, never more"
     );
     let connections = mx.connections.load(Ordering::SeqCst);
-    assert!(
-        (2..8).contains(&connections),
-        "8 recipients over {connections} connections: kept connections are reused"
+    assert_eq!(
+        connections, 2,
+        "8 recipients over the 2 connections the limit allows: kept connections are reused"
     );
     app.stop().await;
 }
