@@ -341,7 +341,7 @@ impl Inbound {
             .recipients
             .first()
             .and_then(|r| router.lookup(r).ok())
-            .map(|id| router.route(id).clone())
+            .map(|id| router.route(id))
             .filter(|route| matches!(route.destination, Destination::Target { .. }))
             .ok_or(ResendError::NoTarget)?;
         let ip: IpAddr = meta
@@ -349,7 +349,7 @@ impl Inbound {
             .parse()
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let (spf, dkim, dmarc) = self
-            .verify(&route, ip, &meta.helo, &meta.mail_from, &raw)
+            .verify(route, ip, &meta.helo, &meta.mail_from, &raw)
             .await;
         let envelope = PayloadEnvelope {
             to: meta.recipients[0].clone(),
@@ -364,10 +364,10 @@ impl Inbound {
             dmarc,
         };
         // The kept message already has its `Received:` line.
-        let (_, _, payload) = Inbound::build(&route, raw, envelope)
+        let (_, _, payload) = Inbound::build(route, raw, envelope)
             .await
             .ok_or(ResendError::Build)?;
-        let posted = self.post(&route, payload, "resend").await;
+        let posted = self.post(route, payload, "resend").await;
         let resent = Resent {
             outcome: posted.outcome,
             http_status: posted.result.as_ref().and_then(deliver::Outcome::status),
@@ -513,7 +513,7 @@ impl MailHandler for Inbound {
             .recipients
             .first()
             .and_then(|r| router.lookup(r).ok())
-            .map(|id| router.route(id).clone())
+            .map(|id| router.route(id))
         else {
             // check_recipient accepted every recipient: the address was removed through the
             // API since. The sender tries again later and then gets the new answer.
@@ -526,13 +526,17 @@ impl MailHandler for Inbound {
             with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
         let (spf, dkim, dmarc) = self
             .verify(
-                &route,
+                route,
                 conn.remote.ip(),
                 &envelope.helo,
                 &envelope.mail_from,
                 &body,
             )
             .await;
+        // `raw` has the bytes from here on: one copy of the message, not two, while the
+        // target answers.
+        let size = body.len() as u64;
+        drop(body);
         let payload_envelope = PayloadEnvelope {
             to: envelope.recipients[0].clone(),
             recipients: envelope.recipients.clone(),
@@ -546,7 +550,7 @@ impl MailHandler for Inbound {
             dmarc,
         };
 
-        let Some((raw, parsed, payload)) = Inbound::build(&route, raw, payload_envelope).await
+        let Some((raw, parsed, payload)) = Inbound::build(route, raw, payload_envelope).await
         else {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
@@ -556,7 +560,7 @@ impl MailHandler for Inbound {
             reply,
             result,
             attempts,
-        } = self.post(&route, payload, "target").await;
+        } = self.post(route, payload, "target").await;
 
         let (target, format) = match &route.destination {
             Destination::Target { url, format } => {
@@ -575,7 +579,7 @@ impl MailHandler for Inbound {
             address: Some(route.address.clone()),
             message_id: parsed.header("message-id").map(str::to_string),
             subject: parsed.header("subject").map(str::to_string),
-            size: body.len() as u64,
+            size,
             md5,
             tls_version: conn.tls_version.map(str::to_string),
             target,
@@ -598,7 +602,7 @@ impl MailHandler for Inbound {
                 if let Some(result) = &result
                     && !matches!(result, deliver::Outcome::Accepted { .. })
                 {
-                    self.report_error(&route, id, &envelope, result);
+                    self.report_error(route, id, &envelope, result);
                 }
                 reply
             }

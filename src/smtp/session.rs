@@ -528,6 +528,16 @@ impl<I> Session<I> {
                 "Recipient must be a full address, user@domain",
             ));
         }
+        // A recipient given again was checked already (and its size limit applied): accept
+        // it without asking the handler — no second route lookup or authorization callback.
+        if self
+            .tx
+            .recipients
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&address))
+        {
+            return self.ok(Reply::RECIPIENT_OK);
+        }
         if self.tx.recipients.len() >= self.config.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452 makes the client send the rest in another transaction.
             return self.error(Reply::TOO_MANY_RECIPIENTS);
@@ -560,14 +570,7 @@ impl<I> Session<I> {
                         self.tx.size_limit = Some(limit);
                     }
                 }
-                let duplicate = self
-                    .tx
-                    .recipients
-                    .iter()
-                    .any(|r| r.eq_ignore_ascii_case(&address));
-                if !duplicate {
-                    self.tx.recipients.push(address);
-                }
+                self.tx.recipients.push(address);
                 self.ok(Reply::RECIPIENT_OK)
             }
             Err(reply) => self.error(reply),
@@ -926,6 +929,37 @@ fn is_rcpt_to_postmaster(line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_recipient_is_not_checked_again() {
+        let mut session: Session = Session::new(config());
+        let mut checks = 0;
+        let mut replies = Vec::new();
+        for line in [
+            "EHLO c\r\n",
+            "MAIL FROM:<a@b.c>\r\n",
+            "RCPT TO:<x@d.e>\r\n",
+            "RCPT TO:<X@D.E>\r\n",
+            "RCPT TO:<y@d.e>\r\n",
+            "RCPT TO:<x@d.e>\r\n",
+        ] {
+            let (_, event) = session.ingest(line.as_bytes());
+            let event = match event.unwrap() {
+                Event::CheckRecipient(address) => {
+                    checks += 1;
+                    session.recipient_checked(address, Ok(None))
+                }
+                other => other,
+            };
+            if let Event::Reply(reply) = event {
+                replies.push(reply.code);
+            }
+        }
+        // max_recipients is 2: the repeats are still accepted, and checked once each.
+        assert_eq!(replies, [250, 250, 250, 250, 250, 250]);
+        assert_eq!(checks, 2);
+        assert_eq!(session.tx.recipients, ["x@d.e", "y@d.e"]);
+    }
 
     #[test]
     fn rcpt_to_postmaster_without_a_domain_is_this_hosts_postmaster() {
