@@ -222,7 +222,7 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
     let text = String::from_utf8_lossy(report).replace("\r\n", "\n");
     let mut findings = Vec::new();
     for group in text.split("\n\n").skip(1) {
-        let fields = dsn_fields(group);
+        let fields = super::compose::unfolded_fields(group);
         let field = |name: &str| {
             fields
                 .iter()
@@ -281,22 +281,6 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
         });
     }
     findings
-}
-
-/// `Name: value` fields of one group, continuation lines unfolded.
-fn dsn_fields(group: &str) -> Vec<(String, String)> {
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in group.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = fields.last_mut() {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            fields.push((name.trim().to_string(), value.trim().to_string()));
-        }
-    }
-    fields
 }
 
 /// A leading three-digit SMTP reply code (`550 5.1.1 …`).

@@ -6,8 +6,6 @@
 //! `content_id`s). A `raw` message is kept as given, its `To` and `From` checked against the
 //! request's and its `Subject` replaced when the request has one.
 
-use std::borrow::Cow;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_builder::MessageBuilder;
@@ -276,7 +274,7 @@ pub fn normalise_address(address: &str) -> String {
 }
 
 /// The domain of an address, lower case (what follows the last `@`).
-fn domain_of(address: &str) -> String {
+pub(crate) fn domain_of(address: &str) -> String {
     address
         .rsplit_once('@')
         .map_or("", |(_, domain)| domain)
@@ -469,7 +467,9 @@ fn compose_raw(
         .write_to_vec()
         .expect("writing to a Vec cannot fail");
     out.extend_from_slice(subject_line(&subject_header));
-    out.extend_from_slice(&without_field(&raw[..header_end], "subject"));
+    out.extend_from_slice(&without_fields(&raw[..header_end], |name| {
+        name == "subject"
+    }));
     out.extend_from_slice(&raw[header_end..]);
     Ok(out)
 }
@@ -536,22 +536,26 @@ fn find_field(header: &[u8], lower_name: &str) -> Option<usize> {
     None
 }
 
-/// The header without every field called `lower_name` (folds included).
-fn without_field(header: &[u8], lower_name: &str) -> Cow<'static, [u8]> {
-    let mut out = Vec::with_capacity(header.len());
+/// `header` without the fields whose lower-case name `drop` picks, folded lines included.
+pub(super) fn without_fields(header: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + 128);
     let mut skipping = false;
     for line in header.split_inclusive(|&b| b == b'\n') {
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if !continuation {
-            skipping = line.len() > lower_name.len()
-                && line[..lower_name.len()].eq_ignore_ascii_case(lower_name.as_bytes())
-                && line[lower_name.len()] == b':';
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            skipping = line.iter().position(|&b| b == b':').is_some_and(|colon| {
+                drop(
+                    String::from_utf8_lossy(&line[..colon])
+                        .trim()
+                        .to_ascii_lowercase()
+                        .as_str(),
+                )
+            });
         }
         if !skipping {
             out.extend_from_slice(line);
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::compose::{
     self, Composed, MAX_MESSAGE_SIZE, find_header_end, normalise_address, split_tags,
-    unfolded_fields, valid_address,
+    unfolded_fields, valid_address, without_fields,
 };
 use super::{Credential, Outbound, SubmitError};
 use crate::inbound::message::{ParsedMessage, parse_mailboxes};
@@ -255,10 +255,8 @@ pub fn prepare(
         name.starts_with("x-cloudmta-") || name == "bcc"
     });
     if values("message-id").is_empty() {
-        let domain = from.address.rsplit_once('@').map_or("", |(_, d)| d);
-        out.extend_from_slice(
-            format!("Message-ID: <{uuid}@{}>\r\n", domain.to_ascii_lowercase()).as_bytes(),
-        );
+        let domain = compose::domain_of(&from.address);
+        out.extend_from_slice(format!("Message-ID: <{uuid}@{domain}>\r\n").as_bytes());
     }
     if values("date").is_empty() {
         let date = mail_builder::headers::date::Date::new(date).to_rfc822();
@@ -290,28 +288,6 @@ pub fn prepare(
         track_clicks: None,
         raw: out,
     })
-}
-
-/// `header` without the fields whose lower-case name `drop` picks, folded lines included.
-fn without_fields(header: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header.len() + 128);
-    let mut skipping = false;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        if !matches!(line.first(), Some(b' ' | b'\t')) {
-            skipping = line.iter().position(|&b| b == b':').is_some_and(|colon| {
-                drop(
-                    String::from_utf8_lossy(&line[..colon])
-                        .trim()
-                        .to_ascii_lowercase()
-                        .as_str(),
-                )
-            });
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! the list when it enqueues). Addresses compare without case.
 
 use super::Outbound;
-use super::compose::normalise_address;
+use super::compose::{normalise_address, valid_address};
 use crate::store::{StoreError, SuppressionRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,15 +19,10 @@ pub enum SuppressionError {
 /// `user@example.com`: one `@`, something on both sides, no spaces or brackets, at most
 /// 254 characters (RFC 5321 §4.5.3.1.3). The domain is lower-cased.
 pub fn parse_address(text: &str) -> Result<String, SuppressionError> {
+    // The recipients' own rule (`compose::valid_address`): anything listed here could be a
+    // recipient, and nothing that could be one is refused.
     let text = text.trim();
-    let valid = text.len() <= 254
-        && text.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-        })
-        && !text
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | '"'));
-    match valid {
+    match text.len() <= 254 && valid_address(text) {
         true => Ok(normalise_address(text)),
         false => Err(SuppressionError::BadAddress(text.to_string())),
     }
