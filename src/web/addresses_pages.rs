@@ -14,9 +14,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
+use super::AppState;
 use super::auth::{self, Principal};
 use super::error::ApiError;
-use super::{AppState, html};
+use super::ui::legacy as html;
 use crate::accounts::{Client, Role};
 use crate::config::{AddressSpec, DomainSpec};
 use crate::manage::{ManageError, Source};

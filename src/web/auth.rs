@@ -32,8 +32,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use super::error::ApiError;
-use super::{AppState, html};
+use super::ui::{self, html};
 use crate::accounts::{Actor, ApiKey, Client, Role, Session, User, csrf};
 
 pub(super) const SESSION_COOKIE: &str = "postern_session";
@@ -134,132 +135,227 @@ pub(super) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
     response
 }
 
+/// What the gate knows about a request before it decides.
+struct Asking {
+    client: Client,
+    path: String,
+    /// `/api/*`: refusals are JSON.
+    api: bool,
+    /// A state-changing method: needs the CSRF token, and admin rights on the dashboard.
+    writes: bool,
+    session_token: Option<String>,
+    /// The session of `session_token`, if it is live.
+    session: Option<Session>,
+}
+
+impl Asking {
+    /// What the request says; the session is looked up by [`admit`].
+    fn of(request: &Request) -> Asking {
+        let path = request.uri().path().to_string();
+        Asking {
+            client: client_of(request),
+            api: path.starts_with("/api/"),
+            writes: is_write(request.method()),
+            path,
+            session_token: cookie(request.headers(), SESSION_COOKIE),
+            session: None,
+        }
+    }
+}
+
 /// The request, with what handlers need in its extensions, or the answer that refuses it.
 /// Cookies to set go into `cookies` (also on refusals).
 async fn admit(
     gate: &Gate,
-    mut request: Request,
+    request: Request,
     cookies: &mut Vec<String>,
 ) -> Result<Request, Response> {
-    let state = &gate.state;
-    let accounts = &state.accounts;
-    let secure = state.secure_cookies;
-    let client = client_of(&request);
-    let path = request.uri().path().to_string();
-    let api = path.starts_with("/api/");
-    let writes = is_write(request.method());
-
-    let session_token = cookie(request.headers(), SESSION_COOKIE);
-    let session = match &session_token {
-        Some(token) => accounts.session(token).await.map_err(internal)?,
-        None => None,
-    };
-
+    let mut asking = Asking::of(&request);
+    if let Some(token) = &asking.session_token {
+        asking.session = gate.state.accounts.session(token).await.map_err(internal)?;
+    }
     match gate.access {
-        Access::SignIn => {
-            if !writes && session.as_ref().is_some_and(|s| !s.second_factor_pending) {
-                return Err(redirect("/"));
-            }
-            let secret = anonymous_secret(request.headers(), cookies, secure);
-            let mut request = check_csrf(request, &secret, api).await?;
-            request
-                .extensions_mut()
-                .insert(CsrfToken(csrf::token_for(&secret)));
-            request.extensions_mut().insert(client);
-            Ok(request)
-        }
-        Access::SecondFactor => {
-            let (Some(token), Some(session)) = (session_token, session) else {
-                return Err(redirect("/signin"));
-            };
-            if !session.second_factor_pending {
-                return Err(redirect("/"));
-            }
-            let mut request = check_csrf(request, &token, api).await?;
-            request
-                .extensions_mut()
-                .insert(CsrfToken(session.csrf_token().to_string()));
-            request.extensions_mut().insert(PendingSession(session));
-            request.extensions_mut().insert(client);
-            Ok(request)
-        }
+        Access::SignIn => admit_signing_in(gate, request, asking, cookies).await,
+        Access::SecondFactor => admit_second_factor(request, asking).await,
         Access::Account | Access::Dashboard => {
-            let dashboard = gate.access == Access::Dashboard;
-            if dashboard && let Some(presented) = bearer(request.headers()) {
-                let Some(key) = accounts.api_key(&presented).await.map_err(internal)? else {
-                    return Err(unauthorized("invalid or revoked API key"));
-                };
-                if writes && key.role != Role::Admin {
-                    return Err(deny(
-                        api,
-                        StatusCode::FORBIDDEN,
-                        "viewers have read-only access",
-                    ));
-                }
-                request.extensions_mut().insert(Principal {
-                    who: Who::ApiKey(key),
-                    csrf_token: None,
-                });
-                request.extensions_mut().insert(client);
-                return Ok(request);
-            }
-            if let (Some(token), Some(session)) = (&session_token, &session)
-                && !session.second_factor_pending
-            {
-                let user = &session.user;
-                if let Some(page) = required_step(user, accounts.policy().require_totp, &path) {
-                    return Err(if api {
-                        deny(api, StatusCode::FORBIDDEN, step_message(page))
-                    } else {
-                        redirect(page)
-                    });
-                }
-                if dashboard && writes && user.role != Role::Admin {
-                    return Err(deny(
-                        api,
-                        StatusCode::FORBIDDEN,
-                        "viewers have read-only access",
-                    ));
-                }
-                let mut request = check_csrf(request, token, api).await?;
-                request.extensions_mut().insert(Principal {
-                    who: Who::User(session.clone()),
-                    csrf_token: Some(session.csrf_token().to_string()),
-                });
-                request.extensions_mut().insert(client);
-                return Ok(request);
-            }
-            if dashboard && state.open {
-                let secret = anonymous_secret(request.headers(), cookies, secure);
-                let mut request = check_csrf(request, &secret, api).await?;
-                request.extensions_mut().insert(Principal {
-                    who: Who::Dev,
-                    csrf_token: Some(csrf::token_for(&secret)),
-                });
-                request.extensions_mut().insert(client);
-                return Ok(request);
-            }
-            if session_token.is_some() && session.is_none() {
-                // Expired or signed out elsewhere: drop the dead cookie.
-                cookies.push(clear_cookie(SESSION_COOKIE, secure));
-            }
-            if api {
-                return Err(unauthorized(
-                    "sign in, or send an API key as Authorization: Bearer <key>",
-                ));
-            }
-            let back = match *request.method() {
-                Method::GET | Method::HEAD => request
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_else(|| "/".into()),
-                _ => "/".into(),
-            };
-            let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
-            Err(redirect(&format!("/signin?next={next}")))
+            admit_signed_in(gate, request, asking, cookies).await
         }
     }
+}
+
+/// `/signin`: anyone not signed in yet (signed-in users reading it go home); the CSRF
+/// token is bound to the anonymous cookie.
+async fn admit_signing_in(
+    gate: &Gate,
+    request: Request,
+    asking: Asking,
+    cookies: &mut Vec<String>,
+) -> Result<Request, Response> {
+    let signed_in = asking
+        .session
+        .as_ref()
+        .is_some_and(|s| !s.second_factor_pending);
+    if !asking.writes && signed_in {
+        return Err(redirect("/"));
+    }
+    let secret = anonymous_secret(request.headers(), cookies, gate.state.secure_cookies);
+    let mut request = check_csrf(request, &secret, asking.api).await?;
+    request
+        .extensions_mut()
+        .insert(CsrfToken(csrf::token_for(&secret)));
+    request.extensions_mut().insert(asking.client);
+    Ok(request)
+}
+
+/// `/signin/totp`: a session that waits for its second factor.
+async fn admit_second_factor(request: Request, asking: Asking) -> Result<Request, Response> {
+    let (Some(token), Some(session)) = (asking.session_token, asking.session) else {
+        return Err(redirect("/signin"));
+    };
+    if !session.second_factor_pending {
+        return Err(redirect("/"));
+    }
+    let mut request = check_csrf(request, &token, asking.api).await?;
+    request
+        .extensions_mut()
+        .insert(CsrfToken(session.csrf_token().to_string()));
+    request.extensions_mut().insert(PendingSession(session));
+    request.extensions_mut().insert(asking.client);
+    Ok(request)
+}
+
+/// The account pages and the dashboard, rules 1 to 4 of the module header in order: an API
+/// key (dashboard only), a signed-in user, dev mode (dashboard only), or nobody.
+async fn admit_signed_in(
+    gate: &Gate,
+    request: Request,
+    asking: Asking,
+    cookies: &mut Vec<String>,
+) -> Result<Request, Response> {
+    let dashboard = gate.access == Access::Dashboard;
+    if dashboard && let Some(presented) = bearer(request.headers()) {
+        return admit_api_key(&gate.state, request, asking, &presented).await;
+    }
+    if let (Some(token), Some(session)) = (&asking.session_token, &asking.session)
+        && !session.second_factor_pending
+    {
+        return admit_user(gate, request, &asking, token, session).await;
+    }
+    if dashboard && gate.state.open {
+        return admit_dev(request, asking, cookies, gate.state.secure_cookies).await;
+    }
+    Err(refuse_nobody(
+        &request,
+        &asking,
+        cookies,
+        gate.state.secure_cookies,
+    ))
+}
+
+/// Rule 1: a valid key is the principal, without CSRF token; viewer keys only read.
+async fn admit_api_key(
+    state: &AppState,
+    request: Request,
+    asking: Asking,
+    presented: &str,
+) -> Result<Request, Response> {
+    let Some(key) = state.accounts.api_key(presented).await.map_err(internal)? else {
+        return Err(unauthorized("invalid or revoked API key"));
+    };
+    if asking.writes && key.role != Role::Admin {
+        return Err(deny(
+            asking.api,
+            StatusCode::FORBIDDEN,
+            "viewers have read-only access",
+        ));
+    }
+    let principal = Principal {
+        who: Who::ApiKey(key),
+        csrf_token: None,
+    };
+    Ok(with_principal(request, principal, asking.client))
+}
+
+/// Rule 2: a signed-in user, after any step they must take first; viewers only read on the
+/// dashboard; writes carry the session's CSRF token.
+async fn admit_user(
+    gate: &Gate,
+    request: Request,
+    asking: &Asking,
+    token: &str,
+    session: &Session,
+) -> Result<Request, Response> {
+    let user = &session.user;
+    let require_totp = gate.state.accounts.policy().require_totp;
+    if let Some(page) = required_step(user, require_totp, &asking.path) {
+        return Err(if asking.api {
+            deny(asking.api, StatusCode::FORBIDDEN, step_message(page))
+        } else {
+            redirect(page)
+        });
+    }
+    if gate.access == Access::Dashboard && asking.writes && user.role != Role::Admin {
+        return Err(deny(
+            asking.api,
+            StatusCode::FORBIDDEN,
+            "viewers have read-only access",
+        ));
+    }
+    let request = check_csrf(request, token, asking.api).await?;
+    let principal = Principal {
+        who: Who::User(session.clone()),
+        csrf_token: Some(session.csrf_token().to_string()),
+    };
+    Ok(with_principal(request, principal, asking.client.clone()))
+}
+
+/// Rule 3: dev mode on loopback; the CSRF token is bound to the anonymous cookie.
+async fn admit_dev(
+    request: Request,
+    asking: Asking,
+    cookies: &mut Vec<String>,
+    secure: bool,
+) -> Result<Request, Response> {
+    let secret = anonymous_secret(request.headers(), cookies, secure);
+    let request = check_csrf(request, &secret, asking.api).await?;
+    let principal = Principal {
+        who: Who::Dev,
+        csrf_token: Some(csrf::token_for(&secret)),
+    };
+    Ok(with_principal(request, principal, asking.client))
+}
+
+/// Rule 4: nobody. `/api/*` gets 401; browsers go to sign-in and come back here after.
+fn refuse_nobody(
+    request: &Request,
+    asking: &Asking,
+    cookies: &mut Vec<String>,
+    secure: bool,
+) -> Response {
+    if asking.session_token.is_some() && asking.session.is_none() {
+        // Expired or signed out elsewhere: drop the dead cookie.
+        cookies.push(clear_cookie(SESSION_COOKIE, secure));
+    }
+    if asking.api {
+        return unauthorized("sign in, or send an API key as Authorization: Bearer <key>");
+    }
+    let back = match *request.method() {
+        Method::GET | Method::HEAD => request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+        _ => "/".into(),
+    };
+    let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+    redirect(&format!("/signin?next={next}"))
+}
+
+/// The request with who is asking, for the handlers.
+fn with_principal(mut request: Request, principal: Principal, client: Client) -> Request {
+    request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(client);
+    request
 }
 
 /// The page a user must visit before any other, if any: a new password after a one-time
@@ -403,11 +499,7 @@ pub(super) fn deny(api: bool, status: StatusCode, message: &str) -> Response {
         ApiError::Status(status, message.to_string()).into_response()
     } else {
         let title = status.canonical_reason().unwrap_or("Refused");
-        html::page(
-            status,
-            title,
-            &format!("<p>{}.</p>", html::escape(&capitalise(message))),
-        )
+        ui::page(status, title, html!("<p>{}.</p>", capitalise(message)))
     }
 }
 

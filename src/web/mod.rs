@@ -1,17 +1,14 @@
 //! The web listener: sign-in, the dashboard's pages, the JSON API over the metadata store
 //! and accounts, and the test targets.
 //!
-//! One file per concern: `auth` (the gate: who is asking and may they, cookies, CSRF),
-//! `signin` (the sign-in pages), `oidc` (sign-in with Google, GitHub or an OpenID Connect
-//! provider), `account` (a user's own pages and sign-out), `pages` (the
-//! dashboard's message pages, downloads and resend), `messages` (the `/api/messages` API),
-//! `accounts_api` (users, API keys, audit log as JSON), `addresses_api` (managed addresses
-//! and domains as JSON, over `manage`), `addresses_pages` (the same as HTML forms), `admin_pages` (the users, API keys, audit log and settings pages), `openapi`
-//! (`/api/openapi.json`), `targets` (the test targets), `html` (page layouts and escaping),
-//! `send_api` (the CloudMailin send API and `/api/outbound`), `suppressions_api` (the
-//! suppression list), `tracking` (the open pixel and click redirects), `outbound_pages` (sent
-//! mail, credentials, sending domains and the suppression list as pages), `outbound_api`
-//! (credentials and sending domains as JSON), `error` (the JSON error shape).
+//! One folder per domain, each with its pages and JSON API side by side: `public` (the
+//! routes outside the gate: test targets, OpenAPI, the send API, tracking), `session`
+//! (sign-in, OIDC, a user's own account pages), `messages` (received mail), `outbound` (sent
+//! mail, credentials, sending domains, suppressions), `admin` (users, API keys, audit log,
+//! settings), and `addresses_api`/`addresses_pages` (managed addresses and domains, over
+//! `manage`). Shared by all: `auth` (the gate: who is asking and may they, cookies, CSRF),
+//! `ui` (layouts, escaping, navigation and the other pieces every page repeats, the
+//! sandboxed mail view), `error` (the JSON error shape), `about` (who is signed in, the API).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
 //! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token), `/t/o/*` and
@@ -20,25 +17,17 @@
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
 //! its rules for free.
 
-mod account;
-mod accounts_api;
+mod about;
 mod addresses_api;
 mod addresses_pages;
-mod admin_pages;
+mod admin;
 mod auth;
 mod error;
-mod html;
 mod messages;
-mod oidc;
-mod openapi;
-mod outbound_api;
-mod outbound_pages;
-mod pages;
-mod send_api;
-mod signin;
-mod suppressions_api;
-mod targets;
-mod tracking;
+mod outbound;
+mod public;
+mod session;
+mod ui;
 
 use axum::routing::get;
 use axum::{Router, middleware};
@@ -144,26 +133,22 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         routes.route_layer(middleware::from_fn_with_state(gate, auth::gate))
     };
     let dashboard = Router::new()
-        .merge(pages::routes())
         .merge(messages::routes())
-        .merge(accounts_api::routes())
+        .merge(outbound::routes())
+        .merge(admin::routes())
         .merge(addresses_api::routes())
-        .merge(send_api::routes())
-        .merge(suppressions_api::routes())
         .merge(addresses_pages::routes())
-        .merge(admin_pages::routes())
-        .merge(outbound_pages::routes())
-        .merge(outbound_api::routes());
+        .merge(about::routes())
+        .merge(ui::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .merge(targets::routes())
-        .merge(openapi::routes())
-        .merge(send_api::send_routes())
-        .merge(tracking::routes())
-        .merge(behind(signin::routes(), Access::SignIn))
-        .merge(behind(oidc::routes(), Access::SignIn))
-        .merge(behind(signin::second_factor_routes(), Access::SecondFactor))
-        .merge(behind(account::routes(), Access::Account))
+        .merge(public::routes())
+        .merge(behind(session::signin_routes(), Access::SignIn))
+        .merge(behind(
+            session::second_factor_routes(),
+            Access::SecondFactor,
+        ))
+        .merge(behind(session::account_routes(), Access::Account))
         .merge(behind(dashboard, Access::Dashboard))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .with_state(state)

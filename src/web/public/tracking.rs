@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::AppState;
 use crate::outbound::tracking::TrackKind;
+use crate::web::AppState;
 
 /// The smallest transparent GIF (1×1, 43 bytes).
 const PIXEL: &[u8] = &[

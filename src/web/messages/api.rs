@@ -10,9 +10,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use super::error::{ApiError, path_id};
 use crate::store::{InboundMessage, MessageFilter, Outcome};
+use crate::web::AppState;
+use crate::web::error::{ApiError, path_id};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

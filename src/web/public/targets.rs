@@ -10,8 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
-use super::AppState;
-use super::error::ApiError;
+use crate::web::AppState;
+use crate::web::error::ApiError;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

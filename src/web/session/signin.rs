@@ -12,9 +12,10 @@ use axum::routing::get;
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
-use super::auth::{self, CsrfToken, PendingSession, SESSION_COOKIE};
-use super::{AppState, html};
 use crate::accounts::{Client, NewSession, SECOND_FACTOR_TIMEOUT, SignIn, SignInError};
+use crate::web::AppState;
+use crate::web::auth::{self, CsrfToken, PendingSession, SESSION_COOKIE};
+use crate::web::ui::{self, Html, html};
 
 /// `/signin`, behind the gate's `Access::SignIn`.
 pub(super) fn routes() -> Router<AppState> {
@@ -47,10 +48,10 @@ struct CodeForm {
     next: Option<String>,
 }
 
-fn next_field(next: &str) -> String {
-    format!(
+fn next_field(next: &str) -> Html {
+    html!(
         r#"<input type="hidden" name="next" value="{}">"#,
-        html::escape(next)
+        Html::escape(next)
     )
 }
 
@@ -63,35 +64,35 @@ pub(super) fn signin_form(
     next: &str,
     error: Option<&str>,
 ) -> Response {
-    let body = format!(
+    let body = html!(
         concat!(
             "{error}<form method=\"post\" action=\"/signin\">\n{csrf}{next_field}\n",
             "<label>Email <input type=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"username\" required autofocus></label>\n",
             "<label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>\n",
             "<button type=\"submit\">Sign in</button>\n</form>{providers}",
         ),
-        error = html::error(error),
-        csrf = html::csrf_field(csrf),
+        error = ui::error(error),
+        csrf = ui::csrf_field(csrf),
         next_field = next_field(next),
-        email = html::escape(email),
+        email = Html::escape(email),
         providers = super::oidc::links(state.oidc.providers(), next),
     );
-    html::page(status, "Sign in", &body)
+    ui::page(status, "Sign in", body)
 }
 
 fn code_form(status: StatusCode, csrf: &str, next: &str, error: Option<&str>) -> Response {
-    let body = format!(
+    let body = html!(
         concat!(
             "{error}<p>Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>\n",
             "<form method=\"post\" action=\"/signin/totp\">\n{csrf}{next}\n",
             "<label>Code <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus></label>\n",
             "<button type=\"submit\">Continue</button>\n</form>",
         ),
-        error = html::error(error),
-        csrf = html::csrf_field(csrf),
+        error = ui::error(error),
+        csrf = ui::csrf_field(csrf),
         next = next_field(next),
     );
-    html::page(status, "Two-factor authentication", &body)
+    ui::page(status, "Two-factor authentication", body)
 }
 
 pub(super) fn throttled(mut page: Response, retry_after: std::time::Duration) -> Response {
@@ -116,14 +117,6 @@ fn with_session(
         HeaderValue::from_str(&cookie).expect("tokens are base64url"),
     );
     response
-}
-
-fn bad_form(rejection: FormRejection) -> Response {
-    html::page(
-        StatusCode::BAD_REQUEST,
-        "Bad request",
-        &format!("<p>{}</p>", html::escape(&rejection.body_text())),
-    )
 }
 
 async fn signin_page(
@@ -165,7 +158,7 @@ async fn signin(
 ) -> Response {
     let Form(form) = match form {
         Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
+        Err(rejection) => return ui::bad_form(rejection),
     };
     let next = auth::safe_next(form.next.as_deref());
     match state
@@ -191,7 +184,7 @@ async fn signin(
                 retry_after,
             )
         }
-        Err(SignInError::Store(error)) => super::error::ApiError::Store(error).into_response(),
+        Err(SignInError::Store(error)) => crate::web::error::ApiError::Store(error).into_response(),
         Err(_) => signin_form(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -220,7 +213,7 @@ async fn second_factor(
 ) -> Response {
     let Form(form) = match form {
         Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
+        Err(rejection) => return ui::bad_form(rejection),
     };
     let next = auth::safe_next(form.next.as_deref());
     match state
@@ -252,7 +245,7 @@ async fn second_factor(
             next,
             Some("That code is not right, or was used already."),
         ),
-        Err(SignInError::Store(error)) => super::error::ApiError::Store(error).into_response(),
+        Err(SignInError::Store(error)) => crate::web::error::ApiError::Store(error).into_response(),
         Err(_) => auth::redirect("/signin"),
     }
 }

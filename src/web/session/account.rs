@@ -19,14 +19,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
-use super::admin_pages;
-use super::auth::{self, Principal, SESSION_COOKIE};
-use super::error::ApiError;
-use super::pages::{nav, role_name};
-use super::{AppState, html};
 use crate::accounts::{
     AccountError, Actor, Client, MIN_PASSWORD_CHARS, Session, SessionEnd, SessionSummary,
 };
+use crate::web::AppState;
+use crate::web::auth::{self, Principal, SESSION_COOKIE};
+use crate::web::error::ApiError;
+use crate::web::ui::{self, Html, html};
 
 /// Behind the gate's `Access::Account`.
 pub(super) fn routes() -> Router<AppState> {
@@ -39,14 +38,6 @@ pub(super) fn routes() -> Router<AppState> {
             "/account/password",
             get(password_page).post(password_change),
         )
-}
-
-fn bad_form(rejection: FormRejection) -> Response {
-    html::page(
-        StatusCode::BAD_REQUEST,
-        "Bad request",
-        &format!("<p>{}</p>", html::escape(&rejection.body_text())),
-    )
 }
 
 fn failed(error: AccountError) -> Response {
@@ -98,25 +89,25 @@ fn signed_out(state: &AppState) -> Response {
     response
 }
 
-fn session_row(summary: &SessionSummary, csrf: &str) -> String {
+fn session_row(summary: &SessionSummary, csrf: &str) -> Html {
     let marker = if summary.current {
-        " <strong class=\"current\">this session</strong>"
+        Html::trusted(" <strong class=\"current\">this session</strong>")
     } else {
-        ""
+        Html::new()
     };
-    format!(
+    html!(
         concat!(
             "<tr id=\"session-{id}\"><td><code>{id}</code>{marker}</td><td>{created}</td><td>{seen}</td>",
             "<td>{ip}</td><td>{agent}</td><td><form method=\"post\" action=\"/account/sessions/{id}/signout\">",
             "{csrf}<button type=\"submit\">Sign out</button></form></td></tr>\n"
         ),
-        id = html::escape(&summary.id),
+        id = Html::escape(&summary.id),
         marker = marker,
-        created = admin_pages::time(summary.created_at),
-        seen = admin_pages::time(summary.last_seen_at),
-        ip = html::escape(&summary.ip),
-        agent = html::escape(summary.user_agent.as_deref().unwrap_or("unknown")),
-        csrf = html::csrf_field(csrf),
+        created = ui::offset_time(summary.created_at),
+        seen = ui::offset_time(summary.last_seen_at),
+        ip = Html::escape(&summary.ip),
+        agent = Html::escape(summary.user_agent.as_deref().unwrap_or("unknown")),
+        csrf = ui::csrf_field(csrf),
     )
 }
 
@@ -134,8 +125,8 @@ async fn account_page(
     };
     let csrf = principal.csrf_token.as_deref().unwrap_or_default();
     let user = &session.user;
-    let rows: String = sessions.iter().map(|s| session_row(s, csrf)).collect();
-    let body = format!(
+    let rows: Html = sessions.iter().map(|s| session_row(s, csrf)).collect();
+    let body = html!(
         concat!(
             "<p>Signed in as <strong>{email}</strong> ({role}). Two-factor authentication is {totp}.</p>\n",
             "<p><a href=\"/account/totp\">Two-factor authentication</a> · <a href=\"/account/password\">Change password</a></p>\n",
@@ -146,13 +137,13 @@ async fn account_page(
             "<form method=\"post\" action=\"/signout\">{csrf}<input type=\"hidden\" name=\"everywhere\" value=\"1\">",
             "<button type=\"submit\">Sign out everywhere</button></form>\n",
         ),
-        email = html::escape(&user.email),
-        role = role_name(user.role),
+        email = Html::escape(&user.email),
+        role = ui::role_name(user.role),
         totp = if user.totp_enabled { "on" } else { "off" },
         rows = rows,
-        csrf = html::csrf_field(csrf),
+        csrf = ui::csrf_field(csrf),
     );
-    html::dashboard(StatusCode::OK, "Account", &nav(&principal), &body)
+    ui::dashboard(StatusCode::OK, "Account", ui::nav(&principal), body)
 }
 
 async fn end_session(
@@ -169,11 +160,13 @@ async fn end_session(
     match state.accounts.end_session(session, &id, &client).await {
         Ok(SessionEnd::ThisSession) => signed_out(&state),
         Ok(SessionEnd::OtherSession) => auth::redirect("/account"),
-        Ok(SessionEnd::NotFound) => html::dashboard(
+        Ok(SessionEnd::NotFound) => ui::dashboard(
             StatusCode::NOT_FOUND,
             "Not Found",
-            &nav(&principal),
-            "<p class=\"error\" role=\"alert\">No such session of yours (it may have ended already).</p><p><a href=\"/account\">My sessions</a></p>",
+            ui::nav(&principal),
+            Html::trusted(
+                "<p class=\"error\" role=\"alert\">No such session of yours (it may have ended already).</p><p><a href=\"/account\">My sessions</a></p>",
+            ),
         ),
         Err(error) => ApiError::Store(error).into_response(),
     }
@@ -204,12 +197,13 @@ async fn enrolment_page(
             Ok(left) => left,
             Err(error) => return ApiError::Store(error).into_response(),
         };
-        return html::page(
+        return ui::page(
             StatusCode::OK,
             "Two-factor authentication",
-            &format!(
-                "<p>Two-factor authentication is on for {}. {left} recovery codes left.</p><p><a href=\"/\">Home</a></p>",
-                html::escape(&user.email)
+            html!(
+                "<p>Two-factor authentication is on for {email}. {left} recovery codes left.</p><p><a href=\"/\">Home</a></p>",
+                email = user.email,
+                left = left,
             ),
         );
     }
@@ -217,7 +211,7 @@ async fn enrolment_page(
         Ok(enrolment) => enrolment,
         Err(error) => return failed(error),
     };
-    let body = format!(
+    let body = html!(
         concat!(
             "{error}<p>Scan this code with an authenticator app (or enter the key by hand), then type the 6-digit code it shows.</p>\n",
             "<p><img src=\"data:image/png;base64,{qr}\" alt=\"QR code of the otpauth URL below\" width=\"240\" height=\"240\"></p>\n",
@@ -226,13 +220,13 @@ async fn enrolment_page(
             "<label>Code <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus></label>\n",
             "<button type=\"submit\">Turn on</button>\n</form>",
         ),
-        error = html::error(error),
+        error = ui::error(error),
         qr = enrolment.qr_png_base64,
-        secret = html::escape(&enrolment.secret),
-        url = html::escape(&enrolment.otpauth_url),
-        csrf = html::csrf_field(csrf),
+        secret = Html::escape(&enrolment.secret),
+        url = Html::escape(&enrolment.otpauth_url),
+        csrf = ui::csrf_field(csrf),
     );
-    html::page(status, "Set up two-factor authentication", &body)
+    ui::page(status, "Set up two-factor authentication", body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,7 +247,7 @@ async fn totp_confirm(
     };
     let Form(form) = match form {
         Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
+        Err(rejection) => return ui::bad_form(rejection),
     };
     let csrf = principal.csrf_token.as_deref().unwrap_or_default();
     match state
@@ -262,14 +256,14 @@ async fn totp_confirm(
         .await
     {
         Ok(codes) => {
-            let items: String = codes
+            let items: Html = codes
                 .iter()
-                .map(|code| format!("<li><code>{}</code></li>", html::escape(code)))
+                .map(|code| html!("<li><code>{}</code></li>", Html::escape(code)))
                 .collect();
-            html::page(
+            ui::page(
                 StatusCode::OK,
                 "Two-factor authentication is on",
-                &format!(
+                html!(
                     concat!(
                         "<p>Keep these recovery codes somewhere safe. Each one signs you in once ",
                         "instead of a code from your app. They are not shown again.</p>\n",
@@ -296,23 +290,25 @@ async fn totp_confirm(
 
 fn password_form(status: StatusCode, csrf: &str, required: bool, error: Option<&str>) -> Response {
     let intro = if required {
-        "<p>You signed in with a one-time password. Choose your own to continue.</p>\n"
+        Html::trusted(
+            "<p>You signed in with a one-time password. Choose your own to continue.</p>\n",
+        )
     } else {
-        ""
+        Html::new()
     };
-    let body = format!(
+    let body = html!(
         concat!(
             "{error}{intro}<form method=\"post\" action=\"/account/password\">\n{csrf}\n",
             "<label>New password (at least {min} characters) <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required autofocus></label>\n",
             "<label>Again <input type=\"password\" name=\"repeat\" autocomplete=\"new-password\" required></label>\n",
             "<button type=\"submit\">Change password</button>\n</form>",
         ),
-        error = html::error(error),
+        error = ui::error(error),
         intro = intro,
-        csrf = html::csrf_field(csrf),
+        csrf = ui::csrf_field(csrf),
         min = MIN_PASSWORD_CHARS,
     );
-    html::page(status, "Change password", &body)
+    ui::page(status, "Change password", body)
 }
 
 async fn password_page(Extension(principal): Extension<Principal>) -> Response {
@@ -349,7 +345,7 @@ async fn password_change(
     };
     let Form(form) = match form {
         Ok(form) => form,
-        Err(rejection) => return bad_form(rejection),
+        Err(rejection) => return ui::bad_form(rejection),
     };
     let csrf = principal.csrf_token.as_deref().unwrap_or_default();
     let required = session.user.password_change_required;

@@ -18,11 +18,12 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 use url::Url;
 
-use super::auth::{self, CsrfToken};
-use super::{AppState, html, signin};
 use crate::accounts::Client;
 use crate::accounts::oidc::{Callback, OidcError, PENDING_TIMEOUT};
 use crate::config::{OidcProvider, is_loopback_host};
+use crate::web::AppState;
+use crate::web::auth::{self, CsrfToken};
+use crate::web::ui::{Html, html};
 
 const OIDC_COOKIE: &str = "postern_oidc";
 const COOKIE_PATH: &str = "/signin/oidc";
@@ -35,24 +36,24 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// The "Sign in with …" links under the password form (plain links: no JavaScript).
-pub(super) fn links(providers: &[OidcProvider], next: &str) -> String {
+pub(super) fn links(providers: &[OidcProvider], next: &str) -> Html {
     if providers.is_empty() {
-        return String::new();
+        return Html::new();
     }
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("next", next)
         .finish();
-    let mut html = String::from("\n<p>Or:</p>\n<ul class=\"providers\">\n");
+    let mut out = Html::trusted("\n<p>Or:</p>\n<ul class=\"providers\">\n");
     for provider in providers {
-        html.push_str(&format!(
+        out.push(html!(
             "<li><a href=\"/signin/oidc/{}?{}\">Sign in with {}</a></li>\n",
-            html::escape(&provider.name),
-            html::escape(&query),
-            html::escape(&provider.label)
+            provider.name,
+            query,
+            provider.label
         ));
     }
-    html.push_str("</ul>");
-    html
+    out.push_trusted("</ul>");
+    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,12 +118,12 @@ fn failed(state: &AppState, csrf: &str, next: &str, error: OidcError) -> Respons
         OidcError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if let OidcError::Store(error) = error {
-        return super::error::ApiError::Store(error).into_response();
+        return crate::web::error::ApiError::Store(error).into_response();
     }
     let message = format!("{}.", capitalise(&error.to_string()));
-    let page = signin::signin_form(state, status, csrf, "", next, Some(&message));
+    let page = super::signin::signin_form(state, status, csrf, "", next, Some(&message));
     match error {
-        OidcError::Throttled { retry_after } => signin::throttled(page, retry_after),
+        OidcError::Throttled { retry_after } => super::signin::throttled(page, retry_after),
         _ => page,
     }
 }
@@ -147,7 +148,7 @@ async fn start(
     let redirect_url = match callback_url(&state, &headers, &name) {
         Ok(url) => url,
         Err(message) => {
-            return signin::signin_form(
+            return super::signin::signin_form(
                 &state,
                 StatusCode::BAD_REQUEST,
                 &csrf,
@@ -186,7 +187,7 @@ async fn callback(
         .finish(&name, browser.as_deref(), &answer, &client)
         .await;
     let response = match finished {
-        Ok(finished) => signin::signed_in(&state, finished.sign_in, &finished.next),
+        Ok(finished) => super::signin::signed_in(&state, finished.sign_in, &finished.next),
         Err(error) => failed(&state, &csrf, "/", error),
     };
     with_cookie(response, &clear)
@@ -208,8 +209,8 @@ mod tests {
             client_id: "x".into(),
             client_secret: crate::config::Secret::new("y"),
         };
-        assert_eq!(links(&[], "/"), "");
-        let html = links(&[provider("gh", "<GitHub>")], "/messages/1?x=1&y=2");
+        assert_eq!(links(&[], "/"), Html::new());
+        let html = links(&[provider("gh", "<GitHub>")], "/messages/1?x=1&y=2").into_string();
         assert!(
             html.contains("<a href=\"/signin/oidc/gh?next=%2Fmessages%2F1%3Fx%3D1%26y%3D2\">Sign in with &lt;GitHub&gt;</a>"),
             "{html}"

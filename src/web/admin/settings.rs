@@ -1,0 +1,120 @@
+//! `GET /settings`, read-only: listeners, STARTTLS, version, data dir, SPF and DNS, session
+//! policy and the sign-in providers; paths and numbers, never a secret.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+
+use crate::config::OidcProvider;
+use crate::web::AppState;
+use crate::web::auth::Principal;
+use crate::web::ui::{self, Html, html};
+
+/// Behind the gate's `Access::Dashboard`.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/settings", get(settings))
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    let mut body = Html::trusted(concat!(
+        "<p>Read-only; change the config file and restart.</p>\n",
+        "<table>\n<tbody>\n"
+    ));
+    for (name, value) in rows(&state) {
+        body.push(html!(
+            "<tr><th>{name}</th><td>{value}</td></tr>\n",
+            name = name,
+            value = value,
+        ));
+    }
+    body.push_trusted("</tbody>\n</table>\n<h2>Sign-in providers</h2>\n");
+    body.push(providers_section(state.oidc.providers()));
+    ui::dashboard(StatusCode::OK, "Settings", ui::nav(&principal), body)
+}
+
+/// The settings shown, by name: paths, addresses and numbers, never a secret.
+fn rows(state: &AppState) -> [(&'static str, String); 12] {
+    let settings = &state.settings;
+    let policy = state.accounts.policy();
+    let addr = |addr: Option<std::net::SocketAddr>| {
+        addr.map(|a| a.to_string())
+            .unwrap_or_else(|| "not listening".into())
+    };
+    let dns = match &settings.dns_servers {
+        None => "the system resolver".to_string(),
+        Some(servers) => servers
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    [
+        ("Version", crate::VERSION.to_string()),
+        ("SMTP listener", addr(settings.smtp_listen)),
+        (
+            "Submission listeners",
+            match settings.submission_listen.as_slice() {
+                [] => "off".to_string(),
+                addrs => addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        ),
+        ("Web listener", addr(settings.web_listen)),
+        ("STARTTLS", settings.starttls.clone()),
+        ("Data directory", settings.data_dir.display().to_string()),
+        ("SPF", if settings.spf { "on" } else { "off" }.to_string()),
+        ("DNS", dns),
+        (
+            "Session idle timeout",
+            format!("{} s", policy.session_idle.as_secs()),
+        ),
+        (
+            "Session lifetime",
+            format!("{} s", policy.session_lifetime.as_secs()),
+        ),
+        (
+            "TOTP required",
+            if policy.require_totp { "yes" } else { "no" }.to_string(),
+        ),
+        (
+            "Public URL",
+            settings
+                .public_url
+                .as_ref()
+                .map(|url| url.as_str().trim_end_matches('/').to_string())
+                .unwrap_or_else(|| "not set (sign-in providers use the loopback Host)".into()),
+        ),
+    ]
+}
+
+/// The sign-in providers (`[[web.oidc]]`), without their secrets.
+fn providers_section(providers: &[OidcProvider]) -> Html {
+    let mut body = Html::new();
+    if providers.is_empty() {
+        body.push_trusted("<p>None: users sign in with their password only ([[web.oidc]]).</p>");
+    } else {
+        body.push_trusted(concat!(
+            "<table id=\"sign-in-providers\">\n<thead><tr><th>Name</th><th>Button</th>",
+            "<th>Kind</th><th>Client id</th></tr></thead>\n<tbody>\n"
+        ));
+        for provider in providers {
+            body.push(html!(
+                "<tr><td>{}</td><td>Sign in with {}</td><td>{}</td><td>{}</td></tr>\n",
+                provider.name,
+                provider.label,
+                provider.kind.describe(),
+                provider.client_id,
+            ));
+        }
+        body.push_trusted("</tbody>\n</table>");
+    }
+    body
+}
