@@ -429,7 +429,7 @@ async fn parsed_or_error(
     let Ok(Path(id)) = path else {
         return Err(ui::plain(StatusCode::NOT_FOUND, "no such message\n"));
     };
-    ui::kept_or_plain(content(state, id).await)
+    ui::kept_or_plain(content(state, id)).await
 }
 
 /// The email's HTML, for the sandboxed iframe of the detail page only.

@@ -439,7 +439,7 @@ async fn parsed_or_error(state: &AppState, uuid: &str) -> Result<ParsedMessage, 
             ));
         }
     };
-    ui::kept_or_plain(content(state, found.row_id).await)
+    ui::kept_or_plain(content(state, found.row_id)).await
 }
 
 async fn email_html(

@@ -6,6 +6,8 @@
 //! The email's HTML never enters a dashboard page, only the frame's endpoint with its own
 //! strict policy.
 
+use std::future::Future;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -84,10 +86,10 @@ pub(in crate::web) async fn parse_kept(
 
 /// The parsed content for the frame and the downloads, or the plain-text answer that says
 /// why there is none (they are fetched by frames and downloads, not shown as pages).
-pub(in crate::web) fn kept_or_plain(
-    content: Result<Option<ParsedMessage>, String>,
+pub(in crate::web) async fn kept_or_plain(
+    content: impl Future<Output = Result<Option<ParsedMessage>, String>>,
 ) -> Result<ParsedMessage, Response> {
-    match content {
+    match content.await {
         Ok(Some(parsed)) => Ok(parsed),
         Ok(None) => Err(plain(
             StatusCode::NOT_FOUND,
