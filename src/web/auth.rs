@@ -503,7 +503,8 @@ pub(super) fn deny(api: bool, status: StatusCode, message: &str) -> Response {
     }
 }
 
-fn capitalise(text: &str) -> String {
+/// The sentence with its first letter upper-case (refusals and sign-in errors are lower-case).
+pub(super) fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),

@@ -12,7 +12,8 @@
 //! belong to no user, so "my sessions" means nothing to a key.
 
 use axum::extract::rejection::{FormRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,6 +45,28 @@ fn failed(error: AccountError) -> Response {
     ApiError::from(error).into_response()
 }
 
+/// Who is on an account page: always a signed-in user, since the gate lets only them through
+/// to these routes; anything else is sent to sign in.
+struct SignedIn {
+    principal: Principal,
+    session: Session,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<SignedIn, Response> {
+        let principal = parts.extensions.get::<Principal>();
+        let Some((principal, session)) = principal.and_then(|p| Some((p, p.session()?))) else {
+            return Err(auth::redirect("/signin"));
+        };
+        Ok(SignedIn {
+            session: session.clone(),
+            principal: principal.clone(),
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct SignOutForm {
     everywhere: Option<String>,
@@ -51,14 +74,10 @@ struct SignOutForm {
 
 async fn sign_out(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    SignedIn { session, .. }: SignedIn,
     Extension(client): Extension<Client>,
     form: Result<Form<SignOutForm>, FormRejection>,
 ) -> Response {
-    // The gate lets only signed-in users through to these routes.
-    let Some(session) = principal.session() else {
-        return auth::redirect("/signin");
-    };
     let everywhere = form
         .ok()
         .and_then(|Form(f)| f.everywhere)
@@ -70,7 +89,7 @@ async fn sign_out(
             .await
             .map(|_| ())
     } else {
-        state.accounts.sign_out(session, &client).await
+        state.accounts.sign_out(&session, &client).await
     };
     if let Err(error) = result {
         return ApiError::Store(error).into_response();
@@ -113,13 +132,9 @@ fn session_row(summary: &SessionSummary, csrf: &str) -> Html {
 
 async fn account_page(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    SignedIn { principal, session }: SignedIn,
 ) -> Response {
-    // The gate lets only signed-in users through to these routes.
-    let Some(session) = principal.session() else {
-        return auth::redirect("/signin");
-    };
-    let sessions = match state.accounts.sessions_of(session).await {
+    let sessions = match state.accounts.sessions_of(&session).await {
         Ok(sessions) => sessions,
         Err(error) => return ApiError::Store(error).into_response(),
     };
@@ -148,16 +163,12 @@ async fn account_page(
 
 async fn end_session(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    SignedIn { principal, session }: SignedIn,
     Extension(client): Extension<Client>,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    // The gate lets only signed-in users through to these routes.
-    let Some(session) = principal.session() else {
-        return auth::redirect("/signin");
-    };
     let id = path.map(|Path(id)| id).unwrap_or_default();
-    match state.accounts.end_session(session, &id, &client).await {
+    match state.accounts.end_session(&session, &id, &client).await {
         Ok(SessionEnd::ThisSession) => signed_out(&state),
         Ok(SessionEnd::OtherSession) => auth::redirect("/account"),
         Ok(SessionEnd::NotFound) => ui::dashboard(
@@ -174,14 +185,10 @@ async fn end_session(
 
 async fn totp_page(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    SignedIn { principal, session }: SignedIn,
 ) -> Response {
-    // The gate lets only signed-in users through to these routes.
-    let Some(session) = principal.session() else {
-        return auth::redirect("/signin");
-    };
     let csrf = principal.csrf_token.as_deref().unwrap_or_default();
-    enrolment_page(&state, session, csrf, StatusCode::OK, None).await
+    enrolment_page(&state, &session, csrf, StatusCode::OK, None).await
 }
 
 async fn enrolment_page(
@@ -237,14 +244,10 @@ struct CodeForm {
 
 async fn totp_confirm(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    SignedIn { principal, session }: SignedIn,
     Extension(client): Extension<Client>,
     form: Result<Form<CodeForm>, FormRejection>,
 ) -> Response {
-    // The gate lets only signed-in users through to these routes.
-    let Some(session) = principal.session() else {
-        return auth::redirect("/signin");
-    };
     let Form(form) = match form {
         Ok(form) => form,
         Err(rejection) => return ui::bad_form(rejection),
@@ -276,7 +279,7 @@ async fn totp_confirm(
         Err(AccountError::WrongCode) => {
             enrolment_page(
                 &state,
-                session,
+                &session,
                 csrf,
                 StatusCode::BAD_REQUEST,
                 Some("That code is not right; check the time on your phone and try the next one."),
@@ -311,11 +314,7 @@ fn password_form(status: StatusCode, csrf: &str, required: bool, error: Option<&
     ui::page(status, "Change password", body)
 }
 
-async fn password_page(Extension(principal): Extension<Principal>) -> Response {
-    // The gate lets only signed-in users through to these routes.
-    let Some(session) = principal.session() else {
-        return auth::redirect("/signin");
-    };
+async fn password_page(SignedIn { principal, session }: SignedIn) -> Response {
     let csrf = principal.csrf_token.as_deref().unwrap_or_default();
     password_form(
         StatusCode::OK,
@@ -335,14 +334,10 @@ struct PasswordForm {
 
 async fn password_change(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    SignedIn { principal, session }: SignedIn,
     Extension(client): Extension<Client>,
     form: Result<Form<PasswordForm>, FormRejection>,
 ) -> Response {
-    // The gate lets only signed-in users through to these routes.
-    let Some(session) = principal.session() else {
-        return auth::redirect("/signin");
-    };
     let Form(form) = match form {
         Ok(form) => form,
         Err(rejection) => return ui::bad_form(rejection),
@@ -359,7 +354,7 @@ async fn password_change(
     }
     match state
         .accounts
-        .change_password(session, &form.password, &client)
+        .change_password(&session, &form.password, &client)
         .await
     {
         Ok(()) => auth::redirect("/"),

@@ -120,19 +120,11 @@ fn failed(state: &AppState, csrf: &str, next: &str, error: OidcError) -> Respons
     if let OidcError::Store(error) = error {
         return crate::web::error::ApiError::Store(error).into_response();
     }
-    let message = format!("{}.", capitalise(&error.to_string()));
+    let message = format!("{}.", auth::capitalise(&error.to_string()));
     let page = super::signin::signin_form(state, status, csrf, "", next, Some(&message));
     match error {
         OidcError::Throttled { retry_after } => super::signin::throttled(page, retry_after),
         _ => page,
-    }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

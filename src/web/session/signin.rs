@@ -221,15 +221,7 @@ async fn second_factor(
         .second_factor(&pending, &form.code, &client)
         .await
     {
-        Ok(session) => {
-            let lifetime = state.accounts.policy().session_lifetime.as_secs();
-            with_session(
-                auth::redirect(next),
-                &session,
-                lifetime,
-                state.secure_cookies,
-            )
-        }
+        Ok(session) => signed_in(&state, SignIn::Complete(session), next),
         Err(SignInError::Throttled { retry_after }) => throttled(
             code_form(
                 StatusCode::OK,
