@@ -1,9 +1,10 @@
-//! Sign-in throttling against a hostile network (issue: "anyone can lock the admin out"):
-//! failures from one address must not lock the account for its user's own address, a
-//! distributed guess locks out only addresses the account never signed in from, and
-//! `postern user unlock` (the real binary, on the same data directory) clears it.
+//! Sign-in against a hostile network: failures from one address must not lock the account
+//! for its user's own address, a distributed guess locks out only addresses the account never
+//! signed in from, and a printed one-time password cannot be kept as the new password.
 
 use std::net::IpAddr;
+
+use postern::accounts::{Actor, NewPassword, Role};
 
 use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp, config_with};
 
@@ -61,4 +62,40 @@ async fn a_distributed_guess_spares_the_address_the_admin_signs_in_from() {
         .submit_sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
         .await;
     assert_eq!(home.status, 303, "{}", home.body);
+}
+
+#[tokio::test]
+async fn the_one_time_password_cannot_become_the_new_password() {
+    let app = TestApp::start(&config_with(&[], "")).await;
+    let (_, generated) = app
+        .accounts
+        .create_user(
+            "new@postern.test",
+            Role::Admin,
+            NewPassword::Generate,
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    let generated = generated.unwrap();
+    let mut browser = app.browser();
+    browser.sign_in("new@postern.test", &generated).await;
+    let csrf = browser.get("/account/password").await.csrf_token();
+    let kept = browser
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf_token", &csrf),
+                ("password", &generated),
+                ("repeat", &generated),
+            ],
+        )
+        .await;
+    assert_eq!(kept.status, 400, "{}", kept.body);
+    assert!(
+        kept.body.contains("must differ from the current one"),
+        "{}",
+        kept.body
+    );
+    assert_eq!(browser.get("/").await.location(), Some("/account/password"));
 }
