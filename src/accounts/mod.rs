@@ -40,7 +40,9 @@ pub use sessions::{
     TOUCH_INTERVAL,
 };
 pub use signin::{SignIn, SignInError};
-pub use throttle::{ACCOUNT_FAILURES, IP_FAILURES, THROTTLE_WINDOW, ip_key};
+pub use throttle::{
+    ACCOUNT_FAILURES, IP_FAILURES, KNOWN_ADDRESS_DAYS, PAIR_FAILURES, THROTTLE_WINDOW, ip_key,
+};
 pub use totp::{TOTP_DIGITS, TOTP_SKEW_STEPS, TOTP_STEP_SECS, TotpEnrolment};
 pub use users::{NewPassword, User, normalise_email};
 

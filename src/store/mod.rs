@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use accounts::{
-    ApiKeyRow, AuditEntry, AuditRow, NewApiKey, NewUser, Role, RoleChange, SessionCutoffs,
-    SessionRow, UserDeletion, UserRow,
+    ApiKeyRow, AuditEntry, AuditRow, NewApiKey, NewUser, RecentFailures, Role, RoleChange,
+    SessionCutoffs, SessionRow, UserDeletion, UserRow,
 };
 pub use attempts::AttemptRecord;
 pub use events::{

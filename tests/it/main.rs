@@ -24,6 +24,7 @@ mod payload;
 mod protocol;
 mod routing;
 mod send_api;
+mod signin_hardening;
 mod submission;
 mod submission_outbound;
 mod support;

@@ -77,10 +77,17 @@ impl Page {
 
 impl Browser {
     pub fn new(web: SocketAddr) -> Browser {
+        Browser::from_address(web, None)
+    }
+
+    /// A browser whose connections come from `local` (any 127.x.y.z on Linux: each is
+    /// another client address on loopback), or from wherever the system picks.
+    pub fn from_address(web: SocketAddr, local: Option<std::net::IpAddr>) -> Browser {
         Browser {
             base: format!("http://{web}"),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .local_address(local)
                 .build()
                 .unwrap(),
             cookies: BTreeMap::new(),
