@@ -350,13 +350,9 @@ impl App {
                 outbound: Some(self.outbound),
                 oidc: self.oidc,
             };
-            let service = crate::web::router(services, self.web_options, self.settings)
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let serving = axum::serve(self.web, service)
-                .with_graceful_shutdown(async move { web_shutdown.triggered().await });
-            if let Err(error) = serving.await {
-                warn!(%error, "web listener failed");
-            }
+            let router = crate::web::router(services, self.web_options, self.settings);
+            let limits = crate::web::listener::HttpLimits::default();
+            crate::web::listener::serve(self.web, router, limits, web_shutdown).await;
         });
         info!(smtp = %self.smtp_addr, web = %self.web_addr, submission = ?self.submission_addrs, "postern is ready");
 

@@ -28,6 +28,7 @@ mod admin_pages;
 mod auth;
 mod error;
 mod html;
+pub mod listener;
 mod messages;
 mod oidc;
 mod openapi;
