@@ -77,7 +77,7 @@ pub enum Address {}
 pub enum Domain {}
 
 /// Entries of both kinds: the config file's, or the routes they make with the stored ones.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Entries {
     pub domains: Vec<DomainConfig>,
     pub addresses: Vec<AddressConfig>,
@@ -282,6 +282,11 @@ fn masked_url(url: &Option<String>) -> Option<String> {
     })
 }
 
+/// Whether `entries` has one with this pattern.
+fn taken<K: Kind>(entries: &Entries, pattern: &K::Pattern) -> bool {
+    K::entries(entries).iter().any(|e| K::pattern(e) == pattern)
+}
+
 fn masked<K: Kind>(spec: &K::Spec) -> K::Spec {
     let mut shown = spec.clone();
     for url in K::urls(&mut shown) {
@@ -333,7 +338,7 @@ impl Managed {
         for (id, spec) in self.0.store.managed_entries::<K::Spec>().await? {
             let entry = format!("managed {} {id}", K::NOUN);
             match K::validate(&entry, spec, routes, self.0.max_message_size) {
-                Ok(valid) if !self.taken::<K>(routes, K::pattern(&valid)) => {
+                Ok(valid) if !taken::<K>(routes, K::pattern(&valid)) => {
                     K::entries_mut(routes).push(valid)
                 }
                 Ok(valid) if log => warn!(
@@ -350,11 +355,6 @@ impl Managed {
             }
         }
         Ok(())
-    }
-
-    /// Whether `entries` has one with this pattern.
-    fn taken<K: Kind>(&self, entries: &Entries, pattern: &K::Pattern) -> bool {
-        K::entries(entries).iter().any(|e| K::pattern(e) == pattern)
     }
 
     async fn audit(
@@ -395,8 +395,8 @@ impl Managed {
     }
 
     fn item<K: Kind>(&self, id: i64, spec: &K::Spec, routes: &Entries) -> Item<K::Spec> {
-        let config_defines = K::parse_pattern(spec)
-            .is_some_and(|pattern| self.taken::<K>(&self.0.configured, &pattern));
+        let config_defines =
+            K::parse_pattern(spec).is_some_and(|pattern| taken::<K>(&self.0.configured, &pattern));
         let validates = K::validate(K::NOUN, spec.clone(), routes, self.0.max_message_size).is_ok();
         Item {
             id: Some(id),
@@ -448,15 +448,15 @@ impl Managed {
         let routes = self.effective(false).await?;
         let valid = K::validate(K::NOUN, spec.clone(), &routes, self.0.max_message_size)?;
         let pattern = K::pattern(&valid).to_string();
-        if self.taken::<K>(&self.0.configured, K::pattern(&valid)) {
+        if taken::<K>(&self.0.configured, K::pattern(&valid)) {
             return Err(ManagedError::ConfigDefined(pattern));
         }
         K::set_key(&mut spec, pattern.clone());
         let verb = if id.is_some() { "updated" } else { "created" };
         let id = self.write::<K>(id, spec.clone(), &pattern).await?;
-        let (noun, subject) = (K::NOUN, format!("{} {pattern}", K::NOUN));
-        self.audit(actor, ip, &subject, &format!("{noun} {verb} (id {id})"))
-            .await?;
+        let subject = format!("{} {pattern}", K::NOUN);
+        let detail = format!("{} {verb} (id {id})", K::NOUN);
+        self.audit(actor, ip, &subject, &detail).await?;
         self.reload().await?;
         let routes = self.effective(false).await?;
         Ok(self.item::<K>(id, &spec, &routes))
@@ -494,9 +494,9 @@ impl Managed {
         if !self.0.store.delete_managed::<K::Spec>(id).await? {
             return Err(ManagedError::NotFound);
         }
-        let (noun, subject) = (K::NOUN, format!("{} {}", K::NOUN, K::key(&spec)));
-        self.audit(actor, ip, &subject, &format!("{noun} deleted (id {id})"))
-            .await?;
+        let subject = format!("{} {}", K::NOUN, K::key(&spec));
+        let detail = format!("{} deleted (id {id})", K::NOUN);
+        self.audit(actor, ip, &subject, &detail).await?;
         self.reload().await?;
         Ok(())
     }
