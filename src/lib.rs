@@ -12,7 +12,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod inbound;
-pub mod manage;
 pub mod outbound;
 pub mod shutdown;
 pub mod smtp;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod callback;
 pub mod deliver;
 pub mod format;
+pub mod managed;
 pub mod message;
 pub mod reply;
 pub mod route;

@@ -37,7 +37,7 @@ pub use attempts::AttemptRecord;
 pub use events::{
     BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
 };
-pub use managed::ManagedWrite;
+pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 pub use outbound::{
     CredentialMode, CredentialRow, Disposition, Enqueued, EventRow, NewCredential, NewOutbound,

@@ -22,8 +22,7 @@
 
 mod account;
 mod accounts_api;
-mod addresses_api;
-mod addresses_pages;
+mod addresses;
 mod admin_pages;
 mod auth;
 mod error;
@@ -49,7 +48,7 @@ use std::sync::Arc;
 use crate::accounts::Accounts;
 use crate::accounts::oidc::Oidc;
 use crate::inbound::Inbound;
-use crate::manage::Managed;
+use crate::inbound::managed::Managed;
 use crate::outbound::Outbound;
 use crate::store::Store;
 use auth::{Access, Gate};
@@ -148,10 +147,10 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(pages::routes())
         .merge(messages::routes())
         .merge(accounts_api::routes())
-        .merge(addresses_api::routes())
+        .merge(addresses::api::routes())
         .merge(send_api::routes())
         .merge(suppressions_api::routes())
-        .merge(addresses_pages::routes())
+        .merge(addresses::pages::routes())
         .merge(admin_pages::routes())
         .merge(outbound_pages::routes())
         .merge(outbound_api::routes());

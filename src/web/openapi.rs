@@ -26,15 +26,25 @@ mod tests {
     use super::DOCUMENT;
     use serde_json::Value;
 
+    /// The `.rs` files under `dir`, its folders included.
+    fn sources(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files
+    }
+
     /// Every `(path, method)` registered under `/api/` by a `.route(…)` in `src/web`.
     fn registered() -> Vec<(String, String)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web");
         let mut routes = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
+        for path in sources(&dir) {
             let source = std::fs::read_to_string(&path).unwrap();
             for call in source.split(".route(").skip(1) {
                 let call = call.trim_start();

@@ -287,7 +287,7 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     )
     .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    // Which field is wrong first is `manage`'s business; the pattern is.
+    // Which field is wrong first is `inbound::managed`'s business; the pattern is.
     assert!(
         bad.body.contains(
             "name=\"address\" value=\"a&quot;&lt;b&gt;@example.com\"></label><p class=\"error\""
@@ -437,4 +437,34 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
         assert_eq!(viewer.post_form(path, &all).await.status, 403, "{path}");
     }
     assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+}
+
+#[tokio::test]
+async fn the_pages_carry_the_dashboard_navigation() {
+    let receiver = Receiver::start().await;
+    let app = app(&receiver).await;
+    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let has_nav = |page: &Page| {
+        page.body.contains("<nav>")
+            && page.body.contains("<a href=\"/addresses\">Addresses</a>")
+            && page.body.contains("action=\"/signout\"")
+    };
+    for path in ["/addresses", "/addresses/new", "/domains", "/domains/new"] {
+        let page = page(&mut admin, path).await;
+        assert!(has_nav(&page), "{path} has no navigation:\n{}", page.body);
+    }
+    // Refusals too: a missing entry, and the config file's pattern.
+    let missing = admin.get("/domains/0/edit").await;
+    assert_eq!(missing.status, 404);
+    assert!(has_nav(&missing), "{}", missing.body);
+    let form = page(&mut admin, "/domains/new").await;
+    let refused = submit(
+        &mut admin,
+        &form,
+        "/domains",
+        &[("domain", "config.example.net")],
+    )
+    .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(has_nav(&refused), "{}", refused.body);
 }
