@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, RelayUrl,
-    SmtpConfig,
-    SubmissionConfig, TargetUrl, TlsSource, WebConfig,
+    SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -621,12 +620,8 @@ impl RawOutbound {
             dns_servers: dns_servers("outbound.dns", self.dns)?,
             port: in_range("outbound.port", self.port, 1, 65_535)? as u16,
             helo_name: helo_name(self.helo_name, hostname)?,
-            max_connections: in_range(
-                "outbound.max_connections",
-                self.max_connections,
-                1,
-                10_000,
-            )? as usize,
+            max_connections: in_range("outbound.max_connections", self.max_connections, 1, 10_000)?
+                as usize,
             max_per_domain: in_range("outbound.max_per_domain", self.max_per_domain, 1, 1000)?
                 as usize,
             require_tls: require_tls(&self.require_tls)?,
@@ -814,7 +809,7 @@ pub fn validate_address(
         (None, Some(inherited)) => inherited,
         (None, None) => DEFAULT_FORMAT,
     };
-    let options = address_options(&key, raw, global_max_size)?;
+    let options = address_options(key, raw, global_max_size)?;
     Ok(AddressConfig {
         pattern,
         target,
