@@ -2,7 +2,7 @@
 //! sending-domain | suppression`. Only this module (with `main`) reads argv and the
 //! environment; everything else receives a [`Config`].
 //!
-//! [`run`] executes one command and returns `anyhow::Result`; `error` is the one place that
+//! `run` executes one command and returns `anyhow::Result`; `error` is the one place that
 //! turns a failure into the message printed and the exit code. `serve` runs the server (for
 //! `serve` and `dev`), `check` validates a config and prints what it would run, `accounts`
 //! holds the `user` and `key` commands, `outbound` the `credential`, `sending-domain` and
