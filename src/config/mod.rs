@@ -497,6 +497,36 @@ mod tests {
     }
 
     #[test]
+    fn sections_are_checked_in_a_fixed_order_and_the_first_bad_key_is_reported() {
+        // `validate` runs one section after the other; an operator fixing errors one at a
+        // time sees them in the same order every time.
+        let error = |toml: &str| Config::from_toml(toml, Vec::new()).unwrap_err().to_string();
+        let bad = [
+            "[server]\nhostname = \"a b\"\n",
+            "[smtp]\nmax_recipients = 0\n",
+            "[web]\nsession_idle_secs = 5\n",
+            "[delivery]\ntimeout_secs = 0\n",
+            "[auth]\ntimeout_secs = 0\n",
+            "[outbound]\nport = 0\n",
+            "[[domain]]\ndomain = \"\"\n",
+        ];
+        let keys = [
+            "server.hostname",
+            "smtp.max_recipients",
+            "web.session_idle_secs",
+            "delivery.timeout_secs",
+            "auth.timeout_secs",
+            "outbound.port",
+            "domain[0].domain",
+        ];
+        for first in 0..bad.len() {
+            let toml = bad[first..].concat();
+            let reported = error(&toml);
+            assert!(reported.starts_with(keys[first]), "{toml}\n→ {reported}");
+        }
+    }
+
+    #[test]
     fn session_limits_are_checked() {
         let error = web("[web]\nsession_idle_secs = 7200\nsession_lifetime_secs = 3600\n")
             .unwrap_err()
