@@ -98,6 +98,18 @@ pub(super) enum UserCommand {
         #[arg(long, value_name = "ADDRESS")]
         email: String,
     },
+    /// Lift a sign-in throttle: forget the account's failed sign-ins from every address (and,
+    /// with --ip, every failure from that address), so the right password works at once.
+    Unlock {
+        #[command(flatten)]
+        target: Target,
+        /// The email address whose failed sign-ins are forgotten (need not be a user's).
+        #[arg(long, value_name = "ADDRESS")]
+        email: String,
+        /// Also forget every failure from this client address (IPv6: its /64).
+        #[arg(long, value_name = "IP")]
+        ip: Option<std::net::IpAddr>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +191,14 @@ pub(super) fn user(command: UserCommand) -> anyhow::Result<()> {
                 open(&target)?.reset_totp(&email, &Actor::Cli).await?;
                 println!(
                     "two-factor authentication is off for {}; their sessions are ended",
+                    email.trim().to_lowercase()
+                );
+                Ok(())
+            }
+            UserCommand::Unlock { target, email, ip } => {
+                let cleared = open(&target)?.unlock(&Actor::Cli, &email, ip).await?;
+                println!(
+                    "{cleared} failed sign-ins forgotten for {}; the right password works now",
                     email.trim().to_lowercase()
                 );
                 Ok(())

@@ -99,3 +99,57 @@ async fn the_one_time_password_cannot_become_the_new_password() {
     );
     assert_eq!(browser.get("/").await.location(), Some("/account/password"));
 }
+
+#[tokio::test]
+async fn postern_user_unlock_lifts_the_throttle_at_once() {
+    let app = TestApp::start(&config_with(&[], "")).await;
+    fail_from(&app, "127.0.0.2", postern::accounts::PAIR_FAILURES).await;
+    let locked = from(&app, "127.0.0.2")
+        .submit_sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+
+    // The real binary, on the running app's data directory (SQLite in WAL mode).
+    let config = app.data_dir.path().join("unlock.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"mx.postern.test\"\ndata_dir = \"{}\"\n",
+            app.data_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args([
+            "user",
+            "unlock",
+            "--email",
+            "Admin@Postern.test",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("5 failed sign-ins forgotten for admin@postern.test"),
+        "{stdout}"
+    );
+
+    let answer = from(&app, "127.0.0.2")
+        .submit_sign_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let audit = app.get_json("/api/audit").await;
+    let unlocked = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["action"] == "signin_unlocked");
+    assert!(unlocked.is_some(), "no audit row: {audit}");
+}
