@@ -8,26 +8,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::browser::Page;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp, config_with};
-
-const VIEWER_EMAIL: &str = "viewer@postern.test";
-const VIEWER_PASSWORD: &str = "viewer password for tests";
+use crate::support::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp, VIEWER_EMAIL, VIEWER_PASSWORD, config_with,
+};
 
 /// A production-like app: no dev mode, no addresses.
 async fn serve() -> TestApp {
     TestApp::start(&config_with(&[], "")).await
-}
-
-async fn add_viewer(app: &TestApp) {
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
 }
 
 /// A JSON request from a browser session, with the CSRF header when given.
@@ -267,7 +254,7 @@ async fn without_a_session_browsers_are_sent_to_sign_in_and_the_api_answers_401(
 #[tokio::test]
 async fn viewers_read_admins_write() {
     let app = serve().await;
-    add_viewer(&app).await;
+    app.add_viewer().await;
 
     let mut viewer = app.browser();
     viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
@@ -621,7 +608,7 @@ async fn recovery_codes_work_once_each() {
 #[tokio::test]
 async fn five_failures_throttle_an_account_for_fifteen_minutes() {
     let app = serve().await;
-    add_viewer(&app).await;
+    app.add_viewer().await;
     let mut browser = app.browser();
     for _ in 0..5 {
         let answer = browser
@@ -716,7 +703,7 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
 #[tokio::test]
 async fn sign_out_everywhere_ends_every_session_of_the_user() {
     let app = serve().await;
-    add_viewer(&app).await;
+    app.add_viewer().await;
     let mut laptop = app.browser();
     laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let mut phone = app.browser();
@@ -778,7 +765,7 @@ fn session_rows(page: &Page) -> Vec<(String, String)> {
 #[tokio::test]
 async fn my_sessions_are_listed_and_signed_out_one_by_one() {
     let app = serve().await;
-    add_viewer(&app).await;
+    app.add_viewer().await;
     let mut laptop = app.browser();
     laptop.user_agent = "Laptop <Browser> 1.0".into();
     laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;

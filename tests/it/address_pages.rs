@@ -2,10 +2,8 @@
 //! CSRF token, hot reload proved over SMTP, field errors next to their field, the config
 //! file's entries read-only, viewers read-only, credentials never in a page.
 
-use postern::accounts::{Actor, NewPassword, Role};
-
 use crate::support::browser::Page;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, Receiver, TestApp};
+use crate::support::{Browser, Receiver, TestApp};
 
 const CONFIG: &str = r#"
 [server]
@@ -21,17 +19,9 @@ target = "RECEIVER/status/201"
 "#;
 
 const SECRET: &str = "s3cret-pass";
-const VIEWER_EMAIL: &str = "viewer@postern.test";
-const VIEWER_PASSWORD: &str = "viewer password for tests";
 
 async fn app(receiver: &Receiver) -> TestApp {
     TestApp::start(&CONFIG.replace("RECEIVER", &format!("http://{}", receiver.addr))).await
-}
-
-async fn signed_in(app: &TestApp, email: &str, password: &str) -> Browser {
-    let mut browser = app.browser();
-    browser.sign_in(email, password).await;
-    browser
 }
 
 /// GETs a page, checking it is there and shows no credential.
@@ -44,10 +34,7 @@ async fn page(browser: &mut Browser, path: &str) -> Page {
 
 /// Submits `fields` to `path` with the CSRF token of `form`.
 async fn submit(browser: &mut Browser, form: &Page, path: &str, fields: &[(&str, &str)]) -> Page {
-    let token = form.csrf_token();
-    let mut all = vec![("csrf_token", token.as_str())];
-    all.extend_from_slice(fields);
-    let answer = browser.post_form(path, &all).await;
+    let answer = browser.submit(form, path, fields).await;
     assert!(!answer.body.contains(SECRET), "{path} showed a credential");
     answer
 }
@@ -81,7 +68,7 @@ fn edit_id(page: &Page, prefix: &str) -> i64 {
 async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     let list = page(&mut admin, "/addresses").await;
     assert!(list.body.contains("support@example.com"));
@@ -190,7 +177,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
 async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     let list = page(&mut admin, "/domains").await;
     assert!(list.body.contains("config.example.net"));
@@ -273,7 +260,7 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
 async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     let form = page(&mut admin, "/addresses/new").await;
     let bad = submit(
@@ -357,7 +344,7 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
 async fn config_entries_are_read_only_and_viewers_only_read() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     // The config file's pattern cannot be taken over from a form.
     let form = page(&mut admin, "/addresses/new").await;
@@ -405,16 +392,7 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
     assert_eq!(created.status, 303);
     let id = edit_id(&page(&mut admin, "/addresses").await, "/addresses/");
 
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
-    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.viewer_browser().await;
     let list = page(&mut viewer, "/addresses").await;
     assert!(list.body.contains("new@example.com"));
     assert!(!list.body.contains("/edit\""));

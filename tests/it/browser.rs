@@ -166,7 +166,7 @@ fn browser_end_to_end() {
             panic!("TEST_BROWSER={other:?}: expected 1 or required")
         }
         _ => {
-            println!("browser_end_to_end: skipped (opt-in: set TEST_BROWSER=1 to run it)");
+            crate::support::skipped("opt-in: set TEST_BROWSER=1 to run it");
             return;
         }
     }

@@ -13,7 +13,7 @@ use postern::accounts::{Actor, Role};
 use postern::outbound::NewCredentialSpec;
 use postern::store::{Engagement, SendingDomainRow};
 
-use crate::support::{Receiver, TestApp, config_with};
+use crate::support::{Receiver, TestApp, config_with, eventually};
 
 /// A serve-mode app with credential `app` (its token returned) and `example.com` as a
 /// sending domain whose return path is `mta.example.com`.
@@ -79,15 +79,15 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// Polls `check` until it holds (5 s at most).
-async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// Waits until the webhook task has dealt with every event due now (sent it, set it aside
+/// for a retry, or found it is not to be sent), so that a round run by the test competes
+/// with no round of the task's.
+async fn settled(app: &TestApp) {
+    eventually("the due events dealt with", async || {
+        let next = app.outbound.store().next_event_due().await.unwrap();
+        next.is_none_or(|at| at > app.clock.unix())
+    })
+    .await
 }
 
 fn state_of(message: &Value, address: &str) -> String {
@@ -149,10 +149,10 @@ async fn events_go_out_in_a_batch_with_basic_auth_and_are_retried_on_the_clock()
         "{message}"
     );
 
-    // Not before the first backoff step (30 s) on the app's clock.
+    // Not before the first backoff step (30 s) on the app's clock: a round finds nothing due.
+    settled(&app).await;
     app.clock.advance(Duration::from_secs(29));
-    app.outbound.events_written();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.run_events_once().await, 0, "nothing is due at 29 s");
     assert_eq!(receiver.requests().len(), 1);
     app.clock.advance(Duration::from_secs(1));
     app.outbound.events_written();
@@ -169,8 +169,7 @@ async fn events_go_out_in_a_batch_with_basic_auth_and_are_retried_on_the_clock()
     .await;
     // Sent events are not sent again.
     app.clock.advance(Duration::from_secs(3600));
-    app.outbound.events_written();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.run_events_once().await, 0, "nothing is due once sent");
     assert_eq!(receiver.requests().len(), 2);
 }
 
@@ -188,6 +187,7 @@ async fn more_than_a_hundred_due_events_are_split_into_batches() {
         receiver.requests().len() == 1
     })
     .await;
+    settled(&app).await;
     // 120 events written without waking the webhook (as a backlog after a restart would be).
     for i in 0..120 {
         let recorded = app
@@ -208,14 +208,14 @@ async fn more_than_a_hundred_due_events_are_split_into_batches() {
             .unwrap();
         assert!(recorded);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         receiver.requests().len(),
         1,
         "nothing is sent before the webhook wakes"
     );
-    app.outbound.events_written();
-    eventually("two more POSTs", async || receiver.requests().len() == 3).await;
+    // One round, as the task runs when woken: all 120 in two POSTs.
+    assert_eq!(app.run_events_once().await, 120);
+    assert_eq!(receiver.requests().len(), 3);
     let sizes: Vec<usize> = receiver.requests()[1..]
         .iter()
         .map(|r| r.json()["events"].as_array().unwrap().len())
@@ -712,7 +712,9 @@ async fn the_webhook_carries_one_terminal_event_per_recipient() {
             .starts_with("250")
     );
     eventually("the soft bounce", async || sent().len() == 3).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The bounce after `suppressed` was never sent: nothing is left to send either.
+    settled(&app).await;
+    assert_eq!(app.run_events_once().await, 0);
     let mut sent = sent();
     sent.sort();
     assert_eq!(
