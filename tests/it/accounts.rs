@@ -256,8 +256,7 @@ async fn viewers_read_admins_write() {
     let app = serve().await;
     app.add_viewer().await;
 
-    let mut viewer = app.browser();
-    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.signed_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
     let csrf = viewer.session_csrf().await;
     for path in [
         "/",
@@ -305,8 +304,7 @@ async fn viewers_read_admins_write() {
         .await;
     assert_eq!(changed.status, 303, "{}", changed.body);
 
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let csrf = admin.session_csrf().await;
     let created = json_request(
         &mut admin,
@@ -392,8 +390,7 @@ async fn viewers_read_admins_write() {
 #[tokio::test]
 async fn state_changes_without_a_valid_csrf_token_are_403() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let csrf = admin.session_csrf().await;
     let body = || Some(json!({"name": "k"}));
 
@@ -406,8 +403,7 @@ async fn state_changes_without_a_valid_csrf_token_are_403() {
     let wrong = json_request(&mut admin, Method::POST, "/api/keys", Some("AAAA"), body()).await;
     assert_eq!(wrong.status, 403);
     // The token of another session of the same user does not do.
-    let mut other = app.browser();
-    other.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut other = app.admin_browser().await;
     let others = other.session_csrf().await;
     assert_ne!(others, csrf);
     let foreign = json_request(&mut admin, Method::POST, "/api/keys", Some(&others), body()).await;
@@ -459,8 +455,7 @@ async fn state_changes_without_a_valid_csrf_token_are_403() {
 #[tokio::test]
 async fn sign_in_with_password_and_totp() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (totp, _) = enrol_totp(&app, &mut admin).await;
     assert!(
         admin
@@ -518,8 +513,7 @@ async fn sign_in_with_password_and_totp() {
 #[tokio::test]
 async fn totp_drift_of_one_step_is_accepted_and_two_refused() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (totp, _) = enrol_totp(&app, &mut admin).await;
     // Step s was used to enrol; four steps on, s+2 .. s+6 are all unused.
     app.clock.advance(Duration::from_secs(120));
@@ -546,8 +540,7 @@ async fn totp_drift_of_one_step_is_accepted_and_two_refused() {
 #[tokio::test]
 async fn a_used_totp_code_is_refused() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (totp, _) = enrol_totp(&app, &mut admin).await;
     app.clock.advance(Duration::from_secs(60));
 
@@ -572,8 +565,7 @@ async fn a_used_totp_code_is_refused() {
 #[tokio::test]
 async fn recovery_codes_work_once_each() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (_, codes) = enrol_totp(&app, &mut admin).await;
 
     let mut phone_lost = app.browser();
@@ -658,8 +650,7 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
     let app = serve().await;
     let minutes = |n: u64| Duration::from_secs(n * 60);
 
-    let mut idle = app.browser();
-    idle.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut idle = app.admin_browser().await;
     let cookie = idle.cookie("postern_session").unwrap().to_string();
     app.clock.advance(minutes(29));
     assert_eq!(idle.get("/").await.status, 200);
@@ -684,8 +675,7 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
     again.set_cookie("postern_session", &cookie);
     assert_eq!(again.get("/api/messages").await.status, 401);
 
-    let mut busy = app.browser();
-    busy.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut busy = app.admin_browser().await;
     for _ in 0..(12 * 60 / 20 - 1) {
         app.clock.advance(minutes(20));
         assert_eq!(busy.get("/").await.status, 200);
@@ -704,14 +694,10 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
 async fn sign_out_everywhere_ends_every_session_of_the_user() {
     let app = serve().await;
     app.add_viewer().await;
-    let mut laptop = app.browser();
-    laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut phone = app.browser();
-    phone.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut tablet = app.browser();
-    tablet.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut viewer = app.browser();
-    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut laptop = app.admin_browser().await;
+    let mut phone = app.admin_browser().await;
+    let mut tablet = app.admin_browser().await;
+    let mut viewer = app.signed_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
 
     // Signing out ends this session only.
     let csrf = tablet.session_csrf().await;
@@ -772,8 +758,7 @@ async fn my_sessions_are_listed_and_signed_out_one_by_one() {
     let mut phone = app.browser();
     phone.user_agent = "Phone Browser 2.0".into();
     phone.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut viewer = app.browser();
-    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.signed_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
     let page = laptop.get("/account").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let rows = session_rows(&page);
@@ -991,8 +976,7 @@ async fn the_audit_log_records_sign_ins_and_account_changes() {
 async fn secrets_are_stored_hashed() {
     use sha2::{Digest, Sha256};
     let app = serve().await;
-    let mut browser = app.browser();
-    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut browser = app.admin_browser().await;
     let session = browser.cookie("postern_session").unwrap().to_string();
     assert_eq!(session.len(), 43, "256 bits, base64url");
     let csrf = browser.session_csrf().await;
@@ -1167,8 +1151,7 @@ async fn one_time_passwords_must_be_replaced_before_anything_else() {
 #[tokio::test]
 async fn required_totp_sends_users_to_enrolment_first() {
     let app = TestApp::start(&config_with(&[], "[web]\nrequire_totp = true\n")).await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     assert_eq!(admin.get("/").await.location(), Some("/account/totp"));
     let api = admin.get("/api/messages").await;
     assert_eq!(api.status, 403);

@@ -39,22 +39,6 @@ async fn submit(browser: &mut Browser, form: &Page, path: &str, fields: &[(&str,
     answer
 }
 
-async fn mail(app: &TestApp, to: &str) -> String {
-    let mut smtp = app.smtp().await;
-    smtp.ehlo().await;
-    smtp.send_mail("sender@example.org", &[to], "Subject: hi\r\n\r\nhello")
-        .await
-}
-
-/// The RCPT reply for `to`.
-async fn rcpt(app: &TestApp, to: &str) -> String {
-    let mut smtp = app.smtp().await;
-    smtp.ehlo().await;
-    smtp.cmd("MAIL FROM:<sender@example.org>", "250").await;
-    smtp.send(format!("RCPT TO:<{to}>\r\n").as_bytes()).await;
-    smtp.reply().await
-}
-
 /// The id in the first `href="{prefix}ID/edit"` of the page.
 fn edit_id(page: &Page, prefix: &str) -> i64 {
     page.body
@@ -74,7 +58,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     assert!(list.body.contains("support@example.com"));
     assert!(list.body.contains("from the config file — edit it there"));
     assert!(!list.body.contains("/edit\""), "{}", list.body);
-    assert!(rcpt(&app, "new@example.com").await.starts_with("550"));
+    assert!(app.rcpt_reply("new@example.com").await.starts_with("550"));
 
     let form = page(&mut admin, "/addresses/new").await;
     for field in [
@@ -110,7 +94,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     assert_eq!(created.location(), Some("/addresses"));
 
     // In use at once, with the credentials of its URL.
-    let reply = mail(&app, "new@example.com").await;
+    let reply = app.mail_to("new@example.com").await;
     assert!(reply.starts_with("250 "), "{reply}");
     let post = receiver.single();
     assert_eq!(post.path, "/status/200");
@@ -144,7 +128,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     )
     .await;
     assert_eq!(updated.status, 303, "{}", updated.body);
-    assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("new@example.com").await.starts_with("250 "));
     let last = receiver.requests().pop().unwrap();
     assert_eq!(last.header("authorization"), post.header("authorization"));
     let edit = page(&mut admin, &format!("/addresses/{id}/edit")).await;
@@ -162,13 +146,13 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     )
     .await;
     assert_eq!(updated.status, 303, "{}", updated.body);
-    assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("new@example.com").await.starts_with("250 "));
     assert_eq!(receiver.requests().pop().unwrap().path, "/status/202");
 
     let list = page(&mut admin, "/addresses").await;
     let deleted = submit(&mut admin, &list, &format!("/addresses/{id}/delete"), &[]).await;
     assert_eq!(deleted.status, 303, "{}", deleted.body);
-    assert!(rcpt(&app, "new@example.com").await.starts_with("550"));
+    assert!(app.rcpt_reply("new@example.com").await.starts_with("550"));
     let list = page(&mut admin, "/addresses").await;
     assert!(!list.body.contains("new@example.com"));
 }
@@ -198,12 +182,12 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     .await;
     assert_eq!(created.status, 303, "{}", created.body);
     assert!(
-        mail(&app, "t-42@tickets.example.com")
+        app.mail_to("t-42@tickets.example.com")
             .await
             .starts_with("250 ")
     );
     assert!(
-        rcpt(&app, "other@tickets.example.com")
+        app.rcpt_reply("other@tickets.example.com")
             .await
             .starts_with("550")
     );
@@ -229,12 +213,12 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     .await;
     assert_eq!(updated.status, 303, "{}", updated.body);
     assert!(
-        mail(&app, "x-1@tickets.example.com")
+        app.mail_to("x-1@tickets.example.com")
             .await
             .starts_with("250 ")
     );
     assert!(
-        rcpt(&app, "t-42@tickets.example.com")
+        app.rcpt_reply("t-42@tickets.example.com")
             .await
             .starts_with("550")
     );
@@ -250,7 +234,7 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     let deleted = submit(&mut admin, &list, &format!("/domains/{id}/delete"), &[]).await;
     assert_eq!(deleted.status, 303, "{}", deleted.body);
     assert!(
-        rcpt(&app, "x-1@tickets.example.com")
+        app.rcpt_reply("x-1@tickets.example.com")
             .await
             .starts_with("550")
     );
@@ -376,7 +360,7 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
     assert_eq!(admin.get("/addresses/0/edit").await.status, 404);
     let refused = submit(&mut admin, &form, "/addresses/0/delete", &[]).await;
     assert_eq!(refused.status, 404);
-    assert!(mail(&app, "support@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("support@example.com").await.starts_with("250 "));
     assert_eq!(receiver.single().path, "/status/201");
 
     // An entry for the viewer to look at.
@@ -414,5 +398,5 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
         all.extend(fields);
         assert_eq!(viewer.post_form(path, &all).await.status, 403, "{path}");
     }
-    assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("new@example.com").await.starts_with("250 "));
 }

@@ -226,8 +226,7 @@ async fn signed_in_the_list_and_detail_show_attempts_and_escaped_answers() {
         assert!(page.location().unwrap().starts_with("/signin"), "{path}");
     }
 
-    let mut browser = app.browser();
-    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut browser = app.admin_browser().await;
     let list = browser.get("/").await;
     assert_eq!(list.status, 200);
     assert_eq!(rows(&list), 1);

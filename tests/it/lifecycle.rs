@@ -2,20 +2,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
+use crate::support::binary::{postern, spawn_dev};
 use crate::support::{Smtp, eventually};
-
-/// The real binary, without any `POSTERN_*` variable of the environment the tests run in.
-fn postern() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("POSTERN_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = postern()
@@ -266,22 +256,7 @@ fn catches_sigterm(pid: u32) -> bool {
 /// Starts `postern dev` on ephemeral ports; returns the child, its SMTP address, its API
 /// base URL and the banner.
 fn start_dev(data_dir: &std::path::Path) -> (Child, SocketAddr, String, String) {
-    let mut child = postern()
-        .args([
-            "dev",
-            "--smtp",
-            "127.0.0.1:0",
-            "--submission",
-            "127.0.0.1:0",
-            "--web",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_dev(data_dir);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = String::new();
     let mut smtp = None;

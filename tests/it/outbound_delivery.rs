@@ -14,7 +14,6 @@ use tempfile::TempDir;
 
 use postern::config::{Config, RelayUrl};
 use postern::outbound::NewCredentialSpec;
-use postern::outbound::dkim::Algorithm;
 use postern::outbound::worker::BACKOFF;
 use postern::store::{OutboundAttemptRow, OutboundSummary, RecipientState};
 
@@ -66,19 +65,14 @@ async fn delivering_app(dns: &DnsServer, port: u16, extra: &str) -> (TestApp, St
 
 /// Returns the token; the sending domain's DKIM record is `dkim_record(app)`.
 async fn setup_sender(app: &TestApp) -> String {
-    let (_, token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let token = app
+        .credential(NewCredentialSpec {
             username: USERNAME.into(),
             events_url: Some(EVENTS_URL.into()),
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
+        .await;
+    app.add_example_sending_domain().await;
     token
 }
 
@@ -108,15 +102,8 @@ async fn send(app: &TestApp, token: &str, to: &str, extra: Value) -> String {
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/v0.1/{USERNAME}/messages")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.unwrap();
+    let (status, answer) = app.post_message(USERNAME, token, body).await;
+    assert_eq!(status, 202, "{answer}");
     answer["id"].as_str().unwrap().to_string()
 }
 
@@ -755,19 +742,14 @@ async fn the_delivery_reaches_the_events_webhook() {
     let dns = DnsServer::start(dest_zone()).await;
     let webhook = Receiver::start().await;
     let app = start_delivering(&dns, sink.port(), "", tempfile::tempdir().unwrap()).await;
-    let (_, token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let token = app
+        .credential(NewCredentialSpec {
             username: USERNAME.into(),
             events_url: Some(webhook.url("/events")),
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
+        .await;
+    app.add_example_sending_domain().await;
 
     let uuid = send(&app, &token, "user@dest.test", json!({})).await;
     wait_state(&app, &uuid, RecipientState::Delivered).await;

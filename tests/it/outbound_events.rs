@@ -19,15 +19,13 @@ use crate::support::{Receiver, TestApp, config_with, eventually};
 /// sending domain whose return path is `mta.example.com`.
 async fn serve_app(events_url: Option<String>) -> (TestApp, String) {
     let app = TestApp::start(&config_with(&[], "")).await;
-    let (_, token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let token = app
+        .credential(NewCredentialSpec {
             username: "app".into(),
             events_url,
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
+        .await;
     app.outbound
         .store()
         .insert_sending_domain(SendingDomainRow {
@@ -48,35 +46,9 @@ async fn serve_app(events_url: Option<String>) -> (TestApp, String) {
 
 /// Sends through the API; the message's UUID.
 async fn send(app: &TestApp, token: &str, body: Value) -> String {
-    let response = reqwest::Client::new()
-        .post(app.url("/api/v0.1/app/messages"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let answer: Value = response.json().await.unwrap();
+    let (status, answer) = app.post_message("app", token, body).await;
+    assert_eq!(status, 202, "{answer}");
     answer["id"].as_str().unwrap().to_string()
-}
-
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, app.url(path))
-        .bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// Waits until the webhook task has dealt with every event due now (sent it, set it aside
@@ -406,54 +378,56 @@ async fn the_suppression_api_is_for_admins_to_change() {
         .await
         .unwrap();
     let key = app.api_key.clone();
-    let (status, body) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "Someone@Example.NET"})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "Someone@Example.NET"})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["address"], "Someone@example.net");
     assert_eq!(body["reason"], "manual");
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "someone@example.net", "reason": "asked"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "someone@example.net", "reason": "asked"})),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, body) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "not an address"})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "not an address"})),
+        )
+        .await;
     assert_eq!((status, body["field"].as_str()), (422, Some("address")));
-    let (status, _) = call(
-        &app,
-        &viewer,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "x@example.net"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &viewer,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "x@example.net"})),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(
-        &app,
-        &viewer,
-        Method::DELETE,
-        "/api/suppressions/someone@example.net",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &viewer,
+            Method::DELETE,
+            "/api/suppressions/someone@example.net",
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, body) = call(&app, &viewer, Method::GET, "/api/suppressions", None).await;
+    let (status, body) = app
+        .call(&viewer, Method::GET, "/api/suppressions", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["suppressions"].as_array().unwrap().len(), 1);
 
@@ -470,23 +444,23 @@ async fn the_suppression_api_is_for_admins_to_change() {
         json!({"reason": "suppression list"})
     );
 
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        "/api/suppressions/SOMEONE@example.net",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::DELETE,
+            "/api/suppressions/SOMEONE@example.net",
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        "/api/suppressions/someone@example.net",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::DELETE,
+            "/api/suppressions/someone@example.net",
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
     let uuid = send(
         &app,

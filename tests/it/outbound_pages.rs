@@ -8,24 +8,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use postern::accounts::{Actor, Role};
-use postern::outbound::dkim::Algorithm;
 
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::{TestApp, config_with, eventually_ok};
 
 const EMAIL_CSP: &str = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox";
-
-async fn send(app: &TestApp, username: &str, token: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/v0.1/{username}/messages")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
 
 /// `GET path` without any credential (dev mode is open on loopback).
 async fn open_get(app: &TestApp, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
@@ -59,20 +46,20 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
 #[tokio::test]
 async fn dev_mode_shows_captured_mail_with_its_html_only_sandboxed() {
     let app = TestApp::dev(None).await;
-    let (status, accepted) = send(
-        &app,
-        "dev-app",
-        "any token",
-        json!({
-            "from": "Shop <shop@example.com>",
-            "to": ["buyer@example.net", "second@example.net"],
-            "subject": "Order <b>42</b> & more",
-            "plain": "Hello in plain <text>",
-            "html": "<p>Hello</p><script>alert('x')</script>",
-            "tags": ["orders"],
-        }),
-    )
-    .await;
+    let (status, accepted) = app
+        .post_message(
+            "dev-app",
+            "any token",
+            json!({
+                "from": "Shop <shop@example.com>",
+                "to": ["buyer@example.net", "second@example.net"],
+                "subject": "Order <b>42</b> & more",
+                "plain": "Hello in plain <text>",
+                "html": "<p>Hello</p><script>alert('x')</script>",
+                "tags": ["orders"],
+            }),
+        )
+        .await;
     assert_eq!(status, 202, "{accepted}");
     let id = accepted["id"].as_str().unwrap().to_string();
 
@@ -170,14 +157,14 @@ async fn dev_mode_shows_captured_mail_with_its_html_only_sandboxed() {
 
     // 50 to a page; "Older" goes on with the filters kept.
     for i in 0..50 {
-        let (status, _) = send(
-            &app,
-            "dev-app",
-            "any token",
-            json!({"from": "shop@example.com", "to": "buyer@example.net",
+        let (status, _) = app
+            .post_message(
+                "dev-app",
+                "any token",
+                json!({"from": "shop@example.com", "to": "buyer@example.net",
                    "subject": format!("later {i}"), "plain": "x", "tags": ["bulk"]}),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(status, 202);
     }
     let (_, _, first) = open_get(&app, "/outbound?recipient=buyer%40example.net").await;
@@ -203,10 +190,7 @@ async fn dev_mode_shows_captured_mail_with_its_html_only_sandboxed() {
 #[tokio::test]
 async fn credentials_made_on_the_page_send_and_viewers_only_read() {
     let app = TestApp::start(&config_with(&[], "")).await;
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
+    app.add_example_sending_domain().await;
     let mut admin = app.admin_browser().await;
     let mut viewer = app.viewer_browser().await;
 
@@ -251,9 +235,7 @@ async fn credentials_made_on_the_page_send_and_viewers_only_read() {
     );
 
     // The token works with the send API; the message is queued for delivery.
-    let (status, accepted) = send(
-        &app,
-        "shop",
+    let (status, accepted) = app.post_message("shop",
         &token,
         json!({"from": "shop@example.com", "to": "buyer@example.net", "subject": "Queued one", "plain": "hi"}),
     )
@@ -335,13 +317,13 @@ async fn credentials_made_on_the_page_send_and_viewers_only_read() {
     let revoked = admin.submit(&list, "/credentials/shop/revoke", &[]).await;
     assert_eq!(revoked.status, 303, "{}", revoked.body);
     assert_eq!(revoked.location(), Some("/credentials"));
-    let (status, _) = send(
-        &app,
-        "shop",
-        &token,
-        json!({"from": "shop@example.com", "to": "buyer@example.net", "plain": "hi"}),
-    )
-    .await;
+    let (status, _) = app
+        .post_message(
+            "shop",
+            &token,
+            json!({"from": "shop@example.com", "to": "buyer@example.net", "plain": "hi"}),
+        )
+        .await;
     assert_eq!(status, 401);
     let list = admin.get("/credentials").await;
     assert!(row(&list.body, "<tr><td>shop</td>").contains("revoked <time"));
@@ -637,13 +619,13 @@ async fn the_json_api_makes_lists_and_revokes() {
     assert_eq!(body["field"], "algorithm");
 
     // The token of the test credential sends (recorded, never delivered).
-    let (status, accepted) = send(
-        &app,
-        "api-app",
-        token,
-        json!({"from": "a@example.org", "to": "b@example.net", "plain": "x"}),
-    )
-    .await;
+    let (status, accepted) = app
+        .post_message(
+            "api-app",
+            token,
+            json!({"from": "a@example.org", "to": "b@example.net", "plain": "x"}),
+        )
+        .await;
     assert_eq!(status, 202, "{accepted}");
     assert_eq!(accepted["test_mode"], true);
 
@@ -719,18 +701,13 @@ async fn the_json_api_makes_lists_and_revokes() {
 #[tokio::test]
 async fn the_suppression_list_page_adds_and_removes_through_the_api_path() {
     let app = TestApp::start(&config_with(&[], "")).await;
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
-    let (_, token) = app
-        .outbound
-        .create_credential(postern::outbound::NewCredentialSpec {
+    app.add_example_sending_domain().await;
+    let token = app
+        .credential(postern::outbound::NewCredentialSpec {
             username: "shop".into(),
             ..Default::default()
         })
-        .await
-        .unwrap();
+        .await;
     let mut admin = app.admin_browser().await;
     let mut viewer = app.viewer_browser().await;
 
@@ -769,13 +746,13 @@ async fn the_suppression_list_page_adds_and_removes_through_the_api_path() {
     assert_eq!(api["suppressions"][0]["address"], "blocked@example.net");
 
     // Mail to it is never attempted, and the sent list says so.
-    let (status, accepted) = send(
-        &app,
-        "shop",
-        &token,
-        json!({"from": "shop@example.com", "to": "blocked@example.net", "plain": "x"}),
-    )
-    .await;
+    let (status, accepted) = app
+        .post_message(
+            "shop",
+            &token,
+            json!({"from": "shop@example.com", "to": "blocked@example.net", "plain": "x"}),
+        )
+        .await;
     assert_eq!(status, 202, "{accepted}");
     let sent = viewer.get("/outbound?state=suppressed").await;
     assert!(
@@ -930,21 +907,14 @@ async fn the_detail_page_shows_every_delivery_attempt() {
     .delivering()
     .start()
     .await;
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
-    let (_, token) = app
-        .outbound
-        .create_credential(postern::outbound::NewCredentialSpec {
+    app.add_example_sending_domain().await;
+    let token = app
+        .credential(postern::outbound::NewCredentialSpec {
             username: "shop".into(),
             ..Default::default()
         })
-        .await
-        .unwrap();
-    let (status, accepted) = send(
-        &app,
-        "shop",
+        .await;
+    let (status, accepted) = app.post_message("shop",
         &token,
         json!({"from": "shop@example.com", "to": "gone@dest.test", "subject": "Bounce me", "plain": "x"}),
     )

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod browser;
 pub mod dns;
 pub mod oidc;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use postern::accounts::{Accounts, Actor, Clock, NewPassword, PasswordParams, Role};
 use postern::app::{App, AppOptions, Passes};
 use postern::config::{Config, TargetUrl};
+use postern::outbound::dkim::Algorithm;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -187,6 +189,80 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A request with `Authorization: Bearer key` (and a JSON body when given); the status
+    /// and the JSON answer (`Null` for an empty one).
+    pub async fn call(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = match text.is_empty() {
+            true => Value::Null,
+            false => serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")),
+        };
+        (status, json)
+    }
+
+    /// `POST /api/v0.1/{username}/messages` (the send API) with `token`; status and answer.
+    pub async fn post_message(&self, username: &str, token: &str, body: Value) -> (u16, Value) {
+        let path = format!("/api/v0.1/{username}/messages");
+        self.call(token, reqwest::Method::POST, &path, Some(body))
+            .await
+    }
+
+    /// A credential made as `postern credential add` makes it; its token.
+    pub async fn credential(&self, spec: postern::outbound::NewCredentialSpec) -> String {
+        let made = self.outbound.create_credential(spec).await;
+        made.expect("the credential is made").1
+    }
+
+    /// `example.com` as a sending domain (Ed25519 DKIM key, return path `mta.example.com`).
+    pub async fn add_example_sending_domain(&self) {
+        self.outbound
+            .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
+            .await
+            .expect("example.com is added as a sending domain");
+    }
+
+    /// The bytes queued for the outbound message `uuid`.
+    pub async fn queued_content(&self, uuid: &str) -> Vec<u8> {
+        let store = self.outbound.store();
+        let summary = store.outbound_message(uuid).await.unwrap();
+        let summary = summary.expect("the message is in the queue");
+        let content = store.outbound_content(summary.row_id).await.unwrap();
+        content.expect("the message has content")
+    }
+
+    /// One message from `sender@example.org` to `to` over SMTP (RCPT must be accepted);
+    /// the reply to its end of data.
+    pub async fn mail_to(&self, to: &str) -> String {
+        let mut smtp = self.smtp().await;
+        smtp.ehlo().await;
+        smtp.send_mail("sender@example.org", &[to], "Subject: hi\r\n\r\nhello")
+            .await
+    }
+
+    /// The RCPT reply for `to` (after `MAIL FROM:<sender@example.org>`).
+    pub async fn rcpt_reply(&self, to: &str) -> String {
+        let mut smtp = self.smtp().await;
+        smtp.ehlo().await;
+        smtp.cmd("MAIL FROM:<sender@example.org>", "250").await;
+        smtp.send(format!("RCPT TO:<{to}>\r\n").as_bytes()).await;
+        smtp.reply().await
     }
 
     pub fn url(&self, path: &str) -> String {
