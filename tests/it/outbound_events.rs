@@ -254,46 +254,43 @@ async fn dsns_and_plain_bounces_to_the_return_path_become_events_states_and_supp
 
     let mut smtp = app.smtp().await;
     smtp.ehlo().await;
-    // A hard DSN: accepted although no [[address]] routes mta.example.com.
-    let hard = dsn(
-        &uuid,
-        "gone@example.net",
-        "failed",
-        "5.1.1",
-        "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown",
-    );
-    let reply = smtp.send_mail("", &[&return_path], &hard).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A soft one.
-    let soft = dsn(
-        &uuid,
-        "full@example.net",
-        "failed",
-        "4.2.2",
-        "452 4.2.2 Mailbox full",
-    );
-    let reply = smtp.send_mail("", &[&return_path], &soft).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A plain-text bounce naming its recipient.
-    let plain = "From: MAILER-DAEMON@mx.example.org\r\nSubject: failure notice\r\n\r\nHi. This is the qmail-send program at mx.example.org.\r\nI'm afraid I wasn't able to deliver your message to the following addresses.\r\n\r\n<old@example.org>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n";
-    let reply = smtp.send_mail("", &[&return_path], plain).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A DSN naming someone who is not a recipient of the message: an event, nothing more.
-    let stranger = dsn(
-        &uuid,
-        "stranger@example.com",
-        "failed",
-        "5.1.1",
-        "550 5.1.1 unknown",
-    );
-    let reply = smtp.send_mail("", &[&return_path], &stranger).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A person answering the return path.
-    let human = "From: Full <full@example.net>\r\nSubject: Re: hi\r\n\r\nWho is this?\r\n";
-    let reply = smtp
-        .send_mail("full@example.net", &[&return_path], human)
-        .await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let return_mail = [
+        // A hard DSN: accepted although no [[address]] routes mta.example.com.
+        (
+            "",
+            dsn(
+                &uuid,
+                "gone@example.net",
+                "failed",
+                "5.1.1",
+                "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown",
+            ),
+        ),
+        // A soft one.
+        (
+            "",
+            dsn(&uuid, "full@example.net", "failed", "4.2.2", "452 4.2.2 Mailbox full"),
+        ),
+        // A plain-text bounce naming its recipient.
+        (
+            "",
+            "From: MAILER-DAEMON@mx.example.org\r\nSubject: failure notice\r\n\r\nHi. This is the qmail-send program at mx.example.org.\r\nI'm afraid I wasn't able to deliver your message to the following addresses.\r\n\r\n<old@example.org>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n".to_string(),
+        ),
+        // A DSN naming someone who is not a recipient of the message: an event, nothing more.
+        (
+            "",
+            dsn(&uuid, "stranger@example.com", "failed", "5.1.1", "550 5.1.1 unknown"),
+        ),
+        // A person answering the return path.
+        (
+            "full@example.net",
+            "From: Full <full@example.net>\r\nSubject: Re: hi\r\n\r\nWho is this?\r\n".to_string(),
+        ),
+    ];
+    for (from, mail) in &return_mail {
+        let reply = smtp.send_mail(from, &[&return_path], mail).await;
+        assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    }
 
     // Unknown message, or a known UUID at another domain: the usual 550.
     smtp.cmd("MAIL FROM:<>", "250").await;

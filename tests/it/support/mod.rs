@@ -1,5 +1,12 @@
-//! Test harness: the real server on port 0, a real HTTP receiver on port 0, a raw SMTP
-//! client for protocol edge cases, and a DNS server on loopback for SPF, DKIM and DMARC.
+//! Test harness: the real server on port 0 ([`TestApp`], started through [`Launch`]), a
+//! real HTTP receiver on port 0, a raw SMTP client for protocol edge cases, a DNS server on
+//! loopback for SPF, DKIM, DMARC and MX, a browser with a cookie jar, the real binary as a
+//! process (`binary`), and waiting for background work (`wait`).
+//!
+//! One home each for what tests share: the admin and viewer accounts and browsers signed
+//! in as them ([`TestApp::admin_browser`], [`TestApp::viewer_browser`]), `eventually`, one
+//! pass of a background task ([`TestApp::run_events_once`], [`TestApp::run_worker_once`]),
+//! and a visible line for a skipped test ([`skipped`]).
 
 #![allow(dead_code)]
 
