@@ -317,6 +317,16 @@ impl App {
         &self.outbound
     }
 
+    /// A handle that runs one pass of the background tasks on demand (see [`Passes`]).
+    pub fn passes(&self) -> Passes {
+        Passes {
+            outbound: self.outbound.clone(),
+            deliverer: self.deliverer.clone(),
+            worker: self.worker.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     /// Whether the dashboard is open without sign-in (dev mode on loopback).
     pub fn open_web(&self) -> bool {
         self.web_options.open
@@ -371,5 +381,33 @@ impl App {
             );
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    }
+}
+
+/// One pass of the app's background tasks on demand, the same code their loops run each
+/// time they wake. For tests that assert that *nothing* was due: running a pass and
+/// counting what it did can fail, while sleeping and then looking cannot tell "found
+/// nothing" from "has not looked yet". Safe beside the running loops (a recipient is
+/// claimed once; an event due to both is at worst POSTed twice, as after a timeout).
+#[derive(Clone)]
+pub struct Passes {
+    outbound: Outbound,
+    deliverer: Deliverer,
+    worker: Option<Arc<Worker>>,
+    shutdown: Shutdown,
+}
+
+impl Passes {
+    /// One round of the events webhook: the number of due events it took.
+    pub async fn events(&self) -> Result<usize, StoreError> {
+        crate::outbound::events::run_once(&self.outbound, &self.deliverer).await
+    }
+
+    /// One pass of the delivery worker, waiting for the attempts it started: the number of
+    /// recipients attempted; `None` when this app has no worker (not `serve` with
+    /// `[outbound] deliver = true`).
+    pub async fn deliveries(&self) -> Option<usize> {
+        let worker = self.worker.as_ref()?;
+        Some(worker.run_once(&self.shutdown).await)
     }
 }

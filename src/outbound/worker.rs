@@ -33,6 +33,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Outbound;
@@ -211,37 +212,7 @@ impl Worker {
             "outbound delivery worker started"
         );
         while !shutdown.is_triggered() {
-            let free = self.global.available_permits();
-            let mut full_batch = false;
-            if free > 0 {
-                match self.store.claim_due(self.clock.unix(), free).await {
-                    Ok(claimed) => {
-                        full_batch = claimed.len() == free;
-                        for recipient in claimed {
-                            let permit = self
-                                .global
-                                .clone()
-                                .acquire_owned()
-                                .await
-                                .expect("the semaphore is never closed");
-                            let worker = self.clone();
-                            shutdown.spawn(async move {
-                                worker.deliver(recipient).await;
-                                drop(permit);
-                                // A connection is free: look at the queue again.
-                                worker.wake.notify_one();
-                            });
-                        }
-                    }
-                    Err(error) => warn!(%error, "cannot read the outbound queue"),
-                }
-            }
-            self.idle.sweep();
-            // Limits of domains nobody is sending to are made again when needed.
-            self.domains
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, limit| Arc::strong_count(limit) > 1);
+            let (_, full_batch) = self.start_due(&shutdown).await;
             if full_batch {
                 continue;
             }
@@ -252,6 +223,59 @@ impl Worker {
             }
         }
         debug!("outbound delivery worker stopped");
+    }
+
+    /// One pass, the body of [`Worker::run`]'s loop: claims as many due recipients as there
+    /// are free connections and starts a delivery for each (tracked by `shutdown`), then
+    /// tidies the kept connections and domain limits. The deliveries started, and whether
+    /// they took every free connection (more may be due).
+    async fn start_due(self: &Arc<Self>, shutdown: &Shutdown) -> (Vec<JoinHandle<()>>, bool) {
+        let free = self.global.available_permits();
+        let mut started = Vec::new();
+        if free > 0 {
+            match self.store.claim_due(self.clock.unix(), free).await {
+                Ok(claimed) => {
+                    for recipient in claimed {
+                        let permit = self
+                            .global
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed");
+                        let worker = self.clone();
+                        started.push(shutdown.spawn(async move {
+                            worker.deliver(recipient).await;
+                            drop(permit);
+                            // A connection is free: look at the queue again.
+                            worker.wake.notify_one();
+                        }));
+                    }
+                }
+                Err(error) => warn!(%error, "cannot read the outbound queue"),
+            }
+        }
+        self.idle.sweep();
+        // Limits of domains nobody is sending to are made again when needed.
+        self.domains
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, limit| Arc::strong_count(limit) > 1);
+        let full = free > 0 && started.len() == free;
+        (started, full)
+    }
+
+    /// One pass of the loop on demand, then waits for the deliveries it started: the number
+    /// of recipients it attempted. For tests that must know the worker looked and found
+    /// nothing to do, rather than sleep and hope it has looked.
+    pub async fn run_once(self: &Arc<Self>, shutdown: &Shutdown) -> usize {
+        let (started, _) = self.start_due(shutdown).await;
+        let attempted = started.len();
+        for delivery in started {
+            // A delivery that panicked was still attempted; its panic is the test's to see
+            // in the log, not a reason to lose the count.
+            let _ = delivery.await;
+        }
+        attempted
     }
 
     /// The per-domain limit of a recipient domain.

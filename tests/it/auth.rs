@@ -712,7 +712,7 @@ async fn envelope_carries_spf_dkim_and_dmarc_over_smtp() {
         receiver.url("/status/200"),
         receiver.url("/status/200"),
     );
-    let app = TestApp::start(&toml).await;
+    let app = TestApp::launch(&toml).checking_spf().start().await;
     let message = message("example.com");
     let signed = format!("{}{message}", sign_rsa(&message, "example.com", "rsa"));
     let mut smtp = app.smtp().await;

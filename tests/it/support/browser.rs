@@ -125,6 +125,14 @@ impl Browser {
         .await
     }
 
+    /// Submits `fields` to `path` as the form on `form` would: with its CSRF token.
+    pub async fn submit(&mut self, form: &Page, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = form.csrf_token();
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_form(path, &all).await
+    }
+
     pub async fn request(
         &mut self,
         method: Method,
