@@ -405,7 +405,7 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
 async fn the_pages_carry_the_dashboard_navigation() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let has_nav = |page: &Page| {
         page.body.contains("<nav>")
             && page.body.contains("<a href=\"/addresses\">Addresses</a>")
