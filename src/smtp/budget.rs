@@ -88,10 +88,10 @@ impl Reservation {
             .max(FIRST_ALLOCATION)
             .min(max.max(needed));
         let extra = capacity.saturating_sub(self.held);
-        if let Some(budget) = &self.budget {
-            if !budget.take(extra) {
-                return false;
-            }
+        if let Some(budget) = &self.budget
+            && !budget.take(extra)
+        {
+            return false;
         }
         self.held += extra;
         buffer.reserve_exact(capacity - buffer.len());
