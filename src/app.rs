@@ -23,7 +23,7 @@ use crate::outbound::compose::{MAX_MESSAGE_SIZE, MAX_RECIPIENTS};
 use crate::outbound::worker::{Worker, WorkerError};
 use crate::outbound::{Outbound, OutboundMode, Submission};
 use crate::shutdown::Shutdown;
-use crate::smtp::server::{ServerConfig, SmtpServer};
+use crate::smtp::server::{ListenerLimits, ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
@@ -206,6 +206,14 @@ impl App {
             max_connections: config.smtp.max_connections,
             command_timeout: config.smtp.command_timeout,
             data_timeout: config.smtp.data_timeout,
+            // One memory budget for every listener: the submission config is a copy.
+            limits: ListenerLimits::new(
+                config.smtp.abuse.max_connections_per_ip,
+                config.smtp.abuse.session_deadline,
+                config.smtp.abuse.min_data_rate,
+                config.smtp.abuse.min_data_rate_window,
+                config.smtp.abuse.message_memory_budget,
+            ),
         };
         // Submission: the same shell and limits, AUTH required, and CloudMailin's outbound
         // limits (spec §6.1) where they are lower. Dev mode takes AUTH without TLS.

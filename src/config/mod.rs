@@ -57,6 +57,22 @@ pub struct SmtpConfig {
     pub tls: TlsSource,
     /// How long open sessions get to finish after SIGTERM before they are cut.
     pub shutdown_grace: Duration,
+    pub abuse: SmtpAbuseLimits,
+}
+
+/// Limits that keep one client from taking every SMTP slot or all memory; they apply to
+/// the MX and the submission listeners alike.
+#[derive(Debug, Clone)]
+pub struct SmtpAbuseLimits {
+    /// Sessions one client (an IPv4 address or an IPv6 /64) may hold per listener.
+    pub max_connections_per_ip: usize,
+    /// How long one session may last in all.
+    pub session_deadline: Duration,
+    /// Bytes per second message content must average over each window; 0 turns it off.
+    pub min_data_rate: u64,
+    pub min_data_rate_window: Duration,
+    /// Bytes of message content all sessions together may buffer (one budget).
+    pub message_memory_budget: usize,
 }
 
 /// Where the STARTTLS certificate comes from.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, RelayUrl,
-    SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
+    SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -65,6 +65,13 @@ struct RawSmtp {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: bool,
+    // Abuse limits (issue 10 items 4 and 9).
+    max_connections_per_ip: u64,
+    session_deadline_secs: u64,
+    min_data_rate: u64,
+    min_data_rate_window_secs: u64,
+    /// Default: 256 MiB, or max_message_size if that is larger.
+    message_memory_budget: Option<u64>,
 }
 
 impl Default for RawSmtp {
@@ -85,6 +92,11 @@ impl Default for RawSmtp {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: false,
+            max_connections_per_ip: 20,
+            session_deadline_secs: 1800,
+            min_data_rate: 256,
+            min_data_rate_window_secs: 60,
+            message_memory_budget: None,
         }
     }
 }
@@ -346,6 +358,49 @@ fn quote(value: &str) -> String {
     format!("{value:?}")
 }
 
+impl RawSmtp {
+    /// The `[smtp]` abuse limits: per-IP cap, session deadline, minimum data rate, memory.
+    fn abuse_limits(&self) -> Result<SmtpAbuseLimits, ConfigError> {
+        let max_size = in_range(
+            "smtp.max_message_size",
+            self.max_message_size,
+            1024,
+            1 << 30,
+        )?;
+        let budget = self
+            .message_memory_budget
+            .unwrap_or((256 << 20).max(max_size));
+        Ok(SmtpAbuseLimits {
+            max_connections_per_ip: in_range(
+                "smtp.max_connections_per_ip",
+                self.max_connections_per_ip,
+                1,
+                100_000,
+            )? as usize,
+            session_deadline: seconds(
+                "smtp.session_deadline_secs",
+                self.session_deadline_secs,
+                1,
+                86_400,
+            )?,
+            min_data_rate: in_range("smtp.min_data_rate", self.min_data_rate, 0, 1 << 30)?,
+            min_data_rate_window: seconds(
+                "smtp.min_data_rate_window_secs",
+                self.min_data_rate_window_secs,
+                1,
+                3600,
+            )?,
+            // One message of the largest size must fit, or it could never be accepted.
+            message_memory_budget: in_range(
+                "smtp.message_memory_budget",
+                budget,
+                max_size,
+                1 << 40,
+            )? as usize,
+        })
+    }
+}
+
 // Validation, one `impl` per section in the order `validate` calls them. The first bad key
 // is the one reported, so the order is part of the behaviour: keep it when adding a section.
 
@@ -405,7 +460,9 @@ impl RawSmtp {
     /// `[smtp]`: the listener, its limits and its STARTTLS certificate.
     fn validate(self) -> Result<SmtpConfig, ConfigError> {
         let tls = self.tls_source()?;
+        let abuse = self.abuse_limits()?;
         Ok(SmtpConfig {
+            abuse,
             listen: socket_addr("smtp.listen", &self.listen)?,
             max_connections: in_range("smtp.max_connections", self.max_connections, 1, 100_000)?
                 as usize,
