@@ -12,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod inbound;
+pub mod mail;
 pub mod manage;
 pub mod outbound;
 pub mod shutdown;

@@ -6,8 +6,6 @@ pub mod auth;
 pub mod callback;
 pub mod deliver;
 pub mod format;
-pub mod message;
-pub mod reply;
 pub mod route;
 
 use std::net::IpAddr;
@@ -19,6 +17,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
+use crate::mail::fields::{Trace, with_received};
+use crate::mail::message::ParsedMessage;
 use crate::outbound::{Outbound, bounce};
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
@@ -29,7 +29,6 @@ use auth::Verifier;
 use callback::{AuthorizationRequest, ErrorReport};
 use deliver::{Attempt, Deliverer};
 use format::{Dkim, Dmarc, Payload, PayloadEnvelope, Spf};
-use message::ParsedMessage;
 use route::{Destination, Refusal, Route, Routes};
 
 /// Longest target text echoed in a 554 reply (design.md invariant 1).
@@ -736,7 +735,7 @@ fn spf_domain(helo: &str, mail_from: &str) -> String {
         .unwrap_or_else(|| helo.to_ascii_lowercase())
 }
 
-/// Prepends the `Received:` trace field (RFC 5321 §4.4) that every SMTP server adds.
+/// The `Received:` trace field for a message of this session, in front of `body`.
 fn with_received_header(
     body: &[u8],
     envelope: &Envelope,
@@ -744,27 +743,14 @@ fn with_received_header(
     hostname: &str,
     at: OffsetDateTime,
 ) -> Vec<u8> {
-    let protocol = match conn.tls_version {
-        Some(_) => "ESMTPS",
-        None => "ESMTP",
+    let trace = Trace {
+        helo: &envelope.helo,
+        remote_ip: conn.remote.ip(),
+        by: hostname,
+        tls: conn.tls_version.is_some(),
+        at,
     };
-    let date = at
-        .format(&time::format_description::well_known::Rfc2822)
-        .expect("UTC timestamps format as RFC 2822");
-    let helo: String = envelope
-        .helo
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(255)
-        .collect();
-    let header = format!(
-        "Received: from {helo} ([{ip}])\r\n\tby {hostname} (Postern) with {protocol};\r\n\t{date}\r\n",
-        ip = conn.remote.ip(),
-    );
-    let mut raw = Vec::with_capacity(header.len() + body.len());
-    raw.extend_from_slice(header.as_bytes());
-    raw.extend_from_slice(body);
-    raw
+    with_received(body, &trace)
 }
 
 #[cfg(test)]

@@ -229,7 +229,7 @@ impl Outbound {
                 credential.username
             )));
         }
-        let from_domain = compose::domain_of(sender);
+        let from_domain = crate::mail::address::domain_of(sender);
         let return_path_domain = match self.store.sending_domain(&from_domain).await? {
             Some(domain) => domain.return_path_domain,
             None if self.mode == OutboundMode::Capture => from_domain.clone(),

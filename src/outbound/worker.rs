@@ -598,7 +598,7 @@ fn address_domain(header_from: &str) -> String {
         (Some(open), Some(close)) if open < close => &header_from[open + 1..close],
         _ => header_from,
     };
-    super::compose::domain_of(address.trim())
+    crate::mail::address::domain_of(address.trim())
 }
 
 /// Reply text on one line, at most 512 characters.

@@ -34,7 +34,7 @@ use super::pages::{self, nav};
 use super::suppressions_api;
 use super::{AppState, html};
 use crate::accounts::{Client, Role};
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::outbound::NewCredentialSpec;
 use crate::outbound::dns_check::RecordCheck;
 use crate::outbound::domains::SendingDomain;

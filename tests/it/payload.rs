@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use postern::config::Format;
 use postern::inbound::format::{self, FormatOptions, PayloadEnvelope, Spf};
-use postern::inbound::message::ParsedMessage;
+use postern::mail::message::ParsedMessage;
 use serde_json::Value;
 
 use crate::support::receiver::Captured;

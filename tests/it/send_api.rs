@@ -197,7 +197,7 @@ async fn the_official_npm_client_sends_through_dev_mode() {
         .await
         .unwrap()
         .unwrap();
-    let parsed = postern::inbound::message::ParsedMessage::parse(&raw);
+    let parsed = postern::mail::message::ParsedMessage::parse(&raw);
     let header = |name: &str| {
         parsed
             .headers

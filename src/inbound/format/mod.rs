@@ -14,7 +14,7 @@ pub mod raw;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::config::Format;
 
 /// The SMTP facts every format carries (spec §1.2).
@@ -195,7 +195,7 @@ fn json_payload(body: Vec<u8>) -> Payload {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::inbound::message::{Attachment, Disposition, HeaderField};
+    use crate::mail::message::{Attachment, Disposition, HeaderField};
 
     /// A small envelope shared by the format tests.
     pub fn envelope() -> PayloadEnvelope {
