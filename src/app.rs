@@ -15,7 +15,6 @@ use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
 use crate::config::{Config, TlsSource};
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
-use crate::inbound::deliver::Deliverer;
 use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;
@@ -28,6 +27,7 @@ use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 use crate::web::WebOptions;
+use crate::webhook::Deliverer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -21,6 +21,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod web;
+pub mod webhook;
 
 /// The version string printed by `postern --version` and sent as part of the User-Agent.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,7 +6,8 @@
 
 use serde_json::json;
 
-use super::format::{Payload, Spf};
+use super::format::Spf;
+use crate::webhook::Payload;
 use crate::config::TargetUrl;
 
 /// What an authorization callback is told about the recipient being checked (spec §7.1).

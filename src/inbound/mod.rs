@@ -4,7 +4,6 @@
 
 pub mod auth;
 pub mod callback;
-pub mod deliver;
 pub mod format;
 pub mod route;
 
@@ -25,10 +24,10 @@ use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
 use crate::store::{AttemptRecord, InboundMeta, MessageRef, Outcome, Store, StoreError};
+use crate::webhook::{self, Attempt, Deliverer, Payload};
 use auth::Verifier;
 use callback::{AuthorizationRequest, ErrorReport};
-use deliver::{Attempt, Deliverer};
-use format::{Dkim, Dmarc, Payload, PayloadEnvelope, Spf};
+use format::{Dkim, Dmarc, PayloadEnvelope, Spf};
 use route::{Destination, Refusal, Route, Routes};
 
 /// Longest target text echoed in a 554 reply (design.md invariant 1).
@@ -210,8 +209,8 @@ impl Inbound {
             .deliver(url, callback::authorization(url, &request), None)
             .await;
         match delivery.outcome {
-            deliver::Outcome::Accepted { .. } => Ok(()),
-            deliver::Outcome::Rejected { status, .. } => {
+            webhook::Outcome::Accepted { .. } => Ok(()),
+            webhook::Outcome::Rejected { status, .. } => {
                 info!(
                     address,
                     status, "authorization callback refused the recipient"
@@ -222,7 +221,7 @@ impl Inbound {
                     format!("Recipient refused by the authorization callback (HTTP {status})"),
                 ))
             }
-            deliver::Outcome::Deferred { reason, .. } => {
+            webhook::Outcome::Deferred { reason, .. } => {
                 warn!(address, reason, "authorization callback failed");
                 Err(Reply::new(
                     450,
@@ -294,9 +293,9 @@ impl Inbound {
                     .await;
                 let reply = reply_for(&delivery.outcome);
                 let outcome = match &delivery.outcome {
-                    deliver::Outcome::Accepted { .. } => Outcome::Successful,
-                    deliver::Outcome::Rejected { .. } => Outcome::Rejected,
-                    deliver::Outcome::Deferred { .. } => Outcome::Delayed,
+                    webhook::Outcome::Accepted { .. } => Outcome::Successful,
+                    webhook::Outcome::Rejected { .. } => Outcome::Rejected,
+                    webhook::Outcome::Deferred { .. } => Outcome::Delayed,
                 };
                 let attempts = delivery
                     .attempts
@@ -369,7 +368,7 @@ impl Inbound {
         let posted = self.post(route, payload, "resend").await;
         let resent = Resent {
             outcome: posted.outcome,
-            http_status: posted.result.as_ref().and_then(deliver::Outcome::status),
+            http_status: posted.result.as_ref().and_then(webhook::Outcome::status),
             reply: posted.reply.to_string(),
         };
         self.store.insert_attempts(id, posted.attempts).await?;
@@ -384,7 +383,7 @@ impl Inbound {
         route: &Route,
         message_id: i64,
         envelope: &Envelope,
-        result: &deliver::Outcome,
+        result: &webhook::Outcome,
     ) {
         let Some(url) = route.options.error_callback.clone() else {
             return;
@@ -400,7 +399,7 @@ impl Inbound {
         let store = self.store.clone();
         self.shutdown.spawn(async move {
             let delivery = deliverer.deliver(&url, payload, None).await;
-            if !matches!(delivery.outcome, deliver::Outcome::Accepted { .. }) {
+            if !matches!(delivery.outcome, webhook::Outcome::Accepted { .. }) {
                 warn!(message_id, url = %url, "error callback failed");
             }
             let records = delivery
@@ -583,11 +582,11 @@ impl MailHandler for Inbound {
             tls_version: conn.tls_version.map(str::to_string),
             target,
             format,
-            http_status: result.as_ref().and_then(deliver::Outcome::status),
+            http_status: result.as_ref().and_then(webhook::Outcome::status),
             outcome,
             response_body: result.as_ref().map(|r| r.body().to_string()),
             error: match &result {
-                Some(deliver::Outcome::Deferred { reason, .. }) => Some(reason.clone()),
+                Some(webhook::Outcome::Deferred { reason, .. }) => Some(reason.clone()),
                 _ => None,
             },
             smtp_reply: reply.to_string(),
@@ -599,7 +598,7 @@ impl MailHandler for Inbound {
             Ok(id) => {
                 info!(id, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");
                 if let Some(result) = &result
-                    && !matches!(result, deliver::Outcome::Accepted { .. })
+                    && !matches!(result, webhook::Outcome::Accepted { .. })
                 {
                     self.report_error(route, id, &envelope, result);
                 }
@@ -625,7 +624,7 @@ struct Posted {
     outcome: Outcome,
     reply: Reply,
     /// The target's answer; `None` when captured.
-    result: Option<deliver::Outcome>,
+    result: Option<webhook::Outcome>,
     attempts: Vec<AttemptRecord>,
 }
 
@@ -671,14 +670,14 @@ fn record(kind: &'static str, format: Option<&str>, attempt: Attempt) -> Attempt
 }
 
 /// The SMTP reply for a target's answer (spec §2.1, design.md invariant 1).
-pub fn reply_for(outcome: &deliver::Outcome) -> Reply {
+pub fn reply_for(outcome: &webhook::Outcome) -> Reply {
     match outcome {
-        deliver::Outcome::Accepted { status, .. } => Reply::owned(
+        webhook::Outcome::Accepted { status, .. } => Reply::owned(
             250,
             "2.0.0",
             format!("Message accepted by the target (HTTP {status})"),
         ),
-        deliver::Outcome::Rejected {
+        webhook::Outcome::Rejected {
             status, reply_text, ..
         } => {
             let text = reply_text
@@ -688,7 +687,7 @@ pub fn reply_for(outcome: &deliver::Outcome) -> Reply {
                 .unwrap_or_else(|| format!("Message rejected by the target (HTTP {status})"));
             Reply::owned(554, "5.0.0", text)
         }
-        deliver::Outcome::Deferred { reason, .. } => {
+        webhook::Outcome::Deferred { reason, .. } => {
             warn!(
                 reason,
                 "target did not accept the message; sender will retry"
@@ -759,19 +758,19 @@ mod tests {
 
     #[test]
     fn reply_mapping() {
-        let accepted = deliver::Outcome::Accepted {
+        let accepted = webhook::Outcome::Accepted {
             status: 201,
             body: String::new(),
         };
         assert_eq!(reply_for(&accepted).code, 250);
-        let rejected = deliver::Outcome::Rejected {
+        let rejected = webhook::Outcome::Rejected {
             status: 422,
             body: "no\r\nsuch user".into(),
             reply_text: Some("no\r\nsuch\tuser".into()),
         };
         let reply = reply_for(&rejected);
         assert_eq!((reply.code, reply.text.as_ref()), (554, "no such user"));
-        let html = deliver::Outcome::Rejected {
+        let html = webhook::Outcome::Rejected {
             status: 404,
             body: "<h1>x</h1>".into(),
             reply_text: None,
@@ -780,7 +779,7 @@ mod tests {
             reply_for(&html).text,
             "Message rejected by the target (HTTP 404)"
         );
-        let deferred = deliver::Outcome::Deferred {
+        let deferred = webhook::Outcome::Deferred {
             status: Some(503),
             body: String::new(),
             reason: "target answered HTTP 503".into(),

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::mail::message::ParsedMessage;
 use crate::config::Format;
+use crate::webhook::Payload;
 
 /// The SMTP facts every format carries (spec §1.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,14 +114,6 @@ pub struct FormatOptions {
     /// JSON formats: attachment `size` as a number (what the docs show) instead of a string
     /// (what production sends and cloudmailin-go requires); spec §1.5, §9.1.
     pub size_as_number: bool,
-}
-
-/// A ready request body.
-#[derive(Debug, Clone)]
-pub struct Payload {
-    /// `application/json`, or `multipart/form-data; boundary=…`.
-    pub content_type: String,
-    pub body: Vec<u8>,
 }
 
 /// The body `format` sends for this message. `raw` is the message as received (with our
