@@ -20,7 +20,7 @@ use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;
 use crate::outbound::compose::{MAX_MESSAGE_SIZE, MAX_RECIPIENTS};
 use crate::outbound::worker::{Worker, WorkerError};
-use crate::outbound::{Outbound, OutboundMode, Submission};
+use crate::outbound::{Outbound, OutboundMode, ReturnMailSettings, Submission, WithReturnPath};
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
@@ -55,7 +55,7 @@ pub struct AppOptions {
 }
 
 pub struct App {
-    smtp: SmtpServer<Inbound>,
+    smtp: SmtpServer<WithReturnPath<Inbound>>,
     /// One per `[submission]` listener, all sharing one handler.
     submission: Vec<SmtpServer<Submission>>,
     submission_addrs: Vec<SocketAddr>,
@@ -189,8 +189,7 @@ impl App {
                 keep_raw,
                 spf: config.auth.spf,
             },
-        )
-        .with_return_path(outbound.clone());
+        );
 
         let server_config = ServerConfig {
             session: SessionConfig {
@@ -243,7 +242,15 @@ impl App {
         }
 
         let inbound = Arc::new(inbound);
-        let smtp = SmtpServer::new(smtp_listener, server_config, tls, inbound.clone());
+        let mx_handler = WithReturnPath::new(
+            outbound.clone(),
+            inbound.clone(),
+            ReturnMailSettings {
+                hostname: config.hostname.clone(),
+                keep_raw,
+            },
+        );
+        let smtp = SmtpServer::new(smtp_listener, server_config, tls, Arc::new(mx_handler));
 
         if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
             warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");

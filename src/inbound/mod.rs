@@ -18,12 +18,11 @@ use tracing::{error, info, warn};
 
 use crate::mail::fields::{Trace, with_received};
 use crate::mail::message::ParsedMessage;
-use crate::outbound::{Outbound, bounce};
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
-use crate::store::{AttemptRecord, InboundMeta, MessageRef, Outcome, Store, StoreError};
+use crate::store::{AttemptRecord, InboundMeta, Outcome, Store, StoreError};
 use crate::webhook::{self, Attempt, Deliverer, Payload};
 use auth::Verifier;
 use callback::{AuthorizationRequest, ErrorReport};
@@ -45,9 +44,6 @@ pub struct Inbound {
     /// SPF/DKIM/DMARC; `None` when no check is enabled.
     verifier: Option<Arc<Verifier>>,
     settings: InboundSettings,
-    /// Mail to an outbound message's return path (`bounces+<uuid>@…`) goes here instead of
-    /// to a target (`outbound::bounce`); `None` where nothing is sent.
-    outbound: Option<Outbound>,
 }
 
 /// What the inbound side needs from the config besides routes.
@@ -77,100 +73,7 @@ impl Inbound {
             store,
             verifier,
             settings,
-            outbound: None,
         }
-    }
-
-    /// Accepts mail to the return path of `outbound`'s messages and hands it to
-    /// `Outbound::record_return_mail` (bounces, replies) rather than to a target.
-    pub fn with_return_path(mut self, outbound: Outbound) -> Inbound {
-        self.outbound = Some(outbound);
-        self
-    }
-
-    /// The outbound message `address` is the return path of, if it is one.
-    async fn return_path(&self, address: &str) -> Result<Option<MessageRef>, Reply> {
-        let Some(outbound) = &self.outbound else {
-            return Ok(None);
-        };
-        if !bounce::is_return_path_form(address) {
-            return Ok(None);
-        }
-        outbound.return_path(address).await.map_err(|e| {
-            error!(error = %e, "cannot look up a return path");
-            Reply::new(451, "4.3.0", "Local error in processing, try again later")
-        })
-    }
-
-    /// Mail to a return path: read it (`outbound::bounce`), record it as a message with
-    /// outcome `bounce`, answer 250 once both are written.
-    async fn handle_return_mail(
-        &self,
-        conn: &ConnectionInfo,
-        envelope: Envelope,
-        body: Vec<u8>,
-        message: MessageRef,
-    ) -> Reply {
-        let Some(outbound) = &self.outbound else {
-            return Reply::new(451, "4.3.0", "Local error in processing, try again later");
-        };
-        let started = Instant::now();
-        let received_at = OffsetDateTime::now_utc();
-        let md5 = format!("{:x}", Md5::digest(&body));
-        let raw =
-            with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
-        let uuid = message.uuid.clone();
-        let findings = match outbound
-            .record_return_mail(message, &envelope.mail_from, raw.clone())
-            .await
-        {
-            Ok(findings) => findings,
-            Err(e) => {
-                error!(error = %e, uuid, "cannot record mail to a return path");
-                return Reply::new(451, "4.3.0", "Local storage error, try again later");
-            }
-        };
-        let summary = findings
-            .iter()
-            .map(|f| format!("{} {}", f.kind.event(), f.recipient))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let reply = Reply::owned(
-            250,
-            "2.0.0",
-            format!("Return mail for {uuid} recorded ({})", findings.len()),
-        );
-        let parsed = ParsedMessage::parse(&raw);
-        let meta = InboundMeta {
-            received_at: received_at
-                .format(&Rfc3339)
-                .expect("UTC timestamps format as RFC 3339"),
-            remote_ip: conn.remote.ip().to_string(),
-            helo: envelope.helo.clone(),
-            mail_from: envelope.mail_from.clone(),
-            recipients: envelope.recipients.clone(),
-            address: None,
-            message_id: parsed.header("message-id").map(str::to_string),
-            subject: parsed.header("subject").map(str::to_string),
-            size: body.len() as u64,
-            md5,
-            tls_version: conn.tls_version.map(str::to_string),
-            target: None,
-            format: None,
-            http_status: None,
-            outcome: Outcome::Bounce,
-            response_body: Some(summary.clone()),
-            error: None,
-            smtp_reply: reply.to_string(),
-            processing_ms: started.elapsed().as_millis() as u64,
-        };
-        let keep = self.settings.keep_raw.then_some(raw);
-        match self.store.insert_inbound(meta, keep, Vec::new()).await {
-            Ok(id) => info!(id, uuid, findings = %summary, "return mail recorded"),
-            // The findings are recorded; only the listing row is missing.
-            Err(e) => error!(error = %e, uuid, "cannot record the return mail's message row"),
-        }
-        reply
     }
 
     /// `envelope.spf` (spec §5.1); `none` when SPF checking is off.
@@ -442,20 +345,6 @@ impl MailHandler for Inbound {
         transaction: TransactionInfo<'_>,
         address: &str,
     ) -> Result<Option<SizeLimit>, Reply> {
-        // A return path is alone in its transaction (one message, one handling).
-        if self.return_path(address).await?.is_some() {
-            return match transaction.recipients.is_empty() {
-                true => Ok(None),
-                false => Err(Reply::SEPARATE_TRANSACTION),
-            };
-        }
-        if self.outbound.is_some()
-            && let Some(first) = transaction.recipients.first()
-            && bounce::is_return_path_form(first)
-            && self.return_path(first).await?.is_some()
-        {
-            return Err(Reply::SEPARATE_TRANSACTION);
-        }
         let router = self.routes.current();
         let id = router.lookup(address).map_err(|refusal| match refusal {
             Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
@@ -495,15 +384,6 @@ impl MailHandler for Inbound {
         envelope: Envelope,
         body: Vec<u8>,
     ) -> Reply {
-        if let Some(first) = envelope.recipients.first() {
-            match self.return_path(first).await {
-                Ok(Some(message)) => {
-                    return self.handle_return_mail(conn, envelope, body, message).await;
-                }
-                Ok(None) => {}
-                Err(reply) => return reply,
-            }
-        }
         let started = Instant::now();
         let received_at = OffsetDateTime::now_utc();
         let router = self.routes.current();

@@ -8,7 +8,8 @@
 //! 202 or 250 (design.md invariant 2).
 //!
 //! After enqueueing: `events` (the events webhook: batches, retries), `bounce` (mail to
-//! the return path: DSNs, plain-text bounces, replies), `suppression` (the list no mail
+//! the return path: DSNs, plain-text bounces, replies; `return_path` takes it off the MX
+//! listener), `suppression` (the list no mail
 //! goes to), `tracking` (open pixel, click redirects and their tokens).
 
 pub mod bounce;
@@ -19,6 +20,7 @@ pub mod dns_check;
 pub mod domains;
 pub mod events;
 pub mod mx;
+pub mod return_path;
 pub mod submission;
 pub mod suppression;
 pub mod tracking;
@@ -36,6 +38,7 @@ use crate::store::{
 };
 pub use compose::{ComposeError, Composed, SendRequest};
 pub use credentials::{Credential, CredentialError, NewCredentialSpec};
+pub use return_path::{ReturnMailSettings, WithReturnPath};
 pub use submission::Submission;
 
 /// What happens to accepted mail on this instance.
