@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::accounts::oidc::Oidc;
-use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
+use crate::accounts::{Accounts, PasswordParams, Policy};
+use crate::clock::Clock;
 use crate::config::{Config, TlsSource};
 use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
 use crate::inbound::route::{Destination, Router, Routes};

@@ -10,11 +10,13 @@
 pub mod accounts;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod inbound;
 pub mod mail;
 pub mod manage;
 pub mod outbound;
+pub mod secret;
 pub mod shutdown;
 pub mod smtp;
 pub mod store;

@@ -10,9 +10,9 @@ use clap::{Args, Subcommand};
 
 use super::DEFAULT_CONFIG;
 use crate::accounts::{
-    AccountError, Accounts, Actor, Clock, MIN_PASSWORD_CHARS, NewPassword, PasswordParams, Policy,
-    Role,
+    AccountError, Accounts, Actor, MIN_PASSWORD_CHARS, NewPassword, PasswordParams, Policy, Role,
 };
+use crate::clock::Clock;
 use crate::store::Store;
 
 /// Which installation: its config file, or a data directory directly.

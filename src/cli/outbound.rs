@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::accounts::{Target, runtime};
-use crate::accounts::Clock;
+use crate::clock::Clock;
 use crate::outbound::dkim::Algorithm;
 use crate::outbound::{NewCredentialSpec, Outbound, OutboundMode};
 use crate::store::Store;
@@ -269,7 +269,7 @@ pub(super) fn suppression(command: SuppressionCommand) -> ExitCode {
                 .map(|rows| {
                     println!("{:<40} {:<20} {:<10} message", "address", "reason", "since");
                     for row in rows {
-                        let since = crate::accounts::Clock::system().unix() - row.created_at;
+                        let since = Clock::system().unix() - row.created_at;
                         println!(
                             "{:<40} {:<20} {:<10} {}",
                             row.address,

@@ -7,8 +7,8 @@
 use serde_json::json;
 
 use super::format::Spf;
-use crate::webhook::Payload;
 use crate::config::TargetUrl;
+use crate::webhook::Payload;
 
 /// What an authorization callback is told about the recipient being checked (spec §7.1).
 #[derive(Debug, Clone)]

@@ -117,7 +117,10 @@ mod tests {
             unfolded_fields(&String::from_utf8_lossy(header)),
             [
                 ("Subject".to_string(), "a b".to_string()),
-                ("Bcc".to_string(), "x@example.com, y@example.com".to_string()),
+                (
+                    "Bcc".to_string(),
+                    "x@example.com, y@example.com".to_string()
+                ),
                 ("To".to_string(), "z@example.com".to_string()),
             ]
         );

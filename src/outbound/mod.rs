@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, OnceCell};
 
-use crate::accounts::Clock;
+use crate::clock::Clock;
 use crate::store::{
     CredentialMode, CredentialRow, Disposition, NewOutbound, Source, Store, StoreError,
 };

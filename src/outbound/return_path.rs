@@ -112,7 +112,12 @@ impl<H: MailHandler> WithReturnPath<H> {
         };
         let meta = received.meta(summary.clone(), &reply, started);
         let keep = self.settings.keep_raw.then_some(raw);
-        match self.outbound.store.insert_inbound(meta, keep, Vec::new()).await {
+        match self
+            .outbound
+            .store
+            .insert_inbound(meta, keep, Vec::new())
+            .await
+        {
             Ok(id) => info!(id, uuid, findings = %summary, "return mail recorded"),
             // The findings are recorded; only the listing row is missing.
             Err(e) => error!(error = %e, uuid, "cannot record the return mail's message row"),

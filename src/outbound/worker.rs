@@ -37,7 +37,7 @@ use tracing::{debug, info, warn};
 
 use super::Outbound;
 use super::mx::{MxHost, MxResolver, ResolverError};
-use crate::accounts::Clock;
+use crate::clock::Clock;
 use crate::config::{OutboundConfig, RelayUrl};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};

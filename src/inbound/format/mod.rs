@@ -14,8 +14,8 @@ pub mod raw;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::mail::message::ParsedMessage;
 use crate::config::Format;
+use crate::mail::message::ParsedMessage;
 use crate::webhook::Payload;
 
 /// The SMTP facts every format carries (spec §1.2).

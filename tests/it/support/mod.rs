@@ -14,8 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
-use postern::accounts::{Accounts, Actor, Clock, NewPassword, PasswordParams, Role};
+use postern::accounts::{Accounts, Actor, NewPassword, PasswordParams, Role};
 use postern::app::{App, AppOptions};
+use postern::clock::Clock;
 use postern::config::{Config, TargetUrl};
 use serde_json::Value;
 use tempfile::TempDir;
