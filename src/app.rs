@@ -15,7 +15,8 @@ use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, PasswordParams, Policy};
 use crate::clock::Clock;
 use crate::config::{Config, TlsSource};
-use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
+use crate::dns::{ResolverChoice, ResolverError};
+use crate::inbound::auth::{AuthConfig, Verifier};
 use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;
@@ -37,7 +38,7 @@ pub enum AppError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
-    Auth(#[from] AuthError),
+    Auth(#[from] ResolverError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -147,10 +148,7 @@ impl App {
                 .any(|a| a.options.dkim || a.options.dmarc);
         let verifier = match needs_dns {
             true => Some(Arc::new(Verifier::new(AuthConfig {
-                resolver: match &config.auth.dns_servers {
-                    Some(servers) => ResolverChoice::Servers(servers.clone()),
-                    None => ResolverChoice::System,
-                },
+                resolver: ResolverChoice::from_config(config.dns.servers.as_deref()),
                 timeout: config.auth.timeout,
             })?)),
             false => None,
@@ -176,7 +174,11 @@ impl App {
         let outbound = outbound.with_tracking_url(&config.tracking_url(web_addr));
         // After the tracking URL: the worker instruments each copy with it.
         let worker = match outbound.delivers() && config.outbound.deliver {
-            true => Some(Arc::new(Worker::new(&outbound, &config.outbound)?)),
+            true => Some(Arc::new(Worker::new(
+                &outbound,
+                &config.outbound,
+                &ResolverChoice::from_config(config.dns.servers.as_deref()),
+            )?)),
             false => None,
         };
         let inbound = Inbound::new(
@@ -267,7 +269,7 @@ impl App {
             },
             data_dir: config.data_dir.clone(),
             spf: config.auth.spf,
-            dns_servers: config.auth.dns_servers.clone(),
+            dns_servers: config.dns.servers.clone(),
             public_url: config.web.public_url.clone(),
             hostname: config.hostname.clone(),
             dns_timeout: config.auth.timeout,

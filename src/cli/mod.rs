@@ -114,6 +114,9 @@ pub fn main() -> ExitCode {
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 print_summary(&config);
+                for warning in config.dns.warnings() {
+                    println!("warning:  {warning}");
+                }
                 if let Err(code) = outbound::print_sending_domains(&config) {
                     return code;
                 }
@@ -211,7 +214,10 @@ fn dns_list(servers: &Option<Vec<std::net::SocketAddr>>) -> String {
 }
 
 /// The delivery settings; the relay's password masked.
-fn print_outbound(outbound: &crate::config::OutboundConfig) {
+fn print_outbound(
+    outbound: &crate::config::OutboundConfig,
+    dns: &Option<Vec<std::net::SocketAddr>>,
+) {
     if !outbound.deliver {
         println!("Outbound  delivery off (outbound.deliver = false): mail stays queued");
         return;
@@ -221,7 +227,7 @@ fn print_outbound(outbound: &crate::config::OutboundConfig) {
         None => format!(
             "to each domain's MX on port {} (DNS: {})",
             outbound.port,
-            dns_list(&outbound.dns_servers)
+            dns_list(dns)
         ),
     };
     println!(
@@ -295,12 +301,12 @@ fn print_summary(config: &Config) {
         );
     }
     println!("API       http://{}/api/messages", config.web.listen);
-    let dns = dns_list(&config.auth.dns_servers);
+    let dns = dns_list(&config.dns.servers);
     println!(
         "SPF       {} (DNS: {dns}; DKIM/DMARC where an address asks)",
         if config.auth.spf { "on" } else { "off" }
     );
-    print_outbound(&config.outbound);
+    print_outbound(&config.outbound, &config.dns.servers);
     println!("Data      {}", config.data_dir.display());
     let tracking = config.tracking_url(config.web.listen);
     println!("Tracking  {tracking}/t/…  (open pixel and click links, where tracking is on)");

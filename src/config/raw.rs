@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::dns::RawDnsSection;
+
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, Format, OutboundConfig, RelayUrl, SmtpConfig,
@@ -27,6 +29,7 @@ pub(super) struct RawConfig {
     auth: RawAuth,
     outbound: RawOutbound,
     submission: RawSubmission,
+    dns: RawDnsSection,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -139,8 +142,8 @@ impl Default for RawDelivery {
 struct RawOutbound {
     expiry_hours: u64,
     deliver: bool,
-    /// "system", or a list of "IP:PORT" (a single string is a list of one).
-    dns: RawDns,
+    /// Deprecated alias of `[dns] servers` (`config::dns`).
+    dns: Option<RawDns>,
     port: u64,
     helo_name: Option<String>,
     max_connections: u64,
@@ -156,7 +159,7 @@ impl Default for RawOutbound {
         RawOutbound {
             expiry_hours: 72,
             deliver: true,
-            dns: RawDns::One("system".into()),
+            dns: None,
             port: 25,
             helo_name: None,
             max_connections: 64,
@@ -194,14 +197,15 @@ impl Default for RawListen {
 #[serde(deny_unknown_fields, default)]
 struct RawAuth {
     spf: bool,
-    /// "system", or a list of "IP:PORT" (a single string is a list of one).
-    dns: RawDns,
+    /// Deprecated alias of `[dns] servers` (`config::dns`).
+    dns: Option<RawDns>,
     timeout_secs: u64,
 }
 
+/// "system", or a list of "IP:PORT" (a single string is a list of one).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum RawDns {
+pub(super) enum RawDns {
     One(String),
     Many(Vec<String>),
 }
@@ -210,7 +214,7 @@ impl Default for RawAuth {
     fn default() -> Self {
         RawAuth {
             spf: true,
-            dns: RawDns::One("system".into()),
+            dns: None,
             timeout_secs: 5,
         }
     }
@@ -283,7 +287,7 @@ fn is_host_name(text: &str) -> bool {
 }
 
 /// `"system"` → `None`; `"IP:PORT"` or a non-empty list of them → those servers.
-fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
+pub(super) fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
     match dns {
         RawDns::One(text) if text == "system" => Ok(None),
         RawDns::One(text) => Ok(Some(vec![socket_addr(key, &text)?])),
@@ -356,9 +360,12 @@ impl RawConfig {
             auth,
             outbound,
             submission,
+            dns,
             addresses,
             domains,
         } = self;
+        // The one DNS setting, from `[dns]` or its deprecated aliases (`config::dns`).
+        let dns = super::dns::resolve(dns, auth.dns, outbound.dns)?;
 
         if !is_host_name(&server.hostname) {
             return Err(ConfigError::invalid(
@@ -534,7 +541,6 @@ impl RawConfig {
 
         let auth = AuthSettings {
             spf: auth.spf,
-            dns_servers: dns_servers("auth.dns", auth.dns)?,
             timeout: seconds("auth.timeout_secs", auth.timeout_secs, 1, 60)?,
         };
 
@@ -564,7 +570,6 @@ impl RawConfig {
                 3600 * in_range("outbound.expiry_hours", outbound.expiry_hours, 1, 24 * 30)?,
             ),
             deliver: outbound.deliver,
-            dns_servers: dns_servers("outbound.dns", outbound.dns)?,
             port: in_range("outbound.port", outbound.port, 1, 65_535)? as u16,
             helo_name: match outbound.helo_name {
                 None => server.hostname.clone(),
@@ -648,6 +653,7 @@ impl RawConfig {
             auth,
             outbound,
             submission,
+            dns,
             addresses,
             domains,
             dev: None,

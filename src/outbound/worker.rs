@@ -36,9 +36,10 @@ use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::Outbound;
-use super::mx::{MxHost, MxResolver, ResolverError};
+use super::mx::{MxHost, MxResolver};
 use crate::clock::Clock;
 use crate::config::{OutboundConfig, RelayUrl};
+use crate::dns::{ResolverChoice, ResolverError};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};
 
@@ -176,8 +177,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Builds the resolver; sends nothing yet.
-    pub fn new(outbound: &Outbound, config: &OutboundConfig) -> Result<Worker, WorkerError> {
+    /// Builds the MX resolver for the `dns` servers; sends nothing yet.
+    pub fn new(
+        outbound: &Outbound,
+        config: &OutboundConfig,
+        dns: &ResolverChoice,
+    ) -> Result<Worker, WorkerError> {
         Ok(Worker {
             outbound: outbound.clone(),
             store: outbound.store().clone(),
@@ -185,7 +190,7 @@ impl Worker {
             wake: outbound.wake.clone(),
             events: outbound.events_notify(),
             config: config.clone(),
-            resolver: MxResolver::new(config.dns_servers.as_deref(), config.timeout)?,
+            resolver: MxResolver::new(dns, config.timeout)?,
             hello: ClientId::Domain(config.helo_name.clone()),
             global: Arc::new(Semaphore::new(config.max_connections)),
             domains: Mutex::new(HashMap::new()),

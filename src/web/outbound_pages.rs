@@ -1100,7 +1100,7 @@ async fn verify_domain(
         Err(error) => return error_page(&principal, error, back),
     };
     let mut body = String::from(concat!(
-        "<p>What DNS shows now for each record (asked as <code>[auth] dns</code> says). ",
+        "<p>What DNS shows now for each record (asked as <code>[dns] servers</code> says). ",
         "<strong>found</strong>: published as needed; <strong>missing</strong>: nothing there yet; ",
         "<strong>different</strong>: something else is published; <strong>error</strong>: the lookup failed. ",
         "Reload to check again.</p>\n",

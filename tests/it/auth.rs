@@ -10,7 +10,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
-use postern::inbound::auth::{AuthConfig, ResolverChoice, Verifier};
+use postern::dns::ResolverChoice;
+use postern::inbound::auth::{AuthConfig, Verifier};
 use postern::inbound::format::{Dkim, DkimSignature, Dmarc, DmarcDetails, Spf};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
