@@ -398,80 +398,131 @@ impl MailHandler for Inbound {
             warn!(recipients = ?envelope.recipients, "the address of an accepted recipient was removed during the transaction");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
-
-        let md5 = format!("{:x}", Md5::digest(&body));
+        let arrival = Arrival {
+            conn,
+            envelope: &envelope,
+            received_at,
+            size: body.len() as u64,
+            md5: format!("{:x}", Md5::digest(&body)),
+            started,
+        };
         let raw =
             with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
-        let (spf, dkim, dmarc) = self
-            .verify(
-                route,
-                conn.remote.ip(),
-                &envelope.helo,
-                &envelope.mail_from,
-                &body,
-            )
-            .await;
+        let payload_envelope = self.payload_envelope(route, &arrival, &body).await;
         // `raw` has the bytes from here on: one copy of the message, not two, while the
         // target answers.
-        let size = body.len() as u64;
         drop(body);
-        let payload_envelope = PayloadEnvelope {
-            to: envelope.recipients[0].clone(),
-            recipients: envelope.recipients.clone(),
-            from: envelope.mail_from.clone(),
-            helo_domain: envelope.helo.clone(),
-            remote_ip: conn.remote.ip().to_string(),
-            tls_version: conn.tls_version.map(str::to_string),
-            md5: md5.clone(),
-            spf,
-            dkim,
-            dmarc,
-        };
-
         let Some((raw, parsed, payload)) = Inbound::build(route, raw, payload_envelope).await
         else {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
-        let Posted {
-            outcome,
-            reply,
-            result,
-            attempts,
-        } = self.post(route, payload, "target").await;
+        let posted = self.post(route, payload, "target").await;
+        let meta = arrival.meta(route, &parsed, &posted);
+        self.record(route, &envelope, meta, raw, posted).await
+    }
+}
 
+/// One message as it arrived on the MX listener, for its payload and its row.
+struct Arrival<'a> {
+    conn: &'a ConnectionInfo,
+    envelope: &'a Envelope,
+    received_at: OffsetDateTime,
+    /// Of the message as the client sent it (without our `Received:` line).
+    size: u64,
+    md5: String,
+    started: Instant,
+}
+
+impl Arrival<'_> {
+    /// The message's row: what the target answered and what the sender was told.
+    fn meta(&self, route: &Route, parsed: &ParsedMessage, posted: &Posted) -> InboundMeta {
         let (target, format) = match &route.destination {
             Destination::Target { url, format } => {
                 (Some(url.to_string()), Some(format.as_str().to_string()))
             }
             Destination::Capture => (None, None),
         };
-        let meta = InboundMeta {
-            received_at: received_at
+        let result = posted.result.as_ref();
+        InboundMeta {
+            received_at: self
+                .received_at
                 .format(&Rfc3339)
                 .expect("UTC timestamps format as RFC 3339"),
-            remote_ip: conn.remote.ip().to_string(),
-            helo: envelope.helo.clone(),
-            mail_from: envelope.mail_from.clone(),
-            recipients: envelope.recipients.clone(),
+            remote_ip: self.conn.remote.ip().to_string(),
+            helo: self.envelope.helo.clone(),
+            mail_from: self.envelope.mail_from.clone(),
+            recipients: self.envelope.recipients.clone(),
             address: Some(route.address.clone()),
             message_id: parsed.header("message-id").map(str::to_string),
             subject: parsed.header("subject").map(str::to_string),
-            size,
-            md5,
-            tls_version: conn.tls_version.map(str::to_string),
+            size: self.size,
+            md5: self.md5.clone(),
+            tls_version: self.conn.tls_version.map(str::to_string),
             target,
             format,
-            http_status: result.as_ref().and_then(webhook::Outcome::status),
-            outcome,
-            response_body: result.as_ref().map(|r| r.body().to_string()),
-            error: match &result {
+            http_status: result.and_then(webhook::Outcome::status),
+            outcome: posted.outcome,
+            response_body: result.map(|r| r.body().to_string()),
+            error: match result {
                 Some(webhook::Outcome::Deferred { reason, .. }) => Some(reason.clone()),
                 _ => None,
             },
-            smtp_reply: reply.to_string(),
-            processing_ms: started.elapsed().as_millis() as u64,
-        };
+            smtp_reply: posted.reply.to_string(),
+            processing_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+impl Inbound {
+    /// The envelope every payload carries, with the SPF/DKIM/DMARC results the route asks
+    /// for (checked over `body`, the message as sent).
+    async fn payload_envelope(
+        &self,
+        route: &Route,
+        arrival: &Arrival<'_>,
+        body: &[u8],
+    ) -> PayloadEnvelope {
+        let (conn, envelope) = (arrival.conn, arrival.envelope);
+        let (spf, dkim, dmarc) = self
+            .verify(
+                route,
+                conn.remote.ip(),
+                &envelope.helo,
+                &envelope.mail_from,
+                body,
+            )
+            .await;
+        PayloadEnvelope {
+            to: envelope.recipients[0].clone(),
+            recipients: envelope.recipients.clone(),
+            from: envelope.mail_from.clone(),
+            helo_domain: envelope.helo.clone(),
+            remote_ip: conn.remote.ip().to_string(),
+            tls_version: conn.tls_version.map(str::to_string),
+            md5: arrival.md5.clone(),
+            spf,
+            dkim,
+            dmarc,
+        }
+    }
+
+    /// Writes the message's row (with the raw message when kept) and its attempts, and
+    /// starts the error callback for a non-2xx answer; returns the SMTP reply.
+    async fn record(
+        &self,
+        route: &Route,
+        envelope: &Envelope,
+        meta: InboundMeta,
+        raw: Vec<u8>,
+        posted: Posted,
+    ) -> Reply {
+        let Posted {
+            outcome,
+            reply,
+            result,
+            attempts,
+        } = posted;
         let summary = (meta.outcome, meta.http_status, meta.processing_ms);
         let keep = (self.settings.keep_raw || outcome == Outcome::Captured).then_some(raw);
         match self.store.insert_inbound(meta, keep, attempts).await {
@@ -480,7 +531,7 @@ impl MailHandler for Inbound {
                 if let Some(result) = &result
                     && !matches!(result, webhook::Outcome::Accepted { .. })
                 {
-                    self.report_error(route, id, &envelope, result);
+                    self.report_error(route, id, envelope, result);
                 }
                 reply
             }
