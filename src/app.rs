@@ -16,7 +16,7 @@ use crate::accounts::{Accounts, PasswordParams, Policy};
 use crate::clock::Clock;
 use crate::config::{Config, TlsSource};
 use crate::dns::{ResolverChoice, ResolverError};
-use crate::inbound::auth::{AuthConfig, Verifier};
+use crate::inbound::verify::{AuthConfig, Verifier};
 use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::manage::Managed;

@@ -1,5 +1,5 @@
 //! The one DNS resolver set-up, for every lookup Postern makes: SPF, DKIM and DMARC of
-//! inbound mail (`inbound::auth`, through mail-auth), the MX lookup of outbound delivery
+//! inbound mail (`inbound::verify`, through mail-auth), the MX lookup of outbound delivery
 //! (`outbound::mx`) and the sending-domain check (`outbound::dns_check`).
 //!
 //! One setting chooses the servers for all of them (`[dns] servers`, see `config`): the

@@ -2,10 +2,10 @@
 //! build the address's payload, POST it, record the outcome, and turn the target's answer
 //! into the SMTP reply (design.md invariant 1).
 
-pub mod auth;
 pub mod callback;
 pub mod format;
 pub mod route;
+pub mod verify;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,10 +24,10 @@ use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
 use crate::store::{AttemptRecord, InboundMeta, Outcome, Store, StoreError};
 use crate::webhook::{self, Attempt, Deliverer, Payload};
-use auth::Verifier;
 use callback::{AuthorizationRequest, ErrorReport};
 use format::{Dkim, Dmarc, PayloadEnvelope, Spf};
 use route::{Destination, Refusal, Route, Routes};
+use verify::Verifier;
 
 /// Longest target text echoed in a 554 reply (design.md invariant 1).
 const MAX_REPLY_TEXT: usize = 512;

@@ -11,7 +11,7 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use postern::dns::ResolverChoice;
-use postern::inbound::auth::{AuthConfig, Verifier};
+use postern::inbound::verify::{AuthConfig, Verifier};
 use postern::inbound::format::{Dkim, DkimSignature, Dmarc, DmarcDetails, Spf};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
