@@ -706,7 +706,7 @@ async fn envelope_carries_spf_dkim_and_dmarc_over_smtp() {
     let dns = DnsServer::start(zone).await;
     let receiver = Receiver::start().await;
     let toml = format!(
-        "[auth]\nspf = true\ndns = [\"{}\"]\ntimeout_secs = 5\n\
+        "[dns]\nservers = [\"{}\"]\n[auth]\nspf = true\ntimeout_secs = 5\n\
          [[address]]\naddress = \"checked@example.net\"\ntarget = \"{}\"\ndkim = true\ndmarc = true\n\
          [[address]]\naddress = \"plain@example.net\"\ntarget = \"{}\"\n",
         dns.addr(),
