@@ -1,5 +1,5 @@
-//! Parsing received mail into Postern's own [`ParsedMessage`] (mail-parser types stay inside
-//! this module).
+//! Parsing mail into Postern's own [`ParsedMessage`] and its MIME leaves (mail-parser types stay
+//! inside `mail`).
 //!
 //! Header values are unfolded by deleting the line breaks only (whitespace is kept, spec
 //! §1.3) and RFC 2047 encoded-words are decoded to UTF-8. Bodies come out as UTF-8 whatever

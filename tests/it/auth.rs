@@ -11,8 +11,8 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use postern::dns::ResolverChoice;
-use postern::inbound::verify::{AuthConfig, Verifier};
 use postern::inbound::format::{Dkim, DkimSignature, Dmarc, DmarcDetails, Spf};
+use postern::inbound::verify::{AuthConfig, Verifier};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::support::dns::{DnsServer, Zone};
