@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::clock::from_unix;
 use super::{Accounts, User};
+use crate::clock::from_unix;
 use crate::store::{AuditEntry, StoreError};
 
 /// What happened. `as_str` is the stored name.

@@ -5,8 +5,8 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::clock::from_unix;
 use super::{AccountError, Accounts, Actor, AuditAction, Client, Role, Session, password};
+use crate::clock::from_unix;
 use crate::store::{NewUser, RoleChange, UserDeletion, UserRow};
 
 /// A user as the rest of the program sees one: no password hash, no TOTP secret.

@@ -11,8 +11,9 @@ use clap::{Args, Subcommand};
 use super::error::CliError;
 use super::{DEFAULT_CONFIG, runtime};
 use crate::accounts::{
-    Accounts, Actor, Clock, MIN_PASSWORD_CHARS, NewPassword, PasswordParams, Policy, Role,
+    Accounts, Actor, MIN_PASSWORD_CHARS, NewPassword, PasswordParams, Policy, Role,
 };
+use crate::clock::Clock;
 
 /// Which installation: its config file, or a data directory directly.
 #[derive(Debug, Args)]

@@ -10,6 +10,9 @@ use crate::config::{Config, OutboundConfig, TlsSource};
 pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     let config = super::load(path)?;
     print_summary(&config);
+    for warning in config.dns.warnings() {
+        println!("warning:  {warning}");
+    }
     super::outbound::print_sending_domains(&config)?;
     println!("config OK");
     Ok(())
@@ -19,12 +22,12 @@ pub(super) fn check(path: &Path) -> anyhow::Result<()> {
 pub(super) fn print_summary(config: &Config) {
     print_smtp(config);
     print_web(config);
-    let dns = dns_list(&config.auth.dns_servers);
+    let dns = dns_list(&config.dns.servers);
     println!(
         "SPF       {} (DNS: {dns}; DKIM/DMARC where an address asks)",
         if config.auth.spf { "on" } else { "off" }
     );
-    print_outbound(&config.outbound);
+    print_outbound(&config.outbound, &config.dns.servers);
     println!("Data      {}", config.data_dir.display());
     let tracking = config.tracking_url(config.web.listen);
     println!("Tracking  {tracking}/t/…  (open pixel and click links, where tracking is on)");
@@ -95,7 +98,7 @@ fn print_web(config: &Config) {
 }
 
 /// The delivery settings; the relay's password masked.
-fn print_outbound(outbound: &OutboundConfig) {
+fn print_outbound(outbound: &OutboundConfig, dns: &Option<Vec<SocketAddr>>) {
     if !outbound.deliver {
         println!("Outbound  delivery off (outbound.deliver = false): mail stays queued");
         return;
@@ -105,7 +108,7 @@ fn print_outbound(outbound: &OutboundConfig) {
         None => format!(
             "to each domain's MX on port {} (DNS: {})",
             outbound.port,
-            dns_list(&outbound.dns_servers)
+            dns_list(dns)
         ),
     };
     println!(

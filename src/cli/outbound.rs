@@ -12,7 +12,7 @@ use clap::Subcommand;
 use super::accounts::Target;
 use super::error::CliError;
 use super::runtime;
-use crate::accounts::Clock;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::outbound::dkim::Algorithm;
 use crate::outbound::domains::SendingDomain;

@@ -6,6 +6,7 @@
 //! userinfo of target URLs) are masked by [`TargetUrl`]'s `Display` and `Debug`.
 
 mod address;
+mod dns;
 mod oidc;
 mod raw;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
+pub use dns::DnsConfig;
 pub use oidc::{
     GITHUB_API_URL, GITHUB_URL, GOOGLE_ISSUER, OidcProvider, ProviderKind, Secret, is_loopback_host,
 };
@@ -36,6 +38,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub outbound: OutboundConfig,
     pub submission: SubmissionConfig,
+    /// `[dns]`: the servers every DNS lookup asks.
+    pub dns: DnsConfig,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
     /// Dev mode: every recipient is accepted; raw messages are kept.
@@ -118,8 +122,6 @@ pub struct OutboundConfig {
     pub expiry: Duration,
     /// Whether the delivery worker runs (`serve` only); off, mail waits in the queue.
     pub deliver: bool,
-    /// `None`: the system resolver (`/etc/resolv.conf`); otherwise these servers only.
-    pub dns_servers: Option<Vec<SocketAddr>>,
     /// The port of the recipients' MX hosts (25; tests use another).
     pub port: u16,
     /// The name sent in EHLO (default: `server.hostname`).
@@ -199,13 +201,12 @@ pub struct SubmissionConfig {
     pub listen: Vec<SocketAddr>,
 }
 
-/// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).
+/// `[auth]`: SPF for every message, and how long a check may take (the DNS servers are
+/// `[dns]`'s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
     /// Check SPF for every message (`envelope.spf`); off, the result is `none`.
     pub spf: bool,
-    /// `None`: the system resolver (`/etc/resolv.conf`); otherwise these servers only.
-    pub dns_servers: Option<Vec<SocketAddr>>,
     /// Bound on each check; past it the result is `temperror`.
     pub timeout: Duration,
 }
@@ -408,7 +409,6 @@ mod tests {
     fn outbound_defaults_and_checks() {
         let defaults = outbound("[server]\nhostname = \"mx.example.com\"\n").unwrap();
         assert!(defaults.deliver);
-        assert_eq!(defaults.dns_servers, None);
         assert_eq!(defaults.port, 25);
         assert_eq!(defaults.helo_name, "mx.example.com");
         assert_eq!((defaults.max_connections, defaults.max_per_domain), (64, 4));
@@ -420,10 +420,6 @@ mod tests {
              relay = \"smtp://me%40x:p%40ss@relay.example.net\"\n",
         )
         .unwrap();
-        assert_eq!(
-            set.dns_servers,
-            Some(vec!["127.0.0.1:5353".parse().unwrap()])
-        );
         assert_eq!(set.require_tls, ["example.net"]);
         let relay = set.relay.unwrap();
         assert_eq!(relay.username.as_deref(), Some("me@x"));

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::dns::RawDnsSection;
+
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, RelayUrl,
@@ -27,6 +29,7 @@ pub(super) struct RawConfig {
     auth: RawAuth,
     outbound: RawOutbound,
     submission: RawSubmission,
+    dns: RawDnsSection,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -151,8 +154,8 @@ impl Default for RawDelivery {
 struct RawOutbound {
     expiry_hours: u64,
     deliver: bool,
-    /// "system", or a list of "IP:PORT" (a single string is a list of one).
-    dns: RawDns,
+    /// Deprecated alias of `[dns] servers` (`config::dns`).
+    dns: Option<RawDns>,
     port: u64,
     helo_name: Option<String>,
     max_connections: u64,
@@ -168,7 +171,7 @@ impl Default for RawOutbound {
         RawOutbound {
             expiry_hours: 72,
             deliver: true,
-            dns: RawDns::One("system".into()),
+            dns: None,
             port: 25,
             helo_name: None,
             max_connections: 64,
@@ -206,14 +209,15 @@ impl Default for RawListen {
 #[serde(deny_unknown_fields, default)]
 struct RawAuth {
     spf: bool,
-    /// "system", or a list of "IP:PORT" (a single string is a list of one).
-    dns: RawDns,
+    /// Deprecated alias of `[dns] servers` (`config::dns`).
+    dns: Option<RawDns>,
     timeout_secs: u64,
 }
 
+/// "system", or a list of "IP:PORT" (a single string is a list of one).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum RawDns {
+pub(super) enum RawDns {
     One(String),
     Many(Vec<String>),
 }
@@ -222,7 +226,7 @@ impl Default for RawAuth {
     fn default() -> Self {
         RawAuth {
             spf: true,
-            dns: RawDns::One("system".into()),
+            dns: None,
             timeout_secs: 5,
         }
     }
@@ -295,7 +299,7 @@ fn is_host_name(text: &str) -> bool {
 }
 
 /// `"system"` → `None`; `"IP:PORT"` or a non-empty list of them → those servers.
-fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
+pub(super) fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
     match dns {
         RawDns::One(text) if text == "system" => Ok(None),
         RawDns::One(text) => Ok(Some(vec![socket_addr(key, &text)?])),
@@ -411,12 +415,15 @@ impl RawConfig {
             smtp,
             web,
             delivery,
-            auth,
-            outbound,
+            mut auth,
+            mut outbound,
             submission,
+            dns,
             addresses,
             domains,
         } = self;
+        // The one DNS setting, from `[dns]` or its deprecated aliases (`config::dns`).
+        let dns = super::dns::resolve(dns, auth.dns.take(), outbound.dns.take())?;
         let (hostname, data_dir) = server.validate()?;
         let smtp = smtp.validate()?;
         let submission = submission.validate(&smtp)?;
@@ -435,6 +442,7 @@ impl RawConfig {
             auth,
             outbound,
             submission,
+            dns,
             addresses,
             domains,
             dev: None,
@@ -655,11 +663,10 @@ impl RawDelivery {
 }
 
 impl RawAuth {
-    /// `[auth]`: SPF and the DNS it (and DKIM/DMARC) uses.
+    /// `[auth]`: SPF and its bound (the DNS servers are `[dns]`'s).
     fn validate(self) -> Result<AuthSettings, ConfigError> {
         Ok(AuthSettings {
             spf: self.spf,
-            dns_servers: dns_servers("auth.dns", self.dns)?,
             timeout: seconds("auth.timeout_secs", self.timeout_secs, 1, 60)?,
         })
     }
@@ -674,7 +681,6 @@ impl RawOutbound {
                 3600 * in_range("outbound.expiry_hours", self.expiry_hours, 1, 24 * 30)?,
             ),
             deliver: self.deliver,
-            dns_servers: dns_servers("outbound.dns", self.dns)?,
             port: in_range("outbound.port", self.port, 1, 65_535)? as u16,
             helo_name: helo_name(self.helo_name, hostname)?,
             max_connections: in_range("outbound.max_connections", self.max_connections, 1, 10_000)?

@@ -4,7 +4,7 @@
 //! Body: `{"events": [{"kind", "recipient", "message_id", "details": {…}}, …]}`, at most
 //! [`BATCH`] events per POST, one POST per events URL at a time; `message_id` is the
 //! message's UUID. Basic auth comes from the URL's userinfo (masked in logs), as for
-//! inbound targets (the same `inbound::deliver::Deliverer`: ≤ 3 redirects, [`TIMEOUT`]).
+//! inbound targets (the same `webhook::Deliverer`: ≤ 3 redirects, [`TIMEOUT`]).
 //! A 2xx marks the batch `sent`; anything else leaves it `pending` for the next try after
 //! [`BACKOFF`] (30 s, 2 min, 10 min, 30 min, then hourly); an event still unsent
 //! [`GIVE_UP_SECS`] (24 h) after it happened is marked `failed`.
@@ -29,10 +29,9 @@ use tracing::{info, warn};
 
 use super::Outbound;
 use crate::config::TargetUrl;
-use crate::inbound::deliver::{self, Deliverer};
-use crate::inbound::format::Payload;
 use crate::shutdown::Shutdown;
 use crate::store::PendingEvent;
+use crate::webhook::{self, Deliverer, Payload};
 
 /// Events per POST at most.
 pub const BATCH: usize = 100;
@@ -169,13 +168,13 @@ async fn send_to(
         };
         let delivery = deliverer.deliver(&target, payload, Some(TIMEOUT)).await;
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
-        if let deliver::Outcome::Accepted { status, .. } = delivery.outcome {
+        if let webhook::Outcome::Accepted { status, .. } = delivery.outcome {
             info!(url = %target, events = ids.len(), status, "events webhook: batch sent");
             outbound.store.mark_events(ids, "sent", None).await?;
             continue;
         }
         let reason = match &delivery.outcome {
-            deliver::Outcome::Deferred { reason, .. } => reason.clone(),
+            webhook::Outcome::Deferred { reason, .. } => reason.clone(),
             other => format!("HTTP {}", other.status().unwrap_or(0)),
         };
         // This batch and every later one for this URL wait for the next try.

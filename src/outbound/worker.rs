@@ -37,9 +37,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Outbound;
-use super::mx::{MxHost, MxResolver, ResolverError};
-use crate::accounts::Clock;
+use super::mx::{MxHost, MxResolver};
+use crate::clock::Clock;
 use crate::config::{OutboundConfig, RelayUrl};
+use crate::dns::{ResolverChoice, ResolverError};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};
 
@@ -177,8 +178,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Builds the resolver; sends nothing yet.
-    pub fn new(outbound: &Outbound, config: &OutboundConfig) -> Result<Worker, WorkerError> {
+    /// Builds the MX resolver for the `dns` servers; sends nothing yet.
+    pub fn new(
+        outbound: &Outbound,
+        config: &OutboundConfig,
+        dns: &ResolverChoice,
+    ) -> Result<Worker, WorkerError> {
         Ok(Worker {
             outbound: outbound.clone(),
             store: outbound.store().clone(),
@@ -186,7 +191,7 @@ impl Worker {
             wake: outbound.wake.clone(),
             events: outbound.events_notify(),
             config: config.clone(),
-            resolver: MxResolver::new(config.dns_servers.as_deref(), config.timeout)?,
+            resolver: MxResolver::new(dns, config.timeout)?,
             hello: ClientId::Domain(config.helo_name.clone()),
             global: Arc::new(Semaphore::new(config.max_connections)),
             domains: Mutex::new(HashMap::new()),
@@ -622,7 +627,7 @@ fn address_domain(header_from: &str) -> String {
         (Some(open), Some(close)) if open < close => &header_from[open + 1..close],
         _ => header_from,
     };
-    super::compose::domain_of(address.trim())
+    crate::mail::address::domain_of(address.trim())
 }
 
 /// Reply text on one line, at most 512 characters.

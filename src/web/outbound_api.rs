@@ -23,7 +23,7 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
 use crate::accounts::{AuditAction, Client};
-use crate::inbound::auth::{AuthConfig, ResolverChoice};
+use crate::dns::ResolverChoice;
 use crate::outbound::dkim::Algorithm;
 use crate::outbound::dns_check::{DnsCheck, RecordCheck, RecordStatus};
 use crate::outbound::domains::{DomainError, SendingDomain};
@@ -294,18 +294,15 @@ pub(super) async fn sending_domain(
         .ok_or(ApiError::NotFound("no such sending domain"))
 }
 
-/// What DNS shows for each record of `domain`, asked as `[auth] dns` configures.
+/// What DNS shows for each record of `domain`, asked as `[dns] servers` configures.
 pub(super) async fn verify(
     state: &AppState,
     domain: &SendingDomain,
 ) -> Result<Vec<RecordCheck>, ApiError> {
-    let check = DnsCheck::new(AuthConfig {
-        resolver: match &state.settings.dns_servers {
-            Some(servers) => ResolverChoice::Servers(servers.clone()),
-            None => ResolverChoice::System,
-        },
-        timeout: state.settings.dns_timeout,
-    });
+    let check = DnsCheck::new(
+        ResolverChoice::from_config(state.settings.dns_servers.as_deref()),
+        state.settings.dns_timeout,
+    );
     check.verify(domain).await.map_err(|error| {
         ApiError::Status(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -34,7 +34,7 @@ use super::pages::{self, nav};
 use super::suppressions_api;
 use super::{AppState, html};
 use crate::accounts::{Client, Role};
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::outbound::NewCredentialSpec;
 use crate::outbound::dns_check::RecordCheck;
 use crate::outbound::domains::SendingDomain;
@@ -1100,7 +1100,7 @@ async fn verify_domain(
         Err(error) => return error_page(&principal, error, back),
     };
     let mut body = String::from(concat!(
-        "<p>What DNS shows now for each record (asked as <code>[auth] dns</code> says). ",
+        "<p>What DNS shows now for each record (asked as <code>[dns] servers</code> says). ",
         "<strong>found</strong>: published as needed; <strong>missing</strong>: nothing there yet; ",
         "<strong>different</strong>: something else is published; <strong>error</strong>: the lookup failed. ",
         "Reload to check again.</p>\n",

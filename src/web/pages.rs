@@ -20,7 +20,7 @@ use super::error::ApiError;
 use super::{AppState, Principal, Who, html, messages};
 use crate::accounts::Role;
 use crate::inbound::ResendError;
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::store::{InboundMessage, MessageFilter, Outcome};
 
 pub(super) fn routes() -> Router<AppState> {

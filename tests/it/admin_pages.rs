@@ -488,7 +488,7 @@ async fn settings_show_listeners_and_tls_and_no_secret() {
     let key_pem = certified.key_pair.serialize_pem();
     std::fs::write(&key, &key_pem).unwrap();
     let app = TestApp::launch(&format!(
-        "[smtp]\ntls_cert = {:?}\ntls_key = {:?}\n[auth]\nspf = true\ndns = [\"127.0.0.1:5399\"]\n",
+        "[smtp]\ntls_cert = {:?}\ntls_key = {:?}\n[dns]\nservers = [\"127.0.0.1:5399\"]\n[auth]\nspf = true\n",
         cert.display().to_string(),
         key.display().to_string()
     ))

@@ -220,7 +220,11 @@ fn check_prints_the_outbound_settings_with_the_relay_password_masked() {
     );
     assert!(!out.contains("r3lay-s3cret") && !err.contains("r3lay-s3cret"));
 
-    std::fs::write(&path, "[outbound]\ndns = \"127.0.0.1:5353\"\nport = 2525\n").unwrap();
+    std::fs::write(
+        &path,
+        "[dns]\nservers = \"127.0.0.1:5353\"\n[outbound]\nport = 2525\n",
+    )
+    .unwrap();
     let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -229,6 +233,35 @@ fn check_prints_the_outbound_settings_with_the_relay_password_masked() {
         ),
         "{out}"
     );
+    assert!(!out.contains("deprecated"), "{out}");
+}
+
+#[test]
+fn check_warns_about_the_deprecated_dns_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postern.toml");
+    // The old key still applies, to every lookup, with a warning naming its replacement.
+    std::fs::write(&path, "[outbound]\ndns = \"127.0.0.1:5353\"\nport = 2525\n").unwrap();
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("warning:  [outbound] dns is deprecated; use [dns] servers instead"),
+        "{out}"
+    );
+    assert!(
+        out.contains("SPF       on (DNS: 127.0.0.1:5353;")
+            && out.contains("on port 2525 (DNS: 127.0.0.1:5353)"),
+        "{out}"
+    );
+    // Two keys naming different servers: no config, and an error naming both.
+    std::fs::write(
+        &path,
+        "[auth]\ndns = \"127.0.0.1:53\"\n[outbound]\ndns = \"127.0.0.1:5353\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("auth.dns and outbound.dns"), "{err}");
 }
 
 #[test]

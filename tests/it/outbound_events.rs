@@ -780,3 +780,41 @@ fn suppression_commands_and_the_tracking_warning_of_the_real_binary() {
     );
     assert!(!out.contains("warning"), "{out}");
 }
+
+#[tokio::test]
+async fn a_return_path_is_alone_in_its_transaction() {
+    let (app, token) = serve_app(None).await;
+    let receiver = Receiver::start().await;
+    let (status, created) = app
+        .call(
+            &app.api_key,
+            Method::POST,
+            "/api/addresses",
+            Some(json!({ "address": "user@example.net", "target": receiver.url("/status/200") })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let uuid = send(
+        &app,
+        &token,
+        json!({"from": "a@example.com", "to": ["gone@example.net"], "plain": "hello"}),
+    )
+    .await;
+    let return_path = format!("bounces+{uuid}@mta.example.com");
+
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    // The return path first: any other recipient waits for a transaction of its own.
+    smtp.cmd("MAIL FROM:<>", "250").await;
+    smtp.cmd(&format!("RCPT TO:<{return_path}>"), "250").await;
+    smtp.cmd("RCPT TO:<user@example.net>", "452 4.5.3").await;
+    smtp.cmd("RSET", "250").await;
+    // A routed recipient first: the return path waits.
+    smtp.cmd("MAIL FROM:<>", "250").await;
+    smtp.cmd("RCPT TO:<user@example.net>", "250").await;
+    smtp.cmd(&format!("RCPT TO:<{return_path}>"), "452 4.5.3")
+        .await;
+    smtp.cmd("RSET", "250").await;
+    assert!(app.messages().await.is_empty());
+    assert!(receiver.requests().is_empty());
+}

@@ -345,7 +345,7 @@ async fn sending_domains_show_their_records_and_what_dns_publishes() {
     let app = TestApp::start(&config_with(
         &[],
         &format!(
-            "[auth]\nspf = false\ndns = [\"{}\"]\ntimeout_secs = 2\n",
+            "[dns]\nservers = [\"{}\"]\n[auth]\nspf = false\ntimeout_secs = 2\n",
             dns.addr()
         ),
     ))

@@ -168,7 +168,7 @@ async fn the_official_npm_client_sends_through_dev_mode() {
 
     // The queued bytes are the message the client described.
     let raw = app.queued_content(id).await;
-    let parsed = postern::inbound::message::ParsedMessage::parse(&raw);
+    let parsed = postern::mail::message::ParsedMessage::parse(&raw);
     let header = |name: &str| {
         parsed
             .headers

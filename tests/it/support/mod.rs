@@ -24,8 +24,9 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
-use postern::accounts::{Accounts, Actor, Clock, NewPassword, PasswordParams, Role};
+use postern::accounts::{Accounts, Actor, NewPassword, PasswordParams, Role};
 use postern::app::{App, AppOptions, Passes};
+use postern::clock::Clock;
 use postern::config::{Config, TargetUrl};
 use postern::outbound::dkim::Algorithm;
 use serde_json::Value;
