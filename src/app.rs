@@ -12,22 +12,24 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::accounts::oidc::Oidc;
-use crate::accounts::{Accounts, Clock, PasswordParams, Policy};
+use crate::accounts::{Accounts, PasswordParams, Policy};
+use crate::clock::Clock;
 use crate::config::{Config, TlsSource};
-use crate::inbound::auth::{AuthConfig, AuthError, ResolverChoice, Verifier};
-use crate::inbound::deliver::Deliverer;
+use crate::dns::{ResolverChoice, ResolverError};
+use crate::inbound::managed::Managed;
 use crate::inbound::route::{Destination, Router, Routes};
+use crate::inbound::verify::{AuthConfig, Verifier};
 use crate::inbound::{Inbound, InboundSettings};
-use crate::manage::Managed;
 use crate::outbound::compose::{MAX_MESSAGE_SIZE, MAX_RECIPIENTS};
 use crate::outbound::worker::{Worker, WorkerError};
-use crate::outbound::{Outbound, OutboundMode, Submission};
+use crate::outbound::{Outbound, OutboundMode, ReturnMailSettings, Submission, WithReturnPath};
 use crate::shutdown::Shutdown;
-use crate::smtp::server::{ServerConfig, SmtpServer};
+use crate::smtp::server::{ListenerLimits, ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 use crate::web::WebOptions;
+use crate::webhook::Deliverer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -36,7 +38,7 @@ pub enum AppError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
-    Auth(#[from] AuthError),
+    Auth(#[from] ResolverError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -55,7 +57,7 @@ pub struct AppOptions {
 }
 
 pub struct App {
-    smtp: SmtpServer<Inbound>,
+    smtp: SmtpServer<WithReturnPath<Inbound>>,
     /// One per `[submission]` listener, all sharing one handler.
     submission: Vec<SmtpServer<Submission>>,
     submission_addrs: Vec<SocketAddr>,
@@ -84,186 +86,44 @@ impl App {
         App::build_with(config, AppOptions::default()).await
     }
 
+    /// Opens the store, builds the services, binds every listener; runs nothing yet.
     pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
         let store = Store::open(&config.data_dir)?;
-        let outbound = Outbound::new(
-            store.clone(),
-            options.clock.clone(),
-            match config.dev {
-                Some(_) => OutboundMode::Capture,
-                None => OutboundMode::Deliver,
-            },
-            config.outbound.expiry,
-        );
-        // Dev mode captures and never delivers, unless it was given a relay.
-        let outbound = match (&config.dev, &config.outbound.relay) {
-            (Some(_), Some(_)) => outbound.with_dev_relay(),
-            _ => outbound,
-        };
-        let accounts = Accounts::new(
-            store.clone(),
-            options.clock,
-            Policy {
-                session_idle: config.web.session_idle,
-                session_lifetime: config.web.session_lifetime,
-                require_totp: config.web.require_totp,
-                password: options.password,
-                totp_issuer: format!("Postern {}", config.hostname),
-            },
-        );
-        // Dev mode opens the dashboard without sign-in, but only to this machine.
-        let web_options = WebOptions {
-            open: config.dev.is_some() && config.web.listen.ip().is_loopback(),
-            secure_cookies: config.web.secure_cookies,
-        };
+        let outbound = outbound_service(&config, &store, &options.clock);
+        let accounts = accounts_service(&config, &store, options);
+        let web_options = web_options(&config);
         let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
         let starttls = tls.is_some();
-
-        let (router, keep_raw) = match &config.dev {
-            Some(dev) => {
-                let destination = match &dev.forward {
-                    Some(url) => Destination::Target {
-                        url: url.clone(),
-                        format: crate::config::Format::JsonNormalized,
-                    },
-                    None => Destination::Capture,
-                };
-                (Router::everything(destination), true)
-            }
-            None => (Router::new(&config.addresses, &config.domains), false),
-        };
-        // Addresses managed through the API count as of this start (see README).
-        let managed_checks = store
-            .managed_addresses()
-            .await?
-            .iter()
-            .any(|(_, a)| a.dkim || a.dmarc);
-        let needs_dns = config.auth.spf
-            || managed_checks
-            || config
-                .addresses
-                .iter()
-                .any(|a| a.options.dkim || a.options.dmarc);
-        let verifier = match needs_dns {
-            true => Some(Arc::new(Verifier::new(AuthConfig {
-                resolver: match &config.auth.dns_servers {
-                    Some(servers) => ResolverChoice::Servers(servers.clone()),
-                    None => ResolverChoice::System,
-                },
-                timeout: config.auth.timeout,
-            })?)),
-            false => None,
-        };
+        let (routes, keep_raw) = initial_routes(&config);
+        let verifier = build_verifier(&config, &store).await?;
         // Config entries plus those managed through the API (dev mode keeps its one route).
-        let routes = Routes::new(router);
         let managed = Managed::new(store.clone(), accounts.clone(), routes.clone(), &config);
         managed.reload().await?;
         let shutdown = Shutdown::new();
         let deliverer = Deliverer::new(&config.delivery);
 
-        let bind = |what, addr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| AppError::Bind { what, addr, source })
-        };
         let smtp_listener = bind("SMTP", config.smtp.listen).await?;
         let web = bind("web", config.web.listen).await?;
-        let smtp_addr = smtp_listener
-            .local_addr()
-            .expect("a bound socket has an address");
-        let web_addr = web.local_addr().expect("a bound socket has an address");
+        let smtp_addr = local_addr(&smtp_listener);
+        let web_addr = local_addr(&web);
         let outbound = outbound.with_tracking_url(&config.tracking_url(web_addr));
         // After the tracking URL: the worker instruments each copy with it.
-        let worker = match outbound.delivers() && config.outbound.deliver {
-            true => Some(Arc::new(Worker::new(&outbound, &config.outbound)?)),
-            false => None,
-        };
-        let inbound = Inbound::new(
+        let worker = delivery_worker(&config, &outbound)?;
+        let inbound = Arc::new(Inbound::new(
             shutdown.clone(),
             routes,
             deliverer.clone(),
             store.clone(),
             verifier,
-            InboundSettings {
-                hostname: config.hostname.clone(),
-                keep_raw,
-                spf: config.auth.spf,
-            },
-        )
-        .with_return_path(outbound.clone());
-
-        let server_config = ServerConfig {
-            session: SessionConfig {
-                policy: SessionPolicy::Inbound,
-                hostname: config.hostname.clone(),
-                max_message_size: config.smtp.max_message_size,
-                max_recipients: config.smtp.max_recipients,
-                max_line_length: config.smtp.max_line_length,
-                max_errors: config.smtp.max_errors,
-                size_exceeded_message: config.smtp.size_exceeded_message.clone(),
-                tls_available: starttls,
-            },
-            max_connections: config.smtp.max_connections,
-            command_timeout: config.smtp.command_timeout,
-            data_timeout: config.smtp.data_timeout,
-        };
-        // Submission: the same shell and limits, AUTH required, and CloudMailin's outbound
-        // limits (spec §6.1) where they are lower. Dev mode takes AUTH without TLS.
-        let submission_size = config.smtp.max_message_size.min(MAX_MESSAGE_SIZE);
-        let submission_config = ServerConfig {
-            session: SessionConfig {
-                policy: SessionPolicy::Submission {
-                    plaintext_auth: config.dev.is_some(),
-                },
-                max_message_size: submission_size,
-                max_recipients: config.smtp.max_recipients.min(MAX_RECIPIENTS),
-                size_exceeded_message: format!(
-                    "Message exceeds the maximum size of {submission_size} bytes"
-                ),
-                ..server_config.session.clone()
-            },
-            ..server_config.clone()
-        };
+            inbound_settings(&config, keep_raw),
+        ));
+        let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
+        let (server_config, submission_config) = server_configs(&config, starttls);
         let submission_handler = Arc::new(Submission::new(outbound.clone()));
-        let mut submission = Vec::new();
-        let mut submission_addrs = Vec::new();
-        for addr in &config.submission.listen {
-            let listener = bind("submission", *addr).await?;
-            submission_addrs.push(
-                listener
-                    .local_addr()
-                    .expect("a bound socket has an address"),
-            );
-            submission.push(SmtpServer::new(
-                listener,
-                submission_config.clone(),
-                tls.clone(),
-                submission_handler.clone(),
-            ));
-        }
-
-        let inbound = Arc::new(inbound);
-        let smtp = SmtpServer::new(smtp_listener, server_config, tls, inbound.clone());
-
-        if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
-            warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");
-        }
-        let settings = crate::web::Settings {
-            smtp_listen: Some(smtp_addr),
-            submission_listen: submission_addrs.clone(),
-            web_listen: Some(web_addr),
-            starttls: match &config.smtp.tls {
-                TlsSource::Off => "off".into(),
-                TlsSource::Files { cert, .. } => format!("certificate files: {}", cert.display()),
-                TlsSource::SelfSigned => "self-signed".into(),
-            },
-            data_dir: config.data_dir.clone(),
-            spf: config.auth.spf,
-            dns_servers: config.auth.dns_servers.clone(),
-            public_url: config.web.public_url.clone(),
-            hostname: config.hostname.clone(),
-            dns_timeout: config.auth.timeout,
-        };
+        let (submission, submission_addrs) =
+            bind_submission(&config, submission_config, &tls, submission_handler).await?;
+        let smtp = SmtpServer::new(smtp_listener, server_config, tls, mx);
+        let settings = web_settings(&config, smtp_addr, &submission_addrs, web_addr);
         let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
         Ok(App {
             oidc,
@@ -317,6 +177,16 @@ impl App {
         &self.outbound
     }
 
+    /// A handle that runs one pass of the background tasks on demand (see [`Passes`]).
+    pub fn passes(&self) -> Passes {
+        Passes {
+            outbound: self.outbound.clone(),
+            deliverer: self.deliverer.clone(),
+            worker: self.worker.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     /// Whether the dashboard is open without sign-in (dev mode on loopback).
     pub fn open_web(&self) -> bool {
         self.web_options.open
@@ -350,13 +220,9 @@ impl App {
                 outbound: Some(self.outbound),
                 oidc: self.oidc,
             };
-            let service = crate::web::router(services, self.web_options, self.settings)
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let serving = axum::serve(self.web, service)
-                .with_graceful_shutdown(async move { web_shutdown.triggered().await });
-            if let Err(error) = serving.await {
-                warn!(%error, "web listener failed");
-            }
+            let router = crate::web::router(services, self.web_options, self.settings);
+            let limits = crate::web::listener::HttpLimits::default();
+            crate::web::listener::serve(self.web, router, limits, web_shutdown).await;
         });
         info!(smtp = %self.smtp_addr, web = %self.web_addr, submission = ?self.submission_addrs, "postern is ready");
 
@@ -375,5 +241,258 @@ impl App {
             );
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    }
+}
+
+/// The outbound service: captures in dev mode (unless given a relay), delivers otherwise.
+fn outbound_service(config: &Config, store: &Store, clock: &Clock) -> Outbound {
+    let mode = match config.dev {
+        Some(_) => OutboundMode::Capture,
+        None => OutboundMode::Deliver,
+    };
+    let outbound = Outbound::new(store.clone(), clock.clone(), mode, config.outbound.expiry);
+    // Dev mode captures and never delivers, unless it was given a relay.
+    match (&config.dev, &config.outbound.relay) {
+        (Some(_), Some(_)) => outbound.with_dev_relay(),
+        _ => outbound,
+    }
+}
+
+/// Dev mode opens the dashboard without sign-in, but only to this machine.
+fn web_options(config: &Config) -> WebOptions {
+    if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
+        warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");
+    }
+    WebOptions {
+        open: config.dev.is_some() && config.web.listen.ip().is_loopback(),
+        secure_cookies: config.web.secure_cookies,
+    }
+}
+
+/// The delivery worker, when this instance delivers (`serve` with `[outbound] deliver`).
+fn delivery_worker(config: &Config, outbound: &Outbound) -> Result<Option<Arc<Worker>>, AppError> {
+    if !(outbound.delivers() && config.outbound.deliver) {
+        return Ok(None);
+    }
+    let dns = ResolverChoice::from_config(config.dns.servers.as_deref());
+    let worker = Worker::new(outbound, &config.outbound, &dns)?;
+    Ok(Some(Arc::new(worker)))
+}
+
+/// The MX listener's handler: mail to a return path goes to outbound, the rest to inbound.
+fn mx_handler(
+    config: &Config,
+    outbound: &Outbound,
+    inbound: &Arc<Inbound>,
+    keep_raw: bool,
+) -> Arc<WithReturnPath<Inbound>> {
+    let return_mail = ReturnMailSettings {
+        hostname: config.hostname.clone(),
+        keep_raw,
+    };
+    Arc::new(WithReturnPath::new(
+        outbound.clone(),
+        inbound.clone(),
+        return_mail,
+    ))
+}
+
+/// The accounts service with the config's session and TOTP policy.
+fn accounts_service(config: &Config, store: &Store, options: AppOptions) -> Accounts {
+    Accounts::new(
+        store.clone(),
+        options.clock,
+        Policy {
+            session_idle: config.web.session_idle,
+            session_lifetime: config.web.session_lifetime,
+            require_totp: config.web.require_totp,
+            password: options.password,
+            totp_issuer: format!("Postern {}", config.hostname),
+        },
+    )
+}
+
+/// The config's routes, and whether raw messages are kept: dev mode takes every recipient
+/// (captured, or forwarded as JSON Normalized) and keeps them.
+fn initial_routes(config: &Config) -> (Routes, bool) {
+    let (router, keep_raw) = match &config.dev {
+        Some(dev) => {
+            let destination = match &dev.forward {
+                Some(url) => Destination::Target {
+                    url: url.clone(),
+                    format: crate::config::Format::JsonNormalized,
+                },
+                None => Destination::Capture,
+            };
+            (Router::everything(destination), true)
+        }
+        None => (Router::new(&config.addresses, &config.domains), false),
+    };
+    (Routes::new(router), keep_raw)
+}
+
+/// What the inbound side needs from the config besides routes.
+fn inbound_settings(config: &Config, keep_raw: bool) -> InboundSettings {
+    InboundSettings {
+        hostname: config.hostname.clone(),
+        keep_raw,
+        spf: config.auth.spf,
+    }
+}
+
+/// The SPF/DKIM/DMARC verifier, or `None` when no check is on (then no DNS is asked).
+async fn build_verifier(config: &Config, store: &Store) -> Result<Option<Arc<Verifier>>, AppError> {
+    // Addresses managed through the API count as of this start (see README).
+    let managed_checks = store
+        .managed_addresses()
+        .await?
+        .iter()
+        .any(|(_, a)| a.dkim || a.dmarc);
+    let needs_dns = config.auth.spf
+        || managed_checks
+        || config
+            .addresses
+            .iter()
+            .any(|a| a.options.dkim || a.options.dmarc);
+    if !needs_dns {
+        return Ok(None);
+    }
+    let verifier = Verifier::new(AuthConfig {
+        resolver: ResolverChoice::from_config(config.dns.servers.as_deref()),
+        timeout: config.auth.timeout,
+    })?;
+    Ok(Some(Arc::new(verifier)))
+}
+
+/// The MX listener's settings, and the submission listeners': the same shell and limits,
+/// AUTH required, and CloudMailin's outbound limits (spec §6.1) where they are lower. Dev
+/// mode takes AUTH without TLS.
+fn server_configs(config: &Config, starttls: bool) -> (ServerConfig, ServerConfig) {
+    let mx = ServerConfig {
+        session: SessionConfig {
+            policy: SessionPolicy::Inbound,
+            hostname: config.hostname.clone(),
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: config.smtp.max_recipients,
+            max_line_length: config.smtp.max_line_length,
+            max_errors: config.smtp.max_errors,
+            size_exceeded_message: config.smtp.size_exceeded_message.clone(),
+            tls_available: starttls,
+        },
+        max_connections: config.smtp.max_connections,
+        command_timeout: config.smtp.command_timeout,
+        data_timeout: config.smtp.data_timeout,
+        // One memory budget for every listener: the submission config is a copy.
+        limits: ListenerLimits::new(
+            config.smtp.abuse.max_connections_per_ip,
+            config.smtp.abuse.session_deadline,
+            config.smtp.abuse.min_data_rate,
+            config.smtp.abuse.min_data_rate_window,
+            config.smtp.abuse.message_memory_budget,
+        ),
+    };
+    let submission_size = config.smtp.max_message_size.min(MAX_MESSAGE_SIZE);
+    let submission = ServerConfig {
+        session: SessionConfig {
+            policy: SessionPolicy::Submission {
+                plaintext_auth: config.dev.is_some(),
+            },
+            max_message_size: submission_size,
+            max_recipients: config.smtp.max_recipients.min(MAX_RECIPIENTS),
+            size_exceeded_message: format!(
+                "Message exceeds the maximum size of {submission_size} bytes"
+            ),
+            ..mx.session.clone()
+        },
+        ..mx.clone()
+    };
+    (mx, submission)
+}
+
+/// One server per `[submission] listen` address, all sharing `handler`, and their bound
+/// addresses in the same order.
+async fn bind_submission(
+    config: &Config,
+    server_config: ServerConfig,
+    tls: &Option<Arc<rustls::ServerConfig>>,
+    handler: Arc<Submission>,
+) -> Result<(Vec<SmtpServer<Submission>>, Vec<SocketAddr>), AppError> {
+    let mut servers = Vec::new();
+    let mut addrs = Vec::new();
+    for addr in &config.submission.listen {
+        let listener = bind("submission", *addr).await?;
+        addrs.push(local_addr(&listener));
+        servers.push(SmtpServer::new(
+            listener,
+            server_config.clone(),
+            tls.clone(),
+            handler.clone(),
+        ));
+    }
+    Ok((servers, addrs))
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound socket has an address")
+}
+
+/// What the dashboard's settings page shows.
+fn web_settings(
+    config: &Config,
+    smtp_addr: SocketAddr,
+    submission_addrs: &[SocketAddr],
+    web_addr: SocketAddr,
+) -> crate::web::Settings {
+    crate::web::Settings {
+        smtp_listen: Some(smtp_addr),
+        submission_listen: submission_addrs.to_vec(),
+        web_listen: Some(web_addr),
+        starttls: match &config.smtp.tls {
+            TlsSource::Off => "off".into(),
+            TlsSource::Files { cert, .. } => format!("certificate files: {}", cert.display()),
+            TlsSource::SelfSigned => "self-signed".into(),
+        },
+        data_dir: config.data_dir.clone(),
+        spf: config.auth.spf,
+        dns_servers: config.dns.servers.clone(),
+        public_url: config.web.public_url.clone(),
+        hostname: config.hostname.clone(),
+        dns_timeout: config.auth.timeout,
+    }
+}
+
+/// One pass of the app's background tasks on demand, the same code their loops run each
+/// time they wake. For tests that assert that *nothing* was due: running a pass and
+/// counting what it did can fail, while sleeping and then looking cannot tell "found
+/// nothing" from "has not looked yet". Safe beside the running loops (a recipient is
+/// claimed once; an event due to both is at worst POSTed twice, as after a timeout).
+#[derive(Clone)]
+pub struct Passes {
+    outbound: Outbound,
+    deliverer: Deliverer,
+    worker: Option<Arc<Worker>>,
+    shutdown: Shutdown,
+}
+
+impl Passes {
+    /// One round of the events webhook: the number of due events it took.
+    pub async fn events(&self) -> Result<usize, StoreError> {
+        crate::outbound::events::run_once(&self.outbound, &self.deliverer).await
+    }
+
+    /// One pass of the delivery worker, waiting for the attempts it started: the number of
+    /// recipients attempted; `None` when this app has no worker (not `serve` with
+    /// `[outbound] deliver = true`).
+    pub async fn deliveries(&self) -> Option<usize> {
+        let worker = self.worker.as_ref()?;
+        Some(worker.run_once(&self.shutdown).await)
     }
 }

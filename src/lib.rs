@@ -10,16 +10,20 @@
 pub mod accounts;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod inbound;
-pub mod manage;
+pub mod mail;
 pub mod outbound;
+pub mod secret;
 pub mod shutdown;
 pub mod smtp;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod web;
+pub mod webhook;
 
 /// The version string printed by `postern --version` and sent as part of the User-Agent.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

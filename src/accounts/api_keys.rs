@@ -5,8 +5,9 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::clock::from_unix;
-use super::{AccountError, Accounts, Actor, AuditAction, Role, TOUCH_INTERVAL, token};
+use super::{AccountError, Accounts, Actor, AuditAction, Role, TOUCH_INTERVAL};
+use crate::clock::from_unix;
+use crate::secret;
 use crate::store::{ApiKeyRow, NewApiKey, StoreError};
 
 /// Every key starts with this, so secret scanners and people can tell what it is.
@@ -58,12 +59,12 @@ impl Accounts {
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(AccountError::InvalidKeyName);
         }
-        let secret = format!("{API_KEY_PREFIX}{}", token::new_token());
+        let secret = format!("{API_KEY_PREFIX}{}", secret::new_token());
         let row = self
             .store()
             .insert_api_key(NewApiKey {
                 name: name.to_string(),
-                key_hash: token::sha256_hex(&secret),
+                key_hash: secret::sha256_hex(&secret),
                 prefix: secret[..SHOWN_CHARS].to_string(),
                 role,
                 created_at: self.now(),
@@ -89,7 +90,7 @@ impl Accounts {
         }
         let Some(row) = self
             .store()
-            .api_key_by_hash(&token::sha256_hex(presented))
+            .api_key_by_hash(&secret::sha256_hex(presented))
             .await?
         else {
             return Ok(None);

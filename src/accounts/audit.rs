@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::clock::from_unix;
 use super::{Accounts, User};
+use crate::clock::from_unix;
 use crate::store::{AuditEntry, StoreError};
 
 /// What happened. `as_str` is the stored name.
@@ -15,6 +15,8 @@ use crate::store::{AuditEntry, StoreError};
 pub enum AuditAction {
     SignIn,
     SignInFailed,
+    /// An operator cleared sign-in failures (`postern user unlock`).
+    SignInUnlocked,
     SignOut,
     SignOutEverywhere,
     UserCreated,
@@ -42,6 +44,7 @@ impl AuditAction {
         match self {
             AuditAction::SignIn => "signin",
             AuditAction::SignInFailed => "signin_failed",
+            AuditAction::SignInUnlocked => "signin_unlocked",
             AuditAction::SignOut => "signout",
             AuditAction::SignOutEverywhere => "signout_everywhere",
             AuditAction::UserCreated => "user_created",

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::token;
+use crate::secret;
 
 const LABEL: &[u8] = b"postern csrf v1";
 
@@ -29,7 +29,7 @@ pub fn verify(secret: &str, presented: &str) -> bool {
 
 /// A new anonymous secret for a browser that has no session (256 random bits).
 pub fn new_secret() -> String {
-    token::new_token()
+    secret::new_token()
 }
 
 fn mac(secret: &str) -> Hmac<Sha256> {

@@ -6,12 +6,12 @@
 //! holds the store, the [`Clock`] and the [`Policy`]. One concept per file: `users`,
 //! `password`, `totp`, `recovery`, `sessions`, `csrf`, `throttle`, `signin` (the flow that
 //! ties them together), `oidc` (sign-in with Google, GitHub or an OpenID Connect issuer,
-//! which then joins that flow), `api_keys`, `audit`, `clock`, `token` (random secrets and
-//! their stored digests). All SQL is in `store::accounts`. Nothing here knows about HTTP.
+//! which then joins that flow), `api_keys`, `audit`. Time comes from `crate::clock`, random
+//! secrets and their digests from `crate::secret`. All SQL is in `store::accounts`. Nothing
+//! here knows about HTTP.
 
 mod api_keys;
 mod audit;
-mod clock;
 pub mod csrf;
 pub mod oidc;
 mod password;
@@ -19,7 +19,6 @@ mod recovery;
 mod sessions;
 mod signin;
 mod throttle;
-pub(crate) mod token;
 mod totp;
 mod users;
 
@@ -27,12 +26,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::store::{Store, StoreError};
 
 pub use crate::store::Role;
 pub use api_keys::{API_KEY_PREFIX, ApiKey};
 pub use audit::{Actor, AuditAction, AuditRecord};
-pub use clock::Clock;
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordParams, check_new_password};
 pub use recovery::RECOVERY_CODES;
 pub use sessions::{
@@ -40,7 +39,9 @@ pub use sessions::{
     TOUCH_INTERVAL,
 };
 pub use signin::{SignIn, SignInError};
-pub use throttle::{ACCOUNT_FAILURES, IP_FAILURES, THROTTLE_WINDOW, ip_key};
+pub use throttle::{
+    ACCOUNT_FAILURES, IP_FAILURES, KNOWN_ADDRESS_DAYS, PAIR_FAILURES, THROTTLE_WINDOW, ip_key,
+};
 pub use totp::{TOTP_DIGITS, TOTP_SKEW_STEPS, TOTP_STEP_SECS, TotpEnrolment};
 pub use users::{NewPassword, User, normalise_email};
 

@@ -13,7 +13,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use super::token;
+use crate::secret;
 
 /// The shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -161,7 +161,7 @@ pub fn check_new_password(password: &str) -> Result<(), String> {
 
 /// A generated one-time password: 20 base32 characters (100 bits) in groups of five.
 pub(crate) fn generate() -> String {
-    token::human_code(4, 5)
+    secret::human_code(4, 5)
 }
 
 #[cfg(test)]

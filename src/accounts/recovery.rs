@@ -2,7 +2,8 @@
 //! which replaces a TOTP code at sign-in when the phone is gone. 16 base32 characters (80
 //! bits) in groups of four; only their SHA-256 is stored, and a used code is deleted.
 
-use super::{AccountError, Accounts, Actor, AuditAction, Client, User, token};
+use super::{AccountError, Accounts, Actor, AuditAction, Client, User};
+use crate::secret;
 use crate::store::StoreError;
 
 /// How many codes a user gets.
@@ -11,13 +12,13 @@ pub const RECOVERY_CODES: usize = 10;
 /// Ten fresh codes, `xxxx-xxxx-xxxx-xxxx`.
 pub(crate) fn generate() -> Vec<String> {
     (0..RECOVERY_CODES)
-        .map(|_| token::human_code(4, 4))
+        .map(|_| secret::human_code(4, 4))
         .collect()
 }
 
 /// The stored form of a code as generated or as typed (case, spaces and dashes ignored).
 pub(crate) fn hash(code: &str) -> String {
-    token::sha256_hex(&token::normalise_code(code))
+    secret::sha256_hex(&secret::normalise_code(code))
 }
 
 impl Accounts {

@@ -14,8 +14,9 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::clock::from_unix;
-use super::{Accounts, Actor, AuditAction, Client, Policy, User, csrf, token};
+use super::{Accounts, Actor, AuditAction, Client, Policy, User, csrf};
+use crate::clock::from_unix;
+use crate::secret;
 use crate::store::{SessionCutoffs, SessionRow, StoreError, UserRow};
 
 /// How long the second sign-in step (TOTP or recovery code) may take.
@@ -159,9 +160,9 @@ impl Accounts {
                 pending_before: now - secs(SECOND_FACTOR_TIMEOUT),
             })
             .await?;
-        let token = token::new_token();
+        let token = secret::new_token();
         let row = SessionRow {
-            id_hash: token::sha256_hex(&token),
+            id_hash: secret::sha256_hex(&token),
             user_id: user.id,
             second_factor_pending,
             created_at: now,
@@ -180,7 +181,7 @@ impl Accounts {
     /// The live session whose id is `token` (the cookie value), recording its use; `None` if
     /// there is none or it has expired (an expired one is deleted).
     pub async fn session(&self, token: &str) -> Result<Option<Session>, StoreError> {
-        let id_hash = token::sha256_hex(token);
+        let id_hash = secret::sha256_hex(token);
         let Some((mut row, user)) = self.store().session(&id_hash).await? else {
             return Ok(None);
         };

@@ -221,7 +221,7 @@ impl Accounts {
         how: &str,
     ) -> Result<(), StoreError> {
         let user = &session.session.user;
-        self.forgive(&user.email).await?;
+        self.forgive(&user.email, client.ip).await?;
         self.store().set_last_sign_in(user.id, self.now()).await?;
         self.audit(
             &Actor::user(user),

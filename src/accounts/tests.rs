@@ -242,10 +242,10 @@ async fn totp_drift_replay_and_recovery_codes() {
 }
 
 #[tokio::test]
-async fn throttling_per_account_and_per_address() {
+async fn throttling_per_account_and_address_and_per_address() {
     let Setup { accounts, .. } = setup().await;
     user(&accounts, "alice@example.com").await;
-    for _ in 0..ACCOUNT_FAILURES {
+    for _ in 0..PAIR_FAILURES {
         assert!(matches!(
             accounts
                 .sign_in("alice@example.com", "wrong password!", &client())
@@ -262,8 +262,14 @@ async fn throttling_per_account_and_per_address() {
     };
     // The first failure was 50 s ago: it leaves the 15-minute window in 850 s.
     assert_eq!(retry_after, THROTTLE_WINDOW - Duration::from_secs(50));
-    // Another account from another address is not affected.
+    // The same account from another address is not affected, nor another account.
     let elsewhere = Client::new("198.51.100.1".parse().unwrap());
+    complete(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &elsewhere)
+            .await
+            .unwrap(),
+    );
     user(&accounts, "bob@example.com").await;
     complete(
         accounts
@@ -468,5 +474,68 @@ async fn a_password_hashed_with_other_parameters_is_rehashed_at_sign_in() {
         stored(&accounts)
             .await
             .starts_with("$argon2id$v=19$m=8,t=1,p=1$")
+    );
+}
+
+#[tokio::test]
+async fn a_distributed_guess_locks_out_new_addresses_but_not_the_users_own() {
+    let Setup { accounts, .. } = setup().await;
+    user(&accounts, "alice@example.com").await;
+    let home = Client::new("192.0.2.10".parse().unwrap());
+    complete(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &home)
+            .await
+            .unwrap(),
+    );
+    // Many addresses, each under its own limit, together over the account's.
+    for i in 0..ACCOUNT_FAILURES {
+        let attacker = Client::new(format!("198.51.100.{}", i / 4 + 1).parse().unwrap());
+        let answer = accounts
+            .sign_in("alice@example.com", "wrong password!", &attacker)
+            .await;
+        assert!(
+            matches!(answer, Err(SignInError::WrongPassword)),
+            "attempt {i}"
+        );
+    }
+    let fresh = Client::new("203.0.113.7".parse().unwrap());
+    assert!(matches!(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &fresh)
+            .await,
+        Err(SignInError::Throttled { .. })
+    ));
+    // An unknown account gets the same treatment as a known one (no enumeration).
+    for i in 0..ACCOUNT_FAILURES {
+        let attacker = Client::new(format!("198.51.100.{}", i / 4 + 100).parse().unwrap());
+        let _ = accounts
+            .sign_in("nobody@example.com", "wrong password!", &attacker)
+            .await;
+    }
+    assert!(matches!(
+        accounts
+            .sign_in("nobody@example.com", PASSWORD, &fresh)
+            .await,
+        Err(SignInError::Throttled { .. })
+    ));
+    // The user's own address still signs in.
+    complete(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &home)
+            .await
+            .unwrap(),
+    );
+    // An operator's unlock lets everyone in again, and is audited.
+    let cleared = accounts
+        .unlock(&Actor::Cli, "Alice@Example.com", None)
+        .await
+        .unwrap();
+    assert_eq!(cleared, ACCOUNT_FAILURES as usize);
+    complete(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &fresh)
+            .await
+            .unwrap(),
     );
 }

@@ -1,15 +1,19 @@
-//! Sign-in throttling: after [`ACCOUNT_FAILURES`] failed sign-ins for one account, or
-//! [`IP_FAILURES`] from one address, within [`THROTTLE_WINDOW`], further attempts are refused
-//! (HTTP 429 with `Retry-After`) without checking the password, until the oldest of those
-//! failures is older than the window.
+//! Sign-in throttling, shaped so that nobody can lock the real user out by failing on purpose.
+//! Within [`THROTTLE_WINDOW`], further attempts are refused (HTTP 429 with `Retry-After`,
+//! without checking the password) after:
+//!
+//! - [`PAIR_FAILURES`] failures for one account from one address;
+//! - [`IP_FAILURES`] failures from one address, whatever the accounts;
+//! - [`ACCOUNT_FAILURES`] failures for one account from anywhere (a distributed guess) — but
+//!   this one only applies to addresses the account has not signed in from successfully in
+//!   the last [`KNOWN_ADDRESS_DAYS`] days: the user's usual address keeps its own small
+//!   allowance (the pair limit) while the account is under attack.
 //!
 //! A wrong password and a wrong second factor both count. The account key is the email as
 //! typed (normalised), whether or not such a user exists, so throttling reveals nothing about
 //! which accounts exist. IPv6 clients are counted by their /64, which one host usually owns
-//! whole. A successful sign-in forgives the account's failures, not the address's.
-//!
-//! The price of a per-account limit: anyone can keep one account locked by failing for it
-//! every three minutes. The lock lasts 15 minutes after the attacker stops.
+//! whole. A successful sign-in forgives that address's failures for the account, nothing
+//! else. An operator clears a throttle with `postern user unlock`.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,10 +21,15 @@ use std::time::Duration;
 use super::Accounts;
 use crate::store::StoreError;
 
-/// Failed sign-ins per account within the window before it is throttled.
-pub const ACCOUNT_FAILURES: u32 = 5;
+/// Failed sign-ins for one account from one address within the window.
+pub const PAIR_FAILURES: u32 = 5;
 /// Failed sign-ins per client address (IPv6: per /64) within the window.
 pub const IP_FAILURES: u32 = 20;
+/// Failed sign-ins for one account from all addresses within the window, before addresses
+/// the account has not signed in from are refused.
+pub const ACCOUNT_FAILURES: u32 = 50;
+/// How long an address the account signed in from stays known.
+pub const KNOWN_ADDRESS_DAYS: i64 = 90;
 /// 15 minutes.
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -48,7 +57,8 @@ fn wait(times_newest_first: &[i64], limit: u32, now: i64) -> Option<i64> {
 }
 
 impl Accounts {
-    /// `Some(wait)` if the account or the address has failed too often lately.
+    /// `Some(wait)` if this account from this address, or the address, has failed too often
+    /// lately, or the account has and the address is not one it is known to sign in from.
     pub(crate) async fn throttled(
         &self,
         account: &str,
@@ -56,22 +66,25 @@ impl Accounts {
     ) -> Result<Option<Duration>, StoreError> {
         let now = self.now();
         let since = now - THROTTLE_WINDOW.as_secs() as i64;
-        let (by_account, by_ip) = self
+        let limit = PAIR_FAILURES.max(IP_FAILURES).max(ACCOUNT_FAILURES);
+        let recent = self
             .store()
-            .recent_signin_failures(
-                account.to_string(),
-                ip_key(ip),
-                since,
-                ACCOUNT_FAILURES.max(IP_FAILURES),
-            )
+            .recent_signin_failures(account.to_string(), ip_key(ip), since, limit)
             .await?;
-        let seconds = [
-            wait(&by_account, ACCOUNT_FAILURES, now),
-            wait(&by_ip, IP_FAILURES, now),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        let mut waits = vec![
+            wait(&recent.pair, PAIR_FAILURES, now),
+            wait(&recent.address, IP_FAILURES, now),
+        ];
+        if let Some(account_wait) = wait(&recent.account, ACCOUNT_FAILURES, now) {
+            // Asked only when the account is under attack, so the common path costs nothing.
+            let known_since = now - KNOWN_ADDRESS_DAYS * 24 * 60 * 60;
+            let known = self
+                .store()
+                .is_known_signin_address(account.to_string(), ip_key(ip), known_since)
+                .await?;
+            waits.push((!known).then_some(account_wait));
+        }
+        let seconds = waits.into_iter().flatten().max();
         Ok(seconds.map(|s| Duration::from_secs(s as u64)))
     }
 
@@ -82,27 +95,61 @@ impl Accounts {
     ) -> Result<Option<Duration>, StoreError> {
         let now = self.now();
         let since = now - THROTTLE_WINDOW.as_secs() as i64;
-        let (_, by_ip) = self
+        let recent = self
             .store()
             .recent_signin_failures(String::new(), ip_key(ip), since, IP_FAILURES)
             .await?;
-        Ok(wait(&by_ip, IP_FAILURES, now).map(|s| Duration::from_secs(s as u64)))
+        Ok(wait(&recent.address, IP_FAILURES, now).map(|s| Duration::from_secs(s as u64)))
     }
 
     pub(crate) async fn record_failure(&self, account: &str, ip: IpAddr) -> Result<(), StoreError> {
         let now = self.now();
         self.store()
-            .prune_signin_failures(now - THROTTLE_WINDOW.as_secs() as i64)
+            .prune_signin_failures(
+                now - THROTTLE_WINDOW.as_secs() as i64,
+                now - KNOWN_ADDRESS_DAYS * 24 * 60 * 60,
+            )
             .await?;
         self.store()
             .record_signin_failure(now, account.to_string(), ip_key(ip))
             .await
     }
 
-    pub(crate) async fn forgive(&self, account: &str) -> Result<(), StoreError> {
+    /// A successful sign-in: that address's failures for the account are forgiven and the
+    /// address is remembered as one the account signs in from.
+    pub(crate) async fn forgive(&self, account: &str, ip: IpAddr) -> Result<(), StoreError> {
         self.store()
-            .clear_signin_failures(account.to_string())
+            .record_signin_success(self.now(), account.to_string(), ip_key(ip))
             .await
+    }
+
+    /// An operator's unlock (`postern user unlock`): forgets the account's failures from
+    /// every address and, with `ip`, every failure from that address; audited. Returns how
+    /// many failures were forgotten.
+    pub async fn unlock(
+        &self,
+        actor: &super::Actor,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<usize, StoreError> {
+        let account = super::normalise_email(email).unwrap_or_else(|_| email.trim().to_lowercase());
+        let cleared = self
+            .store()
+            .clear_signin_failures(account.clone(), ip.map(ip_key))
+            .await?;
+        let detail = match ip {
+            Some(ip) => format!("{cleared} failures forgotten, address {}", ip_key(ip)),
+            None => format!("{cleared} failures forgotten"),
+        };
+        self.audit(
+            actor,
+            super::AuditAction::SignInUnlocked,
+            Some(&account),
+            None,
+            Some(&detail),
+        )
+        .await?;
+        Ok(cleared)
     }
 }
 

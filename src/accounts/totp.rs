@@ -15,7 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
-use super::{AccountError, Accounts, Actor, AuditAction, Client, User, recovery, token};
+use super::{AccountError, Accounts, Actor, AuditAction, Client, User, recovery};
+use crate::secret;
 use crate::store::{StoreError, UserRow};
 
 pub const TOTP_DIGITS: u8 = 6;
@@ -35,7 +36,7 @@ pub struct TotpEnrolment {
 
 /// 160 random bits (RFC 4226 §4's recommended length), base32.
 fn new_secret() -> String {
-    Secret::from(token::random_bytes::<20>()).to_base32()
+    Secret::from(secret::random_bytes::<20>()).to_base32()
 }
 
 fn totp(secret_base32: &str, account: &str, issuer: &str) -> Result<Totp, String> {

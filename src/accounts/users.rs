@@ -5,8 +5,8 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::clock::from_unix;
 use super::{AccountError, Accounts, Actor, AuditAction, Client, Role, Session, password};
+use crate::clock::from_unix;
 use crate::store::{NewUser, RoleChange, UserDeletion, UserRow};
 
 /// A user as the rest of the program sees one: no password hash, no TOTP secret.
@@ -184,13 +184,21 @@ impl Accounts {
         client: &Client,
     ) -> Result<(), AccountError> {
         password::check_new_password(new_password).map_err(AccountError::WeakPassword)?;
+        let user = &session.user;
+        // Keeping the current password would make a printed one-time password permanent.
+        let current = self.store().user(user.id).await?;
+        let current_hash = current.as_ref().map(|row| row.password_hash.as_str());
+        if current_hash.is_some() && self.inner.hasher.verify(new_password, current_hash).await {
+            return Err(AccountError::WeakPassword(
+                "the new password must differ from the current one".into(),
+            ));
+        }
         let hash = self
             .inner
             .hasher
             .hash(new_password)
             .await
             .map_err(AccountError::Internal)?;
-        let user = &session.user;
         self.store().set_password(user.id, hash, false).await?;
         let others = self
             .store()

@@ -4,21 +4,21 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::DEFAULT_CONFIG;
+use super::error::CliError;
+use super::{DEFAULT_CONFIG, runtime};
 use crate::accounts::{
-    AccountError, Accounts, Actor, Clock, MIN_PASSWORD_CHARS, NewPassword, PasswordParams, Policy,
-    Role,
+    Accounts, Actor, MIN_PASSWORD_CHARS, NewPassword, PasswordParams, Policy, Role,
 };
-use crate::store::Store;
+use crate::clock::Clock;
 
 /// Which installation: its config file, or a data directory directly.
 #[derive(Debug, Args)]
 pub(super) struct Target {
-    /// The config file; its `server.data_dir` holds the accounts.
+    /// The config file; its `server.data_dir` holds the store the command works on.
     #[arg(long, short, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
     config: PathBuf,
     /// Use this data directory instead of the config's (e.g. `./postern-data` of `postern dev`).
@@ -28,11 +28,11 @@ pub(super) struct Target {
 
 impl Target {
     /// The data directory, and `pick` of the config when a config file was read (not with
-    /// `--data-dir`). Prints the config's error and gives exit code 2 when it is invalid.
+    /// `--data-dir`).
     pub(super) fn data_dir_and<T>(
         &self,
         pick: impl FnOnce(&crate::config::Config) -> T,
-    ) -> Result<(PathBuf, Option<T>), ExitCode> {
+    ) -> Result<(PathBuf, Option<T>), CliError> {
         match &self.data_dir {
             Some(dir) => Ok((dir.clone(), None)),
             None => {
@@ -46,9 +46,9 @@ impl Target {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(super) enum RoleArg {
-    /// Everything.
+    /// May do everything: read and change.
     Admin,
-    /// Read-only.
+    /// May only read.
     Viewer,
 }
 
@@ -68,8 +68,10 @@ pub(super) enum UserCommand {
     Add {
         #[command(flatten)]
         target: Target,
+        /// The user's email address; they sign in with it.
         #[arg(long, value_name = "ADDRESS")]
         email: String,
+        /// What the user may do.
         #[arg(long, value_enum, default_value = "admin")]
         role: RoleArg,
         /// Read the password from the first line of standard input instead.
@@ -85,6 +87,7 @@ pub(super) enum UserCommand {
     Delete {
         #[command(flatten)]
         target: Target,
+        /// The email address of the user to delete.
         #[arg(long, value_name = "ADDRESS")]
         email: String,
     },
@@ -92,8 +95,21 @@ pub(super) enum UserCommand {
     ResetTotp {
         #[command(flatten)]
         target: Target,
+        /// The email address of the user whose TOTP is turned off.
         #[arg(long, value_name = "ADDRESS")]
         email: String,
+    },
+    /// Lift a sign-in throttle: forget the account's failed sign-ins from every address (and,
+    /// with --ip, every failure from that address), so the right password works at once.
+    Unlock {
+        #[command(flatten)]
+        target: Target,
+        /// The email address whose failed sign-ins are forgotten (need not be a user's).
+        #[arg(long, value_name = "ADDRESS")]
+        email: String,
+        /// Also forget every failure from this client address (IPv6: its /64).
+        #[arg(long, value_name = "IP")]
+        ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -106,6 +122,7 @@ pub(super) enum KeyCommand {
         /// What the key is for.
         #[arg(long)]
         name: String,
+        /// What the key may do.
         #[arg(long, value_enum, default_value = "viewer")]
         role: RoleArg,
     },
@@ -118,44 +135,28 @@ pub(super) enum KeyCommand {
     Revoke {
         #[command(flatten)]
         target: Target,
+        /// The key's id, as `postern key list` shows it.
         #[arg(long)]
         id: i64,
     },
 }
 
-/// Opens the store and the accounts service on it, or says why not (exit 2).
-fn open(target: &Target) -> Result<Accounts, ExitCode> {
-    let (data_dir, policy) = match &target.data_dir {
-        Some(dir) => (dir.clone(), Policy::default()),
-        None => {
-            let config = super::load(&target.config)?;
-            let policy = Policy {
-                session_idle: config.web.session_idle,
-                session_lifetime: config.web.session_lifetime,
-                require_totp: config.web.require_totp,
-                password: PasswordParams::PRODUCTION,
-                totp_issuer: format!("Postern {}", config.hostname),
-            };
-            (config.data_dir, policy)
-        }
-    };
-    let store = Store::open(&data_dir).map_err(|error| {
-        eprintln!("error: {error}");
-        ExitCode::from(2)
+/// The accounts service on `target`'s store, with the config's session and TOTP policy
+/// (the defaults with `--data-dir`).
+fn open(target: &Target) -> Result<Accounts, CliError> {
+    let (data_dir, policy) = target.data_dir_and(|config| Policy {
+        session_idle: config.web.session_idle,
+        session_lifetime: config.web.session_lifetime,
+        require_totp: config.web.require_totp,
+        password: PasswordParams::PRODUCTION,
+        totp_issuer: format!("Postern {}", config.hostname),
     })?;
-    Ok(Accounts::new(store, Clock::system(), policy))
-}
-
-pub(super) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the tokio runtime")
-}
-
-fn failed(error: AccountError) -> ExitCode {
-    eprintln!("error: {error}");
-    ExitCode::FAILURE
+    let store = super::open_store(&data_dir)?;
+    Ok(Accounts::new(
+        store,
+        Clock::system(),
+        policy.unwrap_or_default(),
+    ))
 }
 
 fn date(at: time::OffsetDateTime) -> String {
@@ -165,7 +166,7 @@ fn date(at: time::OffsetDateTime) -> String {
     .unwrap_or_default()
 }
 
-pub(super) fn user(command: UserCommand) -> ExitCode {
+pub(super) fn user(command: UserCommand) -> anyhow::Result<()> {
     runtime().block_on(async move {
         match command {
             UserCommand::Add {
@@ -174,179 +175,151 @@ pub(super) fn user(command: UserCommand) -> ExitCode {
                 role,
                 password_stdin,
             } => {
-                let password = if password_stdin {
-                    let mut line = String::new();
-                    if let Err(error) = std::io::stdin().lock().read_line(&mut line) {
-                        eprintln!("error: cannot read the password from standard input: {error}");
-                        return ExitCode::from(2);
-                    }
-                    let line = line.trim_end_matches(['\r', '\n']).to_string();
-                    if line.is_empty() {
-                        eprintln!(
-                            "error: no password on standard input (at least {MIN_PASSWORD_CHARS} characters)"
-                        );
-                        return ExitCode::from(2);
-                    }
-                    NewPassword::Given(line)
-                } else {
-                    NewPassword::Generate
+                // Standard input first: a wrong pipe is reported before the config is read.
+                let password = match password_stdin {
+                    true => password_from_stdin()?,
+                    false => NewPassword::Generate,
                 };
-                let accounts = match open(&target) {
-                    Ok(accounts) => accounts,
-                    Err(code) => return code,
-                };
-                match accounts
-                    .create_user(&email, role.into(), password, &Actor::Cli)
-                    .await
-                {
-                    Ok((user, generated)) => {
-                        println!("created {} {}", user.role.as_str(), user.email);
-                        if let Some(password) = generated {
-                            println!("one-time password: {password}");
-                            println!(
-                                "It is shown only now; {} chooses a new one at first sign-in.",
-                                user.email
-                            );
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => failed(error),
-                }
+                add_user(&open(&target)?, &email, role.into(), password).await
             }
-            UserCommand::List { target } => {
-                let accounts = match open(&target) {
-                    Ok(accounts) => accounts,
-                    Err(code) => return code,
-                };
-                match accounts.users().await {
-                    Ok(users) if users.is_empty() => {
-                        println!("no users; add one with `postern user add --email you@example.com`");
-                        ExitCode::SUCCESS
-                    }
-                    Ok(users) => {
-                        println!("{:<40} {:<7} {:<5} {:<17} last sign-in", "email", "role", "totp", "created");
-                        for user in users {
-                            println!(
-                                "{:<40} {:<7} {:<5} {:<17} {}",
-                                user.email,
-                                user.role.as_str(),
-                                if user.totp_enabled { "on" } else { "off" },
-                                date(user.created_at),
-                                user.last_sign_in_at.map(date).unwrap_or_else(|| "never".into())
-                            );
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => failed(error),
-                }
-            }
+            UserCommand::List { target } => list_users(&open(&target)?).await,
             UserCommand::Delete { target, email } => {
-                let accounts = match open(&target) {
-                    Ok(accounts) => accounts,
-                    Err(code) => return code,
-                };
-                match accounts.delete_user(&email, &Actor::Cli).await {
-                    Ok(()) => {
-                        println!("deleted {}", email.trim().to_lowercase());
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => failed(error),
-                }
+                open(&target)?.delete_user(&email, &Actor::Cli).await?;
+                println!("deleted {}", email.trim().to_lowercase());
+                Ok(())
             }
             UserCommand::ResetTotp { target, email } => {
-                let accounts = match open(&target) {
-                    Ok(accounts) => accounts,
-                    Err(code) => return code,
-                };
-                match accounts.reset_totp(&email, &Actor::Cli).await {
-                    Ok(()) => {
-                        println!(
-                            "two-factor authentication is off for {}; their sessions are ended",
-                            email.trim().to_lowercase()
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => failed(error),
-                }
+                open(&target)?.reset_totp(&email, &Actor::Cli).await?;
+                println!(
+                    "two-factor authentication is off for {}; their sessions are ended",
+                    email.trim().to_lowercase()
+                );
+                Ok(())
+            }
+            UserCommand::Unlock { target, email, ip } => {
+                let cleared = open(&target)?.unlock(&Actor::Cli, &email, ip).await?;
+                println!(
+                    "{cleared} failed sign-ins forgotten for {}; the right password works now",
+                    email.trim().to_lowercase()
+                );
+                Ok(())
             }
         }
     })
 }
 
-pub(super) fn key(command: KeyCommand) -> ExitCode {
+/// `--password-stdin`: the first line of standard input, which must not be empty.
+fn password_from_stdin() -> Result<NewPassword, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")
+        .map_err(CliError::Usage)?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.is_empty() {
+        return Err(CliError::usage(format!(
+            "no password on standard input (at least {MIN_PASSWORD_CHARS} characters)"
+        )));
+    }
+    Ok(NewPassword::Given(line.to_string()))
+}
+
+async fn add_user(
+    accounts: &Accounts,
+    email: &str,
+    role: Role,
+    password: NewPassword,
+) -> anyhow::Result<()> {
+    let (user, generated) = accounts
+        .create_user(email, role, password, &Actor::Cli)
+        .await?;
+    println!("created {} {}", user.role.as_str(), user.email);
+    if let Some(password) = generated {
+        println!("one-time password: {password}");
+        println!(
+            "It is shown only now; {} chooses a new one at first sign-in.",
+            user.email
+        );
+    }
+    Ok(())
+}
+
+async fn list_users(accounts: &Accounts) -> anyhow::Result<()> {
+    let users = accounts.users().await?;
+    if users.is_empty() {
+        println!("no users; add one with `postern user add --email you@example.com`");
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<7} {:<5} {:<17} last sign-in",
+        "email", "role", "totp", "created"
+    );
+    for user in users {
+        println!(
+            "{:<40} {:<7} {:<5} {:<17} {}",
+            user.email,
+            user.role.as_str(),
+            if user.totp_enabled { "on" } else { "off" },
+            date(user.created_at),
+            user.last_sign_in_at
+                .map(date)
+                .unwrap_or_else(|| "never".into())
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn key(command: KeyCommand) -> anyhow::Result<()> {
     runtime().block_on(async move {
         match command {
             KeyCommand::Add { target, name, role } => {
-                let accounts = match open(&target) {
-                    Ok(accounts) => accounts,
-                    Err(code) => return code,
-                };
-                match accounts
+                let accounts = open(&target)?;
+                let (key, secret) = accounts
                     .create_api_key(&name, role.into(), &Actor::Cli)
-                    .await
-                {
-                    Ok((key, secret)) => {
-                        println!(
-                            "created {} key {} (id {})",
-                            key.role.as_str(),
-                            key.name,
-                            key.id
-                        );
-                        println!("{secret}");
-                        println!("It is shown only now. Send it as: Authorization: Bearer <key>");
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => failed(error),
-                }
+                    .await?;
+                println!(
+                    "created {} key {} (id {})",
+                    key.role.as_str(),
+                    key.name,
+                    key.id
+                );
+                println!("{secret}");
+                println!("It is shown only now. Send it as: Authorization: Bearer <key>");
+                Ok(())
             }
-            KeyCommand::List { target } => {
-                let accounts = match open(&target) {
-                    Ok(accounts) => accounts,
-                    Err(code) => return code,
-                };
-                match accounts.api_keys().await {
-                    Ok(keys) => {
-                        println!(
-                            "{:<5} {:<24} {:<7} {:<13} {:<17} state",
-                            "id", "name", "role", "key", "created"
-                        );
-                        for key in keys {
-                            let state = match (key.revoked_at, key.last_used_at) {
-                                (Some(at), _) => format!("revoked {}", date(at)),
-                                (None, Some(at)) => format!("last used {}", date(at)),
-                                (None, None) => "never used".into(),
-                            };
-                            println!(
-                                "{:<5} {:<24} {:<7} {:<13} {:<17} {state}",
-                                key.id,
-                                key.name,
-                                key.role.as_str(),
-                                format!("{}…", key.prefix),
-                                date(key.created_at),
-                            );
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => failed(error.into()),
-                }
-            }
+            KeyCommand::List { target } => list_keys(&open(&target)?).await,
             KeyCommand::Revoke { target, id } => {
-                let accounts = match open(&target) {
-                    Ok(accounts) => accounts,
-                    Err(code) => return code,
-                };
-                match accounts.revoke_api_key(id, &Actor::Cli).await {
-                    Ok(true) => {
-                        println!("revoked key {id}");
-                        ExitCode::SUCCESS
-                    }
-                    Ok(false) => {
-                        eprintln!("error: no live key with id {id}");
-                        ExitCode::FAILURE
-                    }
-                    Err(error) => failed(error.into()),
+                if !open(&target)?.revoke_api_key(id, &Actor::Cli).await? {
+                    bail!("no live key with id {id}");
                 }
+                println!("revoked key {id}");
+                Ok(())
             }
         }
     })
+}
+
+async fn list_keys(accounts: &Accounts) -> anyhow::Result<()> {
+    let keys = accounts.api_keys().await?;
+    println!(
+        "{:<5} {:<24} {:<7} {:<13} {:<17} state",
+        "id", "name", "role", "key", "created"
+    );
+    for key in keys {
+        let state = match (key.revoked_at, key.last_used_at) {
+            (Some(at), _) => format!("revoked {}", date(at)),
+            (None, Some(at)) => format!("last used {}", date(at)),
+            (None, None) => "never used".into(),
+        };
+        println!(
+            "{:<5} {:<24} {:<7} {:<13} {:<17} {state}",
+            key.id,
+            key.name,
+            key.role.as_str(),
+            format!("{}…", key.prefix),
+            date(key.created_at),
+        );
+    }
+    Ok(())
 }

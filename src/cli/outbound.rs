@@ -1,17 +1,25 @@
-//! `postern sending-domain …`: the domains apps send from, their DKIM keys and DNS records.
 //! `postern credential …`: the SMTP credentials apps send with (the send API's username
-//! and bearer token, SMTP submission's AUTH), on the store of a config file or a data
-//! directory. The token is printed once. `postern suppression …`: the suppression list.
+//! and bearer token, SMTP submission's AUTH); the token is printed once.
+//! `postern sending-domain …`: the domains apps send from, their DKIM keys and DNS records.
+//! `postern suppression …`: the suppression list. All work on the store of a config file
+//! or a data directory; `print_sending_domains` is `postern check`'s part.
 
-use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::bail;
 use clap::Subcommand;
 
-use super::accounts::{Target, runtime};
-use crate::accounts::Clock;
+use super::accounts::Target;
+use super::error::CliError;
+use super::runtime;
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::outbound::dkim::Algorithm;
+use crate::outbound::domains::SendingDomain;
 use crate::outbound::{NewCredentialSpec, Outbound, OutboundMode};
-use crate::store::Store;
+
+/// `outbound.expiry_hours`' default, for a data directory given without a config.
+const DEFAULT_EXPIRY: Duration = Duration::from_secs(72 * 3600);
 
 #[derive(Debug, Subcommand)]
 pub(super) enum CredentialCommand {
@@ -48,6 +56,7 @@ pub(super) enum CredentialCommand {
     Revoke {
         #[command(flatten)]
         target: Target,
+        /// The credential's SMTP username.
         username: String,
     },
 }
@@ -58,6 +67,7 @@ pub(super) enum SendingDomainCommand {
     Add {
         #[command(flatten)]
         target: Target,
+        /// The domain apps send from, e.g. example.com.
         domain: String,
         /// DKIM key type: rsa (2048 bits, the default, understood everywhere) or ed25519.
         #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
@@ -75,30 +85,178 @@ pub(super) enum SendingDomainCommand {
     Remove {
         #[command(flatten)]
         target: Target,
+        /// The sending domain to remove.
         domain: String,
     },
 }
 
-/// The store of `target` as the outbound service, and `server.hostname` when a config file
-/// was read.
-fn open_with_hostname(target: &Target) -> Result<(Outbound, Option<String>), ExitCode> {
-    let (data_dir, picked) =
-        target.data_dir_and(|config| (config.outbound.expiry, config.hostname.clone()))?;
-    let store = Store::open(&data_dir).map_err(|error| {
-        eprintln!("error: {error}");
-        ExitCode::from(2)
-    })?;
-    let (expiry, hostname) = match picked {
-        Some((expiry, hostname)) => (expiry, Some(hostname)),
-        None => (std::time::Duration::from_secs(72 * 3600), None),
-    };
-    Ok((
-        Outbound::new(store, Clock::system(), OutboundMode::Deliver, expiry),
-        hostname,
-    ))
+#[derive(Debug, Subcommand)]
+pub(super) enum SuppressionCommand {
+    /// List suppressed addresses (hard bounces and manual entries), newest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Suppress an address: later mail to it is not attempted (`suppressed` event).
+    Add {
+        #[command(flatten)]
+        target: Target,
+        /// The recipient address to stop sending to.
+        address: String,
+        /// Why it is suppressed (shown in the list).
+        #[arg(long, default_value = "manual")]
+        reason: String,
+    },
+    /// Take an address off the list: mail to it is attempted again.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        /// The address to send to again.
+        address: String,
+    },
 }
 
-fn print_domain(domain: &crate::outbound::domains::SendingDomain) {
+/// The outbound service on `target`'s store, and `server.hostname` when a config file was
+/// read.
+fn open(target: &Target) -> Result<(Outbound, Option<String>), CliError> {
+    let (data_dir, picked) =
+        target.data_dir_and(|config| (config.outbound.expiry, config.hostname.clone()))?;
+    let store = super::open_store(&data_dir)?;
+    let (expiry, hostname) = match picked {
+        Some((expiry, hostname)) => (expiry, Some(hostname)),
+        None => (DEFAULT_EXPIRY, None),
+    };
+    let outbound = Outbound::new(store, Clock::system(), OutboundMode::Deliver, expiry);
+    Ok((outbound, hostname))
+}
+
+pub(super) fn credential(command: CredentialCommand) -> anyhow::Result<()> {
+    runtime().block_on(async move {
+        match command {
+            CredentialCommand::Add {
+                target,
+                username,
+                test,
+                senders,
+                events_url,
+                no_track_opens,
+                no_track_clicks,
+            } => {
+                let spec = NewCredentialSpec {
+                    username,
+                    test,
+                    allowed_senders: senders,
+                    events_url,
+                    track_opens: Some(!no_track_opens),
+                    track_clicks: Some(!no_track_clicks),
+                };
+                add_credential(&open(&target)?.0, spec).await
+            }
+            CredentialCommand::List { target } => list_credentials(&open(&target)?.0).await,
+            CredentialCommand::Revoke { target, username } => {
+                if !open(&target)?.0.revoke_credential(&username).await? {
+                    bail!("no live credential called {username}");
+                }
+                println!("revoked credential {username}");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn add_credential(outbound: &Outbound, spec: NewCredentialSpec) -> anyhow::Result<()> {
+    let (credential, token) = outbound.create_credential(spec).await?;
+    println!(
+        "created {} credential {}",
+        credential.mode.as_str(),
+        credential.username
+    );
+    println!("{token}");
+    println!("It is shown only now. Use it as the SMTP password, or as");
+    println!(
+        "  Authorization: Bearer <token>  on POST /api/v0.1/{}/messages",
+        credential.username
+    );
+    Ok(())
+}
+
+async fn list_credentials(outbound: &Outbound) -> anyhow::Result<()> {
+    let credentials = outbound.credentials().await?;
+    println!(
+        "{:<24} {:<5} {:<10} {:<30} state",
+        "username", "mode", "token", "senders"
+    );
+    for c in credentials {
+        let senders = match c.allowed_senders.is_empty() {
+            true => "any".to_string(),
+            false => c.allowed_senders.join(","),
+        };
+        let state = match (c.revoked_at, c.last_used_at) {
+            (Some(_), _) => "revoked",
+            (None, Some(_)) => "in use",
+            (None, None) => "never used",
+        };
+        println!(
+            "{:<24} {:<5} {:<10} {:<30} {state}",
+            c.username,
+            c.mode.as_str(),
+            format!("{}…", c.prefix),
+            senders
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn sending_domain(command: SendingDomainCommand) -> anyhow::Result<()> {
+    runtime().block_on(async move {
+        let (outbound, hostname) = open(command.target())?;
+        // The return-path records name the MX host; without a config it is a placeholder.
+        let hostname = hostname.unwrap_or_else(|| "<server.hostname>".into());
+        match command {
+            SendingDomainCommand::Add {
+                domain,
+                algorithm,
+                return_path,
+                ..
+            } => {
+                let algorithm = Algorithm::from_name(&algorithm).unwrap_or(Algorithm::Rsa2048);
+                let domain = outbound
+                    .add_sending_domain(&domain, algorithm, return_path.as_deref(), &hostname)
+                    .await?;
+                println!("added sending domain; publish these DNS records:");
+                print_domain(&domain);
+            }
+            SendingDomainCommand::List { .. } => {
+                let domains = outbound.sending_domains(&hostname).await?;
+                if domains.is_empty() {
+                    println!(
+                        "no sending domains; add one with `postern sending-domain add example.com`"
+                    );
+                }
+                domains.iter().for_each(print_domain);
+            }
+            SendingDomainCommand::Remove { domain, .. } => {
+                if !outbound.remove_sending_domain(&domain).await? {
+                    bail!("{domain} is not a sending domain");
+                }
+                println!("removed sending domain {domain}");
+            }
+        }
+        Ok(())
+    })
+}
+
+impl SendingDomainCommand {
+    fn target(&self) -> &Target {
+        match self {
+            SendingDomainCommand::Add { target, .. }
+            | SendingDomainCommand::List { target }
+            | SendingDomainCommand::Remove { target, .. } => target,
+        }
+    }
+}
+
+fn print_domain(domain: &SendingDomain) {
     println!(
         "{}  (DKIM {} selector {}, return path {})",
         domain.domain, domain.dkim_algorithm, domain.dkim_selector, domain.return_path_domain
@@ -113,7 +271,7 @@ fn print_domain(domain: &crate::outbound::domains::SendingDomain) {
 /// For `postern check`: every sending domain of the config's data directory with its DKIM
 /// TXT record, read from the store. A data directory without a database (never started)
 /// has none, and is left as it is.
-pub(super) fn print_sending_domains(config: &crate::config::Config) -> Result<(), ExitCode> {
+pub(super) fn print_sending_domains(config: &Config) -> anyhow::Result<()> {
     if !config.data_dir.join("postern.db").exists() {
         println!(
             "Sending   none yet (no database in {})",
@@ -121,22 +279,14 @@ pub(super) fn print_sending_domains(config: &crate::config::Config) -> Result<()
         );
         return Ok(());
     }
-    let store = Store::open(&config.data_dir).map_err(|error| {
-        eprintln!("error: {error}");
-        ExitCode::from(2)
-    })?;
+    let store = super::open_store(&config.data_dir)?;
     let outbound = Outbound::new(
         store,
         Clock::system(),
         OutboundMode::Deliver,
         config.outbound.expiry,
     );
-    let domains = runtime()
-        .block_on(outbound.sending_domains(&config.hostname))
-        .map_err(|error| {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        })?;
+    let domains = runtime().block_on(outbound.sending_domains(&config.hostname))?;
     if domains.is_empty() {
         println!("Sending   no sending domains (add one with `postern sending-domain add`)");
     }
@@ -156,280 +306,50 @@ pub(super) fn print_sending_domains(config: &crate::config::Config) -> Result<()
     Ok(())
 }
 
-pub(super) fn sending_domain(command: SendingDomainCommand) -> ExitCode {
+pub(super) fn suppression(command: SuppressionCommand) -> anyhow::Result<()> {
     runtime().block_on(async move {
-        let target = match &command {
-            SendingDomainCommand::Add { target, .. }
-            | SendingDomainCommand::List { target }
-            | SendingDomainCommand::Remove { target, .. } => target,
-        };
-        let (outbound, hostname) = match open_with_hostname(target) {
-            Ok(opened) => opened,
-            Err(code) => return code,
-        };
-        let hostname = hostname.unwrap_or_else(|| "<server.hostname>".into());
+        let (outbound, _) = open(command.target())?;
         match command {
-            SendingDomainCommand::Add {
-                domain,
-                algorithm,
-                return_path,
-                ..
-            } => {
-                let algorithm = Algorithm::from_name(&algorithm).unwrap_or(Algorithm::Rsa2048);
-                match outbound
-                    .add_sending_domain(&domain, algorithm, return_path.as_deref(), &hostname)
-                    .await
-                {
-                    Ok(domain) => {
-                        println!("added sending domain; publish these DNS records:");
-                        print_domain(&domain);
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            SendingDomainCommand::List { .. } => match outbound.sending_domains(&hostname).await {
-                Ok(domains) if domains.is_empty() => {
-                    println!(
-                        "no sending domains; add one with `postern sending-domain add example.com`"
-                    );
-                    ExitCode::SUCCESS
-                }
-                Ok(domains) => {
-                    domains.iter().for_each(print_domain);
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    ExitCode::FAILURE
-                }
+            SuppressionCommand::List { .. } => list_suppressions(&outbound).await?,
+            SuppressionCommand::Add {
+                address, reason, ..
+            } => match outbound.suppress(&address, Some(&reason)).await? {
+                (address, true) => println!("suppressed {address}"),
+                (address, false) => println!("{address} was suppressed already"),
             },
-            SendingDomainCommand::Remove { domain, .. } => {
-                match outbound.remove_sending_domain(&domain).await {
-                    Ok(true) => {
-                        println!("removed sending domain {domain}");
-                        ExitCode::SUCCESS
-                    }
-                    Ok(false) => {
-                        eprintln!("error: {domain} is not a sending domain");
-                        ExitCode::FAILURE
-                    }
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        ExitCode::FAILURE
-                    }
+            SuppressionCommand::Remove { address, .. } => {
+                if !outbound.unsuppress(&address).await? {
+                    bail!("{address} is not on the suppression list");
                 }
+                println!("removed {address} from the suppression list");
             }
         }
+        Ok(())
     })
 }
 
-#[derive(Debug, Subcommand)]
-pub(super) enum SuppressionCommand {
-    /// List suppressed addresses (hard bounces and manual entries), newest first.
-    List {
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Suppress an address: later mail to it is not attempted (`suppressed` event).
-    Add {
-        #[command(flatten)]
-        target: Target,
-        address: String,
-        /// Why (shown in the list).
-        #[arg(long, default_value = "manual")]
-        reason: String,
-    },
-    /// Take an address off the list: mail to it is attempted again.
-    Remove {
-        #[command(flatten)]
-        target: Target,
-        address: String,
-    },
-}
-
-pub(super) fn suppression(command: SuppressionCommand) -> ExitCode {
-    runtime().block_on(async move {
-        let target = match &command {
+impl SuppressionCommand {
+    fn target(&self) -> &Target {
+        match self {
             SuppressionCommand::List { target }
             | SuppressionCommand::Add { target, .. }
             | SuppressionCommand::Remove { target, .. } => target,
-        };
-        let outbound = match open(target) {
-            Ok(outbound) => outbound,
-            Err(code) => return code,
-        };
-        let result = match &command {
-            SuppressionCommand::List { .. } => outbound
-                .suppressions()
-                .await
-                .map(|rows| {
-                    println!("{:<40} {:<20} {:<10} message", "address", "reason", "since");
-                    for row in rows {
-                        let since = crate::accounts::Clock::system().unix() - row.created_at;
-                        println!(
-                            "{:<40} {:<20} {:<10} {}",
-                            row.address,
-                            row.reason,
-                            format!("{}d ago", since.max(0) / 86_400),
-                            row.message_id.as_deref().unwrap_or("-")
-                        );
-                    }
-                })
-                .map_err(|e| e.to_string()),
-            SuppressionCommand::Add {
-                address, reason, ..
-            } => match outbound.suppress(address, Some(reason)).await {
-                Ok((address, true)) => {
-                    println!("suppressed {address}");
-                    Ok(())
-                }
-                Ok((address, false)) => {
-                    println!("{address} was suppressed already");
-                    Ok(())
-                }
-                Err(error) => Err(error.to_string()),
-            },
-            SuppressionCommand::Remove { address, .. } => {
-                match outbound.unsuppress(address).await {
-                    Ok(true) => {
-                        println!("removed {address} from the suppression list");
-                        Ok(())
-                    }
-                    Ok(false) => Err(format!("{address} is not on the suppression list")),
-                    Err(error) => Err(error.to_string()),
-                }
-            }
-        };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::FAILURE
-            }
         }
-    })
+    }
 }
 
-fn open(target: &Target) -> Result<Outbound, ExitCode> {
-    let (data_dir, expiry) = target.data_dir_and(|config| config.outbound.expiry)?;
-    let store = Store::open(&data_dir).map_err(|error| {
-        eprintln!("error: {error}");
-        ExitCode::from(2)
-    })?;
-    Ok(Outbound::new(
-        store,
-        Clock::system(),
-        OutboundMode::Deliver,
-        expiry.unwrap_or(std::time::Duration::from_secs(72 * 3600)),
-    ))
-}
-
-pub(super) fn credential(command: CredentialCommand) -> ExitCode {
-    runtime().block_on(async move {
-        match command {
-            CredentialCommand::Add {
-                target,
-                username,
-                test,
-                senders,
-                events_url,
-                no_track_opens,
-                no_track_clicks,
-            } => {
-                let outbound = match open(&target) {
-                    Ok(outbound) => outbound,
-                    Err(code) => return code,
-                };
-                let spec = NewCredentialSpec {
-                    username,
-                    test,
-                    allowed_senders: senders,
-                    events_url,
-                    track_opens: Some(!no_track_opens),
-                    track_clicks: Some(!no_track_clicks),
-                };
-                match outbound.create_credential(spec).await {
-                    Ok((credential, token)) => {
-                        println!(
-                            "created {} credential {}",
-                            credential.mode.as_str(),
-                            credential.username
-                        );
-                        println!("{token}");
-                        println!("It is shown only now. Use it as the SMTP password, or as");
-                        println!(
-                            "  Authorization: Bearer <token>  on POST /api/v0.1/{}/messages",
-                            credential.username
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            CredentialCommand::List { target } => {
-                let outbound = match open(&target) {
-                    Ok(outbound) => outbound,
-                    Err(code) => return code,
-                };
-                match outbound.credentials().await {
-                    Ok(credentials) => {
-                        println!(
-                            "{:<24} {:<5} {:<10} {:<30} state",
-                            "username", "mode", "token", "senders"
-                        );
-                        for c in credentials {
-                            let senders = match c.allowed_senders.is_empty() {
-                                true => "any".to_string(),
-                                false => c.allowed_senders.join(","),
-                            };
-                            let state = match (c.revoked_at, c.last_used_at) {
-                                (Some(_), _) => "revoked",
-                                (None, Some(_)) => "in use",
-                                (None, None) => "never used",
-                            };
-                            println!(
-                                "{:<24} {:<5} {:<10} {:<30} {state}",
-                                c.username,
-                                c.mode.as_str(),
-                                format!("{}…", c.prefix),
-                                senders
-                            );
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            CredentialCommand::Revoke { target, username } => {
-                let outbound = match open(&target) {
-                    Ok(outbound) => outbound,
-                    Err(code) => return code,
-                };
-                match outbound.revoke_credential(&username).await {
-                    Ok(true) => {
-                        println!("revoked credential {username}");
-                        ExitCode::SUCCESS
-                    }
-                    Ok(false) => {
-                        eprintln!("error: no live credential called {username}");
-                        ExitCode::FAILURE
-                    }
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-        }
-    })
+async fn list_suppressions(outbound: &Outbound) -> anyhow::Result<()> {
+    let rows = outbound.suppressions().await?;
+    println!("{:<40} {:<20} {:<10} message", "address", "reason", "since");
+    for row in rows {
+        let since = Clock::system().unix() - row.created_at;
+        println!(
+            "{:<40} {:<20} {:<10} {}",
+            row.address,
+            row.reason,
+            format!("{}d ago", since.max(0) / 86_400),
+            row.message_id.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! userinfo of target URLs) are masked by [`TargetUrl`]'s `Display` and `Debug`.
 
 mod address;
+mod dns;
 mod oidc;
 mod raw;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
+pub use dns::DnsConfig;
 pub use oidc::{
     GITHUB_API_URL, GITHUB_URL, GOOGLE_ISSUER, OidcProvider, ProviderKind, Secret, is_loopback_host,
 };
@@ -36,6 +38,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub outbound: OutboundConfig,
     pub submission: SubmissionConfig,
+    /// `[dns]`: the servers every DNS lookup asks.
+    pub dns: DnsConfig,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
     /// Dev mode: every recipient is accepted; raw messages are kept.
@@ -57,6 +61,22 @@ pub struct SmtpConfig {
     pub tls: TlsSource,
     /// How long open sessions get to finish after SIGTERM before they are cut.
     pub shutdown_grace: Duration,
+    pub abuse: SmtpAbuseLimits,
+}
+
+/// Limits that keep one client from taking every SMTP slot or all memory; they apply to
+/// the MX and the submission listeners alike.
+#[derive(Debug, Clone)]
+pub struct SmtpAbuseLimits {
+    /// Sessions one client (an IPv4 address or an IPv6 /64) may hold per listener.
+    pub max_connections_per_ip: usize,
+    /// How long one session may last in all.
+    pub session_deadline: Duration,
+    /// Bytes per second message content must average over each window; 0 turns it off.
+    pub min_data_rate: u64,
+    pub min_data_rate_window: Duration,
+    /// Bytes of message content all sessions together may buffer (one budget).
+    pub message_memory_budget: usize,
 }
 
 /// Where the STARTTLS certificate comes from.
@@ -102,8 +122,6 @@ pub struct OutboundConfig {
     pub expiry: Duration,
     /// Whether the delivery worker runs (`serve` only); off, mail waits in the queue.
     pub deliver: bool,
-    /// `None`: the system resolver (`/etc/resolv.conf`); otherwise these servers only.
-    pub dns_servers: Option<Vec<SocketAddr>>,
     /// The port of the recipients' MX hosts (25; tests use another).
     pub port: u16,
     /// The name sent in EHLO (default: `server.hostname`).
@@ -183,13 +201,12 @@ pub struct SubmissionConfig {
     pub listen: Vec<SocketAddr>,
 }
 
-/// `[auth]`: SPF for every message, and the DNS it uses (also for DKIM and DMARC).
+/// `[auth]`: SPF for every message, and how long a check may take (the DNS servers are
+/// `[dns]`'s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
     /// Check SPF for every message (`envelope.spf`); off, the result is `none`.
     pub spf: bool,
-    /// `None`: the system resolver (`/etc/resolv.conf`); otherwise these servers only.
-    pub dns_servers: Option<Vec<SocketAddr>>,
     /// Bound on each check; past it the result is `temperror`.
     pub timeout: Duration,
 }
@@ -392,7 +409,6 @@ mod tests {
     fn outbound_defaults_and_checks() {
         let defaults = outbound("[server]\nhostname = \"mx.example.com\"\n").unwrap();
         assert!(defaults.deliver);
-        assert_eq!(defaults.dns_servers, None);
         assert_eq!(defaults.port, 25);
         assert_eq!(defaults.helo_name, "mx.example.com");
         assert_eq!((defaults.max_connections, defaults.max_per_domain), (64, 4));
@@ -404,10 +420,6 @@ mod tests {
              relay = \"smtp://me%40x:p%40ss@relay.example.net\"\n",
         )
         .unwrap();
-        assert_eq!(
-            set.dns_servers,
-            Some(vec!["127.0.0.1:5353".parse().unwrap()])
-        );
         assert_eq!(set.require_tls, ["example.net"]);
         let relay = set.relay.unwrap();
         assert_eq!(relay.username.as_deref(), Some("me@x"));
@@ -494,6 +506,36 @@ mod tests {
             error.contains("submission.listen = \"587\": expected IP:PORT"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn sections_are_checked_in_a_fixed_order_and_the_first_bad_key_is_reported() {
+        // `validate` runs one section after the other; an operator fixing errors one at a
+        // time sees them in the same order every time.
+        let error = |toml: &str| Config::from_toml(toml, Vec::new()).unwrap_err().to_string();
+        let bad = [
+            "[server]\nhostname = \"a b\"\n",
+            "[smtp]\nmax_recipients = 0\n",
+            "[web]\nsession_idle_secs = 5\n",
+            "[delivery]\ntimeout_secs = 0\n",
+            "[auth]\ntimeout_secs = 0\n",
+            "[outbound]\nport = 0\n",
+            "[[domain]]\ndomain = \"\"\n",
+        ];
+        let keys = [
+            "server.hostname",
+            "smtp.max_recipients",
+            "web.session_idle_secs",
+            "delivery.timeout_secs",
+            "auth.timeout_secs",
+            "outbound.port",
+            "domain[0].domain",
+        ];
+        for first in 0..bad.len() {
+            let toml = bad[first..].concat();
+            let reported = error(&toml);
+            assert!(reported.starts_with(keys[first]), "{toml}\n→ {reported}");
+        }
     }
 
     #[test]

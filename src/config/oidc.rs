@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use url::Url;
@@ -148,66 +148,10 @@ pub(super) fn public_url(text: &str) -> Result<Url, ConfigError> {
 /// Validates `[[web.oidc]]` entry `i`; errors name `web.oidc[i].{field}`.
 pub(super) fn validate(i: usize, raw: OidcSpec) -> Result<OidcProvider, ConfigError> {
     let key = |field: &str| format!("web.oidc[{i}].{field}");
-    let slug = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if raw.name.is_empty() || raw.name.len() > 32 || !raw.name.chars().all(slug) {
-        return Err(ConfigError::invalid(
-            key("name"),
-            quote(&raw.name),
-            "1 to 32 of a-z, 0-9 and -: it is part of the URLs, e.g. \"google\"",
-        ));
-    }
-    let not_here = |field: &str, kind: &str| {
-        ConfigError::invalid(key(field), "(set)", format!("only for kind = \"{kind}\""))
-    };
+    check_name(&key, &raw.name)?;
     let (kind, default_label) = match raw.kind.as_str() {
-        "oidc" | "google" => {
-            if raw.github_url.is_some() {
-                return Err(not_here("github_url", "github"));
-            }
-            if raw.api_url.is_some() {
-                return Err(not_here("api_url", "github"));
-            }
-            let issuer = match (raw.kind.as_str(), &raw.issuer) {
-                ("google", None) => Url::parse(GOOGLE_ISSUER).expect("a valid URL"),
-                ("google", Some(_)) => {
-                    return Err(ConfigError::invalid(
-                        key("issuer"),
-                        "(set)",
-                        format!(
-                            "kind = \"google\" means issuer {GOOGLE_ISSUER}; use kind = \"oidc\" for another"
-                        ),
-                    ));
-                }
-                (_, Some(issuer)) => provider_url(&key("issuer"), issuer)?,
-                (_, None) => {
-                    return Err(ConfigError::invalid(
-                        key("issuer"),
-                        "(missing)",
-                        "the issuer URL, e.g. https://accounts.example.com (its /.well-known/openid-configuration is read)",
-                    ));
-                }
-            };
-            let label = if raw.kind == "google" {
-                "Google".to_string()
-            } else {
-                raw.name.clone()
-            };
-            (ProviderKind::Oidc { issuer }, label)
-        }
-        "github" => {
-            if raw.issuer.is_some() {
-                return Err(not_here("issuer", "oidc"));
-            }
-            let web = provider_url(
-                &key("github_url"),
-                raw.github_url.as_deref().unwrap_or(GITHUB_URL),
-            )?;
-            let api = provider_url(
-                &key("api_url"),
-                raw.api_url.as_deref().unwrap_or(GITHUB_API_URL),
-            )?;
-            (ProviderKind::GitHub { web, api }, "GitHub".to_string())
-        }
+        "oidc" | "google" => oidc_kind(&key, &raw)?,
+        "github" => github_kind(&key, &raw)?,
         other => {
             return Err(ConfigError::invalid(
                 key("kind"),
@@ -216,7 +160,98 @@ pub(super) fn validate(i: usize, raw: OidcSpec) -> Result<OidcProvider, ConfigEr
             ));
         }
     };
-    let label = raw.label.unwrap_or(default_label);
+    let label = check_label(&key, raw.label.unwrap_or(default_label))?;
+    let client_id = check_client_id(&key, &raw.client_id)?;
+    let client_secret = client_secret(&key, raw.client_secret, raw.client_secret_file)?;
+    Ok(OidcProvider {
+        name: raw.name,
+        label,
+        kind,
+        client_id,
+        client_secret,
+    })
+}
+
+/// The name is part of the URLs (`/signin/oidc/{name}`): a short slug.
+fn check_name(key: &impl Fn(&str) -> String, name: &str) -> Result<(), ConfigError> {
+    let slug = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if name.is_empty() || name.len() > 32 || !name.chars().all(slug) {
+        return Err(ConfigError::invalid(
+            key("name"),
+            quote(name),
+            "1 to 32 of a-z, 0-9 and -: it is part of the URLs, e.g. \"google\"",
+        ));
+    }
+    Ok(())
+}
+
+/// A key that only the other kind of provider takes.
+fn not_here(key: &impl Fn(&str) -> String, field: &str, kind: &str) -> ConfigError {
+    ConfigError::invalid(key(field), "(set)", format!("only for kind = \"{kind}\""))
+}
+
+/// `kind = "oidc"` (an issuer of one's own) or `"google"` (Google's issuer); the default
+/// label comes with it.
+fn oidc_kind(
+    key: &impl Fn(&str) -> String,
+    raw: &OidcSpec,
+) -> Result<(ProviderKind, String), ConfigError> {
+    if raw.github_url.is_some() {
+        return Err(not_here(key, "github_url", "github"));
+    }
+    if raw.api_url.is_some() {
+        return Err(not_here(key, "api_url", "github"));
+    }
+    let google = raw.kind == "google";
+    let issuer = match (google, &raw.issuer) {
+        (true, None) => Url::parse(GOOGLE_ISSUER).expect("a valid URL"),
+        (true, Some(_)) => {
+            return Err(ConfigError::invalid(
+                key("issuer"),
+                "(set)",
+                format!(
+                    "kind = \"google\" means issuer {GOOGLE_ISSUER}; use kind = \"oidc\" for another"
+                ),
+            ));
+        }
+        (false, Some(issuer)) => provider_url(&key("issuer"), issuer)?,
+        (false, None) => {
+            return Err(ConfigError::invalid(
+                key("issuer"),
+                "(missing)",
+                "the issuer URL, e.g. https://accounts.example.com (its /.well-known/openid-configuration is read)",
+            ));
+        }
+    };
+    let label = if google {
+        "Google".to_string()
+    } else {
+        raw.name.clone()
+    };
+    Ok((ProviderKind::Oidc { issuer }, label))
+}
+
+/// `kind = "github"`: github.com, or a GitHub Enterprise server's web and API URLs.
+fn github_kind(
+    key: &impl Fn(&str) -> String,
+    raw: &OidcSpec,
+) -> Result<(ProviderKind, String), ConfigError> {
+    if raw.issuer.is_some() {
+        return Err(not_here(key, "issuer", "oidc"));
+    }
+    let web = provider_url(
+        &key("github_url"),
+        raw.github_url.as_deref().unwrap_or(GITHUB_URL),
+    )?;
+    let api = provider_url(
+        &key("api_url"),
+        raw.api_url.as_deref().unwrap_or(GITHUB_API_URL),
+    )?;
+    Ok((ProviderKind::GitHub { web, api }, "GitHub".to_string()))
+}
+
+/// The button text: one short line.
+fn check_label(key: &impl Fn(&str) -> String, label: String) -> Result<String, ConfigError> {
     if label.trim().is_empty() || label.chars().count() > 60 || label.chars().any(char::is_control)
     {
         return Err(ConfigError::invalid(
@@ -225,26 +260,32 @@ pub(super) fn validate(i: usize, raw: OidcSpec) -> Result<OidcProvider, ConfigEr
             "one line of 1 to 60 characters",
         ));
     }
-    let client_id = raw.client_id.trim().to_string();
+    Ok(label)
+}
+
+/// The client id, trimmed: one line.
+fn check_client_id(key: &impl Fn(&str) -> String, written: &str) -> Result<String, ConfigError> {
+    let client_id = written.trim().to_string();
     if client_id.is_empty() || client_id.len() > 512 || client_id.chars().any(char::is_control) {
         return Err(ConfigError::invalid(
             key("client_id"),
-            quote(&raw.client_id),
+            quote(written),
             "the client id the provider gave you (one line)",
         ));
     }
-    let client_secret = match (raw.client_secret, raw.client_secret_file) {
+    Ok(client_id)
+}
+
+/// The client secret, given inline or in a file (exactly one of the two); errors show it
+/// as `***`.
+fn client_secret(
+    key: &impl Fn(&str) -> String,
+    inline: Option<Secret>,
+    file: Option<PathBuf>,
+) -> Result<Secret, ConfigError> {
+    let secret = match (inline, file) {
         (Some(secret), None) => secret,
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::invalid(
-                    key("client_secret_file"),
-                    quote(&path.display().to_string()),
-                    format!("cannot read it: {e}"),
-                )
-            })?;
-            Secret::new(text.trim_end_matches(['\r', '\n']))
-        }
+        (None, Some(path)) => read_secret_file(key, &path)?,
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(
                 key("client_secret"),
@@ -260,20 +301,26 @@ pub(super) fn validate(i: usize, raw: OidcSpec) -> Result<OidcProvider, ConfigEr
             ));
         }
     };
-    if client_secret.expose().is_empty() || client_secret.expose().chars().any(char::is_control) {
+    if secret.expose().is_empty() || secret.expose().chars().any(char::is_control) {
         return Err(ConfigError::invalid(
             key("client_secret"),
             "***",
             "the client secret the provider gave you (one line, not empty)",
         ));
     }
-    Ok(OidcProvider {
-        name: raw.name,
-        label,
-        kind,
-        client_id,
-        client_secret,
-    })
+    Ok(secret)
+}
+
+/// `client_secret_file`: the file's text without its final line break.
+fn read_secret_file(key: &impl Fn(&str) -> String, path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::invalid(
+            key("client_secret_file"),
+            quote(&path.display().to_string()),
+            format!("cannot read it: {e}"),
+        )
+    })?;
+    Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::dns::RawDnsSection;
+
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
-    DeliveryConfig, DomainConfig, DomainPattern, Format, OutboundConfig, RelayUrl, SmtpConfig,
-    SubmissionConfig, TargetUrl, TlsSource, WebConfig,
+    DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, RelayUrl,
+    SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -27,6 +29,7 @@ pub(super) struct RawConfig {
     auth: RawAuth,
     outbound: RawOutbound,
     submission: RawSubmission,
+    dns: RawDnsSection,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -65,6 +68,13 @@ struct RawSmtp {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: bool,
+    // Abuse limits (issue 10 items 4 and 9).
+    max_connections_per_ip: u64,
+    session_deadline_secs: u64,
+    min_data_rate: u64,
+    min_data_rate_window_secs: u64,
+    /// Default: 256 MiB, or max_message_size if that is larger.
+    message_memory_budget: Option<u64>,
 }
 
 impl Default for RawSmtp {
@@ -85,6 +95,11 @@ impl Default for RawSmtp {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: false,
+            max_connections_per_ip: 20,
+            session_deadline_secs: 1800,
+            min_data_rate: 256,
+            min_data_rate_window_secs: 60,
+            message_memory_budget: None,
         }
     }
 }
@@ -139,8 +154,8 @@ impl Default for RawDelivery {
 struct RawOutbound {
     expiry_hours: u64,
     deliver: bool,
-    /// "system", or a list of "IP:PORT" (a single string is a list of one).
-    dns: RawDns,
+    /// Deprecated alias of `[dns] servers` (`config::dns`).
+    dns: Option<RawDns>,
     port: u64,
     helo_name: Option<String>,
     max_connections: u64,
@@ -156,7 +171,7 @@ impl Default for RawOutbound {
         RawOutbound {
             expiry_hours: 72,
             deliver: true,
-            dns: RawDns::One("system".into()),
+            dns: None,
             port: 25,
             helo_name: None,
             max_connections: 64,
@@ -194,14 +209,15 @@ impl Default for RawListen {
 #[serde(deny_unknown_fields, default)]
 struct RawAuth {
     spf: bool,
-    /// "system", or a list of "IP:PORT" (a single string is a list of one).
-    dns: RawDns,
+    /// Deprecated alias of `[dns] servers` (`config::dns`).
+    dns: Option<RawDns>,
     timeout_secs: u64,
 }
 
+/// "system", or a list of "IP:PORT" (a single string is a list of one).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum RawDns {
+pub(super) enum RawDns {
     One(String),
     Many(Vec<String>),
 }
@@ -210,7 +226,7 @@ impl Default for RawAuth {
     fn default() -> Self {
         RawAuth {
             spf: true,
-            dns: RawDns::One("system".into()),
+            dns: None,
             timeout_secs: 5,
         }
     }
@@ -283,7 +299,7 @@ fn is_host_name(text: &str) -> bool {
 }
 
 /// `"system"` → `None`; `"IP:PORT"` or a non-empty list of them → those servers.
-fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
+pub(super) fn dns_servers(key: &str, dns: RawDns) -> Result<Option<Vec<SocketAddr>>, ConfigError> {
     match dns {
         RawDns::One(text) if text == "system" => Ok(None),
         RawDns::One(text) => Ok(Some(vec![socket_addr(key, &text)?])),
@@ -346,6 +362,52 @@ fn quote(value: &str) -> String {
     format!("{value:?}")
 }
 
+impl RawSmtp {
+    /// The `[smtp]` abuse limits: per-IP cap, session deadline, minimum data rate, memory.
+    fn abuse_limits(&self) -> Result<SmtpAbuseLimits, ConfigError> {
+        let max_size = in_range(
+            "smtp.max_message_size",
+            self.max_message_size,
+            1024,
+            1 << 30,
+        )?;
+        let budget = self
+            .message_memory_budget
+            .unwrap_or((256 << 20).max(max_size));
+        Ok(SmtpAbuseLimits {
+            max_connections_per_ip: in_range(
+                "smtp.max_connections_per_ip",
+                self.max_connections_per_ip,
+                1,
+                100_000,
+            )? as usize,
+            session_deadline: seconds(
+                "smtp.session_deadline_secs",
+                self.session_deadline_secs,
+                1,
+                86_400,
+            )?,
+            min_data_rate: in_range("smtp.min_data_rate", self.min_data_rate, 0, 1 << 30)?,
+            min_data_rate_window: seconds(
+                "smtp.min_data_rate_window_secs",
+                self.min_data_rate_window_secs,
+                1,
+                3600,
+            )?,
+            // One message of the largest size must fit, or it could never be accepted.
+            message_memory_budget: in_range(
+                "smtp.message_memory_budget",
+                budget,
+                max_size,
+                1 << 40,
+            )? as usize,
+        })
+    }
+}
+
+// Validation, one `impl` per section in the order `validate` calls them. The first bad key
+// is the one reported, so the order is part of the behaviour: keep it when adding a section.
+
 impl RawConfig {
     pub(super) fn validate(self) -> Result<Config, ConfigError> {
         let RawConfig {
@@ -353,106 +415,150 @@ impl RawConfig {
             smtp,
             web,
             delivery,
-            auth,
-            outbound,
+            mut auth,
+            mut outbound,
             submission,
+            dns,
             addresses,
             domains,
         } = self;
+        // The one DNS setting, from `[dns]` or its deprecated aliases (`config::dns`).
+        let dns = super::dns::resolve(dns, auth.dns.take(), outbound.dns.take())?;
+        let (hostname, data_dir) = server.validate()?;
+        let smtp = smtp.validate()?;
+        let submission = submission.validate(&smtp)?;
+        let web = web.validate()?;
+        let delivery = delivery.validate()?;
+        let auth = auth.validate()?;
+        let outbound = outbound.validate(&hostname)?;
+        let domains = validate_domains(domains)?;
+        let addresses = validate_addresses(addresses, &domains, smtp.max_message_size)?;
+        Ok(Config {
+            hostname,
+            data_dir,
+            smtp,
+            web,
+            delivery,
+            auth,
+            outbound,
+            submission,
+            dns,
+            addresses,
+            domains,
+            dev: None,
+        })
+    }
+}
 
-        if !is_host_name(&server.hostname) {
+impl RawServer {
+    /// `[server]`: the host name and the data directory.
+    fn validate(self) -> Result<(String, PathBuf), ConfigError> {
+        if !is_host_name(&self.hostname) {
             return Err(ConfigError::invalid(
                 "server.hostname",
-                quote(&server.hostname),
+                quote(&self.hostname),
                 "expected a host name such as mx.example.com",
             ));
         }
+        Ok((self.hostname, self.data_dir))
+    }
+}
 
-        let tls = match (smtp.tls_cert, smtp.tls_key, smtp.tls_self_signed) {
-            (Some(cert), Some(key), false) => TlsSource::Files { cert, key },
-            (None, None, true) => TlsSource::SelfSigned,
-            (None, None, false) => TlsSource::Off,
-            (Some(_), Some(_), true) => {
-                return Err(ConfigError::invalid(
-                    "smtp.tls_self_signed",
-                    "true",
-                    "set either tls_cert + tls_key or tls_self_signed, not both",
-                ));
-            }
-            (Some(cert), None, _) => {
-                return Err(ConfigError::invalid(
-                    "smtp.tls_key",
-                    "(missing)",
-                    format!("tls_cert = {cert:?} needs tls_key too"),
-                ));
-            }
-            (None, Some(key), _) => {
-                return Err(ConfigError::invalid(
-                    "smtp.tls_cert",
-                    "(missing)",
-                    format!("tls_key = {key:?} needs tls_cert too"),
-                ));
-            }
-        };
-
-        let smtp = SmtpConfig {
-            listen: socket_addr("smtp.listen", &smtp.listen)?,
-            max_connections: in_range("smtp.max_connections", smtp.max_connections, 1, 100_000)?
+impl RawSmtp {
+    /// `[smtp]`: the listener, its limits and its STARTTLS certificate.
+    fn validate(self) -> Result<SmtpConfig, ConfigError> {
+        let tls = self.tls_source()?;
+        let abuse = self.abuse_limits()?;
+        Ok(SmtpConfig {
+            abuse,
+            listen: socket_addr("smtp.listen", &self.listen)?,
+            max_connections: in_range("smtp.max_connections", self.max_connections, 1, 100_000)?
                 as usize,
             max_message_size: in_range(
                 "smtp.max_message_size",
-                smtp.max_message_size,
+                self.max_message_size,
                 1024,
                 1024 * 1024 * 1024,
             )? as usize,
-            max_recipients: in_range("smtp.max_recipients", smtp.max_recipients, 1, 1000)? as usize,
+            max_recipients: in_range("smtp.max_recipients", self.max_recipients, 1, 1000)? as usize,
             // RFC 5321 §4.5.3.1.6: 1000 octets including CRLF; allow some tolerance upwards.
-            max_line_length: in_range("smtp.max_line_length", smtp.max_line_length, 1000, 65_536)?
+            max_line_length: in_range("smtp.max_line_length", self.max_line_length, 1000, 65_536)?
                 as usize,
-            max_errors: in_range("smtp.max_errors", smtp.max_errors, 1, 1000)? as u32,
+            max_errors: in_range("smtp.max_errors", self.max_errors, 1, 1000)? as u32,
             command_timeout: seconds(
                 "smtp.command_timeout_secs",
-                smtp.command_timeout_secs,
+                self.command_timeout_secs,
                 1,
                 3600,
             )?,
-            data_timeout: seconds("smtp.data_timeout_secs", smtp.data_timeout_secs, 1, 3600)?,
+            data_timeout: seconds("smtp.data_timeout_secs", self.data_timeout_secs, 1, 3600)?,
             size_exceeded_message: one_line(
                 "smtp.size_exceeded_message",
-                smtp.size_exceeded_message,
+                self.size_exceeded_message,
             )?,
             tls,
             shutdown_grace: seconds(
                 "smtp.shutdown_grace_secs",
-                smtp.shutdown_grace_secs,
+                self.shutdown_grace_secs,
                 0,
                 3600,
             )?,
-        };
+        })
+    }
 
-        let submission_listen = match submission.listen {
+    /// Certificate files (both of them), a self-signed certificate, or neither.
+    fn tls_source(&self) -> Result<TlsSource, ConfigError> {
+        match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), false) => Ok(TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None, true) => Ok(TlsSource::SelfSigned),
+            (None, None, false) => Ok(TlsSource::Off),
+            (Some(_), Some(_), true) => Err(ConfigError::invalid(
+                "smtp.tls_self_signed",
+                "true",
+                "set either tls_cert + tls_key or tls_self_signed, not both",
+            )),
+            (Some(cert), None, _) => Err(ConfigError::invalid(
+                "smtp.tls_key",
+                "(missing)",
+                format!("tls_cert = {cert:?} needs tls_key too"),
+            )),
+            (None, Some(key), _) => Err(ConfigError::invalid(
+                "smtp.tls_cert",
+                "(missing)",
+                format!("tls_key = {key:?} needs tls_cert too"),
+            )),
+        }
+    }
+}
+
+impl RawSubmission {
+    /// `[submission]`: its listeners, which need `[smtp]`'s certificate and addresses of
+    /// their own.
+    fn validate(self, smtp: &SmtpConfig) -> Result<SubmissionConfig, ConfigError> {
+        let written = match self.listen {
             RawListen::One(text) => vec![text],
             RawListen::Many(list) => list,
         };
-        let submission = SubmissionConfig {
-            listen: submission_listen
-                .iter()
-                .map(|text| socket_addr("submission.listen", text))
-                .collect::<Result<_, _>>()?,
-        };
+        let listen: Vec<SocketAddr> = written
+            .iter()
+            .map(|text| socket_addr("submission.listen", text))
+            .collect::<Result<_, _>>()?;
         // AUTH is only accepted over TLS: a submission listener without a certificate
         // would refuse every client (design.md invariant 5).
-        if !submission.listen.is_empty() && smtp.tls == TlsSource::Off {
+        if !listen.is_empty() && smtp.tls == TlsSource::Off {
             return Err(ConfigError::invalid(
                 "submission.listen",
-                format!("{submission_listen:?}"),
+                format!("{written:?}"),
                 "submission needs smtp.tls_cert/tls_key (or tls_self_signed): \
                  AUTH is accepted only after STARTTLS",
             ));
         }
         // Port 0 (tests) is a fresh port each time.
-        for (i, addr) in submission.listen.iter().enumerate() {
-            let taken = *addr == smtp.listen || submission.listen[..i].contains(addr);
+        for (i, addr) in listen.iter().enumerate() {
+            let taken = *addr == smtp.listen || listen[..i].contains(addr);
             if taken && addr.port() != 0 {
                 return Err(ConfigError::invalid(
                     "submission.listen",
@@ -461,45 +567,21 @@ impl RawConfig {
                 ));
             }
         }
+        Ok(SubmissionConfig { listen })
+    }
+}
 
-        let listen = socket_addr("web.listen", &web.listen)?;
-        let session_idle = seconds("web.session_idle_secs", web.session_idle_secs, 60, 86_400)?;
-        let session_lifetime = seconds(
-            "web.session_lifetime_secs",
-            web.session_lifetime_secs,
-            300,
-            30 * 86_400,
-        )?;
-        if session_idle > session_lifetime {
-            return Err(ConfigError::invalid(
-                "web.session_idle_secs",
-                web.session_idle_secs,
-                format!(
-                    "must not exceed web.session_lifetime_secs ({})",
-                    web.session_lifetime_secs
-                ),
-            ));
-        }
-        let public_url = web
+impl RawWeb {
+    /// `[web]`: the dashboard's listener, its sessions and its sign-in providers.
+    fn validate(self) -> Result<WebConfig, ConfigError> {
+        let listen = socket_addr("web.listen", &self.listen)?;
+        let (session_idle, session_lifetime) = self.sessions()?;
+        let public_url = self
             .public_url
             .as_deref()
             .map(super::oidc::public_url)
             .transpose()?;
-        let oidc = web
-            .oidc
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| super::oidc::validate(i, spec))
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        for (i, provider) in oidc.iter().enumerate() {
-            if let Some(j) = oidc[..i].iter().position(|p| p.name == provider.name) {
-                return Err(ConfigError::invalid(
-                    format!("web.oidc[{i}].name"),
-                    quote(&provider.name),
-                    format!("already configured as web.oidc[{j}]; names must differ"),
-                ));
-            }
-        }
+        let oidc = validate_oidc(self.oidc)?;
         // The providers send the browser back to a URL they were told in advance: on loopback
         // it can follow the browser's (loopback) Host; anywhere else it must be configured.
         if !oidc.is_empty() && public_url.is_none() && !listen.ip().is_loopback() {
@@ -509,150 +591,204 @@ impl RawConfig {
                 "[[web.oidc]] needs the URL browsers reach Postern at, e.g. https://postern.example.com",
             ));
         }
-        let web = WebConfig {
+        Ok(WebConfig {
             listen,
             // A loopback listener is reached over plain HTTP (an SSH tunnel) or through a
             // proxy on the same host; anything else should be HTTPS by the time a browser
             // sees it.
-            secure_cookies: web.secure_cookies.unwrap_or(!listen.ip().is_loopback()),
+            secure_cookies: self.secure_cookies.unwrap_or(!listen.ip().is_loopback()),
             session_idle,
             session_lifetime,
-            require_totp: web.require_totp,
+            require_totp: self.require_totp,
             public_url,
             oidc,
-        };
+        })
+    }
 
-        let delivery = DeliveryConfig {
-            timeout: seconds("delivery.timeout_secs", delivery.timeout_secs, 1, 600)?,
+    /// The idle and the total session limits; idle cannot be the longer.
+    fn sessions(&self) -> Result<(Duration, Duration), ConfigError> {
+        let idle = seconds("web.session_idle_secs", self.session_idle_secs, 60, 86_400)?;
+        let lifetime = seconds(
+            "web.session_lifetime_secs",
+            self.session_lifetime_secs,
+            300,
+            30 * 86_400,
+        )?;
+        if idle > lifetime {
+            return Err(ConfigError::invalid(
+                "web.session_idle_secs",
+                self.session_idle_secs,
+                format!(
+                    "must not exceed web.session_lifetime_secs ({})",
+                    self.session_lifetime_secs
+                ),
+            ));
+        }
+        Ok((idle, lifetime))
+    }
+}
+
+/// `[[web.oidc]]`: each entry, and names that differ (they are part of the URLs).
+fn validate_oidc(specs: Vec<super::oidc::OidcSpec>) -> Result<Vec<OidcProvider>, ConfigError> {
+    let oidc = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| super::oidc::validate(i, spec))
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    for (i, provider) in oidc.iter().enumerate() {
+        if let Some(j) = oidc[..i].iter().position(|p| p.name == provider.name) {
+            return Err(ConfigError::invalid(
+                format!("web.oidc[{i}].name"),
+                quote(&provider.name),
+                format!("already configured as web.oidc[{j}]; names must differ"),
+            ));
+        }
+    }
+    Ok(oidc)
+}
+
+impl RawDelivery {
+    /// `[delivery]`: the bounds on each webhook POST.
+    fn validate(self) -> Result<DeliveryConfig, ConfigError> {
+        Ok(DeliveryConfig {
+            timeout: seconds("delivery.timeout_secs", self.timeout_secs, 1, 600)?,
             connect_timeout: seconds(
                 "delivery.connect_timeout_secs",
-                delivery.connect_timeout_secs,
+                self.connect_timeout_secs,
                 1,
                 600,
             )?,
-        };
-
-        let auth = AuthSettings {
-            spf: auth.spf,
-            dns_servers: dns_servers("auth.dns", auth.dns)?,
-            timeout: seconds("auth.timeout_secs", auth.timeout_secs, 1, 60)?,
-        };
-
-        let tracking_url = match outbound.tracking_url {
-            None => None,
-            Some(text) => {
-                let usable = url::Url::parse(&text).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https")
-                        && u.host().is_some()
-                        && u.username().is_empty()
-                        && u.query().is_none()
-                        && u.fragment().is_none()
-                });
-                if !usable {
-                    return Err(ConfigError::invalid(
-                        "outbound.tracking_url",
-                        quote(&text),
-                        "must be an http:// or https:// URL without credentials, query or \
-                         fragment, e.g. \"https://track.example.com\"",
-                    ));
-                }
-                Some(text.trim_end_matches('/').to_string())
-            }
-        };
-        let outbound = OutboundConfig {
-            expiry: Duration::from_secs(
-                3600 * in_range("outbound.expiry_hours", outbound.expiry_hours, 1, 24 * 30)?,
-            ),
-            deliver: outbound.deliver,
-            dns_servers: dns_servers("outbound.dns", outbound.dns)?,
-            port: in_range("outbound.port", outbound.port, 1, 65_535)? as u16,
-            helo_name: match outbound.helo_name {
-                None => server.hostname.clone(),
-                Some(name) if is_host_name(&name) => name,
-                Some(name) => {
-                    return Err(ConfigError::invalid(
-                        "outbound.helo_name",
-                        quote(&name),
-                        "expected a host name such as mx.example.com",
-                    ));
-                }
-            },
-            max_connections: in_range(
-                "outbound.max_connections",
-                outbound.max_connections,
-                1,
-                10_000,
-            )? as usize,
-            max_per_domain: in_range("outbound.max_per_domain", outbound.max_per_domain, 1, 1000)?
-                as usize,
-            require_tls: outbound
-                .require_tls
-                .iter()
-                .enumerate()
-                .map(|(i, domain)| {
-                    let lower = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-                    if is_host_name(&lower) && lower.contains('.') {
-                        Ok(lower)
-                    } else {
-                        Err(ConfigError::invalid(
-                            format!("outbound.require_tls[{i}]"),
-                            quote(domain),
-                            "expected a recipient domain such as example.com",
-                        ))
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-            timeout: seconds("outbound.timeout_secs", outbound.timeout_secs, 1, 3600)?,
-            relay: outbound.relay.as_deref().map(relay_url).transpose()?,
-            tracking_url,
-        };
-
-        let domains = domains
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| validate_domain(&format!("domain[{i}]"), d))
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        for (i, d) in domains.iter().enumerate() {
-            if let Some(j) = domains[..i].iter().position(|e| e.domain == d.domain) {
-                return Err(ConfigError::invalid(
-                    format!("domain[{i}].domain"),
-                    quote(&d.domain.to_string()),
-                    format!("already configured as domain[{j}]; each domain may appear once"),
-                ));
-            }
-        }
-
-        let addresses = addresses
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| {
-                validate_address(&format!("address[{i}]"), a, &domains, smtp.max_message_size)
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
-        for (i, a) in addresses.iter().enumerate() {
-            if let Some(j) = addresses[..i].iter().position(|b| b.pattern == a.pattern) {
-                return Err(ConfigError::invalid(
-                    format!("address[{i}].address"),
-                    quote(&a.pattern.to_string()),
-                    format!("already configured as address[{j}]; each address may appear once"),
-                ));
-            }
-        }
-
-        Ok(Config {
-            hostname: server.hostname,
-            data_dir: server.data_dir,
-            smtp,
-            web,
-            delivery,
-            auth,
-            outbound,
-            submission,
-            addresses,
-            domains,
-            dev: None,
         })
     }
+}
+
+impl RawAuth {
+    /// `[auth]`: SPF and its bound (the DNS servers are `[dns]`'s).
+    fn validate(self) -> Result<AuthSettings, ConfigError> {
+        Ok(AuthSettings {
+            spf: self.spf,
+            timeout: seconds("auth.timeout_secs", self.timeout_secs, 1, 60)?,
+        })
+    }
+}
+
+impl RawOutbound {
+    /// `[outbound]`: the queue and MX delivery; EHLO defaults to `hostname`.
+    fn validate(self, hostname: &str) -> Result<OutboundConfig, ConfigError> {
+        let tracking_url = self.tracking_url.map(tracking_base).transpose()?;
+        Ok(OutboundConfig {
+            expiry: Duration::from_secs(
+                3600 * in_range("outbound.expiry_hours", self.expiry_hours, 1, 24 * 30)?,
+            ),
+            deliver: self.deliver,
+            port: in_range("outbound.port", self.port, 1, 65_535)? as u16,
+            helo_name: helo_name(self.helo_name, hostname)?,
+            max_connections: in_range("outbound.max_connections", self.max_connections, 1, 10_000)?
+                as usize,
+            max_per_domain: in_range("outbound.max_per_domain", self.max_per_domain, 1, 1000)?
+                as usize,
+            require_tls: require_tls(&self.require_tls)?,
+            timeout: seconds("outbound.timeout_secs", self.timeout_secs, 1, 3600)?,
+            relay: self.relay.as_deref().map(relay_url).transpose()?,
+            tracking_url,
+        })
+    }
+}
+
+/// `outbound.tracking_url`: an http(s) base URL recipients' mail programs can fetch, stored
+/// without its trailing `/`.
+fn tracking_base(text: String) -> Result<String, ConfigError> {
+    let usable = url::Url::parse(&text).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.username().is_empty()
+            && u.query().is_none()
+            && u.fragment().is_none()
+    });
+    if !usable {
+        return Err(ConfigError::invalid(
+            "outbound.tracking_url",
+            quote(&text),
+            "must be an http:// or https:// URL without credentials, query or \
+             fragment, e.g. \"https://track.example.com\"",
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+/// `outbound.helo_name`, or `server.hostname` when unset.
+fn helo_name(name: Option<String>, hostname: &str) -> Result<String, ConfigError> {
+    match name {
+        None => Ok(hostname.to_string()),
+        Some(name) if is_host_name(&name) => Ok(name),
+        Some(name) => Err(ConfigError::invalid(
+            "outbound.helo_name",
+            quote(&name),
+            "expected a host name such as mx.example.com",
+        )),
+    }
+}
+
+/// `outbound.require_tls`: recipient domains, lower-cased, without a trailing dot.
+fn require_tls(domains: &[String]) -> Result<Vec<String>, ConfigError> {
+    domains
+        .iter()
+        .enumerate()
+        .map(|(i, domain)| {
+            let lower = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            if is_host_name(&lower) && lower.contains('.') {
+                Ok(lower)
+            } else {
+                Err(ConfigError::invalid(
+                    format!("outbound.require_tls[{i}]"),
+                    quote(domain),
+                    "expected a recipient domain such as example.com",
+                ))
+            }
+        })
+        .collect()
+}
+
+/// `[[domain]]`: each entry, each domain once.
+fn validate_domains(specs: Vec<DomainSpec>) -> Result<Vec<DomainConfig>, ConfigError> {
+    let domains = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| validate_domain(&format!("domain[{i}]"), d))
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    for (i, d) in domains.iter().enumerate() {
+        if let Some(j) = domains[..i].iter().position(|e| e.domain == d.domain) {
+            return Err(ConfigError::invalid(
+                format!("domain[{i}].domain"),
+                quote(&d.domain.to_string()),
+                format!("already configured as domain[{j}]; each domain may appear once"),
+            ));
+        }
+    }
+    Ok(domains)
+}
+
+/// `[[address]]`: each entry (unset settings from its `[[domain]]`), each address once.
+fn validate_addresses(
+    specs: Vec<AddressSpec>,
+    domains: &[DomainConfig],
+    global_max_size: usize,
+) -> Result<Vec<AddressConfig>, ConfigError> {
+    let addresses = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| validate_address(&format!("address[{i}]"), a, domains, global_max_size))
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    for (i, a) in addresses.iter().enumerate() {
+        if let Some(j) = addresses[..i].iter().position(|b| b.pattern == a.pattern) {
+            return Err(ConfigError::invalid(
+                format!("address[{i}].address"),
+                quote(&a.pattern.to_string()),
+                format!("already configured as address[{j}]; each address may appear once"),
+            ));
+        }
+    }
+    Ok(addresses)
 }
 
 fn parse_target(key: &str, text: &str) -> Result<TargetUrl, ConfigError> {
@@ -736,7 +872,22 @@ pub fn validate_address(
         (None, Some(inherited)) => inherited,
         (None, None) => DEFAULT_FORMAT,
     };
-    let options = AddressOptions {
+    let options = address_options(key, raw, global_max_size)?;
+    Ok(AddressConfig {
+        pattern,
+        target,
+        format,
+        options,
+    })
+}
+
+/// The optional settings of one `[[address]]`; `key` names a field of the entry.
+fn address_options(
+    key: impl Fn(&str) -> String,
+    raw: AddressSpec,
+    global_max_size: usize,
+) -> Result<AddressOptions, ConfigError> {
+    Ok(AddressOptions {
         timeout: raw
             .timeout_secs
             .map(|secs| seconds(&key("timeout_secs"), secs, 1, 600))
@@ -761,12 +912,6 @@ pub fn validate_address(
             .transpose()?,
         dkim: raw.dkim,
         dmarc: raw.dmarc,
-    };
-    Ok(AddressConfig {
-        pattern,
-        target,
-        format,
-        options,
     })
 }
 

@@ -6,8 +6,9 @@
 
 use serde_json::json;
 
-use super::format::{Payload, Spf};
+use super::format::Spf;
 use crate::config::TargetUrl;
+use crate::webhook::Payload;
 
 /// What an authorization callback is told about the recipient being checked (spec §7.1).
 #[derive(Debug, Clone)]

@@ -2,13 +2,11 @@
 //! build the address's payload, POST it, record the outcome, and turn the target's answer
 //! into the SMTP reply (design.md invariant 1).
 
-pub mod auth;
 pub mod callback;
-pub mod deliver;
 pub mod format;
-pub mod message;
-pub mod reply;
+pub mod managed;
 pub mod route;
+pub mod verify;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,18 +17,18 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
-use crate::outbound::{Outbound, bounce};
+use crate::mail::fields::{Trace, with_received};
+use crate::mail::message::ParsedMessage;
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
-use crate::store::{AttemptRecord, InboundMeta, MessageRef, Outcome, Store, StoreError};
-use auth::Verifier;
+use crate::store::{AttemptRecord, InboundMeta, Outcome, Store, StoreError};
+use crate::webhook::{self, Attempt, Deliverer, Payload};
 use callback::{AuthorizationRequest, ErrorReport};
-use deliver::{Attempt, Deliverer};
-use format::{Dkim, Dmarc, Payload, PayloadEnvelope, Spf};
-use message::ParsedMessage;
+use format::{Dkim, Dmarc, PayloadEnvelope, Spf};
 use route::{Destination, Refusal, Route, Routes};
+use verify::Verifier;
 
 /// Longest target text echoed in a 554 reply (design.md invariant 1).
 const MAX_REPLY_TEXT: usize = 512;
@@ -47,9 +45,6 @@ pub struct Inbound {
     /// SPF/DKIM/DMARC; `None` when no check is enabled.
     verifier: Option<Arc<Verifier>>,
     settings: InboundSettings,
-    /// Mail to an outbound message's return path (`bounces+<uuid>@…`) goes here instead of
-    /// to a target (`outbound::bounce`); `None` where nothing is sent.
-    outbound: Option<Outbound>,
 }
 
 /// What the inbound side needs from the config besides routes.
@@ -79,100 +74,7 @@ impl Inbound {
             store,
             verifier,
             settings,
-            outbound: None,
         }
-    }
-
-    /// Accepts mail to the return path of `outbound`'s messages and hands it to
-    /// `Outbound::record_return_mail` (bounces, replies) rather than to a target.
-    pub fn with_return_path(mut self, outbound: Outbound) -> Inbound {
-        self.outbound = Some(outbound);
-        self
-    }
-
-    /// The outbound message `address` is the return path of, if it is one.
-    async fn return_path(&self, address: &str) -> Result<Option<MessageRef>, Reply> {
-        let Some(outbound) = &self.outbound else {
-            return Ok(None);
-        };
-        if !bounce::is_return_path_form(address) {
-            return Ok(None);
-        }
-        outbound.return_path(address).await.map_err(|e| {
-            error!(error = %e, "cannot look up a return path");
-            Reply::new(451, "4.3.0", "Local error in processing, try again later")
-        })
-    }
-
-    /// Mail to a return path: read it (`outbound::bounce`), record it as a message with
-    /// outcome `bounce`, answer 250 once both are written.
-    async fn handle_return_mail(
-        &self,
-        conn: &ConnectionInfo,
-        envelope: Envelope,
-        body: Vec<u8>,
-        message: MessageRef,
-    ) -> Reply {
-        let Some(outbound) = &self.outbound else {
-            return Reply::new(451, "4.3.0", "Local error in processing, try again later");
-        };
-        let started = Instant::now();
-        let received_at = OffsetDateTime::now_utc();
-        let md5 = format!("{:x}", Md5::digest(&body));
-        let raw =
-            with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
-        let uuid = message.uuid.clone();
-        let findings = match outbound
-            .record_return_mail(message, &envelope.mail_from, raw.clone())
-            .await
-        {
-            Ok(findings) => findings,
-            Err(e) => {
-                error!(error = %e, uuid, "cannot record mail to a return path");
-                return Reply::new(451, "4.3.0", "Local storage error, try again later");
-            }
-        };
-        let summary = findings
-            .iter()
-            .map(|f| format!("{} {}", f.kind.event(), f.recipient))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let reply = Reply::owned(
-            250,
-            "2.0.0",
-            format!("Return mail for {uuid} recorded ({})", findings.len()),
-        );
-        let parsed = ParsedMessage::parse(&raw);
-        let meta = InboundMeta {
-            received_at: received_at
-                .format(&Rfc3339)
-                .expect("UTC timestamps format as RFC 3339"),
-            remote_ip: conn.remote.ip().to_string(),
-            helo: envelope.helo.clone(),
-            mail_from: envelope.mail_from.clone(),
-            recipients: envelope.recipients.clone(),
-            address: None,
-            message_id: parsed.header("message-id").map(str::to_string),
-            subject: parsed.header("subject").map(str::to_string),
-            size: body.len() as u64,
-            md5,
-            tls_version: conn.tls_version.map(str::to_string),
-            target: None,
-            format: None,
-            http_status: None,
-            outcome: Outcome::Bounce,
-            response_body: Some(summary.clone()),
-            error: None,
-            smtp_reply: reply.to_string(),
-            processing_ms: started.elapsed().as_millis() as u64,
-        };
-        let keep = self.settings.keep_raw.then_some(raw);
-        match self.store.insert_inbound(meta, keep, Vec::new()).await {
-            Ok(id) => info!(id, uuid, findings = %summary, "return mail recorded"),
-            // The findings are recorded; only the listing row is missing.
-            Err(e) => error!(error = %e, uuid, "cannot record the return mail's message row"),
-        }
-        reply
     }
 
     /// `envelope.spf` (spec §5.1); `none` when SPF checking is off.
@@ -211,8 +113,8 @@ impl Inbound {
             .deliver(url, callback::authorization(url, &request), None)
             .await;
         match delivery.outcome {
-            deliver::Outcome::Accepted { .. } => Ok(()),
-            deliver::Outcome::Rejected { status, .. } => {
+            webhook::Outcome::Accepted { .. } => Ok(()),
+            webhook::Outcome::Rejected { status, .. } => {
                 info!(
                     address,
                     status, "authorization callback refused the recipient"
@@ -223,7 +125,7 @@ impl Inbound {
                     format!("Recipient refused by the authorization callback (HTTP {status})"),
                 ))
             }
-            deliver::Outcome::Deferred { reason, .. } => {
+            webhook::Outcome::Deferred { reason, .. } => {
                 warn!(address, reason, "authorization callback failed");
                 Err(Reply::new(
                     450,
@@ -295,9 +197,9 @@ impl Inbound {
                     .await;
                 let reply = reply_for(&delivery.outcome);
                 let outcome = match &delivery.outcome {
-                    deliver::Outcome::Accepted { .. } => Outcome::Successful,
-                    deliver::Outcome::Rejected { .. } => Outcome::Rejected,
-                    deliver::Outcome::Deferred { .. } => Outcome::Delayed,
+                    webhook::Outcome::Accepted { .. } => Outcome::Successful,
+                    webhook::Outcome::Rejected { .. } => Outcome::Rejected,
+                    webhook::Outcome::Deferred { .. } => Outcome::Delayed,
                 };
                 let attempts = delivery
                     .attempts
@@ -370,7 +272,7 @@ impl Inbound {
         let posted = self.post(route, payload, "resend").await;
         let resent = Resent {
             outcome: posted.outcome,
-            http_status: posted.result.as_ref().and_then(deliver::Outcome::status),
+            http_status: posted.result.as_ref().and_then(webhook::Outcome::status),
             reply: posted.reply.to_string(),
         };
         self.store.insert_attempts(id, posted.attempts).await?;
@@ -385,7 +287,7 @@ impl Inbound {
         route: &Route,
         message_id: i64,
         envelope: &Envelope,
-        result: &deliver::Outcome,
+        result: &webhook::Outcome,
     ) {
         let Some(url) = route.options.error_callback.clone() else {
             return;
@@ -401,7 +303,7 @@ impl Inbound {
         let store = self.store.clone();
         self.shutdown.spawn(async move {
             let delivery = deliverer.deliver(&url, payload, None).await;
-            if !matches!(delivery.outcome, deliver::Outcome::Accepted { .. }) {
+            if !matches!(delivery.outcome, webhook::Outcome::Accepted { .. }) {
                 warn!(message_id, url = %url, "error callback failed");
             }
             let records = delivery
@@ -444,20 +346,6 @@ impl MailHandler for Inbound {
         transaction: TransactionInfo<'_>,
         address: &str,
     ) -> Result<Option<SizeLimit>, Reply> {
-        // A return path is alone in its transaction (one message, one handling).
-        if self.return_path(address).await?.is_some() {
-            return match transaction.recipients.is_empty() {
-                true => Ok(None),
-                false => Err(Reply::SEPARATE_TRANSACTION),
-            };
-        }
-        if self.outbound.is_some()
-            && let Some(first) = transaction.recipients.first()
-            && bounce::is_return_path_form(first)
-            && self.return_path(first).await?.is_some()
-        {
-            return Err(Reply::SEPARATE_TRANSACTION);
-        }
         let router = self.routes.current();
         let id = router.lookup(address).map_err(|refusal| match refusal {
             Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
@@ -497,15 +385,6 @@ impl MailHandler for Inbound {
         envelope: Envelope,
         body: Vec<u8>,
     ) -> Reply {
-        if let Some(first) = envelope.recipients.first() {
-            match self.return_path(first).await {
-                Ok(Some(message)) => {
-                    return self.handle_return_mail(conn, envelope, body, message).await;
-                }
-                Ok(None) => {}
-                Err(reply) => return reply,
-            }
-        }
         let started = Instant::now();
         let received_at = OffsetDateTime::now_utc();
         let router = self.routes.current();
@@ -520,89 +399,140 @@ impl MailHandler for Inbound {
             warn!(recipients = ?envelope.recipients, "the address of an accepted recipient was removed during the transaction");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
-
-        let md5 = format!("{:x}", Md5::digest(&body));
+        let arrival = Arrival {
+            conn,
+            envelope: &envelope,
+            received_at,
+            size: body.len() as u64,
+            md5: format!("{:x}", Md5::digest(&body)),
+            started,
+        };
         let raw =
             with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
-        let (spf, dkim, dmarc) = self
-            .verify(
-                route,
-                conn.remote.ip(),
-                &envelope.helo,
-                &envelope.mail_from,
-                &body,
-            )
-            .await;
+        let payload_envelope = self.payload_envelope(route, &arrival, &body).await;
         // `raw` has the bytes from here on: one copy of the message, not two, while the
         // target answers.
-        let size = body.len() as u64;
         drop(body);
-        let payload_envelope = PayloadEnvelope {
-            to: envelope.recipients[0].clone(),
-            recipients: envelope.recipients.clone(),
-            from: envelope.mail_from.clone(),
-            helo_domain: envelope.helo.clone(),
-            remote_ip: conn.remote.ip().to_string(),
-            tls_version: conn.tls_version.map(str::to_string),
-            md5: md5.clone(),
-            spf,
-            dkim,
-            dmarc,
-        };
-
         let Some((raw, parsed, payload)) = Inbound::build(route, raw, payload_envelope).await
         else {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
-        let Posted {
-            outcome,
-            reply,
-            result,
-            attempts,
-        } = self.post(route, payload, "target").await;
+        let posted = self.post(route, payload, "target").await;
+        let meta = arrival.meta(route, &parsed, &posted);
+        self.record(route, &envelope, meta, raw, posted).await
+    }
+}
 
+/// One message as it arrived on the MX listener, for its payload and its row.
+struct Arrival<'a> {
+    conn: &'a ConnectionInfo,
+    envelope: &'a Envelope,
+    received_at: OffsetDateTime,
+    /// Of the message as the client sent it (without our `Received:` line).
+    size: u64,
+    md5: String,
+    started: Instant,
+}
+
+impl Arrival<'_> {
+    /// The message's row: what the target answered and what the sender was told.
+    fn meta(&self, route: &Route, parsed: &ParsedMessage, posted: &Posted) -> InboundMeta {
         let (target, format) = match &route.destination {
             Destination::Target { url, format } => {
                 (Some(url.to_string()), Some(format.as_str().to_string()))
             }
             Destination::Capture => (None, None),
         };
-        let meta = InboundMeta {
-            received_at: received_at
+        let result = posted.result.as_ref();
+        InboundMeta {
+            received_at: self
+                .received_at
                 .format(&Rfc3339)
                 .expect("UTC timestamps format as RFC 3339"),
-            remote_ip: conn.remote.ip().to_string(),
-            helo: envelope.helo.clone(),
-            mail_from: envelope.mail_from.clone(),
-            recipients: envelope.recipients.clone(),
+            remote_ip: self.conn.remote.ip().to_string(),
+            helo: self.envelope.helo.clone(),
+            mail_from: self.envelope.mail_from.clone(),
+            recipients: self.envelope.recipients.clone(),
             address: Some(route.address.clone()),
             message_id: parsed.header("message-id").map(str::to_string),
             subject: parsed.header("subject").map(str::to_string),
-            size,
-            md5,
-            tls_version: conn.tls_version.map(str::to_string),
+            size: self.size,
+            md5: self.md5.clone(),
+            tls_version: self.conn.tls_version.map(str::to_string),
             target,
             format,
-            http_status: result.as_ref().and_then(deliver::Outcome::status),
-            outcome,
-            response_body: result.as_ref().map(|r| r.body().to_string()),
-            error: match &result {
-                Some(deliver::Outcome::Deferred { reason, .. }) => Some(reason.clone()),
+            http_status: result.and_then(webhook::Outcome::status),
+            outcome: posted.outcome,
+            response_body: result.map(|r| r.body().to_string()),
+            error: match result {
+                Some(webhook::Outcome::Deferred { reason, .. }) => Some(reason.clone()),
                 _ => None,
             },
-            smtp_reply: reply.to_string(),
-            processing_ms: started.elapsed().as_millis() as u64,
-        };
+            smtp_reply: posted.reply.to_string(),
+            processing_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+impl Inbound {
+    /// The envelope every payload carries, with the SPF/DKIM/DMARC results the route asks
+    /// for (checked over `body`, the message as sent).
+    async fn payload_envelope(
+        &self,
+        route: &Route,
+        arrival: &Arrival<'_>,
+        body: &[u8],
+    ) -> PayloadEnvelope {
+        let (conn, envelope) = (arrival.conn, arrival.envelope);
+        let (spf, dkim, dmarc) = self
+            .verify(
+                route,
+                conn.remote.ip(),
+                &envelope.helo,
+                &envelope.mail_from,
+                body,
+            )
+            .await;
+        PayloadEnvelope {
+            to: envelope.recipients[0].clone(),
+            recipients: envelope.recipients.clone(),
+            from: envelope.mail_from.clone(),
+            helo_domain: envelope.helo.clone(),
+            remote_ip: conn.remote.ip().to_string(),
+            tls_version: conn.tls_version.map(str::to_string),
+            md5: arrival.md5.clone(),
+            spf,
+            dkim,
+            dmarc,
+        }
+    }
+
+    /// Writes the message's row (with the raw message when kept) and its attempts, and
+    /// starts the error callback for a non-2xx answer; returns the SMTP reply.
+    async fn record(
+        &self,
+        route: &Route,
+        envelope: &Envelope,
+        meta: InboundMeta,
+        raw: Vec<u8>,
+        posted: Posted,
+    ) -> Reply {
+        let Posted {
+            outcome,
+            reply,
+            result,
+            attempts,
+        } = posted;
         let summary = (meta.outcome, meta.http_status, meta.processing_ms);
         let keep = (self.settings.keep_raw || outcome == Outcome::Captured).then_some(raw);
         match self.store.insert_inbound(meta, keep, attempts).await {
             Ok(id) => {
                 info!(id, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");
                 if let Some(result) = &result
-                    && !matches!(result, deliver::Outcome::Accepted { .. })
+                    && !matches!(result, webhook::Outcome::Accepted { .. })
                 {
-                    self.report_error(route, id, &envelope, result);
+                    self.report_error(route, id, envelope, result);
                 }
                 reply
             }
@@ -626,7 +556,7 @@ struct Posted {
     outcome: Outcome,
     reply: Reply,
     /// The target's answer; `None` when captured.
-    result: Option<deliver::Outcome>,
+    result: Option<webhook::Outcome>,
     attempts: Vec<AttemptRecord>,
 }
 
@@ -672,14 +602,14 @@ fn record(kind: &'static str, format: Option<&str>, attempt: Attempt) -> Attempt
 }
 
 /// The SMTP reply for a target's answer (spec §2.1, design.md invariant 1).
-pub fn reply_for(outcome: &deliver::Outcome) -> Reply {
+pub fn reply_for(outcome: &webhook::Outcome) -> Reply {
     match outcome {
-        deliver::Outcome::Accepted { status, .. } => Reply::owned(
+        webhook::Outcome::Accepted { status, .. } => Reply::owned(
             250,
             "2.0.0",
             format!("Message accepted by the target (HTTP {status})"),
         ),
-        deliver::Outcome::Rejected {
+        webhook::Outcome::Rejected {
             status, reply_text, ..
         } => {
             let text = reply_text
@@ -689,7 +619,7 @@ pub fn reply_for(outcome: &deliver::Outcome) -> Reply {
                 .unwrap_or_else(|| format!("Message rejected by the target (HTTP {status})"));
             Reply::owned(554, "5.0.0", text)
         }
-        deliver::Outcome::Deferred { reason, .. } => {
+        webhook::Outcome::Deferred { reason, .. } => {
             warn!(
                 reason,
                 "target did not accept the message; sender will retry"
@@ -736,7 +666,7 @@ fn spf_domain(helo: &str, mail_from: &str) -> String {
         .unwrap_or_else(|| helo.to_ascii_lowercase())
 }
 
-/// Prepends the `Received:` trace field (RFC 5321 §4.4) that every SMTP server adds.
+/// The `Received:` trace field for a message of this session, in front of `body`.
 fn with_received_header(
     body: &[u8],
     envelope: &Envelope,
@@ -744,27 +674,14 @@ fn with_received_header(
     hostname: &str,
     at: OffsetDateTime,
 ) -> Vec<u8> {
-    let protocol = match conn.tls_version {
-        Some(_) => "ESMTPS",
-        None => "ESMTP",
+    let trace = Trace {
+        helo: &envelope.helo,
+        remote_ip: conn.remote.ip(),
+        by: hostname,
+        tls: conn.tls_version.is_some(),
+        at,
     };
-    let date = at
-        .format(&time::format_description::well_known::Rfc2822)
-        .expect("UTC timestamps format as RFC 2822");
-    let helo: String = envelope
-        .helo
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(255)
-        .collect();
-    let header = format!(
-        "Received: from {helo} ([{ip}])\r\n\tby {hostname} (Postern) with {protocol};\r\n\t{date}\r\n",
-        ip = conn.remote.ip(),
-    );
-    let mut raw = Vec::with_capacity(header.len() + body.len());
-    raw.extend_from_slice(header.as_bytes());
-    raw.extend_from_slice(body);
-    raw
+    with_received(body, &trace)
 }
 
 #[cfg(test)]
@@ -773,19 +690,19 @@ mod tests {
 
     #[test]
     fn reply_mapping() {
-        let accepted = deliver::Outcome::Accepted {
+        let accepted = webhook::Outcome::Accepted {
             status: 201,
             body: String::new(),
         };
         assert_eq!(reply_for(&accepted).code, 250);
-        let rejected = deliver::Outcome::Rejected {
+        let rejected = webhook::Outcome::Rejected {
             status: 422,
             body: "no\r\nsuch user".into(),
             reply_text: Some("no\r\nsuch\tuser".into()),
         };
         let reply = reply_for(&rejected);
         assert_eq!((reply.code, reply.text.as_ref()), (554, "no such user"));
-        let html = deliver::Outcome::Rejected {
+        let html = webhook::Outcome::Rejected {
             status: 404,
             body: "<h1>x</h1>".into(),
             reply_text: None,
@@ -794,7 +711,7 @@ mod tests {
             reply_for(&html).text,
             "Message rejected by the target (HTTP 404)"
         );
-        let deferred = deliver::Outcome::Deferred {
+        let deferred = webhook::Outcome::Deferred {
             status: Some(503),
             body: String::new(),
             reason: "target answered HTTP 503".into(),

@@ -28,7 +28,9 @@
 use serde_json::{Map, Value, json};
 
 use super::Outbound;
-use crate::inbound::message::{ParsedMessage, mime_leaves, parse_mailboxes};
+use crate::mail::address::parse_mailboxes;
+use crate::mail::fields::unfolded_fields;
+use crate::mail::message::{ParsedMessage, mime_leaves};
 use crate::store::{BounceRecord, MessageRef, StoreError};
 
 /// Whether `address` has the return path's form, `bounces+<something>@<domain>` (the
@@ -222,7 +224,7 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
     let text = String::from_utf8_lossy(report).replace("\r\n", "\n");
     let mut findings = Vec::new();
     for group in text.split("\n\n").skip(1) {
-        let fields = super::compose::unfolded_fields(group);
+        let fields = unfolded_fields(group);
         let field = |name: &str| {
             fields
                 .iter()

@@ -14,7 +14,8 @@ use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use serde::Deserialize;
 
-use crate::inbound::message::{Mailbox, parse_mailboxes};
+use crate::mail::address::{Mailbox, domain_of, normalise_address, parse_mailboxes, valid_address};
+use crate::mail::fields::{find_header_end, unfolded_fields, without_fields};
 use crate::store::Priority;
 
 /// At most this many recipients (`to` + `cc`) per message (spec §6.1).
@@ -264,41 +265,9 @@ pub fn compose(request: SendRequest, uuid: &str, date: i64) -> Result<Composed, 
     })
 }
 
-/// `user@Example.COM` → `user@example.com`: the domain is case-insensitive, the local part
-/// is kept as written (RFC 5321 §2.4).
-pub fn normalise_address(address: &str) -> String {
-    match address.trim().rsplit_once('@') {
-        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
-        None => address.trim().to_string(),
-    }
-}
-
-/// The domain of an address, lower case (what follows the last `@`).
-pub(crate) fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map_or("", |(_, domain)| domain)
-        .to_ascii_lowercase()
-}
-
 fn single_mailbox(text: &str) -> Option<Mailbox> {
     let mut boxes = parse_mailboxes(text);
     (boxes.len() == 1 && valid_address(&boxes[0].address)).then(|| boxes.remove(0))
-}
-
-/// An address we can put on an SMTP envelope: one `@`, no spaces or angle brackets.
-pub(super) fn valid_address(address: &str) -> bool {
-    match address.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && domain.contains('.')
-                && !address.chars().any(|c| {
-                    c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';')
-                })
-        }
-        None => false,
-    }
 }
 
 /// The entries of `to` or `cc` (each entry may itself be a comma-separated list) as echoed,
@@ -474,35 +443,6 @@ fn compose_raw(
     Ok(out)
 }
 
-/// The byte offset of the blank line ending the header (the index of its first CR or LF).
-pub(super) fn find_header_end(raw: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while at < raw.len() {
-        let line_end = raw[at..].iter().position(|&b| b == b'\n').map(|i| at + i)?;
-        let line = &raw[at..line_end];
-        if line.is_empty() || line == b"\r" {
-            return Some(at);
-        }
-        at = line_end + 1;
-    }
-    None
-}
-
-pub(super) fn unfolded_fields(header: &str) -> Vec<(String, String)> {
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in header.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = fields.last_mut() {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            fields.push((name.trim().to_string(), value.trim().to_string()));
-        }
-    }
-    fields
-}
-
 /// The `Subject:` line (with its folds) of a header mail-builder wrote.
 fn subject_line(header: &[u8]) -> &[u8] {
     let text = header;
@@ -534,28 +474,6 @@ fn find_field(header: &[u8], lower_name: &str) -> Option<usize> {
         at += rest.iter().position(|&b| b == b'\n')? + 1;
     }
     None
-}
-
-/// `header` without the fields whose lower-case name `drop` picks, folded lines included.
-pub(super) fn without_fields(header: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header.len() + 128);
-    let mut skipping = false;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        if !matches!(line.first(), Some(b' ' | b'\t')) {
-            skipping = line.iter().position(|&b| b == b':').is_some_and(|colon| {
-                drop(
-                    String::from_utf8_lossy(&line[..colon])
-                        .trim()
-                        .to_ascii_lowercase()
-                        .as_str(),
-                )
-            });
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -618,7 +536,7 @@ mod tests {
             assert!(mime.contains(expected), "missing {expected:?} in\n{mime}");
         }
         // The envelope recipients are read back by a real MIME parser.
-        let parsed = crate::inbound::message::ParsedMessage::parse(&composed.raw);
+        let parsed = crate::mail::message::ParsedMessage::parse(&composed.raw);
         assert_eq!(parsed.plain.as_deref(), Some("plain text"));
         assert_eq!(parsed.attachments.len(), 2);
     }
@@ -633,7 +551,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let parsed = crate::inbound::message::ParsedMessage::parse(&composed.raw);
+        let parsed = crate::mail::message::ParsedMessage::parse(&composed.raw);
         assert!(parsed.html.unwrap().contains("<h1>Title</h1>"));
         assert_eq!(
             parsed.plain.unwrap().replace("\r\n", "\n"),

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{Outbound, OutboundMode, SubmitError};
-use crate::accounts::token;
+use crate::secret;
 use crate::store::{CredentialMode, NewCredential, StoreError};
 
 /// Characters of a token kept in clear to recognise it.
@@ -148,12 +148,12 @@ impl Outbound {
                 return Err(CredentialError::BadEventsUrl(url.clone()));
             }
         }
-        let secret = token::new_token();
+        let secret = secret::new_token();
         let row = self
             .store
             .insert_credential(NewCredential {
                 username: spec.username.clone(),
-                secret_hash: token::sha256_hex(&secret),
+                secret_hash: secret::sha256_hex(&secret),
                 prefix: secret[..SHOWN_CHARS].to_string(),
                 mode: if spec.test {
                     CredentialMode::Test
@@ -231,7 +231,7 @@ pub(super) async fn authenticate(
         }
         (Some(row), OutboundMode::Deliver)
             // Digests of a 256-bit token: comparing them leaks nothing usable about it.
-            if row.revoked_at.is_none() && row.secret_hash == token::sha256_hex(presented) =>
+            if row.revoked_at.is_none() && row.secret_hash == secret::sha256_hex(presented) =>
         {
             row
         }

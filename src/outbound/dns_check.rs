@@ -2,22 +2,20 @@
 //! publish (`domains::dns_records`) and says, per record, `found`, `missing`, `different`
 //! (something else is published there) or `error` (the lookup failed or timed out).
 //!
-//! The resolver is configured exactly as `[auth] dns` configures the inbound checks
-//! (`inbound::auth::resolver_parts`: the machine's resolver or exactly the named servers),
-//! and every query is bounded by `[auth] timeout_secs`. A fresh resolver is built per check,
-//! so an answer cached before the operator published a record never hides it. Besides
-//! `inbound::auth`, this is the only module that imports hickory (through mail-auth's
-//! re-export); no hickory type crosses its edge.
+//! The resolver comes from `crate::dns`, set up as for every other lookup (the one
+//! `[dns] servers` setting: the machine's resolver or exactly the named servers), and every
+//! query is bounded by `[auth] timeout_secs`. A fresh resolver without a cache is built per
+//! check, so an answer cached before the operator published a record never hides it. No
+//! hickory type crosses this module's edge.
 
 use std::time::Duration;
 
-use mail_auth::hickory_resolver::TokioResolver;
-use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
-use mail_auth::hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::rr::RData;
 use serde::Serialize;
 
 use super::domains::{DnsRecord, SendingDomain};
-use crate::inbound::auth::{AuthConfig, AuthError, resolver_parts};
+use crate::dns::{self, ResolverChoice, ResolverError};
 
 /// What DNS shows for one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,10 +55,11 @@ pub struct RecordCheck {
     pub error: Option<String>,
 }
 
-/// Looks records up with the `[auth] dns` resolver configuration.
+/// Looks records up with the `[dns] servers` resolver configuration.
 #[derive(Debug, Clone)]
 pub struct DnsCheck {
-    config: AuthConfig,
+    resolver: ResolverChoice,
+    timeout: Duration,
 }
 
 /// Which rule compares a record.
@@ -85,25 +84,18 @@ fn rule(record: &DnsRecord) -> Rule {
 }
 
 impl DnsCheck {
-    pub fn new(config: AuthConfig) -> DnsCheck {
-        DnsCheck { config }
+    pub fn new(resolver: ResolverChoice, timeout: Duration) -> DnsCheck {
+        DnsCheck { resolver, timeout }
     }
 
     pub fn timeout(&self) -> Duration {
-        self.config.timeout
+        self.timeout
     }
 
     /// Every record of `domain`, in its order. Fails only when no resolver can be built
     /// (e.g. no readable `/etc/resolv.conf`); lookup failures are `RecordStatus::Error`.
-    pub async fn verify(&self, domain: &SendingDomain) -> Result<Vec<RecordCheck>, AuthError> {
-        let (config, mut options) = resolver_parts(&self.config)?;
-        options.cache_size = 0;
-        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(options)
-            .build()
-            .map_err(|e| AuthError::Resolver {
-                reason: e.to_string(),
-            })?;
+    pub async fn verify(&self, domain: &SendingDomain) -> Result<Vec<RecordCheck>, ResolverError> {
+        let resolver = dns::resolver(&self.resolver, self.timeout, false)?;
         let mut checks = Vec::with_capacity(domain.dns_records.len());
         for record in &domain.dns_records {
             let answer = match rule(record) {
@@ -130,7 +122,7 @@ impl DnsCheck {
 
     /// The TXT records at `name`, each record's strings joined; none for NXDOMAIN/NODATA.
     async fn txt(&self, resolver: &TokioResolver, name: &str) -> Result<Vec<String>, String> {
-        let lookup = tokio::time::timeout(self.config.timeout, resolver.txt_lookup(fqdn(name)))
+        let lookup = tokio::time::timeout(self.timeout, resolver.txt_lookup(fqdn(name)))
             .await
             .map_err(|_| "no answer in time".to_string())?;
         match lookup {
@@ -154,7 +146,7 @@ impl DnsCheck {
 
     /// The MX records at `name` as `preference exchange.`; none for NXDOMAIN/NODATA.
     async fn mx(&self, resolver: &TokioResolver, name: &str) -> Result<Vec<String>, String> {
-        let lookup = tokio::time::timeout(self.config.timeout, resolver.mx_lookup(fqdn(name)))
+        let lookup = tokio::time::timeout(self.timeout, resolver.mx_lookup(fqdn(name)))
             .await
             .map_err(|_| "no answer in time".to_string())?;
         match lookup {

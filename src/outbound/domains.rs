@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::Outbound;
 use super::dkim::{self, Algorithm, DkimError};
-use crate::accounts::token;
+use crate::secret;
 use crate::store::{SendingDomainRow, StoreError};
 
 /// A sending domain as shown: never the private key.
@@ -127,7 +127,7 @@ impl Outbound {
         let (private, public) = tokio::task::spawn_blocking(move || dkim::generate(algorithm))
             .await
             .map_err(StoreError::from)??;
-        let selector = format!("pst{}", &token::sha256_hex(&token::new_token())[..8]);
+        let selector = format!("pst{}", &secret::sha256_hex(&secret::new_token())[..8]);
         let row = SendingDomainRow {
             id: 0,
             domain: domain.clone(),

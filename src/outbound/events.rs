@@ -4,7 +4,7 @@
 //! Body: `{"events": [{"kind", "recipient", "message_id", "details": {…}}, …]}`, at most
 //! [`BATCH`] events per POST, one POST per events URL at a time; `message_id` is the
 //! message's UUID. Basic auth comes from the URL's userinfo (masked in logs), as for
-//! inbound targets (the same `inbound::deliver::Deliverer`: ≤ 3 redirects, [`TIMEOUT`]).
+//! inbound targets (the same `webhook::Deliverer`: ≤ 3 redirects, [`TIMEOUT`]).
 //! A 2xx marks the batch `sent`; anything else leaves it `pending` for the next try after
 //! [`BACKOFF`] (30 s, 2 min, 10 min, 30 min, then hourly); an event still unsent
 //! [`GIVE_UP_SECS`] (24 h) after it happened is marked `failed`.
@@ -29,10 +29,9 @@ use tracing::{info, warn};
 
 use super::Outbound;
 use crate::config::TargetUrl;
-use crate::inbound::deliver::{self, Deliverer};
-use crate::inbound::format::Payload;
 use crate::shutdown::Shutdown;
 use crate::store::PendingEvent;
+use crate::webhook::{self, Deliverer, Payload};
 
 /// Events per POST at most.
 pub const BATCH: usize = 100;
@@ -81,9 +80,10 @@ pub async fn run(outbound: Outbound, deliverer: Deliverer, shutdown: Shutdown) {
         if shutdown.is_triggered() {
             return;
         }
-        let wait = match send_due(&outbound, &deliverer, &shutdown).await {
-            Ok(true) => Duration::ZERO,
-            Ok(false) => match outbound.store.next_event_due().await {
+        let wait = match run_once(&outbound, &deliverer).await {
+            // A full round: more may be due.
+            Ok(taken) if taken == ROUND as usize && !shutdown.is_triggered() => Duration::ZERO,
+            Ok(_) => match outbound.store.next_event_due().await {
                 Ok(Some(at)) => {
                     // At least a second: events due now that a round left are picked up
                     // next round, without spinning.
@@ -111,16 +111,17 @@ pub async fn run(outbound: Outbound, deliverer: Deliverer, shutdown: Shutdown) {
     }
 }
 
-/// One round: reads the due events, POSTs them per URL (the URLs in parallel), records the
-/// outcomes. True when a full round was read (more may be due).
-async fn send_due(
+/// One round, the body of [`run`]'s loop: reads the due events (at most a round's worth),
+/// POSTs them per URL (the URLs in parallel), records the outcomes. The number of due events
+/// it took — POSTed, or held back behind a failed batch, or dropped for want of a URL — so a
+/// test can run one pass and know it found nothing, rather than sleep and hope.
+pub async fn run_once(
     outbound: &Outbound,
     deliverer: &Deliverer,
-    shutdown: &Shutdown,
-) -> Result<bool, crate::store::StoreError> {
+) -> Result<usize, crate::store::StoreError> {
     let now = outbound.clock.unix();
     let due = outbound.store.due_events(now, ROUND).await?;
-    let full = due.len() == ROUND as usize;
+    let taken = due.len();
     let mut by_url: BTreeMap<String, Vec<PendingEvent>> = BTreeMap::new();
     let mut nowhere = Vec::new();
     for event in due {
@@ -143,7 +144,7 @@ async fn send_due(
             warn!(%error, "events webhook: cannot record an outcome");
         }
     }
-    Ok(full && !shutdown.is_triggered())
+    Ok(taken)
 }
 
 /// POSTs `events` to `url` in batches; stops at the first failure (later batches wait
@@ -167,13 +168,13 @@ async fn send_to(
         };
         let delivery = deliverer.deliver(&target, payload, Some(TIMEOUT)).await;
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
-        if let deliver::Outcome::Accepted { status, .. } = delivery.outcome {
+        if let webhook::Outcome::Accepted { status, .. } = delivery.outcome {
             info!(url = %target, events = ids.len(), status, "events webhook: batch sent");
             outbound.store.mark_events(ids, "sent", None).await?;
             continue;
         }
         let reason = match &delivery.outcome {
-            deliver::Outcome::Deferred { reason, .. } => reason.clone(),
+            webhook::Outcome::Deferred { reason, .. } => reason.clone(),
             other => format!("HTTP {}", other.status().unwrap_or(0)),
         };
         // This batch and every later one for this URL wait for the next try.

@@ -8,7 +8,8 @@
 //! 202 or 250 (design.md invariant 2).
 //!
 //! After enqueueing: `events` (the events webhook: batches, retries), `bounce` (mail to
-//! the return path: DSNs, plain-text bounces, replies), `suppression` (the list no mail
+//! the return path: DSNs, plain-text bounces, replies; `return_path` takes it off the MX
+//! listener), `suppression` (the list no mail
 //! goes to), `tracking` (open pixel, click redirects and their tokens).
 
 pub mod bounce;
@@ -19,6 +20,7 @@ pub mod dns_check;
 pub mod domains;
 pub mod events;
 pub mod mx;
+pub mod return_path;
 pub mod submission;
 pub mod suppression;
 pub mod tracking;
@@ -30,12 +32,13 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, OnceCell};
 
-use crate::accounts::Clock;
+use crate::clock::Clock;
 use crate::store::{
     CredentialMode, CredentialRow, Disposition, NewOutbound, Source, Store, StoreError,
 };
 pub use compose::{ComposeError, Composed, SendRequest};
 pub use credentials::{Credential, CredentialError, NewCredentialSpec};
+pub use return_path::{ReturnMailSettings, WithReturnPath};
 pub use submission::Submission;
 
 /// What happens to accepted mail on this instance.
@@ -229,7 +232,7 @@ impl Outbound {
                 credential.username
             )));
         }
-        let from_domain = compose::domain_of(sender);
+        let from_domain = crate::mail::address::domain_of(sender);
         let return_path_domain = match self.store.sending_domain(&from_domain).await? {
             Some(domain) => domain.return_path_domain,
             None if self.mode == OutboundMode::Capture => from_domain.clone(),

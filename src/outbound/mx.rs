@@ -2,17 +2,17 @@
 //! itself when it has no MX (the implicit MX: its A/AAAA records), nowhere for a null MX
 //! (RFC 7505, `MX 0 .`).
 //!
-//! hickory-resolver is used here and nowhere else in `outbound`; tests point it at a DNS
-//! server on loopback (`[outbound] dns`), never at the machine's resolver.
+//! The resolver is built by `crate::dns` from the one `[dns] servers` setting; tests point
+//! it at a DNS server on loopback, never at the machine's resolver.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::NetError;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
+
+use crate::dns::{self, ResolverChoice, ResolverError};
 
 /// One host to try, with its addresses in the resolver's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +41,6 @@ impl MxError {
     }
 }
 
-/// Why the resolver could not be built (at startup).
-#[derive(Debug, thiserror::Error)]
-pub enum ResolverError {
-    #[error("cannot read the system DNS configuration: {0}")]
-    SystemConfig(String),
-}
-
 /// The MX resolver, with hickory's answer cache; cheap to clone.
 #[derive(Clone)]
 pub struct MxResolver {
@@ -55,38 +48,11 @@ pub struct MxResolver {
 }
 
 impl MxResolver {
-    /// `None`: the system configuration; otherwise exactly these servers (UDP, then TCP).
-    pub fn new(servers: Option<&[SocketAddr]>, timeout: Duration) -> Result<Self, ResolverError> {
-        let mut builder = match servers {
-            None => TokioResolver::builder_tokio()
-                .map_err(|e| ResolverError::SystemConfig(e.to_string()))?,
-            Some(addresses) => {
-                let servers = addresses
-                    .iter()
-                    .map(|address| {
-                        let mut server = NameServerConfig::udp_and_tcp(address.ip());
-                        for connection in &mut server.connections {
-                            connection.port = address.port();
-                        }
-                        server
-                    })
-                    .collect();
-                let mut builder = TokioResolver::builder_with_config(
-                    ResolverConfig::from_parts(None, vec![], servers),
-                    TokioRuntimeProvider::default(),
-                );
-                let mut options = ResolverOpts::default();
-                // Only the named servers answer: /etc/hosts must not shadow their zone.
-                options.use_hosts_file = ResolveHosts::Never;
-                *builder.options_mut() = options;
-                builder
-            }
-        };
-        builder.options_mut().timeout = timeout;
-        let resolver = builder
-            .build()
-            .map_err(|e| ResolverError::SystemConfig(e.to_string()))?;
-        Ok(MxResolver { resolver })
+    /// A resolver for `choice` (`crate::dns`), each query bounded by `timeout`.
+    pub fn new(choice: &ResolverChoice, timeout: Duration) -> Result<Self, ResolverError> {
+        Ok(MxResolver {
+            resolver: dns::resolver(choice, timeout, true)?,
+        })
     }
 
     /// The hosts to try for `domain`, best preference first; hosts without addresses are

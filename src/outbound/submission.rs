@@ -25,12 +25,11 @@
 
 use tracing::{info, warn};
 
-use super::compose::{
-    self, Composed, MAX_MESSAGE_SIZE, find_header_end, normalise_address, split_tags,
-    unfolded_fields, valid_address, without_fields,
-};
+use super::compose::{self, Composed, MAX_MESSAGE_SIZE, split_tags};
 use super::{Credential, Outbound, SubmitError};
-use crate::inbound::message::{ParsedMessage, parse_mailboxes};
+use crate::mail::address::{domain_of, normalise_address, parse_mailboxes, valid_address};
+use crate::mail::fields::{find_header_end, unfolded_fields, without_fields};
+use crate::mail::message::ParsedMessage;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
@@ -255,7 +254,7 @@ pub fn prepare(
         name.starts_with("x-cloudmta-") || name == "bcc"
     });
     if values("message-id").is_empty() {
-        let domain = compose::domain_of(&from.address);
+        let domain = domain_of(&from.address);
         out.extend_from_slice(format!("Message-ID: <{uuid}@{domain}>\r\n").as_bytes());
     }
     if values("date").is_empty() {

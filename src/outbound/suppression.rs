@@ -5,7 +5,7 @@
 //! the list when it enqueues). Addresses compare without case.
 
 use super::Outbound;
-use super::compose::{normalise_address, valid_address};
+use crate::mail::address::{normalise_address, valid_address};
 use crate::store::{StoreError, SuppressionRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,7 @@ pub enum SuppressionError {
 /// `user@example.com`: one `@`, something on both sides, no spaces or brackets, at most
 /// 254 characters (RFC 5321 §4.5.3.1.3). The domain is lower-cased.
 pub fn parse_address(text: &str) -> Result<String, SuppressionError> {
-    // The recipients' own rule (`compose::valid_address`): anything listed here could be a
+    // The recipients' own rule (`mail::address::valid_address`): anything listed here could be a
     // recipient, and nothing that could be one is refused.
     let text = text.trim();
     match text.len() <= 254 && valid_address(text) {

@@ -22,7 +22,7 @@ use mail_builder::encoders::{Base64Encoder, QuotedPrintableEncoder};
 use sha2::Sha256;
 
 use super::Outbound;
-use crate::inbound::message::{TransferEncoding, mime_leaves};
+use crate::mail::message::{TransferEncoding, mime_leaves};
 use crate::store::{Engagement, StoreError};
 
 /// The same open, or click on the same link, by the same recipient within this many
@@ -441,7 +441,7 @@ fn decode_entities(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbound::message::ParsedMessage;
+    use crate::mail::message::ParsedMessage;
 
     const BASE: &str = "https://track.example.com";
 

@@ -33,12 +33,14 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Outbound;
-use super::mx::{MxHost, MxResolver, ResolverError};
-use crate::accounts::Clock;
+use super::mx::{MxHost, MxResolver};
+use crate::clock::Clock;
 use crate::config::{OutboundConfig, RelayUrl};
+use crate::dns::{ResolverChoice, ResolverError};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};
 
@@ -176,8 +178,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Builds the resolver; sends nothing yet.
-    pub fn new(outbound: &Outbound, config: &OutboundConfig) -> Result<Worker, WorkerError> {
+    /// Builds the MX resolver for the `dns` servers; sends nothing yet.
+    pub fn new(
+        outbound: &Outbound,
+        config: &OutboundConfig,
+        dns: &ResolverChoice,
+    ) -> Result<Worker, WorkerError> {
         Ok(Worker {
             outbound: outbound.clone(),
             store: outbound.store().clone(),
@@ -185,7 +191,7 @@ impl Worker {
             wake: outbound.wake.clone(),
             events: outbound.events_notify(),
             config: config.clone(),
-            resolver: MxResolver::new(config.dns_servers.as_deref(), config.timeout)?,
+            resolver: MxResolver::new(dns, config.timeout)?,
             hello: ClientId::Domain(config.helo_name.clone()),
             global: Arc::new(Semaphore::new(config.max_connections)),
             domains: Mutex::new(HashMap::new()),
@@ -211,37 +217,7 @@ impl Worker {
             "outbound delivery worker started"
         );
         while !shutdown.is_triggered() {
-            let free = self.global.available_permits();
-            let mut full_batch = false;
-            if free > 0 {
-                match self.store.claim_due(self.clock.unix(), free).await {
-                    Ok(claimed) => {
-                        full_batch = claimed.len() == free;
-                        for recipient in claimed {
-                            let permit = self
-                                .global
-                                .clone()
-                                .acquire_owned()
-                                .await
-                                .expect("the semaphore is never closed");
-                            let worker = self.clone();
-                            shutdown.spawn(async move {
-                                worker.deliver(recipient).await;
-                                drop(permit);
-                                // A connection is free: look at the queue again.
-                                worker.wake.notify_one();
-                            });
-                        }
-                    }
-                    Err(error) => warn!(%error, "cannot read the outbound queue"),
-                }
-            }
-            self.idle.sweep();
-            // Limits of domains nobody is sending to are made again when needed.
-            self.domains
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, limit| Arc::strong_count(limit) > 1);
+            let (_, full_batch) = self.start_due(&shutdown).await;
             if full_batch {
                 continue;
             }
@@ -252,6 +228,59 @@ impl Worker {
             }
         }
         debug!("outbound delivery worker stopped");
+    }
+
+    /// One pass, the body of [`Worker::run`]'s loop: claims as many due recipients as there
+    /// are free connections and starts a delivery for each (tracked by `shutdown`), then
+    /// tidies the kept connections and domain limits. The deliveries started, and whether
+    /// they took every free connection (more may be due).
+    async fn start_due(self: &Arc<Self>, shutdown: &Shutdown) -> (Vec<JoinHandle<()>>, bool) {
+        let free = self.global.available_permits();
+        let mut started = Vec::new();
+        if free > 0 {
+            match self.store.claim_due(self.clock.unix(), free).await {
+                Ok(claimed) => {
+                    for recipient in claimed {
+                        let permit = self
+                            .global
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed");
+                        let worker = self.clone();
+                        started.push(shutdown.spawn(async move {
+                            worker.deliver(recipient).await;
+                            drop(permit);
+                            // A connection is free: look at the queue again.
+                            worker.wake.notify_one();
+                        }));
+                    }
+                }
+                Err(error) => warn!(%error, "cannot read the outbound queue"),
+            }
+        }
+        self.idle.sweep();
+        // Limits of domains nobody is sending to are made again when needed.
+        self.domains
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, limit| Arc::strong_count(limit) > 1);
+        let full = free > 0 && started.len() == free;
+        (started, full)
+    }
+
+    /// One pass of the loop on demand, then waits for the deliveries it started: the number
+    /// of recipients it attempted. For tests that must know the worker looked and found
+    /// nothing to do, rather than sleep and hope it has looked.
+    pub async fn run_once(self: &Arc<Self>, shutdown: &Shutdown) -> usize {
+        let (started, _) = self.start_due(shutdown).await;
+        let attempted = started.len();
+        for delivery in started {
+            // A delivery that panicked was still attempted; its panic is the test's to see
+            // in the log, not a reason to lose the count.
+            let _ = delivery.await;
+        }
+        attempted
     }
 
     /// The per-domain limit of a recipient domain.
@@ -598,7 +627,7 @@ fn address_domain(header_from: &str) -> String {
         (Some(open), Some(close)) if open < close => &header_from[open + 1..close],
         _ => header_from,
     };
-    super::compose::domain_of(address.trim())
+    crate::mail::address::domain_of(address.trim())
 }
 
 /// Reply text on one line, at most 512 characters.

@@ -4,7 +4,11 @@
 //! else. A bare LF or bare CR next to a dot is message content, so `\n.\n`, `\r.\r` or
 //! `\r\n.\n` can never end one message and start another (SMTP smuggling). Size and line
 //! length are enforced while reading: once a limit is passed the rest is scanned for the
-//! terminator but not stored, so memory stays bounded by the configured maximum.
+//! terminator but not stored, so memory stays bounded by the configured maximum. Buffers
+//! grow only as far as their session's [`Reservation`] of the global memory budget allows
+//! ([`DataError::NoMemory`] otherwise).
+
+use super::budget::Reservation;
 
 /// Why received content was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +17,8 @@ pub enum DataError {
     TooLarge,
     /// A line longer than the line limit (counted up to any LF, CRLF included).
     LineTooLong,
+    /// The global memory budget for message content was spent (`452 4.3.1`, temporary).
+    NoMemory,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,18 +44,36 @@ pub struct DataReceiver {
     max_line: usize,
     line_len: usize,
     error: Option<DataError>,
+    reservation: Reservation,
 }
 
 impl DataReceiver {
+    /// A receiver without a memory budget (unlimited but for `max_size`).
     pub fn new(max_size: usize, max_line: usize) -> DataReceiver {
+        DataReceiver::with_reservation(max_size, max_line, Reservation::default())
+    }
+
+    /// A receiver whose buffer grows only as far as `reservation` can take from its budget.
+    pub fn with_reservation(
+        max_size: usize,
+        max_line: usize,
+        reservation: Reservation,
+    ) -> DataReceiver {
         DataReceiver {
             framing: Framing::LineStart,
-            body: Vec::with_capacity(max_size.min(16 * 1024)),
+            body: Vec::new(),
             max_size,
             max_line,
             line_len: 0,
             error: None,
+            reservation,
         }
+    }
+
+    /// The budget held for the content returned by [`DataReceiver::ingest`]; held until the
+    /// message is handled.
+    pub fn take_reservation(&mut self) -> Reservation {
+        self.reservation.take()
     }
 
     /// Octets of content held so far: never more than the size limit.
@@ -126,6 +150,12 @@ impl DataReceiver {
             self.fail(DataError::TooLarge);
             return;
         }
+        if self.body.len() == self.body.capacity()
+            && !self.reservation.grow(&mut self.body, 1, self.max_size)
+        {
+            self.fail(DataError::NoMemory);
+            return;
+        }
         self.body.push(byte);
     }
 
@@ -133,6 +163,7 @@ impl DataReceiver {
         if self.error.is_none() {
             self.error = Some(error);
             self.body = Vec::new();
+            self.reservation.release();
         }
     }
 }
@@ -142,32 +173,67 @@ impl DataReceiver {
 pub struct ChunkReceiver {
     body: Vec<u8>,
     received: usize,
+    /// Set once the memory budget refused to grow the buffer: the rest is discarded.
+    out_of_memory: bool,
+    reservation: Reservation,
 }
 
 impl ChunkReceiver {
-    /// Appends part of a chunk; past `max_size` octets are counted but not kept.
+    /// A receiver whose buffer grows only as far as `reservation` can take from its budget.
+    pub fn new(reservation: Reservation) -> ChunkReceiver {
+        ChunkReceiver {
+            reservation,
+            ..ChunkReceiver::default()
+        }
+    }
+
+    /// Appends part of a chunk; past `max_size` octets (or the memory budget) octets are
+    /// counted but not kept.
     pub fn push(&mut self, octets: &[u8], max_size: usize) {
         self.received += octets.len();
-        if self.received <= max_size {
+        if self.received > max_size || self.out_of_memory {
+            self.discard();
+        } else if self
+            .reservation
+            .grow(&mut self.body, octets.len(), max_size)
+        {
             self.body.extend_from_slice(octets);
         } else {
-            self.body = Vec::new();
+            self.out_of_memory = true;
+            self.discard();
         }
+    }
+
+    fn discard(&mut self) {
+        self.body = Vec::new();
+        self.reservation.release();
+    }
+
+    /// The budget held for the content [`ChunkReceiver::finish`] returns.
+    pub fn take_reservation(&mut self) -> Reservation {
+        self.reservation.take()
     }
 
     pub fn is_too_large(&self, max_size: usize) -> bool {
         self.received > max_size
     }
 
+    /// Whether the memory budget refused to hold this content.
+    pub fn is_out_of_memory(&self) -> bool {
+        self.out_of_memory
+    }
+
     pub fn received(&self) -> usize {
         self.received
     }
 
-    pub fn finish(self, max_size: usize) -> Result<Vec<u8>, DataError> {
+    pub fn finish(mut self, max_size: usize) -> Result<Vec<u8>, DataError> {
         if self.is_too_large(max_size) {
             Err(DataError::TooLarge)
+        } else if self.out_of_memory {
+            Err(DataError::NoMemory)
         } else {
-            Ok(self.body)
+            Ok(std::mem::take(&mut self.body))
         }
     }
 }
@@ -175,6 +241,7 @@ impl ChunkReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::budget::MemoryBudget;
 
     fn receive(input: &[u8]) -> (usize, Option<Result<Vec<u8>, DataError>>) {
         DataReceiver::new(1 << 20, 1000).ingest(input)
@@ -279,6 +346,42 @@ mod tests {
         assert!(matches!(receive(&ok).1, Some(Ok(_))));
         let long = [vec![b'x'; 999], b"\r\n.\r\n".to_vec()].concat();
         assert_eq!(receive(&long).1, Some(Err(DataError::LineTooLong)));
+    }
+
+    #[test]
+    fn a_spent_budget_refuses_the_message_but_reads_to_its_end() {
+        let budget = MemoryBudget::new(20 * 1024);
+        let mut r =
+            DataReceiver::with_reservation(1 << 20, 1000, Reservation::new(Some(budget.clone())));
+        let line = [b'x'; 98];
+        for _ in 0..300 {
+            assert_eq!(r.ingest(&line).1, None);
+            assert_eq!(r.ingest(b"\r\n").1, None);
+        }
+        assert_eq!(budget.used(), 0, "a refused message holds nothing");
+        let (used, result) = r.ingest(b".\r\nQUIT\r\n");
+        assert_eq!((used, result), (3, Some(Err(DataError::NoMemory))));
+
+        let mut c = ChunkReceiver::new(Reservation::new(Some(budget.clone())));
+        c.push(&[b'x'; 10 * 1024], 1 << 20);
+        assert_eq!(budget.used(), 16 * 1024);
+        c.push(&[b'x'; 10 * 1024], 1 << 20);
+        c.push(b"x", 1 << 20);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(c.finish(1 << 20), Err(DataError::NoMemory));
+    }
+
+    #[test]
+    fn accepted_content_keeps_its_reservation_until_taken() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut r =
+            DataReceiver::with_reservation(1 << 20, 1000, Reservation::new(Some(budget.clone())));
+        assert!(matches!(r.ingest(b"hello\r\n.\r\n").1, Some(Ok(_))));
+        let held = r.take_reservation();
+        drop(r);
+        assert_eq!(budget.used(), 16 * 1024);
+        drop(held);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

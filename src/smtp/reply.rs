@@ -96,6 +96,37 @@ impl Reply {
         "This recipient must be sent in a separate transaction",
     );
     pub const NO_SUCH_USER: Reply = Reply::new(550, "5.1.1", "No such recipient here");
+    /// RFC 6531 §3.3: a MAIL or RCPT argument that is not valid UTF-8.
+    pub const ADDRESS_NOT_UTF8: Reply = Reply::new(553, "5.6.7", "Address is not valid UTF-8");
+    /// The global memory budget for message content is spent (issue 10 item 9).
+    pub const NO_MEMORY: Reply = Reply::new(
+        452,
+        "4.3.1",
+        "Insufficient system storage: too many messages in progress, try again later",
+    );
+    /// Per-IP connection cap of a listener.
+    pub const TOO_MANY_FROM_IP: Reply = Reply::new(
+        421,
+        "4.7.0",
+        "Too many connections from your address, try again later",
+    );
+    /// The listener is nearly full and this address already has a session: the remaining
+    /// slots are kept for addresses that have none.
+    pub const SLOTS_RESERVED: Reply = Reply::new(
+        421,
+        "4.7.0",
+        "Server nearly full; remaining connections are kept for other senders, try again later",
+    );
+    pub const SESSION_DEADLINE: Reply = Reply::new(
+        421,
+        "4.4.2",
+        "Session time limit reached, closing connection",
+    );
+    pub const DATA_TOO_SLOW: Reply = Reply::new(
+        421,
+        "4.4.2",
+        "Message data arriving too slowly, closing connection",
+    );
     pub const SMTPUTF8_REQUIRED: Reply =
         Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
 

@@ -1,6 +1,8 @@
-//! The tokio shell around [`Session`]: accepts connections under a limit, reads with the
-//! RFC 5321 §4.5.3.2 timeouts, writes replies (batched for PIPELINING), upgrades to TLS,
-//! and answers `421` when the process shuts down.
+//! The tokio shell around [`Session`]: admits connections under the listener's limits
+//! ([`Admission`]: in all, per client, slots kept for new clients), reads with the RFC 5321
+//! §4.5.3.2 timeouts and the session's [`Pace`] (overall deadline, minimum data rate),
+//! writes replies (batched for PIPELINING), upgrades to TLS, and answers `421` when the
+//! process shuts down.
 //!
 //! The same shell serves the MX listener and the submission listeners; each gets its
 //! [`SessionPolicy`](super::session::SessionPolicy) through `ServerConfig::session` and its
@@ -14,12 +16,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{Instrument, debug, info, warn};
 
 use super::Reply;
+use super::admission::Admission;
+use super::budget::MemoryBudget;
+use super::pace::{Pace, PaceLimits};
 use super::session::{
     Credentials, Envelope, Event, Session, SessionConfig, SessionPolicy, SizeLimit, TransactionInfo,
 };
@@ -90,6 +94,41 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    pub limits: ListenerLimits,
+}
+
+/// Limits that keep one client from taking every slot or all memory (issue 10 items 4 and
+/// 9). `Default` sets none of them.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerLimits {
+    /// Sessions one client (an IPv4 address or an IPv6 /64) may hold at once.
+    pub max_connections_per_ip: Option<usize>,
+    /// Session deadline and minimum data rate.
+    pub pace: PaceLimits,
+    /// Shared by every listener of the process: the bytes all sessions may buffer.
+    pub memory: Option<Arc<MemoryBudget>>,
+}
+
+impl ListenerLimits {
+    /// Every limit set: `min_data_rate` bytes/s per `window` (0 for none), and a fresh
+    /// memory budget of `memory_budget` bytes (share the result between listeners).
+    pub fn new(
+        max_connections_per_ip: usize,
+        session_deadline: Duration,
+        min_data_rate: u64,
+        window: Duration,
+        memory_budget: usize,
+    ) -> ListenerLimits {
+        ListenerLimits {
+            max_connections_per_ip: Some(max_connections_per_ip),
+            pace: PaceLimits {
+                session_deadline: Some(session_deadline),
+                min_data_rate,
+                window,
+            },
+            memory: Some(MemoryBudget::new(memory_budget)),
+        }
+    }
 }
 
 pub struct SmtpServer<H> {
@@ -121,7 +160,13 @@ impl<H: MailHandler> SmtpServer<H> {
 
     /// Accepts connections until shutdown; each session runs as a tracked task.
     pub async fn run(self, shutdown: Shutdown) {
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let admission = Admission::new(
+            self.config.max_connections,
+            self.config
+                .limits
+                .max_connections_per_ip
+                .unwrap_or(usize::MAX),
+        );
         loop {
             let (stream, remote) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -136,13 +181,22 @@ impl<H: MailHandler> SmtpServer<H> {
                 _ = shutdown.triggered() => break,
             };
             let _ = stream.set_nodelay(true);
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                shutdown.spawn(refuse_busy(stream));
-                continue;
+            let ticket = match admission.admit(remote.ip()) {
+                Ok(ticket) => ticket,
+                Err(refusal) => {
+                    debug!(peer = %remote, %refusal, "connection refused");
+                    shutdown.spawn(refuse(stream, refusal.reply()));
+                    continue;
+                }
             };
+            let mut session = Session::new(self.config.session.clone());
+            if let Some(budget) = &self.config.limits.memory {
+                session = session.with_memory_budget(budget.clone());
+            }
             let connection = Connection {
                 stream: Stream::Plain(stream),
-                session: Session::new(self.config.session.clone()),
+                session,
+                pace: Pace::new(self.config.limits.pace, std::time::Instant::now()),
                 info: ConnectionInfo {
                     remote,
                     tls_version: None,
@@ -158,7 +212,7 @@ impl<H: MailHandler> SmtpServer<H> {
                     if let Err(error) = connection.serve().await {
                         debug!(%error, "session ended with an I/O error");
                     }
-                    drop(permit);
+                    drop(ticket);
                 }
                 .instrument(span),
             );
@@ -166,9 +220,9 @@ impl<H: MailHandler> SmtpServer<H> {
     }
 }
 
-async fn refuse_busy(mut stream: TcpStream) {
+async fn refuse(mut stream: TcpStream, reply: Reply) {
     let mut out = Vec::new();
-    Reply::TOO_BUSY.write_to(&mut out);
+    reply.write_to(&mut out);
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&out)).await;
 }
 
@@ -180,9 +234,20 @@ enum Flow {
     Upgraded,
 }
 
+/// What waiting for more input gave.
+enum Read {
+    /// More octets are in the input buffer.
+    More,
+    /// The client closed the connection.
+    Eof,
+    /// Write this reply and close: a timeout, a limit, or shutdown.
+    Close(Reply),
+}
+
 struct Connection<H: MailHandler> {
     stream: Stream,
     session: Session<H::Identity>,
+    pace: Pace,
     info: ConnectionInfo,
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
@@ -229,34 +294,61 @@ impl<H: MailHandler> Connection<H> {
                 out.clear();
             }
 
-            // Read more: the data timeout while message content flows, the command timeout
-            // otherwise. A shutdown interrupts the wait, except in the middle of content.
-            let reading_data = self.session.is_reading_data();
-            let timeout = if reading_data {
-                self.config.data_timeout
-            } else {
-                self.config.command_timeout
-            };
-            if input.capacity() - input.len() < 4096 {
-                input.reserve(8192);
-            }
-            let read = tokio::select! {
-                read = tokio::time::timeout(timeout, self.stream.read_buf(&mut input)) => read,
-                _ = self.shutdown.triggered(), if !reading_data => {
-                    Reply::SHUTTING_DOWN.write_to(&mut out);
+            match self.read_more(&mut input).await? {
+                Read::More => {}
+                Read::Eof => return Ok(()),
+                Read::Close(reply) => {
+                    reply.write_to(&mut out);
                     self.stream.write_all(&out).await?;
                     return self.stream.shutdown().await;
                 }
+            }
+        }
+    }
+
+    /// Reads more input: within the data timeout while message content flows, the command
+    /// timeout otherwise, and the session's pace. A shutdown interrupts the wait, except in
+    /// the middle of content.
+    async fn read_more(&mut self, input: &mut Vec<u8>) -> std::io::Result<Read> {
+        let reading_data = self.session.is_reading_data();
+        let idle = if reading_data {
+            self.config.data_timeout
+        } else {
+            self.config.command_timeout
+        };
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(8192);
+        }
+        loop {
+            let (until, wake) = self
+                .pace
+                .read_until(std::time::Instant::now(), reading_data, idle);
+            let until = tokio::time::Instant::from_std(until);
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(until, self.stream.read_buf(input)) => read,
+                _ = self.shutdown.triggered(), if !reading_data => {
+                    return Ok(Read::Close(Reply::SHUTTING_DOWN));
+                }
             };
-            match read {
-                Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(_)) => {}
+            // `read_buf` is cancel safe: a wait cut short for a rate check loses nothing.
+            let checked = match read {
+                Ok(Ok(0)) => return Ok(Read::Eof),
+                Ok(Ok(n)) => self
+                    .pace
+                    .received(std::time::Instant::now(), n)
+                    .map(|()| true),
                 Ok(Err(error)) => return Err(error),
-                Err(_elapsed) => {
-                    debug!("timeout waiting for the client");
-                    Reply::TIMEOUT.write_to(&mut out);
-                    self.stream.write_all(&out).await?;
-                    return self.stream.shutdown().await;
+                Err(_elapsed) => self
+                    .pace
+                    .woke(std::time::Instant::now(), wake)
+                    .map(|()| false),
+            };
+            match checked {
+                Ok(true) => return Ok(Read::More),
+                Ok(false) => continue,
+                Err(expiry) => {
+                    debug!(%expiry, "closing the session");
+                    return Ok(Read::Close(expiry.reply()));
                 }
             }
         }

@@ -13,11 +13,14 @@
 //! submission session carries the handler's identity for the credential it authenticated
 //! with (`I`, opaque here) until STARTTLS or the end of the connection.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use smtp_proto::{Error as ParseError, Request};
 
 use super::Reply;
+use super::budget::{MemoryBudget, Reservation};
 use super::data::{ChunkReceiver, DataError, DataReceiver};
 
 /// What a listener offers and requires. The MX listener and the submission listeners run
@@ -211,6 +214,10 @@ pub struct Session<I = ()> {
     line: Vec<u8>,
     /// Set while discarding the rest of an over-long command line.
     skipping_long_line: bool,
+    /// Where message content reserves its memory; `None` is unlimited (tests, fuzzing).
+    budget: Option<Arc<MemoryBudget>>,
+    /// The budget held by the message the handler has now; released when it answers.
+    held: Reservation,
 }
 
 impl<I> Session<I> {
@@ -227,7 +234,19 @@ impl<I> Session<I> {
             consecutive_errors: 0,
             auth_failures: 0,
             skipping_long_line: false,
+            budget: None,
+            held: Reservation::default(),
         }
+    }
+
+    /// Message content buffered by this session reserves its bytes from `budget`.
+    pub fn with_memory_budget(mut self, budget: Arc<MemoryBudget>) -> Session<I> {
+        self.budget = Some(budget);
+        self
+    }
+
+    fn reservation(&self) -> Reservation {
+        Reservation::new(self.budget.clone())
     }
 
     /// The 220 banner.
@@ -282,6 +301,9 @@ impl<I> Session<I> {
             State::Closed | State::Waiting => (0, None),
             State::Data(receiver) => {
                 let (used, result) = receiver.ingest(input);
+                if result.is_some() {
+                    self.held = receiver.take_reservation();
+                }
                 let event = result.map(|result| self.data_finished(result));
                 (used, event)
             }
@@ -382,6 +404,11 @@ impl<I> Session<I> {
             // this host's postmaster, routed like any other address.
             let address = format!("postmaster@{}", self.config.hostname);
             return Some(self.rcpt(address));
+        }
+        // smtp-proto would turn invalid UTF-8 into U+FFFD, and distinct addresses into one
+        // (RFC 6531 §3.3: an address must be valid UTF-8).
+        if is_address_command(line) && std::str::from_utf8(line).is_err() {
+            return Some(self.error(Reply::ADDRESS_NOT_UTF8));
         }
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request,
@@ -584,9 +611,14 @@ impl<I> Session<I> {
         if self.tx.chunks.is_some() {
             return self.error(Reply::BAD_SEQUENCE_BDAT);
         }
-        self.state = State::Data(DataReceiver::new(
+        let max_size = self.size_limit().0;
+        if self.budget.as_ref().is_some_and(|b| !b.can_start(max_size)) {
+            return self.error(Reply::NO_MEMORY);
+        }
+        self.state = State::Data(DataReceiver::with_reservation(
             self.size_limit().0,
             self.config.max_line_length,
+            self.reservation(),
         ));
         self.ok(Reply::START_DATA)
     }
@@ -596,7 +628,10 @@ impl<I> Session<I> {
         // RFC 3030 §2: the chunk is read (and discarded) even when the command is refused.
         let content = match self.content_sequence_error() {
             Some(reply) => Err(reply),
-            None => Ok(self.tx.chunks.take().unwrap_or_default()),
+            None => Ok(match self.tx.chunks.take() {
+                Some(chunks) => chunks,
+                None => ChunkReceiver::new(self.reservation()),
+            }),
         };
         if chunk_size == 0 {
             return Some(self.chunk_finished(content, last));
@@ -621,10 +656,14 @@ impl<I> Session<I> {
 
     fn chunk_finished(&mut self, content: Result<ChunkReceiver, Reply>, last: bool) -> Event {
         self.state = State::Command;
-        let content = match content {
+        let mut content = match content {
             Ok(content) => content,
             Err(reply) => return self.error(reply),
         };
+        if content.is_out_of_memory() {
+            // No point in reading more chunks of a message that cannot be kept.
+            return self.data_finished(Err(DataError::NoMemory));
+        }
         if !last {
             let received = content.received();
             self.tx.chunks = Some(content);
@@ -634,6 +673,7 @@ impl<I> Session<I> {
                 format!("{received} octets received"),
             ));
         }
+        self.held = content.take_reservation();
         let result = content.finish(self.size_limit().0);
         self.data_finished(result)
     }
@@ -654,10 +694,12 @@ impl<I> Session<I> {
             }
             Err(error) => {
                 let too_large = Reply::owned(552, "5.3.4", self.size_limit().1.to_string());
+                self.held.release();
                 self.tx = Transaction::default();
                 self.state = State::Command;
                 let reply = match error {
                     DataError::TooLarge => too_large,
+                    DataError::NoMemory => Reply::NO_MEMORY,
                     DataError::LineTooLong => Reply::owned(
                         500,
                         "5.5.2",
@@ -676,6 +718,7 @@ impl<I> Session<I> {
     pub fn message_handled(&mut self, reply: Reply) -> Event {
         debug_assert!(matches!(self.state, State::Waiting));
         self.state = State::Command;
+        self.held.release();
         if reply.is_positive() {
             self.ok(reply)
         } else {
@@ -861,7 +904,13 @@ impl<I> Session<I> {
         Event::Reply(reply)
     }
 
+    /// A refusal. It counts towards `max_errors`, except a 452: "not now, or not in this
+    /// transaction" (too many recipients, a separate transaction, no memory) is no protocol
+    /// error, and a sender that retries it must not be cut off with 421.
     fn error(&mut self, reply: Reply) -> Event {
+        if reply.code == 452 {
+            return Event::Reply(reply);
+        }
         self.consecutive_errors += 1;
         if self.consecutive_errors >= self.config.max_errors {
             self.state = State::Closed;
@@ -911,6 +960,13 @@ fn printable(text: &str) -> String {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(64)
         .collect()
+}
+
+/// `MAIL` and `RCPT` lines, whose argument is an address.
+fn is_address_command(line: &[u8]) -> bool {
+    line.get(..4).is_some_and(|verb| {
+        verb.eq_ignore_ascii_case(b"MAIL") || verb.eq_ignore_ascii_case(b"RCPT")
+    })
 }
 
 /// `RCPT TO:<postmaster>` (any case, a space allowed after the colon, no parameters).
@@ -1224,6 +1280,152 @@ mod tests {
                 .unwrap(),
             "500 5.5.1"
         );
+    }
+
+    #[test]
+    fn replies_452_do_not_count_as_errors() {
+        // max_recipients 2 and max_errors 5: many more recipients get 452 each, never 421,
+        // and the accepted ones are delivered.
+        let mut input = String::from("EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+        for i in 0..20 {
+            input.push_str(&format!("RCPT TO:<r{i}@y.test>\r\n"));
+        }
+        input.push_str("DATA\r\nhi\r\n.\r\n");
+        let mut session = Session::new(config());
+        let (replies, messages) = drive(&mut session, input.as_bytes());
+        assert_eq!(replies[2..4], ["250 2.1.5", "250 2.1.5"]);
+        assert!(
+            replies[4..22].iter().all(|r| r == "452 4.5.3"),
+            "{replies:?}"
+        );
+        assert_eq!(replies[22..], ["354", "250 2.0.0"]);
+        assert_eq!(messages[0].0.recipients, ["r0@y.test", "r1@y.test"]);
+        // A 452 does not reset the count of real errors either.
+        let replies = replies_to(
+            "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\nX\r\nX\r\nRCPT TO:<c@y.test>\r\nX\r\nX\r\nX\r\n",
+        );
+        assert_eq!(replies.last().unwrap(), "421 4.7.0");
+    }
+
+    #[test]
+    fn addresses_that_are_not_utf8_are_refused_not_converted() {
+        let classes: [(&str, &[u8]); 4] = [
+            ("lone continuation byte", b"\x80"),
+            ("overlong encoding", b"\xc0\xaf"),
+            ("UTF-16 surrogate", b"\xed\xa0\x80"),
+            ("0xFF", b"\xff"),
+        ];
+        for (class, bytes) in classes {
+            let address = [b"<".as_slice(), bytes, b"@probe.test>"].concat();
+            for smtputf8 in [" SMTPUTF8", ""] {
+                let mail = [
+                    b"MAIL FROM:".as_slice(),
+                    &address,
+                    smtputf8.as_bytes(),
+                    b"\r\n",
+                ]
+                .concat();
+                let input = [b"EHLO c\r\n".as_slice(), &mail].concat();
+                let (replies, _) = drive(&mut Session::new(config()), &input);
+                assert_eq!(replies, ["250", "553 5.6.7"], "MAIL, {class}{smtputf8}");
+
+                let rcpt = [b"RCPT TO:".as_slice(), &address, b"\r\n"].concat();
+                let input = [
+                    format!("EHLO c\r\nMAIL FROM:<a@x.test>{smtputf8}\r\n").as_bytes(),
+                    &rcpt,
+                    b"RCPT TO:<\xc3\xa9@probe.test>\r\n",
+                ]
+                .concat();
+                let (replies, _) = drive(&mut Session::new(config()), &input);
+                let valid = if smtputf8.is_empty() {
+                    "553 5.6.7"
+                } else {
+                    "250 2.1.5"
+                };
+                assert_eq!(
+                    replies,
+                    ["250", "250 2.1.0", "553 5.6.7", valid],
+                    "RCPT, {class}{smtputf8}"
+                );
+            }
+        }
+    }
+
+    /// Feeds `input` up to the complete message, which stays with the "handler".
+    fn until_message(session: &mut Session, input: &[u8]) {
+        let mut pos = 0;
+        while pos < input.len() {
+            let (used, event) = session.ingest(&input[pos..]);
+            pos += used;
+            match event {
+                Some(Event::CheckRecipient(address)) => {
+                    session.recipient_checked(address, Ok(None));
+                }
+                Some(Event::Message { .. }) => return,
+                _ => {}
+            }
+        }
+        panic!("no message in the input");
+    }
+
+    #[test]
+    fn a_spent_memory_budget_defers_data() {
+        let budget = MemoryBudget::new(1500);
+        let transaction =
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n";
+        let mut first = Session::new(config()).with_memory_budget(budget.clone());
+        until_message(&mut first, transaction);
+        // The buffer of the message being handled (capped at the 1000-octet size limit)...
+        assert_eq!(budget.used(), 1000);
+        // ...leaves no room for another: 452 4.3.1 at DATA, not counted as an error.
+        let mut second = Session::new(config()).with_memory_budget(budget.clone());
+        let (replies, _) = drive(&mut second, transaction);
+        assert_eq!(replies[3..], ["452 4.3.1", "500 5.5.1", "500 5.5.1"]);
+        assert!(!second.is_closed());
+        // The handler answers the first message; its bytes come back.
+        first.message_handled(Reply::OK);
+        assert_eq!(budget.used(), 0);
+        let (replies, messages) = drive(&mut second, b"DATA\r\nhi\r\n.\r\n");
+        assert_eq!(replies, ["354", "250 2.0.0"]);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_budget_spent_while_reading_refuses_that_message_only() {
+        // Room for the first 16 KiB buffer of a message, not for the 32 KiB one after it.
+        let budget = MemoryBudget::new(20 * 1024);
+        let roomy = SessionConfig {
+            max_message_size: 100_000,
+            ..config()
+        };
+        let mut session = Session::new(roomy).with_memory_budget(budget.clone());
+        let body = format!("{}.\r\n", ("x".repeat(88) + "\r\n").repeat(300));
+        let input = format!(
+            "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n{body}NOOP\r\n"
+        );
+        let (replies, messages) = drive(&mut session, input.as_bytes());
+        assert_eq!(replies[3..], ["354", "452 4.3.1", "250 2.0.0"]);
+        assert!(messages.is_empty());
+        assert_eq!(budget.used(), 0);
+        // BDAT: the chunk is read and discarded, the transaction is over.
+        let input = format!(
+            "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 27000\r\n{}BDAT 2 LAST\r\nhi",
+            "y".repeat(27000)
+        );
+        let (replies, _) = drive(&mut session, input.as_bytes());
+        assert_eq!(
+            replies,
+            ["250 2.1.0", "250 2.1.5", "452 4.3.1", "503 5.5.1"]
+        );
+        assert_eq!(budget.used(), 0);
+        // A message that fits is still taken.
+        let (replies, messages) = drive(
+            &mut session,
+            b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n",
+        );
+        assert_eq!(replies[2..], ["354", "250 2.0.0"]);
+        assert_eq!(messages.len(), 1);
     }
 
     #[test]

@@ -145,6 +145,17 @@ pub struct SessionCutoffs {
     pub pending_before: i64,
 }
 
+/// Failure times within a window, newest first (`Store::recent_signin_failures`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentFailures {
+    /// The account from this address.
+    pub pair: Vec<i64>,
+    /// This address, for any account.
+    pub address: Vec<i64>,
+    /// The account, from any address.
+    pub account: Vec<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKeyRow {
     pub id: i64,
@@ -622,41 +633,113 @@ impl Store {
         .await
     }
 
-    /// Times of the failures after `since` for the account and for the IP, newest first,
-    /// at most `limit` of each.
+    /// Times of the failures after `since`, newest first, at most `limit` of each: for the
+    /// account and address together, for the address, and for the account from anywhere.
     pub async fn recent_signin_failures(
         &self,
         account: String,
         ip: String,
         since: i64,
         limit: u32,
-    ) -> Result<(Vec<i64>, Vec<i64>), StoreError> {
+    ) -> Result<RecentFailures, StoreError> {
         self.read(move |connection| {
-            let times = |column: &str, key: &str| -> rusqlite::Result<Vec<i64>> {
+            let times = |filter: &str, keys: &[&str]| -> rusqlite::Result<Vec<i64>> {
                 let mut statement = connection.prepare_cached(&format!(
-                    "SELECT at FROM signin_failures WHERE {column} = ?1 AND at > ?2
-                     ORDER BY at DESC LIMIT ?3"
+                    "SELECT at FROM signin_failures WHERE {filter} AND at > ?1
+                     ORDER BY at DESC LIMIT ?2"
                 ))?;
-                let rows = statement.query_map(params![key, since, limit], |row| row.get(0))?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&since, &limit];
+                values.extend(keys.iter().map(|k| k as &dyn rusqlite::ToSql));
+                let rows = statement.query_map(values.as_slice(), |row| row.get(0))?;
                 rows.collect()
             };
-            Ok((times("account", &account)?, times("ip", &ip)?))
+            Ok(RecentFailures {
+                pair: times("account = ?3 AND ip = ?4", &[&account, &ip])?,
+                address: times("ip = ?3", &[&ip])?,
+                account: times("account = ?3", &[&account])?,
+            })
         })
         .await
     }
 
-    /// After a successful sign-in the account's failures are forgiven (the IP's are not).
-    pub async fn clear_signin_failures(&self, account: String) -> Result<(), StoreError> {
+    /// A successful sign-in from `ip`: its own failures for the account are forgiven (the
+    /// address's others and the account's from elsewhere are not), and the address becomes
+    /// one the account is known to sign in from.
+    pub async fn record_signin_success(
+        &self,
+        at: i64,
+        account: String,
+        ip: String,
+    ) -> Result<(), StoreError> {
         self.write(move |connection| {
-            connection.execute("DELETE FROM signin_failures WHERE account = ?1", [account])?;
+            connection.execute(
+                "DELETE FROM signin_failures WHERE account = ?1 AND ip = ?2",
+                params![account, ip],
+            )?;
+            connection.execute(
+                "INSERT INTO signin_known_addresses (account, ip, last_success_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account, ip) DO UPDATE SET last_success_at = excluded.last_success_at",
+                params![account, ip, at],
+            )?;
             Ok(())
         })
         .await
     }
 
-    pub async fn prune_signin_failures(&self, before: i64) -> Result<(), StoreError> {
+    /// Whether the account signed in successfully from `ip` after `since`.
+    pub async fn is_known_signin_address(
+        &self,
+        account: String,
+        ip: String,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        self.read(move |connection| {
+            let known = connection
+                .prepare_cached(
+                    "SELECT 1 FROM signin_known_addresses
+                     WHERE account = ?1 AND ip = ?2 AND last_success_at > ?3",
+                )?
+                .exists(params![account, ip, since])?;
+            Ok(known)
+        })
+        .await
+    }
+
+    /// Forgets failures (an operator's unlock): the account's from everywhere, and, with an
+    /// address, that address's for every account. Returns how many were forgotten.
+    pub async fn clear_signin_failures(
+        &self,
+        account: String,
+        ip: Option<String>,
+    ) -> Result<usize, StoreError> {
         self.write(move |connection| {
-            connection.execute("DELETE FROM signin_failures WHERE at < ?1", [before])?;
+            let mut cleared =
+                connection.execute("DELETE FROM signin_failures WHERE account = ?1", [&account])?;
+            if let Some(ip) = ip {
+                cleared += connection.execute("DELETE FROM signin_failures WHERE ip = ?1", [ip])?;
+            }
+            Ok(cleared)
+        })
+        .await
+    }
+
+    /// Drops failures older than `failures_before` and known addresses not used since
+    /// `known_before`.
+    pub async fn prune_signin_failures(
+        &self,
+        failures_before: i64,
+        known_before: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |connection| {
+            connection.execute(
+                "DELETE FROM signin_failures WHERE at < ?1",
+                [failures_before],
+            )?;
+            connection.execute(
+                "DELETE FROM signin_known_addresses WHERE last_success_at < ?1",
+                [known_before],
+            )?;
             Ok(())
         })
         .await
@@ -1003,21 +1086,46 @@ mod tests {
             .record_signin_failure(40, "b@example.com".into(), "10.0.0.1".into())
             .await
             .unwrap();
-        let (account, ip) = store
+        store
+            .record_signin_failure(25, "a@example.com".into(), "10.0.0.2".into())
+            .await
+            .unwrap();
+        let recent = store
             .recent_signin_failures("a@example.com".into(), "10.0.0.1".into(), 19, 10)
             .await
             .unwrap();
-        assert_eq!((account, ip), (vec![30, 20], vec![40, 30, 20]));
+        assert_eq!(recent.pair, vec![30, 20]);
+        assert_eq!(recent.address, vec![40, 30, 20]);
+        assert_eq!(recent.account, vec![30, 25, 20]);
+
+        // A success forgives its own address's failures for the account, nothing else.
         store
-            .clear_signin_failures("a@example.com".into())
+            .record_signin_success(50, "a@example.com".into(), "10.0.0.1".into())
             .await
             .unwrap();
-        store.prune_signin_failures(35).await.unwrap();
-        let (account, ip) = store
+        let recent = store
             .recent_signin_failures("a@example.com".into(), "10.0.0.1".into(), 0, 10)
             .await
             .unwrap();
-        assert_eq!((account, ip), (vec![], vec![40]));
+        assert_eq!(
+            (recent.pair, recent.address, recent.account),
+            (vec![], vec![40], vec![25])
+        );
+        let known = |ip: &str, since| {
+            store.is_known_signin_address("a@example.com".into(), ip.into(), since)
+        };
+        assert!(known("10.0.0.1", 49).await.unwrap());
+        assert!(!known("10.0.0.1", 50).await.unwrap());
+        assert!(!known("10.0.0.2", 0).await.unwrap());
+
+        // An unlock: the account's failures, and with an address, that address's too.
+        let cleared = store
+            .clear_signin_failures("a@example.com".into(), Some("10.0.0.1".into()))
+            .await
+            .unwrap();
+        assert_eq!(cleared, 2);
+        store.prune_signin_failures(35, 51).await.unwrap();
+        assert!(!known("10.0.0.1", 0).await.unwrap(), "pruned");
 
         let key = store
             .insert_api_key(NewApiKey {

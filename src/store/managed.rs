@@ -2,8 +2,13 @@
 //! the fields of `[[address]]` and `[[domain]]` as given, target URLs included (they may
 //! hold credentials, like the config file does). The pattern column is unique; callers store
 //! it normalised (lower case) so that the constraint means "the same pattern".
+//!
+//! Both tables have the same shape (an `id`, then the spec's fields, the pattern first), so
+//! one set of queries serves both: [`ManagedSpec`] says which table and columns a spec type
+//! has and how it maps to a row, and the `Store` methods are generic over it.
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params_from_iter};
 
 use super::{Store, StoreError};
 use crate::config::{AddressSpec, DomainSpec};
@@ -19,39 +24,144 @@ pub enum ManagedWrite {
     Duplicate,
 }
 
-const ADDRESS_COLUMNS: &str = "id, address, target, format, timeout_secs, max_message_size,
-    size_exceeded_message, size_as_number, auth_callback, error_callback, dkim, dmarc";
-const DOMAIN_COLUMNS: &str = "id, domain, auth_regex, target, format";
+/// A spec type with a table of its own: implemented here for [`AddressSpec`] and
+/// [`DomainSpec`], the only two (the row mapping is the store's business).
+pub trait ManagedSpec: Clone + Send + 'static {
+    /// The table, with an `INTEGER PRIMARY KEY` `id` and a unique pattern column.
+    const TABLE: &'static str;
+    /// The columns after `id`, the pattern first, in the order of [`ManagedSpec::values`].
+    const COLUMNS: &'static [&'static str];
+    /// The spec from a row selected as `id, COLUMNS…` (so its fields start at index 1).
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self>;
+    /// The values for `COLUMNS`, in order.
+    fn values(&self) -> Vec<Value>;
+}
 
-fn address_row(row: &Row<'_>) -> rusqlite::Result<(i64, AddressSpec)> {
-    Ok((
-        row.get(0)?,
-        AddressSpec {
+/// SQLite integers are signed; sizes and timeouts in a spec are far below `i64::MAX`.
+fn integer(n: Option<u64>) -> Value {
+    n.map(|n| n as i64).into()
+}
+
+fn unsigned(n: Option<i64>) -> Option<u64> {
+    n.map(|n| n as u64)
+}
+
+impl ManagedSpec for AddressSpec {
+    const TABLE: &'static str = "managed_addresses";
+    const COLUMNS: &'static [&'static str] = &[
+        "address",
+        "target",
+        "format",
+        "timeout_secs",
+        "max_message_size",
+        "size_exceeded_message",
+        "size_as_number",
+        "auth_callback",
+        "error_callback",
+        "dkim",
+        "dmarc",
+    ];
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<AddressSpec> {
+        Ok(AddressSpec {
             address: row.get(1)?,
             target: row.get(2)?,
             format: row.get(3)?,
-            timeout_secs: row.get::<_, Option<i64>>(4)?.map(|n| n as u64),
-            max_message_size: row.get::<_, Option<i64>>(5)?.map(|n| n as u64),
+            timeout_secs: unsigned(row.get(4)?),
+            max_message_size: unsigned(row.get(5)?),
             size_exceeded_message: row.get(6)?,
             size_as_number: row.get(7)?,
             auth_callback: row.get(8)?,
             error_callback: row.get(9)?,
             dkim: row.get(10)?,
             dmarc: row.get(11)?,
-        },
-    ))
+        })
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![
+            self.address.clone().into(),
+            self.target.clone().into(),
+            self.format.clone().into(),
+            integer(self.timeout_secs),
+            integer(self.max_message_size),
+            self.size_exceeded_message.clone().into(),
+            self.size_as_number.into(),
+            self.auth_callback.clone().into(),
+            self.error_callback.clone().into(),
+            self.dkim.into(),
+            self.dmarc.into(),
+        ]
+    }
 }
 
-fn domain_row(row: &Row<'_>) -> rusqlite::Result<(i64, DomainSpec)> {
-    Ok((
-        row.get(0)?,
-        DomainSpec {
+impl ManagedSpec for DomainSpec {
+    const TABLE: &'static str = "managed_domains";
+    const COLUMNS: &'static [&'static str] = &["domain", "auth_regex", "target", "format"];
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<DomainSpec> {
+        Ok(DomainSpec {
             domain: row.get(1)?,
             auth_regex: row.get(2)?,
             target: row.get(3)?,
             format: row.get(4)?,
-        },
-    ))
+        })
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![
+            self.domain.clone().into(),
+            self.auth_regex.clone().into(),
+            self.target.clone().into(),
+            self.format.clone().into(),
+        ]
+    }
+}
+
+fn select<S: ManagedSpec>(filter: &str) -> String {
+    format!(
+        "SELECT id, {} FROM {} {filter}",
+        S::COLUMNS.join(", "),
+        S::TABLE
+    )
+}
+
+/// Inserts (`id: None`) or updates. The id is the last parameter either way: an insert
+/// with a NULL `INTEGER PRIMARY KEY` lets SQLite choose it.
+fn put<S: ManagedSpec>(
+    connection: &Connection,
+    id: Option<i64>,
+    spec: &S,
+) -> rusqlite::Result<ManagedWrite> {
+    let columns = S::COLUMNS;
+    let sql = match id {
+        None => format!(
+            "INSERT INTO {} ({}, id) VALUES ({})",
+            S::TABLE,
+            columns.join(", "),
+            (1..=columns.len() + 1)
+                .map(|n| format!("?{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(_) => format!(
+            "UPDATE {} SET {} WHERE id = ?{}",
+            S::TABLE,
+            columns
+                .iter()
+                .enumerate()
+                .map(|(n, column)| format!("{column} = ?{}", n + 1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            columns.len() + 1
+        ),
+    };
+    let mut values = spec.values();
+    values.push(id.into());
+    let result = connection
+        .prepare_cached(&sql)
+        .and_then(|mut statement| statement.execute(params_from_iter(values)));
+    written(id.unwrap_or_else(|| connection.last_insert_rowid()), result)
 }
 
 /// Maps a unique-constraint failure to `Duplicate` and "no row changed" to `NotFound`.
@@ -66,149 +176,123 @@ fn written(id: i64, result: rusqlite::Result<usize>) -> rusqlite::Result<Managed
     }
 }
 
-/// Inserts (`id: None`) or updates; the column order is `ADDRESS_COLUMNS`' without `id`.
-fn put_address(
-    connection: &Connection,
-    id: Option<i64>,
-    spec: &AddressSpec,
-) -> rusqlite::Result<ManagedWrite> {
-    let sql = match id {
-        None => {
-            "INSERT INTO managed_addresses (address, target, format, timeout_secs,
-                max_message_size, size_exceeded_message, size_as_number, auth_callback,
-                error_callback, dkim, dmarc, id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-        }
-        Some(_) => {
-            "UPDATE managed_addresses SET address = ?1, target = ?2, format = ?3,
-                timeout_secs = ?4, max_message_size = ?5, size_exceeded_message = ?6,
-                size_as_number = ?7, auth_callback = ?8, error_callback = ?9, dkim = ?10,
-                dmarc = ?11
-             WHERE id = ?12"
-        }
-    };
-    let result = connection.execute(
-        sql,
-        params![
-            spec.address,
-            spec.target,
-            spec.format,
-            spec.timeout_secs.map(|n| n as i64),
-            spec.max_message_size.map(|n| n as i64),
-            spec.size_exceeded_message,
-            spec.size_as_number,
-            spec.auth_callback,
-            spec.error_callback,
-            spec.dkim,
-            spec.dmarc,
-            id,
-        ],
-    );
-    written(id.unwrap_or_else(|| connection.last_insert_rowid()), result)
-}
-
 impl Store {
-    /// Every managed address, oldest first.
-    pub async fn managed_addresses(&self) -> Result<Vec<(i64, AddressSpec)>, StoreError> {
+    /// Every managed entry of one kind, oldest first.
+    pub async fn managed_entries<S: ManagedSpec>(&self) -> Result<Vec<(i64, S)>, StoreError> {
         self.read(|connection| {
-            let mut statement = connection.prepare_cached(&format!(
-                "SELECT {ADDRESS_COLUMNS} FROM managed_addresses ORDER BY id"
-            ))?;
-            statement.query_map([], address_row)?.collect()
+            let mut statement = connection.prepare_cached(&select::<S>("ORDER BY id"))?;
+            statement
+                .query_map([], |row| Ok((row.get(0)?, S::from_row(row)?)))?
+                .collect()
         })
         .await
     }
 
-    pub async fn managed_address(&self, id: i64) -> Result<Option<AddressSpec>, StoreError> {
+    /// Every managed address, oldest first (what `App::build` looks at for DNS checks).
+    pub async fn managed_addresses(&self) -> Result<Vec<(i64, AddressSpec)>, StoreError> {
+        self.managed_entries().await
+    }
+
+    pub async fn managed_entry<S: ManagedSpec>(&self, id: i64) -> Result<Option<S>, StoreError> {
         self.read(move |connection| {
             connection
-                .query_row(
-                    &format!("SELECT {ADDRESS_COLUMNS} FROM managed_addresses WHERE id = ?1"),
-                    [id],
-                    address_row,
-                )
+                .query_row(&select::<S>("WHERE id = ?1"), [id], S::from_row)
                 .optional()
-                .map(|row| row.map(|(_, spec)| spec))
         })
         .await
     }
 
-    /// Adds an address (`id: None`) or replaces the one with this id.
-    pub async fn put_managed_address(
+    /// Adds an entry (`id: None`) or replaces the one with this id.
+    pub async fn put_managed<S: ManagedSpec>(
         &self,
         id: Option<i64>,
-        spec: AddressSpec,
+        spec: S,
     ) -> Result<ManagedWrite, StoreError> {
-        self.write(move |connection| put_address(connection, id, &spec))
+        self.write(move |connection| put(connection, id, &spec))
             .await
     }
 
     /// Whether there was such a row.
-    pub async fn delete_managed_address(&self, id: i64) -> Result<bool, StoreError> {
+    pub async fn delete_managed<S: ManagedSpec>(&self, id: i64) -> Result<bool, StoreError> {
         self.write(move |connection| {
-            Ok(connection.execute("DELETE FROM managed_addresses WHERE id = ?1", [id])? > 0)
+            let sql = format!("DELETE FROM {} WHERE id = ?1", S::TABLE);
+            Ok(connection.execute(&sql, [id])? > 0)
         })
         .await
     }
+}
 
-    /// Every managed domain, oldest first.
-    pub async fn managed_domains(&self) -> Result<Vec<(i64, DomainSpec)>, StoreError> {
-        self.read(|connection| {
-            let mut statement = connection.prepare_cached(&format!(
-                "SELECT {DOMAIN_COLUMNS} FROM managed_domains ORDER BY id"
-            ))?;
-            statement.query_map([], domain_row)?.collect()
-        })
-        .await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(pattern: &str) -> AddressSpec {
+        AddressSpec {
+            address: pattern.into(),
+            target: Some("http://user:pw@example.com/in".into()),
+            format: Some("json".into()),
+            timeout_secs: Some(7),
+            max_message_size: Some(1000),
+            size_exceeded_message: Some("too big".into()),
+            size_as_number: true,
+            auth_callback: None,
+            error_callback: Some("http://example.com/err".into()),
+            dkim: true,
+            dmarc: false,
+        }
     }
 
-    pub async fn managed_domain(&self, id: i64) -> Result<Option<DomainSpec>, StoreError> {
-        self.read(move |connection| {
-            connection
-                .query_row(
-                    &format!("SELECT {DOMAIN_COLUMNS} FROM managed_domains WHERE id = ?1"),
-                    [id],
-                    domain_row,
-                )
-                .optional()
-                .map(|row| row.map(|(_, spec)| spec))
-        })
-        .await
+    fn domain(pattern: &str) -> DomainSpec {
+        DomainSpec {
+            domain: pattern.into(),
+            auth_regex: Some("t-\\d+".into()),
+            target: None,
+            format: None,
+        }
     }
 
-    /// Adds a domain (`id: None`) or replaces the one with this id.
-    pub async fn put_managed_domain(
-        &self,
-        id: Option<i64>,
-        spec: DomainSpec,
-    ) -> Result<ManagedWrite, StoreError> {
-        self.write(move |connection| match id {
-            None => {
-                let result = connection.execute(
-                    "INSERT INTO managed_domains (domain, auth_regex, target, format)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![spec.domain, spec.auth_regex, spec.target, spec.format],
-                );
-                written(connection.last_insert_rowid(), result)
-            }
-            Some(id) => {
-                let result = connection.execute(
-                    "UPDATE managed_domains SET domain = ?1, auth_regex = ?2, target = ?3,
-                        format = ?4
-                     WHERE id = ?5",
-                    params![spec.domain, spec.auth_regex, spec.target, spec.format, id],
-                );
-                written(id, result)
-            }
-        })
-        .await
+    /// The same calls for both kinds: insert, read back, update, duplicate, delete.
+    async fn round_trip<S: ManagedSpec + PartialEq + std::fmt::Debug>(
+        store: &Store,
+        first: S,
+        second: S,
+    ) {
+        let ManagedWrite::Written(id) = store.put_managed(None, first.clone()).await.unwrap()
+        else {
+            panic!("not written")
+        };
+        assert_eq!(store.managed_entry::<S>(id).await.unwrap(), Some(first));
+        let ManagedWrite::Written(other) = store.put_managed(None, second.clone()).await.unwrap()
+        else {
+            panic!("not written")
+        };
+        assert_eq!(
+            store.put_managed(Some(id), second.clone()).await.unwrap(),
+            ManagedWrite::Duplicate
+        );
+        assert_eq!(
+            store.put_managed(Some(9999), second.clone()).await.unwrap(),
+            ManagedWrite::NotFound
+        );
+        assert!(store.delete_managed::<S>(other).await.unwrap());
+        assert_eq!(
+            store.put_managed(Some(id), second.clone()).await.unwrap(),
+            ManagedWrite::Written(id)
+        );
+        assert_eq!(
+            store.managed_entries::<S>().await.unwrap(),
+            vec![(id, second)]
+        );
+        assert!(store.delete_managed::<S>(id).await.unwrap());
+        assert!(!store.delete_managed::<S>(id).await.unwrap());
+        assert_eq!(store.managed_entry::<S>(id).await.unwrap(), None);
     }
 
-    /// Whether there was such a row.
-    pub async fn delete_managed_domain(&self, id: i64) -> Result<bool, StoreError> {
-        self.write(move |connection| {
-            Ok(connection.execute("DELETE FROM managed_domains WHERE id = ?1", [id])? > 0)
-        })
-        .await
+    #[tokio::test]
+    async fn addresses_and_domains_round_trip_through_the_same_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        round_trip(&store, address("a@example.com"), address("b@example.com")).await;
+        round_trip(&store, domain("a.example.com"), domain("b.example.com")).await;
     }
 }

@@ -238,6 +238,15 @@ const MIGRATIONS: &[&str] = &[
         name    TEXT    PRIMARY KEY,
         value   BLOB    NOT NULL
     ) WITHOUT ROWID;",
+    // 6: where each account signed in successfully: those addresses keep a small allowance
+    // when the account as a whole is throttled (`accounts::throttle`).
+    "CREATE TABLE signin_known_addresses (
+        account         TEXT    NOT NULL,
+        ip              TEXT    NOT NULL,
+        last_success_at INTEGER NOT NULL,
+        PRIMARY KEY (account, ip)
+    ) WITHOUT ROWID;
+    CREATE INDEX signin_failures_pair ON signin_failures (account, ip, at);",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

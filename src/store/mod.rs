@@ -30,14 +30,14 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use accounts::{
-    ApiKeyRow, AuditEntry, AuditRow, NewApiKey, NewUser, Role, RoleChange, SessionCutoffs,
-    SessionRow, UserDeletion, UserRow,
+    ApiKeyRow, AuditEntry, AuditRow, NewApiKey, NewUser, RecentFailures, Role, RoleChange,
+    SessionCutoffs, SessionRow, UserDeletion, UserRow,
 };
 pub use attempts::AttemptRecord;
 pub use events::{
     BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
 };
-pub use managed::ManagedWrite;
+pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 pub use outbound::{
     CredentialMode, CredentialRow, Disposition, Enqueued, EventRow, NewCredential, NewOutbound,

@@ -1,14 +1,15 @@
-//! The web listener: sign-in, the dashboard's pages, the JSON API over the metadata store
+//! The web layer: sign-in, the dashboard's pages, the JSON API over the metadata store
 //! and accounts, and the test targets.
 //!
 //! One folder per domain, each with its pages and JSON API side by side: `public` (the
 //! routes outside the gate: test targets, OpenAPI, the send API, tracking), `session`
 //! (sign-in, OIDC, a user's own account pages), `messages` (received mail), `outbound` (sent
 //! mail, credentials, sending domains, suppressions), `admin` (users, API keys, audit log,
-//! settings), and `addresses_api`/`addresses_pages` (managed addresses and domains, over
-//! `manage`). Shared by all: `auth` (the gate: who is asking and may they, cookies, CSRF),
-//! `ui` (layouts, escaping, navigation and the other pieces every page repeats, the
-//! sandboxed mail view), `error` (the JSON error shape), `about` (who is signed in, the API).
+//! settings), and `addresses` (managed addresses and domains, over `inbound::managed`).
+//! Shared by all: `listener` (the accept loop: header deadline, per-address caps), `auth`
+//! (the gate: who is asking and may they, cookies, CSRF), `ui` (layouts, escaping,
+//! navigation and the other pieces every page repeats, the sandboxed mail view), `error`
+//! (the JSON error shape), `about` (who is signed in, the API).
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
 //! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token), `/t/o/*` and
@@ -18,11 +19,11 @@
 //! its rules for free.
 
 mod about;
-mod addresses_api;
-mod addresses_pages;
+mod addresses;
 mod admin;
 mod auth;
 mod error;
+pub mod listener;
 mod messages;
 mod outbound;
 mod public;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use crate::accounts::Accounts;
 use crate::accounts::oidc::Oidc;
 use crate::inbound::Inbound;
-use crate::manage::Managed;
+use crate::inbound::managed::Managed;
 use crate::outbound::Outbound;
 use crate::store::Store;
 use auth::{Access, Gate};
@@ -136,8 +137,8 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(messages::routes())
         .merge(outbound::routes())
         .merge(admin::routes())
-        .merge(addresses_api::routes())
-        .merge(addresses_pages::routes())
+        .merge(addresses::api::routes())
+        .merge(addresses::pages::routes())
         .merge(about::routes())
         .merge(ui::routes());
     Router::new()

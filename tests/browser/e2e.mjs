@@ -374,7 +374,7 @@ async function main() {
     await page.fill('input[name=target]', `${WEB}/target/200`);
     await Promise.all([
       page.waitForURL((u) => u.pathname !== '/addresses/new'),
-      page.click('form[method=post] button[type=submit]'),
+      page.click('form[action="/addresses"] button[type=submit]'),
     ]);
     await page.goto(`${WEB}/addresses`);
     await page.getByText(address).first().waitFor();

@@ -8,26 +8,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::browser::Page;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp, config_with};
-
-const VIEWER_EMAIL: &str = "viewer@postern.test";
-const VIEWER_PASSWORD: &str = "viewer password for tests";
+use crate::support::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp, VIEWER_EMAIL, VIEWER_PASSWORD, config_with,
+};
 
 /// A production-like app: no dev mode, no addresses.
 async fn serve() -> TestApp {
     TestApp::start(&config_with(&[], "")).await
-}
-
-async fn add_viewer(app: &TestApp) {
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
 }
 
 /// A JSON request from a browser session, with the CSRF header when given.
@@ -267,10 +254,9 @@ async fn without_a_session_browsers_are_sent_to_sign_in_and_the_api_answers_401(
 #[tokio::test]
 async fn viewers_read_admins_write() {
     let app = serve().await;
-    add_viewer(&app).await;
+    app.add_viewer().await;
 
-    let mut viewer = app.browser();
-    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.signed_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
     let csrf = viewer.session_csrf().await;
     for path in [
         "/",
@@ -318,8 +304,7 @@ async fn viewers_read_admins_write() {
         .await;
     assert_eq!(changed.status, 303, "{}", changed.body);
 
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let csrf = admin.session_csrf().await;
     let created = json_request(
         &mut admin,
@@ -405,8 +390,7 @@ async fn viewers_read_admins_write() {
 #[tokio::test]
 async fn state_changes_without_a_valid_csrf_token_are_403() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let csrf = admin.session_csrf().await;
     let body = || Some(json!({"name": "k"}));
 
@@ -419,8 +403,7 @@ async fn state_changes_without_a_valid_csrf_token_are_403() {
     let wrong = json_request(&mut admin, Method::POST, "/api/keys", Some("AAAA"), body()).await;
     assert_eq!(wrong.status, 403);
     // The token of another session of the same user does not do.
-    let mut other = app.browser();
-    other.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut other = app.admin_browser().await;
     let others = other.session_csrf().await;
     assert_ne!(others, csrf);
     let foreign = json_request(&mut admin, Method::POST, "/api/keys", Some(&others), body()).await;
@@ -472,8 +455,7 @@ async fn state_changes_without_a_valid_csrf_token_are_403() {
 #[tokio::test]
 async fn sign_in_with_password_and_totp() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (totp, _) = enrol_totp(&app, &mut admin).await;
     assert!(
         admin
@@ -531,8 +513,7 @@ async fn sign_in_with_password_and_totp() {
 #[tokio::test]
 async fn totp_drift_of_one_step_is_accepted_and_two_refused() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (totp, _) = enrol_totp(&app, &mut admin).await;
     // Step s was used to enrol; four steps on, s+2 .. s+6 are all unused.
     app.clock.advance(Duration::from_secs(120));
@@ -559,8 +540,7 @@ async fn totp_drift_of_one_step_is_accepted_and_two_refused() {
 #[tokio::test]
 async fn a_used_totp_code_is_refused() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (totp, _) = enrol_totp(&app, &mut admin).await;
     app.clock.advance(Duration::from_secs(60));
 
@@ -585,8 +565,7 @@ async fn a_used_totp_code_is_refused() {
 #[tokio::test]
 async fn recovery_codes_work_once_each() {
     let app = serve().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let (_, codes) = enrol_totp(&app, &mut admin).await;
 
     let mut phone_lost = app.browser();
@@ -621,7 +600,7 @@ async fn recovery_codes_work_once_each() {
 #[tokio::test]
 async fn five_failures_throttle_an_account_for_fifteen_minutes() {
     let app = serve().await;
-    add_viewer(&app).await;
+    app.add_viewer().await;
     let mut browser = app.browser();
     for _ in 0..5 {
         let answer = browser
@@ -671,8 +650,7 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
     let app = serve().await;
     let minutes = |n: u64| Duration::from_secs(n * 60);
 
-    let mut idle = app.browser();
-    idle.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut idle = app.admin_browser().await;
     let cookie = idle.cookie("postern_session").unwrap().to_string();
     app.clock.advance(minutes(29));
     assert_eq!(idle.get("/").await.status, 200);
@@ -697,8 +675,7 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
     again.set_cookie("postern_session", &cookie);
     assert_eq!(again.get("/api/messages").await.status, 401);
 
-    let mut busy = app.browser();
-    busy.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut busy = app.admin_browser().await;
     for _ in 0..(12 * 60 / 20 - 1) {
         app.clock.advance(minutes(20));
         assert_eq!(busy.get("/").await.status, 200);
@@ -716,15 +693,11 @@ async fn sessions_end_after_30_idle_minutes_or_12_hours() {
 #[tokio::test]
 async fn sign_out_everywhere_ends_every_session_of_the_user() {
     let app = serve().await;
-    add_viewer(&app).await;
-    let mut laptop = app.browser();
-    laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut phone = app.browser();
-    phone.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut tablet = app.browser();
-    tablet.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut viewer = app.browser();
-    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    app.add_viewer().await;
+    let mut laptop = app.admin_browser().await;
+    let mut phone = app.admin_browser().await;
+    let mut tablet = app.admin_browser().await;
+    let mut viewer = app.signed_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
 
     // Signing out ends this session only.
     let csrf = tablet.session_csrf().await;
@@ -778,15 +751,14 @@ fn session_rows(page: &Page) -> Vec<(String, String)> {
 #[tokio::test]
 async fn my_sessions_are_listed_and_signed_out_one_by_one() {
     let app = serve().await;
-    add_viewer(&app).await;
+    app.add_viewer().await;
     let mut laptop = app.browser();
     laptop.user_agent = "Laptop <Browser> 1.0".into();
     laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let mut phone = app.browser();
     phone.user_agent = "Phone Browser 2.0".into();
     phone.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let mut viewer = app.browser();
-    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.signed_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
     let page = laptop.get("/account").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let rows = session_rows(&page);
@@ -1004,8 +976,7 @@ async fn the_audit_log_records_sign_ins_and_account_changes() {
 async fn secrets_are_stored_hashed() {
     use sha2::{Digest, Sha256};
     let app = serve().await;
-    let mut browser = app.browser();
-    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut browser = app.admin_browser().await;
     let session = browser.cookie("postern_session").unwrap().to_string();
     assert_eq!(session.len(), 43, "256 bits, base64url");
     let csrf = browser.session_csrf().await;
@@ -1180,8 +1151,7 @@ async fn one_time_passwords_must_be_replaced_before_anything_else() {
 #[tokio::test]
 async fn required_totp_sends_users_to_enrolment_first() {
     let app = TestApp::start(&config_with(&[], "[web]\nrequire_totp = true\n")).await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     assert_eq!(admin.get("/").await.location(), Some("/account/totp"));
     let api = admin.get("/api/messages").await;
     assert_eq!(api.status, 403);

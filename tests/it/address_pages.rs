@@ -2,10 +2,8 @@
 //! CSRF token, hot reload proved over SMTP, field errors next to their field, the config
 //! file's entries read-only, viewers read-only, credentials never in a page.
 
-use postern::accounts::{Actor, NewPassword, Role};
-
 use crate::support::browser::Page;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, Receiver, TestApp};
+use crate::support::{Browser, Receiver, TestApp};
 
 const CONFIG: &str = r#"
 [server]
@@ -21,17 +19,9 @@ target = "RECEIVER/status/201"
 "#;
 
 const SECRET: &str = "s3cret-pass";
-const VIEWER_EMAIL: &str = "viewer@postern.test";
-const VIEWER_PASSWORD: &str = "viewer password for tests";
 
 async fn app(receiver: &Receiver) -> TestApp {
     TestApp::start(&CONFIG.replace("RECEIVER", &format!("http://{}", receiver.addr))).await
-}
-
-async fn signed_in(app: &TestApp, email: &str, password: &str) -> Browser {
-    let mut browser = app.browser();
-    browser.sign_in(email, password).await;
-    browser
 }
 
 /// GETs a page, checking it is there and shows no credential.
@@ -44,28 +34,9 @@ async fn page(browser: &mut Browser, path: &str) -> Page {
 
 /// Submits `fields` to `path` with the CSRF token of `form`.
 async fn submit(browser: &mut Browser, form: &Page, path: &str, fields: &[(&str, &str)]) -> Page {
-    let token = form.csrf_token();
-    let mut all = vec![("csrf_token", token.as_str())];
-    all.extend_from_slice(fields);
-    let answer = browser.post_form(path, &all).await;
+    let answer = browser.submit(form, path, fields).await;
     assert!(!answer.body.contains(SECRET), "{path} showed a credential");
     answer
-}
-
-async fn mail(app: &TestApp, to: &str) -> String {
-    let mut smtp = app.smtp().await;
-    smtp.ehlo().await;
-    smtp.send_mail("sender@example.org", &[to], "Subject: hi\r\n\r\nhello")
-        .await
-}
-
-/// The RCPT reply for `to`.
-async fn rcpt(app: &TestApp, to: &str) -> String {
-    let mut smtp = app.smtp().await;
-    smtp.ehlo().await;
-    smtp.cmd("MAIL FROM:<sender@example.org>", "250").await;
-    smtp.send(format!("RCPT TO:<{to}>\r\n").as_bytes()).await;
-    smtp.reply().await
 }
 
 /// The id in the first `href="{prefix}ID/edit"` of the page.
@@ -81,13 +52,13 @@ fn edit_id(page: &Page, prefix: &str) -> i64 {
 async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     let list = page(&mut admin, "/addresses").await;
     assert!(list.body.contains("support@example.com"));
     assert!(list.body.contains("from the config file — edit it there"));
     assert!(!list.body.contains("/edit\""), "{}", list.body);
-    assert!(rcpt(&app, "new@example.com").await.starts_with("550"));
+    assert!(app.rcpt_reply("new@example.com").await.starts_with("550"));
 
     let form = page(&mut admin, "/addresses/new").await;
     for field in [
@@ -123,7 +94,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     assert_eq!(created.location(), Some("/addresses"));
 
     // In use at once, with the credentials of its URL.
-    let reply = mail(&app, "new@example.com").await;
+    let reply = app.mail_to("new@example.com").await;
     assert!(reply.starts_with("250 "), "{reply}");
     let post = receiver.single();
     assert_eq!(post.path, "/status/200");
@@ -157,7 +128,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     )
     .await;
     assert_eq!(updated.status, 303, "{}", updated.body);
-    assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("new@example.com").await.starts_with("250 "));
     let last = receiver.requests().pop().unwrap();
     assert_eq!(last.header("authorization"), post.header("authorization"));
     let edit = page(&mut admin, &format!("/addresses/{id}/edit")).await;
@@ -175,13 +146,13 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     )
     .await;
     assert_eq!(updated.status, 303, "{}", updated.body);
-    assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("new@example.com").await.starts_with("250 "));
     assert_eq!(receiver.requests().pop().unwrap().path, "/status/202");
 
     let list = page(&mut admin, "/addresses").await;
     let deleted = submit(&mut admin, &list, &format!("/addresses/{id}/delete"), &[]).await;
     assert_eq!(deleted.status, 303, "{}", deleted.body);
-    assert!(rcpt(&app, "new@example.com").await.starts_with("550"));
+    assert!(app.rcpt_reply("new@example.com").await.starts_with("550"));
     let list = page(&mut admin, "/addresses").await;
     assert!(!list.body.contains("new@example.com"));
 }
@@ -190,7 +161,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
 async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     let list = page(&mut admin, "/domains").await;
     assert!(list.body.contains("config.example.net"));
@@ -211,12 +182,12 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     .await;
     assert_eq!(created.status, 303, "{}", created.body);
     assert!(
-        mail(&app, "t-42@tickets.example.com")
+        app.mail_to("t-42@tickets.example.com")
             .await
             .starts_with("250 ")
     );
     assert!(
-        rcpt(&app, "other@tickets.example.com")
+        app.rcpt_reply("other@tickets.example.com")
             .await
             .starts_with("550")
     );
@@ -242,12 +213,12 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     .await;
     assert_eq!(updated.status, 303, "{}", updated.body);
     assert!(
-        mail(&app, "x-1@tickets.example.com")
+        app.mail_to("x-1@tickets.example.com")
             .await
             .starts_with("250 ")
     );
     assert!(
-        rcpt(&app, "t-42@tickets.example.com")
+        app.rcpt_reply("t-42@tickets.example.com")
             .await
             .starts_with("550")
     );
@@ -263,7 +234,7 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
     let deleted = submit(&mut admin, &list, &format!("/domains/{id}/delete"), &[]).await;
     assert_eq!(deleted.status, 303, "{}", deleted.body);
     assert!(
-        rcpt(&app, "x-1@tickets.example.com")
+        app.rcpt_reply("x-1@tickets.example.com")
             .await
             .starts_with("550")
     );
@@ -273,7 +244,7 @@ async fn an_admin_adds_edits_and_deletes_a_domain_through_the_forms() {
 async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     let form = page(&mut admin, "/addresses/new").await;
     let bad = submit(
@@ -287,7 +258,7 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     )
     .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    // Which field is wrong first is `manage`'s business; the pattern is.
+    // Which field is wrong first is `inbound::managed`'s business; the pattern is.
     assert!(
         bad.body.contains(
             "name=\"address\" value=\"a&quot;&lt;b&gt;@example.com\"></label><p class=\"error\""
@@ -357,7 +328,7 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
 async fn config_entries_are_read_only_and_viewers_only_read() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     // The config file's pattern cannot be taken over from a form.
     let form = page(&mut admin, "/addresses/new").await;
@@ -389,7 +360,7 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
     assert_eq!(admin.get("/addresses/0/edit").await.status, 404);
     let refused = submit(&mut admin, &form, "/addresses/0/delete", &[]).await;
     assert_eq!(refused.status, 404);
-    assert!(mail(&app, "support@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("support@example.com").await.starts_with("250 "));
     assert_eq!(receiver.single().path, "/status/201");
 
     // An entry for the viewer to look at.
@@ -405,16 +376,7 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
     assert_eq!(created.status, 303);
     let id = edit_id(&page(&mut admin, "/addresses").await, "/addresses/");
 
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
-    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.viewer_browser().await;
     let list = page(&mut viewer, "/addresses").await;
     assert!(list.body.contains("new@example.com"));
     assert!(!list.body.contains("/edit\""));
@@ -436,5 +398,35 @@ async fn config_entries_are_read_only_and_viewers_only_read() {
         all.extend(fields);
         assert_eq!(viewer.post_form(path, &all).await.status, 403, "{path}");
     }
-    assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("new@example.com").await.starts_with("250 "));
+}
+
+#[tokio::test]
+async fn the_pages_carry_the_dashboard_navigation() {
+    let receiver = Receiver::start().await;
+    let app = app(&receiver).await;
+    let mut admin = app.admin_browser().await;
+    let has_nav = |page: &Page| {
+        page.body.contains("<nav>")
+            && page.body.contains("<a href=\"/addresses\">Addresses</a>")
+            && page.body.contains("action=\"/signout\"")
+    };
+    for path in ["/addresses", "/addresses/new", "/domains", "/domains/new"] {
+        let page = page(&mut admin, path).await;
+        assert!(has_nav(&page), "{path} has no navigation:\n{}", page.body);
+    }
+    // Refusals too: a missing entry, and the config file's pattern.
+    let missing = admin.get("/domains/0/edit").await;
+    assert_eq!(missing.status, 404);
+    assert!(has_nav(&missing), "{}", missing.body);
+    let form = page(&mut admin, "/domains/new").await;
+    let refused = submit(
+        &mut admin,
+        &form,
+        "/domains",
+        &[("domain", "config.example.net")],
+    )
+    .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(has_nav(&refused), "{}", refused.body);
 }

@@ -6,7 +6,7 @@ use postern::accounts::{Actor, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Receiver, TestApp};
+use crate::support::{ADMIN_EMAIL, Receiver, TestApp};
 
 const CONFIG: &str = r#"
 [server]
@@ -30,7 +30,7 @@ async fn app(receiver: &Receiver) -> TestApp {
     TestApp::start(&CONFIG.replace("RECEIVER", &format!("http://{}", receiver.addr))).await
 }
 
-/// A request with `key` as bearer; the status and the JSON answer (`Null` when empty).
+/// [`TestApp::call`], checking that the answer shows no credential.
 async fn call(
     app: &TestApp,
     key: &str,
@@ -38,42 +38,16 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, app.url(path))
-        .bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    assert!(!text.contains(SECRET), "{path} showed a credential: {text}");
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
+    let (status, value) = app.call(key, method, path, body).await;
+    assert!(
+        !value.to_string().contains(SECRET),
+        "{path} showed a credential: {value}"
+    );
     (status, value)
 }
 
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     call(app, &app.api_key.clone(), method, path, body).await
-}
-
-/// One message to `to`; the final reply (or the RCPT refusal).
-async fn mail(app: &TestApp, to: &str) -> String {
-    let mut smtp = app.smtp().await;
-    smtp.ehlo().await;
-    smtp.send_mail("sender@example.org", &[to], "Subject: hi\r\n\r\nhello")
-        .await
-}
-
-async fn rcpt(app: &TestApp, to: &str) -> String {
-    let mut smtp = app.smtp().await;
-    smtp.ehlo().await;
-    smtp.cmd("MAIL FROM:<sender@example.org>", "250").await;
-    smtp.send(format!("RCPT TO:<{to}>\r\n").as_bytes()).await;
-    smtp.reply().await
 }
 
 #[tokio::test]
@@ -95,7 +69,11 @@ async fn addresses_are_added_changed_and_removed_without_a_restart() {
             "dkim": false, "dmarc": false,
         }])
     );
-    assert!(rcpt(&app, "new@example.com").await.starts_with("550 5.1.1"));
+    assert!(
+        app.rcpt_reply("new@example.com")
+            .await
+            .starts_with("550 5.1.1")
+    );
 
     // Added: mail goes to it at once, with the credentials of its URL.
     let target = format!("http://user:{SECRET}@{}/status/200", receiver.addr);
@@ -115,7 +93,7 @@ async fn addresses_are_added_changed_and_removed_without_a_restart() {
         created["target"],
         format!("http://***@{}/status/200", receiver.addr)
     );
-    let reply = mail(&app, "new@example.com").await;
+    let reply = app.mail_to("new@example.com").await;
     assert!(reply.starts_with("250 "), "{reply}");
     let post = receiver.single();
     assert_eq!(post.path, "/status/200");
@@ -142,20 +120,24 @@ async fn addresses_are_added_changed_and_removed_without_a_restart() {
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["id"], id);
     assert_eq!(updated["format"], Value::Null);
-    assert!(mail(&app, "new@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("new@example.com").await.starts_with("250 "));
     let paths: Vec<_> = receiver.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/status/200", "/status/202"]);
 
     // Removed: refused again.
     let (status, _) = admin(&app, Method::DELETE, &format!("/api/addresses/{id}"), None).await;
     assert_eq!(status, 204);
-    assert!(rcpt(&app, "new@example.com").await.starts_with("550 5.1.1"));
+    assert!(
+        app.rcpt_reply("new@example.com")
+            .await
+            .starts_with("550 5.1.1")
+    );
     let (status, _) = admin(&app, Method::GET, &format!("/api/addresses/{id}"), None).await;
     assert_eq!(status, 404);
     let (status, _) = admin(&app, Method::DELETE, &format!("/api/addresses/{id}"), None).await;
     assert_eq!(status, 404);
     // The config file's address was never affected.
-    assert!(mail(&app, "support@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("support@example.com").await.starts_with("250 "));
 
     // Every change is audited, without the credentials (`call` checks the whole answer).
     let (_, audit) = admin(&app, Method::GET, "/api/audit", None).await;
@@ -260,7 +242,7 @@ async fn config_entries_win_and_cannot_be_changed() {
     .await;
     assert_eq!(status, 409);
     // The config's routes are untouched: support@ still goes to its own target.
-    assert!(mail(&app, "support@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("support@example.com").await.starts_with("250 "));
     assert_eq!(receiver.single().path, "/status/201");
     app.stop().await;
 }
@@ -392,7 +374,7 @@ async fn domains_are_managed_and_their_regexp_applies_at_once() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
     assert!(
-        rcpt(&app, "ticket-1@tickets.example.org")
+        app.rcpt_reply("ticket-1@tickets.example.org")
             .await
             .starts_with("550 5.1.1")
     );
@@ -415,10 +397,10 @@ async fn domains_are_managed_and_their_regexp_applies_at_once() {
         format!("http://***@{}/status/200", receiver.addr)
     );
     let id = created["id"].as_i64().unwrap();
-    let refused = rcpt(&app, "someone@tickets.example.org").await;
+    let refused = app.rcpt_reply("someone@tickets.example.org").await;
     assert!(refused.starts_with("550 5.7.1"), "{refused}");
     assert!(
-        mail(&app, "ticket-7@tickets.example.org")
+        app.mail_to("ticket-7@tickets.example.org")
             .await
             .starts_with("250 ")
     );
@@ -443,7 +425,7 @@ async fn domains_are_managed_and_their_regexp_applies_at_once() {
     .await;
     assert_eq!(status, 200, "{updated}");
     assert!(
-        mail(&app, "anyone@tickets.example.org")
+        app.mail_to("anyone@tickets.example.org")
             .await
             .starts_with("250 ")
     );
@@ -452,7 +434,7 @@ async fn domains_are_managed_and_their_regexp_applies_at_once() {
     let (status, _) = admin(&app, Method::DELETE, &format!("/api/domains/{id}"), None).await;
     assert_eq!(status, 204);
     assert!(
-        rcpt(&app, "anyone@tickets.example.org")
+        app.rcpt_reply("anyone@tickets.example.org")
             .await
             .starts_with("550 5.1.1")
     );
@@ -460,7 +442,7 @@ async fn domains_are_managed_and_their_regexp_applies_at_once() {
     let (_, list) = admin(&app, Method::GET, "/api/addresses", None).await;
     assert_eq!(list["addresses"][1]["active"], false);
     assert!(
-        rcpt(&app, "ticket-1@tickets.example.org")
+        app.rcpt_reply("ticket-1@tickets.example.org")
             .await
             .starts_with("550 5.1.1")
     );
@@ -495,7 +477,7 @@ async fn managed_entries_survive_a_restart() {
     let data_dir = app.stop().await;
 
     let app = TestApp::start_in(&config, data_dir).await;
-    assert!(mail(&app, "kept@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("kept@example.com").await.starts_with("250 "));
     let paths: Vec<_> = receiver.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
@@ -511,8 +493,7 @@ async fn managed_entries_survive_a_restart() {
 async fn a_signed_in_admin_writes_with_the_csrf_token() {
     let receiver = Receiver::start().await;
     let app = app(&receiver).await;
-    let mut browser = app.browser();
-    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut browser = app.admin_browser().await;
     let csrf = browser.session_csrf().await;
     let body = json!({ "address": "web@example.com", "target": receiver.url("/status/200") });
     let json_headers = [("content-type", "application/json")];
@@ -526,7 +507,11 @@ async fn a_signed_in_admin_writes_with_the_csrf_token() {
         )
         .await;
     assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(rcpt(&app, "web@example.com").await.starts_with("550 5.1.1"));
+    assert!(
+        app.rcpt_reply("web@example.com")
+            .await
+            .starts_with("550 5.1.1")
+    );
 
     let headers = [json_headers[0], ("x-csrf-token", csrf.as_str())];
     let created = browser
@@ -538,7 +523,7 @@ async fn a_signed_in_admin_writes_with_the_csrf_token() {
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    assert!(mail(&app, "web@example.com").await.starts_with("250 "));
+    assert!(app.mail_to("web@example.com").await.starts_with("250 "));
     let (_, audit) = admin(&app, Method::GET, "/api/audit", None).await;
     assert_eq!(audit["entries"][0]["action"], "config_changed");
     assert_eq!(audit["entries"][0]["actor"], ADMIN_EMAIL);
@@ -570,7 +555,7 @@ async fn a_transaction_uses_the_routes_in_use_at_data_time() {
     assert!(reply.starts_with("451 4.3.0"), "{reply}");
     assert!(receiver.requests().is_empty());
     assert!(
-        rcpt(&app, "brief@example.com")
+        app.rcpt_reply("brief@example.com")
             .await
             .starts_with("550 5.1.1")
     );

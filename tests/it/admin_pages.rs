@@ -2,28 +2,11 @@
 //! secret is shown once and works, revoking it makes it 401, the audit log has both, and
 //! viewers only read; the audit page, newest first and paged.
 
-use postern::accounts::{Actor, NewPassword, Role};
+use postern::accounts::{Actor, Role};
 use reqwest::StatusCode;
 
 use crate::support::browser::Page;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp};
-
-const VIEWER_EMAIL: &str = "viewer@postern.test";
-const VIEWER_PASSWORD: &str = "viewer password for tests";
-
-async fn signed_in(app: &TestApp, email: &str, password: &str) -> Browser {
-    let mut browser = app.browser();
-    browser.sign_in(email, password).await;
-    browser
-}
-
-/// Submits `fields` to `path` with the CSRF token of `form`.
-async fn submit(browser: &mut Browser, form: &Page, path: &str, fields: &[(&str, &str)]) -> Page {
-    let token = form.csrf_token();
-    let mut all = vec![("csrf_token", token.as_str())];
-    all.extend_from_slice(fields);
-    browser.post_form(path, &all).await
-}
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, VIEWER_EMAIL};
 
 async fn messages_status(app: &TestApp, secret: &str) -> StatusCode {
     reqwest::Client::new()
@@ -47,7 +30,7 @@ fn revoke_id(page: &Page) -> i64 {
 #[tokio::test]
 async fn an_admin_makes_a_key_sees_it_once_and_revokes_it() {
     let app = TestApp::start("").await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
 
     let list = admin.get("/keys").await;
     assert_eq!(list.status, 200, "{}", list.body);
@@ -58,23 +41,19 @@ async fn an_admin_makes_a_key_sees_it_once_and_revokes_it() {
     assert!(list.body.contains("<td>tests</td>"), "{}", list.body);
 
     // A name that is not one is refused next to the form, with the input kept.
-    let refused = submit(
-        &mut admin,
-        &list,
-        "/keys",
-        &[("name", ""), ("role", "viewer")],
-    )
-    .await;
+    let refused = admin
+        .submit(&list, "/keys", &[("name", ""), ("role", "viewer")])
+        .await;
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert!(refused.body.contains("API key names are"));
 
-    let made = submit(
-        &mut admin,
-        &list,
-        "/keys",
-        &[("name", "<deploy> & co"), ("role", "viewer")],
-    )
-    .await;
+    let made = admin
+        .submit(
+            &list,
+            "/keys",
+            &[("name", "<deploy> & co"), ("role", "viewer")],
+        )
+        .await;
     assert_eq!(made.status, 201, "{}", made.body);
     let secret = made.code_text("secret").expect("the secret is on the page");
     assert!(secret.starts_with("pst_"), "{secret}");
@@ -106,7 +85,9 @@ async fn an_admin_makes_a_key_sees_it_once_and_revokes_it() {
         headers: Default::default(),
         body: row,
     });
-    let revoked = submit(&mut admin, &list, &format!("/keys/{id}/revoke"), &[]).await;
+    let revoked = admin
+        .submit(&list, &format!("/keys/{id}/revoke"), &[])
+        .await;
     assert_eq!(revoked.status, 303, "{}", revoked.body);
     assert_eq!(revoked.location(), Some("/keys"));
     assert_eq!(
@@ -124,7 +105,9 @@ async fn an_admin_makes_a_key_sees_it_once_and_revokes_it() {
         !row.contains("/revoke\""),
         "a revoked key has no revoke button"
     );
-    let again = submit(&mut admin, &list, &format!("/keys/{id}/revoke"), &[]).await;
+    let again = admin
+        .submit(&list, &format!("/keys/{id}/revoke"), &[])
+        .await;
     assert_eq!(again.status, 404);
 
     // Without the session's CSRF token nothing is made.
@@ -180,7 +163,7 @@ async fn the_audit_page_is_newest_first_and_paged() {
             .await
             .unwrap();
     }
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let first = admin.get("/audit").await;
     assert_eq!(first.status, 200, "{}", first.body);
     assert!(
@@ -216,16 +199,7 @@ async fn the_audit_page_is_newest_first_and_paged() {
     assert_eq!(admin.get("/audit?before=x").await.status, 400);
 
     // Viewers read it too, as they read GET /api/audit.
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
-    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.viewer_browser().await;
     let page = viewer.get("/audit").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<td>user_created</td>"));
@@ -234,16 +208,7 @@ async fn the_audit_page_is_newest_first_and_paged() {
 #[tokio::test]
 async fn viewers_see_the_keys_without_forms_and_cannot_write() {
     let app = TestApp::start("").await;
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
-    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.viewer_browser().await;
     let list = viewer.get("/keys").await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(list.body.contains("<td>tests</td>"));
@@ -257,7 +222,7 @@ async fn viewers_see_the_keys_without_forms_and_cannot_write() {
         ),
         (format!("/keys/{id}/revoke"), vec![]),
     ] {
-        let refused = submit(&mut viewer, &list, &path, &fields).await;
+        let refused = viewer.submit(&list, &path, &fields).await;
         assert_eq!(refused.status, 403, "{path}: {}", refused.body);
     }
     let keys = app.accounts.api_keys().await.unwrap();
@@ -275,7 +240,7 @@ fn user_line<'a>(page: &'a Page, email: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
     let app = TestApp::start("").await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let list = admin.get("/users").await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(
@@ -288,24 +253,24 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
             .contains("<td>admin</td>")
     );
 
-    let refused = submit(
-        &mut admin,
-        &list,
-        "/users",
-        &[("email", "<not an address>"), ("role", "viewer")],
-    )
-    .await;
+    let refused = admin
+        .submit(
+            &list,
+            "/users",
+            &[("email", "<not an address>"), ("role", "viewer")],
+        )
+        .await;
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert!(refused.body.contains("is not an email address"));
     assert!(!refused.body.contains("<not an address>"), "escaped");
 
-    let made = submit(
-        &mut admin,
-        &list,
-        "/users",
-        &[("email", "New@Postern.test"), ("role", "viewer")],
-    )
-    .await;
+    let made = admin
+        .submit(
+            &list,
+            "/users",
+            &[("email", "New@Postern.test"), ("role", "viewer")],
+        )
+        .await;
     assert_eq!(made.status, 201, "{}", made.body);
     let password = made.code_text("password").expect("the password is shown");
     assert!(password.len() >= 12, "{password}");
@@ -316,18 +281,18 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
         row.contains("<td>viewer</td>") && row.contains("<td>off</td>"),
         "{row}"
     );
-    let taken = submit(
-        &mut admin,
-        &list,
-        "/users",
-        &[("email", "new@postern.test"), ("role", "admin")],
-    )
-    .await;
+    let taken = admin
+        .submit(
+            &list,
+            "/users",
+            &[("email", "new@postern.test"), ("role", "admin")],
+        )
+        .await;
     assert_eq!(taken.status, 422);
     assert!(taken.body.contains("exists already"));
 
     // The one-time password signs in (and must be replaced first).
-    let mut newcomer = signed_in(&app, "new@postern.test", &password).await;
+    let mut newcomer = app.signed_in("new@postern.test", &password).await;
     assert_eq!(
         newcomer.get("/").await.location(),
         Some("/account/password")
@@ -335,13 +300,13 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
 
     // Role changes: up and down again; the only admin stays one.
     for role in ["admin", "viewer"] {
-        let changed = submit(
-            &mut admin,
-            &list,
-            "/users/role",
-            &[("email", "new@postern.test"), ("role", role)],
-        )
-        .await;
+        let changed = admin
+            .submit(
+                &list,
+                "/users/role",
+                &[("email", "new@postern.test"), ("role", role)],
+            )
+            .await;
         assert_eq!(changed.status, 303, "{}", changed.body);
         let list = admin.get("/users").await;
         let row = user_line(&list, "new@postern.test").unwrap();
@@ -357,13 +322,13 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
             role
         );
     }
-    let demoted = submit(
-        &mut admin,
-        &list,
-        "/users/role",
-        &[("email", ADMIN_EMAIL), ("role", "viewer")],
-    )
-    .await;
+    let demoted = admin
+        .submit(
+            &list,
+            "/users/role",
+            &[("email", ADMIN_EMAIL), ("role", "viewer")],
+        )
+        .await;
     assert_eq!(demoted.status, 409, "{}", demoted.body);
     assert!(demoted.body.contains("is the only admin"));
     assert_eq!(
@@ -377,13 +342,9 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
     );
 
     // The only admin cannot be deleted; the page says why.
-    let last = submit(
-        &mut admin,
-        &list,
-        "/users/delete",
-        &[("email", ADMIN_EMAIL)],
-    )
-    .await;
+    let last = admin
+        .submit(&list, "/users/delete", &[("email", ADMIN_EMAIL)])
+        .await;
     assert_eq!(last.status, 409, "{}", last.body);
     assert!(last.body.contains("is the only admin"), "{}", last.body);
     assert!(
@@ -394,13 +355,9 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
             .is_some()
     );
 
-    let deleted = submit(
-        &mut admin,
-        &list,
-        "/users/delete",
-        &[("email", "new@postern.test")],
-    )
-    .await;
+    let deleted = admin
+        .submit(&list, "/users/delete", &[("email", "new@postern.test")])
+        .await;
     assert_eq!(deleted.status, 303, "{}", deleted.body);
     let list = admin.get("/users").await;
     assert!(user_line(&list, "new@postern.test").is_none());
@@ -411,13 +368,9 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
             .unwrap()
             .is_none()
     );
-    let again = submit(
-        &mut admin,
-        &list,
-        "/users/delete",
-        &[("email", "new@postern.test")],
-    )
-    .await;
+    let again = admin
+        .submit(&list, "/users/delete", &[("email", "new@postern.test")])
+        .await;
     assert_eq!(again.status, 404);
 
     // The audit page lists what was done, by whom.
@@ -439,16 +392,7 @@ async fn an_admin_creates_and_deletes_users_and_the_last_admin_stays() {
 #[tokio::test]
 async fn viewers_see_users_without_forms_and_cannot_change_them() {
     let app = TestApp::start("").await;
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
-    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.viewer_browser().await;
     let list = viewer.get("/users").await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(user_line(&list, ADMIN_EMAIL).is_some());
@@ -465,7 +409,7 @@ async fn viewers_see_users_without_forms_and_cannot_change_them() {
         ),
         ("/users/reset-totp", vec![("email", ADMIN_EMAIL)]),
     ] {
-        let refused = submit(&mut viewer, &list, path, &fields).await;
+        let refused = viewer.submit(&list, path, &fields).await;
         assert_eq!(refused.status, 403, "{path}: {}", refused.body);
     }
     assert_eq!(app.accounts.users().await.unwrap().len(), 2);
@@ -481,19 +425,10 @@ async fn viewers_see_users_without_forms_and_cannot_change_them() {
 #[tokio::test]
 async fn an_admin_resets_a_users_totp_and_signs_them_out() {
     let app = TestApp::start(&crate::support::config_with(&[], "")).await;
-    app.accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
-    let mut viewer = signed_in(&app, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = app.viewer_browser().await;
     crate::accounts::enrol_totp(&app, &mut viewer).await;
 
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let list = admin.get("/users").await;
     let row = user_line(&list, VIEWER_EMAIL).unwrap();
     assert!(row.contains("<td>on</td>"), "{row}");
@@ -504,13 +439,9 @@ async fn an_admin_resets_a_users_totp_and_signs_them_out() {
         "no TOTP, nothing to reset"
     );
 
-    let reset = submit(
-        &mut admin,
-        &list,
-        "/users/reset-totp",
-        &[("email", VIEWER_EMAIL)],
-    )
-    .await;
+    let reset = admin
+        .submit(&list, "/users/reset-totp", &[("email", VIEWER_EMAIL)])
+        .await;
     assert_eq!(reset.status, 303, "{}", reset.body);
     let list = admin.get("/users").await;
     assert!(
@@ -556,13 +487,15 @@ async fn settings_show_listeners_and_tls_and_no_secret() {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     let key_pem = certified.key_pair.serialize_pem();
     std::fs::write(&key, &key_pem).unwrap();
-    let app = TestApp::start(&format!(
-        "[smtp]\ntls_cert = {:?}\ntls_key = {:?}\n[auth]\nspf = true\ndns = [\"127.0.0.1:5399\"]\n",
+    let app = TestApp::launch(&format!(
+        "[smtp]\ntls_cert = {:?}\ntls_key = {:?}\n[dns]\nservers = [\"127.0.0.1:5399\"]\n[auth]\nspf = true\n",
         cert.display().to_string(),
         key.display().to_string()
     ))
+    .checking_spf()
+    .start()
     .await;
-    let mut admin = signed_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let page = admin.get("/settings").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
@@ -595,22 +528,12 @@ async fn settings_show_listeners_and_tls_and_no_secret() {
 
     // Off and self-signed; viewers read it too.
     let off = TestApp::start("").await;
-    let mut admin = signed_in(&off, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = off.admin_browser().await;
     let page = admin.get("/settings").await;
     assert_eq!(setting(&page, "STARTTLS"), "off");
     assert_eq!(setting(&page, "SPF"), "off");
     let self_signed = TestApp::start("[smtp]\ntls_self_signed = true\n").await;
-    self_signed
-        .accounts
-        .create_user(
-            VIEWER_EMAIL,
-            Role::Viewer,
-            NewPassword::Given(VIEWER_PASSWORD.into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
-    let mut viewer = signed_in(&self_signed, VIEWER_EMAIL, VIEWER_PASSWORD).await;
+    let mut viewer = self_signed.viewer_browser().await;
     let page = viewer.get("/settings").await;
     assert_eq!(page.status, 200);
     assert_eq!(setting(&page, "STARTTLS"), "self-signed");

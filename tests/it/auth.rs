@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
-use postern::inbound::auth::{AuthConfig, ResolverChoice, Verifier};
+use postern::dns::ResolverChoice;
 use postern::inbound::format::{Dkim, DkimSignature, Dmarc, DmarcDetails, Spf};
+use postern::inbound::verify::{AuthConfig, Verifier};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::support::dns::{DnsServer, Zone};
@@ -705,14 +706,14 @@ async fn envelope_carries_spf_dkim_and_dmarc_over_smtp() {
     let dns = DnsServer::start(zone).await;
     let receiver = Receiver::start().await;
     let toml = format!(
-        "[auth]\nspf = true\ndns = [\"{}\"]\ntimeout_secs = 5\n\
+        "[dns]\nservers = [\"{}\"]\n[auth]\nspf = true\ntimeout_secs = 5\n\
          [[address]]\naddress = \"checked@example.net\"\ntarget = \"{}\"\ndkim = true\ndmarc = true\n\
          [[address]]\naddress = \"plain@example.net\"\ntarget = \"{}\"\n",
         dns.addr(),
         receiver.url("/status/200"),
         receiver.url("/status/200"),
     );
-    let app = TestApp::start(&toml).await;
+    let app = TestApp::launch(&toml).checking_spf().start().await;
     let message = message("example.com");
     let signed = format!("{}{message}", sign_rsa(&message, "example.com", "rsa"));
     let mut smtp = app.smtp().await;

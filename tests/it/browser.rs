@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::binary::{postern, spawn_dev};
+
 /// Kills the server when the test ends, however it ends.
 struct Server(Child);
 
@@ -37,16 +39,6 @@ fn free_port() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-fn postern() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("POSTERN_") {
-            command.env_remove(name);
-        }
-    }
-    command
 }
 
 /// Waits (bounded) until `GET /healthz` answers 200.
@@ -79,22 +71,7 @@ fn wait_healthy(web: SocketAddr, server: &mut Child) {
 /// Starts `postern dev` (open on loopback, keeps messages) on ephemeral ports; returns it, its
 /// SMTP address and its web URL, from the banner.
 fn start_dev(data_dir: &Path) -> (Server, String, String) {
-    let mut child = postern()
-        .args([
-            "dev",
-            "--smtp",
-            "127.0.0.1:0",
-            "--submission",
-            "127.0.0.1:0",
-            "--web",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_dev(data_dir);
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
     let (mut smtp, mut web) = (None, None);
@@ -166,7 +143,7 @@ fn browser_end_to_end() {
             panic!("TEST_BROWSER={other:?}: expected 1 or required")
         }
         _ => {
-            println!("browser_end_to_end: skipped (opt-in: set TEST_BROWSER=1 to run it)");
+            crate::support::skipped("opt-in: set TEST_BROWSER=1 to run it");
             return;
         }
     }

@@ -1,9 +1,7 @@
 //! Authorization callbacks at RCPT time, error callbacks after non-2xx answers (spec §7),
 //! and the built-in test targets (spec §2.10).
 
-use std::time::Duration;
-
-use crate::support::{Receiver, TestApp, config_with};
+use crate::support::{Receiver, TestApp, config_with, eventually, eventually_ok};
 
 fn config(
     receiver: &Receiver,
@@ -108,19 +106,14 @@ async fn error_callback_after_a_non_2xx_answer() {
         .send_mail("a@example.net", &["to@example.com"], "Subject: e\r\n\r\nx")
         .await;
     assert!(reply.starts_with("554 "), "{reply}");
-    // The callback runs after the reply; wait for it (bounded).
-    let mut report = None;
-    for _ in 0..50 {
-        report = receiver
-            .requests()
-            .into_iter()
-            .find(|r| r.path == "/errors.json");
-        if report.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let report = report.expect("the error callback was called").json();
+    // The callback runs after the reply; wait for it.
+    let report = eventually_ok("the error callback", async || {
+        let mut requests = receiver.requests().into_iter();
+        let report = requests.find(|r| r.path == "/errors.json");
+        report.ok_or("not called yet".to_string())
+    })
+    .await
+    .json();
     assert_eq!(
         report,
         serde_json::json!({"status": 422, "to": "to@example.com", "from": "a@example.net", "response": "target says 422"})
@@ -131,9 +124,16 @@ async fn error_callback_after_a_non_2xx_answer() {
         .await;
     assert!(reply.starts_with("554 "));
     // The message detail lists the target POST and, once done, the callback.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let id = app.messages().await.last().unwrap()["id"].as_i64().unwrap();
-    let detail = app.get_json(&format!("/api/messages/{id}")).await;
+    let detail = eventually_ok("the callback in the message detail", async || {
+        let detail = app.get_json(&format!("/api/messages/{id}")).await;
+        let attempts = detail["attempts"].as_array().unwrap().len();
+        match attempts >= 2 {
+            true => Ok(detail),
+            false => Err(format!("{attempts} attempts")),
+        }
+    })
+    .await;
     let kinds: Vec<&str> = detail["attempts"]
         .as_array()
         .unwrap()
@@ -164,12 +164,10 @@ async fn unreachable_target_reports_status_0() {
         .send_mail("a@example.net", &["to@example.com"], "Subject: e\r\n\r\nx")
         .await;
     assert!(reply.starts_with("450 "), "{reply}");
-    for _ in 0..50 {
-        if !receiver.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the error callback", async || {
+        !receiver.requests().is_empty()
+    })
+    .await;
     let request = receiver.single();
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
         .into_owned()

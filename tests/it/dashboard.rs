@@ -2,11 +2,13 @@
 //! filters and paging, the detail page with attempts, hostile mail escaped everywhere, the
 //! email's HTML only through the sandboxed endpoint, attachment downloads, and the gate.
 
-use postern::accounts::{Actor, NewPassword, Role};
 use postern::config::{Config, TargetUrl};
 
 use crate::support::browser::Page;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, Receiver, TestApp, config_with};
+use crate::support::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Browser, Receiver, TestApp, VIEWER_EMAIL, VIEWER_PASSWORD,
+    config_with,
+};
 
 /// Rows of the message list.
 fn rows(page: &Page) -> usize {
@@ -224,8 +226,7 @@ async fn signed_in_the_list_and_detail_show_attempts_and_escaped_answers() {
         assert!(page.location().unwrap().starts_with("/signin"), "{path}");
     }
 
-    let mut browser = app.browser();
-    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut browser = app.admin_browser().await;
     let list = browser.get("/").await;
     assert_eq!(list.status, 200);
     assert_eq!(rows(&list), 1);
@@ -437,15 +438,7 @@ async fn admins_resend_a_kept_message_and_viewers_cannot() {
         Some(TargetUrl::parse(&receiver.url("/status/200")).unwrap()),
     );
     let app = TestApp::from_config(config, data_dir).await;
-    app.accounts
-        .create_user(
-            "viewer@postern.test",
-            Role::Viewer,
-            NewPassword::Given("viewer password for tests".into()),
-            &Actor::Cli,
-        )
-        .await
-        .unwrap();
+    app.add_viewer().await;
     let browser = || Browser::new(format!("127.0.0.1:{}", app.web.port()).parse().unwrap());
     let reply = send(
         &app,
@@ -466,9 +459,7 @@ async fn admins_resend_a_kept_message_and_viewers_cannot() {
     );
 
     let mut viewer = browser();
-    viewer
-        .sign_in("viewer@postern.test", "viewer password for tests")
-        .await;
+    viewer.sign_in(VIEWER_EMAIL, VIEWER_PASSWORD).await;
     let seen = viewer.get(&format!("/messages/{id}")).await;
     assert_eq!(seen.status, 200);
     assert!(!seen.body.contains("Resend to target"));

@@ -2,21 +2,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-use crate::support::Smtp;
-
-/// The real binary, without any `POSTERN_*` variable of the environment the tests run in.
-fn postern() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("POSTERN_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
+use crate::support::binary::{postern, spawn_dev};
+use crate::support::{Smtp, eventually};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = postern()
@@ -231,7 +220,11 @@ fn check_prints_the_outbound_settings_with_the_relay_password_masked() {
     );
     assert!(!out.contains("r3lay-s3cret") && !err.contains("r3lay-s3cret"));
 
-    std::fs::write(&path, "[outbound]\ndns = \"127.0.0.1:5353\"\nport = 2525\n").unwrap();
+    std::fs::write(
+        &path,
+        "[dns]\nservers = \"127.0.0.1:5353\"\n[outbound]\nport = 2525\n",
+    )
+    .unwrap();
     let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -240,6 +233,35 @@ fn check_prints_the_outbound_settings_with_the_relay_password_masked() {
         ),
         "{out}"
     );
+    assert!(!out.contains("deprecated"), "{out}");
+}
+
+#[test]
+fn check_warns_about_the_deprecated_dns_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postern.toml");
+    // The old key still applies, to every lookup, with a warning naming its replacement.
+    std::fs::write(&path, "[outbound]\ndns = \"127.0.0.1:5353\"\nport = 2525\n").unwrap();
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("warning:  [outbound] dns is deprecated; use [dns] servers instead"),
+        "{out}"
+    );
+    assert!(
+        out.contains("SPF       on (DNS: 127.0.0.1:5353;")
+            && out.contains("on port 2525 (DNS: 127.0.0.1:5353)"),
+        "{out}"
+    );
+    // Two keys naming different servers: no config, and an error naming both.
+    std::fs::write(
+        &path,
+        "[auth]\ndns = \"127.0.0.1:53\"\n[outbound]\ndns = \"127.0.0.1:5353\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("auth.dns and outbound.dns"), "{err}");
 }
 
 #[test]
@@ -253,25 +275,21 @@ fn missing_config_file_gives_a_hint() {
     assert!(err.contains("postern init"), "{err}");
 }
 
+/// Whether process `pid` has a SIGTERM handler installed (Linux: signal 15's bit in the
+/// `SigCgt` mask of `/proc/PID/status`).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+    caught.is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+}
+
 /// Starts `postern dev` on ephemeral ports; returns the child, its SMTP address, its API
 /// base URL and the banner.
 fn start_dev(data_dir: &std::path::Path) -> (Child, SocketAddr, String, String) {
-    let mut child = postern()
-        .args([
-            "dev",
-            "--smtp",
-            "127.0.0.1:0",
-            "--submission",
-            "127.0.0.1:0",
-            "--web",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_dev(data_dir);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = String::new();
     let mut smtp = None;
@@ -322,7 +340,10 @@ async fn dev_banner_and_graceful_shutdown() {
     busy.cmd("RCPT TO:<b@example.com>", "250").await;
     busy.cmd("DATA", "354").await;
     busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The 354 put the session in DATA; the banner comes before the signal handler, and a
+    // SIGTERM before it would kill the process outright.
+    let pid = child.id();
+    eventually("postern to catch SIGTERM", async || catches_sigterm(pid)).await;
 
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -621,8 +621,7 @@ async fn failures_are_throttled_by_address() {
 #[tokio::test]
 async fn settings_list_the_providers_without_secrets() {
     let (app, _github) = with_github().await;
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let page = admin.get("/settings").await;
     assert_eq!(page.status, 200);
     assert!(

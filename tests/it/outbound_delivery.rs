@@ -14,13 +14,12 @@ use tempfile::TempDir;
 
 use postern::config::{Config, RelayUrl};
 use postern::outbound::NewCredentialSpec;
-use postern::outbound::dkim::Algorithm;
 use postern::outbound::worker::BACKOFF;
 use postern::store::{OutboundAttemptRow, OutboundSummary, RecipientState};
 
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::sink::Sink;
-use crate::support::{Receiver, TestApp, config_with};
+use crate::support::{Receiver, TestApp, config_with, eventually_ok};
 
 const USERNAME: &str = "shop";
 const EVENTS_URL: &str = "http://127.0.0.1:9/events";
@@ -46,29 +45,34 @@ fn outbound_toml(dns: &DnsServer, port: u16, extra: &str) -> String {
     )
 }
 
+/// An app whose delivery worker asks `dns` for MX records and connects to `port`.
+async fn start_delivering(dns: &DnsServer, port: u16, extra: &str, data_dir: TempDir) -> TestApp {
+    TestApp::launch(&outbound_toml(dns, port, extra))
+        .in_dir(data_dir)
+        .delivering()
+        .start()
+        .await
+}
+
 /// A delivering app with the credential `shop` (events URL set) and the sending domain
 /// `example.com`; returns the credential's token.
 async fn delivering_app(dns: &DnsServer, port: u16, extra: &str) -> (TestApp, String) {
-    let app = TestApp::start(&outbound_toml(dns, port, extra)).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let app = start_delivering(dns, port, extra, data_dir).await;
     let token = setup_sender(&app).await;
     (app, token)
 }
 
 /// Returns the token; the sending domain's DKIM record is `dkim_record(app)`.
 async fn setup_sender(app: &TestApp) -> String {
-    let (_, token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let token = app
+        .credential(NewCredentialSpec {
             username: USERNAME.into(),
             events_url: Some(EVENTS_URL.into()),
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
+        .await;
+    app.add_example_sending_domain().await;
     token
 }
 
@@ -98,15 +102,8 @@ async fn send(app: &TestApp, token: &str, to: &str, extra: Value) -> String {
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/v0.1/{USERNAME}/messages")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.unwrap();
+    let (status, answer) = app.post_message(USERNAME, token, body).await;
+    assert_eq!(status, 202, "{answer}");
     answer["id"].as_str().unwrap().to_string()
 }
 
@@ -119,22 +116,16 @@ async fn load(app: &TestApp, uuid: &str) -> OutboundSummary {
         .expect("the message is stored")
 }
 
-/// Polls (8 s at most) until the message's one recipient is in `state`.
+/// Waits until the message's one recipient is in `state`.
 async fn wait_state(app: &TestApp, uuid: &str, state: RecipientState) -> OutboundSummary {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
+    eventually_ok(&format!("the recipient {state:?}"), async || {
         let message = load(app, uuid).await;
-        if message.recipients[0].state == state {
-            return message;
+        match message.recipients[0].state == state {
+            true => Ok(message),
+            false => Err(format!("still {:?}", message.recipients[0])),
         }
-        assert!(
-            Instant::now() < deadline,
-            "recipient still {:?} (waiting for {state:?}): {:?}",
-            message.recipients[0].state,
-            message.recipients[0]
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 async fn attempts(app: &TestApp, message: &OutboundSummary) -> Vec<OutboundAttemptRow> {
@@ -156,21 +147,16 @@ async fn event_kinds(app: &TestApp, message: &OutboundSummary) -> Vec<String> {
         .collect()
 }
 
-/// The sink's dumps, once `count` arrived (8 s at most).
+/// The sink's dumps, once `count` arrived whole.
 async fn wait_dumps(sink: &Sink, count: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
+    eventually_ok(&format!("{count} dumps"), async || {
         let dumps = sink.messages();
-        if dumps.len() >= count && dumps.iter().all(|d| d.ends_with("\n\n")) {
-            return dumps;
+        match dumps.len() >= count && dumps.iter().all(|d| d.ends_with("\n\n")) {
+            true => Ok(dumps),
+            false => Err(format!("{} dumps", dumps.len())),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} dumps of {count}",
-            dumps.len()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -284,11 +270,7 @@ async fn the_priority_queue_goes_first_and_digests_last() {
     let data_dir = app.stop().await;
 
     // …then sent one at a time in queue order.
-    let app = TestApp::start_in(
-        &outbound_toml(&dns, sink.port(), "max_connections = 1"),
-        data_dir,
-    )
-    .await;
+    let app = start_delivering(&dns, sink.port(), "max_connections = 1", data_dir).await;
     let mut first_attempt = Vec::new();
     for uuid in [&priority, &standard, &digest] {
         let message = wait_state(&app, uuid, RecipientState::Delivered).await;
@@ -453,8 +435,7 @@ async fn a_permanent_failure_bounces_and_suppresses_the_address() {
     assert_eq!(event_kinds(&app, &message).await, ["suppressed"]);
     assert!(attempts(&app, &message).await.is_empty());
     // Nor later: the worker looks at the queue again and still leaves it alone.
-    app.outbound.wake_worker();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.run_worker_once().await, 0, "nothing is attempted");
     let message = load(&app, &again).await;
     assert_eq!(message.recipients[0].state, RecipientState::Suppressed);
     assert!(attempts(&app, &message).await.is_empty());
@@ -533,7 +514,7 @@ async fn a_delivery_cut_off_by_a_crash_is_sent_again_after_the_restart() {
     let data_dir: TempDir = app.stop().await;
     drop(store);
 
-    let app = TestApp::start_in(&outbound_toml(&dns, sink.port(), ""), data_dir).await;
+    let app = start_delivering(&dns, sink.port(), "", data_dir).await;
     let message = wait_state(&app, &uuid, RecipientState::Delivered).await;
     let outcomes: Vec<String> = attempts(&app, &message)
         .await
@@ -708,19 +689,15 @@ async fn deliveries_to_one_domain_are_limited_and_reuse_their_connections() {
 
     let to: Vec<String> = (0..8).map(|i| format!("user{i}@dest.test")).collect();
     let uuid = send(&app, &token, &to.join(", "), json!({})).await;
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
+    eventually_ok("every recipient delivered", async || {
         let message = load(&app, &uuid).await;
-        if message
-            .recipients
-            .iter()
-            .all(|r| r.state == RecipientState::Delivered)
-        {
-            break;
+        let states: Vec<_> = message.recipients.iter().map(|r| r.state).collect();
+        match states.iter().all(|s| *s == RecipientState::Delivered) {
+            true => Ok(()),
+            false => Err(format!("{states:?}")),
         }
-        assert!(Instant::now() < deadline, "{:?}", message.recipients);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await;
     assert_eq!(
         mx.most_at_once.load(Ordering::SeqCst),
         2,
@@ -764,25 +741,19 @@ async fn the_delivery_reaches_the_events_webhook() {
     let sink = Sink::start(&[]).await;
     let dns = DnsServer::start(dest_zone()).await;
     let webhook = Receiver::start().await;
-    let app = TestApp::start(&outbound_toml(&dns, sink.port(), "")).await;
-    let (_, token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let app = start_delivering(&dns, sink.port(), "", tempfile::tempdir().unwrap()).await;
+    let token = app
+        .credential(NewCredentialSpec {
             username: USERNAME.into(),
             events_url: Some(webhook.url("/events")),
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
+        .await;
+    app.add_example_sending_domain().await;
 
     let uuid = send(&app, &token, "user@dest.test", json!({})).await;
     wait_state(&app, &uuid, RecipientState::Delivered).await;
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let kinds = loop {
+    let kinds = eventually_ok("the delivery event on the webhook", async || {
         let kinds: Vec<String> = webhook
             .requests()
             .iter()
@@ -792,15 +763,12 @@ async fn the_delivery_reaches_the_events_webhook() {
                 event["kind"].as_str().unwrap().to_string()
             })
             .collect();
-        if kinds.contains(&"delivery".to_string()) {
-            break kinds;
+        match kinds.contains(&"delivery".to_string()) {
+            true => Ok(kinds),
+            false => Err(format!("webhook events so far: {kinds:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "webhook events so far: {kinds:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    })
+    .await;
     assert_eq!(kinds, ["registration", "dispatch", "delivery"]);
     app.stop().await;
 }

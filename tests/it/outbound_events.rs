@@ -13,21 +13,19 @@ use postern::accounts::{Actor, Role};
 use postern::outbound::NewCredentialSpec;
 use postern::store::{Engagement, SendingDomainRow};
 
-use crate::support::{Receiver, TestApp, config_with};
+use crate::support::{Receiver, TestApp, config_with, eventually};
 
 /// A serve-mode app with credential `app` (its token returned) and `example.com` as a
 /// sending domain whose return path is `mta.example.com`.
 async fn serve_app(events_url: Option<String>) -> (TestApp, String) {
     let app = TestApp::start(&config_with(&[], "")).await;
-    let (_, token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let token = app
+        .credential(NewCredentialSpec {
             username: "app".into(),
             events_url,
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
+        .await;
     app.outbound
         .store()
         .insert_sending_domain(SendingDomainRow {
@@ -48,46 +46,20 @@ async fn serve_app(events_url: Option<String>) -> (TestApp, String) {
 
 /// Sends through the API; the message's UUID.
 async fn send(app: &TestApp, token: &str, body: Value) -> String {
-    let response = reqwest::Client::new()
-        .post(app.url("/api/v0.1/app/messages"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let answer: Value = response.json().await.unwrap();
+    let (status, answer) = app.post_message("app", token, body).await;
+    assert_eq!(status, 202, "{answer}");
     answer["id"].as_str().unwrap().to_string()
 }
 
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, app.url(path))
-        .bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// Polls `check` until it holds (5 s at most).
-async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// Waits until the webhook task has dealt with every event due now (sent it, set it aside
+/// for a retry, or found it is not to be sent), so that a round run by the test competes
+/// with no round of the task's.
+async fn settled(app: &TestApp) {
+    eventually("the due events dealt with", async || {
+        let next = app.outbound.store().next_event_due().await.unwrap();
+        next.is_none_or(|at| at > app.clock.unix())
+    })
+    .await
 }
 
 fn state_of(message: &Value, address: &str) -> String {
@@ -149,10 +121,10 @@ async fn events_go_out_in_a_batch_with_basic_auth_and_are_retried_on_the_clock()
         "{message}"
     );
 
-    // Not before the first backoff step (30 s) on the app's clock.
+    // Not before the first backoff step (30 s) on the app's clock: a round finds nothing due.
+    settled(&app).await;
     app.clock.advance(Duration::from_secs(29));
-    app.outbound.events_written();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.run_events_once().await, 0, "nothing is due at 29 s");
     assert_eq!(receiver.requests().len(), 1);
     app.clock.advance(Duration::from_secs(1));
     app.outbound.events_written();
@@ -169,8 +141,7 @@ async fn events_go_out_in_a_batch_with_basic_auth_and_are_retried_on_the_clock()
     .await;
     // Sent events are not sent again.
     app.clock.advance(Duration::from_secs(3600));
-    app.outbound.events_written();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.run_events_once().await, 0, "nothing is due once sent");
     assert_eq!(receiver.requests().len(), 2);
 }
 
@@ -188,6 +159,7 @@ async fn more_than_a_hundred_due_events_are_split_into_batches() {
         receiver.requests().len() == 1
     })
     .await;
+    settled(&app).await;
     // 120 events written without waking the webhook (as a backlog after a restart would be).
     for i in 0..120 {
         let recorded = app
@@ -208,14 +180,14 @@ async fn more_than_a_hundred_due_events_are_split_into_batches() {
             .unwrap();
         assert!(recorded);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         receiver.requests().len(),
         1,
         "nothing is sent before the webhook wakes"
     );
-    app.outbound.events_written();
-    eventually("two more POSTs", async || receiver.requests().len() == 3).await;
+    // One round, as the task runs when woken: all 120 in two POSTs.
+    assert_eq!(app.run_events_once().await, 120);
+    assert_eq!(receiver.requests().len(), 3);
     let sizes: Vec<usize> = receiver.requests()[1..]
         .iter()
         .map(|r| r.json()["events"].as_array().unwrap().len())
@@ -282,46 +254,43 @@ async fn dsns_and_plain_bounces_to_the_return_path_become_events_states_and_supp
 
     let mut smtp = app.smtp().await;
     smtp.ehlo().await;
-    // A hard DSN: accepted although no [[address]] routes mta.example.com.
-    let hard = dsn(
-        &uuid,
-        "gone@example.net",
-        "failed",
-        "5.1.1",
-        "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown",
-    );
-    let reply = smtp.send_mail("", &[&return_path], &hard).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A soft one.
-    let soft = dsn(
-        &uuid,
-        "full@example.net",
-        "failed",
-        "4.2.2",
-        "452 4.2.2 Mailbox full",
-    );
-    let reply = smtp.send_mail("", &[&return_path], &soft).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A plain-text bounce naming its recipient.
-    let plain = "From: MAILER-DAEMON@mx.example.org\r\nSubject: failure notice\r\n\r\nHi. This is the qmail-send program at mx.example.org.\r\nI'm afraid I wasn't able to deliver your message to the following addresses.\r\n\r\n<old@example.org>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n";
-    let reply = smtp.send_mail("", &[&return_path], plain).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A DSN naming someone who is not a recipient of the message: an event, nothing more.
-    let stranger = dsn(
-        &uuid,
-        "stranger@example.com",
-        "failed",
-        "5.1.1",
-        "550 5.1.1 unknown",
-    );
-    let reply = smtp.send_mail("", &[&return_path], &stranger).await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    // A person answering the return path.
-    let human = "From: Full <full@example.net>\r\nSubject: Re: hi\r\n\r\nWho is this?\r\n";
-    let reply = smtp
-        .send_mail("full@example.net", &[&return_path], human)
-        .await;
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let return_mail = [
+        // A hard DSN: accepted although no [[address]] routes mta.example.com.
+        (
+            "",
+            dsn(
+                &uuid,
+                "gone@example.net",
+                "failed",
+                "5.1.1",
+                "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown",
+            ),
+        ),
+        // A soft one.
+        (
+            "",
+            dsn(&uuid, "full@example.net", "failed", "4.2.2", "452 4.2.2 Mailbox full"),
+        ),
+        // A plain-text bounce naming its recipient.
+        (
+            "",
+            "From: MAILER-DAEMON@mx.example.org\r\nSubject: failure notice\r\n\r\nHi. This is the qmail-send program at mx.example.org.\r\nI'm afraid I wasn't able to deliver your message to the following addresses.\r\n\r\n<old@example.org>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n".to_string(),
+        ),
+        // A DSN naming someone who is not a recipient of the message: an event, nothing more.
+        (
+            "",
+            dsn(&uuid, "stranger@example.com", "failed", "5.1.1", "550 5.1.1 unknown"),
+        ),
+        // A person answering the return path.
+        (
+            "full@example.net",
+            "From: Full <full@example.net>\r\nSubject: Re: hi\r\n\r\nWho is this?\r\n".to_string(),
+        ),
+    ];
+    for (from, mail) in &return_mail {
+        let reply = smtp.send_mail(from, &[&return_path], mail).await;
+        assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    }
 
     // Unknown message, or a known UUID at another domain: the usual 550.
     smtp.cmd("MAIL FROM:<>", "250").await;
@@ -406,54 +375,56 @@ async fn the_suppression_api_is_for_admins_to_change() {
         .await
         .unwrap();
     let key = app.api_key.clone();
-    let (status, body) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "Someone@Example.NET"})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "Someone@Example.NET"})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["address"], "Someone@example.net");
     assert_eq!(body["reason"], "manual");
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "someone@example.net", "reason": "asked"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "someone@example.net", "reason": "asked"})),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, body) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "not an address"})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "not an address"})),
+        )
+        .await;
     assert_eq!((status, body["field"].as_str()), (422, Some("address")));
-    let (status, _) = call(
-        &app,
-        &viewer,
-        Method::POST,
-        "/api/suppressions",
-        Some(json!({"address": "x@example.net"})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &viewer,
+            Method::POST,
+            "/api/suppressions",
+            Some(json!({"address": "x@example.net"})),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(
-        &app,
-        &viewer,
-        Method::DELETE,
-        "/api/suppressions/someone@example.net",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &viewer,
+            Method::DELETE,
+            "/api/suppressions/someone@example.net",
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, body) = call(&app, &viewer, Method::GET, "/api/suppressions", None).await;
+    let (status, body) = app
+        .call(&viewer, Method::GET, "/api/suppressions", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["suppressions"].as_array().unwrap().len(), 1);
 
@@ -470,23 +441,23 @@ async fn the_suppression_api_is_for_admins_to_change() {
         json!({"reason": "suppression list"})
     );
 
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        "/api/suppressions/SOMEONE@example.net",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::DELETE,
+            "/api/suppressions/SOMEONE@example.net",
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        "/api/suppressions/someone@example.net",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::DELETE,
+            "/api/suppressions/someone@example.net",
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
     let uuid = send(
         &app,
@@ -712,7 +683,9 @@ async fn the_webhook_carries_one_terminal_event_per_recipient() {
             .starts_with("250")
     );
     eventually("the soft bounce", async || sent().len() == 3).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The bounce after `suppressed` was never sent: nothing is left to send either.
+    settled(&app).await;
+    assert_eq!(app.run_events_once().await, 0);
     let mut sent = sent();
     sent.sort();
     assert_eq!(
@@ -806,4 +779,42 @@ fn suppression_commands_and_the_tracking_warning_of_the_real_binary() {
         "{out}"
     );
     assert!(!out.contains("warning"), "{out}");
+}
+
+#[tokio::test]
+async fn a_return_path_is_alone_in_its_transaction() {
+    let (app, token) = serve_app(None).await;
+    let receiver = Receiver::start().await;
+    let (status, created) = app
+        .call(
+            &app.api_key,
+            Method::POST,
+            "/api/addresses",
+            Some(json!({ "address": "user@example.net", "target": receiver.url("/status/200") })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let uuid = send(
+        &app,
+        &token,
+        json!({"from": "a@example.com", "to": ["gone@example.net"], "plain": "hello"}),
+    )
+    .await;
+    let return_path = format!("bounces+{uuid}@mta.example.com");
+
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    // The return path first: any other recipient waits for a transaction of its own.
+    smtp.cmd("MAIL FROM:<>", "250").await;
+    smtp.cmd(&format!("RCPT TO:<{return_path}>"), "250").await;
+    smtp.cmd("RCPT TO:<user@example.net>", "452 4.5.3").await;
+    smtp.cmd("RSET", "250").await;
+    // A routed recipient first: the return path waits.
+    smtp.cmd("MAIL FROM:<>", "250").await;
+    smtp.cmd("RCPT TO:<user@example.net>", "250").await;
+    smtp.cmd(&format!("RCPT TO:<{return_path}>"), "452 4.5.3")
+        .await;
+    smtp.cmd("RSET", "250").await;
+    assert!(app.messages().await.is_empty());
+    assert!(receiver.requests().is_empty());
 }

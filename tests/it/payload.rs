@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use postern::config::Format;
 use postern::inbound::format::{self, FormatOptions, PayloadEnvelope, Spf};
-use postern::inbound::message::ParsedMessage;
+use postern::mail::message::ParsedMessage;
 use serde_json::Value;
 
 use crate::support::receiver::Captured;
@@ -278,7 +278,7 @@ fn smtp_raw(message: &[u8]) -> Vec<u8> {
 }
 
 /// What the builder makes of `message` in `format`, with the golden boundary.
-fn built(format: Format, message: &[u8]) -> format::Payload {
+fn built(format: Format, message: &[u8]) -> postern::webhook::Payload {
     let raw = smtp_raw(message);
     format::build_with_boundary(
         format,

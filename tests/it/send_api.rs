@@ -10,7 +10,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use postern::outbound::NewCredentialSpec;
-use postern::outbound::dkim::Algorithm;
 
 use crate::support::{TestApp, config_with};
 
@@ -82,27 +81,12 @@ fn is_uuid_v4(id: &str) -> bool {
     re.is_match(id)
 }
 
-async fn post(app: &TestApp, username: &str, token: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(app.url(&format!("/api/v0.1/{username}/messages")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 /// A serve-mode app with a credential `app` (its token returned) and `example.com` as a
 /// sending domain.
 async fn serve_app(spec: NewCredentialSpec) -> (TestApp, String) {
     let app = TestApp::start(&config_with(&[], "")).await;
-    let (_, token) = app.outbound.create_credential(spec).await.unwrap();
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
+    let token = app.credential(spec).await;
+    app.add_example_sending_domain().await;
     (app, token)
 }
 
@@ -183,21 +167,8 @@ async fn the_official_npm_client_sends_through_dev_mode() {
     assert_eq!(kinds, ["registration"; 3]);
 
     // The queued bytes are the message the client described.
-    let summary = app
-        .outbound
-        .store()
-        .outbound_message(id)
-        .await
-        .unwrap()
-        .unwrap();
-    let raw = app
-        .outbound
-        .store()
-        .outbound_content(summary.row_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let parsed = postern::inbound::message::ParsedMessage::parse(&raw);
+    let raw = app.queued_content(id).await;
+    let parsed = postern::mail::message::ParsedMessage::parse(&raw);
     let header = |name: &str| {
         parsed
             .headers
@@ -291,17 +262,17 @@ async fn serve_mode_checks_credentials_senders_and_domains() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], 401);
     assert!(body["error"].as_str().unwrap().contains("Bearer"));
-    assert_eq!(post(&app, "app", "nope", good.clone()).await.0, 401);
-    assert_eq!(post(&app, "other", &token, good.clone()).await.0, 401);
+    assert_eq!(app.post_message("app", "nope", good.clone()).await.0, 401);
+    assert_eq!(app.post_message("other", &token, good.clone()).await.0, 401);
 
     // A sender outside the credential's patterns: 403.
-    let (status, body) = post(
-        &app,
-        "app",
-        &token,
-        json!({"from": "a@example.org", "to": "b@example.net", "plain": "x"}),
-    )
-    .await;
+    let (status, body) = app
+        .post_message(
+            "app",
+            &token,
+            json!({"from": "a@example.org", "to": "b@example.net", "plain": "x"}),
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(
         body["error"],
@@ -309,7 +280,7 @@ async fn serve_mode_checks_credentials_senders_and_domains() {
     );
 
     // Accepted: exactly 202, queued for delivery, envelope sender on the return path.
-    let (status, body) = post(&app, "app", &token, good.clone()).await;
+    let (status, body) = app.post_message("app", &token, good.clone()).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap();
     let message = app.get_json(&format!("/api/outbound/{id}")).await;
@@ -322,19 +293,19 @@ async fn serve_mode_checks_credentials_senders_and_domains() {
 
     // Revoked: 401 from then on.
     assert!(app.outbound.revoke_credential("app").await.unwrap());
-    assert_eq!(post(&app, "app", &token, good).await.0, 401);
+    assert_eq!(app.post_message("app", &token, good).await.0, 401);
 }
 
 #[tokio::test]
 async fn unknown_sending_domains_are_refused_with_a_hint() {
     let (app, token) = serve_app(credential("app")).await;
-    let (status, body) = post(
-        &app,
-        "app",
-        &token,
-        json!({"from": "a@elsewhere.test", "to": "b@example.net", "plain": "x"}),
-    )
-    .await;
+    let (status, body) = app
+        .post_message(
+            "app",
+            &token,
+            json!({"from": "a@elsewhere.test", "to": "b@example.net", "plain": "x"}),
+        )
+        .await;
     assert_eq!(status, 422);
     let error = body["error"].as_str().unwrap();
     assert!(
@@ -353,20 +324,20 @@ async fn unknown_sending_domains_are_refused_with_a_hint() {
 #[tokio::test]
 async fn test_credentials_and_test_mode_never_queue_for_delivery() {
     let (app, token) = serve_app(credential("live")).await;
-    let (_, test_token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let test_token = app
+        .credential(NewCredentialSpec {
             test: true,
             ..credential("sandbox")
         })
-        .await
-        .unwrap();
+        .await;
     let message = json!({"from": "a@example.com", "to": "b@example.net", "plain": "x"});
-    let (status, body) = post(&app, "sandbox", &test_token, message.clone()).await;
+    let (status, body) = app
+        .post_message("sandbox", &test_token, message.clone())
+        .await;
     assert_eq!((status, &body["test_mode"]), (202, &json!(true)));
     let mut asked = message.clone();
     asked["test_mode"] = json!(true);
-    let (status, body2) = post(&app, "live", &token, asked).await;
+    let (status, body2) = app.post_message("live", &token, asked).await;
     assert_eq!((status, &body2["test_mode"]), (202, &json!(true)));
     for id in [&body["id"], &body2["id"]] {
         let detail = app
@@ -386,17 +357,17 @@ async fn go_client_shapes_limits_and_raw_messages() {
     let (app, token) = serve_app(credential("app")).await;
 
     // cloudmailin-go: headers as arrays, priority, tags array; exactly 202.
-    let (status, body) = post(
-        &app,
-        "app",
-        &token,
-        json!({
-            "from": "a@example.com", "to": ["b@example.net"], "subject": "go",
-            "plain": "x", "headers": {"x-agent": ["cloudmailin-go"]},
-            "priority": "priority", "tags": ["go"]
-        }),
-    )
-    .await;
+    let (status, body) = app
+        .post_message(
+            "app",
+            &token,
+            json!({
+                "from": "a@example.com", "to": ["b@example.net"], "subject": "go",
+                "plain": "x", "headers": {"x-agent": ["cloudmailin-go"]},
+                "priority": "priority", "tags": ["go"]
+            }),
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["tags"], json!(["go", "api"]));
     let detail = app
@@ -435,7 +406,7 @@ async fn go_client_shapes_limits_and_raw_messages() {
         ),
         (json!("not an object"), "not a valid message"),
     ] {
-        let (status, body) = post(&app, "app", &token, request).await;
+        let (status, body) = app.post_message("app", &token, request).await;
         assert_eq!(status, 422, "{body}");
         assert_eq!(body["status"], 422);
         let error = body["error"].as_str().unwrap();
@@ -450,9 +421,7 @@ async fn go_client_shapes_limits_and_raw_messages() {
     use base64::Engine;
     for (size, status) in [(7 * 1024 * 1024, 202), (11 * 1024 * 1024, 422)] {
         let content = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; size]);
-        let (got, body) = post(
-            &app,
-            "app",
+        let (got, body) = app.post_message("app",
             &token,
             json!({"from": "a@example.com", "to": "b@example.net", "plain": "x",
                    "attachments": [{"file_name": "big.bin.txt", "content": content, "content_type": "text/plain"}]}),

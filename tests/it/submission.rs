@@ -12,7 +12,9 @@ use std::time::Duration;
 use postern::config::TlsSource;
 use postern::shutdown::Shutdown;
 use postern::smtp::Reply;
-use postern::smtp::server::{ConnectionInfo, MailHandler, ServerConfig, SmtpServer};
+use postern::smtp::server::{
+    ConnectionInfo, ListenerLimits, MailHandler, ServerConfig, SmtpServer,
+};
 use postern::smtp::session::{
     Credentials, Envelope, SessionConfig, SessionPolicy, SizeLimit, TransactionInfo,
 };
@@ -143,6 +145,7 @@ impl Listener {
             max_connections: 10,
             command_timeout: Duration::from_secs(30),
             data_timeout: Duration::from_secs(30),
+            limits: ListenerLimits::default(),
         };
         let handler = Arc::new(TestSubmission {
             any_credentials: matches!(

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use serde_json::Value;
 
 use postern::outbound::NewCredentialSpec;
-use postern::outbound::dkim::Algorithm;
 
 use crate::support::{Smtp, TestApp, config_with};
 
@@ -17,28 +16,21 @@ use crate::support::{Smtp, TestApp, config_with};
 async fn serve_app() -> (TestApp, String, String) {
     let extra = "[smtp]\ntls_self_signed = true\n[submission]\nlisten = [\"127.0.0.1:0\"]\n";
     let app = TestApp::start(&config_with(&[], extra)).await;
-    let (_, token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+    let token = app
+        .credential(NewCredentialSpec {
             username: "app".into(),
             allowed_senders: vec!["@example.com".into(), "@elsewhere.test".into()],
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
-    let (_, test_token) = app
-        .outbound
-        .create_credential(NewCredentialSpec {
+        .await;
+    let test_token = app
+        .credential(NewCredentialSpec {
             username: "sandbox".into(),
             test: true,
             ..NewCredentialSpec::default()
         })
-        .await
-        .unwrap();
-    app.outbound
-        .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
-        .await
-        .unwrap();
+        .await;
+    app.add_example_sending_domain().await;
     (app, token, test_token)
 }
 
@@ -133,21 +125,7 @@ fn states(message: &Value) -> Vec<(String, String)> {
 }
 
 async fn stored_content(app: &TestApp, id: &str) -> String {
-    let summary = app
-        .outbound
-        .store()
-        .outbound_message(id)
-        .await
-        .unwrap()
-        .expect("the message is in the queue");
-    let raw = app
-        .outbound
-        .store()
-        .outbound_content(summary.row_id)
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8(raw).unwrap()
+    String::from_utf8(app.queued_content(id).await).unwrap()
 }
 
 #[tokio::test]

@@ -6,38 +6,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::accounts::enrol_totp;
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, config_with};
+use crate::support::{ADMIN_EMAIL, TestApp, config_with};
 
 async fn serve() -> TestApp {
     TestApp::start(&config_with(&[], "")).await
-}
-
-/// A request with `Authorization: Bearer key` (and a JSON body when given); status and
-/// JSON answer (`Null` for an empty one).
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, app.url(path))
-        .bearer_auth(key);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    };
-    (status, json)
 }
 
 async fn user_json(app: &TestApp, email: &str) -> Option<Value> {
@@ -63,14 +35,14 @@ async fn an_admin_key_creates_users_with_a_one_time_or_a_given_password() {
     let key = app.api_key.clone();
 
     // No password: a generated one, in this answer only, to be replaced at first sign-in.
-    let (status, created) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/api/users",
-        Some(json!({"email": " New@Postern.test", "role": "viewer"})),
-    )
-    .await;
+    let (status, created) = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/users",
+            Some(json!({"email": " New@Postern.test", "role": "viewer"})),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let user = &created["user"];
     assert_eq!(user["email"], "new@postern.test");
@@ -92,9 +64,7 @@ async fn an_admin_key_creates_users_with_a_one_time_or_a_given_password() {
     assert_eq!(browser.get("/").await.location(), Some("/account/password"));
 
     // A given password: no password in the answer, nothing to replace.
-    let (status, created) = call(
-        &app,
-        &key,
+    let (status, created) = app.call(&key,
         Method::POST,
         "/api/users",
         Some(json!({"email": "ops@postern.test", "role": "admin", "password": "a chosen passphrase"})),
@@ -142,7 +112,9 @@ async fn an_admin_key_creates_users_with_a_one_time_or_a_given_password() {
             None,
         ),
     ] {
-        let (got, answer) = call(&app, &key, Method::POST, "/api/users", Some(body.clone())).await;
+        let (got, answer) = app
+            .call(&key, Method::POST, "/api/users", Some(body.clone()))
+            .await;
         assert_eq!(got, status, "{body}: {answer}");
         assert_eq!(answer["status"], status, "{answer}");
         match field {
@@ -182,9 +154,7 @@ async fn roles_change_and_users_go_but_the_last_admin_stays() {
     let admin_id = user_json(&app, ADMIN_EMAIL).await.unwrap()["id"]
         .as_i64()
         .unwrap();
-    let (_, created) = call(
-        &app,
-        &key,
+    let (_, created) = app.call(&key,
         Method::POST,
         "/api/users",
         Some(json!({"email": "second@postern.test", "role": "viewer", "password": "second password here"})),
@@ -193,67 +163,67 @@ async fn roles_change_and_users_go_but_the_last_admin_stays() {
     let second_id = created["user"]["id"].as_i64().unwrap();
 
     // The only admin can be neither made a viewer nor deleted.
-    let (status, answer) = call(
-        &app,
-        &key,
-        Method::PATCH,
-        &format!("/api/users/{admin_id}"),
-        Some(json!({"role": "viewer"})),
-    )
-    .await;
+    let (status, answer) = app
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/api/users/{admin_id}"),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
     assert_eq!(status, 409, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("only admin"));
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        &format!("/api/users/{admin_id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::DELETE,
+            &format!("/api/users/{admin_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 409);
     assert_eq!(user_json(&app, ADMIN_EMAIL).await.unwrap()["role"], "admin");
 
     // With a second admin, both work; the answer is the changed user.
-    let (status, answer) = call(
-        &app,
-        &key,
-        Method::PATCH,
-        &format!("/api/users/{second_id}"),
-        Some(json!({"role": "admin"})),
-    )
-    .await;
+    let (status, answer) = app
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/api/users/{second_id}"),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["user"]["role"], "admin");
     assert_eq!(answer["user"]["email"], "second@postern.test");
-    let (status, answer) = call(
-        &app,
-        &key,
-        Method::PATCH,
-        &format!("/api/users/{admin_id}"),
-        Some(json!({"role": "viewer"})),
-    )
-    .await;
+    let (status, answer) = app
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/api/users/{admin_id}"),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["user"]["role"], "viewer");
     // Now `second` is the only admin.
-    let (status, _) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        &format!("/api/users/{second_id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            Method::DELETE,
+            &format!("/api/users/{second_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 409);
-    let (status, answer) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        &format!("/api/users/{admin_id}"),
-        None,
-    )
-    .await;
+    let (status, answer) = app
+        .call(
+            &key,
+            Method::DELETE,
+            &format!("/api/users/{admin_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 204, "{answer}");
     assert!(user_json(&app, ADMIN_EMAIL).await.is_none());
 
@@ -286,7 +256,7 @@ async fn roles_change_and_users_go_but_the_last_admin_stays() {
             400,
         ),
     ] {
-        let (got, answer) = call(&app, &key, method.clone(), &path, body).await;
+        let (got, answer) = app.call(&key, method.clone(), &path, body).await;
         assert_eq!(got, status, "{method} {path}: {answer}");
         assert_eq!(answer["status"], status, "{answer}");
     }
@@ -317,9 +287,7 @@ async fn roles_change_and_users_go_but_the_last_admin_stays() {
 #[tokio::test]
 async fn reset_totp_turns_it_off_and_ends_the_users_sessions() {
     let app = serve().await;
-    let (_, created) = call(
-        &app,
-        &app.api_key,
+    let (_, created) = app.call(&app.api_key,
         Method::POST,
         "/api/users",
         Some(json!({"email": "phone@postern.test", "role": "viewer", "password": "lost my phone today"})),
@@ -337,14 +305,14 @@ async fn reset_totp_turns_it_off_and_ends_the_users_sessions() {
     );
     assert_eq!(browser.get("/").await.status, 200);
 
-    let (status, answer) = call(
-        &app,
-        &app.api_key,
-        Method::POST,
-        &format!("/api/users/{id}/reset-totp"),
-        None,
-    )
-    .await;
+    let (status, answer) = app
+        .call(
+            &app.api_key,
+            Method::POST,
+            &format!("/api/users/{id}/reset-totp"),
+            None,
+        )
+        .await;
     assert_eq!(status, 204, "{answer}");
     assert_eq!(
         user_json(&app, "phone@postern.test").await.unwrap()["totp_enabled"],
@@ -360,9 +328,7 @@ async fn reset_totp_turns_it_off_and_ends_the_users_sessions() {
 #[tokio::test]
 async fn only_admins_change_users_and_sessions_need_the_csrf_header() {
     let app = serve().await;
-    let (_, created) = call(
-        &app,
-        &app.api_key,
+    let (_, created) = app.call(&app.api_key,
         Method::POST,
         "/api/users",
         Some(json!({"email": "viewer@postern.test", "role": "viewer", "password": "viewer password here"})),
@@ -400,13 +366,15 @@ async fn only_admins_change_users_and_sessions_need_the_csrf_header() {
     ];
     // A viewer key reads the list and writes nothing.
     assert_eq!(
-        call(&app, &viewer_key, Method::GET, "/api/users", None)
+        app.call(&viewer_key, Method::GET, "/api/users", None)
             .await
             .0,
         200
     );
     for (method, path, body) in &writes {
-        let (status, answer) = call(&app, &viewer_key, method.clone(), path, body.clone()).await;
+        let (status, answer) = app
+            .call(&viewer_key, method.clone(), path, body.clone())
+            .await;
         assert_eq!(status, 403, "{method} {path}: {answer}");
         assert_eq!(answer["error"], "viewers have read-only access");
     }
@@ -431,8 +399,7 @@ async fn only_admins_change_users_and_sessions_need_the_csrf_header() {
         assert_eq!(answer.status, 403, "{method} {path}: {}", answer.body);
     }
     // An admin's session needs the CSRF header, then works.
-    let mut admin = app.browser();
-    admin.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut admin = app.admin_browser().await;
     let body = json!({"email": "fromsession@postern.test", "role": "viewer"}).to_string();
     let refused = admin
         .request(

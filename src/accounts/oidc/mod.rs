@@ -36,8 +36,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::{Accounts, Actor, AuditAction, Client, SignIn, normalise_email, token};
+use super::{Accounts, Actor, AuditAction, Client, SignIn, normalise_email};
 use crate::config::{OidcProvider, ProviderKind};
+use crate::secret;
 use crate::store::StoreError;
 use http::Http;
 use pending::{Missing, Pending, PendingLogin};
@@ -272,7 +273,7 @@ impl Oidc {
         for scope in scopes {
             request = request.add_scope(Scope::new(scope.to_string()));
         }
-        let nonce = endpoints.as_ref().map(|_| token::new_token());
+        let nonce = endpoints.as_ref().map(|_| secret::new_token());
         if let Some(nonce) = &nonce {
             request = request.add_extra_param("nonce", nonce.clone());
         }

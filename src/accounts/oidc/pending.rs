@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::super::token;
+use crate::secret;
 
 /// How long the provider may take (the user types a password, maybe a second factor there).
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -65,8 +65,8 @@ impl Pending {
                 None => break,
             };
         }
-        let browser = token::new_token();
-        self.by_browser.insert(token::sha256_hex(&browser), login);
+        let browser = secret::new_token();
+        self.by_browser.insert(secret::sha256_hex(&browser), login);
         browser
     }
 
@@ -74,7 +74,7 @@ impl Pending {
     pub fn take(&mut self, browser: &str, now: i64) -> Result<PendingLogin, Missing> {
         let login = self
             .by_browser
-            .remove(&token::sha256_hex(browser))
+            .remove(&secret::sha256_hex(browser))
             .ok_or(Missing::Unknown)?;
         if now - login.started_at >= PENDING_TIMEOUT.as_secs() as i64 {
             return Err(Missing::Expired);

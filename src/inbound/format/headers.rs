@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 
 /// How a format names header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +164,7 @@ fn mail_gem_rank(name: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbound::message::HeaderField;
+    use crate::mail::message::HeaderField;
 
     fn message(fields: &[(&str, &str)]) -> ParsedMessage {
         ParsedMessage {

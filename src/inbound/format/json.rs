@@ -4,7 +4,7 @@
 
 use super::headers::Naming;
 use super::{FormatOptions, PayloadEnvelope, json_normalized};
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 
 pub fn build(
     envelope: &PayloadEnvelope,

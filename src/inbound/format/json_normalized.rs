@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::headers::{self, Naming};
 use super::{FormatOptions, PayloadEnvelope};
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 
 pub fn build(
     envelope: &PayloadEnvelope,

@@ -14,8 +14,9 @@ pub mod raw;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::message::ParsedMessage;
 use crate::config::Format;
+use crate::mail::message::ParsedMessage;
+use crate::webhook::Payload;
 
 /// The SMTP facts every format carries (spec §1.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,14 +116,6 @@ pub struct FormatOptions {
     pub size_as_number: bool,
 }
 
-/// A ready request body.
-#[derive(Debug, Clone)]
-pub struct Payload {
-    /// `application/json`, or `multipart/form-data; boundary=…`.
-    pub content_type: String,
-    pub body: Vec<u8>,
-}
-
 /// The body `format` sends for this message. `raw` is the message as received (with our
 /// `Received:` line), which only the Raw format uses. Multipart formats get a fresh random
 /// boundary that occurs nowhere in the parts.
@@ -195,7 +188,7 @@ fn json_payload(body: Vec<u8>) -> Payload {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::inbound::message::{Attachment, Disposition, HeaderField};
+    use crate::mail::message::{Attachment, Disposition, HeaderField};
 
     /// A small envelope shared by the format tests.
     pub fn envelope() -> PayloadEnvelope {

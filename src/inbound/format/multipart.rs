@@ -6,7 +6,7 @@ use super::PayloadEnvelope;
 use super::form_data::FormData;
 use super::headers::Naming;
 use super::multipart_normalized::{AttachmentNames, form_with};
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 
 pub fn form<'a>(envelope: &PayloadEnvelope, message: &'a ParsedMessage) -> FormData<'a> {
     form_with(

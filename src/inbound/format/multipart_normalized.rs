@@ -8,7 +8,7 @@
 use super::PayloadEnvelope;
 use super::form_data::FormData;
 use super::headers::{self, Naming};
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 
 /// How embedded attachments are named. The docs contradict themselves (`attachments[]`,
 /// `attachments` and `attachments[0]` each appear once); we follow spec §9.2's

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::accounts::Role;
 use crate::inbound::ResendError;
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::store::{InboundMessage, MessageFilter, Outcome};
 use crate::web::error::ApiError;
 use crate::web::ui::{self, Html, html};

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::accounts::{AuditAction, Client, Role};
-use crate::inbound::auth::{AuthConfig, ResolverChoice};
+use crate::dns::ResolverChoice;
 use crate::outbound::dkim::Algorithm;
 use crate::outbound::dns_check::{DnsCheck, RecordCheck, RecordStatus};
 use crate::outbound::domains::{DomainError, SendingDomain};
@@ -289,7 +289,7 @@ async fn verify_domain(
         Err(error) => return super::error_page(&principal, error, back),
     };
     let mut body = Html::trusted(concat!(
-        "<p>What DNS shows now for each record (asked as <code>[auth] dns</code> says). ",
+        "<p>What DNS shows now for each record (asked as <code>[dns] servers</code> says). ",
         "<strong>found</strong>: published as needed; <strong>missing</strong>: nothing there yet; ",
         "<strong>different</strong>: something else is published; <strong>error</strong>: the lookup failed. ",
         "Reload to check again.</p>\n",
@@ -385,15 +385,12 @@ async fn sending_domain(state: &AppState, domain: &str) -> Result<SendingDomain,
         .ok_or(ApiError::NotFound("no such sending domain"))
 }
 
-/// What DNS shows for each record of `domain`, asked as `[auth] dns` configures.
+/// What DNS shows for each record of `domain`, asked as `[dns] servers` configures.
 async fn verify(state: &AppState, domain: &SendingDomain) -> Result<Vec<RecordCheck>, ApiError> {
-    let check = DnsCheck::new(AuthConfig {
-        resolver: match &state.settings.dns_servers {
-            Some(servers) => ResolverChoice::Servers(servers.clone()),
-            None => ResolverChoice::System,
-        },
-        timeout: state.settings.dns_timeout,
-    });
+    let check = DnsCheck::new(
+        ResolverChoice::from_config(state.settings.dns_servers.as_deref()),
+        state.settings.dns_timeout,
+    );
     check.verify(domain).await.map_err(|error| {
         ApiError::Status(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -15,7 +15,7 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::store::unix_time;
 use crate::store::{EventRow, OutboundAttemptRow, OutboundFilter, OutboundSummary, RecipientState};
 use crate::web::AppState;

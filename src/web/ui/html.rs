@@ -70,12 +70,6 @@ impl Html {
     pub(in crate::web) fn from_format(args: fmt::Arguments<'_>) -> Html {
         Html(fmt::format(args))
     }
-
-    /// Markup some older page built by hand with `format!` and escaping (the addresses
-    /// pages, until they are ported to `Html`). Nothing new should call this.
-    pub(in crate::web) fn assume_escaped(markup: String) -> Html {
-        Html(markup)
-    }
 }
 
 impl FromIterator<Html> for Html {

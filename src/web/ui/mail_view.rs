@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{Html, html};
-use crate::inbound::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::store::StoreError;
 
 /// The policy of the email's own HTML: no scripts, no forms, no plugins, no remote loads

@@ -1,8 +1,7 @@
 //! The dashboard's UI kit, shared by every page: [`Html`] and [`html!`] (markup that only
 //! escaping or our own literals can make, `html`), the layouts and security headers
 //! (`layout`), the sandboxed mail view and downloads of both detail pages (`mail_view`), our
-//! one script (`assets`), the form-page pattern (`form`), the string helpers the addresses
-//! pages still use until they are ported (`legacy`), and below the small pieces every page
+//! one script (`assets`), the form-page pattern (`form`), and below the small pieces every page
 //! repeats: the navigation bar, times, the CSRF field, the error paragraph, the filter
 //! `<select>`, the "Newest / Older" pager and the message-only page.
 
@@ -10,7 +9,6 @@ mod assets;
 pub(in crate::web) mod form;
 mod html;
 mod layout;
-pub(in crate::web) mod legacy;
 mod mail_view;
 
 use axum::extract::rejection::FormRejection;

@@ -109,5 +109,6 @@ fuzz_target!(|input: Input<'_>| {
         }
         Err(DataError::TooLarge) => assert!(too_large, "TooLarge within the limit"),
         Err(DataError::LineTooLong) => assert!(too_long, "LineTooLong within the limit"),
+        Err(DataError::NoMemory) => unreachable!("a receiver without a memory budget"),
     }
 });

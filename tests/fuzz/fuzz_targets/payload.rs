@@ -13,7 +13,7 @@ use std::sync::{LazyLock, Mutex};
 use libfuzzer_sys::fuzz_target;
 use postern::config::Format;
 use postern::inbound::format::{self, PayloadEnvelope, Spf};
-use postern::inbound::message::ParsedMessage;
+use postern::mail::message::ParsedMessage;
 
 static ENVELOPE: LazyLock<PayloadEnvelope> = LazyLock::new(|| PayloadEnvelope {
     to: "to@example.com".into(),

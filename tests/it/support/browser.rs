@@ -77,10 +77,17 @@ impl Page {
 
 impl Browser {
     pub fn new(web: SocketAddr) -> Browser {
+        Browser::from_address(web, None)
+    }
+
+    /// A browser whose connections come from `local` (any 127.x.y.z on Linux: each is
+    /// another client address on loopback), or from wherever the system picks.
+    pub fn from_address(web: SocketAddr, local: Option<std::net::IpAddr>) -> Browser {
         Browser {
             base: format!("http://{web}"),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .local_address(local)
                 .build()
                 .unwrap(),
             cookies: BTreeMap::new(),
@@ -116,6 +123,14 @@ impl Browser {
             Some(body),
         )
         .await
+    }
+
+    /// Submits `fields` to `path` as the form on `form` would: with its CSRF token.
+    pub async fn submit(&mut self, form: &Page, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = form.csrf_token();
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_form(path, &all).await
     }
 
     pub async fn request(

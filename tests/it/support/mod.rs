@@ -1,22 +1,34 @@
-//! Test harness: the real server on port 0, a real HTTP receiver on port 0, a raw SMTP
-//! client for protocol edge cases, and a DNS server on loopback for SPF, DKIM and DMARC.
+//! Test harness: the real server on port 0 ([`TestApp`], started through [`Launch`]), a
+//! real HTTP receiver on port 0, a raw SMTP client for protocol edge cases, a DNS server on
+//! loopback for SPF, DKIM, DMARC and MX, a browser with a cookie jar, the real binary as a
+//! process (`binary`), and waiting for background work (`wait`).
+//!
+//! One home each for what tests share: the admin and viewer accounts and browsers signed
+//! in as them ([`TestApp::admin_browser`], [`TestApp::viewer_browser`]), `eventually`, one
+//! pass of a background task ([`TestApp::run_events_once`], [`TestApp::run_worker_once`]),
+//! and a visible line for a skipped test ([`skipped`]).
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod browser;
 pub mod dns;
 pub mod oidc;
 pub mod receiver;
 pub mod sink;
 pub mod smtp;
+pub mod wait;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
-use postern::accounts::{Accounts, Actor, Clock, NewPassword, PasswordParams, Role};
-use postern::app::{App, AppOptions};
+use postern::accounts::{Accounts, Actor, NewPassword, PasswordParams, Role};
+use postern::app::{App, AppOptions, Passes};
+use postern::clock::Clock;
 use postern::config::{Config, TargetUrl};
+use postern::outbound::dkim::Algorithm;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -25,6 +37,7 @@ use tokio::task::JoinHandle;
 pub use browser::Browser;
 pub use receiver::Receiver;
 pub use smtp::Smtp;
+pub use wait::{eventually, eventually_ok};
 
 pub fn init() {
     static ONCE: Once = Once::new();
@@ -39,6 +52,10 @@ pub fn init() {
 /// The admin every `TestApp` starts with.
 pub const ADMIN_EMAIL: &str = "admin@postern.test";
 pub const ADMIN_PASSWORD: &str = "admin password for tests";
+
+/// The viewer account a test adds with [`TestApp::add_viewer`].
+pub const VIEWER_EMAIL: &str = "viewer@postern.test";
+pub const VIEWER_PASSWORD: &str = "viewer password for tests";
 
 /// A running Postern on ephemeral loopback ports with its own data directory, an admin
 /// ([`ADMIN_EMAIL`], [`ADMIN_PASSWORD`]) and an admin API key that [`TestApp::get_json`]
@@ -55,47 +72,42 @@ pub struct TestApp {
     pub clock: Clock,
     /// `Authorization: Bearer` value of an admin key.
     pub api_key: String,
+    passes: Passes,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl TestApp {
-    /// Starts from TOML config text; listeners and data dir are overridden for the test.
+    /// How an app starts from TOML config text, with the switches a test may turn on.
+    pub fn launch(toml: &str) -> Launch {
+        Launch {
+            toml: toml.to_string(),
+            data_dir: None,
+            web: "127.0.0.1:0".into(),
+            spf: false,
+            deliver: false,
+        }
+    }
+
+    /// Starts from TOML config text; listeners and data dir are overridden for the test,
+    /// SPF and the delivery worker are off (see [`Launch`]).
     pub async fn start(toml: &str) -> TestApp {
-        TestApp::start_in(toml, tempfile::tempdir().unwrap()).await
+        TestApp::launch(toml).start().await
     }
 
     /// Like [`TestApp::start`], on an existing data directory.
     pub async fn start_in(toml: &str, data_dir: TempDir) -> TestApp {
-        TestApp::start_on(toml, data_dir, "127.0.0.1:0").await
+        TestApp::launch(toml).in_dir(data_dir).start().await
     }
 
     /// Like [`TestApp::start_in`], with the web listener on `web` (a URL known in advance,
     /// e.g. to register a callback at an identity provider).
     pub async fn start_on(toml: &str, data_dir: TempDir, web: &str) -> TestApp {
-        init();
-        let mut env: Vec<(String, String)> = [
-            ("POSTERN_SMTP__LISTEN", "127.0.0.1:0".to_string()),
-            ("POSTERN_WEB__LISTEN", web.to_string()),
-            (
-                "POSTERN_SERVER__DATA_DIR",
-                data_dir.path().display().to_string(),
-            ),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .to_vec();
-        // Tests never ask the machine's resolver: SPF is off unless a test configures
-        // [auth] with its own loopback DNS server.
-        if !toml.contains("[auth]") {
-            env.push(("POSTERN_AUTH__SPF".into(), "false".into()));
-        }
-        // Nor does the delivery worker: it runs only where a test's [outbound] section
-        // starts with its own loopback DNS server (`[outbound]\ndns = …`).
-        if !toml.contains("[outbound]\ndns") {
-            env.push(("POSTERN_OUTBOUND__DELIVER".into(), "false".into()));
-        }
-        let config = Config::from_toml(toml, env).expect("test config is valid");
-        TestApp::from_config(config, data_dir).await
+        TestApp::launch(toml)
+            .in_dir(data_dir)
+            .web_on(web)
+            .start()
+            .await
     }
 
     /// Dev mode, optionally forwarding to `forward`.
@@ -140,6 +152,7 @@ impl TestApp {
             .create_api_key("tests", Role::Admin, &Actor::Cli)
             .await
             .expect("the test API key is created");
+        let passes = app.passes();
         let (smtp, web) = (app.smtp_addr(), app.web_addr());
         let submission = app.submission_addrs().to_vec();
         let (stop, stopped) = oneshot::channel();
@@ -155,6 +168,7 @@ impl TestApp {
             outbound,
             clock,
             api_key,
+            passes,
             stop: Some(stop),
             task: Some(task),
         }
@@ -185,6 +199,80 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A request with `Authorization: Bearer key` (and a JSON body when given); the status
+    /// and the JSON answer (`Null` for an empty one).
+    pub async fn call(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = match text.is_empty() {
+            true => Value::Null,
+            false => serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")),
+        };
+        (status, json)
+    }
+
+    /// `POST /api/v0.1/{username}/messages` (the send API) with `token`; status and answer.
+    pub async fn post_message(&self, username: &str, token: &str, body: Value) -> (u16, Value) {
+        let path = format!("/api/v0.1/{username}/messages");
+        self.call(token, reqwest::Method::POST, &path, Some(body))
+            .await
+    }
+
+    /// A credential made as `postern credential add` makes it; its token.
+    pub async fn credential(&self, spec: postern::outbound::NewCredentialSpec) -> String {
+        let made = self.outbound.create_credential(spec).await;
+        made.expect("the credential is made").1
+    }
+
+    /// `example.com` as a sending domain (Ed25519 DKIM key, return path `mta.example.com`).
+    pub async fn add_example_sending_domain(&self) {
+        self.outbound
+            .add_sending_domain("example.com", Algorithm::Ed25519, None, "mx.postern.test")
+            .await
+            .expect("example.com is added as a sending domain");
+    }
+
+    /// The bytes queued for the outbound message `uuid`.
+    pub async fn queued_content(&self, uuid: &str) -> Vec<u8> {
+        let store = self.outbound.store();
+        let summary = store.outbound_message(uuid).await.unwrap();
+        let summary = summary.expect("the message is in the queue");
+        let content = store.outbound_content(summary.row_id).await.unwrap();
+        content.expect("the message has content")
+    }
+
+    /// One message from `sender@example.org` to `to` over SMTP (RCPT must be accepted);
+    /// the reply to its end of data.
+    pub async fn mail_to(&self, to: &str) -> String {
+        let mut smtp = self.smtp().await;
+        smtp.ehlo().await;
+        smtp.send_mail("sender@example.org", &[to], "Subject: hi\r\n\r\nhello")
+            .await
+    }
+
+    /// The RCPT reply for `to` (after `MAIL FROM:<sender@example.org>`).
+    pub async fn rcpt_reply(&self, to: &str) -> String {
+        let mut smtp = self.smtp().await;
+        smtp.ehlo().await;
+        smtp.cmd("MAIL FROM:<sender@example.org>", "250").await;
+        smtp.send(format!("RCPT TO:<{to}>\r\n").as_bytes()).await;
+        smtp.reply().await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.web)
     }
@@ -192,6 +280,57 @@ impl TestApp {
     /// A browser (cookie jar, no redirects followed) for this app.
     pub fn browser(&self) -> Browser {
         Browser::new(self.web)
+    }
+
+    /// A browser signed in as `email`.
+    pub async fn signed_in(&self, email: &str, password: &str) -> Browser {
+        let mut browser = self.browser();
+        browser.sign_in(email, password).await;
+        browser
+    }
+
+    /// A browser signed in as the admin.
+    pub async fn admin_browser(&self) -> Browser {
+        self.signed_in(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Adds the viewer account ([`VIEWER_EMAIL`], [`VIEWER_PASSWORD`]).
+    pub async fn add_viewer(&self) {
+        self.accounts
+            .create_user(
+                VIEWER_EMAIL,
+                Role::Viewer,
+                NewPassword::Given(VIEWER_PASSWORD.into()),
+                &Actor::Cli,
+            )
+            .await
+            .expect("the viewer is created");
+    }
+
+    /// Adds the viewer account and a browser signed in as it.
+    pub async fn viewer_browser(&self) -> Browser {
+        self.add_viewer().await;
+        self.signed_in(VIEWER_EMAIL, VIEWER_PASSWORD).await
+    }
+
+    /// One round of the events webhook now, as its task runs each time it wakes: the due
+    /// events it took. Zero means nothing was due — a claim a test can check, where a
+    /// sleep could only show that nothing had happened *yet*.
+    pub async fn run_events_once(&self) -> usize {
+        self.passes
+            .events()
+            .await
+            .expect("the events queue is readable")
+    }
+
+    /// One pass of the delivery worker now, waiting for the attempts it started: the
+    /// recipients it attempted. Panics when the app has no worker (see
+    /// [`Launch::delivering`]).
+    pub async fn run_worker_once(&self) -> usize {
+        self.passes
+            .deliveries()
+            .await
+            .expect("the app runs the delivery worker (TestApp::launch(…).delivering())")
     }
 
     /// Triggers the shutdown and waits for the drain; the data directory is handed back
@@ -208,6 +347,80 @@ impl TestApp {
         }
         self.data_dir
     }
+}
+
+/// How a [`TestApp`] starts ([`TestApp::launch`]). Tests never ask the machine's resolver,
+/// so SPF checks and the delivery worker (MX lookups) are switched off unless the test
+/// turns them on, having pointed them at its own loopback DNS server (or a relay). The
+/// switches are explicit rather than read from the config text, which may name the DNS
+/// servers under any of its keys, in any order.
+pub struct Launch {
+    toml: String,
+    data_dir: Option<TempDir>,
+    web: String,
+    spf: bool,
+    deliver: bool,
+}
+
+impl Launch {
+    /// SPF as the config says (`[auth] spf`), instead of off.
+    pub fn checking_spf(mut self) -> Launch {
+        self.spf = true;
+        self
+    }
+
+    /// The delivery worker as the config says (`[outbound] deliver`, on by default),
+    /// instead of off.
+    pub fn delivering(mut self) -> Launch {
+        self.deliver = true;
+        self
+    }
+
+    /// On an existing data directory (a restart).
+    pub fn in_dir(mut self, data_dir: TempDir) -> Launch {
+        self.data_dir = Some(data_dir);
+        self
+    }
+
+    /// The web listener on `web` instead of an ephemeral port.
+    pub fn web_on(mut self, web: &str) -> Launch {
+        self.web = web.to_string();
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        init();
+        let data_dir = match self.data_dir {
+            Some(data_dir) => data_dir,
+            None => tempfile::tempdir().unwrap(),
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("POSTERN_SMTP__LISTEN".into(), "127.0.0.1:0".into()),
+            ("POSTERN_WEB__LISTEN".into(), self.web),
+            (
+                "POSTERN_SERVER__DATA_DIR".into(),
+                data_dir.path().display().to_string(),
+            ),
+        ];
+        if !self.spf {
+            env.push(("POSTERN_AUTH__SPF".into(), "false".into()));
+        }
+        if !self.deliver {
+            env.push(("POSTERN_OUTBOUND__DELIVER".into(), "false".into()));
+        }
+        let config = Config::from_toml(&self.toml, env).expect("test config is valid");
+        TestApp::from_config(config, data_dir).await
+    }
+}
+
+/// Says that the running test was skipped and why, on the terminal itself: the harness
+/// captures a passing test's `println!`, and a skip that nobody sees reads as a pass.
+pub fn skipped(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = writeln!(std::io::stderr(), "{test}: SKIPPED: {why}");
 }
 
 /// A config routing `addresses` (pattern, target URL) with JSON Normalized.

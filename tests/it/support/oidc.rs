@@ -57,8 +57,8 @@ impl OidcMock {
                 !oidc_required(),
                 "TEST_OIDC=required but oidc-provider-mock is missing: python3 -m pip install oidc-provider-mock==0.3.4"
             );
-            eprintln!(
-                "skipped: oidc-provider-mock is not installed (python3 -m pip install oidc-provider-mock==0.3.4)"
+            super::skipped(
+                "oidc-provider-mock is not installed (python3 -m pip install oidc-provider-mock==0.3.4; TEST_OIDC=required makes this a failure)",
             );
             return None;
         }

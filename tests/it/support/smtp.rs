@@ -15,13 +15,22 @@ pub struct Smtp {
 impl Smtp {
     /// Connects and reads the 220 greeting.
     pub async fn connect(addr: SocketAddr) -> Smtp {
+        Smtp::try_connect(addr)
+            .await
+            .unwrap_or_else(|greeting| panic!("greeting: {greeting}"))
+    }
+
+    /// Connects; the session once greeted with 220, else the greeting it got instead.
+    pub async fn try_connect(addr: SocketAddr) -> Result<Smtp, String> {
         let stream = TcpStream::connect(addr).await.unwrap();
         let mut smtp = Smtp {
             stream: BufReader::new(stream),
         };
         let greeting = smtp.reply().await;
-        assert!(greeting.starts_with("220 "), "greeting: {greeting}");
-        smtp
+        match greeting.starts_with("220 ") {
+            true => Ok(smtp),
+            false => Err(greeting),
+        }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {

@@ -1,5 +1,7 @@
 //! Random secrets and their stored form: 256-bit tokens (session ids, API keys, CSRF
-//! secrets), human-typable codes (one-time passwords, recovery codes) and SHA-256 digests.
+//! secrets, SMTP credentials), human-typable codes (one-time passwords, recovery codes),
+//! raw random bytes (TOTP secrets) and SHA-256 digests. Accounts and outbound both draw
+//! their secrets here.
 //!
 //! A fast hash is enough for these because they are long random values, not passwords:
 //! nobody can guess a 2^256 (or, for a recovery code, 2^80) preimage from the digest.
@@ -16,19 +18,19 @@ const CODE_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// # Panics
 ///
 /// If the operating system has no randomness to give; nothing secure can continue then.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
     bytes
 }
 
 /// 256 random bits, base64url without padding (43 characters).
-pub(crate) fn new_token() -> String {
+pub fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
 /// `groups` groups of `group_len` base32 characters joined by `-`: 5 bits per character.
-pub(crate) fn human_code(groups: usize, group_len: usize) -> String {
+pub fn human_code(groups: usize, group_len: usize) -> String {
     let mut code = String::with_capacity(groups * (group_len + 1));
     for group in 0..groups {
         if group > 0 {
@@ -44,7 +46,7 @@ pub(crate) fn human_code(groups: usize, group_len: usize) -> String {
 
 /// What a person typed for a [`human_code`]: case, spaces and dashes ignored, and the
 /// letters Crockford's alphabet leaves out read as the digits they look like.
-pub(crate) fn normalise_code(typed: &str) -> String {
+pub fn normalise_code(typed: &str) -> String {
     typed
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
@@ -57,7 +59,7 @@ pub(crate) fn normalise_code(typed: &str) -> String {
 }
 
 /// SHA-256, lower-case hex: how session ids, API keys and recovery codes are stored.
-pub(crate) fn sha256_hex(text: &str) -> String {
+pub fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in digest {

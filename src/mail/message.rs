@@ -1,5 +1,5 @@
-//! Parsing received mail into Postern's own [`ParsedMessage`] (mail-parser types stay inside
-//! this module).
+//! Parsing mail into Postern's own [`ParsedMessage`] and its MIME leaves (mail-parser types stay
+//! inside `mail`).
 //!
 //! Header values are unfolded by deleting the line breaks only (whitespace is kept, spec
 //! §1.3) and RFC 2047 encoded-words are decoded to UTF-8. Bodies come out as UTF-8 whatever
@@ -10,7 +10,7 @@ use mail_parser::parsers::MessageStream;
 use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
 use tracing::warn;
 
-use super::reply;
+use super::reply_text;
 
 /// A received message, reduced to what payload builders need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct ParsedMessage {
     pub headers: Vec<HeaderField>,
     pub plain: Option<String>,
     pub html: Option<String>,
-    /// The new text of a reply, without quoted history (spec §1.4, [`reply::extract`]).
+    /// The new text of a reply, without quoted history (spec §1.4, [`reply_text::extract`]).
     pub reply_plain: Option<String>,
     pub attachments: Vec<Attachment>,
 }
@@ -172,7 +172,7 @@ impl ParsedMessage {
         let plain = text_of(plain_id);
         ParsedMessage {
             headers,
-            reply_plain: plain.as_deref().and_then(reply::extract),
+            reply_plain: plain.as_deref().and_then(reply_text::extract),
             plain,
             html: text_of(html_id),
             attachments,
@@ -374,51 +374,6 @@ fn decode_encoded_words(text: &str) -> String {
     out
 }
 
-/// One mailbox of an address header: `Name <user@example.com>` or `user@example.com`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mailbox {
-    pub name: Option<String>,
-    pub address: String,
-}
-
-impl std::fmt::Display for Mailbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.name {
-            Some(name) => write!(f, "{name} <{}>", self.address),
-            None => f.write_str(&self.address),
-        }
-    }
-}
-
-/// The mailboxes of an address-list header value (`From`, `To`, `Cc`; RFC 5322 §3.4),
-/// group members included. Entries without an `@` are left out.
-pub fn parse_mailboxes(value: &str) -> Vec<Mailbox> {
-    let line = format!("{}\r\n", value.replace(['\r', '\n'], " "));
-    let mailbox = |addr: &mail_parser::Addr<'_>| {
-        let address = addr.address.as_deref()?.trim();
-        address.contains('@').then(|| Mailbox {
-            name: addr
-                .name
-                .as_deref()
-                .map(str::trim)
-                .filter(|name| !name.is_empty())
-                .map(str::to_string),
-            address: address.to_string(),
-        })
-    };
-    match MessageStream::new(line.as_bytes()).parse_address() {
-        mail_parser::HeaderValue::Address(mail_parser::Address::List(list)) => {
-            list.iter().filter_map(mailbox).collect()
-        }
-        mail_parser::HeaderValue::Address(mail_parser::Address::Group(groups)) => groups
-            .iter()
-            .flat_map(|group| group.addresses.iter())
-            .filter_map(mailbox)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;
@@ -524,22 +479,5 @@ mod tests {
         ] {
             let _ = ParsedMessage::parse(input);
         }
-    }
-
-    #[test]
-    fn mailboxes_of_an_address_list() {
-        let parsed =
-            parse_mailboxes(r#""Doe, Jane" <jane@example.com>, bob@example.org, Al <al@x.test>"#);
-        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            shown,
-            [
-                "Doe, Jane <jane@example.com>",
-                "bob@example.org",
-                "Al <al@x.test>"
-            ]
-        );
-        assert!(parse_mailboxes("not an address").is_empty());
-        assert_eq!(parse_mailboxes("Team: a@x.test, b@x.test;").len(), 2);
     }
 }

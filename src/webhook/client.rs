@@ -1,6 +1,7 @@
-//! The HTTP POST to the customer's app and the classification of its answer (spec §2,
-//! design.md invariant 1). One POST per transaction; redirects (at most 3) re-POST the same
-//! body; basic auth comes from the URL's userinfo; connections are pooled across messages.
+//! The HTTP POST to the customer's app (an inbound target, a callback, the events webhook)
+//! and the classification of its answer (spec §2, design.md invariant 1). One POST per
+//! transaction; redirects (at most 3) re-POST the same body; basic auth comes from the
+//! URL's userinfo; connections are pooled across messages.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -8,7 +9,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
 
-use super::format::Payload;
+use super::Payload;
 use crate::config::{DeliveryConfig, TargetUrl};
 
 /// Redirects followed before giving up (spec §2.5).

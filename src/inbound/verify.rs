@@ -9,11 +9,11 @@
 //! DNS resolver and its answer cache, so SPF, which runs for every message, costs network round
 //! trips only on a cache miss.
 //!
-//! This is the only module that imports mail-auth (and, through its re-export, hickory); no
-//! mail-auth type crosses its edge.
+//! This is the only module that imports mail-auth; no mail-auth type crosses its edge. The
+//! resolver's configuration comes from `crate::dns`, like every other lookup's.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +22,7 @@ use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dkim::Signature;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::config::{
-    NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
-};
 use mail_auth::hickory_resolver::proto::rr::{Name, RData};
-use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::verify::{HasValidLabels, SpfParameters};
 use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, DnsError, MessageAuthenticator,
@@ -35,19 +31,11 @@ use mail_auth::{
 use tokio::time::timeout;
 
 use super::format::{Dkim, DkimSignature, Dmarc, DmarcDetails, Spf};
+use crate::dns::{ResolverChoice, ResolverError, resolver_parts};
 
 /// The `r` macro of SPF explanations (RFC 7208 §7.3): the checking host's name. Postern never
 /// shows explanations, and the RFC names this value for a host that does not say.
 const SPF_HOST_DOMAIN: &str = "unknown";
-
-/// Which DNS servers the checks ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResolverChoice {
-    /// The machine's resolver configuration (`/etc/resolv.conf`).
-    System,
-    /// Plain DNS (UDP, then TCP for long answers) to exactly these servers, on any port.
-    Servers(Vec<SocketAddr>),
-}
 
 /// How the [`Verifier`] is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,18 +44,6 @@ pub struct AuthConfig {
     /// Upper bound for one whole check (SPF with all its includes, all DKIM signatures of a
     /// message, or one DMARC evaluation). Also the timeout of a single DNS query.
     pub timeout: Duration,
-}
-
-/// Why a [`Verifier`] could not be built. Verification itself never fails: its problems are
-/// results (`temperror`, `permerror`).
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("cannot read the system DNS configuration: {reason}")]
-    SystemConfig { reason: String },
-    #[error("no DNS servers given")]
-    NoServers,
-    #[error("cannot build the DNS resolver: {reason}")]
-    Resolver { reason: String },
 }
 
 /// SPF, DKIM and DMARC checks sharing one resolver and its cache.
@@ -86,47 +62,12 @@ impl fmt::Debug for Verifier {
     }
 }
 
-/// The resolver configuration `[auth] dns` asks for: the machine's (`/etc/resolv.conf`) or
-/// exactly the named servers (plain DNS, never the hosts file), each query bounded by
-/// `config.timeout`. Shared with `outbound::dns_check`, so the sending-domain check asks the
-/// same servers as the inbound checks.
-pub(crate) fn resolver_parts(
-    config: &AuthConfig,
-) -> Result<(ResolverConfig, ResolverOpts), AuthError> {
-    let (resolver_config, mut options) = match &config.resolver {
-        ResolverChoice::System => read_system_conf().map_err(|e| AuthError::SystemConfig {
-            reason: e.to_string(),
-        })?,
-        ResolverChoice::Servers(addresses) => {
-            if addresses.is_empty() {
-                return Err(AuthError::NoServers);
-            }
-            let servers = addresses
-                .iter()
-                .map(|address| {
-                    let mut server = NameServerConfig::udp_and_tcp(address.ip());
-                    for connection in &mut server.connections {
-                        connection.port = address.port();
-                    }
-                    server
-                })
-                .collect();
-            let mut options = ResolverOpts::default();
-            // Only the named servers answer: /etc/hosts must not shadow their zone.
-            options.use_hosts_file = ResolveHosts::Never;
-            (ResolverConfig::from_parts(None, vec![], servers), options)
-        }
-    };
-    options.timeout = config.timeout;
-    Ok((resolver_config, options))
-}
-
 impl Verifier {
-    /// Builds the resolver. Sends no query; needs no runtime.
-    pub fn new(config: AuthConfig) -> Result<Verifier, AuthError> {
-        let (resolver_config, options) = resolver_parts(&config)?;
+    /// Builds the resolver (`crate::dns`). Sends no query; needs no runtime.
+    pub fn new(config: AuthConfig) -> Result<Verifier, ResolverError> {
+        let (resolver_config, options) = resolver_parts(&config.resolver, config.timeout)?;
         let authenticator = MessageAuthenticator::new(resolver_config, options).map_err(|e| {
-            AuthError::Resolver {
+            ResolverError::Build {
                 reason: e.to_string(),
             }
         })?;
@@ -631,6 +572,9 @@ mod tests {
             resolver: ResolverChoice::Servers(vec![]),
             timeout: Duration::from_secs(1),
         };
-        assert!(matches!(Verifier::new(config), Err(AuthError::NoServers)));
+        assert!(matches!(
+            Verifier::new(config),
+            Err(ResolverError::NoServers)
+        ));
     }
 }

@@ -1,5 +1,6 @@
-//! The accounts' notion of "now": the system clock, or a manual clock that tests move by
-//! hand, so session expiry, throttling windows and TOTP drift are tested without sleeping.
+//! The app's notion of "now": the system clock, or a manual clock that tests move by hand,
+//! so session expiry, throttling windows, TOTP drift, queue retries and event backoff are
+//! tested without sleeping. Accounts, outbound and the CLI read time through it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -52,7 +53,7 @@ impl Clock {
 }
 
 /// Unix seconds as stored → a UTC time (the epoch for nonsense values).
-pub(crate) fn from_unix(seconds: i64) -> OffsetDateTime {
+pub fn from_unix(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

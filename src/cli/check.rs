@@ -1,0 +1,194 @@
+//! `postern check`: validates a config file and prints what it would run (listeners, TLS,
+//! sign-in, delivery, routes, sending domains), secrets masked. `serve` prints the same
+//! summary before it starts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::{Config, OutboundConfig, TlsSource};
+
+pub(super) fn check(path: &Path) -> anyhow::Result<()> {
+    let config = super::load(path)?;
+    print_summary(&config);
+    for warning in config.dns.warnings() {
+        println!("warning:  {warning}");
+    }
+    super::outbound::print_sending_domains(&config)?;
+    println!("config OK");
+    Ok(())
+}
+
+/// One line per setting a sysadmin would want to see before starting.
+pub(super) fn print_summary(config: &Config) {
+    print_smtp(config);
+    print_web(config);
+    let dns = dns_list(&config.dns.servers);
+    println!(
+        "SPF       {} (DNS: {dns}; DKIM/DMARC where an address asks)",
+        if config.auth.spf { "on" } else { "off" }
+    );
+    print_outbound(&config.outbound, &config.dns.servers);
+    println!("Data      {}", config.data_dir.display());
+    let tracking = config.tracking_url(config.web.listen);
+    println!("Tracking  {tracking}/t/…  (open pixel and click links, where tracking is on)");
+    if let Some(warning) = tracking_warning(config) {
+        println!("warning:  {warning}");
+    }
+    print_routes(config);
+}
+
+/// The SMTP listener, its STARTTLS certificate and the submission listeners.
+fn print_smtp(config: &Config) {
+    println!(
+        "SMTP      {}  (max {} connections, {} bytes per message)",
+        config.smtp.listen, config.smtp.max_connections, config.smtp.max_message_size
+    );
+    let tls = match &config.smtp.tls {
+        TlsSource::Off => "off (no certificate configured)".to_string(),
+        TlsSource::Files { cert, .. } => format!("STARTTLS with {}", cert.display()),
+        TlsSource::SelfSigned => "STARTTLS with a self-signed certificate".to_string(),
+    };
+    println!("TLS       {tls}");
+    if config.submission.listen.is_empty() {
+        println!("Submission off (no [submission] listen): apps can send through the API only");
+    } else {
+        println!(
+            "Submission {}  (STARTTLS required before AUTH PLAIN/LOGIN; credential username + token)",
+            joined(&config.submission.listen)
+        );
+    }
+}
+
+/// The web listener, its sessions, the sign-in providers and the API.
+fn print_web(config: &Config) {
+    let web = &config.web;
+    println!(
+        "Web       http://{}/  (sign-in required; cookies {}; sessions end after {} min idle, {} h at most)",
+        web.listen,
+        if web.secure_cookies {
+            "Secure"
+        } else {
+            "not Secure"
+        },
+        web.session_idle.as_secs() / 60,
+        web.session_lifetime.as_secs() / 3600,
+    );
+    println!("Dashboard http://{}/", web.listen);
+    for provider in &web.oidc {
+        // The URL to register with the provider; never the client secret.
+        let callback = match &web.public_url {
+            Some(url) => format!(
+                "{}/signin/oidc/{}/callback",
+                url.as_str().trim_end_matches('/'),
+                provider.name
+            ),
+            None => format!(
+                "http://{}/signin/oidc/{}/callback (no web.public_url: loopback only)",
+                web.listen, provider.name
+            ),
+        };
+        println!(
+            "Sign-in   \"Sign in with {}\" ({}, client id {}); register the callback {callback}",
+            provider.label,
+            provider.kind.describe(),
+            provider.client_id,
+        );
+    }
+    println!("API       http://{}/api/messages", web.listen);
+}
+
+/// The delivery settings; the relay's password masked.
+fn print_outbound(outbound: &OutboundConfig, dns: &Option<Vec<SocketAddr>>) {
+    if !outbound.deliver {
+        println!("Outbound  delivery off (outbound.deliver = false): mail stays queued");
+        return;
+    }
+    let route = match &outbound.relay {
+        Some(relay) => format!("through the relay {relay}"),
+        None => format!(
+            "to each domain's MX on port {} (DNS: {})",
+            outbound.port,
+            dns_list(dns)
+        ),
+    };
+    println!(
+        "Outbound  {route}; EHLO {}; STARTTLS when offered{}; max {} connections, {} per domain; retried for {} h",
+        outbound.helo_name,
+        if outbound.require_tls.is_empty() {
+            String::new()
+        } else {
+            format!(", required for {}", outbound.require_tls.join(", "))
+        },
+        outbound.max_connections,
+        outbound.max_per_domain,
+        outbound.expiry.as_secs() / 3600,
+    );
+}
+
+/// Where inbound mail goes: the domains, then the addresses (target URLs masked).
+fn print_routes(config: &Config) {
+    if config.addresses.is_empty() && config.domains.iter().all(|d| d.target.is_none()) {
+        println!("Addresses none: every recipient will be refused with 550");
+    }
+    for domain in &config.domains {
+        let target = domain.target.as_ref().map(|t| format!(" -> {t}"));
+        let regex = domain
+            .auth_regex
+            .as_ref()
+            .map(|r| format!(" (auth_regex {})", r.as_str()));
+        println!(
+            "Domain    {}{}{}",
+            domain.domain,
+            target.unwrap_or_default(),
+            regex.unwrap_or_default()
+        );
+    }
+    for address in &config.addresses {
+        println!(
+            "Address   {} -> {} ({})",
+            address.pattern,
+            address.target,
+            address.format.as_str()
+        );
+    }
+}
+
+fn joined(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn dns_list(servers: &Option<Vec<SocketAddr>>) -> String {
+    match servers {
+        None => "the system resolver".to_string(),
+        Some(servers) => joined(servers),
+    }
+}
+
+/// Tracking links must reach Postern from the recipients' machines: a loopback (or
+/// derived) base URL only works on this machine.
+fn tracking_warning(config: &Config) -> Option<String> {
+    let url = config.tracking_url(config.web.listen);
+    let host = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match (&config.outbound.tracking_url, loopback) {
+        (_, true) => Some(format!(
+            "tracking links point at {url}, which recipients cannot reach: set [outbound] \
+             tracking_url, or turn tracking off per credential (--no-track-opens, --no-track-clicks)"
+        )),
+        (None, false) => Some(format!(
+            "[outbound] tracking_url is not set; tracking links point at {url} (the web listener)"
+        )),
+        _ => None,
+    }
+}

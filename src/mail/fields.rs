@@ -1,0 +1,149 @@
+//! Header fields as bytes: where a header ends, its fields unfolded, a header with some
+//! fields removed (folded lines included), and the `Received:` trace field every SMTP
+//! server adds. Byte-level on purpose: the rest of the message must stay as it was sent,
+//! which a parse-and-rewrite would not guarantee.
+
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+
+/// The byte offset of the blank line ending the header (the index of its first CR or LF).
+pub fn find_header_end(raw: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < raw.len() {
+        let line_end = raw[at..].iter().position(|&b| b == b'\n').map(|i| at + i)?;
+        let line = &raw[at..line_end];
+        if line.is_empty() || line == b"\r" {
+            return Some(at);
+        }
+        at = line_end + 1;
+    }
+    None
+}
+
+/// The `(name, value)` pairs of a header block, folded lines joined with one space and
+/// both sides trimmed (how DSN groups and submitted headers are read).
+pub fn unfolded_fields(header: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in header.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    fields
+}
+
+/// `header` without the fields whose lower-case name `drop` picks, folded lines included.
+pub fn without_fields(header: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + 128);
+    let mut skipping = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            skipping = line.iter().position(|&b| b == b':').is_some_and(|colon| {
+                drop(
+                    String::from_utf8_lossy(&line[..colon])
+                        .trim()
+                        .to_ascii_lowercase()
+                        .as_str(),
+                )
+            });
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+/// What the `Received:` line says about one SMTP transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace<'a> {
+    /// The client's HELO/EHLO name, as it gave it.
+    pub helo: &'a str,
+    pub remote_ip: IpAddr,
+    /// Our own host name.
+    pub by: &'a str,
+    /// Whether the session ran under TLS (`ESMTPS`).
+    pub tls: bool,
+    pub at: OffsetDateTime,
+}
+
+/// `body` with the `Received:` trace field (RFC 5321 §4.4) in front of it.
+pub fn with_received(body: &[u8], trace: &Trace<'_>) -> Vec<u8> {
+    let protocol = match trace.tls {
+        true => "ESMTPS",
+        false => "ESMTP",
+    };
+    let date = trace
+        .at
+        .format(&Rfc2822)
+        .expect("UTC timestamps format as RFC 2822");
+    // The HELO name is the client's text: printable ASCII only, so it cannot fold or
+    // inject a field, and bounded.
+    let helo: String = trace
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    let header = format!(
+        "Received: from {helo} ([{ip}])\r\n\tby {by} (Postern) with {protocol};\r\n\t{date}\r\n",
+        ip = trace.remote_ip,
+        by = trace.by,
+    );
+    let mut raw = Vec::with_capacity(header.len() + body.len());
+    raw.extend_from_slice(header.as_bytes());
+    raw.extend_from_slice(body);
+    raw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_unfolded_and_removed_with_their_folds() {
+        let raw = b"Subject: a\r\n b\r\nBcc: x@example.com,\r\n\ty@example.com\r\nTo: z@example.com\r\n\r\nbody";
+        let end = find_header_end(raw).unwrap();
+        assert_eq!(&raw[end..end + 2], b"\r\n");
+        let header = &raw[..end];
+        assert_eq!(
+            unfolded_fields(&String::from_utf8_lossy(header)),
+            [
+                ("Subject".to_string(), "a b".to_string()),
+                (
+                    "Bcc".to_string(),
+                    "x@example.com, y@example.com".to_string()
+                ),
+                ("To".to_string(), "z@example.com".to_string()),
+            ]
+        );
+        assert_eq!(
+            without_fields(header, |name| name == "bcc"),
+            b"Subject: a\r\n b\r\nTo: z@example.com\r\n"
+        );
+        assert_eq!(find_header_end(b"Subject: no blank line"), None);
+    }
+
+    #[test]
+    fn the_received_line_names_both_ends_and_keeps_the_helo_printable() {
+        let trace = Trace {
+            helo: "mx.example.com\r\nX-Evil: 1",
+            remote_ip: "192.0.2.1".parse().unwrap(),
+            by: "postern.test",
+            tls: true,
+            at: time::macros::datetime!(2026-11-28 09:00 UTC),
+        };
+        let raw = String::from_utf8(with_received(b"Subject: x\r\n\r\n", &trace)).unwrap();
+        assert_eq!(
+            raw,
+            "Received: from mx.example.comX-Evil:1 ([192.0.2.1])\r\n\tby postern.test (Postern) with ESMTPS;\r\n\tSat, 28 Nov 2026 09:00:00 +0000\r\nSubject: x\r\n\r\n"
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The web listener's accept loop: hyper serving the axum router, with the limits a public
+//! listener needs and `axum::serve` does not offer — a deadline for a request's headers (a
+//! client that opens connections and never finishes a request holds nothing for long), a cap
+//! on connections per client address and in all, and the shared shutdown (stop accepting,
+//! let requests in flight finish, close idle keep-alive connections).
+//!
+//! A connection over a cap is answered `503` with `Retry-After` and closed, so a browser shows
+//! a reason and a script sees a status, not a reset.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::shutdown::Shutdown;
+
+/// The limits of one web listener (`[web]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// How long a client has to send a request's headers, also between keep-alive requests.
+    pub header_read_timeout: Duration,
+    /// Open connections from one client address (IPv6: its /64).
+    pub max_connections_per_ip: usize,
+    /// Open connections in all.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_ip: 64,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` triggers, then waits for the requests in
+/// flight (the caller bounds that wait).
+pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, shutdown: Shutdown) {
+    let slots = Slots::new(limits);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    warn!(%error, "web listener could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.triggered() => break,
+        };
+        let Some(slot) = slots.take(peer.ip()) else {
+            debug!(%peer, "web connection refused: over the connection limit");
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service(router.clone(), peer));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%peer, %error, "web connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// The router for one connection, with the client's address for `ConnectInfo`.
+fn service(
+    router: Router,
+    peer: SocketAddr,
+) -> hyper_util::service::TowerToHyperService<
+    impl tower::Service<
+        Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone,
+> {
+    let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    hyper_util::service::TowerToHyperService::new(service)
+}
+
+/// A short answer to a connection over a cap; bounded, so a client that never reads cannot
+/// hold the task.
+async fn refuse(mut stream: TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 52\r\nConnection: close\r\n\r\n\
+        Too many connections from your address; try again.\n";
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(BUSY)).await;
+}
+
+/// Connection counts by client address and in all; a [`Slot`] gives its place back on drop.
+#[derive(Clone)]
+struct Slots {
+    limits: HttpLimits,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+struct Slot {
+    slots: Slots,
+    ip: IpAddr,
+}
+
+impl Slots {
+    fn new(limits: HttpLimits) -> Slots {
+        Slots {
+            limits,
+            open: Arc::default(),
+        }
+    }
+
+    fn take(&self, ip: IpAddr) -> Option<Slot> {
+        let ip = client_key(ip);
+        let mut open = self
+            .open
+            .lock()
+            .expect("the slot counts are never poisoned");
+        let mine = open.by_ip.get(&ip).copied().unwrap_or(0);
+        if open.total >= self.limits.max_connections || mine >= self.limits.max_connections_per_ip {
+            return None;
+        }
+        open.total += 1;
+        open.by_ip.insert(ip, mine + 1);
+        Some(Slot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .expect("the slot counts are never poisoned");
+        open.total -= 1;
+        if let Some(count) = open.by_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The address connections are counted by: IPv4 as is (IPv4-mapped too), IPv6 by its /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::AsyncReadExt;
+
+    async fn start(limits: HttpLimits) -> (SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        );
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(serve(listener, router, limits, shutdown.clone()));
+        (addr, shutdown, server)
+    }
+
+    async fn connect_from(addr: SocketAddr, local: &str) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    async fn get_root(stream: &mut TcpStream) -> String {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_every_connection() {
+        let limits = HttpLimits {
+            max_connections_per_ip: 3,
+            max_connections: 5,
+            ..HttpLimits::default()
+        };
+        let (addr, shutdown, _server) = start(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(connect_from(addr, "127.0.0.2").await);
+        }
+        // The fourth from the same address is refused with a status, not a reset.
+        let mut fourth = connect_from(addr, "127.0.0.2").await;
+        let mut refused = String::new();
+        fourth.read_to_string(&mut refused).await.unwrap();
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        // Another address is served, and sees its own address.
+        let mut other = connect_from(addr, "127.0.0.3").await;
+        let answer = get_root(&mut other).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("127.0.0.3"), "{answer}");
+        // A connection that closes gives its place back.
+        drop(held.pop());
+        let mut again = None;
+        for _ in 0..50 {
+            let mut stream = connect_from(addr, "127.0.0.2").await;
+            let answer = get_root(&mut stream).await;
+            if answer.starts_with("HTTP/1.1 200") {
+                again = Some(answer);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(again.is_some(), "the freed place was never given back");
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn unfinished_headers_are_cut_at_the_deadline() {
+        let limits = HttpLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        };
+        let (addr, shutdown, _server) = start(limits).await;
+        let mut slow = connect_from(addr, "127.0.0.4").await;
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: loc")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection was still open after 5 s");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "closed before the deadline"
+        );
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting_and_ends_the_loop() {
+        let (addr, shutdown, server) = start(HttpLimits::default()).await;
+        let mut idle = connect_from(addr, "127.0.0.5").await;
+        shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the loop ends with idle connections open")
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest)).await;
+        assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    }
+
+    #[test]
+    fn clients_are_counted_by_address_or_64() {
+        let key = |s: &str| client_key(s.parse().unwrap());
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+}

@@ -1,0 +1,35 @@
+//! The real `postern` binary as a child process, for the tests of what only a process shows:
+//! the CLI, the dev banner, signals, exit codes.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The real binary, without any `POSTERN_*` variable of the environment the tests run in.
+pub fn postern() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("POSTERN_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// `postern dev` on ephemeral loopback ports over `data_dir`; its standard output (the
+/// banner, which names the ports) is piped.
+pub fn spawn_dev(data_dir: &Path) -> Child {
+    postern()
+        .args([
+            "dev",
+            "--smtp",
+            "127.0.0.1:0",
+            "--submission",
+            "127.0.0.1:0",
+        ])
+        .args(["--web", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
