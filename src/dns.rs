@@ -11,10 +11,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::system_conf::read_system_conf;
+
+/// The resolver and the answer types its callers read (MX and TXT records, network errors):
+/// hickory-resolver is named only here, so its version changes in one place.
+pub use hickory_resolver::TokioResolver;
+pub use hickory_resolver::net::NetError;
+pub use hickory_resolver::proto::rr::{Name, RData};
 
 /// Which DNS servers are asked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -372,11 +372,8 @@ mod tests {
         let loopback = web("").unwrap();
         assert!(!loopback.secure_cookies);
         assert!(!loopback.require_totp);
-        assert_eq!(loopback.session_idle, crate::accounts::DEFAULT_SESSION_IDLE);
-        assert_eq!(
-            loopback.session_lifetime,
-            crate::accounts::DEFAULT_SESSION_LIFETIME
-        );
+        assert_eq!(loopback.session_idle, Duration::from_secs(30 * 60));
+        assert_eq!(loopback.session_lifetime, Duration::from_secs(12 * 60 * 60));
         assert!(
             web("[web]\nlisten = \"0.0.0.0:8025\"\n")
                 .unwrap()

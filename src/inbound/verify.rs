@@ -22,7 +22,7 @@ use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dkim::Signature;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::proto::rr::{Name, RData};
+use crate::dns::{Name, RData};
 use mail_auth::spf::verify::{HasValidLabels, SpfParameters};
 use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, DnsError, MessageAuthenticator,

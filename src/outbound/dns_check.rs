@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
+use crate::dns::{RData, TokioResolver};
 use serde::Serialize;
 
 use super::domains::{DnsRecord, SendingDomain};

@@ -8,9 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::net::NetError;
-use hickory_resolver::proto::rr::RData;
+use crate::dns::{NetError, RData, TokioResolver};
 
 use crate::dns::{self, ResolverChoice, ResolverError};
 

@@ -29,4 +29,5 @@ mod signin_hardening;
 mod submission;
 mod submission_outbound;
 mod support;
+mod tidy;
 mod users_api;
