@@ -800,7 +800,12 @@ async fn mail_submitted_over_smtp_is_delivered_signed_without_control_headers() 
         .await
         .expect("swaks is installed");
     let transcript = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{transcript}");
+    assert!(
+        output.status.success(),
+        "swaks {}:\n{transcript}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let uuid = transcript
         .lines()
         .find_map(|line| line.split("Queued as: ").nth(1))
