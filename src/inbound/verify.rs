@@ -17,12 +17,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dns::{Name, RData};
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dkim::Signature;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
-use crate::dns::{Name, RData};
 use mail_auth::spf::verify::{HasValidLabels, SpfParameters};
 use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, DnsError, MessageAuthenticator,

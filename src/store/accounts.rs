@@ -372,25 +372,21 @@ impl Store {
         password_hash: String,
         change_required: bool,
     ) -> Result<(), StoreError> {
-        self.write(move |connection| {
-            connection.execute(
-                "UPDATE users SET password_hash = ?2, password_change_required = ?3 WHERE id = ?1",
-                params![user_id, password_hash, change_required],
-            )?;
-            Ok(())
-        })
+        self.execute(
+            "UPDATE users SET password_hash = ?2, password_change_required = ?3 WHERE id = ?1",
+            (user_id, password_hash, change_required),
+        )
         .await
+        .map(drop)
     }
 
     pub async fn set_last_sign_in(&self, user_id: i64, at: i64) -> Result<(), StoreError> {
-        self.write(move |connection| {
-            connection.execute(
-                "UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1",
-                params![user_id, at],
-            )?;
-            Ok(())
-        })
+        self.execute(
+            "UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1",
+            (user_id, at),
+        )
         .await
+        .map(drop)
     }
 
     /// Stores a TOTP secret awaiting confirmation; refused (`false`) once TOTP is enabled.
@@ -508,24 +504,22 @@ impl Store {
     }
 
     pub async fn insert_session(&self, session: SessionRow) -> Result<(), StoreError> {
-        self.write(move |connection| {
-            connection.execute(
-                "INSERT INTO sessions (id_hash, user_id, second_factor_pending, created_at,
+        self.execute(
+            "INSERT INTO sessions (id_hash, user_id, second_factor_pending, created_at,
                     last_seen_at, ip, user_agent)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    session.id_hash,
-                    session.user_id,
-                    session.second_factor_pending,
-                    session.created_at,
-                    session.last_seen_at,
-                    session.ip,
-                    session.user_agent
-                ],
-            )?;
-            Ok(())
-        })
+            (
+                session.id_hash,
+                session.user_id,
+                session.second_factor_pending,
+                session.created_at,
+                session.last_seen_at,
+                session.ip,
+                session.user_agent,
+            ),
+        )
         .await
+        .map(drop)
     }
 
     /// A session and its user, expired or not (the caller decides).
@@ -564,14 +558,12 @@ impl Store {
 
     pub async fn touch_session(&self, id_hash: &str, at: i64) -> Result<(), StoreError> {
         let id_hash = id_hash.to_string();
-        self.write(move |connection| {
-            connection.execute(
-                "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
-                params![id_hash, at],
-            )?;
-            Ok(())
-        })
+        self.execute(
+            "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+            (id_hash, at),
+        )
         .await
+        .map(drop)
     }
 
     /// `true` if there was such a session.
@@ -623,14 +615,12 @@ impl Store {
         account: String,
         ip: String,
     ) -> Result<(), StoreError> {
-        self.write(move |connection| {
-            connection.execute(
-                "INSERT INTO signin_failures (at, account, ip) VALUES (?1, ?2, ?3)",
-                params![at, account, ip],
-            )?;
-            Ok(())
-        })
+        self.execute(
+            "INSERT INTO signin_failures (at, account, ip) VALUES (?1, ?2, ?3)",
+            (at, account, ip),
+        )
         .await
+        .map(drop)
     }
 
     /// Times of the failures after `since`, newest first, at most `limit` of each: for the
@@ -787,14 +777,12 @@ impl Store {
     }
 
     pub async fn touch_api_key(&self, id: i64, at: i64) -> Result<(), StoreError> {
-        self.write(move |connection| {
-            connection.execute(
-                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-                params![id, at],
-            )?;
-            Ok(())
-        })
+        self.execute(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+            (id, at),
+        )
         .await
+        .map(drop)
     }
 
     /// Every key, revoked ones included, oldest first.
@@ -831,22 +819,20 @@ impl Store {
     }
 
     pub async fn insert_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.write(move |connection| {
-            connection.execute(
-                "INSERT INTO audit_log (at, actor, action, subject, ip, detail)
+        self.execute(
+            "INSERT INTO audit_log (at, actor, action, subject, ip, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    entry.at,
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    entry.ip,
-                    entry.detail
-                ],
-            )?;
-            Ok(())
-        })
+            (
+                entry.at,
+                entry.actor,
+                entry.action,
+                entry.subject,
+                entry.ip,
+                entry.detail,
+            ),
+        )
         .await
+        .map(drop)
     }
 
     /// Newest first; `before` is the id of the last row of the previous page.

@@ -136,6 +136,16 @@ impl Store {
         Ok(result)
     }
 
+    /// One statement on the writer connection; the number of rows it changed.
+    async fn execute<P: rusqlite::Params + Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: P,
+    ) -> Result<usize, StoreError> {
+        self.write(move |connection| connection.execute(sql, params))
+            .await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,

@@ -642,15 +642,13 @@ impl Store {
         at: i64,
         interval: i64,
     ) -> Result<(), StoreError> {
-        self.write(move |connection| {
-            connection.execute(
-                "UPDATE smtp_credentials SET last_used_at = ?2
+        self.execute(
+            "UPDATE smtp_credentials SET last_used_at = ?2
                  WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?2 - ?3)",
-                params![id, at, interval],
-            )?;
-            Ok(())
-        })
+            (id, at, interval),
+        )
         .await
+        .map(drop)
     }
 
     /// Adds a sending domain; `None` when it exists.

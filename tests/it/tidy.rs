@@ -23,7 +23,19 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
 /// The layers, lowest first: a module may import its own layer's modules and lower ones, never
 /// a higher layer's (`inbound` ↔ `outbound` is checked on its own below).
 const LAYERS: &[&[&str]] = &[
-    &["smtp", "store", "config", "mail", "dns", "webhook", "clock", "secret", "shutdown", "telemetry", "tls"],
+    &[
+        "smtp",
+        "store",
+        "config",
+        "mail",
+        "dns",
+        "webhook",
+        "clock",
+        "secret",
+        "shutdown",
+        "telemetry",
+        "tls",
+    ],
     &["accounts", "inbound", "outbound"],
     &["web", "app", "cli"],
 ];
@@ -80,7 +92,10 @@ fn names_path_root(code: &str, name: &str) -> bool {
             !(b.is_ascii_alphanumeric() || b == b'_' || b == b':')
         };
         let rest = &code[at + name.len()..];
-        before_ok && (rest.starts_with("::") || (code[..at].trim_end().ends_with("use") && rest.trim_start().starts_with([';', ' ', '{'])))
+        before_ok
+            && (rest.starts_with("::")
+                || (code[..at].trim_end().ends_with("use")
+                    && rest.trim_start().starts_with([';', ' ', '{'])))
     })
 }
 
@@ -133,7 +148,9 @@ fn group_roots(group: &str) -> Vec<String> {
 }
 
 fn identifier(text: &str) -> &str {
-    let end = text.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(text.len());
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
     &text[..end]
 }
 
@@ -152,12 +169,18 @@ fn every_source_file_opens_with_a_module_header() {
     let missing: Vec<String> = sources()
         .into_iter()
         .filter(|(_, text)| {
-            let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("#!["));
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("#!["));
             !first.is_some_and(|l| l.starts_with("//!"))
         })
         .map(|(rel, _)| rel)
         .collect();
-    assert!(missing.is_empty(), "files under src/ without a `//!` header saying what they are for: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files under src/ without a `//!` header saying what they are for: {missing:?}"
+    );
 }
 
 #[test]
@@ -170,12 +193,18 @@ fn crates_with_a_boundary_are_imported_only_in_their_module() {
             }
             for (line, code) in code_lines(&text) {
                 if names_path_root(code, krate) {
-                    breaches.push(format!("src/{rel}:{line} names `{krate}` (allowed only in {homes:?})"));
+                    breaches.push(format!(
+                        "src/{rel}:{line} names `{krate}` (allowed only in {homes:?})"
+                    ));
                 }
             }
         }
     }
-    assert!(breaches.is_empty(), "crates used outside their module:\n{}", breaches.join("\n"));
+    assert!(
+        breaches.is_empty(),
+        "crates used outside their module:\n{}",
+        breaches.join("\n")
+    );
 }
 
 #[test]
@@ -183,21 +212,33 @@ fn layers_point_one_way_and_inbound_and_outbound_never_meet() {
     let mut breaches = Vec::new();
     for (rel, text) in sources() {
         let from = module_of(&rel);
-        let Some(from_layer) = layer_of(from) else { continue };
+        let Some(from_layer) = layer_of(from) else {
+            continue;
+        };
         for (line, to) in crate_paths(&text) {
-            let Some(to_layer) = layer_of(&to).filter(|_| to != from) else { continue };
-            let across = matches!((from, to.as_str()), ("inbound", "outbound") | ("outbound", "inbound"));
+            let Some(to_layer) = layer_of(&to).filter(|_| to != from) else {
+                continue;
+            };
+            let across = matches!(
+                (from, to.as_str()),
+                ("inbound", "outbound") | ("outbound", "inbound")
+            );
             if to_layer > from_layer || across {
                 breaches.push(format!("src/{rel}:{line}: `{from}` imports `{to}`"));
             }
         }
     }
-    assert!(breaches.is_empty(), "imports against the layering rule:\n{}", breaches.join("\n"));
+    assert!(
+        breaches.is_empty(),
+        "imports against the layering rule:\n{}",
+        breaches.join("\n")
+    );
 }
 
 #[test]
 fn every_top_level_module_has_a_layer_and_a_line_in_architecture_md() {
-    let map = std::fs::read_to_string(src_dir().join("../ARCHITECTURE.md")).expect("ARCHITECTURE.md exists");
+    let map = std::fs::read_to_string(src_dir().join("../ARCHITECTURE.md"))
+        .expect("ARCHITECTURE.md exists");
     let mut modules: Vec<String> = sources()
         .iter()
         .map(|(rel, _)| module_of(rel).to_owned())
@@ -205,8 +246,14 @@ fn every_top_level_module_has_a_layer_and_a_line_in_architecture_md() {
         .collect();
     modules.dedup();
     for module in modules {
-        assert!(layer_of(&module).is_some(), "src/{module} is in no layer of tests/it/tidy.rs: give it one");
-        assert!(map.contains(&format!("`{module}")), "ARCHITECTURE.md never mentions `{module}`");
+        assert!(
+            layer_of(&module).is_some(),
+            "src/{module} is in no layer of tests/it/tidy.rs: give it one"
+        );
+        assert!(
+            map.contains(&format!("`{module}")),
+            "ARCHITECTURE.md never mentions `{module}`"
+        );
     }
 }
 
@@ -214,12 +261,20 @@ fn every_top_level_module_has_a_layer_and_a_line_in_architecture_md() {
 fn the_rules_see_what_they_look_for() {
     // The matcher itself: a rule that can never fire would pass vacuously.
     assert!(names_path_root("use rusqlite::Connection;", "rusqlite"));
-    assert!(names_path_root("    let c = rusqlite::Connection::open(p)?;", "rusqlite"));
+    assert!(names_path_root(
+        "    let c = rusqlite::Connection::open(p)?;",
+        "rusqlite"
+    ));
     assert!(names_path_root("use age;", "age"));
-    assert!(names_path_root("use mail_auth::hickory_resolver::Name;", "mail_auth::hickory_resolver"));
+    assert!(names_path_root(
+        "use mail_auth::hickory_resolver::Name;",
+        "mail_auth::hickory_resolver"
+    ));
     assert!(!names_path_root("let page = usage::x;", "age"));
     assert!(!names_path_root("crate::store::rusqlite::x", "rusqlite"));
-    let paths = crate_paths("use crate::webhook::Deliverer;\nuse crate::{\n    outbound::{Outbound, bounce},\n    store,\n};\n");
+    let paths = crate_paths(
+        "use crate::webhook::Deliverer;\nuse crate::{\n    outbound::{Outbound, bounce},\n    store,\n};\n",
+    );
     let names: Vec<&str> = paths.iter().map(|(_, m)| m.as_str()).collect();
     assert_eq!(names, ["webhook", "outbound", "store"]);
     assert_eq!(module_of("inbound/format/raw.rs"), "inbound");
