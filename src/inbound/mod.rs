@@ -428,9 +428,7 @@ impl MailHandler for Inbound {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
-        let posted = self
-            .post(route, payload, &idempotency_key, "target")
-            .await;
+        let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted);
         self.record(route, &envelope, meta, raw, posted).await
     }

@@ -44,7 +44,11 @@ async fn a_retry_carries_the_same_key_and_other_messages_do_not_in_every_format(
         for (from, to, data) in [
             (from, &to[..], MESSAGE),
             // The sender's retry: a second transaction, recipients in another order.
-            (from, &["another@example.com", "to@example.com"][..], MESSAGE),
+            (
+                from,
+                &["another@example.com", "to@example.com"][..],
+                MESSAGE,
+            ),
             (from, &to[..], "Subject: hello\r\n\r\nanother message"),
             (from, &to[..1], MESSAGE),
             ("other@client.test", &to[..], MESSAGE),
@@ -55,7 +59,11 @@ async fn a_retry_carries_the_same_key_and_other_messages_do_not_in_every_format(
         let keys: Vec<String> = receiver.requests().iter().map(key_of).collect();
         assert_eq!(keys.len(), 5, "{format}");
         assert_eq!(keys[0], keys[1], "{format}: the retry of the same message");
-        for (i, what) in [(2, "another body"), (3, "another recipient list"), (4, "another sender")] {
+        for (i, what) in [
+            (2, "another body"),
+            (3, "another recipient list"),
+            (4, "another sender"),
+        ] {
             assert_ne!(keys[0], keys[i], "{format}: {what}");
         }
         app.stop().await;
