@@ -1,9 +1,10 @@
 //! The `Idempotency-Key` header on every inbound POST (issue 10 item 10): the sender's
 //! retry of the same message carries the same key, any other message another one, in every
-//! payload format; the resend button repeats the arrival's key.
+//! payload format and on every leg of a redirect chain; the resend button repeats the
+//! arrival's key; callbacks carry none.
 
 use crate::support::receiver::Captured;
-use crate::support::{Receiver, TestApp, config_with_format};
+use crate::support::{Receiver, TestApp, config_with_format, eventually_ok};
 
 const MESSAGE: &str = "Subject: hello\r\nMessage-ID: <idem@client.test>\r\n\r\nonce only";
 const FORMATS: [&str; 5] = ["json+n", "multipart+n", "raw", "json", "multipart"];
@@ -121,4 +122,42 @@ async fn the_resend_repeats_the_arrivals_key() {
         key_of(&requests[1]),
         "the resend is the same message"
     );
+}
+
+#[tokio::test]
+async fn every_redirect_leg_repeats_the_key_and_callbacks_carry_none() {
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        "[server]\nhostname = \"mx.postern.test\"\n[[address]]\naddress = \"*@example.com\"\ntarget = \"{}\"\nauth_callback = \"{}\"\nerror_callback = \"{}\"\n",
+        receiver.url("/redirect/2/503"),
+        receiver.url("/status/200"),
+        receiver.url("/errors.json"),
+    );
+    let app = TestApp::start(&toml).await;
+    let reply = send(&app, "a@client.test", &["to@example.com"], MESSAGE).await;
+    assert!(reply.starts_with("450"), "{reply}");
+    // The error callback runs after the reply; wait for it.
+    let requests = eventually_ok("the error callback", async || {
+        let requests = receiver.requests();
+        match requests.iter().any(|r| r.path == "/errors.json") {
+            true => Ok(requests),
+            false => Err("not called yet".to_string()),
+        }
+    })
+    .await;
+    let (legs, callbacks): (Vec<&Captured>, Vec<&Captured>) = requests
+        .iter()
+        .partition(|r| r.path.starts_with("/redirect/"));
+    assert_eq!(legs.len(), 3, "the POST and two redirects");
+    assert!(legs.iter().all(|leg| key_of(leg) == key_of(legs[0])));
+    let paths: Vec<&str> = callbacks.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/status/200", "/errors.json"]);
+    for callback in callbacks {
+        assert_eq!(
+            callback.header("idempotency-key"),
+            None,
+            "{}",
+            callback.path
+        );
+    }
 }
