@@ -186,14 +186,21 @@ impl Inbound {
         .ok()
     }
 
-    /// POSTs the payload to the route's target (or captures it): the outcome, the SMTP
-    /// reply, the target's answer and every request made, recorded as `kind`.
-    async fn post(&self, route: &Route, payload: Option<Payload>, kind: &'static str) -> Posted {
+    /// POSTs the payload to the route's target (or captures it) with the message's
+    /// `Idempotency-Key`: the outcome, the SMTP reply, the target's answer and every request
+    /// made, recorded as `kind`.
+    async fn post(
+        &self,
+        route: &Route,
+        payload: Option<Payload>,
+        idempotency_key: &str,
+        kind: &'static str,
+    ) -> Posted {
         match (&route.destination, payload) {
             (Destination::Target { url, format }, Some(payload)) => {
                 let delivery = self
                     .deliverer
-                    .deliver(url, payload, route.options.timeout)
+                    .deliver_idempotent(url, payload, route.options.timeout, idempotency_key)
                     .await;
                 let reply = reply_for(&delivery.outcome);
                 let outcome = match &delivery.outcome {
@@ -225,7 +232,8 @@ impl Inbound {
     /// Sends a kept message (dev mode keeps them) to its address's target again, through
     /// the same build and POST as on arrival, and records the requests on the same message
     /// as `resend` attempts. The message's own row (what its sender was told) is unchanged;
-    /// no error callback is made.
+    /// no error callback is made. The POST carries the arrival's `Idempotency-Key`: it is
+    /// the same message, and an app that handled it already may drop it.
     pub async fn resend(&self, id: i64) -> Result<Resent, ResendError> {
         let message = self
             .store
@@ -265,11 +273,12 @@ impl Inbound {
             dkim,
             dmarc,
         };
+        let idempotency_key = format::idempotency::key(&envelope);
         // The kept message already has its `Received:` line.
         let (_, _, payload) = Inbound::build(route, raw, envelope)
             .await
             .ok_or(ResendError::Build)?;
-        let posted = self.post(route, payload, "resend").await;
+        let posted = self.post(route, payload, &idempotency_key, "resend").await;
         let resent = Resent {
             outcome: posted.outcome,
             http_status: posted.result.as_ref().and_then(webhook::Outcome::status),
@@ -410,6 +419,7 @@ impl MailHandler for Inbound {
         let raw =
             with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
         let payload_envelope = self.payload_envelope(route, &arrival, &body).await;
+        let idempotency_key = format::idempotency::key(&payload_envelope);
         // `raw` has the bytes from here on: one copy of the message, not two, while the
         // target answers.
         drop(body);
@@ -418,7 +428,7 @@ impl MailHandler for Inbound {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
-        let posted = self.post(route, payload, "target").await;
+        let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted);
         self.record(route, &envelope, meta, raw, posted).await
     }

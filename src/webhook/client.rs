@@ -1,7 +1,8 @@
 //! The HTTP POST to the customer's app (an inbound target, a callback, the events webhook)
 //! and the classification of its answer (spec §2, design.md invariant 1). One POST per
 //! transaction; redirects (at most 3) re-POST the same body; basic auth comes from the
-//! URL's userinfo; connections are pooled across messages.
+//! URL's userinfo; connections are pooled across messages. An inbound message's POST
+//! carries an `Idempotency-Key` header (the caller derives the value) on every leg.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -85,13 +86,38 @@ impl Deliverer {
         payload: Payload,
         timeout: Option<Duration>,
     ) -> Delivery {
+        self.deliver_with_key(target, payload, timeout, None).await
+    }
+
+    /// [`Deliverer::deliver`] with an [`IDEMPOTENCY_KEY`] header on every request of the
+    /// redirect chain, so that the app can recognise a POST it has already handled.
+    pub async fn deliver_idempotent(
+        &self,
+        target: &TargetUrl,
+        payload: Payload,
+        timeout: Option<Duration>,
+        idempotency_key: &str,
+    ) -> Delivery {
+        self.deliver_with_key(target, payload, timeout, Some(idempotency_key))
+            .await
+    }
+
+    async fn deliver_with_key(
+        &self,
+        target: &TargetUrl,
+        payload: Payload,
+        timeout: Option<Duration>,
+        idempotency_key: Option<&str>,
+    ) -> Delivery {
         let timeout = timeout.unwrap_or(self.timeout);
-        let content_type = payload.content_type;
-        let body = Bytes::from(payload.body);
+        let request = Request {
+            content_type: &payload.content_type,
+            body: Bytes::from(payload.body),
+            idempotency_key: idempotency_key.map(structured_string),
+        };
         let mut attempts = Vec::new();
         let mut in_flight = None;
-        let following =
-            self.post_following(target, &content_type, body, &mut attempts, &mut in_flight);
+        let following = self.post_following(target, &request, &mut attempts, &mut in_flight);
         let outcome = match tokio::time::timeout(timeout, following).await {
             Ok(outcome) => outcome,
             Err(_) => {
@@ -109,102 +135,26 @@ impl Deliverer {
         Delivery { outcome, attempts }
     }
 
+    /// The POST and at most [`MAX_REDIRECTS`] re-POSTs of the same body.
     async fn post_following(
         &self,
         target: &TargetUrl,
-        content_type: &str,
-        body: Bytes,
+        request: &Request<'_>,
         attempts: &mut Vec<Attempt>,
         in_flight: &mut Option<(String, Instant)>,
     ) -> Outcome {
         let original = target.expose();
         let original_auth = basic_auth(original);
-        let mut url = without_userinfo(original);
-        let mut auth = original_auth.clone();
+        let mut leg = Leg {
+            url: without_userinfo(original),
+            auth: original_auth.clone(),
+        };
         for hop in 0..=MAX_REDIRECTS {
-            let shown = masked(&url, auth.is_some());
-            let started = Instant::now();
-            *in_flight = Some((shown.clone(), started));
-            let mut request = self
-                .client
-                .post(url.clone())
-                .header(CONTENT_TYPE, content_type)
-                .header(USER_AGENT, USER_AGENT_VALUE)
-                .body(body.clone());
-            if let Some(auth) = &auth {
-                request = request.header(AUTHORIZATION, auth);
+            match self.post_once(&leg, request, attempts, in_flight).await {
+                Hop::Done(outcome) => return outcome,
+                Hop::Redirect(_) if hop == MAX_REDIRECTS => break,
+                Hop::Redirect(next) => leg = Leg::redirected(next, original, &original_auth),
             }
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(error) => {
-                    let reason = describe(&error);
-                    *in_flight = None;
-                    attempts.push(Attempt::failed(shown, started, reason.clone()));
-                    return Outcome::Deferred {
-                        status: None,
-                        body: String::new(),
-                        reason,
-                    };
-                }
-            };
-            let status = response.status();
-            let code = status.as_u16();
-            if status.is_redirection() {
-                let location = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .and_then(|l| url.join(l).ok());
-                *in_flight = None;
-                attempts.push(Attempt::answered(shown, started, code, String::new()));
-                let Some(next) = location else {
-                    return Outcome::Deferred {
-                        status: Some(code),
-                        body: String::new(),
-                        reason: "redirect without a usable Location header".into(),
-                    };
-                };
-                if hop == MAX_REDIRECTS {
-                    break;
-                }
-                // Credentials follow a redirect only to the same origin, or come with the
-                // new URL itself.
-                auth = basic_auth(&next).or_else(|| {
-                    (next.origin() == original.origin())
-                        .then(|| original_auth.clone())
-                        .flatten()
-                });
-                url = without_userinfo(&next);
-                continue;
-            }
-            let is_text = response
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| {
-                    v.trim_start()
-                        .to_ascii_lowercase()
-                        .starts_with("text/plain")
-                });
-            let body = read_start(response).await;
-            *in_flight = None;
-            attempts.push(Attempt::answered(shown, started, code, body.clone()));
-            return if status.is_success() {
-                Outcome::Accepted { status: code, body }
-            } else if status.is_client_error() {
-                let reply_text = is_text.then(|| body.clone());
-                Outcome::Rejected {
-                    status: code,
-                    body,
-                    reply_text,
-                }
-            } else {
-                Outcome::Deferred {
-                    status: Some(code),
-                    body,
-                    reason: format!("target answered HTTP {code}"),
-                }
-            };
         }
         Outcome::Deferred {
             status: None,
@@ -212,6 +162,172 @@ impl Deliverer {
             reason: format!("more than {MAX_REDIRECTS} redirects"),
         }
     }
+
+    /// One HTTP request of the chain, recorded in `attempts` (and in `in_flight` while it
+    /// waits, so that a timeout can record it too).
+    async fn post_once(
+        &self,
+        leg: &Leg,
+        request: &Request<'_>,
+        attempts: &mut Vec<Attempt>,
+        in_flight: &mut Option<(String, Instant)>,
+    ) -> Hop {
+        let shown = masked(&leg.url, leg.auth.is_some());
+        let started = Instant::now();
+        *in_flight = Some((shown.clone(), started));
+        let response = match self.request(leg, request).send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let reason = describe(&error);
+                *in_flight = None;
+                attempts.push(Attempt::failed(shown, started, reason.clone()));
+                return Hop::Done(Outcome::Deferred {
+                    status: None,
+                    body: String::new(),
+                    reason,
+                });
+            }
+        };
+        let status = response.status();
+        let code = status.as_u16();
+        if status.is_redirection() {
+            let location = location(&response, &leg.url);
+            *in_flight = None;
+            attempts.push(Attempt::answered(shown, started, code, String::new()));
+            return match location {
+                Some(next) => Hop::Redirect(next),
+                None => Hop::Done(Outcome::Deferred {
+                    status: Some(code),
+                    body: String::new(),
+                    reason: "redirect without a usable Location header".into(),
+                }),
+            };
+        }
+        let is_text = is_plain_text(&response);
+        let body = read_start(response).await;
+        *in_flight = None;
+        attempts.push(Attempt::answered(shown, started, code, body.clone()));
+        Hop::Done(classify(status, body, is_text))
+    }
+
+    /// The request for one leg: the same body and headers on every leg.
+    fn request(&self, leg: &Leg, request: &Request<'_>) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .client
+            .post(leg.url.clone())
+            .header(CONTENT_TYPE, request.content_type)
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .body(request.body.clone());
+        if let Some(auth) = &leg.auth {
+            builder = builder.header(AUTHORIZATION, auth);
+        }
+        if let Some(key) = &request.idempotency_key {
+            builder = builder.header(IDEMPOTENCY_KEY, key);
+        }
+        builder
+    }
+}
+
+/// What is POSTed, the same on every leg of a redirect chain.
+struct Request<'a> {
+    content_type: &'a str,
+    body: Bytes,
+    /// The [`IDEMPOTENCY_KEY`] header's value, already quoted.
+    idempotency_key: Option<String>,
+}
+
+/// Where one request of a redirect chain goes, and with which credentials.
+struct Leg {
+    /// Without userinfo: credentials travel only in `auth`.
+    url: url::Url,
+    /// `Authorization: Basic …`.
+    auth: Option<String>,
+}
+
+impl Leg {
+    /// The leg after a redirect to `next`. Credentials follow a redirect only to the same
+    /// origin, or come with the new URL itself.
+    fn redirected(next: url::Url, original: &url::Url, original_auth: &Option<String>) -> Leg {
+        let auth = basic_auth(&next).or_else(|| {
+            (next.origin() == original.origin())
+                .then(|| original_auth.clone())
+                .flatten()
+        });
+        Leg {
+            url: without_userinfo(&next),
+            auth,
+        }
+    }
+}
+
+/// What one request of a redirect chain came to.
+enum Hop {
+    /// A final answer or a failure: the chain ends here.
+    Done(Outcome),
+    /// A 3xx with a usable `Location`, resolved against the URL posted to.
+    Redirect(url::Url),
+}
+
+/// The redirect's target, resolved against the URL posted to.
+fn location(response: &reqwest::Response, url: &url::Url) -> Option<url::Url> {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| url.join(l).ok())
+}
+
+/// A `text/plain` answer is the SMTP reply text of a 4xx (spec §2.2).
+fn is_plain_text(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+        })
+}
+
+/// 2xx accepts, 4xx rejects, anything else defers (design.md invariant 1).
+fn classify(status: reqwest::StatusCode, body: String, is_text: bool) -> Outcome {
+    let code = status.as_u16();
+    if status.is_success() {
+        Outcome::Accepted { status: code, body }
+    } else if status.is_client_error() {
+        let reply_text = is_text.then(|| body.clone());
+        Outcome::Rejected {
+            status: code,
+            body,
+            reply_text,
+        }
+    } else {
+        Outcome::Deferred {
+            status: Some(code),
+            body,
+            reason: format!("target answered HTTP {code}"),
+        }
+    }
+}
+
+/// The header name of the IETF draft `draft-ietf-httpapi-idempotency-key-header`, which
+/// Stripe, PayPal and others use the same way: a retried POST repeats the value.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// `key` as a structured-field string (RFC 8941 §3.3.3), the value type the draft gives the
+/// header: in double quotes, with `\` and `"` escaped. Callers pass plain ASCII.
+fn structured_string(key: &str) -> String {
+    let mut quoted = String::with_capacity(key.len() + 2);
+    quoted.push('"');
+    for c in key.chars().filter(|c| (' '..='~').contains(c)) {
+        if matches!(c, '\\' | '"') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 const USER_AGENT_VALUE: &str = concat!(
@@ -352,5 +468,13 @@ mod tests {
         let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
         assert_eq!(basic_auth(&url).unwrap(), format!("Basic {expected}"));
         assert_eq!(basic_auth(&url::Url::parse("http://x/").unwrap()), None);
+    }
+
+    #[test]
+    fn idempotency_key_is_a_structured_field_string() {
+        assert_eq!(structured_string("3f2a"), "\"3f2a\"");
+        assert_eq!(structured_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        // Control characters cannot be in an sf-string; they are dropped.
+        assert_eq!(structured_string("a\r\nb"), "\"ab\"");
     }
 }

@@ -6,7 +6,9 @@
 
 pub mod client;
 
-pub use client::{Attempt, Deliverer, Delivery, KEPT_BODY, MAX_REDIRECTS, Outcome};
+pub use client::{
+    Attempt, Deliverer, Delivery, IDEMPOTENCY_KEY, KEPT_BODY, MAX_REDIRECTS, Outcome,
+};
 
 /// A ready request body.
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ mod delivery;
 mod dkim;
 mod hardening;
 mod hostile;
+mod idempotency;
 mod lifecycle;
 mod oidc;
 mod outbound_delivery;

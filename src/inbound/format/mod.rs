@@ -5,6 +5,7 @@
 
 pub mod form_data;
 pub mod headers;
+pub mod idempotency;
 pub mod json;
 pub mod json_normalized;
 pub mod multipart;
