@@ -149,25 +149,43 @@ async fn password_sign_in_and_generated_passwords() {
     ));
 }
 
-#[tokio::test]
-async fn totp_drift_replay_and_recovery_codes() {
-    let Setup { accounts, .. } = setup().await;
-    let alice = user(&accounts, "alice@example.com").await;
-    let (totp, recovery) = enrol(&accounts, &alice).await;
-    assert_eq!(recovery.len(), RECOVERY_CODES);
+/// Alice's password sign-in, which asks for her second factor.
+async fn pending_second_factor(accounts: &Accounts) -> NewSession {
+    match accounts
+        .sign_in("alice@example.com", PASSWORD, &client())
+        .await
+        .unwrap()
+    {
+        SignIn::SecondFactor(pending) => pending,
+        SignIn::Complete(_) => panic!("TOTP was not asked for"),
+    }
+}
 
-    let pending = |accounts: Accounts| async move {
-        match accounts
-            .sign_in("alice@example.com", PASSWORD, &client())
-            .await
-            .unwrap()
-        {
-            SignIn::SecondFactor(pending) => pending,
-            SignIn::Complete(_) => panic!("TOTP was not asked for"),
-        }
-    };
-    // A pending session is no signed-in session.
-    let first = pending(accounts.clone()).await;
+/// Alice, with TOTP enrolled: her authenticator and her recovery codes.
+async fn alice_with_totp(accounts: &Accounts) -> (User, totp_rs::Totp, Vec<String>) {
+    let alice = user(accounts, "alice@example.com").await;
+    let (totp, recovery) = enrol(accounts, &alice).await;
+    (alice, totp, recovery)
+}
+
+/// Whether `code` completes the pending sign-in.
+async fn second_factor_accepted(accounts: &Accounts, pending: &NewSession, code: &str) -> bool {
+    match accounts
+        .second_factor(&pending.session, code, &client())
+        .await
+    {
+        Ok(_) => true,
+        Err(SignInError::WrongCode) => false,
+        Err(other) => panic!("not a wrong code: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_pending_second_factor_is_no_signed_in_session() {
+    let Setup { accounts, .. } = setup().await;
+    let (_, _, recovery) = alice_with_totp(&accounts).await;
+    assert_eq!(recovery.len(), RECOVERY_CODES);
+    let first = pending_second_factor(&accounts).await;
     assert!(
         accounts
             .session(&first.token)
@@ -176,17 +194,18 @@ async fn totp_drift_replay_and_recovery_codes() {
             .unwrap()
             .second_factor_pending
     );
+}
 
+#[tokio::test]
+async fn totp_codes_one_step_off_work_once_and_replace_the_session() {
+    let Setup { accounts, .. } = setup().await;
+    let (_, totp, _) = alice_with_totp(&accounts).await;
+    let first = pending_second_factor(&accounts).await;
     // The code used at enrolment (this step) is spent; two steps off is refused; one step
     // later is fine, and then spent too.
     for steps in [0, 2, -2] {
         assert!(
-            matches!(
-                accounts
-                    .second_factor(&first.session, &code(&accounts, &totp, steps), &client())
-                    .await,
-                Err(SignInError::WrongCode)
-            ),
+            !second_factor_accepted(&accounts, &first, &code(&accounts, &totp, steps)).await,
             "{steps} steps"
         );
     }
@@ -199,39 +218,47 @@ async fn totp_drift_replay_and_recovery_codes() {
         "a new session id after the second factor"
     );
     assert!(accounts.session(&first.token).await.unwrap().is_none());
-    let second = pending(accounts.clone()).await;
+    let second = pending_second_factor(&accounts).await;
     assert!(
-        matches!(
-            accounts
-                .second_factor(&second.session, &code(&accounts, &totp, 1), &client())
-                .await,
-            Err(SignInError::WrongCode)
-        ),
+        !second_factor_accepted(&accounts, &second, &code(&accounts, &totp, 1)).await,
         "replayed"
     );
+}
+
+#[tokio::test]
+async fn a_spent_totp_step_stays_spent_as_the_clock_moves_on() {
+    let Setup { accounts, .. } = setup().await;
+    let (_, totp, _) = alice_with_totp(&accounts).await;
+    let first = pending_second_factor(&accounts).await;
+    let next_step = code(&accounts, &totp, 1);
+    assert!(second_factor_accepted(&accounts, &first, &next_step).await);
     // A minute later the step that was +1 is now -1, and used: the next one works.
     accounts.clock().advance(Duration::from_secs(60));
-    let second = pending(accounts.clone()).await;
+    let second = pending_second_factor(&accounts).await;
     assert!(
         accounts
             .second_factor(&second.session, &code(&accounts, &totp, -1), &client())
             .await
             .is_err()
     );
-    let third = pending(accounts.clone()).await;
+    let third = pending_second_factor(&accounts).await;
     accounts
         .second_factor(&third.session, &code(&accounts, &totp, 0), &client())
         .await
         .unwrap();
+}
 
-    // Recovery codes work once each, as typed by a person.
+#[tokio::test]
+async fn recovery_codes_work_once_each_as_typed_by_a_person() {
+    let Setup { accounts, .. } = setup().await;
+    let (alice, _, recovery) = alice_with_totp(&accounts).await;
     let typed = recovery[3].to_uppercase().replace('-', " ");
-    let fourth = pending(accounts.clone()).await;
+    let fourth = pending_second_factor(&accounts).await;
     accounts
         .second_factor(&fourth.session, &typed, &client())
         .await
         .unwrap();
-    let fifth = pending(accounts.clone()).await;
+    let fifth = pending_second_factor(&accounts).await;
     assert!(
         accounts
             .second_factor(&fifth.session, &recovery[3], &client())
@@ -378,70 +405,85 @@ async fn api_keys_authenticate_until_revoked() {
     ));
 }
 
-#[tokio::test]
-async fn a_password_hashed_with_other_parameters_is_rehashed_at_sign_in() {
-    let Setup { accounts, _dir } = setup().await;
-    let alice = user(&accounts, "alice@example.com").await;
-    let stored = |accounts: &Accounts| {
-        let accounts = accounts.clone();
-        async move {
-            accounts
-                .store()
-                .user(alice.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .password_hash
-        }
-    };
-    let cheap = stored(&accounts).await;
-    assert!(cheap.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{cheap}");
+const CHEAP_HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$";
+const COSTLIER_HASH: &str = "$argon2id$v=19$m=16,t=2,p=1$";
 
-    // The same store, run with a higher cost: a wrong password changes nothing ...
+/// The password hash stored for a user.
+async fn stored_hash(accounts: &Accounts, user: &User) -> String {
+    accounts
+        .store()
+        .user(user.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+}
+
+/// The same store, run with a higher password cost.
+fn with_costlier_passwords(accounts: &Accounts) -> Accounts {
     let costlier = PasswordParams {
         memory_kib: 16,
         iterations: 2,
         lanes: 1,
     };
-    let upgraded = Accounts::new(
+    Accounts::new(
         accounts.store().clone(),
         accounts.clock().clone(),
         Policy {
             password: costlier,
             ..accounts.policy().clone()
         },
+    )
+}
+
+/// Signs in with the right password, expecting no second factor.
+async fn sign_in_alice(accounts: &Accounts) {
+    complete(
+        accounts
+            .sign_in("alice@example.com", PASSWORD, &client())
+            .await
+            .unwrap(),
     );
+}
+
+#[tokio::test]
+async fn a_wrong_password_leaves_a_hash_of_other_parameters_alone() {
+    let Setup { accounts, _dir } = setup().await;
+    let alice = user(&accounts, "alice@example.com").await;
+    let cheap = stored_hash(&accounts, &alice).await;
+    assert!(cheap.starts_with(CHEAP_HASH), "{cheap}");
+    let upgraded = with_costlier_passwords(&accounts);
     assert!(matches!(
         upgraded
             .sign_in("alice@example.com", "not the password", &client())
             .await,
         Err(SignInError::WrongPassword)
     ));
-    assert_eq!(stored(&upgraded).await, cheap);
+    assert_eq!(stored_hash(&upgraded, &alice).await, cheap);
+}
 
-    // ... the right one is accepted with the old hash and replaces it with one of the
+#[tokio::test]
+async fn the_right_password_is_rehashed_with_the_current_parameters_once() {
+    let Setup { accounts, _dir } = setup().await;
+    let alice = user(&accounts, "alice@example.com").await;
+    let upgraded = with_costlier_passwords(&accounts);
+    // The right password is accepted with the old hash and replaces it with one of the
     // current parameters, which verifies the same password.
-    complete(
-        upgraded
-            .sign_in("alice@example.com", PASSWORD, &client())
-            .await
-            .unwrap(),
+    sign_in_alice(&upgraded).await;
+    let rehashed = stored_hash(&upgraded, &alice).await;
+    assert!(rehashed.starts_with(COSTLIER_HASH), "{rehashed}");
+    sign_in_alice(&upgraded).await;
+    assert_eq!(
+        stored_hash(&upgraded, &alice).await,
+        rehashed,
+        "up to date: kept"
     );
-    let rehashed = stored(&upgraded).await;
-    assert!(
-        rehashed.starts_with("$argon2id$v=19$m=16,t=2,p=1$"),
-        "{rehashed}"
-    );
-    complete(
-        upgraded
-            .sign_in("alice@example.com", PASSWORD, &client())
-            .await
-            .unwrap(),
-    );
-    assert_eq!(stored(&upgraded).await, rehashed, "up to date: kept");
+}
 
-    // Back on the cheap parameters (the way down is the same rule), and the one-time
-    // password flag is left as it was.
+#[tokio::test]
+async fn rehashing_leaves_the_one_time_password_flag_as_it_was() {
+    let Setup { accounts, _dir } = setup().await;
+    let upgraded = with_costlier_passwords(&accounts);
     let (bob, one_time) = accounts
         .create_user(
             "bob@example.com",
@@ -459,22 +501,24 @@ async fn a_password_hashed_with_other_parameters_is_rehashed_at_sign_in() {
             .unwrap(),
     );
     let row = upgraded.store().user(bob.id).await.unwrap().unwrap();
-    assert!(
-        row.password_hash
-            .starts_with("$argon2id$v=19$m=16,t=2,p=1$")
-    );
+    assert!(row.password_hash.starts_with(COSTLIER_HASH));
     assert!(row.password_change_required);
-    complete(
-        accounts
-            .sign_in("alice@example.com", PASSWORD, &client())
-            .await
-            .unwrap(),
-    );
+}
+
+#[tokio::test]
+async fn rehashing_goes_back_down_to_cheaper_parameters_too() {
+    let Setup { accounts, _dir } = setup().await;
+    let alice = user(&accounts, "alice@example.com").await;
+    let upgraded = with_costlier_passwords(&accounts);
+    sign_in_alice(&upgraded).await;
     assert!(
-        stored(&accounts)
+        stored_hash(&accounts, &alice)
             .await
-            .starts_with("$argon2id$v=19$m=8,t=1,p=1$")
+            .starts_with(COSTLIER_HASH)
     );
+    // Back on the cheap parameters: the way down is the same rule.
+    sign_in_alice(&accounts).await;
+    assert!(stored_hash(&accounts, &alice).await.starts_with(CHEAP_HASH));
 }
 
 #[tokio::test]

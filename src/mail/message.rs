@@ -7,7 +7,7 @@
 //! the raw bytes, decoded lossily, as the plain body.
 
 use mail_parser::parsers::MessageStream;
-use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use tracing::warn;
 
 use super::reply_text;
@@ -91,93 +91,116 @@ impl ParsedMessage {
         let Some(root) = message.parts.first() else {
             return ParsedMessage::default();
         };
-        let headers = root
-            .headers
-            .iter()
-            .filter_map(|h| {
-                let name = raw.get(h.offset_field as usize..h.offset_start as usize)?;
-                let value = raw.get(h.offset_start as usize..h.offset_end as usize)?;
-                let name = String::from_utf8_lossy(name);
-                let name = name.trim_end_matches(':').trim();
-                Some(HeaderField {
-                    name: name.to_string(),
-                    value: header_value(value),
-                })
-            })
-            .collect();
+        let bodies = BodyParts::of(&message);
+        let text_of = |id: Option<u32>| {
+            id.and_then(|id| message.parts[id as usize].text_contents())
+                .map(str::to_string)
+        };
+        let plain = text_of(bodies.plain);
+        ParsedMessage {
+            headers: header_fields(root, raw),
+            reply_plain: plain.as_deref().and_then(reply_text::extract),
+            plain,
+            html: text_of(bodies.html),
+            attachments: bodies.attachments(&message, raw),
+        }
+    }
+}
 
-        // The first text/plain and text/html parts that are not attachments are the bodies
-        // (spec §1.4); every other leaf part is an attachment (§1.5).
-        // mail-parser's body lists come first; when it filed every text part as an
-        // attachment (e.g. an unterminated multipart), the first unnamed inline one counts.
-        // By declared type as well as by mail-parser's part type: 0.11 sometimes types an
-        // HTML part as text (an unterminated multipart/alternative), and that is still HTML.
-        let declared = |id: &u32, subtype: &str| {
-            message.parts[*id as usize]
-                .content_type()
-                .is_some_and(|ct| {
-                    ct.c_type.eq_ignore_ascii_case("text")
-                        && ct
-                            .c_subtype
-                            .as_deref()
-                            .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
-                })
-        };
-        let is_plain = |id: &u32| {
-            matches!(message.parts[*id as usize].body, PartType::Text(_)) && !declared(id, "html")
-        };
-        let is_html = |id: &u32| match message.parts[*id as usize].body {
-            PartType::Html(_) => true,
-            PartType::Text(_) => declared(id, "html"),
-            _ => false,
-        };
-        let is_body_like = |id: &u32| {
-            let part = &message.parts[*id as usize];
-            part.attachment_name().is_none()
-                && !part
-                    .content_disposition()
-                    .is_some_and(|cd| cd.c_type.eq_ignore_ascii_case("attachment"))
-        };
+/// A part's header fields in order, names as written and values unfolded and decoded.
+fn header_fields(part: &MessagePart<'_>, raw: &[u8]) -> Vec<HeaderField> {
+    part.headers
+        .iter()
+        .filter_map(|h| {
+            let name = raw.get(h.offset_field as usize..h.offset_start as usize)?;
+            let value = raw.get(h.offset_start as usize..h.offset_end as usize)?;
+            let name = String::from_utf8_lossy(name);
+            let name = name.trim_end_matches(':').trim();
+            Some(HeaderField {
+                name: name.to_string(),
+                value: header_value(value),
+            })
+        })
+        .collect()
+}
+
+/// Which parts of a message are its plain and HTML bodies, by part id.
+///
+/// The first text/plain and text/html parts that are not attachments are the bodies
+/// (spec §1.4); every other leaf part is an attachment (§1.5).
+struct BodyParts {
+    plain: Option<u32>,
+    html: Option<u32>,
+}
+
+impl BodyParts {
+    /// mail-parser's body lists come first; when it filed every text part as an
+    /// attachment (e.g. an unterminated multipart), the first unnamed inline one counts.
+    fn of(message: &Message<'_>) -> BodyParts {
+        let is_plain = |id: &u32| is_plain_part(&message.parts[*id as usize]);
+        let is_html = |id: &u32| is_html_part(&message.parts[*id as usize]);
+        let is_body_like = |id: &u32| is_body_like_part(&message.parts[*id as usize]);
         let all_ids = || 0..message.parts.len() as u32;
-        let plain_id = message
+        let plain = message
             .text_body
             .iter()
             .copied()
             .find(is_plain)
             .or_else(|| all_ids().filter(is_plain).find(is_body_like));
-        let html_id = message
+        let html = message
             .html_body
             .iter()
             .copied()
             .find(is_html)
             .or_else(|| all_ids().filter(is_html).find(is_body_like));
-        let text_of = |id: Option<u32>| {
-            id.and_then(|id| message.parts[id as usize].text_contents())
-                .map(str::to_string)
-        };
+        BodyParts { plain, html }
+    }
 
-        let attachments = message
+    /// Every leaf part that is not one of the bodies.
+    fn attachments(&self, message: &Message<'_>, raw: &[u8]) -> Vec<Attachment> {
+        message
             .parts
             .iter()
             .enumerate()
             .filter(|(id, part)| {
-                let id = *id as u32;
-                !matches!(part.body, PartType::Multipart(_))
-                    && Some(id) != plain_id
-                    && Some(id) != html_id
+                let id = Some(*id as u32);
+                !matches!(part.body, PartType::Multipart(_)) && id != self.plain && id != self.html
             })
             .map(|(_, part)| attachment(part, raw))
-            .collect();
-
-        let plain = text_of(plain_id);
-        ParsedMessage {
-            headers,
-            reply_plain: plain.as_deref().and_then(reply_text::extract),
-            plain,
-            html: text_of(html_id),
-            attachments,
-        }
+            .collect()
     }
+}
+
+// By declared type as well as by mail-parser's part type: 0.11 sometimes types an HTML part
+// as text (an unterminated multipart/alternative), and that is still HTML.
+fn declared_text(part: &MessagePart<'_>, subtype: &str) -> bool {
+    part.content_type().is_some_and(|ct| {
+        ct.c_type.eq_ignore_ascii_case("text")
+            && ct
+                .c_subtype
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+    })
+}
+
+fn is_plain_part(part: &MessagePart<'_>) -> bool {
+    matches!(part.body, PartType::Text(_)) && !declared_text(part, "html")
+}
+
+fn is_html_part(part: &MessagePart<'_>) -> bool {
+    match part.body {
+        PartType::Html(_) => true,
+        PartType::Text(_) => declared_text(part, "html"),
+        _ => false,
+    }
+}
+
+/// Neither named nor marked `Content-Disposition: attachment`.
+fn is_body_like_part(part: &MessagePart<'_>) -> bool {
+    part.attachment_name().is_none()
+        && !part
+            .content_disposition()
+            .is_some_and(|cd| cd.c_type.eq_ignore_ascii_case("attachment"))
 }
 
 fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {

@@ -315,8 +315,7 @@ fn rfind_ignore_case(text: &str, needle: &str) -> Option<usize> {
 /// the URL, entities decoded) returns a new URL. Comments are skipped; the rest of the
 /// text is copied as it is.
 fn rewrite_links(html: &str, mut tracked: impl FnMut(&str) -> Option<String>) -> String {
-    let bytes = html.as_bytes();
-    let len = bytes.len();
+    let len = html.len();
     let mut out = String::with_capacity(len + len / 4);
     let mut copied = 0;
     let mut i = 0;
@@ -328,73 +327,105 @@ fn rewrite_links(html: &str, mut tracked: impl FnMut(&str) -> Option<String>) ->
                 .map_or(len, |end| start + 4 + end + 3);
             continue;
         }
-        let name_end = bytes[start + 1..]
-            .iter()
-            .position(|b| !b.is_ascii_alphanumeric())
-            .map_or(len, |p| start + 1 + p);
-        let name = &html[start + 1..name_end];
-        if !(name.eq_ignore_ascii_case("a") || name.eq_ignore_ascii_case("area")) {
+        let Some(mut j) = link_tag_name_end(html, start) else {
             i = start + 1;
             continue;
-        }
-        let mut j = name_end;
-        loop {
-            while j < len && (bytes[j].is_ascii_whitespace() || bytes[j] == b'/') {
-                j += 1;
-            }
-            if j >= len || bytes[j] == b'>' {
-                break;
-            }
-            let attr_start = j;
-            while j < len
-                && !bytes[j].is_ascii_whitespace()
-                && !matches!(bytes[j], b'=' | b'>' | b'/')
-            {
-                j += 1;
-            }
-            let attr = &html[attr_start..j];
-            while j < len && bytes[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            if j >= len || bytes[j] != b'=' {
-                if j == attr_start {
-                    j += 1;
-                }
-                continue;
-            }
-            j += 1;
-            while j < len && bytes[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            let value_start = j;
-            let (value, value_end) = match bytes.get(j) {
-                Some(&quote @ (b'"' | b'\'')) => {
-                    let end = html[j + 1..].find(quote as char).map_or(len, |p| j + 1 + p);
-                    (&html[j + 1..end], (end + 1).min(len))
-                }
-                _ => {
-                    let end = bytes[j..]
-                        .iter()
-                        .position(|b| b.is_ascii_whitespace() || *b == b'>')
-                        .map_or(len, |p| j + p);
-                    (&html[j..end], end)
-                }
-            };
-            j = value_end;
-            if attr.eq_ignore_ascii_case("href")
+        };
+        while let Some(attribute) = next_attribute(html, j) {
+            j = attribute.next;
+            if let Some((value, span)) = attribute.value
+                && attribute.name.eq_ignore_ascii_case("href")
                 && let Some(new) = tracked(&decode_entities(value))
             {
-                out.push_str(&html[copied..value_start]);
+                out.push_str(&html[copied..span.start]);
                 out.push('"');
                 out.push_str(&new);
                 out.push('"');
-                copied = value_end;
+                copied = span.end;
             }
         }
         i = j.min(len);
     }
     out.push_str(&html[copied..]);
     out
+}
+
+/// With `<` at `start`: where the tag name ends, when the tag is an `<a>` or an `<area>`.
+fn link_tag_name_end(html: &str, start: usize) -> Option<usize> {
+    let name_end = skip_while(html.as_bytes(), start + 1, |b| b.is_ascii_alphanumeric());
+    let name = &html[start + 1..name_end];
+    (name.eq_ignore_ascii_case("a") || name.eq_ignore_ascii_case("area")).then_some(name_end)
+}
+
+/// One attribute of a tag, as [`next_attribute`] finds it.
+struct TagAttribute<'a> {
+    name: &'a str,
+    /// The value as written (without its quotes) and the bytes it takes (with them).
+    value: Option<(&'a str, std::ops::Range<usize>)>,
+    /// Where to look for the next attribute.
+    next: usize,
+}
+
+/// The attribute at or after `at` inside a tag; `None` at the tag's end.
+fn next_attribute(html: &str, at: usize) -> Option<TagAttribute<'_>> {
+    let bytes = html.as_bytes();
+    let name_start = skip_while(bytes, at, |b| b.is_ascii_whitespace() || b == b'/');
+    if bytes.get(name_start).is_none_or(|&b| b == b'>') {
+        return None;
+    }
+    let name_end = skip_while(bytes, name_start, |b| {
+        !b.is_ascii_whitespace() && !matches!(b, b'=' | b'>' | b'/')
+    });
+    let name = &html[name_start..name_end];
+    let equals = skip_while(bytes, name_end, |b| b.is_ascii_whitespace());
+    if bytes.get(equals) != Some(&b'=') {
+        // A stray character that starts no name is stepped over, so the scan moves on.
+        let next = if equals == name_start {
+            equals + 1
+        } else {
+            equals
+        };
+        return Some(TagAttribute {
+            name,
+            value: None,
+            next,
+        });
+    }
+    let value_start = skip_while(bytes, equals + 1, |b| b.is_ascii_whitespace());
+    let (value, value_end) = attribute_value(html, value_start);
+    Some(TagAttribute {
+        name,
+        value: Some((value, value_start..value_end)),
+        next: value_end,
+    })
+}
+
+/// The attribute value starting at `at`, quoted or not, and the index just past it.
+fn attribute_value(html: &str, at: usize) -> (&str, usize) {
+    let len = html.len();
+    match html.as_bytes().get(at) {
+        Some(&quote @ (b'"' | b'\'')) => {
+            let end = html[at + 1..]
+                .find(quote as char)
+                .map_or(len, |p| at + 1 + p);
+            (&html[at + 1..end], (end + 1).min(len))
+        }
+        _ => {
+            let end = skip_while(html.as_bytes(), at, |b| {
+                !b.is_ascii_whitespace() && b != b'>'
+            });
+            (&html[at..end], end)
+        }
+    }
+}
+
+/// The first index from `from` whose byte does not satisfy `keep` (the length if none).
+fn skip_while(bytes: &[u8], from: usize, keep: impl Fn(u8) -> bool) -> usize {
+    let from = from.min(bytes.len());
+    bytes[from..]
+        .iter()
+        .position(|&b| !keep(b))
+        .map_or(bytes.len(), |p| from + p)
 }
 
 /// The character references an `href` value may hold (`&amp;`, `&#38;`, `&#x26;`, …).

@@ -118,6 +118,16 @@ struct Attempted {
     result: Result<(u16, String), Failure>,
 }
 
+/// How one address of a host took a transaction.
+enum AddressOutcome {
+    /// No connection: the next address is tried; this is the answer if none connects.
+    Unreachable(Attempted),
+    /// The transaction ended, in an answer or a failure another address would not change.
+    Finished(Attempted),
+    /// A kept connection the server had closed meanwhile (no SMTP status): connect afresh.
+    StaleConnection,
+}
+
 /// A connection waiting for its next transaction: since when, and whether it is encrypted.
 type Kept = (AsyncSmtpConnection, Instant, bool);
 
@@ -454,51 +464,14 @@ impl Worker {
         for host in hosts {
             for ip in &host.addresses {
                 let address = SocketAddr::new(*ip, port);
-                let reused = self.idle.take(address);
-                let was_reused = reused.is_some();
-                let (mut connection, tls) = match reused {
-                    Some(idle) => idle,
-                    None => match self.connect_bounded(address, &host.name, require_tls).await {
-                        Ok(connected) => connected,
-                        Err(failure) => {
-                            debug!(host = %host.name, %address, error = %failure.text, "connection failed");
-                            last = Attempted {
-                                host: Some(host.name.clone()),
-                                tls: false,
-                                result: Err(failure),
-                            };
-                            continue;
-                        }
-                    },
-                };
-                let sent =
-                    tokio::time::timeout(self.config.timeout * 2, connection.send(envelope, raw))
-                        .await;
-                let sent = match sent {
-                    Ok(sent) => sent,
-                    Err(_) => {
-                        connection.abort().await;
-                        return Attempted {
-                            host: Some(host.name.clone()),
-                            tls,
-                            result: Err(Failure::temporary("timed out during the transaction")),
-                        };
-                    }
-                };
-                match sent {
-                    Ok(response) => {
-                        let code = u16::from(response.code());
-                        let text = one_line(&response.message().collect::<Vec<_>>().join(" "));
-                        self.idle.put(address, connection, tls);
-                        return Attempted {
-                            host: Some(host.name.clone()),
-                            tls,
-                            result: Ok((code, text)),
-                        };
-                    }
+                match self
+                    .send_to_address(host, address, require_tls, envelope, raw)
+                    .await
+                {
+                    AddressOutcome::Unreachable(attempted) => last = attempted,
+                    AddressOutcome::Finished(attempted) => return attempted,
                     // A kept connection the server has closed meanwhile: try afresh.
-                    Err(error) if was_reused && error.status().is_none() => {
-                        debug!(%address, %error, "a reused connection failed; reconnecting");
+                    AddressOutcome::StaleConnection => {
                         return Box::pin(self.send_to_hosts(
                             std::slice::from_ref(host),
                             require_tls,
@@ -507,17 +480,62 @@ impl Worker {
                         ))
                         .await;
                     }
-                    Err(error) => {
-                        return Attempted {
-                            host: Some(host.name.clone()),
-                            tls,
-                            result: Err(Failure::from_smtp(&error)),
-                        };
-                    }
                 }
             }
         }
         last
+    }
+
+    /// One transaction with one address of `host`, over a kept connection when there is one.
+    async fn send_to_address(
+        &self,
+        host: &MxHost,
+        address: SocketAddr,
+        require_tls: bool,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> AddressOutcome {
+        let reused = self.idle.take(address);
+        let was_reused = reused.is_some();
+        let (mut connection, tls) = match reused {
+            Some(idle) => idle,
+            None => match self.connect_bounded(address, &host.name, require_tls).await {
+                Ok(connected) => connected,
+                Err(failure) => {
+                    debug!(host = %host.name, %address, error = %failure.text, "connection failed");
+                    return AddressOutcome::Unreachable(Attempted {
+                        host: Some(host.name.clone()),
+                        tls: false,
+                        result: Err(failure),
+                    });
+                }
+            },
+        };
+        let attempted = |result| Attempted {
+            host: Some(host.name.clone()),
+            tls,
+            result,
+        };
+        let sent =
+            tokio::time::timeout(self.config.timeout * 2, connection.send(envelope, raw)).await;
+        let Ok(sent) = sent else {
+            connection.abort().await;
+            let timed_out = Failure::temporary("timed out during the transaction");
+            return AddressOutcome::Finished(attempted(Err(timed_out)));
+        };
+        match sent {
+            Ok(response) => {
+                let code = u16::from(response.code());
+                let text = one_line(&response.message().collect::<Vec<_>>().join(" "));
+                self.idle.put(address, connection, tls);
+                AddressOutcome::Finished(attempted(Ok((code, text))))
+            }
+            Err(error) if was_reused && error.status().is_none() => {
+                debug!(%address, %error, "a reused connection failed; reconnecting");
+                AddressOutcome::StaleConnection
+            }
+            Err(error) => AddressOutcome::Finished(attempted(Err(Failure::from_smtp(&error)))),
+        }
     }
 
     /// [`Worker::connect`] bounded as a whole (a server that greets and then stalls).

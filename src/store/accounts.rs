@@ -1058,24 +1058,29 @@ mod tests {
         assert!(store.session("s4").await.unwrap().is_none(), "cascaded");
     }
 
-    #[tokio::test]
-    async fn failures_keys_and_audit() {
+    /// A store with sign-in failures: a@example.com from 10.0.0.1 at 10, 20 and 30 and from
+    /// 10.0.0.2 at 25; b@example.com from 10.0.0.1 at 40.
+    async fn store_with_signin_failures() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        for at in [10, 20, 30] {
+        for (at, account, ip) in [
+            (10, "a@example.com", "10.0.0.1"),
+            (20, "a@example.com", "10.0.0.1"),
+            (30, "a@example.com", "10.0.0.1"),
+            (40, "b@example.com", "10.0.0.1"),
+            (25, "a@example.com", "10.0.0.2"),
+        ] {
             store
-                .record_signin_failure(at, "a@example.com".into(), "10.0.0.1".into())
+                .record_signin_failure(at, account.into(), ip.into())
                 .await
                 .unwrap();
         }
-        store
-            .record_signin_failure(40, "b@example.com".into(), "10.0.0.1".into())
-            .await
-            .unwrap();
-        store
-            .record_signin_failure(25, "a@example.com".into(), "10.0.0.2".into())
-            .await
-            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn signin_failures_are_counted_by_pair_address_and_account() {
+        let (_dir, store) = store_with_signin_failures().await;
         let recent = store
             .recent_signin_failures("a@example.com".into(), "10.0.0.1".into(), 19, 10)
             .await
@@ -1083,7 +1088,11 @@ mod tests {
         assert_eq!(recent.pair, vec![30, 20]);
         assert_eq!(recent.address, vec![40, 30, 20]);
         assert_eq!(recent.account, vec![30, 25, 20]);
+    }
 
+    #[tokio::test]
+    async fn a_signin_success_forgives_then_unlock_and_pruning_clear() {
+        let (_dir, store) = store_with_signin_failures().await;
         // A success forgives its own address's failures for the account, nothing else.
         store
             .record_signin_success(50, "a@example.com".into(), "10.0.0.1".into())
@@ -1112,7 +1121,12 @@ mod tests {
         assert_eq!(cleared, 2);
         store.prune_signin_failures(35, 51).await.unwrap();
         assert!(!known("10.0.0.1", 0).await.unwrap(), "pruned");
+    }
 
+    #[tokio::test]
+    async fn api_keys_are_found_by_hash_until_revoked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let key = store
             .insert_api_key(NewApiKey {
                 name: "ci".into(),
@@ -1131,7 +1145,12 @@ mod tests {
         assert!(store.revoke_api_key(key.id, 6).await.unwrap().is_some());
         assert!(store.revoke_api_key(key.id, 7).await.unwrap().is_none());
         assert_eq!(store.api_key_by_hash("kh").await.unwrap(), None);
+    }
 
+    #[tokio::test]
+    async fn the_audit_log_pages_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         for action in ["signin", "signout"] {
             store
                 .insert_audit(AuditEntry {

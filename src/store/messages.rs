@@ -368,114 +368,140 @@ mod tests {
         assert!(store.get_inbound(first).await.unwrap().is_some());
     }
 
-    #[tokio::test]
-    async fn filters_and_attempts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut rejected = meta("rejected");
-        rejected.outcome = Outcome::Rejected;
-        rejected.mail_from = "Other@Example.org".into();
-        rejected.received_at = "2026-11-29T10:00:00Z".into();
-        let attempt = AttemptRecord {
-            kind: "target".into(),
-            url: "http://127.0.0.1/in".into(),
-            format: Some("json+n".into()),
-            http_status: Some(422),
-            response_body: "no".into(),
-            error: None,
-            started_at: "2026-11-29T10:00:00Z".into(),
-            duration_ms: 3,
-        };
-        let ok = store
-            .insert_inbound(meta("ok"), None, Vec::new())
-            .await
-            .unwrap();
-        let bad = store
-            .insert_inbound(rejected, None, vec![attempt.clone()])
-            .await
-            .unwrap();
-        let ids = |filter: MessageFilter| {
-            let store = store.clone();
-            async move {
-                store
-                    .list_inbound(MessageFilter {
-                        limit: 50,
-                        ..filter
-                    })
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|m| m.id)
-                    .collect::<Vec<_>>()
+    /// A store with two messages: "ok" as [`meta`] makes it, and "rejected", from
+    /// Other@Example.org a day later, with one webhook attempt.
+    struct TwoMessages {
+        _dir: tempfile::TempDir,
+        store: Store,
+        ok: i64,
+        bad: i64,
+        attempt: AttemptRecord,
+    }
+
+    impl TwoMessages {
+        async fn new() -> TwoMessages {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let mut rejected = meta("rejected");
+            rejected.outcome = Outcome::Rejected;
+            rejected.mail_from = "Other@Example.org".into();
+            rejected.received_at = "2026-11-29T10:00:00Z".into();
+            let attempt = AttemptRecord {
+                kind: "target".into(),
+                url: "http://127.0.0.1/in".into(),
+                format: Some("json+n".into()),
+                http_status: Some(422),
+                response_body: "no".into(),
+                error: None,
+                started_at: "2026-11-29T10:00:00Z".into(),
+                duration_ms: 3,
+            };
+            let ok = store
+                .insert_inbound(meta("ok"), None, Vec::new())
+                .await
+                .unwrap();
+            let bad = store
+                .insert_inbound(rejected, None, vec![attempt.clone()])
+                .await
+                .unwrap();
+            TwoMessages {
+                _dir: dir,
+                store,
+                ok,
+                bad,
+                attempt,
             }
-        };
+        }
+
+        /// The ids `filter` lists, newest first.
+        async fn ids(&self, filter: MessageFilter) -> Vec<i64> {
+            self.store
+                .list_inbound(MessageFilter {
+                    limit: 50,
+                    ..filter
+                })
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.id)
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn filters_match_outcome_and_addresses_ignoring_case() {
+        let two = TwoMessages::new().await;
+        let (ok, bad) = (two.ok, two.bad);
         let by = MessageFilter::default;
-        assert_eq!(
-            ids(MessageFilter {
-                outcome: Some(Outcome::Rejected),
-                ..by()
-            })
-            .await,
-            [bad]
-        );
-        assert_eq!(
-            ids(MessageFilter {
-                sender: Some("other@example.ORG".into()),
-                ..by()
-            })
-            .await,
-            [bad]
-        );
-        assert_eq!(
-            ids(MessageFilter {
-                recipient: Some("C@example.com".into()),
-                ..by()
-            })
-            .await,
-            [bad, ok]
-        );
-        assert_eq!(
-            ids(MessageFilter {
-                recipient: Some("x@example.com".into()),
-                ..by()
-            })
-            .await,
-            Vec::<i64>::new()
-        );
-        assert_eq!(
-            ids(MessageFilter {
-                address: Some("*@EXAMPLE.com".into()),
-                ..by()
-            })
-            .await,
-            [bad, ok]
-        );
-        assert_eq!(
-            ids(MessageFilter {
-                since: Some("2026-11-29".into()),
-                ..by()
-            })
-            .await,
-            [bad]
-        );
-        assert_eq!(
-            ids(MessageFilter {
-                until: Some("2026-11-29".into()),
-                ..by()
-            })
-            .await,
-            [ok]
-        );
-        assert_eq!(
-            ids(MessageFilter {
-                subject: Some("JECT".into()),
-                ..by()
-            })
-            .await,
-            [bad]
-        );
-        // `%` and `_` are text, not wildcards.
-        let percent = store
+        let cases = [
+            (
+                MessageFilter {
+                    outcome: Some(Outcome::Rejected),
+                    ..by()
+                },
+                vec![bad],
+            ),
+            (
+                MessageFilter {
+                    sender: Some("other@example.ORG".into()),
+                    ..by()
+                },
+                vec![bad],
+            ),
+            (
+                MessageFilter {
+                    recipient: Some("C@example.com".into()),
+                    ..by()
+                },
+                vec![bad, ok],
+            ),
+            (
+                MessageFilter {
+                    recipient: Some("x@example.com".into()),
+                    ..by()
+                },
+                vec![],
+            ),
+            (
+                MessageFilter {
+                    address: Some("*@EXAMPLE.com".into()),
+                    ..by()
+                },
+                vec![bad, ok],
+            ),
+        ];
+        for (filter, expected) in cases {
+            let shown = format!("{filter:?}");
+            assert_eq!(two.ids(filter).await, expected, "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn filters_match_dates_and_subject_text() {
+        let two = TwoMessages::new().await;
+        let by = MessageFilter::default;
+        let since = MessageFilter {
+            since: Some("2026-11-29".into()),
+            ..by()
+        };
+        assert_eq!(two.ids(since).await, [two.bad]);
+        let until = MessageFilter {
+            until: Some("2026-11-29".into()),
+            ..by()
+        };
+        assert_eq!(two.ids(until).await, [two.ok]);
+        let subject = MessageFilter {
+            subject: Some("JECT".into()),
+            ..by()
+        };
+        assert_eq!(two.ids(subject).await, [two.bad]);
+    }
+
+    #[tokio::test]
+    async fn subject_filter_takes_percent_and_underscore_as_text() {
+        let two = TwoMessages::new().await;
+        let percent = two
+            .store
             .insert_inbound(meta("100% off_now"), None, Vec::new())
             .await
             .unwrap();
@@ -486,20 +512,26 @@ mod tests {
             ("r_j", vec![]),
             ("1%f", vec![]),
         ] {
-            assert_eq!(
-                ids(MessageFilter {
-                    subject: Some(text.into()),
-                    ..by()
-                })
-                .await,
-                expected,
-                "{text}"
-            );
+            let filter = MessageFilter {
+                subject: Some(text.into()),
+                ..MessageFilter::default()
+            };
+            assert_eq!(two.ids(filter).await, expected, "{text}");
         }
-        let message = store.get_inbound(bad).await.unwrap().unwrap();
-        assert_eq!(message.attempts, Some(vec![attempt]));
+    }
+
+    #[tokio::test]
+    async fn attempts_are_kept_with_their_message() {
+        let two = TwoMessages::new().await;
+        let message = two.store.get_inbound(two.bad).await.unwrap().unwrap();
+        assert_eq!(message.attempts, Some(vec![two.attempt.clone()]));
         assert_eq!(
-            store.get_inbound(ok).await.unwrap().unwrap().attempts,
+            two.store
+                .get_inbound(two.ok)
+                .await
+                .unwrap()
+                .unwrap()
+                .attempts,
             Some(vec![])
         );
     }
