@@ -699,6 +699,70 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_address_fields_are_refused_naming_the_field() {
+        let base =
+            serde_json::json!({"from": "a@example.com", "to": "b@example.net", "plain": "x"});
+        for (key, value, field) in [
+            (
+                "to",
+                serde_json::json!("x@sink.test\r\nBcc: spy@sink.test"),
+                "to",
+            ),
+            (
+                "to",
+                serde_json::json!(["ok@sink.test", "x@sink.test\n"]),
+                "to",
+            ),
+            ("cc", serde_json::json!("c@sink.test\u{0}"), "cc"),
+            (
+                "from",
+                serde_json::json!("a@example.com\r\nSender: b@example.com"),
+                "from",
+            ),
+        ] {
+            let mut json = base.clone();
+            json[key] = value;
+            assert_eq!(
+                compose(request(json), "uuid", 0).unwrap_err(),
+                ComposeError::ControlCharacter { field },
+                "{key}"
+            );
+        }
+        let mut json = base.clone();
+        json["headers"] = serde_json::json!({"Reply-To": "r@example.com\u{0}"});
+        assert_eq!(
+            compose(request(json), "uuid", 0).unwrap_err(),
+            ComposeError::BadHeader("Reply-To".into())
+        );
+    }
+
+    #[test]
+    fn raw_goes_through_the_submission_check() {
+        let limited = raw_message::credential_for_tests(&["alerts@send.test"]);
+        let send = |raw: &str| {
+            let json =
+                serde_json::json!({"from": "alerts@send.test", "to": "b@example.net", "raw": raw});
+            super::compose(request(json), &limited, "uuid", 0)
+        };
+        assert_eq!(
+            send("From: alerts@send.test\r\nFrom: ceo@send.test\r\nTo: b@example.net\r\n\r\nx"),
+            Err(ComposeError::Raw(RawError::BadFrom))
+        );
+        assert_eq!(
+            send("From: ceo@send.test, alerts@send.test\r\nTo: b@example.net\r\n\r\nx"),
+            Err(ComposeError::Raw(RawError::BadFrom))
+        );
+        let composed =
+            send("From: alerts@send.test\r\nTo: b@example.net\r\nBcc: spy@sink.test\r\n\r\nx")
+                .unwrap();
+        assert_eq!(
+            text(&composed),
+            "From: alerts@send.test\r\nTo: b@example.net\r\n\r\nx"
+        );
+        assert_eq!(composed.recipients, ["b@example.net"]);
+    }
+
+    #[test]
     fn raw_messages_are_checked_and_their_subject_replaced() {
         let raw = "From: A <a@example.com>\r\nTo: b@example.net\r\nSubject: old\r\n \tfolded\r\n\r\nbody\r\n";
         let composed = compose(

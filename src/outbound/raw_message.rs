@@ -176,3 +176,110 @@ pub(crate) fn credential_for_tests(patterns: &[&str]) -> Credential {
         revoked_at: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(raw: &str) -> Result<CheckedRaw, RawError> {
+        check(raw.as_bytes(), &credential_for_tests(&["alerts@send.test"]))
+    }
+
+    #[test]
+    fn one_allowed_from_passes_and_bcc_is_removed_with_its_folds() {
+        let raw = "From: Alerts <alerts@send.test>\r\nBcc: spy@sink.test,\r\n\tother@sink.test\r\nReply-To: ceo@send.test\r\nSubject: x\r\n\r\nBcc: body@sink.test\r\n";
+        let checked = checked(raw).unwrap();
+        assert_eq!(checked.from.address, "alerts@send.test");
+        assert_eq!(
+            checked.header,
+            b"From: Alerts <alerts@send.test>\r\nReply-To: ceo@send.test\r\nSubject: x\r\n"
+        );
+        assert_eq!(
+            &raw.as_bytes()[checked.header_end..],
+            b"\r\nBcc: body@sink.test\r\n"
+        );
+        // All header, LF line ends.
+        assert!(
+            super::check(
+                b"From: alerts@send.test\nSubject: x\n",
+                &credential_for_tests(&[])
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn from_and_sender_must_be_one_allowed_mailbox() {
+        assert_eq!(checked("Subject: x\r\n\r\nx"), Err(RawError::NoFrom));
+        for from in [
+            "From: alerts@send.test\r\nFrom: ceo@send.test\r\n",
+            "From: ceo@send.test, alerts@send.test\r\n",
+            "From: alerts@send.test, ceo@send.test\r\n",
+            "From: nobody\r\n",
+        ] {
+            assert_eq!(
+                checked(&format!("{from}\r\nx")),
+                Err(RawError::BadFrom),
+                "{from}"
+            );
+        }
+        let forbidden = checked("From: ceo@send.test\r\n\r\nx").unwrap_err();
+        assert!(matches!(
+            forbidden,
+            RawError::Forbidden { field: "From", .. }
+        ));
+        let sender = checked("From: alerts@send.test\r\nSender: ceo@send.test\r\n\r\nx");
+        assert!(matches!(
+            sender,
+            Err(RawError::Forbidden {
+                field: "Sender",
+                ..
+            })
+        ));
+        for sender in [
+            "Sender: alerts@send.test, ceo@send.test\r\n",
+            "Sender: alerts@send.test\r\nSender: alerts@send.test\r\n",
+        ] {
+            let raw = format!("From: alerts@send.test\r\n{sender}\r\nx");
+            assert_eq!(checked(&raw), Err(RawError::BadSender), "{sender}");
+        }
+        assert!(checked("From: alerts@send.test\r\nSender: alerts@send.test\r\n\r\nx").is_ok());
+    }
+
+    #[test]
+    fn header_lines_must_be_fields() {
+        let long = format!(
+            "From: alerts@send.test\r\nX-Long: {}\r\n\r\nx",
+            "a".repeat(MAX_LINE)
+        );
+        assert_eq!(checked(&long), Err(RawError::LineTooLong(2)));
+        for (raw, error) in [
+            (
+                " From: alerts@send.test\r\n\r\nx",
+                RawError::BadFieldName(1),
+            ),
+            (
+                "From: alerts@send.test\r\nno colon here\r\n\r\nx",
+                RawError::BadFieldName(2),
+            ),
+            (
+                "From: alerts@send.test\r\nX A: b\r\n\r\nx",
+                RawError::BadFieldName(2),
+            ),
+            (
+                "From: alerts@send.test\r\n: b\r\n\r\nx",
+                RawError::BadFieldName(2),
+            ),
+            (
+                "From: alerts@send.test\r\nX-A: b\rBcc: c@d.test\r\n\r\nx",
+                RawError::BadFieldValue(2),
+            ),
+            (
+                "From: alerts@send.test\r\nX-A: b\0\r\n\r\nx",
+                RawError::BadFieldValue(2),
+            ),
+        ] {
+            assert_eq!(checked(raw), Err(error), "{raw:?}");
+        }
+    }
+}
