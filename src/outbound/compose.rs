@@ -3,8 +3,12 @@
 //!
 //! A JSON message is built with mail-builder (`from`, `to`, `cc`, `subject`, `plain`,
 //! `html`, `markdown` rendered with pulldown-cmark, `headers`, `attachments` with inline
-//! `content_id`s). A `raw` message is kept as given, its `To` and `From` checked against the
-//! request's and its `Subject` replaced when the request has one.
+//! `content_id`s). A `raw` message goes through `raw_message::check` (the rules SMTP
+//! submission applies: one `From` mailbox and any `Sender` allowed for the credential,
+//! header syntax, `Bcc` removed), its `To` and `From` must name the request's, and its
+//! `Subject` is replaced when the request has one; otherwise it is kept as given.
+//! `from`, `to`, `cc` and `headers` values with control characters are refused, so the 202
+//! echo is always what is delivered.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,8 +18,10 @@ use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use serde::Deserialize;
 
+use super::Credential;
+use super::raw_message::{self, RawError};
 use crate::mail::address::{Mailbox, domain_of, normalise_address, parse_mailboxes, valid_address};
-use crate::mail::fields::{find_header_end, unfolded_fields, without_fields};
+use crate::mail::fields::{find_header_end, without_fields};
 use crate::store::Priority;
 
 /// At most this many recipients (`to` + `cc`) per message (spec §6.1).
@@ -124,8 +130,12 @@ pub enum ComposeError {
     BadAttachment { index: usize, problem: String },
     #[error("attachments with the extension .{0} are not allowed")]
     BlockedAttachment(String),
+    #[error("{field} contains a control character (a line break, tab or NUL): give addresses only")]
+    ControlCharacter { field: &'static str },
     #[error("raw: {0}")]
     BadRaw(&'static str),
+    #[error("raw: {0}")]
+    Raw(#[from] RawError),
     #[error("the message is larger than {} MB", MAX_MESSAGE_SIZE / 1024 / 1024)]
     TooLarge,
 }
@@ -163,20 +173,79 @@ pub fn split_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// The request's addresses: `from`, `to` and `cc` as echoed, their mailboxes, and the
+/// envelope recipients they make.
+struct Parties {
+    from: Mailbox,
+    to: Vec<String>,
+    to_boxes: Vec<Mailbox>,
+    cc: Vec<String>,
+    cc_boxes: Vec<Mailbox>,
+    envelope: Vec<String>,
+}
+
 /// Validates the request and builds the message. A built message's `Message-ID` is
 /// `<uuid@the From domain>` (a raw message keeps its own); `date` is its `Date` (Unix
-/// seconds).
-pub fn compose(request: SendRequest, uuid: &str, date: i64) -> Result<Composed, ComposeError> {
+/// seconds). A `raw` message must pass [`raw_message::check`] for `credential`, the check
+/// SMTP submission applies.
+pub fn compose(
+    mut request: SendRequest,
+    credential: &Credential,
+    uuid: &str,
+    date: i64,
+) -> Result<Composed, ComposeError> {
+    let parties = parties(&mut request)?;
+    let priority = match request.priority.as_deref() {
+        None | Some("") => Priority::Standard,
+        Some(name) => Priority::from_name(name).ok_or(ComposeError::BadPriority)?,
+    };
+    let tags = split_tags(
+        request
+            .tags
+            .take()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default(),
+    );
+    let subject = request.subject.take().filter(|s| !s.is_empty());
+    let raw = match request.raw.take() {
+        Some(raw) => compose_raw(raw, credential, &parties, subject.as_deref())?,
+        None => build(&mut request, &parties, subject.as_deref(), uuid, date)?,
+    };
+    if raw.len() > MAX_MESSAGE_SIZE {
+        return Err(ComposeError::TooLarge);
+    }
+    Ok(Composed {
+        from: parties.from,
+        to: parties.to,
+        cc: parties.cc,
+        recipients: parties.envelope,
+        subject,
+        tags,
+        priority,
+        test_mode: request.test_mode.unwrap_or(false),
+        raw,
+        track_opens: request.track_opens,
+        track_clicks: request.track_clicks,
+    })
+}
+
+/// `from`, `to` and `cc` checked (no control characters: a line break would let the text
+/// say one recipient and the message name another), `bcc` refused, at most
+/// [`MAX_RECIPIENTS`].
+fn parties(request: &mut SendRequest) -> Result<Parties, ComposeError> {
     if request.bcc.is_some() {
         return Err(ComposeError::Bcc);
     }
-    let from_text = request.from.ok_or(ComposeError::MissingFrom)?;
+    let from_text = request.from.take().ok_or(ComposeError::MissingFrom)?;
+    if has_control(&from_text) {
+        return Err(ComposeError::ControlCharacter { field: "from" });
+    }
     let from = single_mailbox(&from_text).ok_or(ComposeError::BadFrom)?;
-    let (to, to_boxes) = recipients("to", request.to)?;
+    let (to, to_boxes) = recipients("to", request.to.take())?;
     if to.is_empty() {
         return Err(ComposeError::MissingTo);
     }
-    let (cc, cc_boxes) = recipients("cc", request.cc)?;
+    let (cc, cc_boxes) = recipients("cc", request.cc.take())?;
     let mut envelope: Vec<String> = Vec::new();
     for mailbox in to_boxes.iter().chain(&cc_boxes) {
         let address = normalise_address(&mailbox.address);
@@ -187,82 +256,74 @@ pub fn compose(request: SendRequest, uuid: &str, date: i64) -> Result<Composed, 
     if envelope.len() > MAX_RECIPIENTS {
         return Err(ComposeError::TooManyRecipients);
     }
-    let priority = match request.priority.as_deref() {
-        None | Some("") => Priority::Standard,
-        Some(name) => Priority::from_name(name).ok_or(ComposeError::BadPriority)?,
-    };
-    let tags = split_tags(request.tags.map(OneOrMany::into_vec).unwrap_or_default());
-    let subject = request.subject.filter(|s| !s.is_empty());
-
-    let raw = match request.raw {
-        Some(raw) => compose_raw(raw, &from, &to_boxes, subject.as_deref())?,
-        None => {
-            if request.plain.is_none() && request.html.is_none() && request.markdown.is_none() {
-                return Err(ComposeError::NoBody);
-            }
-            let mut builder = MessageBuilder::new()
-                .from(address_of(&from))
-                .to(Address::new_list(to_boxes.iter().map(address_of).collect()))
-                .message_id(format!("{uuid}@{}", domain_of(&from.address)))
-                .date(date);
-            if !cc_boxes.is_empty() {
-                builder = builder.cc(Address::new_list(cc_boxes.iter().map(address_of).collect()));
-            }
-            if let Some(subject) = &subject {
-                builder = builder.subject(subject.clone());
-            }
-            for (name, values) in headers(request.headers)? {
-                for value in values {
-                    builder = builder.header(name.clone(), HeaderType::Raw(Raw::new(value)));
-                }
-            }
-            let html = match (request.html, &request.markdown) {
-                (Some(html), _) => Some(html),
-                (None, Some(markdown)) => Some(render_markdown(markdown)),
-                (None, None) => None,
-            };
-            // Markdown is readable as it is: it is the plain part when there is no other.
-            let plain = request.plain.or(request.markdown);
-            if let Some(plain) = plain {
-                builder = builder.text_body(plain);
-            }
-            if let Some(html) = html {
-                builder = builder.html_body(html);
-            }
-            for (index, attachment) in request
-                .attachments
-                .unwrap_or_default()
-                .into_iter()
-                .enumerate()
-            {
-                let (content_type, file_name, bytes, content_id) =
-                    attachment_parts(index, attachment)?;
-                builder = match content_id {
-                    Some(id) => builder.inline(content_type, id, bytes),
-                    None => builder.attachment(content_type, file_name, bytes),
-                };
-            }
-            builder
-                .write_to_vec()
-                .expect("writing to a Vec cannot fail")
-        }
-    };
-    if raw.len() > MAX_MESSAGE_SIZE {
-        return Err(ComposeError::TooLarge);
-    }
-    Ok(Composed {
+    Ok(Parties {
         from,
         to,
+        to_boxes,
         cc,
-        recipients: envelope,
-        subject,
-        tags,
-        priority,
-        test_mode: request.test_mode.unwrap_or(false),
-        raw,
-        track_opens: request.track_opens,
-        track_clicks: request.track_clicks,
+        cc_boxes,
+        envelope,
     })
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// A JSON message made into MIME by mail-builder.
+fn build(
+    request: &mut SendRequest,
+    parties: &Parties,
+    subject: Option<&str>,
+    uuid: &str,
+    date: i64,
+) -> Result<Vec<u8>, ComposeError> {
+    if request.plain.is_none() && request.html.is_none() && request.markdown.is_none() {
+        return Err(ComposeError::NoBody);
+    }
+    let mut builder = MessageBuilder::new()
+        .from(address_of(&parties.from))
+        .to(Address::new_list(
+            parties.to_boxes.iter().map(address_of).collect(),
+        ))
+        .message_id(format!("{uuid}@{}", domain_of(&parties.from.address)))
+        .date(date);
+    if !parties.cc_boxes.is_empty() {
+        builder = builder.cc(Address::new_list(
+            parties.cc_boxes.iter().map(address_of).collect(),
+        ));
+    }
+    if let Some(subject) = subject {
+        builder = builder.subject(subject.to_string());
+    }
+    for (name, values) in headers(request.headers.take())? {
+        for value in values {
+            builder = builder.header(name.clone(), HeaderType::Raw(Raw::new(value)));
+        }
+    }
+    let html = match (request.html.take(), &request.markdown) {
+        (Some(html), _) => Some(html),
+        (None, Some(markdown)) => Some(render_markdown(markdown)),
+        (None, None) => None,
+    };
+    // Markdown is readable as it is: it is the plain part when there is no other.
+    if let Some(plain) = request.plain.take().or(request.markdown.take()) {
+        builder = builder.text_body(plain);
+    }
+    if let Some(html) = html {
+        builder = builder.html_body(html);
+    }
+    let attachments = request.attachments.take().unwrap_or_default();
+    for (index, attachment) in attachments.into_iter().enumerate() {
+        let (content_type, file_name, bytes, content_id) = attachment_parts(index, attachment)?;
+        builder = match content_id {
+            Some(id) => builder.inline(content_type, id, bytes),
+            None => builder.attachment(content_type, file_name, bytes),
+        };
+    }
+    Ok(builder
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail"))
 }
 
 fn single_mailbox(text: &str) -> Option<Mailbox> {
@@ -281,6 +342,9 @@ fn recipients(
     for entry in value.map(OneOrMany::into_vec).unwrap_or_default() {
         if entry.trim().is_empty() {
             continue;
+        }
+        if has_control(&entry) {
+            return Err(ComposeError::ControlCharacter { field });
         }
         let parsed = parse_mailboxes(&entry);
         if parsed.is_empty() || parsed.iter().any(|m| !valid_address(&m.address)) {
@@ -328,8 +392,12 @@ fn headers(
                 .collect::<Result<_, _>>()?,
             _ => return Err(ComposeError::BadHeader(name)),
         };
-        // A line break in a value would start a header of the sender's choosing.
-        if values.iter().any(|v| v.contains(['\r', '\n'])) {
+        // A line break in a value would start a header of the sender's choosing; a NUL or
+        // another control character has no place in a header either (tab may fold).
+        if values
+            .iter()
+            .any(|v| v.chars().any(|c| c.is_control() && c != '\t'))
+        {
             return Err(ComposeError::BadHeader(name));
         }
         out.push((name, values));
@@ -386,38 +454,33 @@ fn render_markdown(markdown: &str) -> String {
     html
 }
 
-/// A raw message: `From` and `To` must name the request's addresses; `Subject` replaced
-/// when the request gives one.
+/// A raw message: [`raw_message::check`] for the credential (one allowed `From`, `Sender`,
+/// header syntax, `Bcc` removed), its `From` and `To` must name the request's addresses,
+/// and `Subject` is replaced when the request gives one. The API's envelope is `to` + `cc`:
+/// a `Bcc` in `raw` reaches nobody, as `bcc` itself is refused.
 fn compose_raw(
     raw: String,
-    from: &Mailbox,
-    to: &[Mailbox],
+    credential: &Credential,
+    parties: &Parties,
     subject: Option<&str>,
 ) -> Result<Vec<u8>, ComposeError> {
     let raw = raw.into_bytes();
-    let header_end = find_header_end(&raw).ok_or(ComposeError::BadRaw(
-        "no blank line between the header and the body",
-    ))?;
-    let header = String::from_utf8_lossy(&raw[..header_end]);
-    let fields = unfolded_fields(&header);
-    let field = |name: &str| {
-        fields
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let raw_from = parse_mailboxes(&field("From"));
-    if !raw_from
-        .iter()
-        .any(|m| m.address.eq_ignore_ascii_case(&from.address))
+    if find_header_end(&raw).is_none() {
+        return Err(ComposeError::BadRaw(
+            "no blank line between the header and the body",
+        ));
+    }
+    let checked = raw_message::check(&raw, credential)?;
+    if !checked
+        .from
+        .address
+        .eq_ignore_ascii_case(&parties.from.address)
     {
         return Err(ComposeError::BadRaw("its From header must match from"));
     }
-    let raw_to = parse_mailboxes(&field("To"));
-    let same_to = to.len() == raw_to.len()
-        && to.iter().all(|want| {
+    let raw_to = parse_mailboxes(&checked.values("To").join(", "));
+    let same_to = parties.to_boxes.len() == raw_to.len()
+        && parties.to_boxes.iter().all(|want| {
             raw_to
                 .iter()
                 .any(|have| have.address.eq_ignore_ascii_case(&want.address))
@@ -427,20 +490,23 @@ fn compose_raw(
             "its To header must name the addresses of to",
         ));
     }
-    let Some(subject) = subject else {
-        return Ok(raw);
+    let mut out = match subject {
+        None => checked.header,
+        Some(subject) => with_subject(&checked.header, subject),
     };
-    let mut out = Vec::with_capacity(raw.len() + subject.len() + 16);
+    out.extend_from_slice(&raw[checked.header_end..]);
+    Ok(out)
+}
+
+/// `header` with its `Subject` replaced by `subject` (encoded by mail-builder), first.
+fn with_subject(header: &[u8], subject: &str) -> Vec<u8> {
     let subject_header = MessageBuilder::new()
         .subject(subject.to_string())
         .write_to_vec()
         .expect("writing to a Vec cannot fail");
-    out.extend_from_slice(subject_line(&subject_header));
-    out.extend_from_slice(&without_fields(&raw[..header_end], |name| {
-        name == "subject"
-    }));
-    out.extend_from_slice(&raw[header_end..]);
-    Ok(out)
+    let mut out = subject_line(&subject_header).to_vec();
+    out.extend_from_slice(&without_fields(header, |name| name == "subject"));
+    out
 }
 
 /// The `Subject:` line (with its folds) of a header mail-builder wrote.
@@ -479,6 +545,11 @@ fn find_field(header: &[u8], lower_name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `compose` for a credential with no sender patterns.
+    fn compose(request: SendRequest, uuid: &str, date: i64) -> Result<Composed, ComposeError> {
+        super::compose(request, &raw_message::credential_for_tests(&[]), uuid, date)
+    }
 
     fn request(json: serde_json::Value) -> SendRequest {
         serde_json::from_value(json).unwrap()
@@ -625,6 +696,70 @@ mod tests {
             ),
             ComposeError::BadAttachment { index: 0, .. }
         ));
+    }
+
+    #[test]
+    fn control_characters_in_address_fields_are_refused_naming_the_field() {
+        let base =
+            serde_json::json!({"from": "a@example.com", "to": "b@example.net", "plain": "x"});
+        for (key, value, field) in [
+            (
+                "to",
+                serde_json::json!("x@sink.test\r\nBcc: spy@sink.test"),
+                "to",
+            ),
+            (
+                "to",
+                serde_json::json!(["ok@sink.test", "x@sink.test\n"]),
+                "to",
+            ),
+            ("cc", serde_json::json!("c@sink.test\u{0}"), "cc"),
+            (
+                "from",
+                serde_json::json!("a@example.com\r\nSender: b@example.com"),
+                "from",
+            ),
+        ] {
+            let mut json = base.clone();
+            json[key] = value;
+            assert_eq!(
+                compose(request(json), "uuid", 0).unwrap_err(),
+                ComposeError::ControlCharacter { field },
+                "{key}"
+            );
+        }
+        let mut json = base.clone();
+        json["headers"] = serde_json::json!({"Reply-To": "r@example.com\u{0}"});
+        assert_eq!(
+            compose(request(json), "uuid", 0).unwrap_err(),
+            ComposeError::BadHeader("Reply-To".into())
+        );
+    }
+
+    #[test]
+    fn raw_goes_through_the_submission_check() {
+        let limited = raw_message::credential_for_tests(&["alerts@send.test"]);
+        let send = |raw: &str| {
+            let json =
+                serde_json::json!({"from": "alerts@send.test", "to": "b@example.net", "raw": raw});
+            super::compose(request(json), &limited, "uuid", 0)
+        };
+        assert_eq!(
+            send("From: alerts@send.test\r\nFrom: ceo@send.test\r\nTo: b@example.net\r\n\r\nx"),
+            Err(ComposeError::Raw(RawError::BadFrom))
+        );
+        assert_eq!(
+            send("From: ceo@send.test, alerts@send.test\r\nTo: b@example.net\r\n\r\nx"),
+            Err(ComposeError::Raw(RawError::BadFrom))
+        );
+        let composed =
+            send("From: alerts@send.test\r\nTo: b@example.net\r\nBcc: spy@sink.test\r\n\r\nx")
+                .unwrap();
+        assert_eq!(
+            text(&composed),
+            "From: alerts@send.test\r\nTo: b@example.net\r\n\r\nx"
+        );
+        assert_eq!(composed.recipients, ["b@example.net"]);
     }
 
     #[test]

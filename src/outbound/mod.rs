@@ -3,7 +3,8 @@
 //! [`Outbound`] is the service both entry points share — the HTTP send API
 //! (`web::send_api`) and SMTP submission — so a message is checked and queued the same way
 //! whichever way it came: the credential authenticates (`credentials`), the request becomes
-//! bytes (`compose`), the sender is checked against the credential and the sending
+//! bytes (`compose`; a message given as bytes, SMTP's or the API's `raw`, is checked by
+//! `raw_message`), the sender is checked against the credential and the sending
 //! domains, and the store commits message + recipients durably before the caller answers
 //! 202 or 250 (design.md invariant 2).
 //!
@@ -20,6 +21,7 @@ pub mod dns_check;
 pub mod domains;
 pub mod events;
 pub mod mx;
+pub mod raw_message;
 pub mod return_path;
 pub mod submission;
 pub mod suppression;
@@ -38,6 +40,7 @@ use crate::store::{
 };
 pub use compose::{ComposeError, Composed, SendRequest};
 pub use credentials::{Credential, CredentialError, NewCredentialSpec};
+pub use raw_message::RawError;
 pub use return_path::{ReturnMailSettings, WithReturnPath};
 pub use submission::Submission;
 
@@ -73,7 +76,9 @@ impl SubmitError {
     pub fn http_status(&self) -> u16 {
         match self {
             SubmitError::Unauthorized => 401,
-            SubmitError::Forbidden(_) => 403,
+            // A raw message's From or Sender the credential may not use, as for `from`.
+            SubmitError::Forbidden(_)
+            | SubmitError::Invalid(ComposeError::Raw(RawError::Forbidden { .. })) => 403,
             SubmitError::Invalid(_) | SubmitError::UnknownDomain(_) => 422,
             SubmitError::Store(_) => 500,
         }
@@ -197,7 +202,7 @@ impl Outbound {
     ) -> Result<Accepted, SubmitError> {
         let credential = self.authenticate(username, token).await?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let mut composed = compose::compose(request, &uuid, self.clock.unix())?;
+        let mut composed = compose::compose(request, &credential, &uuid, self.clock.unix())?;
         if !composed.tags.iter().any(|tag| tag == "api") {
             composed.tags.push("api".into());
         }

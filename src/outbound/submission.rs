@@ -8,7 +8,7 @@
 //! | AUTH | the credential's username and token (in dev mode anything) | 535 5.7.8, or 454 4.7.0 when the store cannot answer |
 //! | MAIL FROM | the credential's sender patterns (`may_send_as`) | 550 5.7.1 |
 //! | RCPT TO | a deliverable address; at most 20 per transaction (the session's limit) | 553 5.1.3, 452 4.5.3 |
-//! | DATA | one `From` mailbox, allowed for the credential and on a sending domain; `x-cloudmta-class`; ≤ 10 MB | 550 5.7.1, 554 5.6.0, 552 5.3.4 |
+//! | DATA | `raw_message::check` (one `From` mailbox and any `Sender` allowed for the credential, header syntax, `Bcc` removed); a sending domain; `x-cloudmta-class`; ≤ 10 MB | 550 5.7.1, 554 5.6.0, 552 5.3.4 |
 //! | queue | the message and its recipients committed | 451 4.3.0 (nothing was accepted) |
 //!
 //! Both the envelope sender and the `From` header must be allowed for the credential; they
@@ -26,9 +26,10 @@
 use tracing::{info, warn};
 
 use super::compose::{self, Composed, MAX_MESSAGE_SIZE, split_tags};
+use super::raw_message::{self, CheckedRaw, RawError};
 use super::{Credential, Outbound, SubmitError};
-use crate::mail::address::{domain_of, normalise_address, parse_mailboxes, valid_address};
-use crate::mail::fields::{find_header_end, unfolded_fields, without_fields};
+use crate::mail::address::{domain_of, normalise_address, valid_address};
+use crate::mail::fields::without_fields;
 use crate::mail::message::ParsedMessage;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
@@ -46,14 +47,12 @@ impl Submission {
     }
 }
 
-/// Why submitted content cannot be queued: each is a 554 5.6.0 (552 for the size) with
-/// this text.
+/// Why submitted content cannot be queued: each is a 554 5.6.0 (552 for the size, 550 5.7.1
+/// for a sender the credential may not use) with this text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
-    #[error("the message has no From header")]
-    NoFrom,
-    #[error("the From header must hold exactly one address, like \"Name <user@example.com>\"")]
-    BadFrom,
+    #[error(transparent)]
+    Raw(#[from] RawError),
     #[error("x-cloudmta-class must be standard, priority or digest (got {0:?})")]
     BadClass(String),
     #[error("the message is larger than {} MB", MAX_MESSAGE_SIZE / 1024 / 1024)]
@@ -64,6 +63,9 @@ impl MessageError {
     fn reply(&self) -> Reply {
         match self {
             MessageError::TooLarge => Reply::owned(552, "5.3.4", self.to_string()),
+            MessageError::Raw(RawError::Forbidden { .. }) => {
+                Reply::owned(550, "5.7.1", self.to_string())
+            }
             _ => Reply::owned(554, "5.6.0", self.to_string()),
         }
     }
@@ -161,7 +163,13 @@ impl MailHandler for Submission {
             return Reply::AUTH_REQUIRED;
         };
         let uuid = uuid::Uuid::new_v4().to_string();
-        let composed = match prepare(&body, &envelope.recipients, &uuid, self.outbound.now()) {
+        let composed = match prepare(
+            &body,
+            credential,
+            &envelope.recipients,
+            &uuid,
+            self.outbound.now(),
+        ) {
             Ok(composed) => composed,
             Err(error) => return error.reply(),
         };
@@ -195,11 +203,13 @@ impl MailHandler for Submission {
     }
 }
 
-/// Submitted bytes → the message to queue: reads the control headers and `From`, removes
-/// what must not travel (`x-cloudmta-*`, `Bcc`), adds a missing `Message-ID` and `Date`.
+/// Submitted bytes → the message to queue: [`raw_message::check`] (the rules the send API's
+/// `raw` obeys too: one allowed `From`, `Sender`, header syntax, `Bcc` removed), then the
+/// control headers read and removed and a missing `Message-ID` and `Date` added.
 /// `recipients` are the RCPT TO addresses; `date` is Unix seconds.
 pub fn prepare(
     raw: &[u8],
+    credential: &Credential,
     recipients: &[String],
     uuid: &str,
     date: i64,
@@ -207,74 +217,16 @@ pub fn prepare(
     if raw.len() > MAX_MESSAGE_SIZE {
         return Err(MessageError::TooLarge);
     }
-    // A message may be all header (RFC 5322 §3.5: the body is optional).
-    let header_end = find_header_end(raw).unwrap_or(raw.len());
-    let (header, rest) = raw.split_at(header_end);
-    let fields = unfolded_fields(&String::from_utf8_lossy(header));
-    let values = |name: &str| {
-        fields
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect::<Vec<String>>()
-    };
-
-    let priority = match values("x-cloudmta-class").first() {
-        None => Priority::Standard,
-        Some(class) => {
-            let class = class.trim().to_ascii_lowercase();
-            match class.as_str() {
-                "" => Priority::Standard,
-                name => Priority::from_name(name).ok_or(MessageError::BadClass(class.clone()))?,
-            }
-        }
-    };
-    let tags = split_tags(values("x-cloudmta-tags"));
-
-    let from = match values("from").as_slice() {
-        [] => return Err(MessageError::NoFrom),
-        [one] => {
-            let mut boxes = parse_mailboxes(one);
-            if boxes.len() != 1 || !valid_address(&boxes[0].address) {
-                return Err(MessageError::BadFrom);
-            }
-            boxes.remove(0)
-        }
-        _ => return Err(MessageError::BadFrom),
-    };
-    // The decoded subject (RFC 2047), from the header alone.
-    let mut header_only = header.to_vec();
-    header_only.extend_from_slice(b"\r\n");
-    let subject = ParsedMessage::parse(&header_only)
-        .header("Subject")
-        .map(str::to_string)
-        .filter(|s| !s.is_empty());
-
-    let mut out = without_fields(header, |name| {
-        name.starts_with("x-cloudmta-") || name == "bcc"
-    });
-    if values("message-id").is_empty() {
-        let domain = domain_of(&from.address);
-        out.extend_from_slice(format!("Message-ID: <{uuid}@{domain}>\r\n").as_bytes());
-    }
-    if values("date").is_empty() {
-        let date = mail_builder::headers::date::Date::new(date).to_rfc822();
-        out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
-    }
-    out.extend_from_slice(rest);
+    let checked = raw_message::check(raw, credential)?;
+    let (priority, tags) = control_headers(&checked)?;
+    let subject = decoded_subject(&raw[..checked.header_end]);
+    let out = rewritten(&checked, &raw[checked.header_end..], uuid, date);
     if out.len() > MAX_MESSAGE_SIZE {
         return Err(MessageError::TooLarge);
     }
-
-    let mut envelope: Vec<String> = Vec::with_capacity(recipients.len());
-    for address in recipients {
-        let address = normalise_address(address);
-        if !envelope.contains(&address) {
-            envelope.push(address);
-        }
-    }
+    let envelope = envelope(recipients);
     Ok(Composed {
-        from,
+        from: checked.from,
         to: envelope.clone(),
         cc: Vec::new(),
         recipients: envelope,
@@ -289,6 +241,64 @@ pub fn prepare(
     })
 }
 
+/// `x-cloudmta-class` (the first one) and every `x-cloudmta-tags`.
+fn control_headers(checked: &CheckedRaw) -> Result<(Priority, Vec<String>), MessageError> {
+    let priority = match checked.values("x-cloudmta-class").first() {
+        None => Priority::Standard,
+        Some(class) => match class.trim().to_ascii_lowercase().as_str() {
+            "" => Priority::Standard,
+            name => {
+                Priority::from_name(name).ok_or_else(|| MessageError::BadClass(name.to_string()))?
+            }
+        },
+    };
+    let tags = split_tags(
+        checked
+            .values("x-cloudmta-tags")
+            .into_iter()
+            .map(str::to_string),
+    );
+    Ok((priority, tags))
+}
+
+/// The decoded subject (RFC 2047), from the header alone.
+fn decoded_subject(header: &[u8]) -> Option<String> {
+    let mut header_only = header.to_vec();
+    header_only.extend_from_slice(b"\r\n");
+    ParsedMessage::parse(&header_only)
+        .header("Subject")
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+}
+
+/// The checked header (no `Bcc`) without `x-cloudmta-*`, with `Message-ID` and `Date` added
+/// when missing, then `rest` (the blank line and body) untouched.
+fn rewritten(checked: &CheckedRaw, rest: &[u8], uuid: &str, date: i64) -> Vec<u8> {
+    let mut out = without_fields(&checked.header, |name| name.starts_with("x-cloudmta-"));
+    if checked.values("message-id").is_empty() {
+        let domain = domain_of(&checked.from.address);
+        out.extend_from_slice(format!("Message-ID: <{uuid}@{domain}>\r\n").as_bytes());
+    }
+    if checked.values("date").is_empty() {
+        let date = mail_builder::headers::date::Date::new(date).to_rfc822();
+        out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The RCPT TO addresses, normalised, duplicates removed.
+fn envelope(recipients: &[String]) -> Vec<String> {
+    let mut envelope: Vec<String> = Vec::with_capacity(recipients.len());
+    for address in recipients {
+        let address = normalise_address(address);
+        if !envelope.contains(&address) {
+            envelope.push(address);
+        }
+    }
+    envelope
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +308,7 @@ mod tests {
     fn prepared(raw: &str) -> Result<Composed, MessageError> {
         prepare(
             raw.as_bytes(),
+            &raw_message::credential_for_tests(&[]),
             &[
                 "b@Example.NET".into(),
                 "b@example.net".into(),
@@ -365,7 +376,7 @@ mod tests {
     fn bad_content_is_refused_with_a_sentence() {
         assert_eq!(
             prepared("Subject: x\r\n\r\nbody\r\n"),
-            Err(MessageError::NoFrom)
+            Err(MessageError::Raw(RawError::NoFrom))
         );
         for from in [
             "From: a@example.com, b@example.com\r\n",
@@ -374,7 +385,7 @@ mod tests {
         ] {
             assert_eq!(
                 prepared(&format!("{from}\r\nbody\r\n")),
-                Err(MessageError::BadFrom),
+                Err(MessageError::Raw(RawError::BadFrom)),
                 "{from}"
             );
         }
@@ -393,7 +404,10 @@ mod tests {
         );
         let mut big = b"From: a@example.com\r\n\r\n".to_vec();
         big.resize(MAX_MESSAGE_SIZE + 1, b'x');
-        assert_eq!(prepare(&big, &[], UUID, 0), Err(MessageError::TooLarge));
+        assert_eq!(
+            prepare(&big, &raw_message::credential_for_tests(&[]), &[], UUID, 0),
+            Err(MessageError::TooLarge)
+        );
         assert_eq!(MessageError::TooLarge.reply().code, 552);
     }
 

@@ -26,6 +26,7 @@ mod payload;
 mod protocol;
 mod routing;
 mod send_api;
+mod send_hardening;
 mod signin_hardening;
 mod submission;
 mod submission_outbound;

@@ -4,7 +4,9 @@
 //! The send route is outside the dashboard's gate: it authenticates with the SMTP
 //! credential (`Authorization: Bearer <token>`, the username in the path), as the official
 //! clients do. It answers exactly 202 with the echo (cloudmailin-go accepts nothing else) or
-//! `{"status": N, "error": "…"}`. The body is read whole, up to [`MAX_BODY`].
+//! `{"status": N, "error": "…"}`. The body is read whole, up to [`MAX_BODY`]. What a
+//! request may say is `outbound::compose`'s; a `raw` message passes the same check as SMTP
+//! submission (`outbound::raw_message`).
 
 use std::net::SocketAddr;
 
