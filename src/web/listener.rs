@@ -24,6 +24,11 @@ use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
 
+/// The address a connection came in on (the listener's own address, even on a wildcard
+/// listener), a request extension for the `Host` check (`web::host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
+
 /// The limits of one web listener (`[web]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -68,10 +73,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, sh
             tokio::spawn(refuse(stream));
             continue;
         };
+        let local = stream.local_addr().ok();
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service(router.clone(), peer));
+            .serve_connection(TokioIo::new(stream), service(router.clone(), peer, local));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -84,10 +90,12 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, sh
     graceful.shutdown().await;
 }
 
-/// The router for one connection, with the client's address for `ConnectInfo`.
+/// The router for one connection, with the client's address for `ConnectInfo` and the
+/// connection's own address as [`LocalAddr`].
 fn service(
     router: Router,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
 ) -> hyper_util::service::TowerToHyperService<
     impl tower::Service<
         Request<hyper::body::Incoming>,
@@ -98,6 +106,9 @@ fn service(
 > {
     let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(local) = local {
+            request.extensions_mut().insert(LocalAddr(local));
+        }
         request
     });
     hyper_util::service::TowerToHyperService::new(service)
