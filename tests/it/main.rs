@@ -30,3 +30,4 @@ mod submission;
 mod submission_outbound;
 mod support;
 mod users_api;
+mod web_hardening;
