@@ -34,7 +34,12 @@ pub enum HostRule {
 impl HostRule {
     /// Loopback plus the given hosts (e.g. from `web.public_url`; URLs' `host_str`).
     pub fn only<'a>(hosts: impl IntoIterator<Item = &'a str>) -> HostRule {
-        let mut names: Vec<String> = hosts.into_iter().map(normalise).collect();
+        // Loopback is always in; leaving it out of the list keeps the refusal's sentence short.
+        let mut names: Vec<String> = hosts
+            .into_iter()
+            .map(normalise)
+            .filter(|name| !is_loopback(name))
+            .collect();
         names.sort();
         names.dedup();
         HostRule::Only(Arc::new(names))
@@ -49,13 +54,9 @@ impl HostRule {
         let Some(name) = host_name(host) else {
             return false;
         };
-        if name == "localhost" || names.iter().any(|n| *n == name) {
-            return true;
-        }
-        match name.parse::<IpAddr>() {
-            Ok(ip) => ip.is_loopback() || Some(ip) == local || ipv4_mapped_loopback(ip),
-            Err(_) => false,
-        }
+        is_loopback(&name)
+            || names.contains(&name)
+            || name.parse::<IpAddr>().is_ok_and(|ip| Some(ip) == local)
     }
 
     /// The sentence a refused request gets.
@@ -92,11 +93,15 @@ fn normalise(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn ipv4_mapped_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        IpAddr::V4(_) => false,
-    }
+/// `localhost`, `127.x.y.z`, `::1` (and `::ffff:127.x.y.z`), normalised.
+fn is_loopback(name: &str) -> bool {
+    name == "localhost"
+        || name.parse::<IpAddr>().is_ok_and(|ip| match ip {
+            IpAddr::V4(v4) => v4.is_loopback(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        })
 }
 
 /// The middleware: every host the request names (its `Host` header, and the URI's authority
@@ -169,7 +174,11 @@ mod tests {
 
     #[test]
     fn the_refusal_names_the_accepted_hosts_and_the_setting() {
-        let text = HostRule::only(["postern.example.com"]).refusal();
+        let text = HostRule::only(["postern.example.com", "127.0.0.1"]).refusal();
+        assert!(
+            text.contains("listens on, postern.example.com (any port)"),
+            "{text}"
+        );
         assert!(text.contains("localhost, 127.0.0.1, [::1]"), "{text}");
         assert!(text.contains("postern.example.com"), "{text}");
         assert!(text.contains("web.public_url"), "{text}");
