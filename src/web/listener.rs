@@ -117,11 +117,14 @@ fn service(
 /// A short answer to a connection over a cap; bounded, so a client that never reads cannot
 /// hold the task.
 async fn refuse(mut stream: TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
-        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 52\r\nConnection: close\r\n\r\n\
-        Too many connections from your address; try again.\n";
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(BUSY)).await;
 }
+
+/// The answer over a cap (its `Content-Length` is checked by a test).
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\
+        Content-Length: 51\r\nConnection: close\r\n\r\n\
+        Too many connections from your address; try again.\n";
 
 /// Connection counts by client address and in all; a [`Slot`] gives its place back on drop.
 #[derive(Clone)]
@@ -308,6 +311,17 @@ mod tests {
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest)).await;
         assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    }
+
+    #[test]
+    fn the_busy_answer_declares_its_length_and_nosniff() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        assert!(head.contains("X-Content-Type-Options: nosniff"), "{head}");
     }
 
     #[test]
