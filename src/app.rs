@@ -29,6 +29,8 @@ use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 use crate::web::WebOptions;
+use crate::web::host::HostRule;
+use crate::web::listener::HttpLimits;
 use crate::webhook::Deliverer;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,7 @@ pub struct App {
     web: TcpListener,
     web_addr: SocketAddr,
     web_options: WebOptions,
+    web_limits: HttpLimits,
     store: Store,
     accounts: Accounts,
     managed: Managed,
@@ -91,7 +94,6 @@ impl App {
         let store = Store::open(&config.data_dir)?;
         let outbound = outbound_service(&config, &store, &options.clock);
         let accounts = accounts_service(&config, &store, options);
-        let web_options = web_options(&config);
         let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
         let starttls = tls.is_some();
         let (routes, keep_raw) = initial_routes(&config);
@@ -107,6 +109,7 @@ impl App {
         let smtp_addr = local_addr(&smtp_listener);
         let web_addr = local_addr(&web);
         let outbound = outbound.with_tracking_url(&config.tracking_url(web_addr));
+        let web_options = web_options(&config, web_addr);
         // After the tracking URL: the worker instruments each copy with it.
         let worker = delivery_worker(&config, &outbound)?;
         let inbound = Arc::new(Inbound::new(
@@ -136,6 +139,7 @@ impl App {
             web,
             web_addr,
             web_options,
+            web_limits: web_limits(&config),
             store,
             accounts,
             managed,
@@ -221,8 +225,7 @@ impl App {
                 oidc: self.oidc,
             };
             let router = crate::web::router(services, self.web_options, self.settings);
-            let limits = crate::web::listener::HttpLimits::default();
-            crate::web::listener::serve(self.web, router, limits, web_shutdown).await;
+            crate::web::listener::serve(self.web, router, self.web_limits, web_shutdown).await;
         });
         info!(smtp = %self.smtp_addr, web = %self.web_addr, submission = ?self.submission_addrs, "postern is ready");
 
@@ -258,14 +261,38 @@ fn outbound_service(config: &Config, store: &Store, clock: &Clock) -> Outbound {
     }
 }
 
-/// Dev mode opens the dashboard without sign-in, but only to this machine.
-fn web_options(config: &Config) -> WebOptions {
+/// Dev mode opens the dashboard without sign-in, but only to this machine; the `Host`
+/// check lets in loopback, the listener's address and the public and tracking hosts.
+fn web_options(config: &Config, web_addr: SocketAddr) -> WebOptions {
     if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
         warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");
     }
+    let hosts = match config.web.any_host_warning() {
+        Some(warning) => {
+            warn!("{warning}");
+            HostRule::Any
+        }
+        None => {
+            let tracking = url::Url::parse(&config.tracking_url(web_addr)).ok();
+            let public = config.web.public_url.as_ref().and_then(|u| u.host_str());
+            let bound = (!web_addr.ip().is_unspecified()).then(|| web_addr.ip().to_string());
+            let tracking = tracking.as_ref().and_then(|u| u.host_str());
+            HostRule::only(public.into_iter().chain(tracking).chain(bound.as_deref()))
+        }
+    };
     WebOptions {
         open: config.dev.is_some() && config.web.listen.ip().is_loopback(),
         secure_cookies: config.web.secure_cookies,
+        hosts,
+    }
+}
+
+/// The web listener's `[web]` limits.
+fn web_limits(config: &Config) -> HttpLimits {
+    HttpLimits {
+        header_read_timeout: config.web.header_read_timeout,
+        max_connections_per_ip: config.web.max_connections_per_ip,
+        max_connections: config.web.max_connections,
     }
 }
 

@@ -13,6 +13,9 @@ pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     for warning in config.dns.warnings() {
         println!("warning:  {warning}");
     }
+    if let Some(warning) = config.web.any_host_warning() {
+        println!("warning:  {warning}");
+    }
     super::outbound::print_sending_domains(&config)?;
     println!("config OK");
     Ok(())

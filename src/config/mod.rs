@@ -106,6 +106,28 @@ pub struct WebConfig {
     pub public_url: Option<url::Url>,
     /// `[[web.oidc]]`: sign-in with Google, GitHub or an OpenID Connect issuer.
     pub oidc: Vec<OidcProvider>,
+    /// How long a client has to send a request's headers (also between keep-alive requests).
+    pub header_read_timeout: Duration,
+    /// Open web connections from one client address (IPv6: its /64).
+    pub max_connections_per_ip: usize,
+    /// Open web connections in all.
+    pub max_connections: usize,
+}
+
+impl WebConfig {
+    /// Off loopback without `public_url` the listener cannot know the names it is reached
+    /// by, so it answers any `Host` (no DNS-rebinding guard): the warning `serve` logs and
+    /// `postern check` prints.
+    pub fn any_host_warning(&self) -> Option<String> {
+        (!self.listen.ip().is_loopback() && self.public_url.is_none()).then(|| {
+            format!(
+                "web.listen {} is not on loopback and web.public_url is not set: the web \
+                 listener answers any Host header (no DNS-rebinding guard); set web.public_url \
+                 to the URL browsers reach Postern at",
+                self.listen
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -548,5 +570,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("must be between 60 and 86400"), "{error}");
+    }
+
+    #[test]
+    fn web_listener_limits_have_defaults_and_are_checked() {
+        let defaults = web("").unwrap();
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (defaults.max_connections_per_ip, defaults.max_connections),
+            (64, 1024)
+        );
+        let set = web("[web]\nheader_read_timeout_secs = 1\nmax_connections_per_ip = 2\nmax_connections = 3\n")
+            .unwrap();
+        assert_eq!(set.header_read_timeout, Duration::from_secs(1));
+        assert_eq!((set.max_connections_per_ip, set.max_connections), (2, 3));
+        for (toml, expected) in [
+            (
+                "header_read_timeout_secs = 0",
+                "web.header_read_timeout_secs = 0: must be between 1 and 600",
+            ),
+            (
+                "max_connections = 0",
+                "web.max_connections = 0: must be between 1",
+            ),
+            (
+                "max_connections_per_ip = 0",
+                "web.max_connections_per_ip = 0: must be between 1",
+            ),
+            (
+                "max_connections = 10\nmax_connections_per_ip = 11",
+                "web.max_connections_per_ip = 11: must not exceed web.max_connections (10)",
+            ),
+        ] {
+            let error = web(&format!("[web]\n{toml}\n")).unwrap_err().to_string();
+            assert!(error.contains(expected), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn off_loopback_without_public_url_any_host_is_answered_with_a_warning() {
+        assert_eq!(web("").unwrap().any_host_warning(), None);
+        let open = web("[web]\nlisten = \"0.0.0.0:8025\"\n").unwrap();
+        let warning = open.any_host_warning().unwrap();
+        assert!(warning.contains("answers any Host"), "{warning}");
+        let named =
+            web("[web]\nlisten = \"0.0.0.0:8025\"\npublic_url = \"https://p.example.com\"\n");
+        assert_eq!(named.unwrap().any_host_warning(), None);
     }
 }

@@ -116,6 +116,10 @@ struct RawWeb {
     /// The URL browsers reach Postern at (for the sign-in providers' callback).
     public_url: Option<String>,
     oidc: Vec<super::oidc::OidcSpec>,
+    // The listener's abuse limits (issue 10 item 4).
+    header_read_timeout_secs: u64,
+    max_connections_per_ip: u64,
+    max_connections: u64,
 }
 
 impl Default for RawWeb {
@@ -129,6 +133,9 @@ impl Default for RawWeb {
             require_totp: false,
             public_url: None,
             oidc: Vec::new(),
+            header_read_timeout_secs: 10,
+            max_connections_per_ip: 64,
+            max_connections: 1024,
         }
     }
 }
@@ -576,6 +583,7 @@ impl RawWeb {
     fn validate(self) -> Result<WebConfig, ConfigError> {
         let listen = socket_addr("web.listen", &self.listen)?;
         let (session_idle, session_lifetime) = self.sessions()?;
+        let limits = self.listener_limits()?;
         let public_url = self
             .public_url
             .as_deref()
@@ -602,6 +610,9 @@ impl RawWeb {
             require_totp: self.require_totp,
             public_url,
             oidc,
+            header_read_timeout: limits.0,
+            max_connections_per_ip: limits.1,
+            max_connections: limits.2,
         })
     }
 
@@ -625,6 +636,32 @@ impl RawWeb {
             ));
         }
         Ok((idle, lifetime))
+    }
+
+    /// The listener's limits: header deadline, connections per client address and in all.
+    fn listener_limits(&self) -> Result<(Duration, usize, usize), ConfigError> {
+        let header_read_timeout = seconds(
+            "web.header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            1,
+            600,
+        )?;
+        let total = in_range("web.max_connections", self.max_connections, 1, 1_000_000)?;
+        let per_ip = in_range(
+            "web.max_connections_per_ip",
+            self.max_connections_per_ip,
+            1,
+            1_000_000,
+        )?;
+        // A per-address cap above the total would never apply; say so rather than ignore it.
+        if per_ip > total {
+            return Err(ConfigError::invalid(
+                "web.max_connections_per_ip",
+                per_ip,
+                format!("must not exceed web.max_connections ({total})"),
+            ));
+        }
+        Ok((header_read_timeout, per_ip as usize, total as usize))
     }
 }
 

@@ -24,6 +24,11 @@ use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
 
+/// The address a connection came in on (the listener's own address, even on a wildcard
+/// listener), a request extension for the `Host` check (`web::host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
+
 /// The limits of one web listener (`[web]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -68,10 +73,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, sh
             tokio::spawn(refuse(stream));
             continue;
         };
+        let local = stream.local_addr().ok();
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service(router.clone(), peer));
+            .serve_connection(TokioIo::new(stream), service(router.clone(), peer, local));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -84,10 +90,12 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, sh
     graceful.shutdown().await;
 }
 
-/// The router for one connection, with the client's address for `ConnectInfo`.
+/// The router for one connection, with the client's address for `ConnectInfo` and the
+/// connection's own address as [`LocalAddr`].
 fn service(
     router: Router,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
 ) -> hyper_util::service::TowerToHyperService<
     impl tower::Service<
         Request<hyper::body::Incoming>,
@@ -98,6 +106,9 @@ fn service(
 > {
     let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(local) = local {
+            request.extensions_mut().insert(LocalAddr(local));
+        }
         request
     });
     hyper_util::service::TowerToHyperService::new(service)
@@ -106,11 +117,14 @@ fn service(
 /// A short answer to a connection over a cap; bounded, so a client that never reads cannot
 /// hold the task.
 async fn refuse(mut stream: TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
-        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 52\r\nConnection: close\r\n\r\n\
-        Too many connections from your address; try again.\n";
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(BUSY)).await;
 }
+
+/// The answer over a cap (its `Content-Length` is checked by a test).
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\
+        Content-Length: 51\r\nConnection: close\r\n\r\n\
+        Too many connections from your address; try again.\n";
 
 /// Connection counts by client address and in all; a [`Slot`] gives its place back on drop.
 #[derive(Clone)]
@@ -297,6 +311,17 @@ mod tests {
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest)).await;
         assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    }
+
+    #[test]
+    fn the_busy_answer_declares_its_length_and_nosniff() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        assert!(head.contains("X-Content-Type-Options: nosniff"), "{head}");
     }
 
     #[test]

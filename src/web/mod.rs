@@ -6,7 +6,8 @@
 //! (sign-in, OIDC, a user's own account pages), `messages` (received mail), `outbound` (sent
 //! mail, credentials, sending domains, suppressions), `admin` (users, API keys, audit log,
 //! settings), and `addresses` (managed addresses and domains, over `inbound::managed`).
-//! Shared by all: `listener` (the accept loop: header deadline, per-address caps), `auth`
+//! Shared by all: `listener` (the accept loop: header deadline, per-address caps), `host`
+//! (the `Host` check in front of every route, against DNS rebinding), `auth`
 //! (the gate: who is asking and may they, cookies, CSRF), `ui` (layouts, escaping,
 //! navigation and the other pieces every page repeats, the sandboxed mail view), `error`
 //! (the JSON error shape), `about` (who is signed in, the API).
@@ -17,12 +18,17 @@
 //! account — `/account[/*]`, `/signout`;
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
 //! its rules for free.
+//!
+//! In front of every route, public ones included: the `Host` check (`host`), and
+//! `X-Content-Type-Options: nosniff` on every answer (JSON, `/raw`, targets, errors), so no
+//! browser guesses a type the answer does not declare.
 
 mod about;
 mod addresses;
 mod admin;
 mod auth;
 mod error;
+pub mod host;
 pub mod listener;
 mod messages;
 mod outbound;
@@ -30,6 +36,8 @@ mod public;
 mod session;
 mod ui;
 
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Router, middleware};
 
@@ -46,13 +54,15 @@ use error::ApiError;
 
 pub use auth::{Principal, Who};
 
-/// How the listener treats requests that are not signed in.
-#[derive(Debug, Clone, Copy)]
+/// How the listener treats requests that are not signed in, and which `Host` it answers.
+#[derive(Debug, Clone)]
 pub struct WebOptions {
     /// Dev mode on a loopback listener: no sign-in, everything open.
     pub open: bool,
     /// Mark cookies `Secure` (`web.secure_cookies`).
     pub secure_cookies: bool,
+    /// The `Host` values served (`host`); the rest get 421.
+    pub hosts: host::HostRule,
 }
 
 /// What `/settings` shows, taken from the config and the bound listeners by `App::build`.
@@ -91,6 +101,8 @@ struct AppState {
     settings: Arc<Settings>,
     /// The sign-in providers (`[[web.oidc]]`; none is fine).
     oidc: Oidc,
+    /// The delayed test target's waits in flight (`public::targets`).
+    delays: Arc<tokio::sync::Semaphore>,
 }
 
 /// The services the web listener serves, built by `App::build`.
@@ -125,6 +137,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         outbound,
         open: options.open,
         secure_cookies: options.secure_cookies,
+        delays: Arc::new(tokio::sync::Semaphore::new(public::MAX_DELAYS_IN_FLIGHT)),
     };
     let behind = |routes: Router<AppState>, access: Access| {
         let gate = Gate {
@@ -153,4 +166,17 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(behind(dashboard, Access::Dashboard))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .with_state(state)
+        // The last layer is the outermost: nosniff covers the Host check's 421 too.
+        .layer(middleware::from_fn_with_state(options.hosts, host::check))
+        .layer(middleware::map_response(nosniff))
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer (pages set it too; inserting again
+/// replaces, never duplicates).
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }

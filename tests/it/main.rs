@@ -33,3 +33,4 @@ mod submission_outbound;
 mod support;
 mod tidy;
 mod users_api;
+mod web_hardening;

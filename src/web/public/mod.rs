@@ -11,6 +11,8 @@ use axum::Router;
 
 use crate::web::AppState;
 
+pub(super) use targets::MAX_DELAYS_IN_FLIGHT;
+
 /// Public: no sign-in; each route checks what it needs itself.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
