@@ -29,6 +29,23 @@ pub fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
+/// At least 256 random bits as 43 letters and digits: a credential's token, which people paste
+/// into shell commands and SMTP clients, where a leading `-` reads as an option (swaks) and
+/// `_` or `-` invite mistakes. Bytes ≥ 248 are drawn again, so each of the 62 characters is
+/// equally likely (248 = 4 × 62).
+pub fn new_alphanumeric_token() -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut token = String::with_capacity(43);
+    while token.len() < 43 {
+        for byte in random_bytes::<64>() {
+            if byte < 248 && token.len() < 43 {
+                token.push(char::from(ALPHABET[usize::from(byte % 62)]));
+            }
+        }
+    }
+    token
+}
+
 /// `groups` groups of `group_len` base32 characters joined by `-`: 5 bits per character.
 pub fn human_code(groups: usize, group_len: usize) -> String {
     let mut code = String::with_capacity(groups * (group_len + 1));
@@ -74,6 +91,10 @@ mod tests {
 
     #[test]
     fn tokens_are_256_bits_and_differ() {
+        let credential = new_alphanumeric_token();
+        assert_eq!(credential.len(), 43);
+        assert!(credential.bytes().all(|b| b.is_ascii_alphanumeric()), "{credential}");
+        assert_ne!(credential, new_alphanumeric_token());
         let a = new_token();
         assert_eq!(a.len(), 43);
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);

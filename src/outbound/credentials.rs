@@ -148,7 +148,8 @@ impl Outbound {
                 return Err(CredentialError::BadEventsUrl(url.clone()));
             }
         }
-        let secret = secret::new_token();
+        // Letters and digits only: it goes into shell commands (`swaks --auth-password …`).
+        let secret = secret::new_alphanumeric_token();
         let row = self
             .store
             .insert_credential(NewCredential {
