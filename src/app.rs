@@ -392,7 +392,7 @@ async fn build_verifier(config: &Config, store: &Store) -> Result<Option<Arc<Ver
 }
 
 /// The MX listener's settings, and the submission listeners': the same shell and limits,
-/// AUTH required, and CloudMailin's outbound limits (spec §6.1) where they are lower. Dev
+/// AUTH required, and CloudMailin's outbound limits (contract §6.1) where they are lower. Dev
 /// mode takes AUTH without TLS.
 fn server_configs(config: &Config, starttls: bool) -> (ServerConfig, ServerConfig) {
     let mx = ServerConfig {

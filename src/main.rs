@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // One crypto provider for the whole process (design.md §7): rustls, reqwest and
+    // One crypto provider for the whole process (design §7): rustls, reqwest and
     // tokio-rustls all pick this default up.
     rustls::crypto::aws_lc_rs::default_provider()
         .install_default()

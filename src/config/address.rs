@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A recipient pattern: `user@example.com`, `*@example.com` (every address of a domain),
-/// or either of them at `*.example.com` (every direct subdomain: one level, spec §4.3).
+/// or either of them at `*.example.com` (every direct subdomain: one level, contract §4.3).
 /// Stored lower-case; matching is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AddressPattern {
@@ -116,18 +116,18 @@ impl fmt::Display for AddressPattern {
     }
 }
 
-/// The HTTP POST format of an address (spec §1); the ids are the spec's (§1.1).
+/// The HTTP POST format of an address (contract §1); the ids are the contract's (contract §1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `json+n`: JSON Normalized (spec §1.6).
+    /// `json+n`: JSON Normalized (contract §1.6).
     JsonNormalized,
-    /// `multipart+n`: Multipart Normalized (spec §1.7).
+    /// `multipart+n`: Multipart Normalized (contract §1.7).
     MultipartNormalized,
-    /// `raw`: the message as received plus the envelope, as form-data (spec §1.8).
+    /// `raw`: the message as received plus the envelope, as form-data (contract §1.8).
     Raw,
-    /// `json`: deprecated JSON, header names as written (spec §1.9.1).
+    /// `json`: deprecated JSON, header names as written (contract §1.9.1).
     Json,
-    /// `multipart`: deprecated Multipart, indexed attachments (spec §1.9.2).
+    /// `multipart`: deprecated Multipart, indexed attachments (contract §1.9.2).
     Multipart,
 }
 

@@ -215,8 +215,8 @@ impl Config {
     }
 }
 
-/// `[submission]`: where mail apps submit over SMTP (spec §6.5). The listeners use the
-/// `[smtp]` certificate and limits (at most 20 recipients and 10 MB, spec §6.1).
+/// `[submission]`: where mail apps submit over SMTP (contract §6.5). The listeners use the
+/// `[smtp]` certificate and limits (at most 20 recipients and 10 MB, contract §6.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SubmissionConfig {
     /// Empty: no submission listener. Port 587 (and 2525) by convention.
@@ -251,19 +251,19 @@ pub struct AddressOptions {
     pub max_message_size: Option<usize>,
     /// The 552 text for this address.
     pub size_exceeded_message: Option<String>,
-    /// Attachment `size` as a JSON number instead of a string (spec §1.5).
+    /// Attachment `size` as a JSON number instead of a string (contract §1.5).
     pub size_as_number: bool,
-    /// POSTed at RCPT time; 2xx accepts, 4xx → 550, else 450 (spec §7.1).
+    /// POSTed at RCPT time; 2xx accepts, 4xx → 550, else 450 (contract §7.1).
     pub auth_callback: Option<TargetUrl>,
-    /// POSTed after every non-2xx target answer (spec §7.2).
+    /// POSTed after every non-2xx target answer (contract §7.2).
     pub error_callback: Option<TargetUrl>,
-    /// Verify DKIM signatures and send `envelope.dkim` (spec §5.2).
+    /// Verify DKIM signatures and send `envelope.dkim` (contract §5.2).
     pub dkim: bool,
-    /// Evaluate DMARC and send `envelope.dmarc` (spec §5.3).
+    /// Evaluate DMARC and send `envelope.dmarc` (contract §5.3).
     pub dmarc: bool,
 }
 
-/// One `[[domain]]`: rules for every address at a domain (spec §4.3).
+/// One `[[domain]]`: rules for every address at a domain (contract §4.3).
 #[derive(Debug, Clone)]
 pub struct DomainConfig {
     pub domain: DomainPattern,

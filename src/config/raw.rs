@@ -554,7 +554,7 @@ impl RawSubmission {
             .map(|text| socket_addr("submission.listen", text))
             .collect::<Result<_, _>>()?;
         // AUTH is only accepted over TLS: a submission listener without a certificate
-        // would refuse every client (design.md invariant 5).
+        // would refuse every client (design §4.5).
         if !listen.is_empty() && smtp.tls == TlsSource::Off {
             return Err(ConfigError::invalid(
                 "submission.listen",
@@ -848,7 +848,7 @@ pub fn validate_domain(entry: &str, raw: DomainSpec) -> Result<DomainConfig, Con
     let auth_regex = raw
         .auth_regex
         .map(|pattern| {
-            // Anchored and case-insensitive: it must describe the whole address (spec §4.3).
+            // Anchored and case-insensitive: it must describe the whole address (contract §4.3).
             regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
                 .case_insensitive(true)
                 .size_limit(1 << 20)

@@ -1,8 +1,9 @@
-//! Callback request bodies (spec §7): the authorization callback made at RCPT time and the
+//! Callback request bodies (contract §7): the authorization callback made at RCPT time and the
 //! error callback made after a non-2xx target answer. Pure functions; `deliver` sends them.
 //!
 //! The encoding follows the URL's extension: `.json` → JSON, `.xml` → XML (authorization
-//! callbacks only), anything else → `application/x-www-form-urlencoded` (spec §7.1, §7.2, §9.10).
+//! callbacks only), anything else → `application/x-www-form-urlencoded`
+//! (contract §7.1, §7.2, §9.10).
 
 use serde_json::json;
 
@@ -10,7 +11,7 @@ use super::format::Spf;
 use crate::config::TargetUrl;
 use crate::webhook::Payload;
 
-/// What an authorization callback is told about the recipient being checked (spec §7.1).
+/// What an authorization callback is told about the recipient being checked (contract §7.1).
 #[derive(Debug, Clone)]
 pub struct AuthorizationRequest<'a> {
     pub to: &'a str,
@@ -22,7 +23,7 @@ pub struct AuthorizationRequest<'a> {
     pub spf: &'a Spf,
 }
 
-/// What an error callback is told about a failed delivery (spec §7.2).
+/// What an error callback is told about a failed delivery (contract §7.2).
 #[derive(Debug, Clone)]
 pub struct ErrorReport<'a> {
     /// The target's HTTP status; 0 when it could not be reached.

@@ -1,6 +1,6 @@
 //! What happens to mail Postern receives: route each recipient, then parse the message,
 //! build the address's payload, POST it, record the outcome, and turn the target's answer
-//! into the SMTP reply (design.md invariant 1).
+//! into the SMTP reply (design §4.1).
 
 pub mod callback;
 pub mod format;
@@ -30,7 +30,7 @@ use format::{Dkim, Dmarc, PayloadEnvelope, Spf};
 use route::{Destination, Refusal, Route, Routes};
 use verify::Verifier;
 
-/// Longest target text echoed in a 554 reply (design.md invariant 1).
+/// Longest target text echoed in a 554 reply (design §4.1).
 const MAX_REPLY_TEXT: usize = 512;
 
 /// The inbound [`MailHandler`].
@@ -77,7 +77,7 @@ impl Inbound {
         }
     }
 
-    /// `envelope.spf` (spec §5.1); `none` when SPF checking is off.
+    /// `envelope.spf` (contract §5.1); `none` when SPF checking is off.
     async fn spf(&self, ip: IpAddr, helo: &str, mail_from: &str) -> Spf {
         match &self.verifier {
             Some(verifier) if self.settings.spf => verifier.spf(ip, helo, mail_from).await,
@@ -88,7 +88,7 @@ impl Inbound {
         }
     }
 
-    /// The authorization callback (spec §7.1): 2xx accepts, 4xx → 550, anything else → 450.
+    /// The authorization callback (contract §7.1): 2xx accepts, 4xx → 550, anything else → 450.
     async fn authorize(
         &self,
         url: &crate::config::TargetUrl,
@@ -146,7 +146,7 @@ impl Inbound {
         body: &[u8],
     ) -> (Spf, Option<Dkim>, Option<Dmarc>) {
         let spf = self.spf(ip, helo, mail_from).await;
-        // DMARC builds on the DKIM results, so DKIM runs for either (spec §5.2, §5.3).
+        // DMARC builds on the DKIM results, so DKIM runs for either (contract §5.2, §5.3).
         let (dkim, dmarc) = match &self.verifier {
             Some(verifier) if route.options.dkim || route.options.dmarc => {
                 let dkim = verifier.dkim(body).await;
@@ -289,7 +289,7 @@ impl Inbound {
         Ok(resent)
     }
 
-    /// Tells the address's error callback about a non-2xx delivery (spec §7.2), in the
+    /// Tells the address's error callback about a non-2xx delivery (contract §7.2), in the
     /// background so that the SMTP reply does not wait for it; the attempt is recorded.
     fn report_error(
         &self,
@@ -358,7 +358,7 @@ impl MailHandler for Inbound {
         let router = self.routes.current();
         let id = router.lookup(address).map_err(|refusal| match refusal {
             Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
-            // The dashboard and the sender both see that a regexp refused it (spec §4.3).
+            // The dashboard and the sender both see that a regexp refused it (contract §4.3).
             Refusal::AuthRegex => Reply::new(
                 550,
                 "5.7.1",
@@ -611,7 +611,7 @@ fn record(kind: &'static str, format: Option<&str>, attempt: Attempt) -> Attempt
     }
 }
 
-/// The SMTP reply for a target's answer (spec §2.1, design.md invariant 1).
+/// The SMTP reply for a target's answer (contract §2.1, design §4.1).
 pub fn reply_for(outcome: &webhook::Outcome) -> Reply {
     match outcome {
         webhook::Outcome::Accepted { status, .. } => Reply::owned(

@@ -2,7 +2,7 @@
 //! domain.
 //!
 //! Matching order for `user+tag@sub.example.com` (first hit wins):
-//! 1. `user+tag@sub.example.com`, 2. `user@sub.example.com` (plus addressing, spec §4.2),
+//! 1. `user+tag@sub.example.com`, 2. `user@sub.example.com` (plus addressing, contract §4.2),
 //! 3. `user+tag@*.example.com`, 4. `user@*.example.com`,
 //! 5. `*@sub.example.com`, 6. `*@*.example.com`.
 //!

@@ -1,4 +1,4 @@
-//! SPF, DKIM and DMARC verification of inbound mail (spec §5.1–5.3), on top of mail-auth.
+//! SPF, DKIM and DMARC verification of inbound mail (contract §5.1–5.3), on top of mail-auth.
 //!
 //! The [`Verifier`] only *reports*: every check returns one of the typed results of
 //! [`super::format`] and nothing here rejects, delays or changes a message. A check that cannot
@@ -78,7 +78,7 @@ impl Verifier {
         })
     }
 
-    /// SPF for the client `ip` (spec §5.1): the MAIL FROM domain, or the HELO name for the
+    /// SPF for the client `ip` (contract §5.1): the MAIL FROM domain, or the HELO name for the
     /// null sender (`mail_from == ""`). `domain` in the answer is the domain checked, in lower
     /// case.
     pub async fn spf(&self, ip: IpAddr, helo: &str, mail_from: &str) -> Spf {
@@ -161,10 +161,10 @@ impl Verifier {
         }
     }
 
-    /// DKIM for every `DKIM-Signature` of `raw` (spec §5.2), one entry each in header order.
+    /// DKIM for every `DKIM-Signature` of `raw` (contract §5.2), one entry each in header order.
     ///
     /// A message without any signature gets `success: true` and one `neutral` entry with empty
-    /// domain and selector: the spec names `neutral` the result for "no signature", and an
+    /// domain and selector: the contract names `neutral` the result for "no signature", and an
     /// entry is the only place a result can appear. A message whose header section cannot be
     /// read gets `success: false` and the same entry ("the check could not run").
     ///
@@ -237,7 +237,7 @@ impl Verifier {
         }
     }
 
-    /// DMARC for the From-header domain of `raw` (spec §5.3), from the SPF and DKIM results
+    /// DMARC for the From-header domain of `raw` (contract §5.3), from the SPF and DKIM results
     /// already computed for the message, so no signature is verified twice. Run
     /// [`Verifier::dkim`] first even when the address does not show DKIM: DMARC needs it.
     ///
@@ -351,7 +351,7 @@ impl ResolverCache<Box<str>, Txt> for ChosenRecord {
     fn insert(&self, _key: Box<str>, _value: Txt, _valid_until: std::time::Instant) {}
 }
 
-/// The identity SPF checks (spec §5.1): the MAIL FROM domain, or the HELO name for the null
+/// The identity SPF checks (contract §5.1): the MAIL FROM domain, or the HELO name for the null
 /// sender and for a MAIL FROM without a domain (as mail-auth does).
 fn spf_identity<'a>(helo: &'a str, mail_from: &'a str) -> &'a str {
     mail_from
@@ -376,7 +376,7 @@ fn is_spf_record(text: &[u8]) -> bool {
         && text.get(6).is_none_or(|&next| next == b' ')
 }
 
-/// The spec's name for an SPF result (§5.1).
+/// The contract's name for an SPF result (contract §5.1).
 fn spf_result_name(result: SpfResult) -> &'static str {
     match result {
         SpfResult::Pass => "pass",
@@ -389,7 +389,7 @@ fn spf_result_name(result: SpfResult) -> &'static str {
     }
 }
 
-/// The spec's name for a DKIM result (§5.2).
+/// The contract's name for a DKIM result (contract §5.2).
 fn dkim_result_name(result: &DkimResult) -> &'static str {
     match result {
         DkimResult::Pass => "pass",
@@ -405,7 +405,7 @@ fn dkim_result_name(result: &DkimResult) -> &'static str {
     }
 }
 
-/// The spec's name for a DMARC result (§5.3).
+/// The contract's name for a DMARC result (contract §5.3).
 fn dmarc_result_name(result: &DmarcResult) -> &'static str {
     match result {
         DmarcResult::Pass => "pass",

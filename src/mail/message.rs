@@ -1,7 +1,7 @@
 //! Parsing mail into Postern's own [`ParsedMessage`] and its MIME leaves (mail-parser types stay
 //! inside `mail`).
 //!
-//! Header values are unfolded by deleting the line breaks only (whitespace is kept, spec
+//! Header values are unfolded by deleting the line breaks only (whitespace is kept, contract
 //! §1.3) and RFC 2047 encoded-words are decoded to UTF-8. Bodies come out as UTF-8 whatever
 //! their charset. Anything mail-parser cannot make sense of still yields a message: at worst
 //! the raw bytes, decoded lossily, as the plain body.
@@ -19,7 +19,7 @@ pub struct ParsedMessage {
     pub headers: Vec<HeaderField>,
     pub plain: Option<String>,
     pub html: Option<String>,
-    /// The new text of a reply, without quoted history (spec §1.4, [`reply_text::extract`]).
+    /// The new text of a reply, without quoted history (contract §1.4, [`reply_text::extract`]).
     pub reply_plain: Option<String>,
     pub attachments: Vec<Attachment>,
 }
@@ -36,7 +36,7 @@ pub struct Attachment {
     pub file_name: String,
     pub content_type: String,
     pub disposition: Disposition,
-    /// With angle brackets, as in the message (spec §1.5).
+    /// With angle brackets, as in the message (contract §1.5).
     pub content_id: Option<String>,
     /// Decoded content.
     pub content: Vec<u8>,
@@ -127,7 +127,7 @@ fn header_fields(part: &MessagePart<'_>, raw: &[u8]) -> Vec<HeaderField> {
 /// Which parts of a message are its plain and HTML bodies, by part id.
 ///
 /// The first text/plain and text/html parts that are not attachments are the bodies
-/// (spec §1.4); every other leaf part is an attachment (§1.5).
+/// (contract §1.4); every other leaf part is an attachment (contract §1.5).
 struct BodyParts {
     plain: Option<u32>,
     html: Option<u32>,
@@ -223,7 +223,7 @@ fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {
     };
     let content = match &part.body {
         // A forwarded message is passed on as it arrived, unless a transfer encoding has to
-        // be undone (the content is decoded, spec §1.5).
+        // be undone (the content is decoded, contract §1.5).
         PartType::Message(_) if part.encoding == Encoding::None => raw
             .get(part.offset_body as usize..part.offset_end as usize)
             .unwrap_or_default()

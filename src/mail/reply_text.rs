@@ -1,4 +1,4 @@
-//! `reply_plain` (spec §1.4): the new text of a reply, without the quoted history under it.
+//! `reply_plain` (contract §1.4): the new text of a reply, without the quoted history under it.
 //!
 //! The rules are those GitHub's email_reply_parser made common, written out by hand over
 //! lines. Reading top to bottom, the text is cut at the first of:
@@ -17,7 +17,7 @@
 //! end as the input's first line ends (CRLF or LF).
 //!
 //! What it does not do: read HTML, guess an undelimited signature ("Regards, Bob"), or know
-//! every client and language. It is best effort by design (spec §1.4); a false cut loses new
+//! every client and language. It is best effort by design (contract §1.4); a false cut loses new
 //! text, so each pattern asks for more than a keyword (a date or a quote after an
 //! attribution, two more header labels after `From:`).
 //!
@@ -34,7 +34,7 @@ const MAX_BLANKS_BEFORE_QUOTE: usize = 5;
 /// How many labelled lines after `From:` an Outlook header block is read for.
 const MAX_HEADER_BLOCK_LINES: usize = 8;
 
-/// Lower-cased; some apps put it in their notifications so replies can be cut (spec §1.4).
+/// Lower-cased; some apps put it in their notifications so replies can be cut (contract §1.4).
 const MARKER: &str = "### reply above this line ###";
 
 /// The text of a reply above its quoted history; `None` when nothing new remains.
@@ -526,7 +526,7 @@ mod tests {
         unit.repeat(size / unit.len())
     }
 
-    /// 10 MB of real mail and of the shapes the spec's limits allow (many quoted lines, one
+    /// 10 MB of real mail and of the shapes the contract's limits allow (many quoted lines, one
     /// huge line).
     fn large_mail_shapes() -> Vec<(&'static str, String, Expect)> {
         let long_quote =

@@ -1,4 +1,4 @@
-//! Mail to the return path, `bounces+<uuid>@<return path domain>` (spec §6.10, §6.11):
+//! Mail to the return path, `bounces+<uuid>@<return path domain>` (contract §6.10, §6.11):
 //! what it says about the recipients of message `<uuid>`.
 //!
 //! [`classify`] is a pure function over the raw message and the message's recipients:
@@ -17,7 +17,7 @@
 //! - anything else is a person answering → `bounce_reply`.
 //!
 //! Effects ([`Outbound::record_return_mail`]): every finding is an event (`bounce`,
-//! `soft_bounce`, `auto_reply`, `bounce_reply`, details per spec §9.16: `smtp_code`,
+//! `soft_bounce`, `auto_reply`, `bounce_reply`, details per contract §9.16: `smtp_code`,
 //! `smtp_response`, `status`, `mx`); a hard bounce also makes the recipient `bounced`
 //! (from any state: a bounce often comes after the receiving server accepted) and puts the
 //! address on the suppression list — only for the message's own recipients (a DSN naming
@@ -69,7 +69,7 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
-    /// The event kind (spec §6.8).
+    /// The event kind (contract §6.8).
     pub fn event(self) -> &'static str {
         match self {
             FindingKind::Hard => "bounce",

@@ -1,4 +1,4 @@
-//! The send API's request (spec §6.2) and its composition into the RFC 5322 bytes that go
+//! The send API's request (contract §6.2) and its composition into the RFC 5322 bytes that go
 //! into the queue: pure functions, no I/O.
 //!
 //! A JSON message is built with mail-builder (`from`, `to`, `cc`, `subject`, `plain`,
@@ -24,11 +24,11 @@ use crate::mail::address::{Mailbox, domain_of, normalise_address, parse_mailboxe
 use crate::mail::fields::{find_header_end, without_fields};
 use crate::store::Priority;
 
-/// At most this many recipients (`to` + `cc`) per message (spec §6.1).
+/// At most this many recipients (`to` + `cc`) per message (contract §6.1).
 pub const MAX_RECIPIENTS: usize = 20;
-/// At most this many bytes per message, encoding included (spec §6.1).
+/// At most this many bytes per message, encoding included (contract §6.1).
 pub const MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
-/// Attachment extensions refused (spec §6.1).
+/// Attachment extensions refused (contract §6.1).
 pub const BLOCKED_EXTENSIONS: &[&str] = &[
     "vbs", "exe", "bin", "bat", "chm", "com", "hta", "pif", "reg", "vbe", "vba", "msc", "msi",
 ];
@@ -50,7 +50,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "dkim-signature",
 ];
 
-/// `"a"` or `["a", "b"]`: both clients' forms of a list (spec §6.2, §6.4).
+/// `"a"` or `["a", "b"]`: both clients' forms of a list (contract §6.2, §6.4).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum OneOrMany {
@@ -78,7 +78,7 @@ pub struct AttachmentRequest {
 }
 
 /// `POST /api/v0.1/{username}/messages`: the union of `Message` and `RawMessage`.
-/// Unknown fields are ignored, as upstream does; `bcc` is refused (spec §6.1).
+/// Unknown fields are ignored, as upstream does; `bcc` is refused (contract §6.1).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 pub struct SendRequest {
     pub from: Option<String>,

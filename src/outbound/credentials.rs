@@ -1,5 +1,5 @@
 //! SMTP credentials: CloudMailin's "SMTP username" and its token, which is both the SMTP
-//! AUTH password and the send API's bearer token (spec §6.2, §6.5).
+//! AUTH password and the send API's bearer token (contract §6.2, §6.5).
 //!
 //! A token is 256 random bits shown once; the store keeps its SHA-256 and its first
 //! characters. A credential is `live` (delivers) or `test` (never delivers), may be limited
@@ -62,7 +62,7 @@ pub struct NewCredentialSpec {
     pub test: bool,
     pub allowed_senders: Vec<String>,
     pub events_url: Option<String>,
-    /// `None`: on (the default policy, spec §6.12).
+    /// `None`: on (the default policy, contract §6.12).
     pub track_opens: Option<bool>,
     pub track_clicks: Option<bool>,
 }
@@ -83,7 +83,7 @@ pub enum CredentialError {
     Store(#[from] StoreError),
 }
 
-/// Usernames go into URL paths unencoded (the JS client does not encode them, spec §6.3).
+/// Usernames go into URL paths unencoded (the JS client does not encode them, contract §6.3).
 fn valid_username(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().enumerate().all(|(i, b)| {

@@ -1,6 +1,6 @@
 //! Sending domains: the domains apps send from. Each has a DKIM key made by Postern and a
 //! return-path domain (default `mta.<domain>`) whose MX points at Postern so bounces come
-//! back; `dns_records` lists what the operator publishes (spec §6.10).
+//! back; `dns_records` lists what the operator publishes (contract §6.10).
 
 use serde::Serialize;
 

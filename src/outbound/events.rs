@@ -1,4 +1,4 @@
-//! The events webhook (spec §6.8): a background task that POSTs the `outbound_events`
+//! The events webhook (contract §6.8): a background task that POSTs the `outbound_events`
 //! rows marked `pending` to their credential's events URL, in batches.
 //!
 //! Body: `{"events": [{"kind", "recipient", "message_id", "details": {…}}, …]}`, at most
@@ -54,7 +54,7 @@ pub fn retry_at(now: i64, created_at: i64, attempts: i64) -> Option<i64> {
     (next - created_at < GIVE_UP_SECS).then_some(next)
 }
 
-/// The webhook body for `events` (spec §6.8).
+/// The webhook body for `events` (contract §6.8).
 pub fn body(events: &[PendingEvent]) -> Value {
     let events: Vec<Value> = events
         .iter()

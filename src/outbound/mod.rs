@@ -1,4 +1,4 @@
-//! Outbound mail: what apps send through Postern (spec §6).
+//! Outbound mail: what apps send through Postern (contract §6).
 //!
 //! [`Outbound`] is the service both entry points share — the HTTP send API
 //! (`web::send_api`) and SMTP submission — so a message is checked and queued the same way
@@ -6,7 +6,7 @@
 //! bytes (`compose`; a message given as bytes, SMTP's or the API's `raw`, is checked by
 //! `raw_message`), the sender is checked against the credential and the sending
 //! domains, and the store commits message + recipients durably before the caller answers
-//! 202 or 250 (design.md invariant 2).
+//! 202 or 250 (design §4.2).
 //!
 //! After enqueueing: `events` (the events webhook: batches, retries), `bounce` (mail to
 //! the return path: DSNs, plain-text bounces, replies; `return_path` takes it off the MX
@@ -72,7 +72,7 @@ pub enum SubmitError {
 }
 
 impl SubmitError {
-    /// The send API's status for this error (spec §6.2: 401, 403, 422; 500 for the store).
+    /// The send API's status for this error (contract §6.2: 401, 403, 422; 500 for the store).
     pub fn http_status(&self) -> u16 {
         match self {
             SubmitError::Unauthorized => 401,
@@ -90,7 +90,7 @@ impl SubmitError {
     }
 }
 
-/// The 202 body: the message's common fields (spec §6.2), `to`, `cc` and `tags` always
+/// The 202 body: the message's common fields (contract §6.2), `to`, `cc` and `tags` always
 /// arrays; `id` is the UUID used in events and in the SMTP "Queued as" reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Accepted {

@@ -1,6 +1,6 @@
 //! Mail to the return path on the MX listener: [`WithReturnPath`] wraps the inbound
 //! [`MailHandler`] and takes the recipients `bounces+<uuid>@…` of outbound messages
-//! (spec §6.10, §6.11) before the wrapped handler routes anything.
+//! (contract §6.10, §6.11) before the wrapped handler routes anything.
 //!
 //! A return path is alone in its transaction: it is accepted only as the first recipient,
 //! and nothing is accepted after it (452 4.5.3, the sender sends it again separately), so

@@ -1,4 +1,4 @@
-//! SMTP submission (spec §6.5, §6.6): the [`MailHandler`] of the `[submission]` listeners.
+//! SMTP submission (contract §6.5, §6.6): the [`MailHandler`] of the `[submission]` listeners.
 //!
 //! The SMTP side (STARTTLS before AUTH, MAIL only after AUTH) is `smtp::session`'s; this
 //! handler decides with the same [`Outbound`] service as the send API:
@@ -14,7 +14,7 @@
 //! Both the envelope sender and the `From` header must be allowed for the credential; they
 //! need not be equal. The `From` header is what the sending-domain check (and DKIM) uses;
 //! the envelope sender is replaced by the return path `bounces+<uuid>@…` in the queue, as
-//! CloudMailin does (spec §6.10). Recipients are the RCPT TO addresses only: `To` and `Cc`
+//! CloudMailin does (contract §6.10). Recipients are the RCPT TO addresses only: `To` and `Cc`
 //! are left as written, and a `Bcc` header is removed so that it reaches nobody.
 //!
 //! `x-cloudmta-class` (`standard`, `priority`, `digest`; anything else is refused with 554
@@ -71,7 +71,7 @@ impl MessageError {
     }
 }
 
-/// The DATA reply for a queued message (spec §6.5: `250 Thanks! Queued as: <uuid>`, with
+/// The DATA reply for a queued message (contract §6.5: `250 Thanks! Queued as: <uuid>`, with
 /// the enhanced status code between, as on every reply of ours).
 pub fn queued_reply(uuid: &str) -> Reply {
     Reply::owned(250, "2.0.0", format!("Thanks! Queued as: {uuid}"))
@@ -140,7 +140,7 @@ impl MailHandler for Submission {
         _transaction: TransactionInfo<'_>,
         address: &str,
     ) -> Result<Option<SizeLimit>, Reply> {
-        // The count is the session's: `App` caps its `max_recipients` at 20 (spec §6.1).
+        // The count is the session's: `App` caps its `max_recipients` at 20 (contract §6.1).
         match valid_address(address) {
             true => Ok(None),
             false => Err(Reply::new(

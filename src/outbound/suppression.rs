@@ -1,4 +1,4 @@
-//! The suppression list (spec §6.11): addresses no mail is sent to. A hard bounce adds the
+//! The suppression list (contract §6.11): addresses no mail is sent to. A hard bounce adds the
 //! address (`outbound::bounce`); operators add and remove addresses through the API and
 //! `postern suppression`. A message to a listed address is still accepted: that recipient
 //! becomes `suppressed` with a `suppressed` event and is never attempted (the store checks

@@ -1,4 +1,4 @@
-//! Open and click tracking (spec §6.12): the rewriting of a recipient's copy before it is
+//! Open and click tracking (contract §6.12): the rewriting of a recipient's copy before it is
 //! signed, and the signed tokens the tracking routes (`/t/o/{token}`, `/t/c/{token}`) read.
 //!
 //! [`instrument`] is a pure function over the message bytes. Only `text/html` leaf parts
@@ -41,7 +41,7 @@ pub enum TrackKind {
 }
 
 impl TrackKind {
-    /// The event kind (spec §6.8).
+    /// The event kind (contract §6.8).
     pub fn event(&self) -> &'static str {
         match self {
             TrackKind::Open => "open",

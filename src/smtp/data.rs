@@ -1,6 +1,6 @@
 //! Message content receivers for DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030). No I/O.
 //!
-//! Framing is strict (design.md invariant 4): the end of DATA is `CRLF . CRLF` and nothing
+//! Framing is strict (design §4.4): the end of DATA is `CRLF . CRLF` and nothing
 //! else. A bare LF or bare CR next to a dot is message content, so `\n.\n`, `\r.\r` or
 //! `\r\n.\n` can never end one message and start another (SMTP smuggling). Size and line
 //! length are enforced while reading: once a limit is passed the rest is scanned for the

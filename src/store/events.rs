@@ -12,7 +12,7 @@ use super::outbound::insert_event;
 use super::{Store, StoreError};
 
 /// Event kinds that end a recipient's story: the webhook carries at most one of them per
-/// recipient (spec §6.8, "one terminal event per recipient, not one per retry").
+/// recipient (contract §6.8, "one terminal event per recipient, not one per retry").
 pub const TERMINAL_KINDS: &[&str] = &["delivery", "bounce", "retries_exhausted", "suppressed"];
 
 /// An event waiting for the events webhook, with where it goes.

@@ -3,7 +3,7 @@
 //! hold credentials, like the config file does). The pattern column is unique; callers store
 //! it normalised (lower case) so that the constraint means "the same pattern".
 //!
-//! Both tables have the same shape (an `id`, then the spec's fields, the pattern first), so
+//! Both tables have the same shape (an `id`, then the contract's fields, the pattern first), so
 //! one set of queries serves both: [`ManagedSpec`] says which table and columns a spec type
 //! has and how it maps to a row, and the `Store` methods are generic over it.
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::attempts::{self, AttemptRecord};
 use super::{Store, StoreError};
 
-/// How a message ended, in CloudMailin's delivery-status words (spec §2.8).
+/// How a message ended, in CloudMailin's delivery-status words (contract §2.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {

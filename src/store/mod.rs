@@ -1,5 +1,5 @@
 //! The metadata store: SQLite in WAL mode under the data directory. The only module that
-//! imports rusqlite (design.md invariant 8).
+//! imports rusqlite (design §4.8).
 //!
 //! Tables: `inbound_messages` + `inbound_raw` and `delivery_attempts` (`messages`,
 //! `attempts`); `users`, `recovery_codes`, `sessions`, `signin_failures`, `api_keys` and

@@ -4,7 +4,7 @@
 //! Plain rows and the SQL that reads and writes them; the rules live in `crate::outbound`.
 //! Times are Unix seconds, UTC. Credential secrets arrive here already hashed.
 //!
-//! Enqueueing is the one durable write (design.md invariant 2): [`Store::enqueue`] returns
+//! Enqueueing is the one durable write (design §4.2): [`Store::enqueue`] returns
 //! only after the message, its content and every recipient row are committed with
 //! `synchronous = FULL`. Concurrent enqueues are group-committed by one thread
 //! (`commit_loop`): it takes every request waiting, writes them in one transaction and

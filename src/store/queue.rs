@@ -8,7 +8,7 @@
 //!                      └──────────▶ expired (a temporary failure past expires_at)
 //! ```
 //!
-//! Crash safety (design.md invariant 2): [`Store::claim_due`] and [`Store::begin_attempt`]
+//! Crash safety (design §4.2): [`Store::claim_due`] and [`Store::begin_attempt`]
 //! commit before anything goes on the wire, so after a crash a recipient is found in
 //! `sending` with a `started` attempt; [`Store::recover_queue`] (run at start) turns those
 //! into `queued` and `interrupted`, and the recipient is sent again — a duplicate at worst,
@@ -176,7 +176,7 @@ impl Store {
     }
 
     /// Records an attempt as `started` and commits it before the caller connects anywhere
-    /// (design.md invariant 2). The first attempt of a recipient also records its
+    /// (design §4.2). The first attempt of a recipient also records its
     /// `dispatch` event. Returns the attempt's id for [`Store::finish_attempt`].
     pub async fn begin_attempt(&self, claimed: &Claimed, at: i64) -> Result<i64, StoreError> {
         let claimed = claimed.clone();

@@ -1,5 +1,5 @@
 //! The HTTP POST to the customer's app (an inbound target, a callback, the events webhook)
-//! and the classification of its answer (spec §2, design.md invariant 1). One POST per
+//! and the classification of its answer (contract §2, design §4.1). One POST per
 //! transaction; redirects (at most 3) re-POST the same body; basic auth comes from the
 //! URL's userinfo; connections are pooled across messages. An inbound message's POST
 //! carries an `Idempotency-Key` header (the caller derives the value) on every leg.
@@ -13,9 +13,9 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
 use super::Payload;
 use crate::config::{DeliveryConfig, TargetUrl};
 
-/// Redirects followed before giving up (spec §2.5).
+/// Redirects followed before giving up (contract §2.5).
 pub const MAX_REDIRECTS: usize = 3;
-/// How much of a response body is kept for the store and the reply (spec §2.2).
+/// How much of a response body is kept for the store and the reply (contract §2.2).
 pub const KEPT_BODY: usize = 2048;
 
 /// What the target made of the POST.
@@ -277,7 +277,7 @@ fn location(response: &reqwest::Response, url: &url::Url) -> Option<url::Url> {
         .and_then(|l| url.join(l).ok())
 }
 
-/// A `text/plain` answer is the SMTP reply text of a 4xx (spec §2.2).
+/// A `text/plain` answer is the SMTP reply text of a 4xx (contract §2.2).
 fn is_plain_text(response: &reqwest::Response) -> bool {
     response
         .headers()
@@ -290,7 +290,7 @@ fn is_plain_text(response: &reqwest::Response) -> bool {
         })
 }
 
-/// 2xx accepts, 4xx rejects, anything else defers (design.md invariant 1).
+/// 2xx accepts, 4xx rejects, anything else defers (design §4.1).
 fn classify(status: reqwest::StatusCode, body: String, is_text: bool) -> Outcome {
     let code = status.as_u16();
     if status.is_success() {
@@ -412,7 +412,7 @@ async fn read_start(mut response: reqwest::Response) -> String {
     text
 }
 
-/// `Authorization: Basic …` from percent-decoded URL userinfo (spec §2.4).
+/// `Authorization: Basic …` from percent-decoded URL userinfo (contract §2.4).
 fn basic_auth(url: &url::Url) -> Option<String> {
     if url.username().is_empty() && url.password().is_none() {
         return None;

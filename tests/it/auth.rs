@@ -1,4 +1,4 @@
-//! SPF, DKIM and DMARC verification (spec §5.1–5.3) against a DNS server on loopback. DKIM
+//! SPF, DKIM and DMARC verification (contract §5.1–5.3) against a DNS server on loopback. DKIM
 //! samples are signed here with keys generated per test run and published in the test zone.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -151,7 +151,7 @@ async fn spf_checks_helo_only_for_the_null_sender() {
         verifier.spf(STRANGER, "mx.helo.test", "").await,
         spf("fail", "mx.helo.test")
     );
-    // A HELO that fails does not decide for a sender with a domain (spec §5.1).
+    // A HELO that fails does not decide for a sender with a domain (contract §5.1).
     assert_eq!(
         verifier
             .spf(STRANGER, "mx.helo.test", "a@neutral.test")

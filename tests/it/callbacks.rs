@@ -1,5 +1,5 @@
-//! Authorization callbacks at RCPT time, error callbacks after non-2xx answers (spec §7),
-//! and the built-in test targets (spec §2.10).
+//! Authorization callbacks at RCPT time, error callbacks after non-2xx answers (contract §7),
+//! and the built-in test targets (contract §2.10).
 
 use crate::support::{Receiver, TestApp, config_with, eventually, eventually_ok};
 

@@ -9,7 +9,7 @@
 //!
 //! For JSON Normalized, `plain`, `html` and the attachments' file names and sizes must agree
 //! with the parse that mail-parser 1.0.1 expects (`NAME.crlf.json`, the CRLF form we send),
-//! read with our spec's rules (§1.4–1.5) rather than mail-parser's own body selection:
+//! read with our contract's rules (contract §1.4–1.5) rather than mail-parser's own body selection:
 //!
 //! - `plain` is the first `text` part in the root message's `text_body` list, else its first
 //!   `text` part with no file name and no `attachment` disposition (as `ParsedMessage::parse`

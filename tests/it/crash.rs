@@ -1,4 +1,4 @@
-//! The outbound queue's promise under `kill -9` (design.md invariant 2): the real binary
+//! The outbound queue's promise under `kill -9` (design §4.2): the real binary
 //! (`postern serve`) takes messages through the send API while it is killed with SIGKILL at
 //! random moments and restarted; at the end every message that got a 202 has reached the
 //! downstream server (Postfix's `smtp-sink`, relayed to by IP) at least once. Duplicates are

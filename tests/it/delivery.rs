@@ -1,4 +1,4 @@
-//! The target's HTTP answer becomes the SMTP answer (design.md invariant 1, spec §2).
+//! The target's HTTP answer becomes the SMTP answer (design §4.1, contract §2).
 
 use std::time::{Duration, Instant};
 

@@ -379,7 +379,7 @@ async fn dev_banner_and_graceful_shutdown() {
     assert_eq!(messages[0]["outcome"], "captured");
 }
 
-/// design.md §7: one crypto provider (aws-lc-rs); `ring` must not be compiled in.
+/// design §7: one crypto provider (aws-lc-rs); `ring` must not be compiled in.
 #[test]
 fn ring_is_not_in_the_dependency_graph() {
     let output = Command::new(option_env!("CARGO").unwrap_or("cargo"))

@@ -1,4 +1,4 @@
-//! After a message is queued (spec §6.8, §6.11, §6.12): the events webhook (batches,
+//! After a message is queued (contract §6.8, §6.11, §6.12): the events webhook (batches,
 //! retries on the app's clock, Basic auth, the exact body), mail to the return path
 //! (DSNs, plain-text bounces, replies) and the suppression list it feeds, and the open and
 //! click tracking routes.
@@ -625,7 +625,7 @@ fn find_url(text: &str, prefix: &str) -> Option<String> {
     Some(text[start..end].to_string())
 }
 
-/// "One terminal event per recipient, not one per retry" (spec §6.8): a bounce after the
+/// "One terminal event per recipient, not one per retry" (contract §6.8): a bounce after the
 /// recipient's `suppressed` stays in the history but not on the webhook; soft bounces go.
 #[tokio::test]
 async fn the_webhook_carries_one_terminal_event_per_recipient() {

@@ -1,4 +1,4 @@
-//! The payload formats (spec §1), compared with golden files, checked over real SMTP and
+//! The payload formats (contract §1), compared with golden files, checked over real SMTP and
 //! real HTTP, and read back by two independent form-data parsers.
 //!
 //! `UPDATE_GOLDEN=1 cargo test` rewrites the golden files; review the diff before committing.
@@ -131,7 +131,7 @@ async fn json_normalized_matches_the_golden_file() {
     );
     assert_eq!(envelope["md5"], md5);
     assert_eq!(json["plain"], "Test with HTML. Café.");
-    // Not a reply: the whole plain body is new text (spec §1.4).
+    // Not a reply: the whole plain body is new text (contract §1.4).
     assert_eq!(json["reply_plain"], "Test with HTML. Café.");
     let attachments = json["attachments"].as_array().unwrap();
     assert_eq!(attachments[0]["content"], "dGVzdGZpbGU=");
@@ -216,7 +216,7 @@ async fn malformed_mime_still_delivers() {
 // ---------------------------------------------------------------------------------------
 // Every format: golden files from the pure builders, the same bytes over SMTP and HTTP.
 
-/// The docs' example boundary (spec §1.1), for reproducible multipart golden files.
+/// The docs' example boundary (contract §1.1), for reproducible multipart golden files.
 const GOLDEN_BOUNDARY: &str = "----cloudmailinboundry";
 /// Stands in for the time in Postern's own `Received:` line.
 const GOLDEN_DATE: &str = "Mon, 01 Jan 2024 00:00:00 +0000";
@@ -531,7 +531,7 @@ impl FormPart {
 }
 
 /// The parts Multipart Normalized must carry for a message whose JSON Normalized payload is
-/// `json`, derived from the JSON independently of Postern's encoder (spec §1.2–1.5, §1.7).
+/// `json`, derived from the JSON independently of Postern's encoder (contract §1.2–1.5, §1.7).
 fn parts_from_json(json: &Value) -> Vec<FormPart> {
     fn flatten(name: String, value: &Value, out: &mut Vec<FormPart>) {
         match value {

@@ -1,5 +1,5 @@
 //! Routing rules end to end: plus addressing, wildcard domains, auth_regex, per-address
-//! overrides (spec §4, §2.3).
+//! overrides (contract §4, §2.3).
 
 use crate::support::{Receiver, TestApp};
 

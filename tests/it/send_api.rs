@@ -1,4 +1,4 @@
-//! The CloudMailin send API (spec §6.2–§6.4): the official npm client unchanged, and the
+//! The CloudMailin send API (contract §6.2–§6.4): the official npm client unchanged, and the
 //! rules over plain HTTP — credentials, sending domains, limits, raw messages, the 202 echo
 //! and the queue rows behind it.
 

@@ -1,4 +1,4 @@
-//! SMTP submission through the real App (spec §6.5, §6.6): `[submission]` listeners with
+//! SMTP submission through the real App (contract §6.5, §6.6): `[submission]` listeners with
 //! the self-signed certificate, the outbound queue behind them, driven by Python's smtplib
 //! and swaks; what was accepted is read back through `GET /api/outbound`.
 

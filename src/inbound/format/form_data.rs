@@ -1,9 +1,9 @@
 //! A small `multipart/form-data` encoder (RFC 7578) for the multipart formats, and the
-//! bracket notation that flattens JSON values into field names (spec §1.2).
+//! bracket notation that flattens JSON values into field names (contract §1.2).
 //!
 //! Our own rather than reqwest's `multipart`: the output must be byte-for-byte reproducible
 //! for golden files (the boundary is a parameter), text fields must carry no Content-Type
-//! (spec §1.7), and parts can borrow the message instead of copying attachments.
+//! (contract §1.7), and parts can borrow the message instead of copying attachments.
 //!
 //! Safety against hostile mail: names and filenames come from the message, so they are
 //! escaped the way browsers do it (WHATWG HTML, "multipart/form-data encoding algorithm":
@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-/// One part: a text field (no Content-Type, spec §1.7) or a file.
+/// One part: a text field (no Content-Type, contract §1.7) or a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Part<'a> {
     name: String,
@@ -54,7 +54,7 @@ impl<'a> FormData<'a> {
         });
     }
 
-    /// A field whose value is bytes that need not be UTF-8 (the raw message, §1.8).
+    /// A field whose value is bytes that need not be UTF-8 (the raw message, contract §1.8).
     pub fn bytes(&mut self, name: impl Into<String>, value: &'a [u8]) {
         self.parts.push(Part {
             name: name.into(),
@@ -64,7 +64,7 @@ impl<'a> FormData<'a> {
     }
 
     /// A file part: `filename` and `Content-Type` in its header, `content` raw (binary, not
-    /// base64, spec §1.5).
+    /// base64, contract §1.5).
     pub fn file(
         &mut self,
         name: impl Into<String>,
@@ -82,9 +82,9 @@ impl<'a> FormData<'a> {
         });
     }
 
-    /// Adds `value` under `name` in bracket notation (spec §1.2): object keys become
+    /// Adds `value` under `name` in bracket notation (contract §1.2): object keys become
     /// `name[key]`, array elements `name[i]`, booleans `true`/`false`, numbers decimal text.
-    /// [INF] `null` becomes an empty field, like an absent body (§1.4); an empty object or
+    /// [INF] `null` becomes an empty field, like an absent body (contract §1.4); an empty object or
     /// array has no scalar to carry, so it adds nothing.
     pub fn flattened(&mut self, name: &str, value: &Value) {
         for (name, value) in flatten(name, value) {
@@ -163,7 +163,7 @@ pub fn content_type(boundary: &str) -> String {
 }
 
 /// A fresh boundary from 128 random bits, styled after the docs' `----cloudmailinboundry`
-/// (spec §1.1). Randomness is not what keeps the body well-formed
+/// (contract §1.1). Randomness is not what keeps the body well-formed
 /// ([`FormData::unused_boundary`] is), so if the OS cannot give random bytes the zeros
 /// are used and still checked.
 pub fn random_boundary() -> String {

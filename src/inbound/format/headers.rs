@@ -1,4 +1,4 @@
-//! Header fields as the formats key them (spec §1.3): normalized `lower_snake` keys for the
+//! Header fields as the formats key them (contract §1.3): normalized `lower_snake` keys for the
 //! recommended formats, the Ruby `mail` gem's names and order for the deprecated ones.
 //!
 //! The deprecated formats come from CloudMailin's Ruby stack, and the real 2015 payload
@@ -15,7 +15,8 @@
 //!   then the `X-` fields, which is not the order Gmail writes them in.
 //!
 //! We copy both, so that a consumer written against upstream sees the same keys in the same
-//! order. Repeated fields stay arrays in message order, as in the normalized formats (§1.3).
+//! order. Repeated fields stay arrays in message order, as in the normalized formats
+//! (contract §1.3).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -39,7 +40,7 @@ pub struct HeaderGroup<'m> {
     pub values: Vec<&'m str>,
 }
 
-/// The top-level header fields grouped by key, in order of first appearance (spec §1.3
+/// The top-level header fields grouped by key, in order of first appearance (contract §1.3
 /// item 7), or in the `mail` gem's order for [`Naming::Original`].
 ///
 /// Fields whose keys differ only in case are one group, named as first written: the
@@ -73,7 +74,7 @@ pub fn grouped(message: &ParsedMessage, naming: Naming) -> Vec<HeaderGroup<'_>> 
     groups
 }
 
-/// `Message-ID` → `message_id` (spec §1.3 item 2).
+/// `Message-ID` → `message_id` (contract §1.3 item 2).
 pub fn normalize_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('-', "_")
 }
@@ -235,7 +236,7 @@ mod tests {
             [
                 ("received".to_string(), vec!["b", "a"]),
                 ("subject".to_string(), vec!["s"]),
-                // Two spellings, one key (spec §1.3 item 7).
+                // Two spellings, one key (contract §1.3 item 7).
                 ("x_tag".to_string(), vec!["1", "2"]),
             ]
         );

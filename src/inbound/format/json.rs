@@ -1,4 +1,4 @@
-//! JSON, deprecated (`json`, spec §1.9.1): JSON Normalized with the header names as
+//! JSON, deprecated (`json`, contract §1.9.1): JSON Normalized with the header names as
 //! written, spelt and ordered the way upstream's Ruby `mail` gem does it
 //! ([`super::headers`]). Envelope, bodies and attachments are identical.
 

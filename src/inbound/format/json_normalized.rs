@@ -1,8 +1,8 @@
-//! JSON Normalized (`json+n`, spec §1.2–1.6): header names lower-cased with `-` → `_`,
+//! JSON Normalized (`json+n`, contract §1.2–1.6): header names lower-cased with `-` → `_`,
 //! repeated headers as arrays in message order, `null` for absent bodies, attachments
 //! embedded as one-line base64 with `size` as a string.
 //!
-//! The deprecated JSON format (`json`, §1.9.1) is this payload with other header keys, so
+//! The deprecated JSON format (`json`, contract §1.9.1) is this payload with other header keys, so
 //! [`payload`] serves both.
 
 use base64::Engine as _;
@@ -39,7 +39,7 @@ pub(super) fn payload(
 }
 
 /// A string for a header written once, an array of strings in message order for a repeated
-/// one (spec §1.3 item 3).
+/// one (contract §1.3 item 3).
 fn header_object(message: &ParsedMessage, naming: Naming) -> Map<String, Value> {
     headers::grouped(message, naming)
         .into_iter()
@@ -68,7 +68,7 @@ fn attachments(message: &ParsedMessage, options: &FormatOptions) -> Vec<Value> {
             object.insert("file_name".into(), a.file_name.clone().into());
             object.insert("content_type".into(), a.content_type.clone().into());
             // A string, as production sends it and cloudmailin-go requires; a number only
-            // for an address that asks for the documented type (§1.5, §9.1).
+            // for an address that asks for the documented type (contract §1.5, §9.1).
             let size = a.content.len();
             let size = if options.size_as_number {
                 size.into()

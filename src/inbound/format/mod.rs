@@ -1,4 +1,4 @@
-//! CloudMailin-compatible POST payloads (spec §1). Each format is a pure function from a
+//! CloudMailin-compatible POST payloads (contract §1). Each format is a pure function from a
 //! [`ParsedMessage`] (or the raw message) and its [`PayloadEnvelope`] to a request body; no
 //! I/O. The only input from outside is the random multipart boundary, drawn in [`build`];
 //! [`build_with_boundary`] takes it as a parameter and is fully deterministic.
@@ -19,7 +19,7 @@ use crate::config::Format;
 use crate::mail::message::ParsedMessage;
 use crate::webhook::Payload;
 
-/// The SMTP facts every format carries (spec §1.2).
+/// The SMTP facts every format carries (contract §1.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadEnvelope {
     /// The first accepted recipient, the one that routed to this address.
@@ -34,13 +34,13 @@ pub struct PayloadEnvelope {
     /// Lower-case hex MD5 of the message as the client sent it.
     pub md5: String,
     pub spf: Spf,
-    /// Present only when the address enables DKIM verification (spec §5.2).
+    /// Present only when the address enables DKIM verification (contract §5.2).
     pub dkim: Option<Dkim>,
-    /// Present only when the address enables DMARC verification (spec §5.3).
+    /// Present only when the address enables DMARC verification (contract §5.3).
     pub dmarc: Option<Dmarc>,
 }
 
-/// `envelope.spf` (spec §5.1).
+/// `envelope.spf` (contract §5.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Spf {
     /// `none`, `neutral`, `pass`, `fail`, `softfail`, `temperror` or `permerror`.
@@ -48,7 +48,7 @@ pub struct Spf {
     pub domain: String,
 }
 
-/// `envelope.dkim` (spec §5.2). `success` says the check ran; it is not the verdict.
+/// `envelope.dkim` (contract §5.2). `success` says the check ran; it is not the verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dkim {
     pub success: bool,
@@ -63,7 +63,7 @@ pub struct DkimSignature {
     pub selector: String,
 }
 
-/// `envelope.dmarc` (spec §5.3).
+/// `envelope.dmarc` (contract §5.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dmarc {
     pub success: bool,
@@ -84,8 +84,8 @@ pub struct DmarcDetails {
 }
 
 impl PayloadEnvelope {
-    /// The envelope as every format carries it, in the spec's key order (§1.2). Multipart
-    /// formats flatten this same value into bracket notation.
+    /// The envelope as every format carries it, in the contract's key order (contract §1.2).
+    /// Multipart formats flatten this same value into bracket notation.
     pub fn to_json(&self) -> Value {
         let mut envelope = json!({
             "to": self.to,
@@ -94,7 +94,7 @@ impl PayloadEnvelope {
             "helo_domain": self.helo_domain,
             "remote_ip": self.remote_ip,
             "tls": self.tls_version.is_some(),
-            // Despite the name, CloudMailin sends the TLS protocol version here (§1.2).
+            // Despite the name, CloudMailin sends the TLS protocol version here (contract §1.2).
             "tls_cipher": self.tls_version.as_deref().unwrap_or(""),
             "md5": self.md5,
             "spf": self.spf,
@@ -113,7 +113,7 @@ impl PayloadEnvelope {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FormatOptions {
     /// JSON formats: attachment `size` as a number (what the docs show) instead of a string
-    /// (what production sends and cloudmailin-go requires); spec §1.5, §9.1.
+    /// (what production sends and cloudmailin-go requires); contract §1.5, §9.1.
     pub size_as_number: bool,
 }
 
@@ -180,7 +180,7 @@ fn assemble(
 
 fn json_payload(body: Vec<u8>) -> Payload {
     Payload {
-        // No charset parameter: the official demo receiver compares for equality (§1.1).
+        // No charset parameter: the official demo receiver compares for equality (contract §1.1).
         content_type: "application/json".to_string(),
         body,
     }

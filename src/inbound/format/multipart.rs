@@ -1,6 +1,7 @@
-//! Multipart, deprecated (`multipart`, spec §1.9.2): Multipart Normalized with the header
+//! Multipart, deprecated (`multipart`, contract §1.9.2): Multipart Normalized with the header
 //! names as written (spelt and ordered like upstream's Ruby `mail` gem, see
-//! [`super::headers`]) and indexed file parts `attachments[0]`, `attachments[1]`, … (§9.2).
+//! [`super::headers`]) and indexed file parts `attachments[0]`, `attachments[1]`, …
+//! (contract §9.2).
 
 use super::PayloadEnvelope;
 use super::form_data::FormData;

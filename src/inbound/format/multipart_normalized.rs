@@ -1,8 +1,8 @@
-//! Multipart Normalized (`multipart+n`, spec §1.7): `multipart/form-data` with the bodies
+//! Multipart Normalized (`multipart+n`, contract §1.7): `multipart/form-data` with the bodies
 //! (empty strings when absent), `headers[<normalized name>]` (`[i]` for repeats), the
 //! envelope in bracket notation and one `attachments[]` file part per attachment.
 //!
-//! The deprecated Multipart format (`multipart`, §1.9.2) differs only in header names and
+//! The deprecated Multipart format (`multipart`, contract §1.9.2) differs only in header names and
 //! attachment field names, so [`form`] serves both.
 
 use super::PayloadEnvelope;
@@ -11,7 +11,7 @@ use super::headers::{self, Naming};
 use crate::mail::message::ParsedMessage;
 
 /// How embedded attachments are named. The docs contradict themselves (`attachments[]`,
-/// `attachments` and `attachments[0]` each appear once); we follow spec §9.2's
+/// `attachments` and `attachments[0]` each appear once); we follow contract §9.2's
 /// recommendation: `attachments[]` for Multipart Normalized, `attachments[i]` for the
 /// deprecated Multipart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub(super) enum AttachmentNames {
     /// `$_FILES['attachments']['name'][i]`.
     Array,
     /// `attachments[0]`, `attachments[1]`, …: the deprecated format, which Griddler's
-    /// `params[:attachments].values` depends on (§1.10).
+    /// `params[:attachments].values` depends on (contract §1.10).
     Indexed,
 }
 
@@ -40,14 +40,14 @@ pub(super) fn form_with<'a>(
     attachment_names: AttachmentNames,
 ) -> FormData<'a> {
     let mut form = FormData::new();
-    // JSON says `null` for an absent body; multipart sends an empty field (§1.4, §9.7).
+    // JSON says `null` for an absent body; multipart sends an empty field (contract §1.4, §9.7).
     form.text("plain", message.plain.as_deref().unwrap_or_default());
     form.text("html", message.html.as_deref().unwrap_or_default());
     form.text(
         "reply_plain",
         message.reply_plain.as_deref().unwrap_or_default(),
     );
-    // `headers[mime_version]`: the docs' `headers[mime-version]` is a typo (spec §9.13).
+    // `headers[mime_version]`: the docs' `headers[mime-version]` is a typo (contract §9.13).
     for group in headers::grouped(message, naming) {
         match group.values.as_slice() {
             [one] => form.text(format!("headers[{}]", group.key), *one),
@@ -59,7 +59,7 @@ pub(super) fn form_with<'a>(
         }
     }
     form.flattened("envelope", &envelope.to_json());
-    // No attachments: no field at all, not an empty one (§1.5).
+    // No attachments: no field at all, not an empty one (contract §1.5).
     for (i, attachment) in message.attachments.iter().enumerate() {
         let name = match attachment_names {
             AttachmentNames::Array => "attachments[]".to_string(),

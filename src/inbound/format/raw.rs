@@ -1,9 +1,9 @@
-//! Raw (`raw`, spec §1.8): `multipart/form-data` with the envelope in bracket notation and
+//! Raw (`raw`, contract §1.8): `multipart/form-data` with the envelope in bracket notation and
 //! `message`, the message exactly as received (after our own `Received:` line, like the
-//! spec's example), sent as a plain field rather than a file part ([INF] §1.8).
+//! contract's example), sent as a plain field rather than a file part ([INF] contract §1.8).
 //!
 //! [INF] The field table in the docs omits `tls` and `recipients`; we send the same envelope
-//! fields as Multipart Normalized, as §1.2 recommends.
+//! fields as Multipart Normalized, as contract §1.2 recommends.
 
 use super::PayloadEnvelope;
 use super::form_data::FormData;

@@ -202,7 +202,7 @@ fn spec_from<K: PageKind>(values: &Values) -> Result<K::Spec, FieldError> {
         };
         object.insert(field.name.to_string(), value);
     }
-    // `FIELDS` names the spec's fields (a unit test checks it), so this holds.
+    // `FIELDS` names the contract's fields (a unit test checks it), so this holds.
     serde_json::from_value(Value::Object(object)).map_err(|e| FieldError {
         field: String::new(),
         message: e.to_string(),

@@ -1,4 +1,4 @@
-//! The suppression list (spec §6.11), over `outbound::suppression`: `GET /suppressions`
+//! The suppression list (contract §6.11), over `outbound::suppression`: `GET /suppressions`
 //! (admins also get the add form and remove buttons), `POST /suppressions` and
 //! `POST /suppressions/remove` (the `address` field); and as JSON `GET /api/suppressions`,
 //! `POST /api/suppressions` `{"address", "reason"?}` (201, or 200 when listed already),

@@ -1,4 +1,4 @@
-//! The CloudMailin send API, `POST /api/v0.1/{username}/messages` (spec §6.2–§6.4). (The
+//! The CloudMailin send API, `POST /api/v0.1/{username}/messages` (contract §6.2–§6.4). (The
 //! outbound listing, `GET /api/outbound[/{id}]`, is in `web::outbound::sent`.)
 //!
 //! The send route is outside the dashboard's gate: it authenticates with the SMTP
@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::outbound::{SendRequest, SubmitError};
 use crate::web::AppState;
 
-/// 10 MB of mail plus base64 and JSON overhead (spec §6.3 asks for at least 15 MB).
+/// 10 MB of mail plus base64 and JSON overhead (contract §6.3 asks for at least 15 MB).
 pub(super) const MAX_BODY: usize = 20 * 1024 * 1024;
 
 /// The send route: public, authenticated by its own bearer token.

@@ -1,4 +1,4 @@
-//! The test targets `/target/{code}` and `/target/delay/{ms}` (spec §2.10): they answer any
+//! The test targets `/target/{code}` and `/target/delay/{ms}` (contract §2.10): they answer any
 //! request with that status, or with 200 after that delay, so a setup can be tried without
 //! an app. Public in every mode: SMTP deliveries POST to them without credentials.
 //!

@@ -1,4 +1,4 @@
-//! The tracking routes (spec §6.12), public like the links in the mail that point at them:
+//! The tracking routes (contract §6.12), public like the links in the mail that point at them:
 //! `GET /t/o/{token}` answers a 1×1 transparent GIF and records an `open`; `GET
 //! /t/c/{token}` redirects (302) to the link the token signs and records a `click`. A token
 //! this instance did not sign, or one for the other route, is a 404: the click route never
