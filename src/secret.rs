@@ -93,7 +93,10 @@ mod tests {
     fn tokens_are_256_bits_and_differ() {
         let credential = new_alphanumeric_token();
         assert_eq!(credential.len(), 43);
-        assert!(credential.bytes().all(|b| b.is_ascii_alphanumeric()), "{credential}");
+        assert!(
+            credential.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{credential}"
+        );
         assert_ne!(credential, new_alphanumeric_token());
         let a = new_token();
         assert_eq!(a.len(), 43);
