@@ -95,7 +95,9 @@ impl Default for RawSmtp {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: false,
-            max_connections_per_ip: 20,
+            // Postfix's smtpd_client_connection_count_limit: a big sender's one address may
+            // hold many sessions at once, a single client should not hold them all.
+            max_connections_per_ip: 50,
             session_deadline_secs: 1800,
             min_data_rate: 256,
             min_data_rate_window_secs: 60,
