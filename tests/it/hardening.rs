@@ -4,30 +4,13 @@
 //! memory for messages in flight. Every limit is set small in the config so that the tests
 //! stay fast; clients connect from several loopback addresses (127.0.0.x) to be distinct.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
+use crate::support::raw_tcp::{connect_from, read_until_closed};
 use crate::support::{Receiver, Smtp, TestApp, config_with};
-
-/// A raw connection from the loopback address `from` to the listener at `to`.
-async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    socket.connect(to).await.unwrap()
-}
-
-/// Everything the server writes until it closes (bounded, so a held session fails).
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
-    let mut text = Vec::new();
-    tokio::time::timeout(within, stream.read_to_end(&mut text))
-        .await
-        .expect("the server closes the connection in time")
-        .unwrap();
-    String::from_utf8_lossy(&text).into_owned()
-}
 
 /// The first line the server writes.
 async fn greeting(stream: &mut TcpStream) -> String {

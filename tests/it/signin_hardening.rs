@@ -119,7 +119,7 @@ async fn postern_user_unlock_lifts_the_throttle_at_once() {
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+    let output = crate::support::binary::postern()
         .args([
             "user",
             "unlock",

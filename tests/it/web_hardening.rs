@@ -9,26 +9,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::TestApp;
-
-/// A raw connection from the loopback address `from` to the listener at `to`.
-async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    socket.connect(to).await.unwrap()
-}
-
-/// Everything the server writes until it closes (bounded, so a held connection fails).
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
-    let mut text = Vec::new();
-    tokio::time::timeout(within, stream.read_to_end(&mut text))
-        .await
-        .expect("the server closes the connection in time")
-        .unwrap();
-    String::from_utf8_lossy(&text).into_owned()
-}
+use crate::support::raw_tcp::{connect_from, read_until_closed};
 
 /// `head` (request line and headers, without the final empty line) sent as is, with
 /// `Connection: close`; the whole answer.

@@ -14,6 +14,7 @@ pub mod binary;
 pub mod browser;
 pub mod dns;
 pub mod oidc;
+pub mod raw_tcp;
 pub mod receiver;
 pub mod sink;
 pub mod smtp;
