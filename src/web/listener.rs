@@ -5,12 +5,11 @@
 //! let requests in flight finish, close idle keep-alive connections).
 //!
 //! A connection over a cap is answered `503` with `Retry-After` and closed, so a browser shows
-//! a reason and a script sees a status, not a reset.
+//! a reason and a script sees a status, not a reset. Connections are admitted by the same rule
+//! as SMTP sessions (`smtp::admission`), the last tenth of the slots included.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,6 +22,7 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
+use crate::smtp::admission::Admission;
 
 /// The address a connection came in on (the listener's own address, even on a wildcard
 /// listener), a request extension for the `Host` check (`web::host`).
@@ -53,7 +53,9 @@ impl Default for HttpLimits {
 /// Serves `router` on `listener` until `shutdown` triggers, then waits for the requests in
 /// flight (the caller bounds that wait).
 pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, shutdown: Shutdown) {
-    let slots = Slots::new(limits);
+    // The SMTP listeners' admission (per address, in all, the last tenth kept for new
+    // addresses): one rule for every listener.
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -68,8 +70,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, sh
             },
             _ = shutdown.triggered() => break,
         };
-        let Some(slot) = slots.take(peer.ip()) else {
-            debug!(%peer, "web connection refused: over the connection limit");
+        let Ok(slot) = admission.admit(peer.ip()) else {
+            debug!(%peer, "web connection refused: over the connection limits");
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -125,82 +127,6 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
         Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\
         Content-Length: 51\r\nConnection: close\r\n\r\n\
         Too many connections from your address; try again.\n";
-
-/// Connection counts by client address and in all; a [`Slot`] gives its place back on drop.
-#[derive(Clone)]
-struct Slots {
-    limits: HttpLimits,
-    open: Arc<Mutex<Open>>,
-}
-
-#[derive(Default)]
-struct Open {
-    total: usize,
-    by_ip: HashMap<IpAddr, usize>,
-}
-
-struct Slot {
-    slots: Slots,
-    ip: IpAddr,
-}
-
-impl Slots {
-    fn new(limits: HttpLimits) -> Slots {
-        Slots {
-            limits,
-            open: Arc::default(),
-        }
-    }
-
-    fn take(&self, ip: IpAddr) -> Option<Slot> {
-        let ip = client_key(ip);
-        let mut open = self
-            .open
-            .lock()
-            .expect("the slot counts are never poisoned");
-        let mine = open.by_ip.get(&ip).copied().unwrap_or(0);
-        if open.total >= self.limits.max_connections || mine >= self.limits.max_connections_per_ip {
-            return None;
-        }
-        open.total += 1;
-        open.by_ip.insert(ip, mine + 1);
-        Some(Slot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self
-            .slots
-            .open
-            .lock()
-            .expect("the slot counts are never poisoned");
-        open.total -= 1;
-        if let Some(count) = open.by_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.by_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// The address connections are counted by: IPv4 as is (IPv4-mapped too), IPv6 by its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(bits.into())
-            }
-        },
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -322,13 +248,5 @@ mod tests {
             "{head}"
         );
         assert!(head.contains("X-Content-Type-Options: nosniff"), "{head}");
-    }
-
-    #[test]
-    fn clients_are_counted_by_address_or_64() {
-        let key = |s: &str| client_key(s.parse().unwrap());
-        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
-        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
-        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }
