@@ -12,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod dns;
 pub mod inbound;
 pub mod mail;

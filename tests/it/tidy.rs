@@ -35,6 +35,7 @@ const LAYERS: &[&[&str]] = &[
         "shutdown",
         "telemetry",
         "tls",
+        "crypto",
     ],
     &["accounts", "inbound", "outbound"],
     &["web", "app", "cli"],
