@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any file or thread exists: whatever Postern creates is its user's alone.
+    postern::datadir::restrict_umask();
     // One crypto provider for the whole process (design §7): rustls, reqwest and
     // tokio-rustls all pick this default up.
     rustls::crypto::aws_lc_rs::default_provider()

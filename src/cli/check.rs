@@ -5,10 +5,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use super::error::CliError;
 use crate::config::{Config, OutboundConfig, TlsSource};
 
 pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     let config = super::load(path)?;
+    private_data_dir(&config)?;
     print_summary(&config);
     for warning in config.dns.warnings() {
         println!("warning:  {warning}");
@@ -21,6 +23,15 @@ pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a data directory (or anything in it) that other users can open; a directory that
+/// does not exist yet is fine: `serve` creates it 0700.
+pub(super) fn private_data_dir(config: &Config) -> Result<(), CliError> {
+    if !config.data_dir.exists() {
+        return Ok(());
+    }
+    crate::datadir::check_dir(&config.data_dir).map_err(|error| CliError::Usage(error.into()))
+}
+
 /// One line per setting a sysadmin would want to see before starting.
 pub(super) fn print_summary(config: &Config) {
     print_smtp(config);
@@ -31,7 +42,10 @@ pub(super) fn print_summary(config: &Config) {
         if config.auth.spf { "on" } else { "off" }
     );
     print_outbound(&config.outbound, &config.dns.servers);
-    println!("Data      {}", config.data_dir.display());
+    println!(
+        "Data      {}  (private: directory 0700, files 0600)",
+        config.data_dir.display()
+    );
     let tracking = config.tracking_url(config.web.listen);
     println!("Tracking  {tracking}/t/…  (open pixel and click links, where tracking is on)");
     if let Some(warning) = tracking_warning(config) {

@@ -40,6 +40,7 @@ pub(super) struct DevArgs {
 
 pub(super) fn serve(path: &Path) -> anyhow::Result<()> {
     let config = super::load(path)?;
+    super::check::private_data_dir(&config)?;
     run_server(config, false)
 }
 
@@ -55,6 +56,9 @@ pub(super) fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = Config::dev(args.data_dir, args.smtp, args.web, forward);
     config.outbound.relay = relay;
     config.submission.listen = vec![args.submission];
+    // A developer's scratch directory (an older Postern made it 0755) is made private
+    // rather than refused.
+    crate::datadir::tighten(&config.data_dir).map_err(|error| CliError::Usage(error.into()))?;
     run_server(config, true)
 }
 

@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+use crate::datadir::DataDirError;
+
 pub use accounts::{
     ApiKeyRow, AuditEntry, AuditRow, NewApiKey, NewUser, RecentFailures, Role, RoleChange,
     SessionCutoffs, SessionRow, UserDeletion, UserRow,
@@ -48,11 +50,8 @@ pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovere
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     #[error("database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -70,6 +69,25 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// Creates the database file 0600 before SQLite opens it, whatever the umask of the process
+/// that embeds the store: SQLite gives the `-wal` and `-shm` files the database's mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::DataDir(DataDirError::Create {
+            path: path.to_owned(),
+            source,
+        })),
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     writer: Arc<Mutex<Connection>>,
@@ -82,11 +100,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<data_dir>/postern.db` and migrates it.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        crate::datadir::ensure(data_dir)?;
         let path = data_dir.join("postern.db");
+        create_private(&path)?;
         let open = |path: &Path| -> Result<Connection, StoreError> {
             let connection = Connection::open(path).map_err(|source| StoreError::Open {
                 path: path.to_owned(),

@@ -288,6 +288,23 @@ fn catches_sigterm(pid: u32) -> bool {
 
 /// Starts `postern dev` on ephemeral ports; returns the child, its SMTP address, its API
 /// base URL and the banner.
+/// Reads a dev banner up to its last line; the SMTP listener it names.
+pub fn smtp_addr_from_banner(stdout: std::process::ChildStdout) -> SocketAddr {
+    // The whole banner is read: the child must not write to a closed pipe.
+    let banner: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map(Result::unwrap)
+        .take_while(|line| !line.contains("Ctrl-C"))
+        .collect();
+    banner
+        .iter()
+        .find_map(|line| {
+            let rest = line.trim().strip_prefix("SMTP")?.to_owned();
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .expect("the banner names the SMTP listener")
+}
+
 fn start_dev(data_dir: &std::path::Path) -> (Child, SocketAddr, String, String) {
     let mut child = spawn_dev(data_dir);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -23,6 +23,7 @@ mod outbound_delivery;
 mod outbound_events;
 mod outbound_pages;
 mod payload;
+mod private_data;
 mod protocol;
 mod routing;
 mod send_api;

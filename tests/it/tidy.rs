@@ -36,6 +36,7 @@ const LAYERS: &[&[&str]] = &[
         "telemetry",
         "tls",
         "crypto",
+        "datadir",
     ],
     &["accounts", "inbound", "outbound"],
     &["web", "app", "cli"],
