@@ -153,6 +153,16 @@ pub fn tighten(dir: &Path) -> Result<(), DataDirError> {
     Ok(())
 }
 
+/// A private scratch directory for the unit tests that open a store (tempfile makes them
+/// 0755 under the usual umask, which [`ensure`] refuses).
+#[cfg(test)]
+pub(crate) fn test_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .expect("the temporary directory is made private");
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ fn client() -> Client {
 }
 
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::datadir::test_dir();
     let store = Store::open(dir.path()).unwrap();
     let policy = Policy {
         password: PasswordParams::insecure_for_tests(),

@@ -907,7 +907,7 @@ mod tests {
 
     #[tokio::test]
     async fn users_are_unique_by_email_and_the_last_admin_stays() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         let admin = store
             .insert_user(new_user("admin@example.com", Role::Admin))
@@ -945,7 +945,7 @@ mod tests {
 
     #[tokio::test]
     async fn totp_steps_and_recovery_codes_are_single_use() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         let user = store
             .insert_user(new_user("a@example.com", Role::Admin))
@@ -1003,7 +1003,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_expire_and_go_with_their_user() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         let a = store
             .insert_user(new_user("a@example.com", Role::Admin))
@@ -1061,7 +1061,7 @@ mod tests {
     /// A store with sign-in failures: a@example.com from 10.0.0.1 at 10, 20 and 30 and from
     /// 10.0.0.2 at 25; b@example.com from 10.0.0.1 at 40.
     async fn store_with_signin_failures() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         for (at, account, ip) in [
             (10, "a@example.com", "10.0.0.1"),
@@ -1125,7 +1125,7 @@ mod tests {
 
     #[tokio::test]
     async fn api_keys_are_found_by_hash_until_revoked_once() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         let key = store
             .insert_api_key(NewApiKey {
@@ -1149,7 +1149,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_audit_log_pages_newest_first() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         for action in ["signin", "signout"] {
             store

@@ -290,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn addresses_and_domains_round_trip_through_the_same_queries() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         round_trip(&store, address("a@example.com"), address("b@example.com")).await;
         round_trip(&store, domain("a.example.com"), domain("b.example.com")).await;

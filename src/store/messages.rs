@@ -327,7 +327,7 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_paging_and_raw() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::test_dir();
         let store = Store::open(dir.path()).unwrap();
         let first = store
             .insert_inbound(meta("one"), None, Vec::new())
@@ -380,7 +380,7 @@ mod tests {
 
     impl TwoMessages {
         async fn new() -> TwoMessages {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = crate::datadir::test_dir();
             let store = Store::open(dir.path()).unwrap();
             let mut rejected = meta("rejected");
             rejected.outcome = Outcome::Rejected;

@@ -81,7 +81,13 @@ async fn no_accepted_message_is_lost_when_the_process_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("sink");
     std::fs::create_dir(&dump).unwrap();
-    // smtp-sink drops privileges to nobody, who must be able to write the dumps.
+    // smtp-sink drops privileges to nobody, who must be able to reach and write the dumps
+    // (the test process may run with postern's umask 077: see `support::private`). The
+    // data directory below is the binary's own, created 0700 inside.
+    Command::new("chmod")
+        .args(["755", dir.path().to_str().unwrap()])
+        .status()
+        .unwrap();
     Command::new("chmod")
         .args(["777", dump.to_str().unwrap()])
         .status()

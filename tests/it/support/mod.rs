@@ -50,6 +50,14 @@ pub fn init() {
     });
 }
 
+/// Makes a test's data directory private, as `postern` refuses any other (tempfile makes
+/// them 0755 under the usual umask), and gives the files the test process writes later the
+/// umask `postern` runs with.
+pub fn private(data_dir: &std::path::Path) {
+    postern::datadir::restrict_umask();
+    postern::datadir::tighten(data_dir).expect("the test data directory is made private");
+}
+
 /// The admin every `TestApp` starts with.
 pub const ADMIN_EMAIL: &str = "admin@postern.test";
 pub const ADMIN_PASSWORD: &str = "admin password for tests";
@@ -128,6 +136,7 @@ impl TestApp {
     }
 
     pub async fn from_config(config: Config, data_dir: TempDir) -> TestApp {
+        private(data_dir.path());
         let clock = Clock::manual(time::OffsetDateTime::now_utc());
         let options = AppOptions {
             clock: clock.clone(),
