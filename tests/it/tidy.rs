@@ -37,8 +37,9 @@ const LAYERS: &[&[&str]] = &[
         "tls",
         "crypto",
         "datadir",
+        "retention",
     ],
-    &["accounts", "inbound", "outbound"],
+    &["accounts", "inbound", "outbound", "data_requests", "privacy"],
     &["web", "app", "cli"],
 ];
 
