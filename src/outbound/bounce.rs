@@ -280,16 +280,7 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_str())
         };
-        // `rfc822; user@example.net` (the type is optional in practice).
-        let address = |value: &str| {
-            value
-                .split_once(';')
-                .map_or(value, |(_, a)| a)
-                .trim()
-                .trim_matches(['<', '>'])
-                .to_string()
-        };
-        let Some(final_recipient) = field("final-recipient").map(address) else {
+        let Some(final_recipient) = field("final-recipient").map(typed_address) else {
             continue;
         };
         let action = field("action").unwrap_or("").to_ascii_lowercase();
@@ -303,7 +294,7 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
             ("delayed", _) => FindingKind::Soft,
             _ => continue,
         };
-        let original = field("original-recipient").map(address);
+        let original = field("original-recipient").map(typed_address);
         let known = [Some(&final_recipient), original.as_ref()]
             .into_iter()
             .flatten()
@@ -333,6 +324,17 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
         });
     }
     findings
+}
+
+/// The address of a report's address field: `rfc822; <user@example.net>` →
+/// `user@example.net` (the type is optional in practice).
+pub(super) fn typed_address(value: &str) -> String {
+    value
+        .split_once(';')
+        .map_or(value, |(_, a)| a)
+        .trim()
+        .trim_matches(['<', '>'])
+        .to_string()
 }
 
 /// A leading three-digit SMTP reply code (`550 5.1.1 …`).

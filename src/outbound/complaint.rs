@@ -20,6 +20,7 @@
 //! message's only recipient. Providers often redact the original's addresses, so a complaint about a
 //! message with several recipients and nothing naming one of them is logged, not guessed.
 
+use super::bounce::typed_address;
 use crate::mail::address::parse_mailboxes;
 use crate::mail::fields::unfolded_fields;
 use crate::mail::message::{MimeLeaf, ParsedMessage};
@@ -81,7 +82,7 @@ pub fn read(
     let named: Vec<String> = fields
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("original-rcpt-to"))
-        .map(|(_, v)| bare_address(v))
+        .map(|(_, v)| typed_address(v))
         .filter(|a| a.contains('@'))
         .collect();
     Some(FeedbackReport {
@@ -90,16 +91,6 @@ pub fn read(
         arrival_date: field("arrival-date").or_else(|| field("received-date")),
         recipient: complainant(&named, &original_recipients(leaves), recipients),
     })
-}
-
-/// `rfc822; <user@example.net>` or `user@example.net` → `user@example.net`.
-fn bare_address(value: &str) -> String {
-    value
-        .split_once(';')
-        .map_or(value, |(_, a)| a)
-        .trim()
-        .trim_matches(['<', '>'])
-        .to_string()
 }
 
 /// The `To` and `Cc` addresses of the attached original (or its header).

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use postern::outbound::NewCredentialSpec;
 
+use crate::outbound_events::events_of;
+use crate::submission_outbound::states;
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::sink::Sink;
 use crate::support::{Receiver, TestApp, config_with, eventually, eventually_ok};
@@ -48,29 +50,6 @@ fn feedback_report(uuid: &str, feedback_type: &str, recipient: &str) -> String {
          Hello.\r\n\
          --ARF--\r\n"
     )
-}
-
-fn recipient_states(message: &Value) -> Vec<(String, String)> {
-    message["recipients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["address"].as_str().unwrap().to_string(),
-                r["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn events_of<'a>(message: &'a Value, kind: &str) -> Vec<&'a Value> {
-    message["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .collect()
 }
 
 #[tokio::test]
@@ -114,7 +93,7 @@ async fn an_abuse_report_to_the_return_path_is_a_complaint_that_suppresses_the_r
     ];
     let message = eventually_ok("both recipients delivered", async || {
         let message = app.get_json(&format!("/api/outbound/{uuid}")).await;
-        match recipient_states(&message) == delivered {
+        match states(&message) == delivered {
             true => Ok(message),
             false => Err(format!("{message}")),
         }
@@ -138,7 +117,7 @@ async fn an_abuse_report_to_the_return_path_is_a_complaint_that_suppresses_the_r
     // One complaint event, for the recipient the abuse report named; nobody's state changes
     // (the message was delivered), and `not-spam` left no trace.
     let message = app.get_json(&format!("/api/outbound/{uuid}")).await;
-    assert_eq!(recipient_states(&message), delivered);
+    assert_eq!(states(&message), delivered);
     let complaints = events_of(&message, "complaint");
     assert_eq!(complaints.len(), 1, "{message}");
     assert_eq!(complaints[0]["recipient"], "annoyed@dest.test");
@@ -211,7 +190,7 @@ async fn an_abuse_report_to_the_return_path_is_a_complaint_that_suppresses_the_r
     let later = send(json!(["ANNOYED@dest.test", "happy@dest.test"])).await;
     eventually("the later message settled", async || {
         let message = app.get_json(&format!("/api/outbound/{later}")).await;
-        recipient_states(&message)
+        states(&message)
             == [
                 ("ANNOYED@dest.test".to_string(), "suppressed".to_string()),
                 ("happy@dest.test".to_string(), "delivered".to_string()),
