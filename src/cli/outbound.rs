@@ -92,7 +92,7 @@ pub(super) enum SendingDomainCommand {
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SuppressionCommand {
-    /// List suppressed addresses (hard bounces and manual entries), newest first.
+    /// List suppressed addresses (hard bounces, complaints and manual entries), newest first.
     List {
         #[command(flatten)]
         target: Target,

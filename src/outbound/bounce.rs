@@ -3,6 +3,8 @@
 //!
 //! [`classify`] is a pure function over the raw message and the message's recipients:
 //!
+//! - an ARF feedback report (RFC 5965, read by [`super::complaint`]): `Feedback-Type:
+//!   abuse` → `complaint` for the recipient who complained; other types are logged only;
 //! - a DSN (RFC 3464, `multipart/report; report-type=delivery-status`): one finding per
 //!   recipient group of the `message/delivery-status` part — `Action: failed` with a
 //!   `5.x.x` status is a hard bounce, with a `4.x.x` status (or `Action: delayed`) a soft
@@ -17,17 +19,21 @@
 //! - anything else is a person answering → `bounce_reply`.
 //!
 //! Effects ([`Outbound::record_return_mail`]): every finding is an event (`bounce`,
-//! `soft_bounce`, `auto_reply`, `bounce_reply`, details per contract §9.16: `smtp_code`,
-//! `smtp_response`, `status`, `mx`); a hard bounce also makes the recipient `bounced`
+//! `soft_bounce`, `auto_reply`, `bounce_reply`, `complaint`; details per contract §9.16:
+//! `smtp_code`, `smtp_response`, `status`, `mx`, and for complaints `feedback_type`,
+//! `user_agent`, `arrival_date`, `from`); a hard bounce also makes the recipient `bounced`
 //! (from any state: a bounce often comes after the receiving server accepted) and puts the
-//! address on the suppression list — only for the message's own recipients (a DSN naming
-//! another address is an event only). A soft bounce changes no state: the delivery worker
+//! address on the suppression list (reason `bounce <status>`); a complaint puts it there
+//! (reason `complaint`) and leaves its state alone — only for the message's own recipients
+//! (a report naming another address is an event only). A soft bounce changes no state: the delivery worker
 //! owns retries. The return path is as secret as the message's UUID: whoever saw the mail's
 //! `Return-Path` can send a bounce for its recipients.
 
 use serde_json::{Map, Value, json};
+use tracing::{info, warn};
 
 use super::Outbound;
+use super::complaint::{self, FeedbackReport};
 use crate::mail::address::parse_mailboxes;
 use crate::mail::fields::unfolded_fields;
 use crate::mail::message::{ParsedMessage, mime_leaves};
@@ -58,6 +64,8 @@ pub struct Finding {
     pub smtp_response: Option<String>,
     /// The server that answered (`Remote-MTA`).
     pub mx: Option<String>,
+    /// A complaint's feedback report.
+    pub report: Option<FeedbackReport>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +74,7 @@ pub enum FindingKind {
     Soft,
     AutoReply,
     Reply,
+    Complaint,
 }
 
 impl FindingKind {
@@ -76,6 +85,7 @@ impl FindingKind {
             FindingKind::Soft => "soft_bounce",
             FindingKind::AutoReply => "auto_reply",
             FindingKind::Reply => "bounce_reply",
+            FindingKind::Complaint => "complaint",
         }
     }
 }
@@ -143,6 +153,11 @@ const AUTO_REPLY_SUBJECTS: &[&str] = &[
 /// `mail_from` the envelope sender of the bounce (empty for the null sender).
 pub fn classify(raw: &[u8], mail_from: &str, recipients: &[String]) -> Vec<Finding> {
     let leaves = mime_leaves(raw);
+    let parsed = ParsedMessage::parse(raw);
+    let content_type = parsed.header("content-type").unwrap_or("");
+    if let Some(report) = complaint::read(&leaves, content_type, recipients) {
+        return complaint_findings(report);
+    }
     let reports: Vec<&[u8]> = leaves
         .iter()
         .filter(|leaf| {
@@ -159,7 +174,6 @@ pub fn classify(raw: &[u8], mail_from: &str, recipients: &[String]) -> Vec<Findi
             .flat_map(|report| dsn_findings(report, recipients))
             .collect();
     }
-    let parsed = ParsedMessage::parse(raw);
     let header = |name: &str| parsed.header(name).unwrap_or("").to_ascii_lowercase();
     let subject = header("subject");
     let from = parsed
@@ -215,6 +229,41 @@ pub fn classify(raw: &[u8], mail_from: &str, recipients: &[String]) -> Vec<Findi
         smtp_code: None,
         smtp_response: None,
         mx: None,
+        report: None,
+    }]
+}
+
+/// A complaint for its recipient; any other feedback report, or a complaint that names no
+/// one, only logged.
+fn complaint_findings(report: FeedbackReport) -> Vec<Finding> {
+    let FeedbackReport {
+        feedback_type,
+        user_agent,
+        ..
+    } = &report;
+    if !report.is_complaint() {
+        info!(
+            feedback_type,
+            user_agent,
+            "a feedback report that is not a complaint: logged only, nothing suppressed"
+        );
+        return Vec::new();
+    }
+    let Some(recipient) = report.recipient.clone() else {
+        warn!(
+            user_agent,
+            "a complaint that names none of the message's several recipients: logged only, nothing suppressed"
+        );
+        return Vec::new();
+    };
+    vec![Finding {
+        recipient,
+        kind: FindingKind::Complaint,
+        status: None,
+        smtp_code: None,
+        smtp_response: None,
+        mx: None,
+        report: Some(report),
     }]
 }
 
@@ -231,16 +280,7 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_str())
         };
-        // `rfc822; user@example.net` (the type is optional in practice).
-        let address = |value: &str| {
-            value
-                .split_once(';')
-                .map_or(value, |(_, a)| a)
-                .trim()
-                .trim_matches(['<', '>'])
-                .to_string()
-        };
-        let Some(final_recipient) = field("final-recipient").map(address) else {
+        let Some(final_recipient) = field("final-recipient").map(typed_address) else {
             continue;
         };
         let action = field("action").unwrap_or("").to_ascii_lowercase();
@@ -254,7 +294,7 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
             ("delayed", _) => FindingKind::Soft,
             _ => continue,
         };
-        let original = field("original-recipient").map(address);
+        let original = field("original-recipient").map(typed_address);
         let known = [Some(&final_recipient), original.as_ref()]
             .into_iter()
             .flatten()
@@ -280,9 +320,21 @@ fn dsn_findings(report: &[u8], recipients: &[String]) -> Vec<Finding> {
             smtp_response: diagnostic,
             mx: field("remote-mta")
                 .map(|m| m.split_once(';').map_or(m, |(_, h)| h).trim().to_string()),
+            report: None,
         });
     }
     findings
+}
+
+/// The address of a report's address field: `rfc822; <user@example.net>` →
+/// `user@example.net` (the type is optional in practice).
+pub(super) fn typed_address(value: &str) -> String {
+    value
+        .split_once(';')
+        .map_or(value, |(_, a)| a)
+        .trim()
+        .trim_matches(['<', '>'])
+        .to_string()
 }
 
 /// A leading three-digit SMTP reply code (`550 5.1.1 …`).
@@ -370,6 +422,7 @@ fn text_bounce(text: &str, recipients: &[String]) -> Option<Vec<Finding>> {
                 smtp_code: code,
                 smtp_response: line.clone(),
                 mx: None,
+                report: None,
             })
             .collect(),
     )
@@ -394,6 +447,12 @@ fn record_of(finding: &Finding, from: &str, subject: Option<&str>) -> BounceReco
         details.insert("from".into(), json!(from));
         details.insert("subject".into(), json!(subject));
     }
+    if let Some(report) = &finding.report {
+        details.insert("feedback_type".into(), json!(report.feedback_type));
+        details.insert("user_agent".into(), json!(report.user_agent));
+        details.insert("arrival_date".into(), json!(report.arrival_date));
+        details.insert("from".into(), json!(from));
+    }
     BounceRecord {
         recipient: finding.recipient.clone(),
         kind: finding.kind.event().to_string(),
@@ -401,9 +460,11 @@ fn record_of(finding: &Finding, from: &str, subject: Option<&str>) -> BounceReco
         hard: finding.kind == FindingKind::Hard,
         code: finding.smtp_code.map(i64::from),
         response: finding.smtp_response.clone(),
-        suppression_reason: match &finding.status {
-            Some(status) => format!("bounce {status}"),
-            None => "bounce".into(),
+        suppression_reason: match (finding.kind, &finding.status) {
+            (FindingKind::Hard, Some(status)) => Some(format!("bounce {status}")),
+            (FindingKind::Hard, None) => Some("bounce".into()),
+            (FindingKind::Complaint, _) => Some("complaint".into()),
+            _ => None,
         },
     }
 }
@@ -425,25 +486,31 @@ impl Outbound {
     ) -> Result<Vec<Finding>, StoreError> {
         let recipients = message.recipients.clone();
         let mail_from = mail_from.to_string();
+        // What `classify` logs (feedback reports that change nothing) names the message.
+        let span = tracing::info_span!("return_mail", uuid = %message.uuid);
         let (findings, from, subject) = tokio::task::spawn_blocking(move || {
-            let findings = classify(&raw, &mail_from, &recipients);
+            let findings = span.in_scope(|| classify(&raw, &mail_from, &recipients));
             let parsed = ParsedMessage::parse(&raw);
             let from = parsed.header("from").unwrap_or("").to_string();
             let subject = parsed.header("subject").map(str::to_string);
             (findings, from, subject)
         })
         .await?;
-        // Only the message's own recipients change state or get suppressed: a DSN naming
+        // Only the message's own recipients change state or get suppressed: a report naming
         // anyone else (a forwarded address, or a forgery by someone who saw the return
         // path) is an event only.
         let records = findings
             .iter()
             .map(|f| {
                 let mut record = record_of(f, &from, subject.as_deref());
-                record.hard &= message
+                let own = message
                     .recipients
                     .iter()
                     .any(|r| r.eq_ignore_ascii_case(&f.recipient));
+                if !own {
+                    record.hard = false;
+                    record.suppression_reason = None;
+                }
                 record
             })
             .collect();
@@ -488,6 +555,7 @@ mod tests {
                     "550 5.1.1 <user@example.net>: Recipient address rejected: User unknown".into()
                 ),
                 mx: Some("mx1.example.net".into()),
+                report: None,
             }]
         );
     }

@@ -14,6 +14,7 @@
 //! goes to), `tracking` (open pixel, click redirects and their tokens).
 
 pub mod bounce;
+pub mod complaint;
 pub mod compose;
 pub mod credentials;
 pub mod dkim;

@@ -1,5 +1,5 @@
 //! The suppression list (contract §6.11): addresses no mail is sent to. A hard bounce adds the
-//! address (`outbound::bounce`); operators add and remove addresses through the API and
+//! address (`outbound::bounce`), and so does a complaint (`outbound::complaint`); operators add and remove addresses through the API and
 //! `postern suppression`. A message to a listed address is still accepted: that recipient
 //! becomes `suppressed` with a `suppressed` event and is never attempted (the store checks
 //! the list when it enqueues). Addresses compare without case.

@@ -47,15 +47,17 @@ pub struct SuppressionRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BounceRecord {
     pub recipient: String,
-    /// `bounce`, `soft_bounce`, `auto_reply` or `bounce_reply`.
+    /// `bounce`, `soft_bounce`, `auto_reply`, `bounce_reply` or `complaint`.
     pub kind: String,
     /// JSON object text.
     pub details: String,
-    /// A hard bounce: the recipient becomes `bounced` and the address is suppressed.
+    /// A hard bounce: the recipient becomes `bounced`.
     pub hard: bool,
     pub code: Option<i64>,
     pub response: Option<String>,
-    pub suppression_reason: String,
+    /// Puts the address on the suppression list with this reason (hard bounces and
+    /// complaints).
+    pub suppression_reason: Option<String>,
 }
 
 /// An open or a click, as the tracking routes saw it.
@@ -256,7 +258,8 @@ impl Store {
     /// Records what a bounce (or a reply) to message `message_id` says, in one
     /// transaction: an event per record; for a hard bounce the recipient becomes `bounced`
     /// (whatever its state but `suppressed`, `captured`, `test`: a bounce can come after the
-    /// receiving server accepted) and the address goes on the suppression list.
+    /// receiving server accepted); with a suppression reason (hard bounces, complaints) the
+    /// address goes on the suppression list.
     pub async fn record_bounce(
         &self,
         message: MessageRef,
@@ -290,17 +293,14 @@ impl Store {
                             at
                         ],
                     )?;
+                }
+                if let Some(reason) = &record.suppression_reason {
                     tx.execute(
                         "INSERT INTO suppressions (address, reason, message_uuid, created_at)
                          VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (address) DO UPDATE SET reason = excluded.reason,
                             message_uuid = excluded.message_uuid, created_at = excluded.created_at",
-                        params![
-                            record.recipient,
-                            record.suppression_reason,
-                            message.uuid,
-                            at
-                        ],
+                        params![record.recipient, reason, message.uuid, at],
                     )?;
                 }
             }

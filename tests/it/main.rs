@@ -9,6 +9,7 @@ mod auth;
 mod browser;
 mod callbacks;
 mod clients;
+mod complaints;
 mod corpus;
 mod crash;
 mod dashboard;

@@ -74,7 +74,8 @@ fn state_of(message: &Value, address: &str) -> String {
         .to_string()
 }
 
-fn events_of<'a>(message: &'a Value, kind: &str) -> Vec<&'a Value> {
+/// The events of `kind` of an outbound message (as the API shows it).
+pub(crate) fn events_of<'a>(message: &'a Value, kind: &str) -> Vec<&'a Value> {
     message["events"]
         .as_array()
         .unwrap()

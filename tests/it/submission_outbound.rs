@@ -110,7 +110,8 @@ fn swaks_uuid(transcript: &str) -> String {
     line.rsplit(' ').next().unwrap().trim().to_string()
 }
 
-fn states(message: &Value) -> Vec<(String, String)> {
+/// The recipients of an outbound message (as the API shows it) with their states.
+pub(crate) fn states(message: &Value) -> Vec<(String, String)> {
     message["recipients"]
         .as_array()
         .unwrap()

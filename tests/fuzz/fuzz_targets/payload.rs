@@ -1,5 +1,6 @@
 //! Any bytes as a received message: `ParsedMessage::parse`, then every format in
-//! `Format::ALL`. Nothing may panic and the JSON formats must produce valid JSON.
+//! `Format::ALL`; and as return mail: `bounce::classify` (DSNs, ARF feedback reports,
+//! replies). Nothing may panic and the JSON formats must produce valid JSON.
 //!
 //! mail-parser 0.11.9 itself panics on some malformed MIME; `ParsedMessage::parse` catches
 //! that and passes the message on unparsed, so those panics are not failures here. Each one
@@ -14,6 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use postern::config::Format;
 use postern::inbound::format::{self, PayloadEnvelope, Spf};
 use postern::mail::message::ParsedMessage;
+use postern::outbound::bounce;
 
 static ENVELOPE: LazyLock<PayloadEnvelope> = LazyLock::new(|| PayloadEnvelope {
     to: "to@example.com".into(),
@@ -61,4 +63,5 @@ fuzz_target!(init: tolerate_mail_parser_panics(), |raw: &[u8]| {
             panic!("{name}: invalid JSON: {e}");
         }
     }
+    bounce::classify(raw, "", &ENVELOPE.recipients);
 });
