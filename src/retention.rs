@@ -189,7 +189,10 @@ mod tests {
     fn dev_keeps_the_newest_thousand_instead_of_content_days() {
         let dev = Retention::default().for_dev();
         assert_eq!(dev.content, ContentRule::Newest(1_000));
-        assert_eq!(dev.cutoffs_at(NOW).content, ContentCutoff::KeepNewest(1_000));
+        assert_eq!(
+            dev.cutoffs_at(NOW).content,
+            ContentCutoff::KeepNewest(1_000)
+        );
         assert_eq!(dev.inbound_metadata_days, 60);
         assert_eq!(
             dev.list_note(60),

@@ -24,7 +24,10 @@ pub(super) struct Sweeper {
 impl Sweeper {
     /// One sweep as of the clock's now, logged: what it deleted.
     pub async fn run_once(&self) -> Result<Swept, StoreError> {
-        let swept = self.store.sweep(self.retention.cutoffs(&self.clock)).await?;
+        let swept = self
+            .store
+            .sweep(self.retention.cutoffs(&self.clock))
+            .await?;
         if swept.total() > 0 {
             info!(
                 inbound_messages = swept.inbound_messages,

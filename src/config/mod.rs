@@ -660,7 +660,10 @@ mod tests {
                 assert_eq!(error, expected);
             }
         }
-        let env = [("POSTERN_RETENTION__CONTENT_DAYS".to_string(), "3".to_string())];
+        let env = [(
+            "POSTERN_RETENTION__CONTENT_DAYS".to_string(),
+            "3".to_string(),
+        )];
         let from_env = Config::from_toml("", env).unwrap().retention;
         assert_eq!(from_env.content, ContentRule::Days(3));
         let dev = Config::dev(

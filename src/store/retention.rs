@@ -164,7 +164,8 @@ fn compact(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     while pages.next()?.is_some() {}
     drop(pages);
     drop(vacuum);
-    let busy: i64 = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    let busy: i64 =
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
     if busy != 0 {
         tracing::warn!("retention: the WAL could not be truncated (a reader was busy); next sweep");
     }
@@ -184,9 +185,8 @@ pub(super) fn incremental_auto_vacuum(connection: &Connection) -> Result<(), rus
         return Ok(());
     }
     connection.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
-    let tables: i64 = connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| {
-        row.get(0)
-    })?;
+    let tables: i64 =
+        connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
     if tables > 0 {
         tracing::info!("database: switching to incremental auto-vacuum (one VACUUM, once)");
         connection.execute_batch("VACUUM;")?;

@@ -122,11 +122,7 @@ fn retention_section(retention: &Retention) -> Html {
         "mail still queued is never deleted.</p>\n<table id=\"retention-settings\">\n<tbody>\n"
     ));
     for (name, value) in rows {
-        body.push(html!(
-            "<tr><th>{}</th><td>{}</td></tr>\n",
-            name,
-            value
-        ));
+        body.push(html!("<tr><th>{}</th><td>{}</td></tr>\n", name, value));
     }
     body.push_trusted("</tbody>\n</table>\n");
     body
