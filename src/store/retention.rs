@@ -176,20 +176,59 @@ fn compact(connection: &mut Connection) -> Result<(), rusqlite::Error> {
 /// pages.
 pub(super) const SECURE_DELETE: &str = "PRAGMA secure_delete = ON;";
 
-/// Makes the database give back freed pages on `PRAGMA incremental_vacuum`: a new database
-/// is created that way; an existing one needs one `VACUUM` to switch (logged, once).
+/// Makes the database give back freed pages on `PRAGMA incremental_vacuum`. The mode is
+/// written to the file by `VACUUM` (a new file is empty, and cheap; an existing one is
+/// rewritten once, logged).
 pub(super) fn incremental_auto_vacuum(connection: &Connection) -> Result<(), rusqlite::Error> {
     const INCREMENTAL: i64 = 2;
-    let mode: i64 = connection.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
-    if mode == INCREMENTAL {
+    let mode = || connection.query_row("PRAGMA auto_vacuum", [], |row| row.get::<_, i64>(0));
+    if mode()? == INCREMENTAL {
         return Ok(());
     }
-    connection.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
     let tables: i64 =
         connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
     if tables > 0 {
         tracing::info!("database: switching to incremental auto-vacuum (one VACUUM, once)");
-        connection.execute_batch("VACUUM;")?;
     }
+    connection.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+    debug_assert_eq!(mode().ok(), Some(INCREMENTAL));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(store: &Store, name: &'static str) -> i64 {
+        let connection = store.writer.lock().unwrap();
+        connection
+            .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn new_and_old_databases_get_incremental_auto_vacuum_and_secure_delete() {
+        let dir = crate::datadir::test_dir();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(pragma(&store, "auto_vacuum"), 2);
+        assert_eq!(pragma(&store, "secure_delete"), 1);
+        {
+            let connection = store.reader.lock().unwrap();
+            let secure: i64 = connection
+                .query_row("PRAGMA secure_delete", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(secure, 1, "the reader too");
+        }
+        // A database from before retention: no auto-vacuum, tables and rows in it.
+        {
+            let connection = store.writer.lock().unwrap();
+            connection
+                .execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
+                .unwrap();
+        }
+        assert_eq!(pragma(&store, "auto_vacuum"), 0);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(pragma(&store, "auto_vacuum"), 2);
+    }
 }
