@@ -170,23 +170,17 @@ async fn audit_entries_expire_at_audit_days() {
 async fn tracking_ip_and_user_agent_are_nulled_after_tracking_days() {
     let (app, live, _) = sending_app("[retention]\ntracking_days = 4\n").await;
     let uuid = send(&app, "app", &live, "opened").await;
-    let details = json!({"ip": "203.0.113.9", "user_agent": "RetentionAgent/1"});
-    let recorded = app
-        .outbound
-        .store()
-        .record_engagement(
-            Engagement {
-                uuid: uuid.clone(),
-                recipient: "one@example.net".into(),
-                kind: "open",
-                url: None,
-                details: details.to_string(),
-                at: app.clock.unix(),
-            },
-            60,
-        )
-        .await
-        .unwrap();
+    // As the open route records it (`outbound::tracking`), from this address and agent.
+    let open_by = Engagement {
+        uuid: uuid.clone(),
+        recipient: "one@example.net".into(),
+        kind: "open",
+        url: None,
+        details: json!({"ip": "203.0.113.9", "user_agent": "RetentionAgent/1"}).to_string(),
+        at: app.clock.unix(),
+    };
+    let store = app.outbound.store();
+    let recorded = store.record_engagement(open_by, 60).await.unwrap();
     assert!(recorded);
     let open = async || -> Value {
         let detail = app.get_json(&format!("/api/outbound/{uuid}")).await;
