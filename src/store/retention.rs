@@ -231,4 +231,76 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(pragma(&store, "auto_vacuum"), 2);
     }
+
+    /// An outbound message created at Unix second 0 with content, one recipient in `state`
+    /// and, when `pending`, an event still to POST.
+    fn old_outbound(store: &Store, uuid: &str, state: &str, pending: bool) {
+        let connection = store.writer.lock().unwrap();
+        connection
+            .execute(
+                "INSERT INTO outbound_messages (uuid, username, source, header_from,
+                    envelope_from, tags, priority, test_mode, track_opens, track_clicks, size,
+                    created_at)
+                 VALUES (?1, 'app', 'api', 'a@example.com', 'a@example.com', '[]', 'standard',
+                    0, 0, 0, 5, 0)",
+                [uuid],
+            )
+            .unwrap();
+        let id = connection.last_insert_rowid();
+        connection
+            .execute_batch(&format!(
+                "INSERT INTO outbound_content (message_id, raw) VALUES ({id}, x'68656c6c6f');
+                 INSERT INTO outbound_recipients (message_id, address, domain, state, queue_rank,
+                    attempts, next_attempt_at, expires_at, updated_at)
+                 VALUES ({id}, 'b@example.net', 'example.net', '{state}', 1, 0, 0, 0, 0);
+                 INSERT INTO outbound_events (message_id, recipient, kind, details, created_at,
+                    webhook, webhook_attempts)
+                 VALUES ({id}, 'b@example.net', 'delivered', '{{}}', 0,
+                    '{webhook}', 0);",
+                webhook = if pending { "pending" } else { "sent" },
+            ))
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn mail_the_queue_needs_is_never_swept() {
+        let dir = crate::datadir::test_dir();
+        let store = Store::open(dir.path()).unwrap();
+        for (uuid, state, pending) in [
+            ("queued", "queued", false),
+            ("deferred", "deferred", false),
+            ("sending", "sending", false),
+            ("event-pending", "delivered", true),
+            ("delivered", "delivered", false),
+        ] {
+            old_outbound(&store, uuid, state, pending);
+        }
+        let cutoffs = Cutoffs {
+            inbound_metadata: 1_000,
+            outbound_metadata: 1_000,
+            content: ContentCutoff::Before(1_000),
+            audit: 1_000,
+            tracking: 1_000,
+        };
+        let swept = store.sweep(cutoffs).await.unwrap();
+        assert_eq!((swept.outbound_messages, swept.outbound_content), (1, 0));
+        for kept in ["queued", "deferred", "sending", "event-pending"] {
+            let message = store.outbound_message(kept).await.unwrap();
+            let message = message.unwrap_or_else(|| panic!("{kept} was swept"));
+            let content = store.outbound_content(message.row_id).await.unwrap();
+            assert!(content.is_some(), "{kept} keeps its content");
+        }
+        assert!(store.outbound_message("delivered").await.unwrap().is_none());
+        let left: i64 = store
+            .read(|c| c.query_row("SELECT count(*) FROM outbound_recipients", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(left, 4, "the swept message's recipient went with it");
+        // Dev mode's rule keeps them too, however many are newer.
+        let newest = Cutoffs {
+            content: ContentCutoff::KeepNewest(1),
+            ..cutoffs
+        };
+        assert_eq!(store.sweep(newest).await.unwrap(), Swept::default());
+    }
 }
