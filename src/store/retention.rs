@@ -303,4 +303,52 @@ mod tests {
         };
         assert_eq!(store.sweep(newest).await.unwrap(), Swept::default());
     }
+
+    #[tokio::test]
+    async fn dev_default_keeps_the_newest_thousand_and_long_sweeps_go_in_batches() {
+        let dir = crate::datadir::test_dir();
+        let store = Store::open(dir.path()).unwrap();
+        {
+            let mut connection = store.writer.lock().unwrap();
+            let tx = connection.transaction().unwrap();
+            for _ in 0..1_203 {
+                tx.execute(
+                    "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
+                        recipients, size, md5, outcome, smtp_reply, processing_ms)
+                     VALUES ('2026-01-01T00:00:00Z', '127.0.0.1', 'h', 'a@example.com', '[]',
+                        1, 'x', 'captured', '250', 0)",
+                    [],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let newest = store.list_inbound(crate::store::MessageFilter {
+            limit: 1,
+            ..Default::default()
+        });
+        let newest = newest.await.unwrap()[0].id;
+        // As dev mode's retention has it, nothing past its days.
+        let at_start = Cutoffs {
+            inbound_metadata: 0,
+            outbound_metadata: 0,
+            content: ContentCutoff::KeepNewest(crate::retention::DEV_NEWEST),
+            audit: 0,
+            tracking: 0,
+        };
+        let swept = store.sweep(at_start).await.unwrap();
+        assert_eq!(swept.inbound_messages, 203);
+        let kept = store.read(|c| {
+            let sql = "SELECT count(*), min(id) FROM inbound_messages";
+            c.query_row(sql, [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        });
+        assert_eq!(kept.await.unwrap(), (1_000, newest - 999));
+        // Three batches of at most 500, one sweep.
+        let later = Cutoffs {
+            // 3000-01-01: every row is past it.
+            inbound_metadata: 32_503_680_000,
+            ..at_start
+        };
+        assert_eq!(store.sweep(later).await.unwrap().inbound_messages, 1_000);
+    }
 }
