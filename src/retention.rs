@@ -121,6 +121,20 @@ impl Retention {
     }
 }
 
+impl Retention {
+    /// One line for `postern check`: every setting, in the config file's order.
+    pub fn summary(&self) -> String {
+        format!(
+            "received mail {}, sent mail {}, content {}, audit log {}, IP and user agent of opens and clicks {}",
+            days_text(self.inbound_metadata_days),
+            days_text(self.outbound_metadata_days),
+            self.content_text(),
+            days_text(self.audit_days),
+            days_text(self.tracking_days),
+        )
+    }
+}
+
 /// "1 day", "60 days".
 pub fn days_text(days: u32) -> String {
     match days {
@@ -209,6 +223,11 @@ mod tests {
             "Kept 60 days; message content 7 days."
         );
         assert_eq!(days_text(1), "1 day");
+        assert_eq!(
+            retention.summary(),
+            "received mail 60 days, sent mail 60 days, content 7 days, audit log 365 days, \
+             IP and user agent of opens and clicks 30 days"
+        );
         assert_eq!(
             [1, 12, 999, 1_000, 36_500, 1_234_567].map(thousands),
             ["1", "12", "999", "1,000", "36,500", "1,234,567"]

@@ -293,3 +293,38 @@ async fn the_settings_page_and_the_lists_say_the_retention() {
         "{sent}"
     );
 }
+
+#[test]
+fn check_prints_the_retention_and_names_a_bad_setting() {
+    let data_dir = tempfile::tempdir().unwrap();
+    private(data_dir.path());
+    let config = data_dir.path().join("postern.toml");
+    let check = |retention: &str| {
+        let text = format!(
+            "[server]\nhostname = \"mx.postern.test\"\ndata_dir = \"{}\"\n[retention]\n{retention}",
+            data_dir.path().display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let output = crate::support::binary::postern()
+            .arg("check")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stdout, stderr)
+    };
+    let (code, out, _) = check("content_days = 3\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Retention received mail 60 days, sent mail 60 days, content 3 days,"),
+        "{out}"
+    );
+    let (code, _, err) = check("content_days = 0\n");
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("retention.content_days = 0: must be between 1 and 36500"),
+        "{err}"
+    );
+}
