@@ -4,6 +4,8 @@
 //! `App::build` binds before anything runs, so callers (tests, `main`) learn the real
 //! addresses, including those of port-0 listeners.
 
+mod sweeper;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +28,13 @@ use crate::outbound::{Outbound, OutboundMode, ReturnMailSettings, Submission, Wi
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ListenerLimits, ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Swept};
 use crate::tls::TlsError;
 use crate::web::WebOptions;
 use crate::web::host::HostRule;
 use crate::web::listener::HttpLimits;
 use crate::webhook::Deliverer;
+use sweeper::Sweeper;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -82,6 +85,8 @@ pub struct App {
     starttls: bool,
     settings: crate::web::Settings,
     oidc: Oidc,
+    /// Deletes what `[retention]` no longer keeps.
+    sweeper: Sweeper,
 }
 
 impl App {
@@ -92,6 +97,11 @@ impl App {
     /// Opens the store, builds the services, binds every listener; runs nothing yet.
     pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
         let store = Store::open(&config.data_dir)?;
+        let sweeper = Sweeper {
+            store: store.clone(),
+            retention: config.retention,
+            clock: options.clock.clone(),
+        };
         let outbound = outbound_service(&config, &store, &options.clock);
         let accounts = accounts_service(&config, &store, options);
         let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
@@ -129,6 +139,7 @@ impl App {
         let settings = web_settings(&config, smtp_addr, &submission_addrs, web_addr);
         let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
         Ok(App {
+            sweeper,
             oidc,
             settings,
             smtp,
@@ -188,6 +199,7 @@ impl App {
             deliverer: self.deliverer.clone(),
             worker: self.worker.clone(),
             shutdown: self.shutdown.clone(),
+            sweeper: self.sweeper.clone(),
         }
     }
 
@@ -209,6 +221,7 @@ impl App {
             self.deliverer,
             shutdown.clone(),
         ));
+        shutdown.spawn(self.sweeper.run(shutdown.clone()));
         let submission: Vec<_> = self
             .submission
             .into_iter()
@@ -493,6 +506,7 @@ fn web_settings(
         public_url: config.web.public_url.clone(),
         hostname: config.hostname.clone(),
         dns_timeout: config.auth.timeout,
+        retention: config.retention,
     }
 }
 
@@ -507,9 +521,15 @@ pub struct Passes {
     deliverer: Deliverer,
     worker: Option<Arc<Worker>>,
     shutdown: Shutdown,
+    sweeper: Sweeper,
 }
 
 impl Passes {
+    /// One retention sweep as of the app clock's now: what it deleted.
+    pub async fn retention(&self) -> Result<Swept, StoreError> {
+        self.sweeper.run_once().await
+    }
+
     /// One round of the events webhook: the number of due events it took.
     pub async fn events(&self) -> Result<usize, StoreError> {
         crate::outbound::events::run_once(&self.outbound, &self.deliverer).await

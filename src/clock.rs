@@ -26,6 +26,11 @@ impl Clock {
         }
     }
 
+    /// Whether tests move this clock ([`Clock::manual`]).
+    pub fn is_manual(&self) -> bool {
+        self.manual.is_some()
+    }
+
     /// Unix seconds.
     pub fn unix(&self) -> i64 {
         match &self.manual {
@@ -67,6 +72,7 @@ mod tests {
         let clock = Clock::manual(start);
         let copy = clock.clone();
         assert_eq!(copy.now(), start);
+        assert!(clock.is_manual() && !Clock::system().is_manual());
         clock.advance(Duration::from_secs(90));
         assert_eq!(copy.unix(), start.unix_timestamp() + 90);
         let system = Clock::system().unix();

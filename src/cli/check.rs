@@ -51,6 +51,7 @@ pub(super) fn print_summary(config: &Config) {
     if let Some(warning) = tracking_warning(config) {
         println!("warning:  {warning}");
     }
+    println!("Retention {}", config.retention.summary());
     print_routes(config);
 }
 

@@ -86,6 +86,7 @@ fn run_server(config: Config, dev: bool) -> anyhow::Result<()> {
         let forward = config.dev.as_ref().and_then(|d| d.forward.clone());
         let relay = config.outbound.relay.clone();
         let data_dir = config.data_dir.clone();
+        let retention = config.retention;
         if !dev {
             super::check::print_summary(&config);
         }
@@ -93,7 +94,8 @@ fn run_server(config: Config, dev: bool) -> anyhow::Result<()> {
             .await
             .map_err(|source| CliError::Start { source, dev })?;
         if dev {
-            print_dev_banner(&app, &data_dir, forward.as_ref(), relay.as_ref());
+            let keeps = retention.list_note(retention.inbound_metadata_days);
+            print_dev_banner(&app, &data_dir, forward.as_ref(), relay.as_ref(), &keeps);
             print_dev_examples(&app);
         }
         app.run(crate::shutdown::signal()).await;
@@ -101,12 +103,13 @@ fn run_server(config: Config, dev: bool) -> anyhow::Result<()> {
     })
 }
 
-/// What `postern dev` listens on and does with the mail it gets.
+/// What `postern dev` listens on, does with the mail it gets and keeps of it (`keeps`).
 fn print_dev_banner(
     app: &App,
     data_dir: &Path,
     forward: Option<&TargetUrl>,
     relay: Option<&RelayUrl>,
+    keeps: &str,
 ) {
     let web = app.web_addr();
     println!("Postern {} dev mode", crate::VERSION);
@@ -145,6 +148,7 @@ fn print_dev_banner(
         Some(relay) => println!("  Mail sent through the API goes out through the relay {relay}."),
         None => println!("  Mail sent through the API is captured, never delivered (see --relay)."),
     }
+    println!("  {keeps}");
     println!();
 }
 

@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::retention::Retention;
+
 pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
 pub use dns::DnsConfig;
 pub use oidc::{
@@ -42,6 +44,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
+    /// `[retention]`: how long each kind of data is kept (dev mode: the newest messages).
+    pub retention: Retention,
     /// Dev mode: every recipient is accepted; raw messages are kept.
     pub dev: Option<DevConfig>,
 }
@@ -377,6 +381,8 @@ impl Config {
         // no DNS queries.
         config.auth.spf = false;
         config.dev = Some(DevConfig { forward });
+        // Like a local capture tool: the newest messages, not the last days' content.
+        config.retention = config.retention.for_dev();
         config
     }
 }
@@ -539,6 +545,7 @@ mod tests {
             "[delivery]\ntimeout_secs = 0\n",
             "[auth]\ntimeout_secs = 0\n",
             "[outbound]\nport = 0\n",
+            "[retention]\naudit_days = 0\n",
             "[[domain]]\ndomain = \"\"\n",
         ];
         let keys = [
@@ -548,6 +555,7 @@ mod tests {
             "delivery.timeout_secs",
             "auth.timeout_secs",
             "outbound.port",
+            "retention.audit_days",
             "domain[0].domain",
         ];
         for first in 0..bad.len() {
@@ -616,5 +624,54 @@ mod tests {
         let named =
             web("[web]\nlisten = \"0.0.0.0:8025\"\npublic_url = \"https://p.example.com\"\n");
         assert_eq!(named.unwrap().any_host_warning(), None);
+    }
+
+    #[test]
+    fn retention_has_defaults_and_each_key_is_checked() {
+        use crate::retention::{ContentRule, Retention};
+        let retention = |toml: &str| Config::from_toml(toml, Vec::new()).map(|c| c.retention);
+        assert_eq!(retention("").unwrap(), Retention::default());
+        assert_eq!(Retention::default().content, ContentRule::Days(7));
+        let set = retention(concat!(
+            "[retention]\ninbound_metadata_days = 1\noutbound_metadata_days = 36500\n",
+            "content_days = 2\naudit_days = 3\ntracking_days = 4\n"
+        ))
+        .unwrap();
+        let expected = Retention {
+            inbound_metadata_days: 1,
+            outbound_metadata_days: 36_500,
+            content: ContentRule::Days(2),
+            audit_days: 3,
+            tracking_days: 4,
+        };
+        assert_eq!(set, expected);
+        for key in [
+            "inbound_metadata_days",
+            "outbound_metadata_days",
+            "content_days",
+            "audit_days",
+            "tracking_days",
+        ] {
+            for bad in [0, 36_501] {
+                let error = retention(&format!("[retention]\n{key} = {bad}\n"))
+                    .unwrap_err()
+                    .to_string();
+                let expected = format!("retention.{key} = {bad}: must be between 1 and 36500");
+                assert_eq!(error, expected);
+            }
+        }
+        let env = [(
+            "POSTERN_RETENTION__CONTENT_DAYS".to_string(),
+            "3".to_string(),
+        )];
+        let from_env = Config::from_toml("", env).unwrap().retention;
+        assert_eq!(from_env.content, ContentRule::Days(3));
+        let dev = Config::dev(
+            "d".into(),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+        );
+        assert_eq!(dev.retention.content, ContentRule::Newest(1_000));
     }
 }

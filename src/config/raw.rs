@@ -8,12 +8,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::dns::RawDnsSection;
+use crate::retention::{ContentRule, Retention};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, RelayUrl,
     SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
 };
+
+/// The longest any `[retention]` setting may be: a hundred years.
+const MAX_RETENTION_DAYS: u64 = 36_500;
 
 const ENV_PREFIX: &str = "POSTERN_";
 /// `POSTERN_*` variables that are not config overrides.
@@ -30,6 +34,7 @@ pub(super) struct RawConfig {
     outbound: RawOutbound,
     submission: RawSubmission,
     dns: RawDnsSection,
+    retention: RawRetention,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -231,6 +236,32 @@ pub(super) enum RawDns {
     Many(Vec<String>),
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetention {
+    inbound_metadata_days: u64,
+    outbound_metadata_days: u64,
+    content_days: u64,
+    audit_days: u64,
+    tracking_days: u64,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        let defaults = Retention::default();
+        let ContentRule::Days(content_days) = defaults.content else {
+            unreachable!("the default keeps content for days")
+        };
+        RawRetention {
+            inbound_metadata_days: defaults.inbound_metadata_days.into(),
+            outbound_metadata_days: defaults.outbound_metadata_days.into(),
+            content_days: content_days.into(),
+            audit_days: defaults.audit_days.into(),
+            tracking_days: defaults.tracking_days.into(),
+        }
+    }
+}
+
 impl Default for RawAuth {
     fn default() -> Self {
         RawAuth {
@@ -428,6 +459,7 @@ impl RawConfig {
             mut outbound,
             submission,
             dns,
+            retention,
             addresses,
             domains,
         } = self;
@@ -440,6 +472,7 @@ impl RawConfig {
         let delivery = delivery.validate()?;
         let auth = auth.validate()?;
         let outbound = outbound.validate(&hostname)?;
+        let retention = retention.validate()?;
         let domains = validate_domains(domains)?;
         let addresses = validate_addresses(addresses, &domains, smtp.max_message_size)?;
         Ok(Config {
@@ -454,6 +487,7 @@ impl RawConfig {
             dns,
             addresses,
             domains,
+            retention,
             dev: None,
         })
     }
@@ -707,6 +741,23 @@ impl RawAuth {
         Ok(AuthSettings {
             spf: self.spf,
             timeout: seconds("auth.timeout_secs", self.timeout_secs, 1, 60)?,
+        })
+    }
+}
+
+impl RawRetention {
+    /// `[retention]`: days, each from 1 to 100 years.
+    fn validate(self) -> Result<Retention, ConfigError> {
+        let days = |key: &str, value: u64| -> Result<u32, ConfigError> {
+            let value = in_range(&format!("retention.{key}"), value, 1, MAX_RETENTION_DAYS)?;
+            Ok(u32::try_from(value).expect("at most 36500"))
+        };
+        Ok(Retention {
+            inbound_metadata_days: days("inbound_metadata_days", self.inbound_metadata_days)?,
+            outbound_metadata_days: days("outbound_metadata_days", self.outbound_metadata_days)?,
+            content: ContentRule::Days(days("content_days", self.content_days)?),
+            audit_days: days("audit_days", self.audit_days)?,
+            tracking_days: days("tracking_days", self.tracking_days)?,
         })
     }
 }

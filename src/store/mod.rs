@@ -10,6 +10,10 @@
 //! opens and clicks, the suppression list, instance secrets — `events`); the delivery
 //! worker's claims, attempts and state transitions on those tables (`queue`).
 //!
+//! Retention (`retention`): the sweep's deletes, `secure_delete` on every connection and
+//! incremental auto-vacuum, so deleted data neither lingers in free pages nor keeps the
+//! file large.
+//!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
 //! SMTP sessions never wait on disk inside the async runtime.
@@ -22,6 +26,7 @@ mod messages;
 mod migrations;
 mod outbound;
 mod queue;
+mod retention;
 pub mod unix_time;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +52,7 @@ pub use outbound::{
     Source,
 };
 pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
+pub use retention::Swept;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -115,6 +121,7 @@ impl Store {
                      PRAGMA foreign_keys = ON;
                      PRAGMA busy_timeout = 5000;",
                 )
+                .and_then(|()| connection.execute_batch(retention::SECURE_DELETE))
                 .map_err(|source| StoreError::Open {
                     path: path.to_owned(),
                     source,
@@ -122,6 +129,10 @@ impl Store {
             Ok(connection)
         };
         let mut writer = open(&path)?;
+        retention::incremental_auto_vacuum(&writer).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         migrations::run(&mut writer)?;
         let reader = open(&path)?;
         let writer = Arc::new(Mutex::new(writer));

@@ -85,6 +85,8 @@ pub struct Settings {
     pub hostname: String,
     /// `[auth] timeout_secs`: bounds each DNS query of the sending-domain check.
     pub dns_timeout: std::time::Duration,
+    /// `[retention]` (dev mode: the newest messages): the settings page and the lists say it.
+    pub retention: crate::retention::Retention,
 }
 
 #[derive(Clone)]

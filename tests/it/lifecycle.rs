@@ -344,6 +344,10 @@ async fn dev_banner_and_graceful_shutdown() {
     assert!(banner.contains("/api/messages"), "{banner}");
     assert!(banner.contains("Open without sign-in"), "{banner}");
     assert!(
+        banner.contains("Dev mode keeps the newest 1,000 messages"),
+        "the banner says what dev mode keeps: {banner}"
+    );
+    assert!(
         banner.contains("--auth-user dev --auth-password dev --to someone@example.com"),
         "the banner shows how to submit: {banner}"
     );

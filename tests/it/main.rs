@@ -26,6 +26,7 @@ mod outbound_pages;
 mod payload;
 mod private_data;
 mod protocol;
+mod retention;
 mod routing;
 mod send_api;
 mod send_hardening;

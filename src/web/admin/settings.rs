@@ -1,5 +1,5 @@
 //! `GET /settings`, read-only: listeners, STARTTLS, version, data dir, SPF and DNS, session
-//! policy and the sign-in providers; paths and numbers, never a secret.
+//! policy, retention and the sign-in providers; paths and numbers, never a secret.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 
 use crate::config::OidcProvider;
+use crate::retention::{Retention, days_text};
 use crate::web::AppState;
 use crate::web::auth::Principal;
 use crate::web::ui::{self, Html, html};
@@ -32,7 +33,9 @@ async fn settings(
             value = value,
         ));
     }
-    body.push_trusted("</tbody>\n</table>\n<h2>Sign-in providers</h2>\n");
+    body.push_trusted("</tbody>\n</table>\n");
+    body.push(retention_section(&state.settings.retention));
+    body.push_trusted("<h2>Sign-in providers</h2>\n");
     body.push(providers_section(state.oidc.providers()));
     ui::dashboard(StatusCode::OK, "Settings", ui::nav(&principal), body)
 }
@@ -93,6 +96,36 @@ fn rows(state: &AppState) -> [(&'static str, String); 12] {
                 .unwrap_or_else(|| "not set (sign-in providers use the loopback Host)".into()),
         ),
     ]
+}
+
+/// `[retention]`: how long each kind of data is kept before the sweep deletes it.
+fn retention_section(retention: &Retention) -> Html {
+    let rows = [
+        (
+            "Received mail (metadata)",
+            days_text(retention.inbound_metadata_days),
+        ),
+        (
+            "Sent mail (metadata)",
+            days_text(retention.outbound_metadata_days),
+        ),
+        ("Message content", retention.content_text()),
+        ("Audit log", days_text(retention.audit_days)),
+        (
+            "IP address and user agent of opens and clicks",
+            days_text(retention.tracking_days),
+        ),
+    ];
+    let mut body = Html::trusted(concat!(
+        "<h2 id=\"retention\">Retention</h2>\n",
+        "<p>Older data is deleted every five minutes ([retention] in the config file); ",
+        "mail still queued is never deleted.</p>\n<table id=\"retention-settings\">\n<tbody>\n"
+    ));
+    for (name, value) in rows {
+        body.push(html!("<tr><th>{}</th><td>{}</td></tr>\n", name, value));
+    }
+    body.push_trusted("</tbody>\n</table>\n");
+    body
 }
 
 /// The sign-in providers (`[[web.oidc]]`), without their secrets.

@@ -158,7 +158,9 @@ async fn list(
         },
         None => Vec::new(),
     };
-    let mut body = filter_form(&form);
+    let retention = &state.settings.retention;
+    let mut body = ui::retention_note(&retention.list_note(retention.inbound_metadata_days));
+    body.push(filter_form(&form));
     body.push(ui::error(problem.as_deref()));
     let newest = messages.first().map(|m| m.id).unwrap_or(0);
     body.push(html!(

@@ -152,7 +152,9 @@ async fn list(
         },
         None => Vec::new(),
     };
-    let mut body = filter_form(&form);
+    let retention = &state.settings.retention;
+    let mut body = ui::retention_note(&retention.list_note(retention.outbound_metadata_days));
+    body.push(filter_form(&form));
     body.push(ui::error(problem.as_deref()));
     body.push_trusted(concat!(
         "<div class=\"scroll\"><table id=\"outbound\">\n<thead><tr><th>Created (UTC)</th><th>From</th>",

@@ -76,6 +76,15 @@ pub(in crate::web) fn error(message: Option<&str>) -> Html {
         .unwrap_or_default()
 }
 
+/// The note above a message list: how long its messages are kept (`[retention]`), with a
+/// link to the settings page that says it all.
+pub(in crate::web) fn retention_note(note: &str) -> Html {
+    html!(
+        r#"<p class="retention-note">{} <a href="/settings#retention">Retention</a></p>"#,
+        note
+    )
+}
+
 /// A page with only an error message and a way back (`back`: link and its text).
 pub(in crate::web) fn message(
     principal: &Principal,

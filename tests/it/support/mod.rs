@@ -5,7 +5,8 @@
 //!
 //! One home each for what tests share: the admin and viewer accounts and browsers signed
 //! in as them ([`TestApp::admin_browser`], [`TestApp::viewer_browser`]), `eventually`, one
-//! pass of a background task ([`TestApp::run_events_once`], [`TestApp::run_worker_once`]),
+//! pass of a background task ([`TestApp::run_events_once`], [`TestApp::run_worker_once`],
+//! [`TestApp::run_retention_once`]),
 //! and a visible line for a skipped test ([`skipped`]).
 
 #![allow(dead_code)]
@@ -341,6 +342,15 @@ impl TestApp {
             .deliveries()
             .await
             .expect("the app runs the delivery worker (TestApp::launch(…).delivering())")
+    }
+
+    /// One retention sweep now, as of the manual clock (the sweeper's loop does not run on
+    /// a manual clock, so nothing races the test): what it deleted.
+    pub async fn run_retention_once(&self) -> postern::store::Swept {
+        self.passes
+            .retention()
+            .await
+            .expect("the retention sweep runs")
     }
 
     /// Triggers the shutdown and waits for the drain; the data directory is handed back
