@@ -5,6 +5,7 @@
 //! addresses, including those of port-0 listeners.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use tracing::{info, warn};
 use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, PasswordParams, Policy};
 use crate::clock::Clock;
-use crate::config::{Config, TlsSource};
+use crate::config::{Config, EncryptionConfig, TlsSource};
+use crate::crypto::{CryptoError, Keyring, Passphrase};
+use crate::datadir::DataDirError;
 use crate::dns::{ResolverChoice, ResolverError};
 use crate::inbound::managed::Managed;
 use crate::inbound::route::{Destination, Router, Routes};
@@ -38,6 +41,8 @@ pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
     Auth(#[from] ResolverError),
@@ -49,6 +54,69 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Why the keyring of `[encryption]` could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(
+        "key file {path} does not exist; create it with `postern keyring init --config <your config>` \
+         (or `postern init`), point [encryption] key_file at your keyring, or set \
+         [encryption] enabled = false. NOTE: mail and secrets sealed with a lost key cannot be read \
+         by anyone: restore the key file from its backup if there is one"
+    )]
+    Missing { path: PathBuf },
+    #[error(transparent)]
+    Exposed(#[from] DataDirError),
+    #[error("passphrase file {path}: {source}")]
+    PassphraseFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// The keyring `[encryption]` names, unlocked (once: a wrapped file costs seconds); `None`
+/// with encryption off. The key file must exist and be private to this user.
+pub fn load_keyring(encryption: &EncryptionConfig) -> Result<Option<Arc<Keyring>>, KeyringError> {
+    if !encryption.enabled {
+        return Ok(None);
+    }
+    let path = &encryption.key_file;
+    if !path.exists() {
+        return Err(KeyringError::Missing { path: path.clone() });
+    }
+    crate::datadir::check_path(path)?;
+    let passphrase = passphrase(encryption)?;
+    Ok(Some(Arc::new(Keyring::load(path, passphrase.as_ref())?)))
+}
+
+/// The passphrase of the key file: `passphrase_file`, else `POSTERN_KEY_PASSPHRASE`.
+pub fn passphrase(encryption: &EncryptionConfig) -> Result<Option<Passphrase>, KeyringError> {
+    match &encryption.passphrase_file {
+        Some(file) => read_passphrase(file).map(Some),
+        None => Ok(encryption.passphrase.clone()),
+    }
+}
+
+fn read_passphrase(path: &Path) -> Result<Passphrase, KeyringError> {
+    crate::datadir::check_path(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyringError::PassphraseFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Passphrase::from(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+/// The store of `config`, sealing with its keyring when encryption is on.
+pub fn open_store(config: &Config) -> Result<Store, AppError> {
+    Ok(match load_keyring(&config.encryption)? {
+        Some(keyring) => Store::open_sealed(&config.data_dir, keyring)?,
+        None => Store::open(&config.data_dir)?,
+    })
 }
 
 /// What tests change: the clock the accounts run on, and the argon2 cost.
@@ -91,7 +159,7 @@ impl App {
 
     /// Opens the store, builds the services, binds every listener; runs nothing yet.
     pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
-        let store = Store::open(&config.data_dir)?;
+        let store = open_store(&config)?;
         let outbound = outbound_service(&config, &store, &options.clock);
         let accounts = accounts_service(&config, &store, options);
         let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;

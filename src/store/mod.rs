@@ -10,6 +10,9 @@
 //! opens and clicks, the suppression list, instance secrets — `events`); the delivery
 //! worker's claims, attempts and state transitions on those tables (`queue`).
 //!
+//! Content and secrets are sealed at rest when the store is opened with a keyring
+//! (`sealing`: SQL functions seal on write and open on read, so callers see plaintext).
+//!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
 //! SMTP sessions never wait on disk inside the async runtime.
@@ -22,6 +25,7 @@ mod messages;
 mod migrations;
 mod outbound;
 mod queue;
+mod sealing;
 pub mod unix_time;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+use crate::crypto::{CryptoError, Keyring};
 use crate::datadir::DataDirError;
 
 pub use accounts::{
@@ -47,6 +52,7 @@ pub use outbound::{
     Source,
 };
 pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
+pub use sealing::{SEALED_COLUMNS, SealStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,11 +68,23 @@ pub enum StoreError {
     )]
     TooNew { found: i64, supported: i64 },
     #[error("database error: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    /// A sealed value could not be opened: the key it names is not in the keyring (or
+    /// encryption is off), or the value is damaged.
+    #[error(
+        "stored value: {0}; set [encryption] key_file to the keyring that sealed it (values sealed with a lost key cannot be read)"
+    )]
+    Sealed(CryptoError),
     #[error("queue commit failed: {0}")]
     Commit(String),
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        sealing::store_error(error)
+    }
 }
 
 /// Creates the database file 0600 before SQLite opens it, whatever the umask of the process
@@ -95,11 +113,23 @@ pub struct Store {
     /// To the group-commit thread of the outbound queue (`outbound::start_commit_thread`).
     enqueuer: outbound::EnqueueSender,
     path: PathBuf,
+    /// The keyring that seals content and secrets; `None` with encryption off.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/postern.db` and migrates it.
+    /// Opens (creating if needed) `<data_dir>/postern.db` and migrates it; nothing is
+    /// sealed, and a sealed value is an error when read.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, None)
+    }
+
+    /// [`Store::open`], sealing content and secrets with `keyring` (design §4.6).
+    pub fn open_sealed(data_dir: &Path, keyring: Arc<Keyring>) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, Some(keyring))
+    }
+
+    fn open_with(data_dir: &Path, keyring: Option<Arc<Keyring>>) -> Result<Store, StoreError> {
         crate::datadir::ensure(data_dir)?;
         let path = data_dir.join("postern.db");
         create_private(&path)?;
@@ -113,8 +143,15 @@ impl Store {
                     "PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA busy_timeout = 5000;",
+                     PRAGMA busy_timeout = 5000;
+                     PRAGMA temp_store = MEMORY;",
                 )
+                .and_then(|()| sealing::register(&connection, keyring.clone()))
+                .and_then(|()| match keyring.is_some() {
+                    // Freed pages are zeroed: plaintext re-sealed by `reencrypt` is gone.
+                    true => connection.execute_batch("PRAGMA secure_delete = ON;"),
+                    false => Ok(()),
+                })
                 .map_err(|source| StoreError::Open {
                     path: path.to_owned(),
                     source,
@@ -130,6 +167,7 @@ impl Store {
             writer,
             reader: Arc::new(Mutex::new(reader)),
             path,
+            keyring,
         })
     }
 
@@ -146,7 +184,7 @@ impl Store {
             let mut connection = writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut connection)
+            work(&mut connection).map_err(sealing::store_error)
         })
         .await??;
         Ok(result)
@@ -171,7 +209,7 @@ impl Store {
             let connection = reader
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&connection)
+            work(&connection).map_err(sealing::store_error)
         })
         .await??;
         Ok(result)
