@@ -148,6 +148,8 @@ pub struct App {
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
+    /// The app's clock (the background re-encryption pass runs on it).
+    clock: Clock,
     settings: crate::web::Settings,
     oidc: Oidc,
 }
@@ -161,6 +163,7 @@ impl App {
     pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
         let store = open_store(&config)?;
         let outbound = outbound_service(&config, &store, &options.clock);
+        let clock = options.clock.clone();
         let accounts = accounts_service(&config, &store, options);
         let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
         let starttls = tls.is_some();
@@ -217,6 +220,7 @@ impl App {
             shutdown,
             grace: config.smtp.shutdown_grace,
             starttls,
+            clock,
         })
     }
 
@@ -256,6 +260,7 @@ impl App {
             deliverer: self.deliverer.clone(),
             worker: self.worker.clone(),
             shutdown: self.shutdown.clone(),
+            store: self.store.clone(),
         }
     }
 
@@ -277,6 +282,13 @@ impl App {
             self.deliverer,
             shutdown.clone(),
         ));
+        if self.store.sealing_key().is_some() {
+            shutdown.spawn(reencrypt_loop(
+                self.store.clone(),
+                self.clock.clone(),
+                shutdown.clone(),
+            ));
+        }
         let submission: Vec<_> = self
             .submission
             .into_iter()
@@ -575,6 +587,7 @@ pub struct Passes {
     deliverer: Deliverer,
     worker: Option<Arc<Worker>>,
     shutdown: Shutdown,
+    store: Store,
 }
 
 impl Passes {
@@ -589,5 +602,34 @@ impl Passes {
     pub async fn deliveries(&self) -> Option<usize> {
         let worker = self.worker.as_ref()?;
         Some(worker.run_once(&self.shutdown).await)
+    }
+
+    /// One re-encryption pass: the number of values sealed with the current key.
+    pub async fn reencrypt(&self) -> Result<u64, StoreError> {
+        self.store.reencrypt().await
+    }
+}
+
+/// How often `serve` seals what is left (plaintext, older keys), on the app's clock.
+const REENCRYPT_EVERY: Duration = Duration::from_secs(600);
+/// How often the loop looks at the clock.
+const REENCRYPT_TICK: Duration = Duration::from_secs(30);
+
+/// The background re-encryption pass: at start, then every [`REENCRYPT_EVERY`].
+async fn reencrypt_loop(store: Store, clock: Clock, shutdown: Shutdown) {
+    let mut next = clock.unix();
+    loop {
+        if clock.unix() >= next {
+            match store.reencrypt().await {
+                Ok(0) => {}
+                Ok(sealed) => info!(sealed, "re-encryption: sealed values with the current key"),
+                Err(error) => warn!(%error, "re-encryption pass failed; retried next pass"),
+            }
+            next = clock.unix() + REENCRYPT_EVERY.as_secs() as i64;
+        }
+        tokio::select! {
+            _ = shutdown.triggered() => return,
+            _ = tokio::time::sleep(REENCRYPT_TICK) => {}
+        }
     }
 }
