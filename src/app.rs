@@ -615,9 +615,10 @@ const REENCRYPT_EVERY: Duration = Duration::from_secs(600);
 /// How often the loop looks at the clock.
 const REENCRYPT_TICK: Duration = Duration::from_secs(30);
 
-/// The background re-encryption pass: at start, then every [`REENCRYPT_EVERY`].
+/// The background re-encryption pass, every [`REENCRYPT_EVERY`] of the app's clock (the
+/// first one that long after start: a restart loop never keeps the writer busy).
 async fn reencrypt_loop(store: Store, clock: Clock, shutdown: Shutdown) {
-    let mut next = clock.unix();
+    let mut next = clock.unix() + REENCRYPT_EVERY.as_secs() as i64;
     loop {
         if clock.unix() >= next {
             match store.reencrypt().await {

@@ -136,17 +136,16 @@ fn open_store(config: &Config) -> Result<Store, CliError> {
 /// The store in a data directory given directly (`--data-dir`): sealed with
 /// `<data_dir>/keyring` when it exists (as `postern dev` does), else plaintext.
 fn open_dir_store(data_dir: &Path) -> Result<Store, CliError> {
-    let key_file = data_dir.join("keyring");
-    if !key_file.exists() {
+    if !data_dir.join("keyring").exists() {
         return Store::open(data_dir).map_err(CliError::Store);
     }
-    let mut config = Config::dev(
+    // Dev's settings: the keyring in the data directory.
+    let config = Config::dev(
         data_dir.to_owned(),
         ([127, 0, 0, 1], 0).into(),
         ([127, 0, 0, 1], 0).into(),
         None,
     );
-    config.encryption.key_file = key_file;
     open_store(&config)
 }
 

@@ -222,6 +222,14 @@ impl Store {
                 }
             }
         }
+        if total > 0 {
+            // The new pages replace the old in the database file now, not at some later
+            // checkpoint; `secure_delete` has zeroed what the plaintext left free.
+            self.write(|connection| {
+                connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            })
+            .await?;
+        }
         Ok(total)
     }
 }
