@@ -2,9 +2,12 @@
 # Inbound throughput, side by side in one run:
 #   A: smtp-source -> smtp-sink                      (the machine's SMTP ceiling)
 #   B: smtp-source -> postern -> POST to nginx (200) (the full path: parse, JSON, POST, store row)
-# Each round runs A then B; the table reports every round and the B/A ratio.
+# Each round runs A then B; the table reports every round and the B/A ratio. B runs with
+# encryption at rest on (postern+enc) and off (postern), side by side: ENCRYPTION=on|off|both
+# (both by default). Inbound mail is sealed only where its raw form is kept, so on this path
+# the difference is the sealed secrets and the keyring loaded at start.
 #
-# Usage: bench/inbound.sh [COUNT=5000] [SIZE=1024] [SESSIONS=20]   (ROUNDS=3 by default)
+# Usage: bench/inbound.sh [COUNT=5000] [SIZE=1024] [SESSIONS=20]   (ROUNDS=3, ENCRYPTION=both)
 # Needs: postfix (smtp-source, smtp-sink; the daemon is never started) and nginx-light,
 # installed here if missing. Loopback only; SPF is switched off, so Postern makes no DNS lookups.
 set -euo pipefail
@@ -12,6 +15,12 @@ COUNT=${1:-5000}
 SIZE=${2:-1024}
 SESSIONS=${3:-20}
 ROUNDS=${ROUNDS:-3}
+ENCRYPTION=${ENCRYPTION:-both}
+case $ENCRYPTION in
+    both) MODES="on off" ;;
+    on | off) MODES=$ENCRYPTION ;;
+    *) echo "ENCRYPTION=on|off|both, not $ENCRYPTION" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$(mktemp -d /tmp/postern-bench.XXXXXX)
 SINK_PORT=12525 POSTERN_PORT=12526 NGINX_PORT=18088 WEB_PORT=18025
@@ -85,6 +94,14 @@ spf = false
 address = "*@bench.local"
 target = "http://127.0.0.1:$NGINX_PORT/ok"
 CONF
+# One config per encryption mode; the keyring is made once, outside the data directory.
+for mode in on off; do
+    enabled=$([ "$mode" = on ] && echo true || echo false)
+    { cat "$BENCH/postern.toml"
+      printf '[encryption]\nenabled = %s\nkey_file = "%s"\n' "$enabled" "$BENCH/keyring"
+    } >"$BENCH/postern-$mode.toml"
+done
+"$POSTERN" keyring init --config "$BENCH/postern-on.toml" >/dev/null
 
 # load PORT: runs smtp-source, prints "<wall seconds> <exit code>"
 load() {
@@ -116,9 +133,11 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '%-6s %-10s %10.0f %8s %12s %10s %8s\n' "$round" smtp-sink "$sink_rate" "1.00" "-" "-" "-"
     [ "$sink_rc" = 0 ] || { echo "smtp-source failed against smtp-sink" >&2; exit 1; }
 
+    for mode in $MODES; do
+    system=$([ "$mode" = on ] && echo postern+enc || echo postern)
     rm -rf "$BENCH/data"
     before=$(wc -l < "$BENCH/nginx/access.log")
-    POSTERN_LOG=warn "$POSTERN" serve --config "$BENCH/postern.toml" >"$BENCH/postern.log" 2>&1 &
+    POSTERN_LOG=warn "$POSTERN" serve --config "$BENCH/postern-$mode.toml" >"$BENCH/postern.log" 2>&1 &
     postern=$!
     PIDS+=($postern)
     waitport $POSTERN_PORT
@@ -127,10 +146,11 @@ for round in $(seq 1 "$ROUNDS"); do
     kill -TERM $postern; wait $postern 2>/dev/null || true
     posts=$(( $(wc -l < "$BENCH/nginx/access.log") - before ))
     rate=$(echo "$COUNT / $wall" | bc -l)
-    printf '%-6s %-10s %10.0f %8.2f %12.1f %10.2f %8s\n' "$round" postern "$rate" \
+    printf '%-6s %-10s %10.0f %8.2f %12.1f %10.2f %8s\n' "$round" "$system" "$rate" \
         "$(echo "$rate / $sink_rate" | bc -l)" "$rss" "$(echo "$cpu * 1000 / $COUNT" | bc -l)" "$posts"
     [ "$rc" = 0 ] || { echo "smtp-source failed against postern (exit $rc):" >&2; tail -5 "$BENCH/source.out" >&2; exit 1; }
     [ "$posts" = "$COUNT" ] || { echo "expected $COUNT POSTs, nginx saw $posts" >&2; exit 1; }
+    done
 done
-echo "(COUNT=$COUNT SIZE=$SIZE SESSIONS=$SESSIONS; new TCP connection per message, as smtp-source does by default)"
+echo "(COUNT=$COUNT SIZE=$SIZE SESSIONS=$SESSIONS ENCRYPTION=$ENCRYPTION; new TCP connection per message, as smtp-source does by default)"
 rm -rf "$BENCH"

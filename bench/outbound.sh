@@ -7,7 +7,10 @@
 # twice — alone (delivery off) and while the worker delivers —, both end-to-end delivery rates (the first message submitted until the sink has seen all
 # COUNT), their ratio, and Postern's peak RSS and CPU per message.
 #
-# Usage: bench/outbound.sh [COUNT=2000] [SIZE=1024] [CONCURRENCY=20]   (ROUNDS=2 by default)
+# Postern runs with encryption at rest on (postern+enc: queued content, DKIM key and
+# secrets sealed) and off (postern), side by side: ENCRYPTION=on|off|both (both by default).
+#
+# Usage: bench/outbound.sh [COUNT=2000] [SIZE=1024] [CONCURRENCY=20]   (ROUNDS=2, ENCRYPTION=both)
 # Needs postfix (its daemon runs only inside this script, on loopback, from a private config
 # directory, and is stopped at the end); installed here if missing. Loopback only, no DNS:
 # both MTAs relay to the sink by IP.
@@ -16,6 +19,12 @@ COUNT=${1:-2000}
 SIZE=${2:-1024}
 CONCURRENCY=${3:-20}
 ROUNDS=${ROUNDS:-2}
+ENCRYPTION=${ENCRYPTION:-both}
+case $ENCRYPTION in
+    both) MODES="on off" ;;
+    on | off) MODES=$ENCRYPTION ;;
+    *) echo "ENCRYPTION=on|off|both, not $ENCRYPTION" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$(mktemp -d /tmp/postern-outbench.XXXXXX)
 chmod 755 "$BENCH"
@@ -118,8 +127,11 @@ relay = "smtp://127.0.0.1:$SINK_PORT"
 max_per_domain = $CONCURRENCY
 CONF
 export POSTERN_CONFIG="$BENCH/postern.toml"
+# The keyring of the encrypted runs, outside the data directory (made once).
+export POSTERN_ENCRYPTION__KEY_FILE="$BENCH/keyring"
+"$POSTERN" keyring init >/dev/null
 
-printf '%-6s %-8s %12s %12s %8s %12s %10s\n' round system enqueue/s delivered/s ratio peak_RSS_MB cpu_ms/msg
+printf '%-6s %-11s %12s %12s %8s %12s %10s\n' round system enqueue/s delivered/s ratio peak_RSS_MB cpu_ms/msg
 for round in $(seq 1 "$ROUNDS"); do
     # A: Postfix.
     start_sink
@@ -132,8 +144,11 @@ for round in $(seq 1 "$ROUNDS"); do
     postfix -c "$BENCH/postfix" stop >/dev/null 2>&1
     kill $SINK; wait $SINK 2>/dev/null || true
     pf_rate=$(echo "$COUNT / $pf_wall" | bc -l)
-    printf '%-6s %-8s %12s %12.0f %8s %12s %10s\n' "$round" postfix "-" "$pf_rate" 1.00 - -
+    printf '%-6s %-11s %12s %12.0f %8s %12s %10s\n' "$round" postfix "-" "$pf_rate" 1.00 - -
 
+    for mode in $MODES; do
+    system=$([ "$mode" = on ] && echo postern+enc || echo postern)
+    export POSTERN_ENCRYPTION__ENABLED=$([ "$mode" = on ] && echo true || echo false)
     # Postern, enqueue alone: the worker off (`deliver = false`), so the send API has the
     # machine to itself; every 202 is still a durable commit.
     rm -rf "$BENCH/data"
@@ -151,7 +166,7 @@ for round in $(seq 1 "$ROUNDS"); do
     [ "$accepted" = "$COUNT" ] || { echo "only $accepted of $COUNT accepted: $load" >&2; exit 1; }
     read -r cpu rss < <(cpu_and_rss $postern)
     kill -TERM $postern; wait $postern 2>/dev/null || true
-    printf '%-6s %-8s %12.0f %12s %8s %12.1f %10.2f   (enqueue only, p99 %s ms)\n' "$round" postern \
+    printf '%-6s %-11s %12.0f %12s %8s %12.1f %10.2f   (enqueue only, p99 %s ms)\n' "$round" "$system" \
         "$alone" - - "$rss" "$(echo "$cpu * 1000 / $COUNT" | bc -l)" "$p99"
 
     # B: Postern, end to end: enqueue and delivery at once.
@@ -174,8 +189,9 @@ for round in $(seq 1 "$ROUNDS"); do
     kill -TERM $postern; wait $postern 2>/dev/null || true
     kill $SINK; wait $SINK 2>/dev/null || true
     pst_rate=$(echo "$COUNT / $pst_wall" | bc -l)
-    printf '%-6s %-8s %12.0f %12.0f %8.2f %12.1f %10.2f\n' "$round" postern "$enqueue" "$pst_rate" \
+    printf '%-6s %-11s %12.0f %12.0f %8.2f %12.1f %10.2f\n' "$round" "$system" "$enqueue" "$pst_rate" \
         "$(echo "$pst_rate / $pf_rate" | bc -l)" "$rss" "$(echo "$cpu * 1000 / $COUNT" | bc -l)"
+    done
 done
-echo "(COUNT=$COUNT SIZE=$SIZE CONCURRENCY=$CONCURRENCY; Postfix is fed by smtp-source, Postern by its send API)"
+echo "(COUNT=$COUNT SIZE=$SIZE CONCURRENCY=$CONCURRENCY ENCRYPTION=$ENCRYPTION; Postfix is fed by smtp-source, Postern by its send API)"
 rm -rf "$BENCH"

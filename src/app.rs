@@ -7,6 +7,7 @@
 mod sweeper;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use tracing::{info, warn};
 use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, PasswordParams, Policy};
 use crate::clock::Clock;
-use crate::config::{Config, TlsSource};
+use crate::config::{Config, EncryptionConfig, TlsSource};
+use crate::crypto::{CryptoError, Keyring, Passphrase};
+use crate::datadir::DataDirError;
 use crate::dns::{ResolverChoice, ResolverError};
 use crate::inbound::managed::Managed;
 use crate::inbound::route::{Destination, Router, Routes};
@@ -41,6 +44,8 @@ pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
     Auth(#[from] ResolverError),
@@ -52,6 +57,69 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Why the keyring of `[encryption]` could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(
+        "key file {path} does not exist; create it with `postern keyring init --config <your config>` \
+         (or `postern init`), point [encryption] key_file at your keyring, or set \
+         [encryption] enabled = false. NOTE: mail and secrets sealed with a lost key cannot be read \
+         by anyone: restore the key file from its backup if there is one"
+    )]
+    Missing { path: PathBuf },
+    #[error(transparent)]
+    Exposed(#[from] DataDirError),
+    #[error("passphrase file {path}: {source}")]
+    PassphraseFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// The keyring `[encryption]` names, unlocked (once: a wrapped file costs seconds); `None`
+/// with encryption off. The key file must exist and be private to this user.
+pub fn load_keyring(encryption: &EncryptionConfig) -> Result<Option<Arc<Keyring>>, KeyringError> {
+    if !encryption.enabled {
+        return Ok(None);
+    }
+    let path = &encryption.key_file;
+    if !path.exists() {
+        return Err(KeyringError::Missing { path: path.clone() });
+    }
+    crate::datadir::check_path(path)?;
+    let passphrase = passphrase(encryption)?;
+    Ok(Some(Arc::new(Keyring::load(path, passphrase.as_ref())?)))
+}
+
+/// The passphrase of the key file: `passphrase_file`, else `POSTERN_KEY_PASSPHRASE`.
+pub fn passphrase(encryption: &EncryptionConfig) -> Result<Option<Passphrase>, KeyringError> {
+    match &encryption.passphrase_file {
+        Some(file) => read_passphrase(file).map(Some),
+        None => Ok(encryption.passphrase.clone()),
+    }
+}
+
+fn read_passphrase(path: &Path) -> Result<Passphrase, KeyringError> {
+    crate::datadir::check_path(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyringError::PassphraseFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Passphrase::from(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+/// The store of `config`, sealing with its keyring when encryption is on.
+pub fn open_store(config: &Config) -> Result<Store, AppError> {
+    Ok(match load_keyring(&config.encryption)? {
+        Some(keyring) => Store::open_sealed(&config.data_dir, keyring)?,
+        None => Store::open(&config.data_dir)?,
+    })
 }
 
 /// What tests change: the clock the accounts run on, and the argon2 cost.
@@ -83,6 +151,8 @@ pub struct App {
     shutdown: Shutdown,
     grace: Duration,
     starttls: bool,
+    /// The app's clock (the background re-encryption pass runs on it).
+    clock: Clock,
     settings: crate::web::Settings,
     oidc: Oidc,
     /// Deletes what `[retention]` no longer keeps.
@@ -96,13 +166,14 @@ impl App {
 
     /// Opens the store, builds the services, binds every listener; runs nothing yet.
     pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
-        let store = Store::open(&config.data_dir)?;
+        let store = open_store(&config)?;
         let sweeper = Sweeper {
             store: store.clone(),
             retention: config.retention,
             clock: options.clock.clone(),
         };
         let outbound = outbound_service(&config, &store, &options.clock);
+        let clock = options.clock.clone();
         let accounts = accounts_service(&config, &store, options);
         let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
         let starttls = tls.is_some();
@@ -160,6 +231,7 @@ impl App {
             shutdown,
             grace: config.smtp.shutdown_grace,
             starttls,
+            clock,
         })
     }
 
@@ -200,6 +272,7 @@ impl App {
             worker: self.worker.clone(),
             shutdown: self.shutdown.clone(),
             sweeper: self.sweeper.clone(),
+            store: self.store.clone(),
         }
     }
 
@@ -222,6 +295,13 @@ impl App {
             shutdown.clone(),
         ));
         shutdown.spawn(self.sweeper.run(shutdown.clone()));
+        if self.store.sealing_key().is_some() {
+            shutdown.spawn(reencrypt_loop(
+                self.store.clone(),
+                self.clock.clone(),
+                shutdown.clone(),
+            ));
+        }
         let submission: Vec<_> = self
             .submission
             .into_iter()
@@ -522,6 +602,7 @@ pub struct Passes {
     worker: Option<Arc<Worker>>,
     shutdown: Shutdown,
     sweeper: Sweeper,
+    store: Store,
 }
 
 impl Passes {
@@ -541,5 +622,35 @@ impl Passes {
     pub async fn deliveries(&self) -> Option<usize> {
         let worker = self.worker.as_ref()?;
         Some(worker.run_once(&self.shutdown).await)
+    }
+
+    /// One re-encryption pass: the number of values sealed with the current key.
+    pub async fn reencrypt(&self) -> Result<u64, StoreError> {
+        self.store.reencrypt().await
+    }
+}
+
+/// How often `serve` seals what is left (plaintext, older keys), on the app's clock.
+const REENCRYPT_EVERY: Duration = Duration::from_secs(600);
+/// How often the loop looks at the clock.
+const REENCRYPT_TICK: Duration = Duration::from_secs(30);
+
+/// The background re-encryption pass, every [`REENCRYPT_EVERY`] of the app's clock (the
+/// first one that long after start: a restart loop never keeps the writer busy).
+async fn reencrypt_loop(store: Store, clock: Clock, shutdown: Shutdown) {
+    let mut next = clock.unix() + REENCRYPT_EVERY.as_secs() as i64;
+    loop {
+        if clock.unix() >= next {
+            match store.reencrypt().await {
+                Ok(0) => {}
+                Ok(sealed) => info!(sealed, "re-encryption: sealed values with the current key"),
+                Err(error) => warn!(%error, "re-encryption pass failed; retried next pass"),
+            }
+            next = clock.unix() + REENCRYPT_EVERY.as_secs() as i64;
+        }
+        tokio::select! {
+            _ = shutdown.triggered() => return,
+            _ = tokio::time::sleep(REENCRYPT_TICK) => {}
+        }
     }
 }

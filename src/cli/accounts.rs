@@ -14,6 +14,7 @@ use crate::accounts::{
     Accounts, Actor, MIN_PASSWORD_CHARS, NewPassword, PasswordParams, Policy, Role,
 };
 use crate::clock::Clock;
+use crate::store::Store;
 
 /// Which installation: its config file, or a data directory directly.
 #[derive(Debug, Args)]
@@ -27,18 +28,18 @@ pub(super) struct Target {
 }
 
 impl Target {
-    /// The data directory, and `pick` of the config when a config file was read (not with
-    /// `--data-dir`).
-    pub(super) fn data_dir_and<T>(
+    /// The store, and `pick` of the config when a config file was read (not with
+    /// `--data-dir`, where the keyring is `<dir>/keyring` when there is one, as in dev).
+    pub(super) fn store_and<T>(
         &self,
         pick: impl FnOnce(&crate::config::Config) -> T,
-    ) -> Result<(PathBuf, Option<T>), CliError> {
+    ) -> Result<(Store, Option<T>), CliError> {
         match &self.data_dir {
-            Some(dir) => Ok((dir.clone(), None)),
+            Some(dir) => Ok((super::open_dir_store(dir)?, None)),
             None => {
                 let config = super::load(&self.config)?;
                 let picked = pick(&config);
-                Ok((config.data_dir, Some(picked)))
+                Ok((super::open_store(&config)?, Some(picked)))
             }
         }
     }
@@ -144,14 +145,13 @@ pub(super) enum KeyCommand {
 /// The accounts service on `target`'s store, with the config's session and TOTP policy
 /// (the defaults with `--data-dir`).
 fn open(target: &Target) -> Result<Accounts, CliError> {
-    let (data_dir, policy) = target.data_dir_and(|config| Policy {
+    let (store, policy) = target.store_and(|config| Policy {
         session_idle: config.web.session_idle,
         session_lifetime: config.web.session_lifetime,
         require_totp: config.web.require_totp,
         password: PasswordParams::PRODUCTION,
         totp_issuer: format!("Postern {}", config.hostname),
     })?;
-    let store = super::open_store(&data_dir)?;
     Ok(Accounts::new(
         store,
         Clock::system(),

@@ -18,6 +18,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     if let Some(warning) = config.web.any_host_warning() {
         println!("warning:  {warning}");
     }
+    super::keyring::print_keyring(&config)?;
     super::outbound::print_sending_domains(&config)?;
     println!("config OK");
     Ok(())

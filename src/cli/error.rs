@@ -27,6 +27,9 @@ pub(super) enum CliError {
     /// The database in the data directory cannot be opened: exit 2.
     #[error(transparent)]
     Store(StoreError),
+    /// The keyring cannot be loaded or the store opened with it: exit 2.
+    #[error(transparent)]
+    Keyring(AppError),
     /// A flag's value, standard input or an output file cannot be used: exit 2.
     #[error(transparent)]
     Usage(anyhow::Error),
@@ -44,9 +47,10 @@ impl CliError {
 
     fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Config { .. } | CliError::Store(_) | CliError::Usage(_) => {
-                ExitCode::from(USAGE)
-            }
+            CliError::Config { .. }
+            | CliError::Store(_)
+            | CliError::Keyring(_)
+            | CliError::Usage(_) => ExitCode::from(USAGE),
             CliError::Start { .. } => ExitCode::FAILURE,
         }
     }

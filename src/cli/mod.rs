@@ -11,6 +11,7 @@
 mod accounts;
 mod check;
 mod error;
+mod keyring;
 mod outbound;
 mod serve;
 
@@ -78,7 +79,11 @@ enum Command {
     /// The suppression list (addresses no mail is sent to): list, add, remove.
     #[command(subcommand)]
     Suppression(outbound::SuppressionCommand),
-    /// Write a commented example config to start from.
+    /// The keyring that seals mail and secrets at rest: init, status, rotate, reencrypt,
+    /// retire.
+    #[command(subcommand)]
+    Keyring(keyring::KeyringCommand),
+    /// Write a commented example config to start from, and a new keyring beside it.
     Init {
         /// Where to write it; `-` for standard output.
         #[arg(long, short, default_value = "postern.toml", value_name = "FILE")]
@@ -111,6 +116,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Credential(command) => outbound::credential(command),
         Command::SendingDomain(command) => outbound::sending_domain(command),
         Command::Suppression(command) => outbound::suppression(command),
+        Command::Keyring(command) => keyring::keyring(command),
     }
 }
 
@@ -122,9 +128,30 @@ fn load(path: &Path) -> Result<Config, CliError> {
     })
 }
 
-/// The store in `data_dir`, created when it is new.
-fn open_store(data_dir: &Path) -> Result<Store, CliError> {
-    Store::open(data_dir).map_err(CliError::Store)
+/// The store of `config`, created when it is new, sealing with its keyring.
+fn open_store(config: &Config) -> Result<Store, CliError> {
+    crate::app::open_store(config).map_err(CliError::Keyring)
+}
+
+/// The store in a data directory given directly (`--data-dir`): sealed with
+/// `<data_dir>/keyring` when it exists (as `postern dev` does), else plaintext.
+fn open_dir_store(data_dir: &Path) -> Result<Store, CliError> {
+    if !data_dir.join("keyring").exists() {
+        return Store::open(data_dir).map_err(CliError::Store);
+    }
+    // Dev's settings: the keyring in the data directory.
+    let config = Config::dev(
+        data_dir.to_owned(),
+        ([127, 0, 0, 1], 0).into(),
+        ([127, 0, 0, 1], 0).into(),
+        None,
+    );
+    open_store(&config)
+}
+
+/// `path` from the root, so the config's `key_file` does not depend on where postern runs.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// A single-threaded runtime for the commands that call the async services once.
@@ -147,9 +174,21 @@ fn init(output: &Path, force: bool) -> anyhow::Result<()> {
         ))
         .into());
     }
-    std::fs::write(output, EXAMPLE)
+    let key_file = output.with_file_name("keyring");
+    let example = EXAMPLE.replace(
+        "key_file = \"/etc/postern/keyring\"",
+        &format!("key_file = {:?}", absolute(&key_file).display().to_string()),
+    );
+    std::fs::write(output, example)
         .with_context(|| format!("cannot write {}", output.display()))?;
     println!("wrote {}", output.display());
+    if key_file.exists() {
+        println!("kept  {} (the existing keyring)", key_file.display());
+    } else {
+        let id = keyring::write_new(&key_file)?;
+        println!("wrote {} (key {id}, mode 0600)", key_file.display());
+    }
+    println!("warning: {}", keyring::BACKUP_WARNING);
     println!("next: edit [server] and the [[address]] blocks, then");
     println!("      postern check --config {}", output.display());
     println!(

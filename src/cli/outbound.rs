@@ -119,9 +119,8 @@ pub(super) enum SuppressionCommand {
 /// The outbound service on `target`'s store, and `server.hostname` when a config file was
 /// read.
 fn open(target: &Target) -> Result<(Outbound, Option<String>), CliError> {
-    let (data_dir, picked) =
-        target.data_dir_and(|config| (config.outbound.expiry, config.hostname.clone()))?;
-    let store = super::open_store(&data_dir)?;
+    let (store, picked) =
+        target.store_and(|config| (config.outbound.expiry, config.hostname.clone()))?;
     let (expiry, hostname) = match picked {
         Some((expiry, hostname)) => (expiry, Some(hostname)),
         None => (DEFAULT_EXPIRY, None),
@@ -279,7 +278,7 @@ pub(super) fn print_sending_domains(config: &Config) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let store = super::open_store(&config.data_dir)?;
+    let store = super::open_store(config)?;
     let outbound = Outbound::new(
         store,
         Clock::system(),

@@ -59,6 +59,9 @@ pub(super) fn dev(args: DevArgs) -> anyhow::Result<()> {
     // A developer's scratch directory (an older Postern made it 0755) is made private
     // rather than refused.
     crate::datadir::tighten(&config.data_dir).map_err(|error| CliError::Usage(error.into()))?;
+    if !config.encryption.key_file.exists() {
+        super::keyring::write_new(&config.encryption.key_file)?;
+    }
     run_server(config, true)
 }
 

@@ -42,12 +42,26 @@ pub struct Config {
     pub submission: SubmissionConfig,
     /// `[dns]`: the servers every DNS lookup asks.
     pub dns: DnsConfig,
+    /// `[encryption]`: content and secrets sealed at rest.
+    pub encryption: EncryptionConfig,
     pub addresses: Vec<AddressConfig>,
     pub domains: Vec<DomainConfig>,
     /// `[retention]`: how long each kind of data is kept (dev mode: the newest messages).
     pub retention: Retention,
     /// Dev mode: every recipient is accepted; raw messages are kept.
     pub dev: Option<DevConfig>,
+}
+
+/// `[encryption]`: the keyring that seals content and secrets in the store.
+#[derive(Debug, Clone)]
+pub struct EncryptionConfig {
+    pub enabled: bool,
+    /// The keyring file (0600; `postern init` / `postern keyring init` write one).
+    pub key_file: PathBuf,
+    /// A file holding the passphrase of a wrapped key file.
+    pub passphrase_file: Option<PathBuf>,
+    /// The passphrase from `POSTERN_KEY_PASSPHRASE`, when set.
+    pub passphrase: Option<crate::crypto::Passphrase>,
 }
 
 #[derive(Debug, Clone)]
@@ -347,14 +361,17 @@ impl Config {
             path: PathBuf::new(),
             message: e.to_string(),
         })?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let key_env = raw::KeyEnv::from_env(&env);
         raw::apply_env_overrides(&mut tree, env)?;
-        let raw: raw::RawConfig =
+        let mut raw: raw::RawConfig =
             toml::Value::Table(tree)
                 .try_into()
                 .map_err(|e| ConfigError::Syntax {
                     path: PathBuf::new(),
                     message: e.to_string(),
                 })?;
+        raw.key_env = key_env;
         raw.validate()
     }
 
@@ -380,6 +397,8 @@ impl Config {
         // Local test mail comes from loopback: SPF has nothing to say, and dev mode makes
         // no DNS queries.
         config.auth.spf = false;
+        // Dev keeps its keyring beside its data (`postern dev` creates it).
+        config.encryption.key_file = config.data_dir.join("keyring");
         config.dev = Some(DevConfig { forward });
         // Like a local capture tool: the newest messages, not the last days' content.
         config.retention = config.retention.for_dev();

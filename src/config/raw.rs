@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::dns::RawDnsSection;
 use crate::retention::{ContentRule, Retention};
+use crate::crypto::Passphrase;
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
-    DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, RelayUrl,
-    SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
+    DeliveryConfig, DomainConfig, DomainPattern, EncryptionConfig, Format, OidcProvider,
+    OutboundConfig, RelayUrl, SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource,
+    WebConfig,
 };
 
 /// The longest any `[retention]` setting may be: a hundred years.
@@ -21,7 +23,13 @@ const MAX_RETENTION_DAYS: u64 = 36_500;
 
 const ENV_PREFIX: &str = "POSTERN_";
 /// `POSTERN_*` variables that are not config overrides.
-const ENV_NOT_CONFIG: &[&str] = &["POSTERN_LOG", "POSTERN_CONFIG"];
+const ENV_NOT_CONFIG: &[&str] = &["POSTERN_LOG", "POSTERN_CONFIG", PASSPHRASE_ENV];
+/// The passphrase of a wrapped key file, when not in `[encryption] passphrase_file`.
+pub const PASSPHRASE_ENV: &str = "POSTERN_KEY_PASSPHRASE";
+/// The key file when systemd's `LoadCredential=keyring:…` provides it.
+const CREDENTIALS_ENV: &str = "CREDENTIALS_DIRECTORY";
+/// The key file otherwise.
+const DEFAULT_KEY_FILE: &str = "/etc/postern/keyring";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,10 +43,54 @@ pub(super) struct RawConfig {
     submission: RawSubmission,
     dns: RawDnsSection,
     retention: RawRetention,
+    encryption: RawEncryption,
+    /// What the environment says about the key file (not from the file).
+    #[serde(skip)]
+    pub(super) key_env: KeyEnv,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
     domains: Vec<DomainSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEncryption {
+    enabled: bool,
+    key_file: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+}
+
+impl Default for RawEncryption {
+    fn default() -> Self {
+        RawEncryption {
+            enabled: true,
+            key_file: None,
+            passphrase_file: None,
+        }
+    }
+}
+
+/// The environment's part in `[encryption]`: systemd's credentials directory and the
+/// key file's passphrase.
+#[derive(Debug, Default)]
+pub(super) struct KeyEnv {
+    pub(super) credentials_dir: Option<PathBuf>,
+    pub(super) passphrase: Option<Passphrase>,
+}
+
+impl KeyEnv {
+    pub(super) fn from_env(env: &[(String, String)]) -> KeyEnv {
+        let var = |name: &str| {
+            env.iter()
+                .find(|(key, value)| key == name && !value.is_empty())
+                .map(|(_, value)| value.clone())
+        };
+        KeyEnv {
+            credentials_dir: var(CREDENTIALS_ENV).map(PathBuf::from),
+            passphrase: var(PASSPHRASE_ENV).map(Passphrase::from),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -460,6 +512,8 @@ impl RawConfig {
             submission,
             dns,
             retention,
+            encryption,
+            key_env,
             addresses,
             domains,
         } = self;
@@ -475,6 +529,7 @@ impl RawConfig {
         let retention = retention.validate()?;
         let domains = validate_domains(domains)?;
         let addresses = validate_addresses(addresses, &domains, smtp.max_message_size)?;
+        let encryption = encryption.validate(key_env)?;
         Ok(Config {
             hostname,
             data_dir,
@@ -485,10 +540,35 @@ impl RawConfig {
             outbound,
             submission,
             dns,
+            encryption,
             addresses,
             domains,
             retention,
             dev: None,
+        })
+    }
+}
+
+impl RawEncryption {
+    /// `[encryption]`: whether content and secrets are sealed, the key file (default: the
+    /// systemd credential, else `/etc/postern/keyring`) and its passphrase.
+    fn validate(self, env: KeyEnv) -> Result<EncryptionConfig, ConfigError> {
+        let key_file = self.key_file.unwrap_or_else(|| match env.credentials_dir {
+            Some(dir) => dir.join("keyring"),
+            None => PathBuf::from(DEFAULT_KEY_FILE),
+        });
+        if key_file.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "encryption.key_file",
+                "\"\"",
+                "expected the path of the keyring (postern keyring init writes one)",
+            ));
+        }
+        Ok(EncryptionConfig {
+            enabled: self.enabled,
+            key_file,
+            passphrase_file: self.passphrase_file,
+            passphrase: env.passphrase,
         })
     }
 }

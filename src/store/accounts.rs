@@ -66,7 +66,7 @@ pub struct UserRow {
 }
 
 const USER_COLUMNS: &str = "u.id, u.email, u.password_hash, u.role, u.password_change_required,
-    u.totp_secret, u.totp_enabled_at, u.totp_last_step, u.created_at, u.last_sign_in_at";
+    open_text(u.totp_secret), u.totp_enabled_at, u.totp_last_step, u.created_at, u.last_sign_in_at";
 
 fn user_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -397,7 +397,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.write(move |connection| {
             let changed = connection.execute(
-                "UPDATE users SET totp_secret = ?2, totp_last_step = NULL
+                "UPDATE users SET totp_secret = seal(?2), totp_last_step = NULL
                  WHERE id = ?1 AND totp_enabled_at IS NULL",
                 params![user_id, secret],
             )?;
@@ -420,7 +420,7 @@ impl Store {
             let tx = connection.transaction()?;
             let changed = tx.execute(
                 "UPDATE users SET totp_enabled_at = ?3, totp_last_step = ?4
-                 WHERE id = ?1 AND totp_secret = ?2 AND totp_enabled_at IS NULL",
+                 WHERE id = ?1 AND open_text(totp_secret) = ?2 AND totp_enabled_at IS NULL",
                 params![user_id, secret, at, step],
             )?;
             if changed != 1 {

@@ -87,7 +87,8 @@ pub struct MessageRef {
 }
 
 /// `pending` when the message's credential has an events URL, else `none` (SQL).
-const WEBHOOK_FOR_MESSAGE: &str = "SELECT CASE WHEN c.events_url IS NOT NULL AND c.events_url <> ''
+const WEBHOOK_FOR_MESSAGE: &str =
+    "SELECT CASE WHEN c.events_url IS NOT NULL AND open_text(c.events_url) <> ''
         THEN 'pending' ELSE 'none' END
      FROM outbound_messages m LEFT JOIN smtp_credentials c ON c.id = m.credential_id
      WHERE m.id = ?1";
@@ -159,7 +160,7 @@ impl Store {
                 [],
             )?;
             let mut statement = connection.prepare_cached(
-                "SELECT e.id, m.uuid, e.recipient, e.kind, e.details, c.events_url,
+                "SELECT e.id, m.uuid, e.recipient, e.kind, e.details, open_text(c.events_url),
                     e.webhook_attempts, e.created_at
                  FROM outbound_events e
                  JOIN outbound_messages m ON m.id = e.message_id
@@ -402,11 +403,11 @@ impl Store {
         let name = name.to_string();
         self.write(move |connection| {
             connection.execute(
-                "INSERT OR IGNORE INTO instance_secrets (name, value) VALUES (?1, ?2)",
+                "INSERT OR IGNORE INTO instance_secrets (name, value) VALUES (?1, seal(?2))",
                 params![name, fresh],
             )?;
             connection.query_row(
-                "SELECT value FROM instance_secrets WHERE name = ?1",
+                "SELECT open_blob(value) FROM instance_secrets WHERE name = ?1",
                 [name],
                 |row| row.get(0),
             )

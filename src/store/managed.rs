@@ -10,6 +10,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params_from_iter};
 
+use super::sealing::SEALED_MANAGED_COLUMNS;
 use super::{Store, StoreError};
 use crate::config::{AddressSpec, DomainSpec};
 
@@ -119,11 +120,26 @@ impl ManagedSpec for DomainSpec {
 }
 
 fn select<S: ManagedSpec>(filter: &str) -> String {
+    let columns: Vec<String> = S::COLUMNS
+        .iter()
+        .map(|column| match SEALED_MANAGED_COLUMNS.contains(column) {
+            true => format!("open_text({column})"),
+            false => column.to_string(),
+        })
+        .collect();
     format!(
         "SELECT id, {} FROM {} {filter}",
-        S::COLUMNS.join(", "),
+        columns.join(", "),
         S::TABLE
     )
+}
+
+/// The SQL for parameter `n` of `column`: sealed URLs go through `seal` (`store::sealing`).
+fn placeholder(column: &str, n: usize) -> String {
+    match SEALED_MANAGED_COLUMNS.contains(&column) {
+        true => format!("seal(?{n})"),
+        false => format!("?{n}"),
+    }
 }
 
 /// Inserts (`id: None`) or updates. The id is the last parameter either way: an insert
@@ -139,8 +155,11 @@ fn put<S: ManagedSpec>(
             "INSERT INTO {} ({}, id) VALUES ({})",
             S::TABLE,
             columns.join(", "),
-            (1..=columns.len() + 1)
-                .map(|n| format!("?{n}"))
+            columns
+                .iter()
+                .chain(&["id"])
+                .enumerate()
+                .map(|(n, column)| placeholder(column, n + 1))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -150,7 +169,7 @@ fn put<S: ManagedSpec>(
             columns
                 .iter()
                 .enumerate()
-                .map(|(n, column)| format!("{column} = ?{}", n + 1))
+                .map(|(n, column)| format!("{column} = {}", placeholder(column, n + 1)))
                 .collect::<Vec<_>>()
                 .join(", "),
             columns.len() + 1

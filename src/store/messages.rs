@@ -200,7 +200,7 @@ impl Store {
             let id = tx.last_insert_rowid();
             if let Some(raw) = raw {
                 tx.execute(
-                    "INSERT INTO inbound_raw (message_id, raw) VALUES (?1, ?2)",
+                    "INSERT INTO inbound_raw (message_id, raw) VALUES (?1, seal(?2))",
                     params![id, raw],
                 )?;
             }
@@ -287,7 +287,7 @@ impl Store {
         self.read(move |connection| {
             connection
                 .query_row(
-                    "SELECT raw FROM inbound_raw WHERE message_id = ?1",
+                    "SELECT open_blob(raw) FROM inbound_raw WHERE message_id = ?1",
                     [id],
                     |row| row.get(0),
                 )

@@ -13,6 +13,8 @@
 //! Retention (`retention`): the sweep's deletes, `secure_delete` on every connection and
 //! incremental auto-vacuum, so deleted data neither lingers in free pages nor keeps the
 //! file large.
+//! Content and secrets are sealed at rest when the store is opened with a keyring
+//! (`sealing`: SQL functions seal on write and open on read, so callers see plaintext).
 //!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
 //! through one connection, reads through another; both run on tokio's blocking pool so the
@@ -27,6 +29,7 @@ mod migrations;
 mod outbound;
 mod queue;
 mod retention;
+mod sealing;
 pub mod unix_time;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+use crate::crypto::{CryptoError, Keyring};
 use crate::datadir::DataDirError;
 
 pub use accounts::{
@@ -53,6 +57,7 @@ pub use outbound::{
 };
 pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
 pub use retention::Swept;
+pub use sealing::{SEALED_COLUMNS, SealStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -68,11 +73,23 @@ pub enum StoreError {
     )]
     TooNew { found: i64, supported: i64 },
     #[error("database error: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    /// A sealed value could not be opened: the key it names is not in the keyring (or
+    /// encryption is off), or the value is damaged.
+    #[error(
+        "stored value: {0}; set [encryption] key_file to the keyring that sealed it (values sealed with a lost key cannot be read)"
+    )]
+    Sealed(CryptoError),
     #[error("queue commit failed: {0}")]
     Commit(String),
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        sealing::store_error(error)
+    }
 }
 
 /// Creates the database file 0600 before SQLite opens it, whatever the umask of the process
@@ -101,11 +118,23 @@ pub struct Store {
     /// To the group-commit thread of the outbound queue (`outbound::start_commit_thread`).
     enqueuer: outbound::EnqueueSender,
     path: PathBuf,
+    /// The keyring that seals content and secrets; `None` with encryption off.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/postern.db` and migrates it.
+    /// Opens (creating if needed) `<data_dir>/postern.db` and migrates it; nothing is
+    /// sealed, and a sealed value is an error when read.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, None)
+    }
+
+    /// [`Store::open`], sealing content and secrets with `keyring` (design §4.6).
+    pub fn open_sealed(data_dir: &Path, keyring: Arc<Keyring>) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, Some(keyring))
+    }
+
+    fn open_with(data_dir: &Path, keyring: Option<Arc<Keyring>>) -> Result<Store, StoreError> {
         crate::datadir::ensure(data_dir)?;
         let path = data_dir.join("postern.db");
         create_private(&path)?;
@@ -119,8 +148,12 @@ impl Store {
                     "PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA busy_timeout = 5000;",
+                     PRAGMA busy_timeout = 5000;
+                     PRAGMA temp_store = MEMORY;",
                 )
+                .and_then(|()| sealing::register(&connection, keyring.clone()))
+                // Freed pages are zeroed: swept rows and plaintext re-sealed by `reencrypt`
+                // do not linger in the file.
                 .and_then(|()| connection.execute_batch(retention::SECURE_DELETE))
                 .map_err(|source| StoreError::Open {
                     path: path.to_owned(),
@@ -141,6 +174,7 @@ impl Store {
             writer,
             reader: Arc::new(Mutex::new(reader)),
             path,
+            keyring,
         })
     }
 
@@ -157,7 +191,7 @@ impl Store {
             let mut connection = writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut connection)
+            work(&mut connection).map_err(sealing::store_error)
         })
         .await??;
         Ok(result)
@@ -182,7 +216,7 @@ impl Store {
             let connection = reader
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&connection)
+            work(&connection).map_err(sealing::store_error)
         })
         .await??;
         Ok(result)

@@ -77,7 +77,7 @@ pub struct NewCredential {
 }
 
 const CREDENTIAL_COLUMNS: &str = "id, username, secret_hash, prefix, mode, allowed_senders,
-    events_url, track_opens, track_clicks, created_at, last_used_at, revoked_at";
+    open_text(events_url), track_opens, track_clicks, created_at, last_used_at, revoked_at";
 
 fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialRow> {
     let mode: String = row.get(4)?;
@@ -115,7 +115,7 @@ pub struct SendingDomainRow {
 }
 
 const DOMAIN_COLUMNS: &str = "id, domain, return_path_domain, dkim_selector, dkim_algorithm,
-    dkim_private_key, dkim_public_key, created_at";
+    open_text(dkim_private_key), dkim_public_key, created_at";
 
 fn domain_from_row(row: &Row<'_>) -> rusqlite::Result<SendingDomainRow> {
     Ok(SendingDomainRow {
@@ -372,7 +372,7 @@ fn insert_message(tx: &Connection, message: &NewOutbound) -> rusqlite::Result<En
     )?;
     let id = tx.last_insert_rowid();
     tx.execute(
-        "INSERT INTO outbound_content (message_id, raw) VALUES (?1, ?2)",
+        "INSERT INTO outbound_content (message_id, raw) VALUES (?1, seal(?2))",
         params![id, message.raw],
     )?;
     let webhook = if message.webhook { "pending" } else { "none" };
@@ -574,7 +574,7 @@ impl Store {
             let inserted = connection.execute(
                 "INSERT INTO smtp_credentials (username, secret_hash, prefix, mode,
                     allowed_senders, events_url, track_opens, track_clicks, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, seal(?6), ?7, ?8, ?9)",
                 params![
                     credential.username,
                     credential.secret_hash,
@@ -660,7 +660,7 @@ impl Store {
             let inserted = connection.execute(
                 "INSERT INTO sending_domains (domain, return_path_domain, dkim_selector,
                     dkim_algorithm, dkim_private_key, dkim_public_key, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, seal(?5), ?6, ?7)",
                 params![
                     domain.domain,
                     domain.return_path_domain,
@@ -791,7 +791,7 @@ impl Store {
         self.read(move |connection| {
             connection
                 .query_row(
-                    "SELECT raw FROM outbound_content WHERE message_id = ?1",
+                    "SELECT open_blob(raw) FROM outbound_content WHERE message_id = ?1",
                     [message_id],
                     |row| row.get(0),
                 )

@@ -1214,6 +1214,10 @@ async fn user_commands_of_the_real_binary() {
         use std::io::Write;
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+            .env(
+                "CREDENTIALS_DIRECTORY",
+                crate::support::binary::credentials_directory(),
+            )
             .args(args)
             .arg("--config")
             .arg(&config)

@@ -24,6 +24,10 @@ fn free_port() -> u16 {
 fn postern(config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
     command
+        .env(
+            "CREDENTIALS_DIRECTORY",
+            crate::support::binary::credentials_directory(),
+        )
         .env("POSTERN_CONFIG", config)
         .env("POSTERN_LOG", "warn");
     command

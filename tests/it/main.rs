@@ -15,6 +15,7 @@ mod crash;
 mod dashboard;
 mod delivery;
 mod dkim;
+mod encryption;
 mod hardening;
 mod hostile;
 mod idempotency;

@@ -833,6 +833,10 @@ fn postern_check_prints_each_sending_domain_with_its_dkim_record() {
     let config = config.to_str().unwrap();
     let run = |args: &[&str]| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_postern"));
+        command.env(
+            "CREDENTIALS_DIRECTORY",
+            crate::support::binary::credentials_directory(),
+        );
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("POSTERN_") {
                 command.env_remove(name);

@@ -3,8 +3,11 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 
-/// The real binary, without any `POSTERN_*` variable of the environment the tests run in.
+/// The real binary, without any `POSTERN_*` variable of the environment the tests run in,
+/// and with a keyring where systemd's `LoadCredential=` would put it (the default
+/// `[encryption] key_file` then), shared by the binaries of this test run.
 pub fn postern() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
     for (name, _) in std::env::vars_os() {
@@ -12,7 +15,23 @@ pub fn postern() -> Command {
             command.env_remove(name);
         }
     }
+    command.env("CREDENTIALS_DIRECTORY", credentials_directory());
     command
+}
+
+/// A private directory holding `keyring`, made once per test run.
+pub fn credentials_directory() -> &'static Path {
+    static DIRECTORY: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIRECTORY
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            super::private(dir.path());
+            postern::crypto::Keyring::generate()
+                .save(&dir.path().join("keyring"), None)
+                .expect("the test keyring is written");
+            dir
+        })
+        .path()
 }
 
 /// `postern dev` on ephemeral loopback ports over `data_dir`; its standard output (the

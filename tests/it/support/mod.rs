@@ -51,6 +51,20 @@ pub fn init() {
     });
 }
 
+/// With encryption on, an app seals with the key file its config names when it exists, else
+/// with `<data_dir>/keyring`, made when missing (as `postern dev` does).
+pub fn keyring_in(config: &mut Config, data_dir: &std::path::Path) {
+    if !config.encryption.enabled || config.encryption.key_file.exists() {
+        return;
+    }
+    config.encryption.key_file = data_dir.join("keyring");
+    if !config.encryption.key_file.exists() {
+        postern::crypto::Keyring::generate()
+            .save(&config.encryption.key_file, None)
+            .expect("the test keyring is written");
+    }
+}
+
 /// Makes a test's data directory private, as `postern` refuses any other (tempfile makes
 /// them 0755 under the usual umask), and gives the files the test process writes later the
 /// umask `postern` runs with.
@@ -136,8 +150,9 @@ impl TestApp {
         TestApp::from_config(config, data_dir).await
     }
 
-    pub async fn from_config(config: Config, data_dir: TempDir) -> TestApp {
+    pub async fn from_config(mut config: Config, data_dir: TempDir) -> TestApp {
         private(data_dir.path());
+        keyring_in(&mut config, data_dir.path());
         let clock = Clock::manual(time::OffsetDateTime::now_utc());
         let options = AppOptions {
             clock: clock.clone(),
@@ -332,6 +347,15 @@ impl TestApp {
             .events()
             .await
             .expect("the events queue is readable")
+    }
+
+    /// One re-encryption pass now (as `serve` runs every 10 minutes): the values it sealed
+    /// with the current key.
+    pub async fn run_reencrypt_once(&self) -> u64 {
+        self.passes
+            .reencrypt()
+            .await
+            .expect("every stored value opens")
     }
 
     /// One pass of the delivery worker now, waiting for the attempts it started: the
