@@ -82,6 +82,7 @@ pub struct App {
     starttls: bool,
     settings: crate::web::Settings,
     oidc: Oidc,
+    privacy: crate::privacy::Privacy,
 }
 
 impl App {
@@ -128,7 +129,10 @@ impl App {
         let smtp = SmtpServer::new(smtp_listener, server_config, tls, mx);
         let settings = web_settings(&config, smtp_addr, &submission_addrs, web_addr);
         let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
+        let (grace, limits) = (config.smtp.shutdown_grace, web_limits(&config));
+        let privacy = crate::privacy::Privacy::new(config, store.clone());
         Ok(App {
+            privacy,
             oidc,
             settings,
             smtp,
@@ -139,7 +143,7 @@ impl App {
             web,
             web_addr,
             web_options,
-            web_limits: web_limits(&config),
+            web_limits: limits,
             store,
             accounts,
             managed,
@@ -147,7 +151,7 @@ impl App {
             worker,
             deliverer,
             shutdown,
-            grace: config.smtp.shutdown_grace,
+            grace,
             starttls,
         })
     }
@@ -223,6 +227,7 @@ impl App {
                 inbound: Some(self.inbound),
                 outbound: Some(self.outbound),
                 oidc: self.oidc,
+                privacy: self.privacy,
             };
             let router = crate::web::router(services, self.web_options, self.settings);
             crate::web::listener::serve(self.web, router, self.web_limits, web_shutdown).await;
