@@ -211,3 +211,101 @@ impl Privacy {
         build(&self.config, &self.store).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[outbound]
+relay = "smtp://me:s3cret@relay.example.net:587"
+[dns]
+servers = ["127.0.0.1:5353"]
+[[address]]
+address = "in@example.com"
+target = "https://user:s3cret@app.example.com/in"
+auth_callback = "http://127.0.0.1:9/auth"
+"#;
+
+    fn runtime() -> Runtime {
+        Runtime {
+            addresses: vec![AddressSpec {
+                address: "api@example.com".into(),
+                target: Some("http://u:s3cret@10.0.0.1:8080/hook".into()),
+                format: None,
+                timeout_secs: None,
+                max_message_size: None,
+                size_exceeded_message: None,
+                size_as_number: false,
+                auth_callback: None,
+                error_callback: None,
+                dkim: true,
+                dmarc: false,
+            }],
+            domains: vec![],
+            credentials: vec![],
+        }
+    }
+
+    #[test]
+    fn every_destination_is_listed_masked_with_its_channel() {
+        let config = Config::from_toml(CONFIG, Vec::new()).unwrap();
+        let system = Ok(vec!["192.0.2.53:53".parse().unwrap()]);
+        let report = report(&config, &runtime(), system);
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(!json.contains("s3cret"), "{json}");
+        let find = |kind: Kind, to: &str| {
+            report
+                .destinations
+                .iter()
+                .find(|d| d.kind == kind && d.to.contains(to))
+                .unwrap_or_else(|| panic!("{kind:?} {to} in {json}"))
+        };
+        let target = find(Kind::Target, "app.example.com");
+        assert_eq!(target.to, "https://***@app.example.com/in");
+        assert_eq!(
+            (target.encryption, target.port),
+            (Encryption::Yes, Some(443))
+        );
+        let auth = find(Kind::AuthCallback, "127.0.0.1:9");
+        assert_eq!(
+            (auth.encryption, auth.sends),
+            (Encryption::No, Sends::Metadata)
+        );
+        assert_eq!(
+            find(Kind::Target, "10.0.0.1").source,
+            "managed address api@example.com"
+        );
+        let relay = find(Kind::Relay, "relay.example.net");
+        assert_eq!(relay.encryption, Encryption::Yes);
+        assert!(!report.destinations.iter().any(|d| d.kind == Kind::Mx));
+        let dns = find(Kind::Dns, "127.0.0.1:5353");
+        assert!(dns.detail.contains("DKIM"), "{}", dns.detail);
+        // Named hosts are looked up through the system resolver, whatever [dns] says.
+        assert_eq!(
+            find(Kind::Dns, "192.0.2.53:53").source,
+            "the system resolver (/etc/resolv.conf)"
+        );
+        assert!(report.stored.iter().all(|s| !s.encrypted));
+    }
+
+    #[test]
+    fn dev_mode_sends_only_to_its_forward() {
+        let dev = |forward: Option<&str>| {
+            let forward = forward.map(|url| crate::config::TargetUrl::parse(url).unwrap());
+            let config = Config::dev(
+                "d".into(),
+                "127.0.0.1:0".parse().unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+                forward,
+            );
+            report(&config, &runtime(), Ok(vec![]))
+        };
+        let kinds = |r: &PrivacyReport| r.destinations.iter().map(|d| d.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(&dev(None)), Vec::<Kind>::new());
+        assert_eq!(
+            kinds(&dev(Some("http://127.0.0.1:3000/in"))),
+            [Kind::DevForward]
+        );
+    }
+}
