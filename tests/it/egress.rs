@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -54,7 +53,9 @@ fn own_network() -> Result<(), String> {
     unsafe {
         if libc::unshare(libc::CLONE_NEWNET) != 0 {
             let error = std::io::Error::last_os_error();
-            return Err(format!("no network namespace (unshare: {error}); run as root"));
+            return Err(format!(
+                "no network namespace (unshare: {error}); run as root"
+            ));
         }
         let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
         let mut request: libc::ifreq = std::mem::zeroed();
@@ -67,7 +68,10 @@ fn own_network() -> Result<(), String> {
         };
         libc::close(socket);
         if !up {
-            return Err(format!("cannot bring lo up: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "cannot bring lo up: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     Ok(())
@@ -84,12 +88,24 @@ async fn exercise() {
     private(data.path());
     let (smtp, web) = (free_port(), free_port());
     let config = data.path().join("postern.toml");
-    std::fs::write(&config, config_text(data.path(), smtp, web, &targets, dns.addr(), sink.port())).unwrap();
+    std::fs::write(
+        &config,
+        config_text(data.path(), smtp, web, &targets, dns.addr(), sink.port()),
+    )
+    .unwrap();
     let token = prepare(&config, &events);
 
     let trace = data.path().join("connect.trace");
     let mut traced = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg", "-e", "signal=none", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect,sendto,sendmsg,sendmmsg",
+            "-e",
+            "signal=none",
+            "-o",
+        ])
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_postern"))
         .arg("serve")
@@ -101,7 +117,7 @@ async fn exercise() {
         .unwrap();
     let smtp = SocketAddr::from((Ipv4Addr::LOCALHOST, smtp));
     let web = SocketAddr::from((Ipv4Addr::LOCALHOST, web));
-    eventually("postern serve listens", || async {
+    eventually("postern serve listens", async || {
         tokio::net::TcpStream::connect(web).await.is_ok()
     })
     .await;
@@ -111,15 +127,24 @@ async fn exercise() {
     let observed = observed(&std::fs::read_to_string(&trace).unwrap());
     let mx = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
     let destinations = &report["destinations"];
-    let unlisted = unlisted(&observed, destinations, &mx);
-    assert!(unlisted.is_empty(), "not in /api/privacy: {unlisted:?}\nreport: {report:#}");
+    let left_out = unlisted(&observed, destinations, &mx);
+    assert!(
+        left_out.is_empty(),
+        "not in /api/privacy: {left_out:?}\nreport: {report:#}"
+    );
     for (what, expected) in [
         ("the targets", targets.addr),
         ("the events webhook", events.addr),
         ("the DNS server", dns.addr()),
-        ("the MX (smtp-sink)", SocketAddr::from((Ipv4Addr::LOCALHOST, sink.port()))),
+        (
+            "the MX (smtp-sink)",
+            SocketAddr::from((Ipv4Addr::LOCALHOST, sink.port())),
+        ),
     ] {
-        assert!(observed.contains(&Seen::Ip(expected)), "{what} {expected} not seen in {observed:?}");
+        assert!(
+            observed.contains(&Seen::Ip(expected)),
+            "{what} {expected} not seen in {observed:?}"
+        );
     }
     // The check can fail: a destination left out of the report is caught.
     let mut without_events = destinations.as_array().unwrap().clone();
@@ -128,7 +153,14 @@ async fn exercise() {
     assert_eq!(caught, [Seen::Ip(events.addr)]);
 }
 
-fn config_text(dir: &Path, smtp: u16, web: u16, targets: &Receiver, dns: SocketAddr, mx_port: u16) -> String {
+fn config_text(
+    dir: &Path,
+    smtp: u16,
+    web: u16,
+    targets: &Receiver,
+    dns: SocketAddr,
+    mx_port: u16,
+) -> String {
     format!(
         r#"[server]
 hostname = "mx.postern.test"
@@ -174,15 +206,50 @@ fn prepare(config: &Path, events: &Receiver) -> String {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     };
-    cli(&["user", "add", "--email", ADMIN, "--password-stdin"], &format!("{PASSWORD}\n"));
-    cli(&["sending-domain", "add", "example.com", "--algorithm", "ed25519"], "");
-    let created = cli(&["credential", "add", "app", "--events-url", &events.url("/events")], "");
-    created.lines().nth(1).expect("the token line").trim().to_string()
+    cli(
+        &["user", "add", "--email", ADMIN, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    cli(
+        &[
+            "sending-domain",
+            "add",
+            "example.com",
+            "--algorithm",
+            "ed25519",
+        ],
+        "",
+    );
+    let created = cli(
+        &[
+            "credential",
+            "add",
+            "app",
+            "--events-url",
+            &events.url("/events"),
+        ],
+        "",
+    );
+    created
+        .lines()
+        .nth(1)
+        .expect("the token line")
+        .trim()
+        .to_string()
 }
 
 /// Inbound to a target (auth callback), to a failing target (error callback), the send API
@@ -197,13 +264,22 @@ async fn use_every_feature(
 ) -> Value {
     let mut client = Smtp::connect(smtp).await;
     let mail = "From: s@example.org\r\nTo: in@postern.test\r\nSubject: hi\r\n\r\nhello\r\n";
-    let reply = client.send_mail("s@example.org", &["in@postern.test"], mail).await;
+    let reply = client
+        .send_mail("s@example.org", &["in@postern.test"], mail)
+        .await;
     assert!(reply.starts_with("250"), "{reply}");
     let mut client = Smtp::connect(smtp).await;
-    let reply = client.send_mail("s@example.org", &["fail@postern.test"], mail).await;
+    let reply = client
+        .send_mail("s@example.org", &["fail@postern.test"], mail)
+        .await;
     assert!(reply.starts_with("450"), "{reply}");
     let paths: BTreeSet<String> = targets.requests().into_iter().map(|r| r.path).collect();
-    assert!(["/auth/200", "/status/200", "/status/500", "/error/200"].iter().all(|p| paths.contains(*p)), "{paths:?}");
+    assert!(
+        ["/auth/200", "/status/200", "/status/500", "/error/200"]
+            .iter()
+            .all(|p| paths.contains(*p)),
+        "{paths:?}"
+    );
 
     let answer = reqwest::Client::new()
         .post(format!("http://{web}/api/v0.1/app/messages"))
@@ -213,8 +289,14 @@ async fn use_every_feature(
         .await
         .unwrap();
     assert_eq!(answer.status(), 202, "{}", answer.text().await.unwrap());
-    eventually("the MX got the message", || async { !sink.messages().is_empty() }).await;
-    eventually("the events webhook was called", || async { !events.requests().is_empty() }).await;
+    eventually("the MX got the message", async || {
+        !sink.messages().is_empty()
+    })
+    .await;
+    eventually("the events webhook was called", async || {
+        !events.requests().is_empty()
+    })
+    .await;
 
     let mut browser = Browser::new(web);
     browser.sign_in(ADMIN, PASSWORD).await;
@@ -252,14 +334,22 @@ fn observed(trace: &str) -> BTreeSet<Seen> {
             let family = line.split("sa_family=").nth(1)?;
             let field = |key: &str| -> Option<&str> {
                 let rest = line.split(key).nth(1)?;
-                rest.split(['"', ')']).find(|s| !s.is_empty() && !s.starts_with(','))
+                rest.split(['"', ')'])
+                    .find(|s| !s.is_empty() && !s.starts_with(','))
             };
             let port = || field("port=htons(")?.parse::<u16>().ok();
             Some(if family.starts_with("AF_INET6") {
-                let ip = line.split("inet_pton(AF_INET6, \"").nth(1)?.split('"').next()?;
+                let ip = line
+                    .split("inet_pton(AF_INET6, \"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?;
                 Seen::Ip(SocketAddr::new(ip.parse().ok()?, port()?))
             } else if family.starts_with("AF_INET") {
-                Seen::Ip(SocketAddr::new(field("inet_addr(\"")?.parse().ok()?, port()?))
+                Seen::Ip(SocketAddr::new(
+                    field("inet_addr(\"")?.parse().ok()?,
+                    port()?,
+                ))
             } else if family.starts_with("AF_NETLINK") {
                 return None;
             } else {
@@ -275,9 +365,13 @@ fn unlisted(observed: &BTreeSet<Seen>, destinations: &Value, mx: &[IpAddr]) -> V
     let mut listed = BTreeSet::new();
     for destination in destinations.as_array().expect("destinations is a list") {
         let port = destination["port"].as_u64().map(|p| p as u16);
-        let host = destination["host"].as_str().and_then(|h| h.parse::<IpAddr>().ok());
+        let host = destination["host"]
+            .as_str()
+            .and_then(|h| h.parse::<IpAddr>().ok());
         match (destination["kind"].as_str(), host, port) {
-            (Some("mx"), None, Some(port)) => listed.extend(mx.iter().map(|ip| SocketAddr::new(*ip, port))),
+            (Some("mx"), None, Some(port)) => {
+                listed.extend(mx.iter().map(|ip| SocketAddr::new(*ip, port)))
+            }
             (_, Some(ip), Some(port)) => {
                 listed.insert(SocketAddr::new(ip, port));
             }
@@ -305,8 +399,14 @@ fn strace_lines_are_read_for_both_families() {
         "12 sendto(9, \"x\", 1, MSG_NOSIGNAL, NULL, 0) = 1\n",
     );
     let seen = observed(trace);
-    assert!(seen.contains(&Seen::Ip("127.0.0.1:8080".parse().unwrap())), "{seen:?}");
-    assert!(seen.contains(&Seen::Ip("[::1]:53".parse().unwrap())), "{seen:?}");
+    assert!(
+        seen.contains(&Seen::Ip("127.0.0.1:8080".parse().unwrap())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&Seen::Ip("[::1]:53".parse().unwrap())),
+        "{seen:?}"
+    );
     assert_eq!(seen.len(), 3, "{seen:?}");
     let report = json!([{"kind": "dns", "host": "::1", "port": 53}]);
     assert_eq!(unlisted(&seen, &report, &[]).len(), 2);

@@ -14,6 +14,7 @@ mod crash;
 mod dashboard;
 mod delivery;
 mod dkim;
+mod egress;
 mod hardening;
 mod hostile;
 mod idempotency;
