@@ -263,6 +263,7 @@ async fn use_every_feature(
     sink: &Sink,
 ) -> Value {
     let mut client = Smtp::connect(smtp).await;
+    client.ehlo().await;
     let mail = "From: s@example.org\r\nTo: in@postern.test\r\nSubject: hi\r\n\r\nhello\r\n";
     let reply = client
         .send_mail("s@example.org", &["in@postern.test"], mail)

@@ -24,6 +24,7 @@ mod outbound_delivery;
 mod outbound_events;
 mod outbound_pages;
 mod payload;
+mod privacy;
 mod private_data;
 mod protocol;
 mod routing;
