@@ -157,6 +157,7 @@ pub struct App {
     oidc: Oidc,
     /// Deletes what `[retention]` no longer keeps.
     sweeper: Sweeper,
+    privacy: crate::privacy::Privacy,
 }
 
 impl App {
@@ -209,8 +210,11 @@ impl App {
         let smtp = SmtpServer::new(smtp_listener, server_config, tls, mx);
         let settings = web_settings(&config, smtp_addr, &submission_addrs, web_addr);
         let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
+        let (grace, limits) = (config.smtp.shutdown_grace, web_limits(&config));
+        let privacy = crate::privacy::Privacy::new(config, store.clone());
         Ok(App {
             sweeper,
+            privacy,
             oidc,
             settings,
             smtp,
@@ -221,7 +225,7 @@ impl App {
             web,
             web_addr,
             web_options,
-            web_limits: web_limits(&config),
+            web_limits: limits,
             store,
             accounts,
             managed,
@@ -229,7 +233,7 @@ impl App {
             worker,
             deliverer,
             shutdown,
-            grace: config.smtp.shutdown_grace,
+            grace,
             starttls,
             clock,
         })
@@ -316,6 +320,7 @@ impl App {
                 inbound: Some(self.inbound),
                 outbound: Some(self.outbound),
                 oidc: self.oidc,
+                privacy: self.privacy,
             };
             let router = crate::web::router(services, self.web_options, self.settings);
             crate::web::listener::serve(self.web, router, self.web_limits, web_shutdown).await;

@@ -96,6 +96,24 @@ pub fn resolver(
         })
 }
 
+/// The servers the machine's resolver asks (`/etc/resolv.conf`): what `ResolverChoice::System`
+/// and every lookup of a host name outside this module (`getaddrinfo`) reach.
+pub fn system_servers() -> Result<Vec<SocketAddr>, ResolverError> {
+    let (config, _) = read_system_conf().map_err(|e| ResolverError::SystemConfig {
+        reason: e.to_string(),
+    })?;
+    let mut servers: Vec<SocketAddr> = Vec::new();
+    for server in config.name_servers() {
+        for connection in &server.connections {
+            let address = SocketAddr::new(server.ip, connection.port);
+            if !servers.contains(&address) {
+                servers.push(address);
+            }
+        }
+    }
+    Ok(servers)
+}
+
 /// One named server, UDP and TCP on its own port.
 fn name_server(address: &SocketAddr) -> NameServerConfig {
     let mut server = NameServerConfig::udp_and_tcp(address.ip());

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod inbound;
 pub mod mail;
 pub mod outbound;
+pub mod privacy;
 pub mod retention;
 pub mod secret;
 pub mod shutdown;

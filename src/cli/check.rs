@@ -1,12 +1,13 @@
 //! `postern check`: validates a config file and prints what it would run (listeners, TLS,
 //! sign-in, delivery, routes, sending domains), secrets masked. `serve` prints the same
-//! summary before it starts.
+//! summary before it starts. `check` ends with "Where data goes" (the privacy report).
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use super::error::CliError;
 use crate::config::{Config, OutboundConfig, TlsSource};
+use crate::privacy::Runtime;
 
 pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     let config = super::load(path)?;
@@ -20,6 +21,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     }
     super::keyring::print_keyring(&config)?;
     super::outbound::print_sending_domains(&config)?;
+    print_where_data_goes(&config)?;
     println!("config OK");
     Ok(())
 }
@@ -210,4 +212,44 @@ fn tracking_warning(config: &Config) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// The privacy report: every destination and what is kept; the managed entries are read
+/// when the database exists.
+fn print_where_data_goes(config: &Config) -> anyhow::Result<()> {
+    let runtime = if config.data_dir.join("postern.db").exists() {
+        let store = super::open_store(config)?;
+        super::runtime().block_on(Runtime::load(&store))?
+    } else {
+        Runtime::default()
+    };
+    let system_dns = crate::dns::system_servers().map_err(|e| e.to_string());
+    let report = crate::privacy::report(config, &runtime, system_dns);
+    println!("Where data goes");
+    if report.destinations.is_empty() {
+        println!("  nowhere: nothing leaves this machine");
+    }
+    for d in &report.destinations {
+        println!(
+            "  {} {} ({}): {}; encrypted: {}",
+            d.kind.describe(),
+            d.to,
+            d.source,
+            d.sends.describe(),
+            d.encryption.describe()
+        );
+    }
+    println!("What is stored (in {})", config.data_dir.display());
+    for stored in &report.stored {
+        let encrypted = if stored.encrypted {
+            "encrypted"
+        } else {
+            "not encrypted"
+        };
+        println!("  {}: {}; {encrypted}", stored.what, stored.kept);
+    }
+    for note in &report.notes {
+        println!("  note: {note}");
+    }
+    Ok(())
 }

@@ -70,6 +70,7 @@ async fn about(
             "<a href=\"/api/sending-domains\">GET /api/sending-domains</a> · POST /api/sending-domains · ",
             "DELETE /api/sending-domains/{{domain}} · GET /api/sending-domains/{{domain}}/verify · ",
             "<a href=\"/api/suppressions\">GET /api/suppressions</a></li>\n",
+            "<li><a href=\"/api/privacy\">GET /api/privacy</a>: where data goes and what is kept (<a href=\"/privacy\">page</a>)</li>\n",
             "<li>ANY /target/{{code}}, /target/delay/{{ms}}: test targets</li>\n</ul>",
         ),
         who = who,

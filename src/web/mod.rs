@@ -5,7 +5,7 @@
 //! routes outside the gate: test targets, OpenAPI, the send API, tracking), `session`
 //! (sign-in, OIDC, a user's own account pages), `messages` (received mail), `outbound` (sent
 //! mail, credentials, sending domains, suppressions), `admin` (users, API keys, audit log,
-//! settings), and `addresses` (managed addresses and domains, over `inbound::managed`).
+//! settings), `privacy` (where data goes), and `addresses` (managed addresses and domains, over `inbound::managed`).
 //! Shared by all: `listener` (the accept loop: header deadline, per-address caps), `host`
 //! (the `Host` check in front of every route, against DNS rebinding), `auth`
 //! (the gate: who is asking and may they, cookies, CSRF), `ui` (layouts, escaping,
@@ -32,6 +32,7 @@ pub mod host;
 pub mod listener;
 mod messages;
 mod outbound;
+mod privacy;
 mod public;
 mod session;
 mod ui;
@@ -101,6 +102,8 @@ struct AppState {
     /// The send API and the outbound pages; `None` where nothing sends mail.
     outbound: Option<Outbound>,
     settings: Arc<Settings>,
+    /// Where data goes (`/privacy`).
+    privacy: crate::privacy::Privacy,
     /// The sign-in providers (`[[web.oidc]]`; none is fine).
     oidc: Oidc,
     /// The delayed test target's waits in flight (`public::targets`).
@@ -118,6 +121,8 @@ pub struct Services {
     pub outbound: Option<Outbound>,
     /// The sign-in providers (`[[web.oidc]]`; none is fine).
     pub oidc: Oidc,
+    /// Where data goes (`/privacy`).
+    pub privacy: crate::privacy::Privacy,
 }
 
 pub fn router(services: Services, options: WebOptions, settings: Settings) -> Router {
@@ -128,9 +133,11 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         inbound,
         outbound,
         oidc,
+        privacy,
     } = services;
     let state = AppState {
         oidc,
+        privacy,
         settings: Arc::new(settings),
         store,
         accounts,
@@ -155,6 +162,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(addresses::api::routes())
         .merge(addresses::pages::routes())
         .merge(about::routes())
+        .merge(privacy::routes())
         .merge(ui::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

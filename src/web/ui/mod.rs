@@ -43,7 +43,7 @@ pub(in crate::web) fn nav(principal: &Principal) -> Html {
         Who::Dev => Html::trusted("<span>Dev mode: open on loopback</span>"),
     };
     html!(
-        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a> <a href=\"/credentials\">Credentials</a> <a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/users\">Users</a> <a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a> <a href=\"/settings\">Settings</a> <a href=\"/about\">API</a> {who}",
+        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a> <a href=\"/credentials\">Credentials</a> <a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/users\">Users</a> <a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a> <a href=\"/settings\">Settings</a> <a href=\"/privacy\">Privacy</a> <a href=\"/about\">API</a> {who}",
         who = who,
     )
 }

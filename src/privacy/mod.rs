@@ -1,0 +1,311 @@
+//! Where data goes (issue 11): every destination this instance sends data to, generated from
+//! the live configuration and the entries managed at runtime (addresses, domains, credentials),
+//! with what each is sent and whether the channel is encrypted (`destinations`); and what is
+//! stored, for how long and whether encrypted (`stored`). `/privacy`, `GET /api/privacy` and
+//! `postern check` show the same [`PrivacyReport`]; secrets never appear in it (target URLs
+//! are masked by `TargetUrl`, the relay's password by `RelayUrl`).
+
+mod destinations;
+mod stored;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{AddressSpec, Config, DomainSpec};
+use crate::store::{CredentialRow, Store, StoreError};
+
+pub use destinations::destinations;
+pub use stored::stored;
+
+/// Everything this instance sends away and keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrivacyReport {
+    pub destinations: Vec<Destination>,
+    pub stored: Vec<Stored>,
+    /// What holds for every destination (redirects, what never leaves).
+    pub notes: Vec<String>,
+}
+
+/// One place data is sent to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destination {
+    pub kind: Kind,
+    /// The setting or entry behind it: `config [[address]] a@example.com`, `credential app`.
+    pub source: String,
+    /// The destination as shown, secrets masked.
+    pub to: String,
+    /// The host connected to, when it is one fixed host (not "each recipient's MX").
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub sends: Sends,
+    /// What exactly goes there, in words.
+    pub detail: String,
+    pub encryption: Encryption,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Target,
+    AuthCallback,
+    ErrorCallback,
+    DevForward,
+    EventsWebhook,
+    Relay,
+    Mx,
+    Dns,
+    Oidc,
+}
+
+impl Kind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Target => "target",
+            Kind::AuthCallback => "authorization callback",
+            Kind::ErrorCallback => "error callback",
+            Kind::DevForward => "dev-mode forward",
+            Kind::EventsWebhook => "events webhook",
+            Kind::Relay => "relay (smarthost)",
+            Kind::Mx => "MX delivery",
+            Kind::Dns => "DNS server",
+            Kind::Oidc => "sign-in provider",
+        }
+    }
+}
+
+/// The kind of data a destination receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sends {
+    /// Whole messages: headers, bodies, attachments.
+    FullMessage,
+    /// Envelope data (sender, recipient, client IP), no content.
+    Metadata,
+    /// Delivery events of sent mail.
+    Events,
+    /// The names looked up.
+    DnsQueries,
+    /// The sign-in exchange (code, client secret; the answer names the user).
+    SignIn,
+}
+
+impl Sends {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Sends::FullMessage => "full message",
+            Sends::Metadata => "metadata",
+            Sends::Events => "events",
+            Sends::DnsQueries => "DNS queries",
+            Sends::SignIn => "sign-in",
+        }
+    }
+}
+
+/// Whether the channel is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// https, or TLS that is required.
+    Yes,
+    /// http, or plain DNS.
+    No,
+    /// SMTP STARTTLS when the server offers it, plain text otherwise.
+    WhenOffered,
+}
+
+impl Encryption {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Encryption::Yes => "yes",
+            Encryption::No => "no",
+            Encryption::WhenOffered => "when offered (STARTTLS)",
+        }
+    }
+}
+
+/// One kind of data kept in the data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stored {
+    pub what: String,
+    /// For how long, in words.
+    pub kept: String,
+    pub encrypted: bool,
+}
+
+/// What is managed at runtime, as the store holds it (the config is the rest).
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    pub addresses: Vec<AddressSpec>,
+    pub domains: Vec<DomainSpec>,
+    pub credentials: Vec<CredentialRow>,
+}
+
+impl Runtime {
+    pub async fn load(store: &Store) -> Result<Runtime, StoreError> {
+        Ok(Runtime {
+            addresses: specs(store.managed_entries().await?),
+            domains: specs(store.managed_entries().await?),
+            credentials: store.credentials().await?,
+        })
+    }
+}
+
+fn specs<S>(entries: Vec<(i64, S)>) -> Vec<S> {
+    entries.into_iter().map(|(_, spec)| spec).collect()
+}
+
+/// The report of `config` and `runtime`; `system_dns` are the servers of `/etc/resolv.conf`
+/// (or why they could not be read).
+pub fn report(
+    config: &Config,
+    runtime: &Runtime,
+    system_dns: Result<Vec<SocketAddr>, String>,
+) -> PrivacyReport {
+    let mut notes = vec![
+        "A target or callback may answer with a redirect (at most 3): the same POST then goes \
+         to the URL it names."
+            .to_string(),
+        "Open and click tracking are requests to this instance: nothing leaves for them."
+            .to_string(),
+        "No ACME: TLS certificates come from files or are self-signed, nothing is fetched."
+            .to_string(),
+    ];
+    let system_dns = system_dns.unwrap_or_else(|reason| {
+        notes.push(format!(
+            "The system resolver's servers are unknown: {reason}"
+        ));
+        Vec::new()
+    });
+    PrivacyReport {
+        destinations: destinations(config, runtime, &system_dns),
+        stored: stored(config),
+        notes,
+    }
+}
+
+/// The report as of now: the config, the store's entries, `/etc/resolv.conf`.
+pub async fn build(config: &Config, store: &Store) -> Result<PrivacyReport, StoreError> {
+    let runtime = Runtime::load(store).await?;
+    let system_dns = crate::dns::system_servers().map_err(|e| e.to_string());
+    Ok(report(config, &runtime, system_dns))
+}
+
+/// The report for the web layer: the config it started with and its store.
+#[derive(Clone)]
+pub struct Privacy {
+    config: Arc<Config>,
+    store: Store,
+}
+
+impl Privacy {
+    pub fn new(config: Config, store: Store) -> Privacy {
+        Privacy {
+            config: Arc::new(config),
+            store,
+        }
+    }
+
+    pub async fn report(&self) -> Result<PrivacyReport, StoreError> {
+        build(&self.config, &self.store).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[outbound]
+relay = "smtp://me:s3cret@relay.example.net:587"
+[dns]
+servers = ["127.0.0.1:5353"]
+[[address]]
+address = "in@example.com"
+target = "https://user:s3cret@app.example.com/in"
+auth_callback = "http://127.0.0.1:9/auth"
+"#;
+
+    fn runtime() -> Runtime {
+        Runtime {
+            addresses: vec![AddressSpec {
+                address: "api@example.com".into(),
+                target: Some("http://u:s3cret@10.0.0.1:8080/hook".into()),
+                format: None,
+                timeout_secs: None,
+                max_message_size: None,
+                size_exceeded_message: None,
+                size_as_number: false,
+                auth_callback: None,
+                error_callback: None,
+                dkim: true,
+                dmarc: false,
+            }],
+            domains: vec![],
+            credentials: vec![],
+        }
+    }
+
+    #[test]
+    fn every_destination_is_listed_masked_with_its_channel() {
+        let config = Config::from_toml(CONFIG, Vec::new()).unwrap();
+        let system = Ok(vec!["192.0.2.53:53".parse().unwrap()]);
+        let report = report(&config, &runtime(), system);
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(!json.contains("s3cret"), "{json}");
+        let find = |kind: Kind, to: &str| {
+            report
+                .destinations
+                .iter()
+                .find(|d| d.kind == kind && d.to.contains(to))
+                .unwrap_or_else(|| panic!("{kind:?} {to} in {json}"))
+        };
+        let target = find(Kind::Target, "app.example.com");
+        assert_eq!(target.to, "https://***@app.example.com/in");
+        assert_eq!(
+            (target.encryption, target.port),
+            (Encryption::Yes, Some(443))
+        );
+        let auth = find(Kind::AuthCallback, "127.0.0.1:9");
+        assert_eq!(
+            (auth.encryption, auth.sends),
+            (Encryption::No, Sends::Metadata)
+        );
+        assert_eq!(
+            find(Kind::Target, "10.0.0.1").source,
+            "managed address api@example.com"
+        );
+        let relay = find(Kind::Relay, "relay.example.net");
+        assert_eq!(relay.encryption, Encryption::Yes);
+        assert!(!report.destinations.iter().any(|d| d.kind == Kind::Mx));
+        let dns = find(Kind::Dns, "127.0.0.1:5353");
+        assert!(dns.detail.contains("DKIM"), "{}", dns.detail);
+        // Named hosts are looked up through the system resolver, whatever [dns] says.
+        assert_eq!(
+            find(Kind::Dns, "192.0.2.53:53").source,
+            "the system resolver (/etc/resolv.conf)"
+        );
+        assert!(report.stored.iter().all(|s| !s.encrypted));
+    }
+
+    #[test]
+    fn dev_mode_sends_only_to_its_forward() {
+        let dev = |forward: Option<&str>| {
+            let forward = forward.map(|url| crate::config::TargetUrl::parse(url).unwrap());
+            let config = Config::dev(
+                "d".into(),
+                "127.0.0.1:0".parse().unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+                forward,
+            );
+            report(&config, &runtime(), Ok(vec![]))
+        };
+        let kinds = |r: &PrivacyReport| r.destinations.iter().map(|d| d.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(&dev(None)), Vec::<Kind>::new());
+        assert_eq!(
+            kinds(&dev(Some("http://127.0.0.1:3000/in"))),
+            [Kind::DevForward]
+        );
+    }
+}
