@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::dns::RawDnsSection;
-use crate::retention::{ContentRule, Retention};
 use crate::crypto::Passphrase;
+use crate::retention::{ContentRule, Retention};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,

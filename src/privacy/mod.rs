@@ -286,7 +286,16 @@ auth_callback = "http://127.0.0.1:9/auth"
             find(Kind::Dns, "192.0.2.53:53").source,
             "the system resolver (/etc/resolv.conf)"
         );
-        assert!(report.stored.iter().all(|s| !s.encrypted));
+        // Content and secrets are sealed ([encryption] is on by default), metadata is not.
+        let encrypted = |what: &str| {
+            let row = report.stored.iter().find(|s| s.what.starts_with(what));
+            row.unwrap_or_else(|| panic!("no stored row {what}"))
+                .encrypted
+        };
+        assert!(encrypted("Sent messages' content"));
+        assert!(encrypted("Users"));
+        assert!(!encrypted("Received messages' metadata"));
+        assert!(!encrypted("The audit log"));
     }
 
     #[test]

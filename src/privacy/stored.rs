@@ -1,27 +1,37 @@
 //! What the data directory keeps, for how long, and whether encrypted: the "stored" part of
-//! the privacy report. Today nothing expires and nothing is encrypted at rest; `[retention]`
-//! and `[encryption]` will change the answers here.
+//! the privacy report, from `[retention]` and `[encryption]`.
 
 use super::Stored;
 use crate::config::Config;
+use crate::retention::ContentRule;
 
-const FOREVER: &str = "until deleted by hand: nothing expires";
+const FOREVER: &str = "until deleted by hand";
 
 /// One entry per kind of data Postern keeps in `config.data_dir`.
 pub fn stored(config: &Config) -> Vec<Stored> {
-    let row = |what: &str, kept: &str| Stored {
+    let sealed = config.encryption.enabled;
+    let row = |what: &str, kept: &str, encrypted: bool| Stored {
         what: what.into(),
         kept: kept.into(),
-        encrypted: false,
+        encrypted,
+    };
+    let retention = &config.retention;
+    let days = |n: u32| format!("{n} days");
+    let content = match retention.content {
+        ContentRule::Days(n) => days(n),
+        ContentRule::Newest(n) => format!("the newest {n} messages of each direction (dev mode)"),
     };
     let received = match config.dev {
         Some(_) => row(
             "Received messages, whole (dev mode keeps every raw message)",
-            FOREVER,
+            &content,
+            sealed,
         ),
         None => row(
-            "Received messages' content: not stored (POSTed to the target during the SMTP session)",
-            "never stored",
+            "Received messages' content: kept only for resending when a route keeps it, \
+             otherwise POSTed to the target during the SMTP session and not stored",
+            &content,
+            sealed,
         ),
     };
     let sessions = format!(
@@ -32,28 +42,48 @@ pub fn stored(config: &Config) -> Vec<Stored> {
     vec![
         row(
             "Received messages' metadata: sender, recipients, subject, size, status, and every \
-             POST attempt with the target's answer",
-            FOREVER,
+             POST attempt with the target's answer (less any field [privacy] redacts)",
+            &days(retention.inbound_metadata_days),
+            false,
         ),
         received,
         row(
-            "Sent messages, whole, with their recipients, delivery attempts and events",
-            FOREVER,
+            "Sent messages' metadata: recipients, delivery attempts and events",
+            &days(retention.outbound_metadata_days),
+            false,
+        ),
+        row(
+            "Sent messages' content (the MIME message)",
+            &content,
+            sealed,
+        ),
+        row(
+            "IP address and user agent of opens and clicks",
+            &days(retention.tracking_days),
+            false,
         ),
         row(
             "The suppression list (recipients that bounced or complained)",
             FOREVER,
+            false,
         ),
         row(
-            "Users (argon2id password digests, TOTP secrets), API keys and SMTP credentials \
-             (SHA-256 digests), the audit log",
+            "Users (argon2id digests of their sign-in secrets, TOTP secrets), API keys and SMTP credentials \
+             (SHA-256 digests)",
             FOREVER,
+            sealed,
         ),
-        row("Sign-in sessions (SHA-256 digests of their ids)", &sessions),
+        row("The audit log", &days(retention.audit_days), false),
+        row(
+            "Sign-in sessions (SHA-256 digests of their ids)",
+            &sessions,
+            false,
+        ),
         row(
             "Addresses and domains managed through the API (target URLs with any credentials \
              in them), sending domains with their DKIM private keys",
             FOREVER,
+            sealed,
         ),
     ]
 }

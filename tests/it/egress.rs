@@ -111,6 +111,7 @@ async fn exercise() {
         .arg("serve")
         .arg("--config")
         .arg(&config)
+        .env("CREDENTIALS_DIRECTORY", binary::credentials_directory())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

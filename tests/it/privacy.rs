@@ -58,7 +58,20 @@ async fn the_report_lists_config_and_managed_destinations_without_secrets() {
         .collect();
     assert!(!kinds.contains(&&json!("mx")), "{report:#}");
     let stored = report["stored"].as_array().unwrap();
-    assert!(stored.iter().all(|s| s["encrypted"] == false), "{report:#}");
+    let encrypted = |what: &str| {
+        let row = stored
+            .iter()
+            .find(|s| s["what"].as_str().unwrap().starts_with(what));
+        row.unwrap_or_else(|| panic!("no stored row {what}: {report:#}"))["encrypted"].clone()
+    };
+    // The test app seals with its keyring; metadata stays plain, and each row says its days.
+    assert_eq!(
+        encrypted("Sent messages' content"),
+        json!(true),
+        "{report:#}"
+    );
+    assert_eq!(encrypted("Received messages' metadata"), json!(false));
+    assert!(stored.iter().any(|s| s["kept"] == "60 days"), "{report:#}");
 
     let mut browser = app.admin_browser().await;
     let page = browser.get("/privacy").await;
