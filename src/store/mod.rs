@@ -7,7 +7,8 @@
 //! `smtp_credentials`, `sending_domains`, `outbound_messages` + `outbound_content`,
 //! `outbound_recipients`, `outbound_attempts`, `outbound_events`, `suppressions` and
 //! `instance_secrets` (`outbound`; after enqueueing — the events webhook's queue, bounces,
-//! opens and clicks, the suppression list, instance secrets — `events`); the delivery
+//! opens and clicks, the suppression list, instance secrets — `events`); everything about one data subject,
+//! counted, dumped or purged (`subject`); the delivery
 //! worker's claims, attempts and state transitions on those tables (`queue`).
 //!
 //! On disk: `<data_dir>/postern.db`. Migrations are embedded and run at open. Writes go
@@ -22,6 +23,7 @@ mod messages;
 mod migrations;
 mod outbound;
 mod queue;
+mod subject;
 pub mod unix_time;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +49,7 @@ pub use outbound::{
     Source,
 };
 pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
+pub use subject::{Counts, PurgeScope, Subject, SubjectDump, SubjectKind, TableDump};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
