@@ -12,6 +12,7 @@ mod clients;
 mod corpus;
 mod crash;
 mod dashboard;
+mod data_requests;
 mod delivery;
 mod dkim;
 mod hardening;
