@@ -97,23 +97,38 @@ async fn export_holds_one_person_and_purge_leaves_nothing_of_them() {
     let out = tempfile::tempdir().unwrap();
     let archive = out.path().join("alice.tar");
     let archive_arg = archive.to_str().unwrap();
-    stdout(&run(dir, &["export", "--email", ALICE, "--output", archive_arg]));
+    stdout(&run(
+        dir,
+        &["export", "--email", ALICE, "--output", archive_arg],
+    ));
     let files = unpack(&archive);
     let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
     assert!(names.contains(&"manifest.json"), "{names:?}");
-    assert_eq!(names.iter().filter(|n| n.starts_with("inbound/")).count(), 2);
-    assert_eq!(names.iter().filter(|n| n.starts_with("outbound/")).count(), 1);
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("inbound/")).count(),
+        2
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("outbound/")).count(),
+        1
+    );
     for (name, bytes) in &files {
-        assert!(!occurs(bytes, BOB) && !occurs(bytes, BOB_MARK), "{name} names bob");
+        assert!(
+            !occurs(bytes, BOB) && !occurs(bytes, BOB_MARK),
+            "{name} names bob"
+        );
     }
-    let inbound = &files.iter().find(|(n, _)| n == "inbound_messages.jsonl").unwrap().1;
+    let inbound = &files
+        .iter()
+        .find(|(n, _)| n == "inbound_messages.jsonl")
+        .unwrap()
+        .1;
     assert_eq!(String::from_utf8_lossy(inbound).lines().count(), 2);
     let eml = files.iter().filter(|(n, _)| n.ends_with(".eml"));
     assert!(eml.clone().all(|(_, bytes)| occurs(bytes, ALICE_MARK)));
-    let manifest: Value = serde_json::from_slice(
-        &files.iter().find(|(n, _)| n == "manifest.json").unwrap().1,
-    )
-    .unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1)
+            .unwrap();
     assert_eq!(manifest["selector"]["value"], ALICE);
     assert_eq!(manifest["eml_files"], 3);
 
@@ -121,7 +136,11 @@ async fn export_holds_one_person_and_purge_leaves_nothing_of_them() {
     assert!(dry.contains("inbound_messages       2"), "{dry}");
     assert!(dry.contains("outbound_messages      1"), "{dry}");
     let refused = run(dir, &["purge", "--email", ALICE]);
-    assert_eq!(refused.status.code(), Some(2), "no TTY and no --yes is refused");
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "no TTY and no --yes is refused"
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
 
     let purged = stdout(&run(dir, &["purge", "--email", ALICE, "--yes"]));
@@ -129,17 +148,36 @@ async fn export_holds_one_person_and_purge_leaves_nothing_of_them() {
     let files = data_dir_bytes(dir);
     assert!(files.iter().any(|(name, _)| name.ends_with("postern.db")));
     for (name, bytes) in &files {
-        assert!(!occurs(bytes, ALICE) && !occurs(bytes, ALICE_MARK), "{name} keeps alice");
+        assert!(
+            !occurs(bytes, ALICE) && !occurs(bytes, ALICE_MARK),
+            "{name} keeps alice"
+        );
     }
-    let db = &files.iter().find(|(n, _)| n.ends_with("postern.db")).unwrap().1;
+    let db = &files
+        .iter()
+        .find(|(n, _)| n.ends_with("postern.db"))
+        .unwrap()
+        .1;
     assert!(occurs(db, BOB) && occurs(db, BOB_MARK), "bob's data stays");
 
     let again = out.path().join("alice-again.tar");
-    stdout(&run(dir, &["export", "--email", ALICE, "--output", again.to_str().unwrap()]));
+    stdout(&run(
+        dir,
+        &[
+            "export",
+            "--email",
+            ALICE,
+            "--output",
+            again.to_str().unwrap(),
+        ],
+    ));
     let left = unpack(&again);
     assert_eq!(left.iter().filter(|(n, _)| n.ends_with(".eml")).count(), 0);
     let audit = &left.iter().find(|(n, _)| n == "audit_log.jsonl").unwrap().1;
-    assert!(audit.is_empty(), "the purge's audit row does not name alice");
+    assert!(
+        audit.is_empty(),
+        "the purge's audit row does not name alice"
+    );
     audit_row_names_no_address(dir).await;
 }
 
@@ -152,6 +190,9 @@ async fn audit_row_names_no_address(dir: &Path) {
         .find(|row| row.entry.action == postern::data_requests::PURGE_ACTION)
         .expect("the purge is in the audit log");
     let text = format!("{:?}", row.entry);
-    assert!(text.contains("sha256:") && text.contains("inbound_messages=2"), "{text}");
+    assert!(
+        text.contains("sha256:") && text.contains("inbound_messages=2"),
+        "{text}"
+    );
     assert!(!text.contains('@'), "{text}");
 }
