@@ -264,11 +264,7 @@ fn dump_table(
     filter: &str,
 ) -> rusqlite::Result<TableDump> {
     let mut statement = connection.prepare(&format!("SELECT * FROM {table} WHERE {filter}"))?;
-    let names: Vec<String> = statement
-        .column_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let names: Vec<String> = statement.column_names().map(str::to_string).collect();
     let rows = statement
         .query_map([], |row| {
             let mut object = Map::new();

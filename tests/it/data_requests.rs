@@ -38,14 +38,13 @@ async fn mail_for_two_people(app: &TestApp) {
 }
 
 fn run(data_dir: &Path, args: &[&str]) -> Output {
-    let output = postern()
+    postern()
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .stdin(std::process::Stdio::null())
         .output()
-        .unwrap();
-    output
+        .unwrap()
 }
 
 fn stdout(output: &Output) -> String {
