@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod data_requests;
 pub mod datadir;
 pub mod dns;
 pub mod inbound;

@@ -1,15 +1,16 @@
 //! The command line: `postern dev | serve | check | init | user | key | credential |
-//! sending-domain | suppression`. Only this module (with `main`) reads argv and the
+//! sending-domain | suppression | export | purge`. Only this module (with `main`) reads argv and the
 //! environment; everything else receives a [`Config`].
 //!
 //! `run` executes one command and returns `anyhow::Result`; `error` is the one place that
 //! turns a failure into the message printed and the exit code. `serve` runs the server (for
 //! `serve` and `dev`), `check` validates a config and prints what it would run, `accounts`
 //! holds the `user` and `key` commands, `outbound` the `credential`, `sending-domain` and
-//! `suppression` commands.
+//! `suppression` commands, `data_requests` `export` and `purge`.
 
 mod accounts;
 mod check;
+mod data_requests;
 mod error;
 mod keyring;
 mod outbound;
@@ -83,6 +84,12 @@ enum Command {
     /// retire.
     #[command(subcommand)]
     Keyring(keyring::KeyringCommand),
+    /// Data-subject request: write everything about a person, a domain or a managed address
+    /// to a tar archive (JSON Lines per table, the .eml content, a manifest).
+    Export(data_requests::ExportArgs),
+    /// Data-subject request: delete everything about a person, a domain or a managed
+    /// address (try --dry-run first); the audit log records the request, not the address.
+    Purge(data_requests::PurgeArgs),
     /// Write a commented example config to start from, and a new keyring beside it.
     Init {
         /// Where to write it; `-` for standard output.
@@ -117,6 +124,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::SendingDomain(command) => outbound::sending_domain(command),
         Command::Suppression(command) => outbound::suppression(command),
         Command::Keyring(command) => keyring::keyring(command),
+        Command::Export(args) => data_requests::export(args),
+        Command::Purge(args) => data_requests::purge(args),
     }
 }
 

@@ -7,12 +7,14 @@
 //! `smtp_credentials`, `sending_domains`, `outbound_messages` + `outbound_content`,
 //! `outbound_recipients`, `outbound_attempts`, `outbound_events`, `suppressions` and
 //! `instance_secrets` (`outbound`; after enqueueing — the events webhook's queue, bounces,
-//! opens and clicks, the suppression list, instance secrets — `events`); the delivery
-//! worker's claims, attempts and state transitions on those tables (`queue`).
+//! opens and clicks, the suppression list, instance secrets — `events`); everything about
+//! one data subject, counted, dumped or purged (`subject`); the delivery worker's claims,
+//! attempts and state transitions on those tables (`queue`).
 //!
 //! Retention (`retention`): the sweep's deletes, `secure_delete` on every connection and
 //! incremental auto-vacuum, so deleted data neither lingers in free pages nor keeps the
 //! file large.
+//!
 //! Content and secrets are sealed at rest when the store is opened with a keyring
 //! (`sealing`: SQL functions seal on write and open on read, so callers see plaintext).
 //!
@@ -30,6 +32,7 @@ mod outbound;
 mod queue;
 mod retention;
 mod sealing;
+mod subject;
 pub mod unix_time;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +61,7 @@ pub use outbound::{
 pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
 pub use retention::Swept;
 pub use sealing::{SEALED_COLUMNS, SealStatus};
+pub use subject::{Counts, PurgeScope, Subject, SubjectDump, SubjectKind, TableDump};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

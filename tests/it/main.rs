@@ -13,6 +13,7 @@ mod complaints;
 mod corpus;
 mod crash;
 mod dashboard;
+mod data_requests;
 mod delivery;
 mod dkim;
 mod egress;
