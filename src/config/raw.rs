@@ -8,11 +8,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::dns::RawDnsSection;
+use super::privacy::RawPrivacy;
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
-    DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, RelayUrl,
-    SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
+    DeliveryConfig, DomainConfig, DomainPattern, Format, OidcProvider, OutboundConfig, Redaction,
+    RelayUrl, SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource, WebConfig,
 };
 
 const ENV_PREFIX: &str = "POSTERN_";
@@ -30,6 +31,7 @@ pub(super) struct RawConfig {
     outbound: RawOutbound,
     submission: RawSubmission,
     dns: RawDnsSection,
+    privacy: RawPrivacy,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -260,6 +262,9 @@ pub struct AddressSpec {
     pub dkim: bool,
     #[serde(default)]
     pub dmarc: bool,
+    /// Metadata fields not stored for this address (`config::privacy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 /// A `[[domain]]` entry as written, before validation (see [`AddressSpec`]).
@@ -270,6 +275,9 @@ pub struct DomainSpec {
     pub auth_regex: Option<String>,
     pub target: Option<String>,
     pub format: Option<String>,
+    /// Metadata fields not stored for mail to this domain (`config::privacy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 const DEFAULT_FORMAT: Format = Format::JsonNormalized;
@@ -428,6 +436,7 @@ impl RawConfig {
             mut outbound,
             submission,
             dns,
+            privacy,
             addresses,
             domains,
         } = self;
@@ -442,6 +451,7 @@ impl RawConfig {
         let outbound = outbound.validate(&hostname)?;
         let domains = validate_domains(domains)?;
         let addresses = validate_addresses(addresses, &domains, smtp.max_message_size)?;
+        let privacy = privacy.validate()?;
         Ok(Config {
             hostname,
             data_dir,
@@ -454,6 +464,7 @@ impl RawConfig {
             dns,
             addresses,
             domains,
+            privacy,
             dev: None,
         })
     }
@@ -875,6 +886,7 @@ pub fn validate_domain(entry: &str, raw: DomainSpec) -> Result<DomainConfig, Con
             .format
             .map(|f| parse_format(&key("format"), &f))
             .transpose()?,
+        redact: Redaction::parse(&key("redact"), &raw.redact)?,
     })
 }
 
@@ -911,7 +923,10 @@ pub fn validate_address(
         (None, Some(inherited)) => inherited,
         (None, None) => DEFAULT_FORMAT,
     };
-    let options = address_options(key, raw, global_max_size)?;
+    let mut options = address_options(key, raw, global_max_size)?;
+    if let Some(domain) = domain {
+        options.redact = options.redact.union(&domain.redact);
+    }
     Ok(AddressConfig {
         pattern,
         target,
@@ -951,6 +966,7 @@ fn address_options(
             .transpose()?,
         dkim: raw.dkim,
         dmarc: raw.dmarc,
+        redact: Redaction::parse(&key("redact"), &raw.redact)?,
     })
 }
 
