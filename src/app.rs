@@ -316,6 +316,7 @@ fn mx_handler(
     let return_mail = ReturnMailSettings {
         hostname: config.hostname.clone(),
         keep_raw,
+        redact: config.privacy.redact.clone(),
     };
     Arc::new(WithReturnPath::new(
         outbound.clone(),
@@ -364,6 +365,7 @@ fn inbound_settings(config: &Config, keep_raw: bool) -> InboundSettings {
         hostname: config.hostname.clone(),
         keep_raw,
         spf: config.auth.spf,
+        redact: config.privacy.redact.clone(),
     }
 }
 
