@@ -140,7 +140,10 @@ impl RawPrivacy {
             return Err(ConfigError::invalid(
                 "privacy.redact_outbound",
                 format!("\"{}\"", field.name()),
-                format!("not a field of sent mail; valid fields: {}", valid.join(", ")),
+                format!(
+                    "not a field of sent mail; valid fields: {}",
+                    valid.join(", ")
+                ),
             ));
         }
         Ok(PrivacyConfig {
@@ -183,8 +186,13 @@ mod tests {
         let text = raw(&[], &["helo"]).validate().unwrap_err().to_string();
         assert!(text.contains("privacy.redact_outbound"), "{text}");
         assert!(text.contains("not a field of sent mail"), "{text}");
-        let config = raw(&[], &["subject", "server_response"]).validate().unwrap();
-        assert_eq!(config.redact_outbound.names(), ["subject", "server_response"]);
+        let config = raw(&[], &["subject", "server_response"])
+            .validate()
+            .unwrap();
+        assert_eq!(
+            config.redact_outbound.names(),
+            ["subject", "server_response"]
+        );
     }
 
     #[test]

@@ -114,7 +114,9 @@ impl<H: MailHandler> WithReturnPath<H> {
             at: received_at,
         };
         let redact = &self.settings.redact;
-        let meta = received.meta(summary.clone(), &reply, started).redact(redact);
+        let meta = received
+            .meta(summary.clone(), &reply, started)
+            .redact(redact);
         let keep = (self.settings.keep_raw && redact.is_empty()).then_some(raw);
         match self
             .outbound

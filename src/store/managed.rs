@@ -111,7 +111,8 @@ impl ManagedSpec for AddressSpec {
 
 impl ManagedSpec for DomainSpec {
     const TABLE: &'static str = "managed_domains";
-    const COLUMNS: &'static [&'static str] = &["domain", "auth_regex", "target", "format", "redact"];
+    const COLUMNS: &'static [&'static str] =
+        &["domain", "auth_regex", "target", "format", "redact"];
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<DomainSpec> {
         Ok(DomainSpec {

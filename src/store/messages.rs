@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 
 use super::attempts::{self, AttemptRecord};
-use crate::config::{Field, Redaction};
 use super::{Store, StoreError};
+use crate::config::{Field, Redaction};
 
 /// How a message ended, in CloudMailin's delivery-status words (contract §2.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -39,7 +39,13 @@ const LAYERS: &[&[&str]] = &[
         "datadir",
         "retention",
     ],
-    &["accounts", "inbound", "outbound", "data_requests", "privacy"],
+    &[
+        "accounts",
+        "inbound",
+        "outbound",
+        "data_requests",
+        "privacy",
+    ],
     &["web", "app", "cli"],
 ];
 

@@ -196,11 +196,7 @@ fn spec_from<K: PageKind>(values: &Values) -> Result<K::Spec, FieldError> {
             Input::Pattern => Value::from(text.trim()),
             Input::Text | Input::Format(_) => opt(text).map_or(Value::Null, Value::from),
             Input::Check => Value::Bool(values.contains_key(field.name)),
-            Input::List => text
-                .split(',')
-                .filter_map(opt)
-                .map(Value::from)
-                .collect(),
+            Input::List => text.split(',').filter_map(opt).map(Value::from).collect(),
             Input::Number => match opt(text).map(|t| t.parse::<u64>()) {
                 None => Value::Null,
                 Some(Ok(n)) => Value::from(n),
