@@ -243,11 +243,15 @@ impl Inbound {
             .get_inbound(id)
             .await?
             .ok_or(ResendError::NotFound)?;
-        let raw = self
-            .store
-            .get_inbound_raw(id)
-            .await?
-            .ok_or(ResendError::NotKept)?;
+        let raw =
+            self.store
+                .get_inbound_raw(id)
+                .await?
+                .ok_or(if message.meta.redacted.is_empty() {
+                    ResendError::NotKept
+                } else {
+                    ResendError::Redacted
+                })?;
         let meta = message.meta;
         let router = self.routes.current();
         let route = meta
@@ -598,6 +602,13 @@ pub enum ResendError {
     NotFound,
     #[error("the message itself is not kept (only dev mode keeps it)")]
     NotKept,
+    /// Redaction is on for the message (`privacy.redact` or its address's `redact`): the
+    /// raw message would hold the redacted fields, so it was not kept.
+    #[error(
+        "the message itself is not kept: some of its fields are redacted (privacy.redact), \
+         so it cannot be resent; ask the sender to send it again"
+    )]
+    Redacted,
     #[error("the message's address has no target to send it to")]
     NoTarget,
     #[error("building the payload failed")]
