@@ -414,6 +414,7 @@ fn mx_handler(
     let return_mail = ReturnMailSettings {
         hostname: config.hostname.clone(),
         keep_raw,
+        redact: config.privacy.redact.clone(),
     };
     Arc::new(WithReturnPath::new(
         outbound.clone(),
@@ -462,6 +463,7 @@ fn inbound_settings(config: &Config, keep_raw: bool) -> InboundSettings {
         hostname: config.hostname.clone(),
         keep_raw,
         spf: config.auth.spf,
+        redact: config.privacy.redact.clone(),
     }
 }
 

@@ -8,6 +8,7 @@
 mod address;
 mod dns;
 mod oidc;
+mod privacy;
 mod raw;
 
 use std::fmt;
@@ -22,6 +23,7 @@ pub use dns::DnsConfig;
 pub use oidc::{
     GITHUB_API_URL, GITHUB_URL, GOOGLE_ISSUER, OidcProvider, ProviderKind, Secret, is_loopback_host,
 };
+pub use privacy::{Field, PrivacyConfig, Redaction};
 pub use raw::{AddressSpec, DomainSpec, validate_address, validate_domain};
 
 /// The commented example written by `postern init`; a test proves it parses.
@@ -48,6 +50,8 @@ pub struct Config {
     pub domains: Vec<DomainConfig>,
     /// `[retention]`: how long each kind of data is kept (dev mode: the newest messages).
     pub retention: Retention,
+    /// `[privacy]`: metadata fields never stored.
+    pub privacy: PrivacyConfig,
     /// Dev mode: every recipient is accepted; raw messages are kept.
     pub dev: Option<DevConfig>,
 }
@@ -279,6 +283,9 @@ pub struct AddressOptions {
     pub dkim: bool,
     /// Evaluate DMARC and send `envelope.dmarc` (contract §5.3).
     pub dmarc: bool,
+    /// Metadata fields not stored for this address (its own and its `[[domain]]`'s), on top
+    /// of `privacy.redact`.
+    pub redact: Redaction,
 }
 
 /// One `[[domain]]`: rules for every address at a domain (contract §4.3).
@@ -291,6 +298,8 @@ pub struct DomainConfig {
     /// `[[address]]` entries.
     pub target: Option<TargetUrl>,
     pub format: Option<Format>,
+    /// Metadata fields not stored for mail to this domain, on top of `privacy.redact`.
+    pub redact: Redaction,
 }
 
 #[derive(Debug, Clone)]

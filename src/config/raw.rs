@@ -8,14 +8,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::dns::RawDnsSection;
+use super::privacy::RawPrivacy;
 use crate::crypto::Passphrase;
 use crate::retention::{ContentRule, Retention};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, EncryptionConfig, Format, OidcProvider,
-    OutboundConfig, RelayUrl, SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl, TlsSource,
-    WebConfig,
+    OutboundConfig, Redaction, RelayUrl, SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl,
+    TlsSource, WebConfig,
 };
 
 /// The longest any `[retention]` setting may be: a hundred years.
@@ -47,6 +48,7 @@ pub(super) struct RawConfig {
     /// What the environment says about the key file (not from the file).
     #[serde(skip)]
     pub(super) key_env: KeyEnv,
+    privacy: RawPrivacy,
     #[serde(rename = "address")]
     addresses: Vec<AddressSpec>,
     #[serde(rename = "domain")]
@@ -343,6 +345,9 @@ pub struct AddressSpec {
     pub dkim: bool,
     #[serde(default)]
     pub dmarc: bool,
+    /// Metadata fields not stored for this address (`config::privacy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 /// A `[[domain]]` entry as written, before validation (see [`AddressSpec`]).
@@ -353,6 +358,9 @@ pub struct DomainSpec {
     pub auth_regex: Option<String>,
     pub target: Option<String>,
     pub format: Option<String>,
+    /// Metadata fields not stored for mail to this domain (`config::privacy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 const DEFAULT_FORMAT: Format = Format::JsonNormalized;
@@ -514,6 +522,7 @@ impl RawConfig {
             retention,
             encryption,
             key_env,
+            privacy,
             addresses,
             domains,
         } = self;
@@ -530,6 +539,7 @@ impl RawConfig {
         let domains = validate_domains(domains)?;
         let addresses = validate_addresses(addresses, &domains, smtp.max_message_size)?;
         let encryption = encryption.validate(key_env)?;
+        let privacy = privacy.validate()?;
         Ok(Config {
             hostname,
             data_dir,
@@ -544,6 +554,7 @@ impl RawConfig {
             addresses,
             domains,
             retention,
+            privacy,
             dev: None,
         })
     }
@@ -1006,6 +1017,7 @@ pub fn validate_domain(entry: &str, raw: DomainSpec) -> Result<DomainConfig, Con
             .format
             .map(|f| parse_format(&key("format"), &f))
             .transpose()?,
+        redact: Redaction::parse(&key("redact"), &raw.redact)?,
     })
 }
 
@@ -1042,7 +1054,10 @@ pub fn validate_address(
         (None, Some(inherited)) => inherited,
         (None, None) => DEFAULT_FORMAT,
     };
-    let options = address_options(key, raw, global_max_size)?;
+    let mut options = address_options(key, raw, global_max_size)?;
+    if let Some(domain) = domain {
+        options.redact = options.redact.union(&domain.redact);
+    }
     Ok(AddressConfig {
         pattern,
         target,
@@ -1082,6 +1097,7 @@ fn address_options(
             .transpose()?,
         dkim: raw.dkim,
         dmarc: raw.dmarc,
+        redact: Redaction::parse(&key("redact"), &raw.redact)?,
     })
 }
 

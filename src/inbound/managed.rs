@@ -131,6 +131,7 @@ impl Kind for Address {
             error_callback: options.error_callback.as_ref().map(ToString::to_string),
             dkim: options.dkim,
             dmarc: options.dmarc,
+            redact: options.redact.names(),
         }
     }
     fn entries(routes: &Entries) -> &[AddressConfig] {
@@ -185,6 +186,7 @@ impl Kind for Domain {
             }),
             target: config.target.as_ref().map(ToString::to_string),
             format: config.format.map(|f| f.as_str().to_string()),
+            redact: config.redact.names(),
         }
     }
     fn entries(routes: &Entries) -> &[DomainConfig] {

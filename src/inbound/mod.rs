@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
+use crate::config::{Field, Redaction};
 use crate::mail::fields::{Trace, with_received};
 use crate::mail::message::ParsedMessage;
 use crate::shutdown::Shutdown;
@@ -56,6 +57,8 @@ pub struct InboundSettings {
     pub keep_raw: bool,
     /// Check SPF for every message.
     pub spf: bool,
+    /// `privacy.redact`: fields never stored, for every address.
+    pub redact: Redaction,
 }
 
 impl Inbound {
@@ -240,11 +243,15 @@ impl Inbound {
             .get_inbound(id)
             .await?
             .ok_or(ResendError::NotFound)?;
-        let raw = self
-            .store
-            .get_inbound_raw(id)
-            .await?
-            .ok_or(ResendError::NotKept)?;
+        let raw =
+            self.store
+                .get_inbound_raw(id)
+                .await?
+                .ok_or(if message.meta.redacted.is_empty() {
+                    ResendError::NotKept
+                } else {
+                    ResendError::Redacted
+                })?;
         let meta = message.meta;
         let router = self.routes.current();
         let route = meta
@@ -481,6 +488,7 @@ impl Arrival<'_> {
             },
             smtp_reply: posted.reply.to_string(),
             processing_ms: self.started.elapsed().as_millis() as u64,
+            redacted: Vec::new(),
         }
     }
 }
@@ -532,10 +540,18 @@ impl Inbound {
             outcome,
             reply,
             result,
-            attempts,
+            mut attempts,
         } = posted;
         let summary = (meta.outcome, meta.http_status, meta.processing_ms);
-        let keep = (self.settings.keep_raw || outcome == Outcome::Captured).then_some(raw);
+        // Per-address lists add to the instance's; the raw message holds every field, so
+        // it is not kept when any is redacted.
+        let redact = self.settings.redact.union(&route.options.redact);
+        let meta = meta.redact(&redact);
+        if redact.contains(Field::ServerResponse) {
+            attempts.iter_mut().for_each(|a| a.response_body.clear());
+        }
+        let keep = ((self.settings.keep_raw || outcome == Outcome::Captured) && redact.is_empty())
+            .then_some(raw);
         match self.store.insert_inbound(meta, keep, attempts).await {
             Ok(id) => {
                 info!(id, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");
@@ -586,6 +602,13 @@ pub enum ResendError {
     NotFound,
     #[error("the message itself is not kept (only dev mode keeps it)")]
     NotKept,
+    /// Redaction is on for the message (`privacy.redact` or its address's `redact`): the
+    /// raw message would hold the redacted fields, so it was not kept.
+    #[error(
+        "the message itself is not kept: some of its fields are redacted (privacy.redact), \
+         so it cannot be resent; ask the sender to send it again"
+    )]
+    Redacted,
     #[error("the message's address has no target to send it to")]
     NoTarget,
     #[error("building the payload failed")]

@@ -126,7 +126,9 @@ impl Router {
                     url: url.clone(),
                     format: domain.format.unwrap_or(Format::JsonNormalized),
                 };
-                router.add(pattern.clone(), Route::to(pattern.to_string(), destination));
+                let mut route = Route::to(pattern.to_string(), destination);
+                route.options.redact = domain.redact.clone();
+                router.add(pattern.clone(), route);
             }
         }
         router

@@ -22,6 +22,7 @@ use tracing::{error, info};
 
 use super::Outbound;
 use super::bounce::{Finding, is_return_path_form};
+use crate::config::Redaction;
 use crate::mail::fields::{Trace, with_received};
 use crate::mail::message::ParsedMessage;
 use crate::smtp::Reply;
@@ -36,6 +37,8 @@ pub struct ReturnMailSettings {
     pub hostname: String,
     /// Keep the raw message in the store (dev mode), as for routed mail.
     pub keep_raw: bool,
+    /// `privacy.redact`: fields of the message row never stored (the raw is then not kept).
+    pub redact: Redaction,
 }
 
 /// A [`MailHandler`] that takes mail to outbound messages' return paths and passes
@@ -110,8 +113,11 @@ impl<H: MailHandler> WithReturnPath<H> {
             raw: &raw,
             at: received_at,
         };
-        let meta = received.meta(summary.clone(), &reply, started);
-        let keep = self.settings.keep_raw.then_some(raw);
+        let redact = &self.settings.redact;
+        let meta = received
+            .meta(summary.clone(), &reply, started)
+            .redact(redact);
+        let keep = (self.settings.keep_raw && redact.is_empty()).then_some(raw);
         match self
             .outbound
             .store
@@ -174,6 +180,7 @@ impl Received<'_> {
             error: None,
             smtp_reply: reply.to_string(),
             processing_ms: started.elapsed().as_millis() as u64,
+            redacted: Vec::new(),
         }
     }
 }

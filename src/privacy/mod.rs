@@ -241,6 +241,7 @@ auth_callback = "http://127.0.0.1:9/auth"
                 error_callback: None,
                 dkim: true,
                 dmarc: false,
+                redact: vec![],
             }],
             domains: vec![],
             credentials: vec![],

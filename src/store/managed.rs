@@ -47,6 +47,17 @@ fn unsigned(n: Option<i64>) -> Option<u64> {
     n.map(|n| n as u64)
 }
 
+/// A `redact` list, stored as a JSON array of field names.
+fn field_list(text: String) -> Vec<String> {
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn field_list_text(names: &[String]) -> Value {
+    serde_json::to_string(names)
+        .expect("strings serialise")
+        .into()
+}
+
 impl ManagedSpec for AddressSpec {
     const TABLE: &'static str = "managed_addresses";
     const COLUMNS: &'static [&'static str] = &[
@@ -61,6 +72,7 @@ impl ManagedSpec for AddressSpec {
         "error_callback",
         "dkim",
         "dmarc",
+        "redact",
     ];
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<AddressSpec> {
@@ -76,6 +88,7 @@ impl ManagedSpec for AddressSpec {
             error_callback: row.get(9)?,
             dkim: row.get(10)?,
             dmarc: row.get(11)?,
+            redact: field_list(row.get(12)?),
         })
     }
 
@@ -92,13 +105,15 @@ impl ManagedSpec for AddressSpec {
             self.error_callback.clone().into(),
             self.dkim.into(),
             self.dmarc.into(),
+            field_list_text(&self.redact),
         ]
     }
 }
 
 impl ManagedSpec for DomainSpec {
     const TABLE: &'static str = "managed_domains";
-    const COLUMNS: &'static [&'static str] = &["domain", "auth_regex", "target", "format"];
+    const COLUMNS: &'static [&'static str] =
+        &["domain", "auth_regex", "target", "format", "redact"];
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<DomainSpec> {
         Ok(DomainSpec {
@@ -106,6 +121,7 @@ impl ManagedSpec for DomainSpec {
             auth_regex: row.get(2)?,
             target: row.get(3)?,
             format: row.get(4)?,
+            redact: field_list(row.get(5)?),
         })
     }
 
@@ -115,6 +131,7 @@ impl ManagedSpec for DomainSpec {
             self.auth_regex.clone().into(),
             self.target.clone().into(),
             self.format.clone().into(),
+            field_list_text(&self.redact),
         ]
     }
 }
@@ -258,6 +275,7 @@ mod tests {
             error_callback: Some("http://example.com/err".into()),
             dkim: true,
             dmarc: false,
+            redact: vec!["subject".into()],
         }
     }
 
@@ -267,6 +285,7 @@ mod tests {
             auth_regex: Some("t-\\d+".into()),
             target: None,
             format: None,
+            redact: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::attempts::{self, AttemptRecord};
 use super::{Store, StoreError};
+use crate::config::{Field, Redaction};
 
 /// How a message ended, in CloudMailin's delivery-status words (contract §2.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,6 +76,43 @@ pub struct InboundMeta {
     pub error: Option<String>,
     pub smtp_reply: String,
     pub processing_ms: u64,
+    /// The fields left out of the row (`config::privacy` names): their columns hold NULL
+    /// (`""` and `[]` where the column is required).
+    pub redacted: Vec<String>,
+}
+
+impl InboundMeta {
+    /// Leaves out what `fields` names, before the row is written: a redacted value never
+    /// reaches the database.
+    pub fn redact(mut self, fields: &Redaction) -> InboundMeta {
+        let has = |field| fields.contains(field);
+        if has(Field::SenderIp) {
+            self.remote_ip.clear();
+        }
+        if has(Field::Helo) {
+            self.helo.clear();
+        }
+        if has(Field::Sender) {
+            self.mail_from.clear();
+        }
+        if has(Field::Recipient) {
+            self.recipients.clear();
+        }
+        if has(Field::Subject) {
+            self.subject = None;
+        }
+        if has(Field::MessageId) {
+            self.message_id = None;
+        }
+        if has(Field::ServerResponse) {
+            self.response_body = None;
+        }
+        if has(Field::Tls) {
+            self.tls_version = None;
+        }
+        self.redacted = fields.names();
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,7 +151,7 @@ pub struct MessageFilter {
 const COLUMNS: &str = "m.id, m.received_at, m.remote_ip, m.helo, m.mail_from, m.recipients,
     m.address, m.message_id, m.subject, m.size, m.md5, m.tls_version, m.target, m.format,
     m.http_status, m.outcome, m.response_body, m.error, m.smtp_reply, m.processing_ms,
-    EXISTS (SELECT 1 FROM inbound_raw r WHERE r.message_id = m.id)";
+    m.redacted, EXISTS (SELECT 1 FROM inbound_raw r WHERE r.message_id = m.id)";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     let recipients: String = row.get(5)?;
@@ -140,8 +178,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
             error: row.get(17)?,
             smtp_reply: row.get(18)?,
             processing_ms: row.get::<_, i64>(19)? as u64,
+            redacted: serde_json::from_str(&row.get::<_, String>(20)?).unwrap_or_default(),
         },
-        has_raw: row.get(20)?,
+        has_raw: row.get(21)?,
         attempts: None,
     })
 }
@@ -172,9 +211,10 @@ impl Store {
             tx.execute(
                 "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
                     recipients, address, message_id, subject, size, md5, tls_version, target,
-                    format, http_status, outcome, response_body, error, smtp_reply, processing_ms)
+                    format, http_status, outcome, response_body, error, smtp_reply, processing_ms,
+                    redacted)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19)",
+                    ?17, ?18, ?19, ?20)",
                 params![
                     meta.received_at,
                     meta.remote_ip,
@@ -195,6 +235,7 @@ impl Store {
                     meta.error,
                     meta.smtp_reply,
                     meta.processing_ms as i64,
+                    serde_json::to_string(&meta.redacted).expect("strings serialise"),
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -322,7 +363,35 @@ mod tests {
             error: None,
             smtp_reply: "250 2.0.0 OK".into(),
             processing_ms: 7,
+            redacted: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn redacted_fields_are_left_out_of_the_row() {
+        let dir = crate::datadir::test_dir();
+        let store = Store::open(dir.path()).unwrap();
+        let names = ["sender_ip", "subject", "server_response"].map(String::from);
+        let fields = Redaction::parse("privacy.redact", &names).unwrap();
+        let id = store
+            .insert_inbound(meta("secret").redact(&fields), None, Vec::new())
+            .await
+            .unwrap();
+        let row = store.get_inbound(id).await.unwrap().unwrap().meta;
+        assert_eq!(row.redacted, names);
+        assert_eq!((row.remote_ip.as_str(), row.subject), ("", None));
+        assert_eq!(row.response_body, None);
+        // The rest is kept and searchable.
+        assert_eq!(row.mail_from, "a@example.com");
+        let found = store
+            .list_inbound(MessageFilter {
+                sender: Some("a@example.com".into()),
+                limit: 10,
+                ..MessageFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
     }
 
     #[tokio::test]

@@ -247,6 +247,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, ip)
     ) WITHOUT ROWID;
     CREATE INDEX signin_failures_pair ON signin_failures (account, ip, at);",
+    // 7: redaction (`config::privacy`): which metadata fields a message row left out (a JSON
+    // array of field names; the columns hold NULL, or '' where the column is NOT NULL), and
+    // the `redact` list of runtime-managed addresses and domains.
+    "ALTER TABLE inbound_messages ADD COLUMN redacted TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE outbound_messages ADD COLUMN redacted TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE managed_addresses ADD COLUMN redact TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE managed_domains ADD COLUMN redact TEXT NOT NULL DEFAULT '[]';",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

@@ -74,6 +74,8 @@ enum Input {
     Check,
     /// The payload formats, with the label of the empty choice.
     Format(&'static str),
+    /// A list of names, comma-separated in the form.
+    List,
 }
 
 const fn field(name: &'static str, label: &'static str, input: Input) -> Field {
@@ -118,6 +120,7 @@ impl PageKind for Address {
         field("dmarc", "Check DMARC", Input::Check),
         field("auth_callback", "Auth callback URL", Input::Text),
         field("error_callback", "Error callback URL", Input::Text),
+        field("redact", REDACT_LABEL, Input::List),
     ];
 
     fn summary(spec: &AddressSpec) -> Html {
@@ -149,6 +152,7 @@ impl PageKind for Domain {
             Input::Text,
         ),
         field("format", "Format", Input::Format("default")),
+        field("redact", REDACT_LABEL, Input::List),
     ];
 
     fn summary(spec: &DomainSpec) -> Html {
@@ -163,6 +167,9 @@ impl PageKind for Domain {
         html!("<code>{}</code>{}{}", spec.domain, local_parts, target)
     }
 }
+
+const REDACT_LABEL: &str = "Metadata not stored, comma-separated (sender_ip, helo, sender, \
+    recipient, subject, message_id, server_response, tls), on top of privacy.redact";
 
 const FORMATS: [&str; 5] = ["json+n", "multipart+n", "json", "multipart", "raw"];
 
@@ -189,6 +196,7 @@ fn spec_from<K: PageKind>(values: &Values) -> Result<K::Spec, FieldError> {
             Input::Pattern => Value::from(text.trim()),
             Input::Text | Input::Format(_) => opt(text).map_or(Value::Null, Value::from),
             Input::Check => Value::Bool(values.contains_key(field.name)),
+            Input::List => text.split(',').filter_map(opt).map(Value::from).collect(),
             Input::Number => match opt(text).map(|t| t.parse::<u64>()) {
                 None => Value::Null,
                 Some(Ok(n)) => Value::from(n),
@@ -222,6 +230,11 @@ fn values_of<K: PageKind>(spec: &K::Spec) -> Values {
             Some(Value::Number(n)) => n.to_string(),
             Some(Value::Bool(true)) => "1".to_string(),
             Some(Value::Bool(false)) => continue,
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             _ => String::new(),
         };
         values.insert(field.name.to_string(), text);
@@ -288,7 +301,7 @@ fn field_html(field: &Field, values: &Values, error: Option<&FieldError>) -> Htm
     let value = values.get(name).map_or("", String::as_str);
     let error = field_error(error, name);
     match field.input {
-        Input::Pattern | Input::Text | Input::Number => html!(
+        Input::Pattern | Input::Text | Input::Number | Input::List => html!(
             "<label>{label} <input name=\"{name}\" value=\"{value}\"></label>{error}\n",
             label = label,
             name = name,
@@ -566,12 +579,14 @@ mod tests {
             error_callback: Some("http://example.com/error".into()),
             dkim: true,
             dmarc: true,
+            redact: vec!["sender_ip".into(), "subject".into()],
         });
         round_trip::<Domain>(DomainSpec {
             domain: "*.example.com".into(),
             auth_regex: Some(r"t-\d+".into()),
             target: None,
             format: None,
+            redact: Vec::new(),
         });
     }
 

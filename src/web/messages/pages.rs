@@ -17,9 +17,10 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 
 use crate::accounts::Role;
+use crate::config::Field;
 use crate::inbound::ResendError;
 use crate::mail::message::ParsedMessage;
-use crate::store::{InboundMessage, MessageFilter, Outcome};
+use crate::store::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 use crate::web::error::ApiError;
 use crate::web::ui::{self, Html, html};
 use crate::web::{AppState, Principal};
@@ -185,19 +186,22 @@ async fn list(
                 "<td>{date}</td><td>{response}</td><td>{ms}&nbsp;ms</td><td>{tls}</td><td class=\"mono\">{reply}</td></tr>\n",
             ),
             id = message.id,
-            ip = Html::escape(&meta.remote_ip),
-            message_id = ui::or_dash(meta.message_id.as_deref()),
-            sender = Html::escape(&meta.mail_from),
-            recipients = Html::join(meta.recipients.iter().map(|r| Html::escape(r)), "<br>"),
-            subject = meta
-                .subject
-                .as_deref()
-                .map(Html::escape)
-                .unwrap_or_else(|| Html::trusted("(no subject)")),
+            ip = redacted(meta, Field::SenderIp, Html::escape(&meta.remote_ip)),
+            message_id = redacted(meta, Field::MessageId, ui::or_dash(meta.message_id.as_deref())),
+            sender = redacted(meta, Field::Sender, Html::escape(&meta.mail_from)),
+            recipients = redacted(meta, Field::Recipient, recipients(meta)),
+            subject = redacted(
+                meta,
+                Field::Subject,
+                meta.subject
+                    .as_deref()
+                    .map(Html::escape)
+                    .unwrap_or_else(|| Html::trusted("(no subject)")),
+            ),
             date = ui::time(&meta.received_at),
-            response = response_cell(message),
+            response = redacted(meta, Field::ServerResponse, response_cell(message)),
             ms = meta.processing_ms,
-            tls = ui::or_dash(meta.tls_version.as_deref()),
+            tls = redacted(meta, Field::Tls, ui::or_dash(meta.tls_version.as_deref())),
             reply = Html::escape(&meta.smtp_reply),
         ));
     }
@@ -332,23 +336,40 @@ fn summary_section(message: &InboundMessage) -> Html {
             "<dt>MAIL FROM</dt><dd>{from}</dd>\n<dt>RCPT TO</dt><dd>{to}</dd>\n</dl>\n",
         ),
         date = ui::time(&meta.received_at),
-        response = response_cell(message),
+        response = redacted(meta, Field::ServerResponse, response_cell(message)),
         reply = Html::escape(&meta.smtp_reply),
         ms = meta.processing_ms,
-        subject = ui::or_dash(meta.subject.as_deref()),
-        message_id = ui::or_dash(meta.message_id.as_deref()),
+        subject = redacted(meta, Field::Subject, ui::or_dash(meta.subject.as_deref())),
+        message_id = redacted(
+            meta,
+            Field::MessageId,
+            ui::or_dash(meta.message_id.as_deref())
+        ),
         size = meta.size,
         md5 = Html::escape(&meta.md5),
-        tls = ui::or_dash(meta.tls_version.as_deref()),
+        tls = redacted(meta, Field::Tls, ui::or_dash(meta.tls_version.as_deref())),
         address = ui::or_dash(meta.address.as_deref()),
         target = ui::or_dash(meta.target.as_deref()),
         format = ui::or_dash(meta.format.as_deref()),
         error = ui::or_dash(meta.error.as_deref()),
-        ip = Html::escape(&meta.remote_ip),
-        helo = Html::escape(&meta.helo),
-        from = Html::escape(&meta.mail_from),
-        to = Html::join(meta.recipients.iter().map(|r| Html::escape(r)), "<br>"),
+        ip = redacted(meta, Field::SenderIp, Html::escape(&meta.remote_ip)),
+        helo = redacted(meta, Field::Helo, Html::escape(&meta.helo)),
+        from = redacted(meta, Field::Sender, Html::escape(&meta.mail_from)),
+        to = redacted(meta, Field::Recipient, recipients(meta)),
     )
+}
+
+/// `shown`, or "redacted" when the row left `field` out (`config::privacy`).
+fn redacted(meta: &InboundMeta, field: Field, shown: Html) -> Html {
+    if meta.redacted.iter().any(|name| name == field.name()) {
+        Html::trusted("<em class=\"redacted\">redacted</em>")
+    } else {
+        shown
+    }
+}
+
+fn recipients(meta: &InboundMeta) -> Html {
+    Html::join(meta.recipients.iter().map(|r| Html::escape(r)), "<br>")
 }
 
 fn attempts_section(message: &InboundMessage) -> Html {
