@@ -709,7 +709,10 @@ async fn the_webhook_carries_one_terminal_event_per_recipient() {
 #[test]
 fn suppression_commands_and_the_tracking_warning_of_the_real_binary() {
     let data_dir = tempfile::tempdir().unwrap();
-    let config = data_dir.path().join("postern.toml");
+    crate::support::private(data_dir.path());
+    // The config beside, not inside, the data directory, which must hold only private files.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("postern.toml");
     let write_config = |extra: &str| {
         std::fs::write(
             &config,
@@ -772,13 +775,13 @@ fn suppression_commands_and_the_tracking_warning_of_the_real_binary() {
     assert_eq!(code, 1);
     assert!(err.contains("not on the suppression list"), "{err}");
 
-    let (code, out, _) = postern(&["check"]);
-    assert_eq!(code, 0);
+    let (code, out, err) = postern(&["check"]);
+    assert_eq!(code, 0, "{err}");
     assert!(out.contains("Tracking  http://127.0.0.1:8025/t/"), "{out}");
     assert!(out.contains("which recipients cannot reach"), "{out}");
     write_config("[outbound]\ntracking_url = \"https://track.example.com\"\n");
-    let (code, out, _) = postern(&["check"]);
-    assert_eq!(code, 0);
+    let (code, out, err) = postern(&["check"]);
+    assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("Tracking  https://track.example.com/t/"),
         "{out}"
