@@ -351,7 +351,8 @@ fn outbound_service(config: &Config, store: &Store, clock: &Clock) -> Outbound {
         Some(_) => OutboundMode::Capture,
         None => OutboundMode::Deliver,
     };
-    let outbound = Outbound::new(store.clone(), clock.clone(), mode, config.outbound.expiry);
+    let outbound = Outbound::new(store.clone(), clock.clone(), mode, config.outbound.expiry)
+        .with_redaction(config.privacy.redact_outbound.clone());
     // Dev mode captures and never delivers, unless it was given a relay.
     match (&config.dev, &config.outbound.relay) {
         (Some(_), Some(_)) => outbound.with_dev_relay(),

@@ -67,6 +67,20 @@ pub fn domain_of(address: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// The domain of a From header's address (`Name <user@example.com>` or `user@example.com`),
+/// lower case; a bare domain (a From whose address was redacted) is itself.
+pub fn header_domain(header_from: &str) -> String {
+    let address = match (header_from.rfind('<'), header_from.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &header_from[open + 1..close],
+        _ => header_from,
+    };
+    let address = address.trim();
+    match address.rsplit_once('@') {
+        Some((_, domain)) => domain.to_ascii_lowercase(),
+        None => address.to_ascii_lowercase(),
+    }
+}
+
 /// An address we can put on an SMTP envelope: one `@`, no spaces or angle brackets.
 pub fn valid_address(address: &str) -> bool {
     match address.rsplit_once('@') {
@@ -85,6 +99,14 @@ pub fn valid_address(address: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_from_domain_is_read_from_a_display_address_or_a_bare_domain() {
+        assert_eq!(header_domain("Shop <News@Example.COM>"), "example.com");
+        assert_eq!(header_domain("a@b.test"), "b.test");
+        assert_eq!(header_domain("\"x@y\" <a@c.test>"), "c.test");
+        assert_eq!(header_domain("Example.test"), "example.test");
+    }
 
     #[test]
     fn mailboxes_of_an_address_list() {

@@ -37,6 +37,7 @@ use super::complaint::{self, FeedbackReport};
 use crate::mail::address::parse_mailboxes;
 use crate::mail::fields::unfolded_fields;
 use crate::mail::message::{ParsedMessage, mime_leaves};
+use crate::config::{Field, Redaction};
 use crate::store::{BounceRecord, MessageRef, StoreError};
 
 /// Whether `address` has the return path's form, `bounces+<something>@<domain>` (the
@@ -429,12 +430,17 @@ fn text_bounce(text: &str, recipients: &[String]) -> Option<Vec<Finding>> {
 }
 
 /// What a finding becomes in the store.
-fn record_of(finding: &Finding, from: &str, subject: Option<&str>) -> BounceRecord {
+fn record_of(finding: &Finding, from: &str, subject: Option<&str>, redact: &Redaction) -> BounceRecord {
+    // The remote server's text is left out when the message redacts `server_response`.
+    let response = finding
+        .smtp_response
+        .clone()
+        .filter(|_| !redact.contains(Field::ServerResponse));
     let mut details = Map::new();
     if let Some(code) = finding.smtp_code {
         details.insert("smtp_code".into(), json!(code));
     }
-    if let Some(response) = &finding.smtp_response {
+    if let Some(response) = &response {
         details.insert("smtp_response".into(), json!(response));
     }
     if let Some(status) = &finding.status {
@@ -459,7 +465,7 @@ fn record_of(finding: &Finding, from: &str, subject: Option<&str>) -> BounceReco
         details: Value::Object(details).to_string(),
         hard: finding.kind == FindingKind::Hard,
         code: finding.smtp_code.map(i64::from),
-        response: finding.smtp_response.clone(),
+        response,
         suppression_reason: match (finding.kind, &finding.status) {
             (FindingKind::Hard, Some(status)) => Some(format!("bounce {status}")),
             (FindingKind::Hard, None) => Some("bounce".into()),
@@ -502,7 +508,7 @@ impl Outbound {
         let records = findings
             .iter()
             .map(|f| {
-                let mut record = record_of(f, &from, subject.as_deref());
+                let mut record = record_of(f, &from, subject.as_deref(), &message.redact);
                 let own = message
                     .recipients
                     .iter()

@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::Clock;
+use crate::config::Redaction;
 use crate::store::{
     CredentialMode, CredentialRow, Disposition, NewOutbound, Source, Store, StoreError,
 };
@@ -120,6 +121,8 @@ pub struct Outbound {
     tracking_url: Arc<str>,
     /// The instance's `tracking_key`, read (or made) on first use.
     tracking_key: Arc<OnceCell<Vec<u8>>>,
+    /// `privacy.redact_outbound`: fields of sent mail never stored.
+    redact: Redaction,
 }
 
 impl Outbound {
@@ -134,7 +137,14 @@ impl Outbound {
             events: Arc::new(Notify::new()),
             tracking_url: Arc::from("http://localhost"),
             tracking_key: Arc::new(OnceCell::new()),
+            redact: Redaction::default(),
         }
+    }
+
+    /// `privacy.redact_outbound`: what the rows of sent mail leave out.
+    pub fn with_redaction(mut self, redact: Redaction) -> Outbound {
+        self.redact = redact;
+        self
     }
 
     /// `postern dev --relay`: in capture mode, queue mail for delivery (through the relay)
@@ -283,7 +293,9 @@ impl Outbound {
                 webhook: credential.events_url.is_some(),
                 created_at: now,
                 expires_at: now + self.expiry.as_secs() as i64,
-            })
+                redacted: Vec::new(),
+            }
+            .redact(&self.redact))
             .await?;
         self.wake.notify_one();
         // Registration (or suppressed) events are written with the message.

@@ -8,8 +8,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::outbound::insert_event;
+use super::outbound::{insert_event, redaction};
 use super::{Store, StoreError};
+use crate::config::Redaction;
 
 /// Event kinds that end a recipient's story: the webhook carries at most one of them per
 /// recipient (contract §6.8, "one terminal event per recipient, not one per retry").
@@ -84,6 +85,8 @@ pub struct MessageRef {
     /// Whether this message's copies get the open pixel / tracked links.
     pub track_opens: bool,
     pub track_clicks: bool,
+    /// What the message's row left out (`privacy.redact_outbound`).
+    pub redact: Redaction,
 }
 
 /// `pending` when the message's credential has an events URL, else `none` (SQL).
@@ -101,10 +104,10 @@ fn webhook_for(connection: &Connection, message_id: i64) -> rusqlite::Result<Str
 }
 
 fn message_ref(connection: &Connection, uuid: &str) -> rusqlite::Result<Option<MessageRef>> {
-    let Some((id, uuid, envelope_from, track_opens, track_clicks)) = connection
+    let Some((id, uuid, envelope_from, track_opens, track_clicks, redacted)) = connection
         .query_row(
-            "SELECT id, uuid, envelope_from, track_opens, track_clicks FROM outbound_messages
-             WHERE uuid = ?1",
+            "SELECT id, uuid, envelope_from, track_opens, track_clicks, redacted
+             FROM outbound_messages WHERE uuid = ?1",
             [uuid],
             |row| {
                 Ok((
@@ -113,6 +116,7 @@ fn message_ref(connection: &Connection, uuid: &str) -> rusqlite::Result<Option<M
                     row.get(2)?,
                     row.get(3)?,
                     row.get(4)?,
+                    row.get(5)?,
                 ))
             },
         )
@@ -133,6 +137,7 @@ fn message_ref(connection: &Connection, uuid: &str) -> rusqlite::Result<Option<M
         recipients,
         track_opens,
         track_clicks,
+        redact: redaction(redacted),
     }))
 }
 

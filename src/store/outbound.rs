@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, StoreError};
+use crate::config::{Field, Redaction};
 
 /// How many waiting enqueues one transaction takes at most.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -265,6 +266,35 @@ pub struct NewOutbound {
     pub webhook: bool,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The fields left out of the row (`config::privacy` names; see [`NewOutbound::redact`]).
+    pub redacted: Vec<String>,
+}
+
+impl NewOutbound {
+    /// Leaves out what `fields` (`privacy.redact_outbound`) names, before the row is written:
+    /// the API caller's address, the subject, and the From address (the row keeps its domain,
+    /// which the worker needs to pick the DKIM key). The content is kept (sealed) because it
+    /// is what gets delivered; what the receiving servers answer and the TLS version are left
+    /// out when the attempts are recorded (`Store::finish_attempt`, from the row's list).
+    pub fn redact(mut self, fields: &Redaction) -> NewOutbound {
+        if fields.contains(Field::SenderIp) {
+            self.remote_ip = None;
+        }
+        if fields.contains(Field::Subject) {
+            self.subject = None;
+        }
+        if fields.contains(Field::Sender) {
+            self.header_from = crate::mail::address::header_domain(&self.header_from);
+        }
+        self.redacted = fields.names();
+        self
+    }
+}
+
+/// A row's `redacted` column (a JSON list of field names) as a [`Redaction`].
+pub(super) fn redaction(column: String) -> Redaction {
+    let names: Vec<String> = serde_json::from_str(&column).unwrap_or_default();
+    Redaction::parse("redacted", &names).unwrap_or_default()
 }
 
 /// A committed message: its row id and each recipient's first state.
@@ -350,8 +380,8 @@ fn insert_message(tx: &Connection, message: &NewOutbound) -> rusqlite::Result<En
     tx.execute(
         "INSERT INTO outbound_messages (uuid, credential_id, username, source, header_from,
             envelope_from, subject, tags, priority, test_mode, track_opens, track_clicks, size,
-            remote_ip, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            remote_ip, created_at, redacted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
             message.uuid,
             message.credential_id,
@@ -368,6 +398,7 @@ fn insert_message(tx: &Connection, message: &NewOutbound) -> rusqlite::Result<En
             message.raw.len() as i64,
             message.remote_ip,
             message.created_at,
+            serde_json::to_string(&message.redacted).expect("strings serialise"),
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -454,6 +485,8 @@ pub struct OutboundSummary {
     #[serde(serialize_with = "crate::store::unix_time::rfc3339")]
     pub created_at: i64,
     pub recipients: Vec<RecipientRow>,
+    /// The fields left out of the row (`privacy.redact_outbound` names).
+    pub redacted: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -485,7 +518,8 @@ pub struct OutboundFilter {
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.uuid, m.username, m.source, m.header_from,
-    m.envelope_from, m.subject, m.tags, m.priority, m.test_mode, m.size, m.created_at";
+    m.envelope_from, m.subject, m.tags, m.priority, m.test_mode, m.size, m.created_at,
+    m.redacted";
 
 fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<OutboundSummary> {
     let source: String = row.get(3)?;
@@ -509,6 +543,7 @@ fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<OutboundSummary> {
         size: row.get(10)?,
         created_at: row.get(11)?,
         recipients: Vec::new(),
+        redacted: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
     })
 }
 

@@ -16,7 +16,8 @@
 
 use rusqlite::{Connection, params};
 
-use super::outbound::insert_event;
+use super::outbound::{insert_event, redaction};
+use crate::config::{Field, Redaction};
 use super::{Store, StoreError};
 
 /// A recipient taken off the queue (now `sending`) with what its delivery needs.
@@ -31,7 +32,8 @@ pub struct Claimed {
     pub domain: String,
     /// MAIL FROM: `bounces+<uuid>@<return path domain>`.
     pub envelope_from: String,
-    /// The From header as composed (`Name <user@example.com>`).
+    /// The From header as composed (`Name <user@example.com>`), or its domain alone when
+    /// the row redacts `sender`.
     pub header_from: String,
     /// Attempts made before this one.
     pub attempts: i64,
@@ -41,6 +43,9 @@ pub struct Claimed {
     /// The message's tracking switches (the credential's, or the request's override).
     pub track_opens: bool,
     pub track_clicks: bool,
+    /// What the message's row left out (`privacy.redact_outbound` when it was queued): the
+    /// attempt's records follow it.
+    pub redact: Redaction,
 }
 
 /// How an attempt ended, and so what becomes of the recipient.
@@ -137,7 +142,7 @@ impl Store {
                         m.header_from, r.attempts, r.expires_at,
                         EXISTS (SELECT 1 FROM smtp_credentials c
                                 WHERE c.id = m.credential_id AND c.events_url IS NOT NULL),
-                        m.track_opens, m.track_clicks
+                        m.track_opens, m.track_clicks, m.redacted
                      FROM outbound_recipients r JOIN outbound_messages m ON m.id = r.message_id
                      WHERE r.state IN ('queued', 'deferred') AND r.next_attempt_at <= ?1
                      ORDER BY r.queue_rank, r.next_attempt_at, r.id
@@ -158,6 +163,7 @@ impl Store {
                             webhook: row.get(9)?,
                             track_opens: row.get(10)?,
                             track_clicks: row.get(11)?,
+                            redact: redaction(row.get(12)?),
                         })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?
@@ -219,6 +225,10 @@ impl Store {
         report: AttemptReport,
     ) -> Result<(), StoreError> {
         let claimed = claimed.clone();
+        // What the message's row left out is never written, here either.
+        let response = Some(report.response.clone())
+            .filter(|_| !claimed.redact.contains(Field::ServerResponse));
+        let tls = report.tls.clone().filter(|_| !claimed.redact.contains(Field::Tls));
         self.write(move |connection| {
             let tx = connection.transaction()?;
             tx.execute(
@@ -230,8 +240,8 @@ impl Store {
                     report.host,
                     report.end.attempt_outcome(),
                     report.code,
-                    report.response,
-                    report.tls,
+                    response,
+                    tls,
                     report.duration_ms,
                 ],
             )?;
@@ -248,14 +258,14 @@ impl Store {
                     report.end.recipient_state(),
                     next_attempt_at,
                     report.code,
-                    report.response,
+                    response,
                     report.at,
                 ],
             )?;
             let mut details = serde_json::json!({
                 "host": report.host,
                 "code": report.code,
-                "response": report.response,
+                "response": response,
                 "tls": report.tls.is_some(),
                 "attempts": claimed.attempts + 1,
             });
@@ -277,7 +287,10 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (address) DO NOTHING",
                     params![
                         claimed.address,
-                        format!("bounce: {}", report.response),
+                        match &response {
+                            Some(response) => format!("bounce: {response}"),
+                            None => "bounce".into(),
+                        },
                         claimed.uuid,
                         report.at
                     ],
