@@ -361,11 +361,7 @@ fn summary_section(message: &InboundMessage) -> Html {
 
 /// `shown`, or "redacted" when the row left `field` out (`config::privacy`).
 fn redacted(meta: &InboundMeta, field: Field, shown: Html) -> Html {
-    if meta.redacted.iter().any(|name| name == field.name()) {
-        Html::trusted("<em class=\"redacted\">redacted</em>")
-    } else {
-        shown
-    }
+    ui::redacted(&meta.redacted, field, shown)
 }
 
 fn recipients(meta: &InboundMeta) -> Html {

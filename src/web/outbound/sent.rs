@@ -15,6 +15,7 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::Field;
 use crate::mail::message::ParsedMessage;
 use crate::store::unix_time;
 use crate::store::{EventRow, OutboundAttemptRow, OutboundFilter, OutboundSummary, RecipientState};
@@ -125,11 +126,19 @@ fn filter_form(form: &ListForm) -> Html {
 }
 
 fn subject_text(message: &OutboundSummary) -> Html {
-    message
+    let shown = message
         .subject
         .as_deref()
         .map(Html::escape)
-        .unwrap_or_else(|| Html::trusted("(no subject)"))
+        .unwrap_or_else(|| Html::trusted("(no subject)"));
+    ui::redacted(&message.redacted, Field::Subject, shown)
+}
+
+/// The From header, or its domain and "redacted" when the row left the address out.
+fn from_text(message: &OutboundSummary) -> Html {
+    let domain = Html::escape(&message.from);
+    let marker = ui::redacted(&message.redacted, Field::Sender, Html::new());
+    html!("{} {}", domain, marker)
 }
 
 async fn list(
@@ -178,7 +187,7 @@ async fn list(
                 "<td><a href=\"/outbound/{uuid}\">{subject}</a></td><td>{tags}</td><td>{source}</td><td>{test}</td></tr>\n",
             ),
             created = ui::unix_time(message.created_at),
-            from = Html::escape(&message.from),
+            from = from_text(message),
             recipients = Html::join(recipients, "<br>"),
             uuid = message.id,
             subject = subject_text(message),
@@ -295,7 +304,7 @@ fn summary_section(message: &OutboundSummary) -> Html {
         created = ui::unix_time(message.created_at),
         username = Html::escape(&message.username),
         source = message.source.as_str(),
-        from = Html::escape(&message.from),
+        from = from_text(message),
         envelope = Html::escape(&message.envelope_from),
         subject = subject_text(message),
         tags = Html::escape(&message.tags.join(", ")),
@@ -339,7 +348,11 @@ fn recipients_section(message: &OutboundSummary) -> Html {
             code = recipient
                 .last_code
                 .map_or_else(ui::dash, |c| html!("{}", c)),
-            response = ui::or_dash(recipient.last_response.as_deref()),
+            response = ui::redacted(
+                &message.redacted,
+                Field::ServerResponse,
+                ui::or_dash(recipient.last_response.as_deref()),
+            ),
         ));
     }
     out.push_trusted("</tbody>\n</table></div>\n");
@@ -408,12 +421,20 @@ fn attempts_section(message: &OutboundSummary, attempts: &[OutboundAttemptRow]) 
             code = attempt
                 .code
                 .map_or_else(ui::dash, |c| html!("{}", c)),
-            response = attempt
-                .response
-                .as_deref()
-                .map(|r| Html::escape(ui::head(r, 2048)))
-                .unwrap_or_else(ui::dash),
-            tls = ui::or_dash(attempt.tls.as_deref()),
+            response = ui::redacted(
+                &message.redacted,
+                Field::ServerResponse,
+                attempt
+                    .response
+                    .as_deref()
+                    .map(|r| Html::escape(ui::head(r, 2048)))
+                    .unwrap_or_else(ui::dash),
+            ),
+            tls = ui::redacted(
+                &message.redacted,
+                Field::Tls,
+                ui::or_dash(attempt.tls.as_deref()),
+            ),
             duration = attempt
                 .duration_ms
                 .map_or_else(ui::dash, |ms| html!("{}&nbsp;ms", ms)),

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::accounts::Role;
+use crate::config::Field;
 use crate::web::{Principal, Who};
 
 pub(in crate::web) use assets::routes;
@@ -134,6 +135,15 @@ pub(in crate::web) fn or_dash(value: Option<&str>) -> Html {
 /// What a table shows for "none".
 pub(in crate::web) fn dash() -> Html {
     Html::trusted("—")
+}
+
+/// `shown`, or "redacted" when a row's `redacted` list names `field` (`config::privacy`).
+pub(in crate::web) fn redacted(redacted: &[String], field: Field, shown: Html) -> Html {
+    if redacted.iter().any(|name| name == field.name()) {
+        Html::trusted("<em class=\"redacted\">redacted</em>")
+    } else {
+        shown
+    }
 }
 
 /// At most `limit` bytes, cut at a character boundary.
