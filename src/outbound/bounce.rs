@@ -34,10 +34,10 @@ use tracing::{info, warn};
 
 use super::Outbound;
 use super::complaint::{self, FeedbackReport};
+use crate::config::{Field, Redaction};
 use crate::mail::address::parse_mailboxes;
 use crate::mail::fields::unfolded_fields;
 use crate::mail::message::{ParsedMessage, mime_leaves};
-use crate::config::{Field, Redaction};
 use crate::store::{BounceRecord, MessageRef, StoreError};
 
 /// Whether `address` has the return path's form, `bounces+<something>@<domain>` (the
@@ -430,7 +430,12 @@ fn text_bounce(text: &str, recipients: &[String]) -> Option<Vec<Finding>> {
 }
 
 /// What a finding becomes in the store.
-fn record_of(finding: &Finding, from: &str, subject: Option<&str>, redact: &Redaction) -> BounceRecord {
+fn record_of(
+    finding: &Finding,
+    from: &str,
+    subject: Option<&str>,
+    redact: &Redaction,
+) -> BounceRecord {
     // The remote server's text is left out when the message redacts `server_response`.
     let response = finding
         .smtp_response

@@ -272,30 +272,32 @@ impl Outbound {
             tags: composed.tags.clone(),
         };
         self.store
-            .enqueue(NewOutbound {
-                envelope_from: format!("bounces+{uuid}@{return_path_domain}"),
-                uuid,
-                credential_id: Some(credential.id),
-                username: credential.username.clone(),
-                source,
-                header_from: composed.from.to_string(),
-                subject: composed.subject,
-                tags: composed.tags,
-                priority: composed.priority,
-                test_mode,
-                // The request's `track_opens`/`track_clicks` win over the credential's.
-                track_opens: composed.track_opens.unwrap_or(credential.track_opens),
-                track_clicks: composed.track_clicks.unwrap_or(credential.track_clicks),
-                raw: composed.raw,
-                remote_ip,
-                recipients: composed.recipients,
-                disposition,
-                webhook: credential.events_url.is_some(),
-                created_at: now,
-                expires_at: now + self.expiry.as_secs() as i64,
-                redacted: Vec::new(),
-            }
-            .redact(&self.redact))
+            .enqueue(
+                NewOutbound {
+                    envelope_from: format!("bounces+{uuid}@{return_path_domain}"),
+                    uuid,
+                    credential_id: Some(credential.id),
+                    username: credential.username.clone(),
+                    source,
+                    header_from: composed.from.to_string(),
+                    subject: composed.subject,
+                    tags: composed.tags,
+                    priority: composed.priority,
+                    test_mode,
+                    // The request's `track_opens`/`track_clicks` win over the credential's.
+                    track_opens: composed.track_opens.unwrap_or(credential.track_opens),
+                    track_clicks: composed.track_clicks.unwrap_or(credential.track_clicks),
+                    raw: composed.raw,
+                    remote_ip,
+                    recipients: composed.recipients,
+                    disposition,
+                    webhook: credential.events_url.is_some(),
+                    created_at: now,
+                    expires_at: now + self.expiry.as_secs() as i64,
+                    redacted: Vec::new(),
+                }
+                .redact(&self.redact),
+            )
             .await?;
         self.wake.notify_one();
         // Registration (or suppressed) events are written with the message.

@@ -17,8 +17,8 @@
 use rusqlite::{Connection, params};
 
 use super::outbound::{insert_event, redaction};
-use crate::config::{Field, Redaction};
 use super::{Store, StoreError};
+use crate::config::{Field, Redaction};
 
 /// A recipient taken off the queue (now `sending`) with what its delivery needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +228,10 @@ impl Store {
         // What the message's row left out is never written, here either.
         let response = Some(report.response.clone())
             .filter(|_| !claimed.redact.contains(Field::ServerResponse));
-        let tls = report.tls.clone().filter(|_| !claimed.redact.contains(Field::Tls));
+        let tls = report
+            .tls
+            .clone()
+            .filter(|_| !claimed.redact.contains(Field::Tls));
         self.write(move |connection| {
             let tx = connection.transaction()?;
             tx.execute(

@@ -8,33 +8,9 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::support::binary::postern;
+use crate::support::scan::files_holding;
 use crate::support::{TestApp, config_with};
 use postern::outbound::NewCredentialSpec;
-
-/// Every file under `dir` (database, WAL, shm, anything else) that holds `needle`.
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in walk(dir) {
-        let bytes = std::fs::read(&entry).unwrap_or_default();
-        if bytes.windows(needle.len()).any(|window| window == needle) {
-            found.push(entry.display().to_string());
-        }
-    }
-    found
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
 
 /// `postern args…` with `env`: exit code, stdout, stderr.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {

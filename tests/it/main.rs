@@ -30,6 +30,7 @@ mod payload;
 mod privacy;
 mod private_data;
 mod protocol;
+mod redaction;
 mod retention;
 mod routing;
 mod send_api;

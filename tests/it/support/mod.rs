@@ -17,6 +17,7 @@ pub mod dns;
 pub mod oidc;
 pub mod raw_tcp;
 pub mod receiver;
+pub mod scan;
 pub mod sink;
 pub mod smtp;
 pub mod wait;
