@@ -906,3 +906,74 @@ fn bad_text(index: usize, what: &str, text: &str) -> rusqlite::Error {
         format!("unknown {what} {text:?}").into(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(redacted: &[&str]) -> NewOutbound {
+        let names: Vec<String> = redacted.iter().map(|name| name.to_string()).collect();
+        NewOutbound {
+            uuid: "0f5e".into(),
+            credential_id: None,
+            username: "shop".into(),
+            source: Source::Api,
+            header_from: "Shop <shop@Example.com>".into(),
+            envelope_from: "bounces+0f5e@mta.example.com".into(),
+            subject: Some("secret subject".into()),
+            tags: Vec::new(),
+            priority: Priority::Standard,
+            test_mode: false,
+            track_opens: false,
+            track_clicks: false,
+            raw: b"Subject: secret subject\r\n\r\nhi\r\n".to_vec(),
+            remote_ip: Some("192.0.2.7".into()),
+            recipients: vec!["user@dest.test".into()],
+            disposition: Disposition::Deliver,
+            webhook: false,
+            created_at: 0,
+            expires_at: 60,
+            redacted: Vec::new(),
+        }
+        .redact(&Redaction::parse("privacy.redact_outbound", &names).unwrap())
+    }
+
+    #[tokio::test]
+    async fn redacted_fields_are_left_out_of_the_outbound_row() {
+        let dir = crate::datadir::test_dir();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .enqueue(message(&["sender_ip", "sender", "subject"]))
+            .await
+            .unwrap();
+        let row = store
+            .read(|connection| {
+                connection.query_row(
+                    "SELECT remote_ip, header_from, subject, redacted FROM outbound_messages",
+                    [],
+                    |row| {
+                        Ok((
+                            row.get::<_, Option<String>>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                            row.get::<_, String>(3)?,
+                        ))
+                    },
+                )
+            })
+            .await
+            .unwrap();
+        let expected = (
+            None,
+            "example.com".into(),
+            None,
+            r#"["sender_ip","sender","subject"]"#.into(),
+        );
+        assert_eq!(row, expected);
+        // Without a list, everything is kept.
+        let kept = message(&[]);
+        assert_eq!(kept.remote_ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(kept.header_from, "Shop <shop@Example.com>");
+        assert!(kept.redacted.is_empty());
+    }
+}
