@@ -34,6 +34,14 @@ pub fn stored(config: &Config) -> Vec<Stored> {
             sealed,
         ),
     };
+    let sent_metadata = match config.privacy.redact_outbound.is_empty() {
+        true => "Sent messages' metadata: recipients, delivery attempts and events".to_string(),
+        false => format!(
+            "Sent messages' metadata: recipients, delivery attempts and events (never: {}, \
+             [privacy] redact_outbound)",
+            config.privacy.redact_outbound.names().join(", ")
+        ),
+    };
     let sessions = format!(
         "until sign-out, {} min unused or {} h after sign-in",
         config.web.session_idle.as_secs() / 60,
@@ -48,7 +56,7 @@ pub fn stored(config: &Config) -> Vec<Stored> {
         ),
         received,
         row(
-            "Sent messages' metadata: recipients, delivery attempts and events",
+            &sent_metadata,
             &days(retention.outbound_metadata_days),
             false,
         ),
@@ -86,4 +94,32 @@ pub fn stored(config: &Config) -> Vec<Stored> {
             sealed,
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent_metadata(toml: &str) -> String {
+        let config = Config::from_toml(toml, Vec::new()).unwrap();
+        let rows = stored(&config);
+        let row = rows
+            .iter()
+            .find(|s| s.what.starts_with("Sent messages' metadata"));
+        row.expect("a row for sent metadata").what.clone()
+    }
+
+    #[test]
+    fn sent_metadata_names_what_redact_outbound_leaves_out() {
+        let plain = sent_metadata("[server]\nhostname = \"mx.example.com\"\n");
+        assert!(!plain.contains("never"), "{plain}");
+        let redacted = sent_metadata(
+            "[server]\nhostname = \"mx.example.com\"\n\
+             [privacy]\nredact_outbound = [\"server_response\", \"subject\"]\n",
+        );
+        assert!(
+            redacted.contains("never: subject, server_response"),
+            "{redacted}"
+        );
+    }
 }
