@@ -26,10 +26,12 @@ pub enum Field {
     ServerResponse,
     /// The TLS version of the connection.
     Tls,
+    /// Sent mail only: the IP address and user agent of the recipient's opens and clicks.
+    Tracking,
 }
 
 impl Field {
-    pub const ALL: [Field; 8] = [
+    pub const ALL: [Field; 9] = [
         Field::SenderIp,
         Field::Helo,
         Field::Sender,
@@ -38,6 +40,29 @@ impl Field {
         Field::MessageId,
         Field::ServerResponse,
         Field::Tls,
+        Field::Tracking,
+    ];
+
+    /// Fields a received message has (`redact` lists).
+    pub const INBOUND: [Field; 8] = [
+        Field::SenderIp,
+        Field::Helo,
+        Field::Sender,
+        Field::Recipient,
+        Field::Subject,
+        Field::MessageId,
+        Field::ServerResponse,
+        Field::Tls,
+    ];
+
+    /// Fields a sent message has (`redact_outbound`).
+    pub const OUTBOUND: [Field; 6] = [
+        Field::SenderIp,
+        Field::Sender,
+        Field::Subject,
+        Field::ServerResponse,
+        Field::Tls,
+        Field::Tracking,
     ];
 
     /// The name in config files, the API and the `redacted` list of a row.
@@ -51,6 +76,7 @@ impl Field {
             Field::MessageId => "message_id",
             Field::ServerResponse => "server_response",
             Field::Tls => "tls",
+            Field::Tracking => "tracking",
         }
     }
 
@@ -64,22 +90,50 @@ impl Field {
 pub struct Redaction(BTreeSet<Field>);
 
 impl Redaction {
-    /// Parses a `redact` list; `key` names it in the error, which lists the valid names.
+    /// Parses a `redact` list (fields of received mail); `key` names it in the error, which
+    /// lists the valid names.
     pub fn parse(key: &str, names: &[String]) -> Result<Redaction, ConfigError> {
+        Redaction::parse_of(
+            key,
+            names,
+            &Field::INBOUND,
+            "a metadata field of received mail",
+        )
+    }
+
+    /// Parses `redact_outbound` (fields of sent mail).
+    pub fn parse_outbound(key: &str, names: &[String]) -> Result<Redaction, ConfigError> {
+        Redaction::parse_of(key, names, &Field::OUTBOUND, "a field of sent mail")
+    }
+
+    /// A list of the names of `valid` (any field's name is read back from a row).
+    fn parse_of(
+        key: &str,
+        names: &[String],
+        valid: &[Field],
+        what: &str,
+    ) -> Result<Redaction, ConfigError> {
         names
             .iter()
             .map(|name| {
-                Field::from_name(name).ok_or_else(|| {
-                    let valid: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                    ConfigError::invalid(
-                        key,
-                        format!("\"{name}\""),
-                        format!("not a metadata field; valid fields: {}", valid.join(", ")),
-                    )
-                })
+                Field::from_name(name)
+                    .filter(|field| valid.contains(field))
+                    .ok_or_else(|| {
+                        let valid: Vec<&str> = valid.iter().map(|f| f.name()).collect();
+                        ConfigError::invalid(
+                            key,
+                            format!("\"{name}\""),
+                            format!("not {what}; valid fields: {}", valid.join(", ")),
+                        )
+                    })
             })
             .collect::<Result<_, _>>()
             .map(Redaction)
+    }
+
+    /// A row's list of names, as written: unknown names are skipped.
+    pub fn of_row(names: &[String]) -> Redaction {
+        Redaction(names.iter().filter_map(|n| Field::from_name(n)).collect())
     }
 
     pub fn contains(&self, field: Field) -> bool {
@@ -118,37 +172,14 @@ pub(super) struct RawPrivacy {
     redact_outbound: Vec<String>,
 }
 
-/// Fields a sent message has; the others are refused in `redact_outbound`.
-const OUTBOUND_FIELDS: [Field; 5] = [
-    Field::SenderIp,
-    Field::Sender,
-    Field::Subject,
-    Field::ServerResponse,
-    Field::Tls,
-];
-
 impl RawPrivacy {
     pub(super) fn validate(self) -> Result<PrivacyConfig, ConfigError> {
-        let redact = Redaction::parse("privacy.redact", &self.redact)?;
-        let redact_outbound = Redaction::parse("privacy.redact_outbound", &self.redact_outbound)?;
-        if let Some(field) = redact_outbound
-            .0
-            .iter()
-            .find(|field| !OUTBOUND_FIELDS.contains(field))
-        {
-            let valid: Vec<&str> = OUTBOUND_FIELDS.iter().map(|f| f.name()).collect();
-            return Err(ConfigError::invalid(
-                "privacy.redact_outbound",
-                format!("\"{}\"", field.name()),
-                format!(
-                    "not a field of sent mail; valid fields: {}",
-                    valid.join(", ")
-                ),
-            ));
-        }
         Ok(PrivacyConfig {
-            redact,
-            redact_outbound,
+            redact: Redaction::parse("privacy.redact", &self.redact)?,
+            redact_outbound: Redaction::parse_outbound(
+                "privacy.redact_outbound",
+                &self.redact_outbound,
+            )?,
         })
     }
 }
@@ -166,10 +197,29 @@ mod tests {
 
     #[test]
     fn every_field_name_parses() {
-        let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+        let names: Vec<&str> = Field::INBOUND.iter().map(|f| f.name()).collect();
         let config = raw(&names, &[]).validate().unwrap();
-        assert!(Field::ALL.iter().all(|&f| config.redact.contains(f)));
+        assert!(Field::INBOUND.iter().all(|&f| config.redact.contains(f)));
         assert!(config.redact_outbound.is_empty());
+        let names: Vec<&str> = Field::OUTBOUND.iter().map(|f| f.name()).collect();
+        let config = raw(&[], &names).validate().unwrap();
+        assert!(
+            Field::OUTBOUND
+                .iter()
+                .all(|&f| config.redact_outbound.contains(f))
+        );
+        // Every field is one or the other.
+        let both = Field::INBOUND.iter().chain(&Field::OUTBOUND);
+        assert!(Field::ALL.iter().all(|f| both.clone().any(|g| g == f)));
+    }
+
+    #[test]
+    fn tracking_is_a_field_of_sent_mail_only() {
+        let text = raw(&["tracking"], &[]).validate().unwrap_err().to_string();
+        assert!(
+            text.contains("not a metadata field of received mail"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::outbound::{insert_event, redaction};
 use super::{Store, StoreError};
-use crate::config::Redaction;
+use crate::config::{Field, Redaction};
 
 /// Event kinds that end a recipient's story: the webhook carries at most one of them per
 /// recipient (contract §6.8, "one terminal event per recipient, not one per retry").
@@ -101,6 +101,17 @@ fn webhook_for(connection: &Connection, message_id: i64) -> rusqlite::Result<Str
         .query_row(WEBHOOK_FOR_MESSAGE, [message_id], |row| row.get(0))
         .optional()
         .map(|value| value.unwrap_or_else(|| "none".into()))
+}
+
+/// An open's or click's details without the client's `ip` and `user_agent` (the message's
+/// row redacts `tracking`).
+fn without_client(details: &str) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(details).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("ip");
+        object.remove("user_agent");
+    }
+    value.to_string()
 }
 
 fn message_ref(connection: &Connection, uuid: &str) -> rusqlite::Result<Option<MessageRef>> {
@@ -347,6 +358,10 @@ impl Store {
                 return Ok(false);
             }
             let webhook = webhook_for(&tx, message.id)?;
+            let details = match message.redact.contains(Field::Tracking) {
+                true => without_client(&details),
+                false => details,
+            };
             insert_event(&tx, message.id, &recipient, kind, &details, at, &webhook)?;
             tx.commit()?;
             Ok(true)

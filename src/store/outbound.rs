@@ -294,7 +294,7 @@ impl NewOutbound {
 /// A row's `redacted` column (a JSON list of field names) as a [`Redaction`].
 pub(super) fn redaction(column: String) -> Redaction {
     let names: Vec<String> = serde_json::from_str(&column).unwrap_or_default();
-    Redaction::parse("redacted", &names).unwrap_or_default()
+    Redaction::of_row(&names)
 }
 
 /// A committed message: its row id and each recipient's first state.
@@ -935,7 +935,7 @@ mod tests {
             expires_at: 60,
             redacted: Vec::new(),
         }
-        .redact(&Redaction::parse("privacy.redact_outbound", &names).unwrap())
+        .redact(&Redaction::parse_outbound("privacy.redact_outbound", &names).unwrap())
     }
 
     #[tokio::test]

@@ -218,7 +218,7 @@ async fn redacted_outbound_fields_are_delivered_but_never_stored() {
     let toml = format!(
         "[server]\nhostname = \"mx.postern.test\"\n\
          [outbound]\ndns = [\"{}\"]\nport = {}\ntimeout_secs = 5\n\
-         [privacy]\nredact_outbound = [\"sender_ip\", \"sender\", \"subject\", \"server_response\", \"tls\"]\n",
+         [privacy]\nredact_outbound = [\"sender_ip\", \"sender\", \"subject\", \"server_response\", \"tls\", \"tracking\"]\n",
         dns.addr(),
         sink.port()
     );
@@ -235,7 +235,8 @@ async fn redacted_outbound_fields_are_delivered_but_never_stored() {
             "shop",
             &token,
             json!({"from": "Shop <shop-k8q2@example.com>", "to": "user@dest.test",
-                   "subject": "subject-k8q2", "plain": "body k8q2"}),
+                   "subject": "subject-k8q2",
+                   "html": "<html><body><p>body k8q2</p></body></html>"}),
         )
         .await;
     assert_eq!(status, 202, "{answer}");
@@ -269,7 +270,14 @@ async fn redacted_outbound_fields_are_delivered_but_never_stored() {
     assert_eq!(api["from"], "example.com", "only the domain, for DKIM");
     assert_eq!(
         api["redacted"],
-        json!(["sender_ip", "sender", "subject", "server_response", "tls"])
+        json!([
+            "sender_ip",
+            "sender",
+            "subject",
+            "server_response",
+            "tls",
+            "tracking"
+        ])
     );
     assert_eq!(api["recipients"][0]["last_response"], Value::Null);
     assert_eq!(api["recipients"][0]["last_code"], 250);
@@ -287,6 +295,21 @@ async fn redacted_outbound_fields_are_delivered_but_never_stored() {
     assert_eq!(delivery["details"]["response"], Value::Null, "{delivery}");
     assert_eq!(delivery["details"]["code"], 250);
 
+    // An open: recorded, without the reader's address and user agent.
+    let pixel = open_pixel(&app, &dump);
+    let client = reqwest::Client::builder()
+        .user_agent("ua-k8q2")
+        .build()
+        .unwrap();
+    assert_eq!(client.get(&pixel).send().await.unwrap().status(), 200);
+    let api = app.get_json(&format!("/api/outbound/{uuid}")).await;
+    let events = api["events"].as_array().unwrap();
+    let open = events
+        .iter()
+        .find(|e| e["kind"] == "open")
+        .expect("an open");
+    assert_eq!(open["details"], json!({}), "{open}");
+
     // The dashboard.
     let mut browser = app.admin_browser().await;
     let list = browser.get("/outbound").await;
@@ -298,11 +321,20 @@ async fn redacted_outbound_fields_are_delivered_but_never_stored() {
     // On disk: the content is kept until delivered (sealed), nothing else holds them.
     let data_dir = app.stop().await;
     let dir = data_dir.path();
-    for needle in ["subject-k8q2", "shop-k8q2", "2.0.0 Ok"] {
+    for needle in ["subject-k8q2", "shop-k8q2", "2.0.0 Ok", "ua-k8q2"] {
         assert_eq!(holding(dir, needle), Vec::<String>::new(), "{needle}");
     }
     assert!(
         !holding(dir, "user@dest.test").is_empty(),
         "recipients are kept"
     );
+}
+
+/// The open pixel's URL in a delivered copy (its HTML part is quoted-printable).
+fn open_pixel(app: &TestApp, dump: &str) -> String {
+    let decoded = dump.replace("=\n", "").replace("=3D", "=");
+    let base = regex::escape(&app.url("/t/"));
+    let pixel = regex::Regex::new(&format!(r#"{base}o/([A-Za-z0-9_.-]+)"#)).unwrap();
+    let found = pixel.captures(&decoded);
+    found.unwrap_or_else(|| panic!("an open pixel in\n{decoded}"))[0].to_string()
 }
