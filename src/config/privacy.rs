@@ -31,18 +31,6 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 9] = [
-        Field::SenderIp,
-        Field::Helo,
-        Field::Sender,
-        Field::Recipient,
-        Field::Subject,
-        Field::MessageId,
-        Field::ServerResponse,
-        Field::Tls,
-        Field::Tracking,
-    ];
-
     /// Fields a received message has (`redact` lists).
     pub const INBOUND: [Field; 8] = [
         Field::SenderIp,
@@ -81,7 +69,8 @@ impl Field {
     }
 
     pub fn from_name(text: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|field| field.name() == text)
+        let mut every = Field::INBOUND.into_iter().chain(Field::OUTBOUND);
+        every.find(|field| field.name() == text)
     }
 }
 
@@ -208,9 +197,6 @@ mod tests {
                 .iter()
                 .all(|&f| config.redact_outbound.contains(f))
         );
-        // Every field is one or the other.
-        let both = Field::INBOUND.iter().chain(&Field::OUTBOUND);
-        assert!(Field::ALL.iter().all(|f| both.clone().any(|g| g == f)));
     }
 
     #[test]
