@@ -537,6 +537,28 @@ impl Outbound {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_redacted_server_response_is_left_out_of_the_bounce_record() {
+        let finding = Finding {
+            recipient: "user@example.net".into(),
+            kind: FindingKind::Hard,
+            status: Some("5.1.1".into()),
+            smtp_code: Some(550),
+            smtp_response: Some("no such user u-7d1".into()),
+            mx: Some("mx.example.net".into()),
+            report: None,
+        };
+        let kept = record_of(&finding, "", None, &Redaction::default());
+        assert_eq!(kept.response.as_deref(), Some("no such user u-7d1"));
+        assert!(kept.details.contains("u-7d1"), "{}", kept.details);
+        let names = ["server_response".to_string()];
+        let redact = Redaction::parse_outbound("privacy.redact_outbound", &names).unwrap();
+        let record = record_of(&finding, "", None, &redact);
+        assert_eq!(record.response, None);
+        assert!(!record.details.contains("u-7d1"), "{}", record.details);
+        assert_eq!(record.suppression_reason.as_deref(), Some("bounce 5.1.1"));
+    }
+
     fn recipients() -> Vec<String> {
         vec!["user@example.net".into(), "other@example.org".into()]
     }
