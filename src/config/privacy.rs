@@ -95,7 +95,7 @@ impl Redaction {
         Redaction::parse_of(key, names, &Field::OUTBOUND, "a field of sent mail")
     }
 
-    /// A list of the names of `valid` (any field's name is read back from a row).
+    /// Parses `names`; each must name one of `valid`, else the error lists them.
     fn parse_of(
         key: &str,
         names: &[String],
