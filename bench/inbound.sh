@@ -11,6 +11,10 @@
 # Needs: postfix (smtp-source, smtp-sink; the daemon is never started) and nginx-light,
 # installed here if missing. Loopback only; SPF is switched off, so Postern makes no DNS lookups.
 set -euo pipefail
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+fi
 COUNT=${1:-5000}
 SIZE=${2:-1024}
 SESSIONS=${3:-20}

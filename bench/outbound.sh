@@ -15,6 +15,10 @@
 # directory, and is stopped at the end); installed here if missing. Loopback only, no DNS:
 # both MTAs relay to the sink by IP.
 set -euo pipefail
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+fi
 COUNT=${1:-2000}
 SIZE=${2:-1024}
 CONCURRENCY=${3:-20}
