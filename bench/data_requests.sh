@@ -11,8 +11,9 @@
 #   export --email person@example.com --dry-run | --output FILE ; purge --email … --yes
 #   export --domain d3.example --dry-run | --output FILE ; purge --domain … --yes
 # The table shows each command's rows (the sum of its per-table counts), wall time, peak
-# RSS (/usr/bin/time -v), the archive's size and the database size (postern.db and its
-# -wal) after the command.
+# RSS (/usr/bin/time -v), the archive's size, and after the command the size of postern.db,
+# of its -wal, and of the free pages inside postern.db (from its header: freed pages stay
+# in the file, zeroed, until the retention sweep's incremental vacuum gives them back).
 #
 # Usage: bench/data_requests.sh [INBOUND=100000] [OUTBOUND=10000]   (ENCRYPTION=both)
 # Needs GNU time (/usr/bin/time), installed here if missing. No network at all: the
@@ -76,7 +77,15 @@ megabytes() {
     done
     echo "$bytes / 1048576" | bc -l
 }
-db_mb() { megabytes "$BENCH/data/postern.db" "$BENCH/data/postern.db-wal"; }
+# files: "<postern.db MB> <-wal MB> <free pages MB>"; the free-page count is the header's,
+# current when the WAL is empty (a purge truncates it).
+files() {
+    local db=$BENCH/data/postern.db page free
+    page=$(od -An -tu1 -j16 -N2 "$db" | awk '{ p = $1 * 256 + $2; print p == 1 ? 65536 : p }')
+    free=$(od -An -tu1 -j36 -N4 "$db" | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }')
+    echo "$(megabytes "$db") $(megabytes "$db-wal") $(echo "$page * $free / 1048576" | bc -l)"
+}
+ROW='%-4s %-26s %8s %8.2f %12.1f %11s %8.1f %7.1f %8.1f\n'
 
 # run MODE LABEL ARGS…: runs postern ARGS under GNU time and prints one table row.
 run() {
@@ -91,11 +100,13 @@ run() {
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$BENCH/time.out")
     [ -f "$BENCH/out.tar" ] && archive=$(printf '%.1f' "$(megabytes "$BENCH/out.tar")") \
         && rm -f "$BENCH/out.tar"
-    printf '%-4s %-30s %8s %8.2f %12.1f %11s %10.1f\n' "$mode" "$label" "$rows" "$wall" \
-        "$(echo "$rss / 1024" | bc -l)" "$archive" "$(db_mb)"
+    # shellcheck disable=SC2046 # files prints three numbers
+    printf "$ROW" "$mode" "$label" "$rows" "$wall" "$(echo "$rss / 1024" | bc -l)" "$archive" \
+        $(files)
 }
 
-printf '%-4s %-30s %8s %8s %12s %11s %10s\n' enc step rows wall_s peak_RSS_MB archive_MB db_MB
+printf '%-4s %-26s %8s %8s %12s %11s %8s %7s %8s\n' enc step rows wall_s peak_RSS_MB archive_MB \
+    db_MB wal_MB free_MB
 for mode in $MODES; do
     rm -rf "$BENCH/data"
     key=$([ "$mode" = on ] && echo "$BENCH/keyring" || echo -)
@@ -103,8 +114,9 @@ for mode in $MODES; do
         >"$BENCH/fill.out"
     fill_secs=$(sed -n 's/.*"secs":\([0-9.]*\).*/\1/p' "$BENCH/fill.out")
     fill_rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$BENCH/time.out")
-    printf '%-4s %-30s %8s %8.2f %12.1f %11s %10.1f\n' "$mode" "fill (fill_store)" \
-        "$((INBOUND + OUTBOUND))" "$fill_secs" "$(echo "$fill_rss / 1024" | bc -l)" - "$(db_mb)"
+    # shellcheck disable=SC2046
+    printf "$ROW" "$mode" "fill (fill_store)" "$((INBOUND + OUTBOUND))" "$fill_secs" \
+        "$(echo "$fill_rss / 1024" | bc -l)" - $(files)
     run "$mode" "export --email --dry-run" export --email "$PERSON" --dry-run
     run "$mode" "export --email --output" export --email "$PERSON" --output "$BENCH/out.tar"
     run "$mode" "purge --email --yes" purge --email "$PERSON" --yes
@@ -112,5 +124,5 @@ for mode in $MODES; do
     run "$mode" "export --domain --output" export --domain "$DOMAIN" --output "$BENCH/out.tar"
     run "$mode" "purge --domain --yes" purge --domain "$DOMAIN" --yes
 done
-echo "(INBOUND=$INBOUND OUTBOUND=$OUTBOUND ENCRYPTION=$ENCRYPTION; rows: the sum of the command's" \
-    "per-table counts; db_MB: postern.db and its -wal after the step)"
+echo "(INBOUND=$INBOUND OUTBOUND=$OUTBOUND ENCRYPTION=$ENCRYPTION; rows: the sum of the" \
+    "command's per-table counts; fill rows: messages)"
