@@ -10,6 +10,8 @@
 # other, on that store:
 #   export --email person@example.com --dry-run | --output FILE ; purge --email … --yes
 #   export --domain d3.example --dry-run | --output FILE ; purge --domain … --yes
+#   export --domain postern.example --output FILE   (the rest of the store: every message
+#                                                    is to or from it; the worst case)
 # The table shows each command's rows (the sum of its per-table counts), wall time, peak
 # RSS (/usr/bin/time -v), the archive's size, and after the command the size of postern.db,
 # of its -wal, and of the free pages inside postern.db (from its header: freed pages stay
@@ -33,6 +35,7 @@ case $ENCRYPTION in
 esac
 PERSON=person@example.com
 DOMAIN=d3.example
+EVERYONE=postern.example
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$(mktemp -d /tmp/postern-dsrbench.XXXXXX)
 trap 'rm -rf "$BENCH"' EXIT
@@ -85,7 +88,7 @@ files() {
     free=$(od -An -tu1 -j36 -N4 "$db" | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }')
     echo "$(megabytes "$db") $(megabytes "$db-wal") $(echo "$page * $free / 1048576" | bc -l)"
 }
-ROW='%-4s %-26s %8s %8.2f %12.1f %11s %8.1f %7.1f %8.1f\n'
+ROW='%-4s %-30s %8s %8.2f %12.1f %11s %8.1f %7.1f %8.1f\n'
 
 # run MODE LABEL ARGS…: runs postern ARGS under GNU time and prints one table row.
 run() {
@@ -105,7 +108,7 @@ run() {
         $(files)
 }
 
-printf '%-4s %-26s %8s %8s %12s %11s %8s %7s %8s\n' enc step rows wall_s peak_RSS_MB archive_MB \
+printf '%-4s %-30s %8s %8s %12s %11s %8s %7s %8s\n' enc step rows wall_s peak_RSS_MB archive_MB \
     db_MB wal_MB free_MB
 for mode in $MODES; do
     rm -rf "$BENCH/data"
@@ -123,6 +126,7 @@ for mode in $MODES; do
     run "$mode" "export --domain --dry-run" export --domain "$DOMAIN" --dry-run
     run "$mode" "export --domain --output" export --domain "$DOMAIN" --output "$BENCH/out.tar"
     run "$mode" "purge --domain --yes" purge --domain "$DOMAIN" --yes
+    run "$mode" "export (all the rest) --output" export --domain "$EVERYONE" --output "$BENCH/out.tar"
 done
 echo "(INBOUND=$INBOUND OUTBOUND=$OUTBOUND ENCRYPTION=$ENCRYPTION; rows: the sum of the" \
     "command's per-table counts; fill rows: messages)"
