@@ -16,6 +16,10 @@
 # RSS (/usr/bin/time -v), the archive's size, and after the command the size of postern.db,
 # of its -wal, and of the free pages inside postern.db (from its header: freed pages stay
 # in the file, zeroed, until the retention sweep's incremental vacuum gives them back).
+# After a purge, "left" counts the purged address (or "@domain") still found in the bytes
+# of postern.db and its -wal: the promise is 0 (with encryption off the content is there
+# in plaintext, so this checks content as well as metadata); on the fill row, the count of
+# person@example.com before any purge.
 #
 # Usage: bench/data_requests.sh [INBOUND=100000] [OUTBOUND=10000]   (ENCRYPTION=both)
 # Needs GNU time (/usr/bin/time), installed here if missing. No network at all: the
@@ -88,11 +92,22 @@ files() {
     free=$(od -An -tu1 -j36 -N4 "$db" | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }')
     echo "$(megabytes "$db") $(megabytes "$db-wal") $(echo "$page * $free / 1048576" | bc -l)"
 }
-ROW='%-4s %-30s %8s %8.2f %12.1f %11s %8.1f %7.1f %8.1f\n'
+ROW='%-4s %-30s %8s %8.2f %12.1f %11s %8.1f %7.1f %8.1f %5s\n'
 
-# run MODE LABEL ARGS…: runs postern ARGS under GNU time and prints one table row.
+# left NEEDLE: how often NEEDLE occurs in postern.db and its -wal
+left() {
+    local file count=0
+    for file in "$BENCH/data/postern.db" "$BENCH/data/postern.db-wal"; do
+        [ -f "$file" ] || continue
+        count=$((count + $(grep -a -o -F -i -- "$1" "$file" | wc -l || true)))
+    done
+    echo $count
+}
+
+# run MODE LABEL ARGS…: runs postern ARGS under GNU time and prints one table row; with
+# NEEDLE set, its "left" count after the command.
 run() {
-    local mode=$1 label=$2 archive=- rows wall rss
+    local mode=$1 label=$2 archive=- rows wall rss remaining=-
     shift 2
     /usr/bin/time -v -o "$BENCH/time.out" "$POSTERN" "$@" --config "$BENCH/postern-$mode.toml" \
         >"$BENCH/cmd.out" 2>"$BENCH/cmd.err" \
@@ -103,13 +118,14 @@ run() {
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$BENCH/time.out")
     [ -f "$BENCH/out.tar" ] && archive=$(printf '%.1f' "$(megabytes "$BENCH/out.tar")") \
         && rm -f "$BENCH/out.tar"
+    if [ -n "${NEEDLE:-}" ]; then remaining=$(left "$NEEDLE"); fi
     # shellcheck disable=SC2046 # files prints three numbers
     printf "$ROW" "$mode" "$label" "$rows" "$wall" "$(echo "$rss / 1024" | bc -l)" "$archive" \
-        $(files)
+        $(files) "$remaining"
 }
 
-printf '%-4s %-30s %8s %8s %12s %11s %8s %7s %8s\n' enc step rows wall_s peak_RSS_MB archive_MB \
-    db_MB wal_MB free_MB
+printf '%-4s %-30s %8s %8s %12s %11s %8s %7s %8s %5s\n' enc step rows wall_s peak_RSS_MB \
+    archive_MB db_MB wal_MB free_MB left
 for mode in $MODES; do
     rm -rf "$BENCH/data"
     key=$([ "$mode" = on ] && echo "$BENCH/keyring" || echo -)
@@ -119,13 +135,13 @@ for mode in $MODES; do
     fill_rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$BENCH/time.out")
     # shellcheck disable=SC2046
     printf "$ROW" "$mode" "fill (fill_store)" "$((INBOUND + OUTBOUND))" "$fill_secs" \
-        "$(echo "$fill_rss / 1024" | bc -l)" - $(files)
+        "$(echo "$fill_rss / 1024" | bc -l)" - $(files) "$(left "$PERSON")"
     run "$mode" "export --email --dry-run" export --email "$PERSON" --dry-run
     run "$mode" "export --email --output" export --email "$PERSON" --output "$BENCH/out.tar"
-    run "$mode" "purge --email --yes" purge --email "$PERSON" --yes
+    NEEDLE=$PERSON run "$mode" "purge --email --yes" purge --email "$PERSON" --yes
     run "$mode" "export --domain --dry-run" export --domain "$DOMAIN" --dry-run
     run "$mode" "export --domain --output" export --domain "$DOMAIN" --output "$BENCH/out.tar"
-    run "$mode" "purge --domain --yes" purge --domain "$DOMAIN" --yes
+    NEEDLE=@$DOMAIN run "$mode" "purge --domain --yes" purge --domain "$DOMAIN" --yes
     run "$mode" "export (all the rest) --output" export --domain "$EVERYONE" --output "$BENCH/out.tar"
 done
 echo "(INBOUND=$INBOUND OUTBOUND=$OUTBOUND ENCRYPTION=$ENCRYPTION; rows: the sum of the" \
