@@ -194,6 +194,7 @@ fn new_outbound(n: u64, total: u64, start: i64) -> NewOutbound {
         webhook: false,
         created_at,
         expires_at: created_at + 5 * 24 * 3600,
+        redacted: Vec::new(),
     }
 }
 
