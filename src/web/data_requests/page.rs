@@ -54,7 +54,8 @@ struct RequestForm {
 }
 
 impl RequestForm {
-    fn selector(&self) -> Result<Selector, Refused> {
+    /// The selector, or the sentence that says what is wrong with the fields.
+    fn selector(&self) -> Result<Selector, String> {
         let value = Some(self.value.clone());
         let mut spec = SelectorSpec {
             since: Some(self.since.clone()),
@@ -65,9 +66,9 @@ impl RequestForm {
             "email" => spec.email = value,
             "domain" => spec.domain = value,
             "address" => spec.address = value,
-            _ => return Err(again("choose what the request is about".into())),
+            _ => return Err("choose what the request is about".into()),
         }
-        Selector::parse(&spec).map_err(|error| again(error.to_string()))
+        Selector::parse(&spec).map_err(|error| error.to_string())
     }
 
     fn scope(&self) -> PurgeScope {
@@ -99,7 +100,7 @@ impl FormPage for RequestsPage {
     }
 
     async fn submit(sent: Submission<'_>, form: &RequestForm) -> Result<Response, Refused> {
-        let selector = form.selector()?;
+        let selector = form.selector().map_err(again)?;
         let requests = &sent.state.data_requests;
         let (dry_run, heading) = match form.action.as_str() {
             "export" => return Ok(archive_download(requests.clone(), selector)),
