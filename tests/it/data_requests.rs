@@ -227,6 +227,12 @@ async fn post_json(app: &TestApp, key: &str, path: &str, body: Value) -> reqwest
         .unwrap()
 }
 
+/// `POST path` with the admin key; the status and the JSON answer.
+async fn admin_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let post = reqwest::Method::POST;
+    app.call(&app.api_key, post, path, Some(body)).await
+}
+
 /// The `counts` of a JSON answer, by table.
 fn rows(answer: &Value, table: &str) -> u64 {
     answer["counts"][table]
@@ -282,14 +288,7 @@ async fn the_api_exports_one_person_and_its_purge_leaves_nothing_of_them() {
         "a dry run purges nothing"
     );
 
-    let (status, purged) = app
-        .call(
-            &key,
-            reqwest::Method::POST,
-            "/api/purges",
-            Some(json!({ "email": ALICE })),
-        )
-        .await;
+    let (status, purged) = admin_post(&app, "/api/purges", json!({ "email": ALICE })).await;
     assert_eq!(status, 200, "{purged}");
     assert_eq!(purged["dry_run"], false);
     assert_eq!(rows(&purged, "inbound_messages"), 2, "{purged}");
@@ -304,14 +303,7 @@ async fn the_api_exports_one_person_and_its_purge_leaves_nothing_of_them() {
         "the actor is the key: {audit:?}"
     );
     assert!(!audit[0].contains('@'), "{audit:?}");
-    let (_, again) = app
-        .call(
-            &key,
-            reqwest::Method::POST,
-            "/api/exports?dry_run=true",
-            Some(json!({ "email": ALICE })),
-        )
-        .await;
+    let (_, again) = admin_post(&app, "/api/exports?dry_run=true", json!({ "email": ALICE })).await;
     assert_eq!(rows(&again, "inbound_messages"), 0, "{again}");
 }
 
@@ -357,37 +349,21 @@ async fn the_api_refuses_viewers_and_bad_selectors() {
             "include_queued is true or false",
         ),
     ] {
-        let (status, answer) = app
-            .call(
-                &app.api_key,
-                reqwest::Method::POST,
-                "/api/purges",
-                Some(body.clone()),
-            )
-            .await;
+        let (status, answer) = admin_post(&app, "/api/purges", body.clone()).await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["status"], 400, "{body}: {answer}");
         let error = answer["error"].as_str().unwrap();
         assert!(error.contains(says), "{body}: {error}");
     }
-    let (status, _) = app
-        .call(
-            &app.api_key,
-            reqwest::Method::POST,
-            "/api/exports?dry_run=maybe",
-            Some(json!({ "email": ALICE })),
-        )
-        .await;
+    let (status, _) = admin_post(
+        &app,
+        "/api/exports?dry_run=maybe",
+        json!({ "email": ALICE }),
+    )
+    .await;
     assert_eq!(status, 400);
 
-    let (_, counts) = app
-        .call(
-            &app.api_key,
-            reqwest::Method::POST,
-            "/api/purges?dry_run=true",
-            Some(json!({ "email": ALICE })),
-        )
-        .await;
+    let (_, counts) = admin_post(&app, "/api/purges?dry_run=true", json!({ "email": ALICE })).await;
     assert_eq!(
         rows(&counts, "inbound_messages"),
         2,

@@ -7,7 +7,9 @@
 //! The archive is streamed: the export writes it in chunks that the response body sends
 //! as they come, never to a file, so no plaintext copy of anyone's mail touches the disk.
 //! The status is sent first; a failure half-way aborts the body (the client sees a broken
-//! download, never a short archive that looks whole) and is logged.
+//! download, never a short archive that looks whole) and is logged. The chunks wait in
+//! memory when the client reads slower than the export writes (the export's writer cannot
+//! wait), so a slow client costs at most the archive once, never twice.
 
 mod api;
 mod page;

@@ -83,6 +83,10 @@ fn again(why: String) -> Refused {
     Refused::Again(StatusCode::UNPROCESSABLE_ENTITY, why)
 }
 
+/// The refusal of a purge without its confirmation box.
+const UNCONFIRMED: &str =
+    "tick the confirmation box to purge: it deletes for good (Count shows what would go)";
+
 struct RequestsPage;
 
 impl FormPage for RequestsPage {
@@ -106,12 +110,7 @@ impl FormPage for RequestsPage {
             "export" => return Ok(archive_download(requests.clone(), selector)),
             "count" => (true, "A purge would delete (dry run)"),
             "purge" if form.confirm.is_some() => (false, "Purged"),
-            "purge" => {
-                return Err(again(
-                    "tick the confirmation box to purge: it deletes for good (Count shows what would go)"
-                        .into(),
-                ));
-            }
+            "purge" => return Err(again(UNCONFIRMED.into())),
             _ => return Err(again("choose Count, Download export or Purge".into())),
         };
         let counts = purge_or_count(requests, &selector, form.scope(), dry_run, sent.principal)
@@ -183,8 +182,8 @@ fn request_form(principal: &Principal, form: &RequestForm) -> Html {
             "<form method=\"post\" action=\"/data-requests\">{csrf}\n",
             "<label>About <select name=\"kind\">{kinds}</select></label>\n",
             "<label>Who <input name=\"value\" value=\"{value}\" required></label>\n",
-            "<label>Since <input name=\"since\" value=\"{since}\" placeholder=\"YYYY-MM-DD\"></label>\n",
-            "<label>Until <input name=\"until\" value=\"{until}\" placeholder=\"YYYY-MM-DD\"></label>\n",
+            "<label>Since <input name=\"since\" value=\"{since}\" placeholder=\"{day}\"></label>\n",
+            "<label>Until <input name=\"until\" value=\"{until}\" placeholder=\"{day}\"></label>\n",
             "{suppressions}{queued}{confirm}",
             "<button type=\"submit\" name=\"action\" value=\"count\">Count</button> ",
             "<button type=\"submit\" name=\"action\" value=\"export\">Download export</button> ",
@@ -195,6 +194,7 @@ fn request_form(principal: &Principal, form: &RequestForm) -> Html {
         value = Html::escape(&form.value),
         since = Html::escape(&form.since),
         until = Html::escape(&form.until),
+        day = "YYYY-MM-DD",
         suppressions = checkbox(
             "include_suppressions",
             form.include_suppressions.is_some(),
@@ -211,7 +211,10 @@ fn request_form(principal: &Principal, form: &RequestForm) -> Html {
 
 fn counts_table(heading: &str, counts: &[TableCount]) -> Html {
     let mut out = html!(
-        "<h2>{}</h2>\n<table id=\"counts\">\n<thead><tr><th>Table</th><th>Rows</th></tr></thead>\n<tbody>\n",
+        concat!(
+            "<h2>{}</h2>\n<table id=\"counts\">\n",
+            "<thead><tr><th>Table</th><th>Rows</th></tr></thead>\n<tbody>\n"
+        ),
         heading
     );
     for count in counts {
