@@ -51,11 +51,12 @@ fn switch(body: &mut Map<String, Value>, name: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// What is left of the body once the switches are out: the selector, which refuses any
+/// What is left of the body once the `switches` are out: the selector, which refuses any
 /// other field (a misspelt `dry_run` must not purge).
-fn selector(body: Map<String, Value>) -> Result<Selector, ApiError> {
-    let spec: SelectorSpec = serde_json::from_value(Value::Object(body))
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+fn selector(body: Map<String, Value>, switches: &[&str]) -> Result<Selector, ApiError> {
+    let spec: SelectorSpec = serde_json::from_value(Value::Object(body)).map_err(|e| {
+        ApiError::BadRequest(format!("{e}, or the switches {}", switches.join(", ")))
+    })?;
     Selector::parse(&spec).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
@@ -72,7 +73,7 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let mut body = object(body)?;
     let dry_run = switch(&mut body, "dry_run")? || dry_run_query(query)?;
-    let selector = selector(body)?;
+    let selector = selector(body, &["dry_run"])?;
     if dry_run {
         let counts = state.data_requests.count(&selector, EVERYTHING).await?;
         return Ok(Json(counts_json(true, &counts)).into_response());
@@ -93,7 +94,8 @@ async fn purge(
         suppressions: switch(&mut body, "include_suppressions")?,
         queued: switch(&mut body, "include_queued")?,
     };
-    let selector = selector(body)?;
+    let switches = ["dry_run", "include_suppressions", "include_queued"];
+    let selector = selector(body, &switches)?;
     let counts =
         purge_or_count(&state.data_requests, &selector, scope, dry_run, &principal).await?;
     Ok(Json(counts_json(dry_run, &counts)).into_response())
