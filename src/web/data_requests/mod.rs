@@ -147,3 +147,46 @@ impl Drop for ChunkWriter {
         let _ = self.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (ChunkWriter, mpsc::UnboundedReceiver<io::Result<Bytes>>) {
+        let (chunks, received) = mpsc::unbounded_channel();
+        let buffer = Vec::new();
+        (ChunkWriter { chunks, buffer }, received)
+    }
+
+    #[test]
+    fn the_archive_goes_out_in_chunks_and_the_rest_when_dropped() {
+        let (mut out, mut received) = writer();
+        let piece = [7u8; 1000];
+        for _ in 0..150 {
+            out.write_all(&piece).unwrap();
+        }
+        let first = received.try_recv().unwrap().unwrap();
+        assert!(first.len() >= CHUNK, "{}", first.len());
+        let mut total = first.len();
+        while let Ok(chunk) = received.try_recv() {
+            total += chunk.unwrap().len();
+        }
+        assert!(
+            total < 150_000,
+            "the tail waits for the next chunk or the drop"
+        );
+        drop(out);
+        while let Ok(chunk) = received.try_recv() {
+            total += chunk.unwrap().len();
+        }
+        assert_eq!(total, 150_000);
+    }
+
+    #[test]
+    fn the_export_stops_when_the_client_has_gone() {
+        let (mut out, received) = writer();
+        drop(received);
+        let error = out.write_all(&vec![0u8; CHUNK]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+}
