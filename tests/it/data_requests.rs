@@ -419,6 +419,27 @@ async fn the_page_counts_downloads_and_purges_for_admins_only() {
     );
     assert!(download.body.contains(ALICE_MARK) && !download.body.contains(BOB_MARK));
 
+    // A session calls the JSON API with its CSRF token as a header, as the gate wants.
+    let body = json!({ "email": ALICE, "dry_run": true }).to_string();
+    let json_type = ("content-type", "application/json");
+    let post = reqwest::Method::POST;
+    let forged = admin
+        .request(
+            post.clone(),
+            "/api/purges",
+            &[json_type],
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(forged.status, 403, "no CSRF token: {}", forged.body);
+    let token = admin.session_csrf().await;
+    let headers = [json_type, ("x-csrf-token", token.as_str())];
+    let counted = admin
+        .request(post, "/api/purges", &headers, Some(body))
+        .await;
+    assert_eq!(counted.status, 200, "{}", counted.body);
+    assert_eq!(rows(&counted.json(), "inbound_messages"), 2);
+
     let unconfirmed = admin
         .submit(&page, "/data-requests", &with(&[("action", "purge")]))
         .await;
