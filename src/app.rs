@@ -321,6 +321,10 @@ impl App {
                 outbound: Some(self.outbound),
                 oidc: self.oidc,
                 privacy: self.privacy,
+                data_requests: crate::data_requests::DataRequests::new(
+                    self.store.clone(),
+                    self.clock.clone(),
+                ),
             };
             let router = crate::web::router(services, self.web_options, self.settings);
             crate::web::listener::serve(self.web, router, self.web_limits, web_shutdown).await;

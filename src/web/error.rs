@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::accounts::AccountError;
+use crate::data_requests::RequestError;
 use crate::store::StoreError;
 
 pub(super) enum ApiError {
@@ -82,6 +83,16 @@ impl From<AccountError> for ApiError {
             AccountError::Internal(error) => ApiError::Internal(error),
             AccountError::NoSuchUser(_) => ApiError::NotFound("no such user"),
             other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> ApiError {
+        match error {
+            RequestError::Selector(error) => ApiError::BadRequest(error.to_string()),
+            RequestError::Store(error) => ApiError::Store(error),
+            RequestError::Write(error) => ApiError::Internal(error.to_string()),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! routes outside the gate: test targets, OpenAPI, the send API, tracking), `session`
 //! (sign-in, OIDC, a user's own account pages), `messages` (received mail), `outbound` (sent
 //! mail, credentials, sending domains, suppressions), `admin` (users, API keys, audit log,
-//! settings), `privacy` (where data goes), and `addresses` (managed addresses and domains, over `inbound::managed`).
+//! settings), `privacy` (where data goes), `data_requests` (export and purge one person's
+//! data, admins only), and `addresses` (managed addresses and domains, over `inbound::managed`).
 //! Shared by all: `listener` (the accept loop: header deadline, per-address caps), `host`
 //! (the `Host` check in front of every route, against DNS rebinding), `auth`
 //! (the gate: who is asking and may they, cookies, CSRF), `ui` (layouts, escaping,
@@ -27,6 +28,7 @@ mod about;
 mod addresses;
 mod admin;
 mod auth;
+mod data_requests;
 mod error;
 pub mod host;
 pub mod listener;
@@ -108,6 +110,8 @@ struct AppState {
     oidc: Oidc,
     /// The delayed test target's waits in flight (`public::targets`).
     delays: Arc<tokio::sync::Semaphore>,
+    /// Exports and purges of a data subject (`/data-requests`, `/api/exports`, `/api/purges`).
+    data_requests: crate::data_requests::DataRequests,
 }
 
 /// The services the web listener serves, built by `App::build`.
@@ -123,6 +127,8 @@ pub struct Services {
     pub oidc: Oidc,
     /// Where data goes (`/privacy`).
     pub privacy: crate::privacy::Privacy,
+    /// Exports and purges of a data subject.
+    pub data_requests: crate::data_requests::DataRequests,
 }
 
 pub fn router(services: Services, options: WebOptions, settings: Settings) -> Router {
@@ -134,6 +140,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         outbound,
         oidc,
         privacy,
+        data_requests,
     } = services;
     let state = AppState {
         oidc,
@@ -147,6 +154,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         open: options.open,
         secure_cookies: options.secure_cookies,
         delays: Arc::new(tokio::sync::Semaphore::new(public::MAX_DELAYS_IN_FLIGHT)),
+        data_requests,
     };
     let behind = |routes: Router<AppState>, access: Access| {
         let gate = Gate {
@@ -163,6 +171,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(addresses::pages::routes())
         .merge(about::routes())
         .merge(privacy::routes())
+        .merge(data_requests::routes())
         .merge(ui::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -43,8 +43,14 @@ pub(in crate::web) fn nav(principal: &Principal) -> Html {
         Who::ApiKey(key) => html!("<span>API key {}</span>", key.name),
         Who::Dev => Html::trusted("<span>Dev mode: open on loopback</span>"),
     };
+    // Data-subject requests are for admins only: viewers get no link (and 403).
+    let requests = match principal.role() {
+        Role::Admin => " <a href=\"/data-requests\">Data requests</a>",
+        Role::Viewer => "",
+    };
     html!(
-        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a> <a href=\"/credentials\">Credentials</a> <a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/users\">Users</a> <a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a> <a href=\"/settings\">Settings</a> <a href=\"/privacy\">Privacy</a> <a href=\"/about\">API</a> {who}",
+        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a> <a href=\"/credentials\">Credentials</a> <a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/users\">Users</a> <a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a>{requests} <a href=\"/settings\">Settings</a> <a href=\"/privacy\">Privacy</a> <a href=\"/about\">API</a> {who}",
+        requests = Html::trusted(requests),
         who = who,
     )
 }
