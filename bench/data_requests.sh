@@ -14,8 +14,8 @@
 #                                                    is to or from it; the worst case)
 # The table shows each command's rows (the sum of its per-table counts), wall time, peak
 # RSS (/usr/bin/time -v), the archive's size, and after the command the size of postern.db,
-# of its -wal, and of the free pages inside postern.db (from its header: freed pages stay
-# in the file, zeroed, until the retention sweep's incremental vacuum gives them back).
+# of its -wal, and of the free pages inside postern.db (from its header; a purge ends
+# with a VACUUM, which gives them back).
 # After a purge, "left" counts the purged address (or "@domain") still found in the bytes
 # of postern.db and its -wal: the promise is 0 (with encryption off the content is there
 # in plaintext, so this checks content as well as metadata); on the fill row, the count of

@@ -338,8 +338,8 @@ impl Store {
     /// connection: freed cells are zeroed), adds `audit` in the same transaction, then
     /// rebuilds the file (`VACUUM`: stale copies that earlier page rewrites left in unused
     /// space go too) and checkpoints and truncates the WAL, so no file under the data
-    /// directory keeps the deleted bytes. Writers wait while the file is rebuilt (about
-    /// 3 s for a 600 MB store).
+    /// directory keeps the deleted bytes. Writers wait while the file is rebuilt (seconds
+    /// for a 600 MB store).
     pub async fn purge_subject(
         &self,
         subject: Subject,
@@ -372,7 +372,11 @@ impl Store {
                  DELETE FROM temp.subject_suppressions; DELETE FROM temp.subject_audit;",
             )?;
             connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            connection.execute_batch("VACUUM")?;
+            // VACUUM builds the new file in a temporary database: on disk (an unlinked 0600
+            // file in $SQLITE_TMPDIR, else /var/tmp or /tmp, holding what remains: sealed
+            // content, plain metadata), as in memory it would take as much as the store.
+            connection
+                .execute_batch("PRAGMA temp_store = FILE; VACUUM; PRAGMA temp_store = MEMORY;")?;
             connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(counts)
         })
