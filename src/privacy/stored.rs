@@ -28,10 +28,10 @@ pub fn stored(config: &Config) -> Vec<Stored> {
             sealed,
         ),
         None => row(
-            "Received messages' content: kept only for resending when a route keeps it, \
-             otherwise POSTed to the target during the SMTP session and not stored",
-            &content,
-            sealed,
+            "Received messages' content: not stored (POSTed to the target during the SMTP \
+             session)",
+            "never stored",
+            false,
         ),
     };
     let sent_metadata = match config.privacy.redact_outbound.is_empty() {
