@@ -4,10 +4,12 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init(filter: Option<&str>) {
+/// `filter` from `POSTERN_LOG`, else `default` (`info` for the servers; one-shot commands
+/// say what they did on stdout and log only warnings).
+pub fn init(filter: Option<&str>, default: &str) {
     let filter = filter
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -105,7 +105,11 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = std::env::var("POSTERN_LOG").ok();
-    crate::telemetry::init(log.as_deref());
+    let default = match cli.command {
+        Command::Dev(_) | Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    crate::telemetry::init(log.as_deref(), default);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => error::report(&failure),

@@ -47,7 +47,7 @@ pub fn init() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         if std::env::var_os("TEST_LOG").is_some() {
-            postern::telemetry::init(Some("debug"));
+            postern::telemetry::init(Some("debug"), "debug");
         }
     });
 }
