@@ -819,20 +819,8 @@ impl Store {
     }
 
     pub async fn insert_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO audit_log (at, actor, action, subject, ip, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            (
-                entry.at,
-                entry.actor,
-                entry.action,
-                entry.subject,
-                entry.ip,
-                entry.detail,
-            ),
-        )
-        .await
-        .map(drop)
+        self.write(move |connection| insert_audit_row(connection, entry))
+            .await
     }
 
     /// Newest first; `before` is the id of the last row of the previous page.
@@ -877,6 +865,24 @@ fn replace_recovery_codes(
         statement.execute(params![user_id, hash])?;
     }
     Ok(())
+}
+
+/// One audit row, on `connection` (inside the caller's transaction when it has one).
+pub(super) fn insert_audit_row(connection: &Connection, entry: AuditEntry) -> rusqlite::Result<()> {
+    connection
+        .execute(
+            "INSERT INTO audit_log (at, actor, action, subject, ip, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            (
+                entry.at,
+                entry.actor,
+                entry.action,
+                entry.subject,
+                entry.ip,
+                entry.detail,
+            ),
+        )
+        .map(drop)
 }
 
 #[cfg(test)]

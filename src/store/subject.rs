@@ -353,19 +353,7 @@ impl Store {
             for (table, filter) in TABLES {
                 tx.execute(&format!("DELETE FROM {table} WHERE {filter}"), [])?;
             }
-            let entry = audit(&counts);
-            tx.execute(
-                "INSERT INTO audit_log (at, actor, action, subject, ip, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                (
-                    entry.at,
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    entry.ip,
-                    entry.detail,
-                ),
-            )?;
+            super::accounts::insert_audit_row(&tx, audit(&counts))?;
             tx.commit()?;
             connection.execute_batch(
                 "DELETE FROM temp.subject_inbound; DELETE FROM temp.subject_outbound;

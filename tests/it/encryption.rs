@@ -7,24 +7,10 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::support::binary::postern;
+use crate::support::binary::run;
 use crate::support::scan::files_holding;
 use crate::support::{TestApp, config_with};
 use postern::outbound::NewCredentialSpec;
-
-/// `postern args…` with `env`: exit code, stdout, stderr.
-fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = postern()
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// A send-API message from `example.com` with `marker` in its body; its id.
 async fn send(app: &TestApp, token: &str, marker: &str) -> String {

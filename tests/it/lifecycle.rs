@@ -4,21 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command};
 
-use crate::support::binary::{postern, spawn_dev};
+use crate::support::binary::{run, spawn_dev};
 use crate::support::{Smtp, eventually};
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = postern()
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn version_and_help() {
