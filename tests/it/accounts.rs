@@ -1201,6 +1201,7 @@ async fn dev_mode_is_open_on_loopback_only() {
 #[tokio::test]
 async fn user_commands_of_the_real_binary() {
     let data_dir = tempfile::tempdir().unwrap();
+    crate::support::private(data_dir.path());
     let config = data_dir.path().join("postern.toml");
     std::fs::write(
         &config,
@@ -1211,32 +1212,12 @@ async fn user_commands_of_the_real_binary() {
     )
     .unwrap();
     let postern = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
-            .env(
-                "CREDENTIALS_DIRECTORY",
-                crate::support::binary::credentials_directory(),
-            )
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
+        crate::support::binary::run_with_stdin(
+            crate::support::binary::postern()
+                .args(args)
+                .arg("--config")
+                .arg(&config),
+            stdin,
         )
     };
 

@@ -197,29 +197,12 @@ error_callback = "{error}"
 /// (before the traced run); the credential's token.
 fn prepare(config: &Path, events: &Receiver) -> String {
     let cli = |args: &[&str], stdin: &str| {
-        let mut child = binary::postern()
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let (code, out, err) = binary::run_with_stdin(
+            binary::postern().args(args).arg("--config").arg(config),
+            stdin,
         );
-        String::from_utf8(output.stdout).unwrap()
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
     };
     cli(
         &["user", "add", "--email", ADMIN, "--password-stdin"],
