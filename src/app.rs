@@ -356,7 +356,8 @@ fn outbound_service(config: &Config, store: &Store, clock: &Clock) -> Outbound {
         None => OutboundMode::Deliver,
     };
     let outbound = Outbound::new(store.clone(), clock.clone(), mode, config.outbound.expiry)
-        .with_redaction(config.privacy.redact_outbound.clone());
+        .with_redaction(config.privacy.redact_outbound.clone())
+        .with_require_https(config.delivery.require_https);
     // Dev mode captures and never delivers, unless it was given a relay.
     match (&config.dev, &config.outbound.relay) {
         (Some(_), Some(_)) => outbound.with_dev_relay(),

@@ -37,7 +37,8 @@ pub(super) enum CredentialCommand {
         /// Repeat for more. Default: any sender of a sending domain.
         #[arg(long = "sender", value_name = "PATTERN")]
         senders: Vec<String>,
-        /// Where events (delivery, bounce, open, …) are POSTed in batches.
+        /// Where events (delivery, bounce, open, …) are POSTed in batches. Must be
+        /// https:// (or on loopback) when the config sets [delivery] require_https.
         #[arg(long, value_name = "URL")]
         events_url: Option<String>,
         /// Do not add the open-tracking pixel to HTML mail.
@@ -116,16 +117,23 @@ pub(super) enum SuppressionCommand {
     },
 }
 
-/// The outbound service on `target`'s store, and `server.hostname` when a config file was
-/// read.
+/// The outbound service on `target`'s store (with the config file's `require_https`), and
+/// `server.hostname` when a config file was read.
 fn open(target: &Target) -> Result<(Outbound, Option<String>), CliError> {
-    let (store, picked) =
-        target.store_and(|config| (config.outbound.expiry, config.hostname.clone()))?;
-    let (expiry, hostname) = match picked {
-        Some((expiry, hostname)) => (expiry, Some(hostname)),
-        None => (DEFAULT_EXPIRY, None),
+    let (store, picked) = target.store_and(|config| {
+        let expiry = config.outbound.expiry;
+        (
+            expiry,
+            config.hostname.clone(),
+            config.delivery.require_https,
+        )
+    })?;
+    let (expiry, hostname, require_https) = match picked {
+        Some((expiry, hostname, require_https)) => (expiry, Some(hostname), require_https),
+        None => (DEFAULT_EXPIRY, None, false),
     };
-    let outbound = Outbound::new(store, Clock::system(), OutboundMode::Deliver, expiry);
+    let outbound = Outbound::new(store, Clock::system(), OutboundMode::Deliver, expiry)
+        .with_require_https(require_https);
     Ok((outbound, hostname))
 }
 

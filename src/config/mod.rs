@@ -6,6 +6,7 @@
 //! userinfo of target URLs) are masked by [`TargetUrl`]'s `Display` and `Debug`.
 
 mod address;
+mod delivery;
 mod dns;
 mod oidc;
 mod privacy;
@@ -19,12 +20,13 @@ use std::time::Duration;
 use crate::retention::Retention;
 
 pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
+pub use delivery::{HTTPS_REQUIRED, in_clear};
 pub use dns::DnsConfig;
 pub use oidc::{
     GITHUB_API_URL, GITHUB_URL, GOOGLE_ISSUER, OidcProvider, ProviderKind, Secret, is_loopback_host,
 };
 pub use privacy::{Field, PrivacyConfig, Redaction};
-pub use raw::{AddressSpec, DomainSpec, validate_address, validate_domain};
+pub use raw::{AddressSpec, DomainSpec, EntryRules, validate_address, validate_domain};
 
 /// The commented example written by `postern init`; a test proves it parses.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -157,6 +159,13 @@ pub struct DeliveryConfig {
     /// Total time allowed for one POST, redirects included.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Follow a redirect to another origin (never from `https` to `http`).
+    pub follow_cross_origin_redirects: bool,
+    /// Refuse plain `http://` targets, callbacks and events URLs off loopback.
+    pub require_https: bool,
+    /// `extra_ca_file`, and the roots read from it at startup (trusted besides the system's).
+    pub extra_ca_file: Option<PathBuf>,
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// `[outbound]`: the queue and the delivery of mail sent through Postern.

@@ -206,6 +206,9 @@ impl Default for RawWeb {
 struct RawDelivery {
     timeout_secs: u64,
     connect_timeout_secs: u64,
+    follow_cross_origin_redirects: bool,
+    require_https: bool,
+    extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for RawDelivery {
@@ -213,6 +216,9 @@ impl Default for RawDelivery {
         RawDelivery {
             timeout_secs: 30,
             connect_timeout_secs: 10,
+            follow_cross_origin_redirects: false,
+            require_https: false,
+            extra_ca_file: None,
         }
     }
 }
@@ -536,8 +542,12 @@ impl RawConfig {
         let auth = auth.validate()?;
         let outbound = outbound.validate(&hostname)?;
         let retention = retention.validate()?;
-        let domains = validate_domains(domains)?;
-        let addresses = validate_addresses(addresses, &domains, smtp.max_message_size)?;
+        let rules = EntryRules {
+            max_message_size: smtp.max_message_size,
+            require_https: delivery.require_https,
+        };
+        let domains = validate_domains(domains, rules)?;
+        let addresses = validate_addresses(addresses, &domains, rules)?;
         let encryption = encryption.validate(key_env)?;
         let privacy = privacy.validate()?;
         Ok(Config {
@@ -812,9 +822,17 @@ fn validate_oidc(specs: Vec<super::oidc::OidcSpec>) -> Result<Vec<OidcProvider>,
 }
 
 impl RawDelivery {
-    /// `[delivery]`: the bounds on each webhook POST.
+    /// `[delivery]`: the bounds on each webhook POST, where it may go, the roots it trusts.
     fn validate(self) -> Result<DeliveryConfig, ConfigError> {
+        let extra_roots = match &self.extra_ca_file {
+            Some(path) => super::delivery::extra_roots(path)?,
+            None => Vec::new(),
+        };
         Ok(DeliveryConfig {
+            follow_cross_origin_redirects: self.follow_cross_origin_redirects,
+            require_https: self.require_https,
+            extra_ca_file: self.extra_ca_file,
+            extra_roots,
             timeout: seconds("delivery.timeout_secs", self.timeout_secs, 1, 600)?,
             connect_timeout: seconds(
                 "delivery.connect_timeout_secs",
@@ -931,11 +949,14 @@ fn require_tls(domains: &[String]) -> Result<Vec<String>, ConfigError> {
 }
 
 /// `[[domain]]`: each entry, each domain once.
-fn validate_domains(specs: Vec<DomainSpec>) -> Result<Vec<DomainConfig>, ConfigError> {
+fn validate_domains(
+    specs: Vec<DomainSpec>,
+    rules: EntryRules,
+) -> Result<Vec<DomainConfig>, ConfigError> {
     let domains = specs
         .into_iter()
         .enumerate()
-        .map(|(i, d)| validate_domain(&format!("domain[{i}]"), d))
+        .map(|(i, d)| validate_domain(&format!("domain[{i}]"), d, rules))
         .collect::<Result<Vec<_>, ConfigError>>()?;
     for (i, d) in domains.iter().enumerate() {
         if let Some(j) = domains[..i].iter().position(|e| e.domain == d.domain) {
@@ -953,12 +974,12 @@ fn validate_domains(specs: Vec<DomainSpec>) -> Result<Vec<DomainConfig>, ConfigE
 fn validate_addresses(
     specs: Vec<AddressSpec>,
     domains: &[DomainConfig],
-    global_max_size: usize,
+    rules: EntryRules,
 ) -> Result<Vec<AddressConfig>, ConfigError> {
     let addresses = specs
         .into_iter()
         .enumerate()
-        .map(|(i, a)| validate_address(&format!("address[{i}]"), a, domains, global_max_size))
+        .map(|(i, a)| validate_address(&format!("address[{i}]"), a, domains, rules))
         .collect::<Result<Vec<_>, ConfigError>>()?;
     for (i, a) in addresses.iter().enumerate() {
         if let Some(j) = addresses[..i].iter().position(|b| b.pattern == a.pattern) {
@@ -972,11 +993,37 @@ fn validate_addresses(
     Ok(addresses)
 }
 
-fn parse_target(key: &str, text: &str) -> Result<TargetUrl, ConfigError> {
-    TargetUrl::parse(text).map_err(|allowed| {
-        // The raw value may hold a password: show the masked form only.
-        ConfigError::invalid(key, TargetUrl::mask_str(text), allowed)
-    })
+/// What the validation of a `[[address]]` or `[[domain]]` needs from the rest of the config
+/// (the config file and the addresses and domains API apply the same).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRules {
+    /// `smtp.max_message_size`: an address's own limit may only be lower.
+    pub max_message_size: usize,
+    /// `delivery.require_https`: no plain `http://` target or callback off loopback.
+    pub require_https: bool,
+}
+
+impl EntryRules {
+    pub fn of(config: &Config) -> EntryRules {
+        EntryRules {
+            max_message_size: config.smtp.max_message_size,
+            require_https: config.delivery.require_https,
+        }
+    }
+}
+
+fn parse_target(key: &str, text: &str, rules: EntryRules) -> Result<TargetUrl, ConfigError> {
+    // The raw value may hold a password: errors show the masked form only.
+    let target = TargetUrl::parse(text)
+        .map_err(|allowed| ConfigError::invalid(key, TargetUrl::mask_str(text), allowed))?;
+    if rules.require_https && super::in_clear(target.expose()) {
+        return Err(ConfigError::invalid(
+            key,
+            TargetUrl::mask_str(text),
+            super::HTTPS_REQUIRED,
+        ));
+    }
+    Ok(target)
 }
 
 fn parse_format(key: &str, text: &str) -> Result<Format, ConfigError> {
@@ -985,7 +1032,11 @@ fn parse_format(key: &str, text: &str) -> Result<Format, ConfigError> {
 
 /// Validates one `[[domain]]`; errors name `{entry}.{field}`. The config file and the
 /// domains API both come through here.
-pub fn validate_domain(entry: &str, raw: DomainSpec) -> Result<DomainConfig, ConfigError> {
+pub fn validate_domain(
+    entry: &str,
+    raw: DomainSpec,
+    rules: EntryRules,
+) -> Result<DomainConfig, ConfigError> {
     let key = |field: &str| format!("{entry}.{field}");
     let domain = DomainPattern::parse(&raw.domain)
         .map_err(|allowed| ConfigError::invalid(key("domain"), quote(&raw.domain), allowed))?;
@@ -1011,7 +1062,7 @@ pub fn validate_domain(entry: &str, raw: DomainSpec) -> Result<DomainConfig, Con
         auth_regex,
         target: raw
             .target
-            .map(|t| parse_target(&key("target"), &t))
+            .map(|t| parse_target(&key("target"), &t, rules))
             .transpose()?,
         format: raw
             .format
@@ -1028,7 +1079,7 @@ pub fn validate_address(
     entry: &str,
     raw: AddressSpec,
     domains: &[DomainConfig],
-    global_max_size: usize,
+    rules: EntryRules,
 ) -> Result<AddressConfig, ConfigError> {
     let key = |field: &str| format!("{entry}.{field}");
     let pattern = AddressPattern::parse(&raw.address)
@@ -1036,7 +1087,7 @@ pub fn validate_address(
     // Unset target and format come from the [[domain]] of the same domain.
     let domain = domains.iter().find(|d| d.domain == pattern.domain);
     let target = match (&raw.target, domain.and_then(|d| d.target.as_ref())) {
-        (Some(text), _) => parse_target(&key("target"), text)?,
+        (Some(text), _) => parse_target(&key("target"), text, rules)?,
         (None, Some(inherited)) => inherited.clone(),
         (None, None) => {
             return Err(ConfigError::invalid(
@@ -1054,7 +1105,7 @@ pub fn validate_address(
         (None, Some(inherited)) => inherited,
         (None, None) => DEFAULT_FORMAT,
     };
-    let mut options = address_options(key, raw, global_max_size)?;
+    let mut options = address_options(key, raw, rules)?;
     if let Some(domain) = domain {
         options.redact = options.redact.union(&domain.redact);
     }
@@ -1070,8 +1121,9 @@ pub fn validate_address(
 fn address_options(
     key: impl Fn(&str) -> String,
     raw: AddressSpec,
-    global_max_size: usize,
+    rules: EntryRules,
 ) -> Result<AddressOptions, ConfigError> {
+    let global_max_size = rules.max_message_size;
     Ok(AddressOptions {
         timeout: raw
             .timeout_secs
@@ -1089,11 +1141,11 @@ fn address_options(
         size_as_number: raw.size_as_number,
         auth_callback: raw
             .auth_callback
-            .map(|t| parse_target(&key("auth_callback"), &t))
+            .map(|t| parse_target(&key("auth_callback"), &t, rules))
             .transpose()?,
         error_callback: raw
             .error_callback
-            .map(|t| parse_target(&key("error_callback"), &t))
+            .map(|t| parse_target(&key("error_callback"), &t, rules))
             .transpose()?,
         dkim: raw.dkim,
         dmarc: raw.dmarc,

@@ -31,7 +31,7 @@ use super::route::{Router, Routes};
 use crate::accounts::{Accounts, Actor, AuditAction};
 use crate::config::{
     AddressConfig, AddressPattern, AddressSpec, Config, ConfigError, DomainConfig, DomainPattern,
-    DomainSpec, TargetUrl, validate_address, validate_domain,
+    DomainSpec, EntryRules, TargetUrl, validate_address, validate_domain,
 };
 use crate::store::{ManagedSpec, ManagedWrite, Store, StoreError};
 
@@ -54,7 +54,7 @@ pub trait Kind: Send + Sync + 'static {
         entry: &str,
         spec: Self::Spec,
         routes: &Entries,
-        max_message_size: usize,
+        rules: EntryRules,
     ) -> Result<Self::Config, ConfigError>;
     fn pattern(config: &Self::Config) -> &Self::Pattern;
     /// The pattern of a spec, if it parses.
@@ -94,9 +94,9 @@ impl Kind for Address {
         entry: &str,
         spec: AddressSpec,
         routes: &Entries,
-        max_message_size: usize,
+        rules: EntryRules,
     ) -> Result<AddressConfig, ConfigError> {
-        validate_address(entry, spec, &routes.domains, max_message_size)
+        validate_address(entry, spec, &routes.domains, rules)
     }
     fn pattern(config: &AddressConfig) -> &AddressPattern {
         &config.pattern
@@ -149,14 +149,14 @@ impl Kind for Domain {
     type Config = DomainConfig;
     type Pattern = DomainPattern;
 
-    /// A domain stands alone: neither the other routes nor the size limit matter.
+    /// A domain stands alone: the other routes do not matter.
     fn validate(
         entry: &str,
         spec: DomainSpec,
         _: &Entries,
-        _: usize,
+        rules: EntryRules,
     ) -> Result<DomainConfig, ConfigError> {
-        validate_domain(entry, spec)
+        validate_domain(entry, spec, rules)
     }
     fn pattern(config: &DomainConfig) -> &DomainPattern {
         &config.domain
@@ -269,7 +269,8 @@ struct Inner {
     routes: Routes,
     /// The config file's entries.
     configured: Entries,
-    max_message_size: usize,
+    /// The size limit and `require_https` every entry is validated with.
+    rules: EntryRules,
     /// Dev mode routes every recipient; managed entries are kept but not routed.
     dev: bool,
     /// One change at a time, so routers are swapped in the order their changes were made.
@@ -308,7 +309,7 @@ impl Managed {
                 domains: config.domains.clone(),
                 addresses: config.addresses.clone(),
             },
-            max_message_size: config.smtp.max_message_size,
+            rules: EntryRules::of(config),
             dev: config.dev.is_some(),
             writing: tokio::sync::Mutex::new(()),
         }))
@@ -339,7 +340,7 @@ impl Managed {
     async fn add_stored<K: Kind>(&self, routes: &mut Entries, log: bool) -> Result<(), StoreError> {
         for (id, spec) in self.0.store.managed_entries::<K::Spec>().await? {
             let entry = format!("managed {} {id}", K::NOUN);
-            match K::validate(&entry, spec, routes, self.0.max_message_size) {
+            match K::validate(&entry, spec, routes, self.0.rules) {
                 Ok(valid) if !taken::<K>(routes, K::pattern(&valid)) => {
                     K::entries_mut(routes).push(valid)
                 }
@@ -399,7 +400,7 @@ impl Managed {
     fn item<K: Kind>(&self, id: i64, spec: &K::Spec, routes: &Entries) -> Item<K::Spec> {
         let config_defines =
             K::parse_pattern(spec).is_some_and(|pattern| taken::<K>(&self.0.configured, &pattern));
-        let validates = K::validate(K::NOUN, spec.clone(), routes, self.0.max_message_size).is_ok();
+        let validates = K::validate(K::NOUN, spec.clone(), routes, self.0.rules).is_ok();
         Item {
             id: Some(id),
             source: Source::Api,
@@ -448,7 +449,7 @@ impl Managed {
     ) -> Result<Item<K::Spec>, ManagedError> {
         let _writing = self.0.writing.lock().await;
         let routes = self.effective(false).await?;
-        let valid = K::validate(K::NOUN, spec.clone(), &routes, self.0.max_message_size)?;
+        let valid = K::validate(K::NOUN, spec.clone(), &routes, self.0.rules)?;
         let pattern = K::pattern(&valid).to_string();
         if taken::<K>(&self.0.configured, K::pattern(&valid)) {
             return Err(ManagedError::ConfigDefined(pattern));

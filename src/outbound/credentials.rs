@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use super::{Outbound, OutboundMode, SubmitError};
+use crate::config::{HTTPS_REQUIRED, TargetUrl, in_clear};
 use crate::secret;
 use crate::store::{CredentialMode, NewCredential, StoreError};
 
@@ -77,6 +78,9 @@ pub enum CredentialError {
     BadSender(String),
     #[error("events URL {0:?} must be an http:// or https:// URL")]
     BadEventsUrl(String),
+    /// The URL, masked.
+    #[error("events URL {0}: {HTTPS_REQUIRED}")]
+    EventsUrlInClear(String),
     #[error("a credential called {0:?} exists already")]
     Taken(String),
     #[error(transparent)]
@@ -142,11 +146,7 @@ impl Outbound {
             return Err(CredentialError::BadSender(bad.clone()));
         }
         if let Some(url) = &spec.events_url {
-            let ok = url::Url::parse(url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if !ok {
-                return Err(CredentialError::BadEventsUrl(url.clone()));
-            }
+            self.check_events_url(url)?;
         }
         // Letters and digits only: it goes into shell commands (`swaks --auth-password …`).
         let secret = secret::new_alphanumeric_token();
@@ -170,6 +170,19 @@ impl Outbound {
             .await?
             .ok_or(CredentialError::Taken(spec.username))?;
         Ok((row.into(), secret))
+    }
+
+    /// An `http(s)://` URL with a host; not plain `http://` off loopback when
+    /// `[delivery] require_https` is on.
+    fn check_events_url(&self, url: &str) -> Result<(), CredentialError> {
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| CredentialError::BadEventsUrl(url.to_string()))?;
+        if self.require_https && in_clear(&parsed) {
+            return Err(CredentialError::EventsUrlInClear(TargetUrl::mask_str(url)));
+        }
+        Ok(())
     }
 
     pub async fn credentials(&self) -> Result<Vec<Credential>, StoreError> {

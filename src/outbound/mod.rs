@@ -123,6 +123,8 @@ pub struct Outbound {
     tracking_key: Arc<OnceCell<Vec<u8>>>,
     /// `privacy.redact_outbound`: fields of sent mail never stored.
     redact: Redaction,
+    /// `[delivery] require_https`: events URLs must be `https://` off loopback.
+    require_https: bool,
 }
 
 impl Outbound {
@@ -138,7 +140,14 @@ impl Outbound {
             tracking_url: Arc::from("http://localhost"),
             tracking_key: Arc::new(OnceCell::new()),
             redact: Redaction::default(),
+            require_https: false,
         }
+    }
+
+    /// `[delivery] require_https`: refuse plain `http://` events URLs off loopback.
+    pub fn with_require_https(mut self, require_https: bool) -> Outbound {
+        self.require_https = require_https;
+        self
     }
 
     /// `privacy.redact_outbound`: what the rows of sent mail leave out.

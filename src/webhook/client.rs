@@ -1,8 +1,11 @@
 //! The HTTP POST to the customer's app (an inbound target, a callback, the events webhook)
 //! and the classification of its answer (contract §2, design §4.1). One POST per
-//! transaction; redirects (at most 3) re-POST the same body; basic auth comes from the
-//! URL's userinfo; connections are pooled across messages. An inbound message's POST
-//! carries an `Idempotency-Key` header (the caller derives the value) on every leg.
+//! transaction; redirects (at most 3, as [`RedirectPolicy`] allows) re-POST the same body;
+//! basic auth comes from the URL's userinfo and never follows to another origin; with
+//! `[delivery] require_https` no leg goes over plain `http://` off loopback; TLS is verified
+//! against the system's roots plus `[delivery] extra_ca_file`; connections are pooled across
+//! messages. An inbound message's POST carries an `Idempotency-Key` header (the caller
+//! derives the value) on every leg.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,7 +14,8 @@ use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
 
 use super::Payload;
-use crate::config::{DeliveryConfig, TargetUrl};
+use super::redirect::{RedirectPolicy, Refusal};
+use crate::config::{DeliveryConfig, HTTPS_REQUIRED, TargetUrl, in_clear};
 
 /// Redirects followed before giving up (contract §2.5).
 pub const MAX_REDIRECTS: usize = 3;
@@ -30,7 +34,8 @@ pub enum Outcome {
         reply_text: Option<String>,
     },
     /// Anything else: 5xx, other statuses, timeout, connection or TLS failure, too many
-    /// redirects. The sender should try again later.
+    /// redirects, a refused redirect or plain `http://` under `require_https`. The sender
+    /// should try again later.
     Deferred {
         status: Option<u16>,
         body: String,
@@ -60,21 +65,36 @@ impl Outcome {
 pub struct Deliverer {
     client: reqwest::Client,
     timeout: Duration,
+    redirects: RedirectPolicy,
+    /// `[delivery] require_https`: no leg over plain `http://` off loopback.
+    require_https: bool,
 }
 
 impl Deliverer {
+    /// The client of `[delivery]`; its extra roots were read and checked at startup.
     pub fn new(config: &DeliveryConfig) -> Deliverer {
+        let extra_roots = config
+            .extra_roots
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificates parsed from PEM at startup are DER");
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .tls_certs_merge(extra_roots)
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
-            .expect("the HTTP client configuration is static and valid");
+            .expect("the HTTP client configuration is valid");
         Deliverer {
             client,
             timeout: config.timeout,
+            redirects: RedirectPolicy {
+                cross_origin: config.follow_cross_origin_redirects,
+            },
+            require_https: config.require_https,
         }
     }
 
@@ -135,7 +155,8 @@ impl Deliverer {
         Delivery { outcome, attempts }
     }
 
-    /// The POST and at most [`MAX_REDIRECTS`] re-POSTs of the same body.
+    /// The POST and at most [`MAX_REDIRECTS`] re-POSTs of the same body, each to where the
+    /// redirect policy and `require_https` allow.
     async fn post_following(
         &self,
         target: &TargetUrl,
@@ -150,10 +171,16 @@ impl Deliverer {
             auth: original_auth.clone(),
         };
         for hop in 0..=MAX_REDIRECTS {
+            if self.require_https && in_clear(&leg.url) {
+                return refuse_in_clear(&leg, attempts);
+            }
             match self.post_once(&leg, request, attempts, in_flight).await {
                 Hop::Done(outcome) => return outcome,
                 Hop::Redirect(_) if hop == MAX_REDIRECTS => break,
-                Hop::Redirect(next) => leg = Leg::redirected(next, original, &original_auth),
+                Hop::Redirect(next) => match self.redirects.check(&leg.url, &next) {
+                    Ok(()) => leg = Leg::redirected(next, original, &original_auth),
+                    Err(refusal) => return refuse_redirect(&next, refusal, attempts),
+                },
             }
         }
         Outcome::Deferred {
@@ -266,6 +293,35 @@ enum Hop {
     Done(Outcome),
     /// A 3xx with a usable `Location`, resolved against the URL posted to.
     Redirect(url::Url),
+}
+
+/// The end of a chain whose last 3xx named a `Location` the policy refuses: the reason goes
+/// on that 3xx's attempt and into the (temporary) outcome.
+fn refuse_redirect(next: &url::Url, refusal: Refusal, attempts: &mut [Attempt]) -> Outcome {
+    let shown = masked(&without_userinfo(next), basic_auth(next).is_some());
+    let reason = format!("redirect to {shown} refused: {refusal}");
+    let last = attempts.last_mut();
+    let status = last.as_ref().and_then(|a| a.status);
+    if let Some(attempt) = last {
+        attempt.error = Some(reason.clone());
+    }
+    Outcome::Deferred {
+        status,
+        body: String::new(),
+        reason,
+    }
+}
+
+/// A leg that `require_https` stops before it is made: recorded as a failed attempt.
+fn refuse_in_clear(leg: &Leg, attempts: &mut Vec<Attempt>) -> Outcome {
+    let shown = masked(&leg.url, leg.auth.is_some());
+    let reason = format!("{shown} refused: {HTTPS_REQUIRED}");
+    attempts.push(Attempt::failed(shown, Instant::now(), reason.clone()));
+    Outcome::Deferred {
+        status: None,
+        body: String::new(),
+        reason,
+    }
 }
 
 /// The redirect's target, resolved against the URL posted to.

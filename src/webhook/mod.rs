@@ -5,10 +5,12 @@
 //! (OIDC sign-in keeps its own client in `accounts::oidc`).
 
 pub mod client;
+pub mod redirect;
 
 pub use client::{
     Attempt, Deliverer, Delivery, IDEMPOTENCY_KEY, KEPT_BODY, MAX_REDIRECTS, Outcome,
 };
+pub use redirect::{RedirectPolicy, Refusal};
 
 /// A ready request body.
 #[derive(Debug, Clone)]

@@ -408,7 +408,9 @@ fn credential_error(error: CredentialError) -> ApiError {
     match error {
         CredentialError::BadUsername(_) => field("username", &error),
         CredentialError::BadSender(_) => field("allowed_senders", &error),
-        CredentialError::BadEventsUrl(_) => field("events_url", &error),
+        CredentialError::BadEventsUrl(_) | CredentialError::EventsUrlInClear(_) => {
+            field("events_url", &error)
+        }
         CredentialError::Taken(_) => ApiError::Status(StatusCode::CONFLICT, error.to_string()),
         CredentialError::Store(error) => ApiError::Store(error),
     }
