@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::error::CliError;
-use crate::config::{Config, OutboundConfig, TlsSource};
+use crate::config::{Config, DeliveryConfig, OutboundConfig, TlsSource};
 use crate::privacy::Runtime;
 
 pub(super) fn check(path: &Path) -> anyhow::Result<()> {
@@ -45,6 +45,7 @@ pub(super) fn print_summary(config: &Config) {
         if config.auth.spf { "on" } else { "off" }
     );
     print_outbound(&config.outbound, &config.dns.servers);
+    print_webhooks(&config.delivery);
     println!(
         "Data      {}  (private: directory 0700, files 0600)",
         config.data_dir.display()
@@ -143,6 +144,29 @@ fn print_outbound(outbound: &OutboundConfig, dns: &Option<Vec<SocketAddr>>) {
         outbound.max_connections,
         outbound.max_per_domain,
         outbound.expiry.as_secs() / 3600,
+    );
+}
+
+/// Where POSTs to the apps may go: redirects, plain HTTP, the roots trusted.
+fn print_webhooks(delivery: &DeliveryConfig) {
+    let redirects = match delivery.follow_cross_origin_redirects {
+        true => "any origin but https -> http",
+        false => "same origin or http -> https on the same host",
+    };
+    let plain = match delivery.require_https {
+        true => "refused off loopback (require_https)",
+        false => "allowed",
+    };
+    let roots = match &delivery.extra_ca_file {
+        Some(path) => format!(
+            "system roots + {} ({} certificates)",
+            path.display(),
+            delivery.extra_roots.len()
+        ),
+        None => "system roots".to_string(),
+    };
+    println!(
+        "Webhooks  redirects followed: {redirects}; plain http://: {plain}; TLS verified against {roots}"
     );
 }
 

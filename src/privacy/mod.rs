@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{AddressSpec, Config, DomainSpec};
+use crate::config::{AddressSpec, Config, DeliveryConfig, DomainSpec};
 use crate::store::{CredentialRow, Store, StoreError};
 
 pub use destinations::destinations;
@@ -156,6 +156,24 @@ fn specs<S>(entries: Vec<(i64, S)>) -> Vec<S> {
     entries.into_iter().map(|(_, spec)| spec).collect()
 }
 
+/// Where a redirect may take a POST (`[delivery] follow_cross_origin_redirects`).
+fn redirect_note(delivery: &DeliveryConfig) -> String {
+    let followed = match delivery.follow_cross_origin_redirects {
+        false => {
+            "only within the same origin (scheme, host, port) or from http to https on \
+                  the same host; a redirect anywhere else is refused"
+        }
+        true => {
+            "to the URL it names, on any host (follow_cross_origin_redirects), but never \
+                 from https to http"
+        }
+    };
+    format!(
+        "A target, callback or events webhook may answer with a redirect (at most 3): the same \
+         POST then goes {followed}."
+    )
+}
+
 /// The report of `config` and `runtime`; `system_dns` are the servers of `/etc/resolv.conf`
 /// (or why they could not be read).
 pub fn report(
@@ -164,9 +182,7 @@ pub fn report(
     system_dns: Result<Vec<SocketAddr>, String>,
 ) -> PrivacyReport {
     let mut notes = vec![
-        "A target or callback may answer with a redirect (at most 3): the same POST then goes \
-         to the URL it names."
-            .to_string(),
+        redirect_note(&config.delivery),
         "Open and click tracking are requests to this instance: nothing leaves for them."
             .to_string(),
         "No ACME: TLS certificates come from files or are self-signed, nothing is fetched."

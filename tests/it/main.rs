@@ -31,6 +31,7 @@ mod privacy;
 mod private_data;
 mod protocol;
 mod redaction;
+mod redirects;
 mod retention;
 mod routing;
 mod send_api;

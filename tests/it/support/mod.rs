@@ -20,6 +20,7 @@ pub mod receiver;
 pub mod scan;
 pub mod sink;
 pub mod smtp;
+pub mod tls_front;
 pub mod wait;
 
 use std::io::Write;

@@ -8,6 +8,7 @@
 //! - `/big/{code}`: that status with a 6000-octet `text/plain` body of `é`s
 //! - `/redirect-abs/{port}`: `307` to `/status/200` on another receiver at `port`
 //! - `/fail-first/{n}`: 500 to the first `n` requests to this path, then 200
+//! - `/goto?to={url}`: `307` to `url` (written unencoded: everything after `to=`)
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,11 @@ impl Receiver {
 
     pub fn requests(&self) -> Vec<Captured> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear(&self) {
+        self.requests.lock().unwrap().clear();
     }
 
     /// The only request received; fails if there were none or several.
@@ -165,6 +171,14 @@ async fn handle(
             )],
         )
             .into_response(),
+        ["goto"] => {
+            let to = uri.query().and_then(|q| q.strip_prefix("to=")).unwrap();
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, to.to_string())],
+            )
+                .into_response()
+        }
         ["fail-first", n] if seen <= n.parse::<usize>().unwrap() => {
             (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose").into_response()
         }
