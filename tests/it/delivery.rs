@@ -163,7 +163,9 @@ async fn basic_auth_from_the_url_and_not_to_another_origin() {
         receiver.addr,
         other.addr.port()
     );
-    let app = TestApp::start(&config_with(&[("support@example.com", target)], "")).await;
+    // Even where another origin may be followed (tests/it/redirects.rs: by default it is not).
+    let allowed = "[delivery]\nfollow_cross_origin_redirects = true\n";
+    let app = TestApp::start(&config_with(&[("support@example.com", target)], allowed)).await;
     assert!(deliver(&app).await.starts_with("250 "));
     assert_eq!(other.single().header("authorization"), None);
 }
