@@ -246,3 +246,54 @@ async fn require_https_refuses_plain_http_in_the_api() {
     assert!(app.mail_to("new@example.com").await.starts_with("250 "));
     assert_eq!(paths(&receiver), ["/status/200"]);
 }
+
+#[tokio::test]
+async fn require_https_stops_plain_http_legs_and_stored_entries() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::start(&config_with(&[], "")).await;
+    let key = app.api_key.clone();
+    let stored = json!({ "address": "old@example.com", "target": "http://app.example.com/in" });
+    let (status, body) = app
+        .call(&key, Method::POST, "/api/addresses", Some(stored))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let data_dir = app.stop().await;
+
+    // 0.0.0.0 is not a loopback address, though a connection to it would stay on this machine.
+    let away = format!("http://0.0.0.0:{}/status/200", receiver.addr.port());
+    let target = receiver.url(&format!("/goto?to={away}"));
+    let delivery = "[delivery]\nrequire_https = true\nfollow_cross_origin_redirects = true\n";
+    let config = config_with(&[("leg@example.com", target)], delivery);
+    let app = TestApp::start_in(&config, data_dir).await;
+
+    // The entry stored before require_https is left out of the routes.
+    let (_, list) = app.call(&key, Method::GET, "/api/addresses", None).await;
+    let old = &list["addresses"].as_array().unwrap()[1];
+    assert_eq!(
+        (&old["address"], &old["active"]),
+        (&json!("old@example.com"), &json!(false))
+    );
+    assert!(
+        app.rcpt_reply("old@example.com")
+            .await
+            .starts_with("550 5.1.1")
+    );
+
+    // A redirect leg over plain http off loopback is not made, and says why.
+    let reply = deliver(&app, "leg@example.com").await;
+    let expected =
+        format!("{away} refused: plain http:// is refused because [delivery] require_https = true");
+    assert!(
+        reply.starts_with("450 ") && reply.contains(&expected),
+        "{reply}"
+    );
+    assert_eq!(paths(&receiver), ["/goto"]);
+    let attempts = last_attempts(&app).await;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(
+        attempts[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&expected)
+    );
+}
