@@ -4,7 +4,8 @@
 //! Body: `{"events": [{"kind", "recipient", "message_id", "details": {…}}, …]}`, at most
 //! [`BATCH`] events per POST, one POST per events URL at a time; `message_id` is the
 //! message's UUID. Basic auth comes from the URL's userinfo (masked in logs), as for
-//! inbound targets (the same `webhook::Deliverer`: ≤ 3 redirects, [`TIMEOUT`]).
+//! inbound targets (the same `webhook::Deliverer`: ≤ 3 redirects within the origin,
+//! [`TIMEOUT`]).
 //! A 2xx marks the batch `sent`; anything else leaves it `pending` for the next try after
 //! [`BACKOFF`] (30 s, 2 min, 10 min, 30 min, then hourly); an event still unsent
 //! [`GIVE_UP_SECS`] (24 h) after it happened is marked `failed`.
