@@ -7,7 +7,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::binary::postern;
+use crate::support::binary::run;
 use crate::support::tls_front::TlsFront;
 use crate::support::{Receiver, TestApp, config_with};
 
@@ -168,15 +168,7 @@ fn check(toml: &str) -> (i32, String, String) {
         dir.path().join("data").display()
     );
     std::fs::write(&path, toml).unwrap();
-    let output = postern()
-        .args(["check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    run(&["check", "--config", path.to_str().unwrap()], &[])
 }
 
 #[test]
