@@ -32,7 +32,7 @@ pub(super) fn extra_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, C
         )
     };
     let roots = CertificateDer::pem_file_iter(path)
-        .map_err(|e| invalid(format!("cannot read it as PEM ({e})")))?
+        .map_err(|e| invalid(format!("cannot read it ({e})")))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("not valid PEM ({e})")))?;
     if roots.is_empty() {
