@@ -2,6 +2,7 @@
 //!
 //! The STARTTLS certificate comes from PEM files or, in dev mode, from a self-signed
 //! certificate generated at start (rcgen). ACME will plug in here as another source.
+//! `client`: the configs of the connections Postern opens itself (outbound STARTTLS).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsSource;
+
+pub mod client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
+
 use crate::retention::Retention;
 
 pub use address::{AddressPattern, DomainPattern, Format, LocalPattern, TargetUrl};
@@ -189,10 +191,21 @@ pub struct OutboundConfig {
     pub timeout: Duration,
     /// Send everything through this smarthost instead of the recipients' MX hosts.
     pub relay: Option<RelayUrl>,
+    /// More roots to trust when verifying the relay's and `require_tls` MX hosts'
+    /// certificates (a private CA), besides the webpki roots.
+    pub extra_ca: Option<CaFile>,
     /// The public base URL of the open/click tracking routes (`/t/o/…`, `/t/c/…`), no
     /// trailing `/`. `None`: derived from the web listener (fine for dev, not for mail that
     /// leaves the machine; `postern check` warns).
     pub tracking_url: Option<String>,
+}
+
+/// A PEM file of CA certificates, read and checked once at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// At least one; each usable as a trust anchor.
+    pub certificates: Vec<CertificateDer<'static>>,
 }
 
 /// `[outbound] relay = "smtp://user:pass@host:587"`: a smarthost (STARTTLS, then AUTH when

@@ -4,8 +4,8 @@
 //! One recipient is one SMTP transaction (MAIL FROM = the message's return path, one RCPT).
 //! For each: the attempt is committed as `started` before any connection
 //! ([`Store::begin_attempt`]), the MX hosts are tried by preference (`mx`), STARTTLS is
-//! used whenever offered (and required for `[outbound] require_tls` domains), the message
-//! is DKIM-signed for its sending domain, and the answer decides the recipient's fate:
+//! used as the [`TlsPolicy`] says (`starttls`), the message is DKIM-signed for its sending
+//! domain, and the answer decides the recipient's fate:
 //!
 //! | answer | recipient | event |
 //! |---|---|---|
@@ -18,6 +18,9 @@
 //! domain. Connections that ended a transaction cleanly are kept for a few seconds and
 //! reused for the next recipient at the same address.
 //!
+//! Each attempt records the TLS it ran over: version, cipher suite and whether the
+//! certificate was verified (`TLSv1.3 TLS13_AES_256_GCM_SHA384 verified`).
+//!
 //! Time comes from the app's [`Clock`] (manual in tests); the loop wakes every
 //! [`POLL_INTERVAL`] and at once when [`Outbound::enqueue`] queues mail.
 
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
@@ -43,6 +46,9 @@ use crate::config::{OutboundConfig, RelayUrl};
 use crate::dns::{ResolverChoice, ResolverError};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};
+use crate::tls::client::{ClientTls, Negotiated};
+
+mod starttls;
 
 /// Seconds to wait after the 1st, 2nd, … temporary failure; after the last, every
 /// [`BACKOFF_AFTER`] until the recipient expires (`[outbound] expiry_hours`, 72 by default).
@@ -67,6 +73,35 @@ pub fn backoff(failures: i64) -> i64 {
 pub enum WorkerError {
     #[error("DNS resolver for outbound delivery: {0}")]
     Resolver(#[from] ResolverError),
+    #[error("TLS for outbound delivery: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// How a connection uses STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TlsPolicy {
+    /// When offered, with any certificate; else plain text: an MX with no policy, the one
+    /// exception (RFC 7435).
+    Opportunistic,
+    /// When offered, with a verified certificate; else plain text: a relay on this machine.
+    VerifiedIfOffered,
+    /// Verified STARTTLS or no delivery: `require_tls` domains, a relay elsewhere.
+    Verified,
+}
+
+impl TlsPolicy {
+    fn verifies(self) -> bool {
+        self != TlsPolicy::Opportunistic
+    }
+}
+
+/// Where a connection goes and how it was secured: a kept connection is reused only for the
+/// same name and policy (a certificate checked for one MX name proves nothing for another).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Destination {
+    address: SocketAddr,
+    name: String,
+    policy: TlsPolicy,
 }
 
 /// How one attempt failed: the SMTP code when there was an answer, and whether trying
@@ -114,7 +149,7 @@ impl Failure {
 /// What an attempt came to, before it is recorded.
 struct Attempted {
     host: Option<String>,
-    tls: bool,
+    tls: Option<Negotiated>,
     result: Result<(u16, String), Failure>,
 }
 
@@ -128,19 +163,22 @@ enum AddressOutcome {
     StaleConnection,
 }
 
-/// A connection waiting for its next transaction: since when, and whether it is encrypted.
-type Kept = (AsyncSmtpConnection, Instant, bool);
+/// A connection and the TLS it runs over (`None`: plain text).
+type Connected = (AsyncSmtpConnection, Option<Negotiated>);
 
-/// Idle connections by address, kept [`IDLE_KEEP`].
+/// A connection waiting for its next transaction: since when, and its TLS.
+type Kept = (AsyncSmtpConnection, Instant, Option<Negotiated>);
+
+/// Idle connections by destination, kept [`IDLE_KEEP`].
 #[derive(Default)]
 struct Idle {
-    connections: Mutex<HashMap<SocketAddr, Vec<Kept>>>,
+    connections: Mutex<HashMap<Destination, Vec<Kept>>>,
 }
 
 impl Idle {
-    fn take(&self, address: SocketAddr) -> Option<(AsyncSmtpConnection, bool)> {
+    fn take(&self, destination: &Destination) -> Option<Connected> {
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let list = connections.get_mut(&address)?;
+        let list = connections.get_mut(destination)?;
         while let Some((connection, since, tls)) = list.pop() {
             if since.elapsed() < IDLE_KEEP && !connection.has_broken() {
                 return Some((connection, tls));
@@ -149,13 +187,18 @@ impl Idle {
         None
     }
 
-    fn put(&self, address: SocketAddr, connection: AsyncSmtpConnection, tls: bool) {
+    fn put(
+        &self,
+        destination: Destination,
+        connection: AsyncSmtpConnection,
+        tls: Option<Negotiated>,
+    ) {
         if connection.has_broken() {
             return;
         }
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         connections
-            .entry(address)
+            .entry(destination)
             .or_default()
             .push((connection, Instant::now(), tls));
     }
@@ -182,13 +225,15 @@ pub struct Worker {
     config: OutboundConfig,
     resolver: MxResolver,
     hello: ClientId,
+    tls: ClientTls,
     global: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
     idle: Idle,
 }
 
 impl Worker {
-    /// Builds the MX resolver for the `dns` servers; sends nothing yet.
+    /// Builds the MX resolver for the `dns` servers and the TLS client (webpki roots plus
+    /// `[outbound] extra_ca_file`); sends nothing yet.
     pub fn new(
         outbound: &Outbound,
         config: &OutboundConfig,
@@ -203,6 +248,7 @@ impl Worker {
             config: config.clone(),
             resolver: MxResolver::new(dns, config.timeout)?,
             hello: ClientId::Domain(config.helo_name.clone()),
+            tls: ClientTls::new(config.extra_ca.as_ref().map_or(&[], |ca| &ca.certificates))?,
             global: Arc::new(Semaphore::new(config.max_connections)),
             domains: Mutex::new(HashMap::new()),
             idle: Idle::default(),
@@ -356,7 +402,7 @@ impl Worker {
             host: attempted.host,
             code,
             response,
-            tls: attempted.tls.then(|| "starttls".to_string()),
+            tls: attempted.tls.map(|tls| tls.to_string()),
             duration_ms: started.elapsed().as_millis() as i64,
             at: now,
         };
@@ -374,7 +420,7 @@ impl Worker {
     async fn attempt(&self, recipient: &Claimed) -> Attempted {
         let failed = |failure: Failure| Attempted {
             host: None,
-            tls: false,
+            tls: None,
             result: Err(failure),
         };
         let envelope = match envelope(&recipient.envelope_from, &recipient.address) {
@@ -401,18 +447,27 @@ impl Worker {
             Ok(raw) => raw,
             Err(failure) => return failed(failure),
         };
-        let (hosts, require_tls) = match &self.config.relay {
+        let (hosts, policy) = match &self.config.relay {
             Some(relay) => match relay_host(relay).await {
-                // The password goes only over TLS, unless the relay is on this machine.
+                // Mail and password leave this machine only over verified TLS.
                 Ok(host) => {
                     let local = host.addresses.iter().all(|ip| ip.is_loopback());
-                    let tls = relay.username.is_some() && !local;
-                    (vec![host], tls)
+                    let policy = match local {
+                        true => TlsPolicy::VerifiedIfOffered,
+                        false => TlsPolicy::Verified,
+                    };
+                    (vec![host], policy)
                 }
                 Err(failure) => return failed(failure),
             },
             None => match self.resolver.hosts(&recipient.domain).await {
-                Ok(hosts) => (hosts, self.config.require_tls.contains(&recipient.domain)),
+                Ok(hosts) => {
+                    let policy = match self.config.require_tls.contains(&recipient.domain) {
+                        true => TlsPolicy::Verified,
+                        false => TlsPolicy::Opportunistic,
+                    };
+                    (hosts, policy)
+                }
                 Err(error) => {
                     return failed(Failure {
                         code: None,
@@ -422,8 +477,7 @@ impl Worker {
                 }
             },
         };
-        self.send_to_hosts(&hosts, require_tls, &envelope, &raw)
-            .await
+        self.send_to_hosts(&hosts, policy, &envelope, &raw).await
     }
 
     /// DKIM-signs with the From domain's key when Postern has a sending domain for it.
@@ -448,13 +502,13 @@ impl Worker {
     async fn send_to_hosts(
         &self,
         hosts: &[MxHost],
-        require_tls: bool,
+        policy: TlsPolicy,
         envelope: &Envelope,
         raw: &[u8],
     ) -> Attempted {
         let mut last = Attempted {
             host: None,
-            tls: false,
+            tls: None,
             result: Err(Failure::temporary("no host to try")),
         };
         let port = match &self.config.relay {
@@ -463,18 +517,19 @@ impl Worker {
         };
         for host in hosts {
             for ip in &host.addresses {
-                let address = SocketAddr::new(*ip, port);
-                match self
-                    .send_to_address(host, address, require_tls, envelope, raw)
-                    .await
-                {
+                let destination = Destination {
+                    address: SocketAddr::new(*ip, port),
+                    name: host.name.clone(),
+                    policy,
+                };
+                match self.send_to_address(destination, envelope, raw).await {
                     AddressOutcome::Unreachable(attempted) => last = attempted,
                     AddressOutcome::Finished(attempted) => return attempted,
                     // A kept connection the server has closed meanwhile: try afresh.
                     AddressOutcome::StaleConnection => {
                         return Box::pin(self.send_to_hosts(
                             std::slice::from_ref(host),
-                            require_tls,
+                            policy,
                             envelope,
                             raw,
                         ))
@@ -486,33 +541,32 @@ impl Worker {
         last
     }
 
-    /// One transaction with one address of `host`, over a kept connection when there is one.
+    /// One transaction with one address of a host, over a kept connection when there is one.
     async fn send_to_address(
         &self,
-        host: &MxHost,
-        address: SocketAddr,
-        require_tls: bool,
+        destination: Destination,
         envelope: &Envelope,
         raw: &[u8],
     ) -> AddressOutcome {
-        let reused = self.idle.take(address);
+        let reused = self.idle.take(&destination);
         let was_reused = reused.is_some();
         let (mut connection, tls) = match reused {
             Some(idle) => idle,
-            None => match self.connect_bounded(address, &host.name, require_tls).await {
+            None => match self.connect_bounded(&destination).await {
                 Ok(connected) => connected,
                 Err(failure) => {
-                    debug!(host = %host.name, %address, error = %failure.text, "connection failed");
+                    debug!(host = %destination.name, address = %destination.address, error = %failure.text, "connection failed");
                     return AddressOutcome::Unreachable(Attempted {
-                        host: Some(host.name.clone()),
-                        tls: false,
+                        host: Some(destination.name.clone()),
+                        tls: None,
                         result: Err(failure),
                     });
                 }
             },
         };
-        let attempted = |result| Attempted {
-            host: Some(host.name.clone()),
+        let address = destination.address;
+        let attempted = |result, tls| Attempted {
+            host: Some(destination.name.clone()),
             tls,
             result,
         };
@@ -521,83 +575,91 @@ impl Worker {
         let Ok(sent) = sent else {
             connection.abort().await;
             let timed_out = Failure::temporary("timed out during the transaction");
-            return AddressOutcome::Finished(attempted(Err(timed_out)));
+            return AddressOutcome::Finished(attempted(Err(timed_out), tls));
         };
         match sent {
             Ok(response) => {
                 let code = u16::from(response.code());
                 let text = one_line(&response.message().collect::<Vec<_>>().join(" "));
-                self.idle.put(address, connection, tls);
-                AddressOutcome::Finished(attempted(Ok((code, text))))
+                self.idle.put(destination.clone(), connection, tls.clone());
+                AddressOutcome::Finished(attempted(Ok((code, text)), tls))
             }
             Err(error) if was_reused && error.status().is_none() => {
                 debug!(%address, %error, "a reused connection failed; reconnecting");
                 AddressOutcome::StaleConnection
             }
-            Err(error) => AddressOutcome::Finished(attempted(Err(Failure::from_smtp(&error)))),
+            Err(error) => AddressOutcome::Finished(attempted(Err(Failure::from_smtp(&error)), tls)),
         }
     }
 
     /// [`Worker::connect`] bounded as a whole (a server that greets and then stalls).
-    async fn connect_bounded(
-        &self,
-        address: SocketAddr,
-        host_name: &str,
-        require_tls: bool,
-    ) -> Result<(AsyncSmtpConnection, bool), Failure> {
-        tokio::time::timeout(
-            self.config.timeout * 2,
-            self.connect(address, host_name, require_tls),
-        )
-        .await
-        .unwrap_or_else(|_| Err(Failure::temporary("timed out before the transaction")))
+    async fn connect_bounded(&self, destination: &Destination) -> Result<Connected, Failure> {
+        tokio::time::timeout(self.config.timeout * 2, self.connect(destination))
+            .await
+            .unwrap_or_else(|_| Err(Failure::temporary("timed out before the transaction")))
     }
 
-    /// Connects, says EHLO, upgrades with STARTTLS when offered (certificates are not
-    /// checked: opportunistic TLS), logs in to the relay; `true` when encrypted.
-    async fn connect(
-        &self,
-        address: SocketAddr,
-        host_name: &str,
-        require_tls: bool,
-    ) -> Result<(AsyncSmtpConnection, bool), Failure> {
-        let connect = || async {
-            let stream = tokio::time::timeout(self.config.timeout, TcpStream::connect(address))
-                .await
-                .map_err(|_| Failure::temporary(format!("connecting to {address} timed out")))?
-                .map_err(|e| Failure::temporary(format!("cannot connect to {address}: {e}")))?;
-            // Without it, the end of DATA (a small write after the body) waits for the
-            // server's delayed ACK: 40 ms per message on Linux.
-            let _ = stream.set_nodelay(true);
-            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
-                .await
-                .map_err(|e| Failure::from_smtp(&e))
-        };
-        let mut connection = connect().await?;
-        let mut tls = false;
-        if connection.can_starttls() {
-            let parameters = TlsParameters::builder(host_name.to_string())
-                .dangerous_accept_invalid_certs(true)
-                .dangerous_accept_invalid_hostnames(true)
-                .build_rustls()
-                .map_err(|e| Failure::temporary(e.to_string()))?;
-            match connection.starttls(parameters, &self.hello).await {
-                Ok(()) => tls = true,
-                Err(error) if require_tls => {
-                    return Err(Failure::temporary(format!("STARTTLS failed: {error}")));
-                }
-                Err(error) => {
+    /// Connects, says EHLO, upgrades with STARTTLS as the destination's policy says, logs in
+    /// to the relay.
+    async fn connect(&self, destination: &Destination) -> Result<Connected, Failure> {
+        let (connection, plain) = self.greet(destination.address).await?;
+        let policy = destination.policy;
+        let (connection, tls) = if connection.can_starttls() {
+            let verify = policy.verifies();
+            let upgraded = starttls::upgrade(
+                connection,
+                plain,
+                &self.tls,
+                &destination.name,
+                verify,
+                &self.hello,
+            )
+            .await;
+            match upgraded {
+                Ok((connection, negotiated)) => (connection, Some(negotiated)),
+                Err(error) if verify => return Err(self.tls_failure(destination, error)),
+                Err(_) => {
                     // Opportunistic: a failed handshake falls back to plain text.
-                    debug!(%address, %error, "STARTTLS failed; sending without TLS");
-                    connection = connect().await?;
+                    debug!(address = %destination.address, "STARTTLS failed; sending without TLS");
+                    (self.greet(destination.address).await?.0, None)
                 }
             }
-        } else if require_tls {
+        } else if policy == TlsPolicy::Verified {
+            let mut connection = connection;
             connection.abort().await;
             return Err(Failure::temporary(format!(
-                "{host_name} does not offer STARTTLS and TLS is required"
+                "{} does not offer STARTTLS and TLS is required",
+                self.describe(destination)
             )));
-        }
+        } else {
+            (connection, None)
+        };
+        let connection = self.log_in(connection).await?;
+        Ok((connection, tls))
+    }
+
+    /// A TCP connection to `address`, greeted by lettre (EHLO sent).
+    async fn greet(
+        &self,
+        address: SocketAddr,
+    ) -> Result<(AsyncSmtpConnection, starttls::Detachable), Failure> {
+        let stream = tokio::time::timeout(self.config.timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| Failure::temporary(format!("connecting to {address} timed out")))?
+            .map_err(|e| Failure::temporary(format!("cannot connect to {address}: {e}")))?;
+        // Without it, the end of DATA (a small write after the body) waits for the
+        // server's delayed ACK: 40 ms per message on Linux.
+        let _ = stream.set_nodelay(true);
+        starttls::greet(stream, &self.hello)
+            .await
+            .map_err(|e| Failure::from_smtp(&e))
+    }
+
+    /// AUTH with the relay's user, when there is one.
+    async fn log_in(
+        &self,
+        mut connection: AsyncSmtpConnection,
+    ) -> Result<AsyncSmtpConnection, Failure> {
         if let Some(relay) = &self.config.relay
             && let Some(user) = &relay.username
         {
@@ -608,7 +670,27 @@ impl Worker {
                 .await
                 .map_err(|e| Failure::from_smtp(&e))?;
         }
-        Ok((connection, tls))
+        Ok(connection)
+    }
+
+    /// A failed STARTTLS where TLS had to be verified: temporary, naming the host.
+    fn tls_failure(&self, destination: &Destination, error: starttls::UpgradeError) -> Failure {
+        let reason = match error {
+            starttls::UpgradeError::Smtp(error) => {
+                format!("STARTTLS failed: {}", Failure::from_smtp(&error).text)
+            }
+            starttls::UpgradeError::Tls(error) => error.to_string(),
+        };
+        Failure::temporary(format!("{}: {reason}", self.describe(destination)))
+    }
+
+    /// The destination as a reason names it: `relay 10.0.0.5:587` or `mx.example.com
+    /// (192.0.2.1:25)`.
+    fn describe(&self, destination: &Destination) -> String {
+        match &self.config.relay {
+            Some(relay) => format!("relay {}:{}", relay.host, relay.port),
+            None => format!("{} ({})", destination.name, destination.address),
+        }
     }
 }
 

@@ -26,6 +26,7 @@ mod oidc;
 mod outbound_delivery;
 mod outbound_events;
 mod outbound_pages;
+mod outbound_tls;
 mod payload;
 mod privacy;
 mod private_data;

@@ -11,7 +11,7 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
     ("mail_parser", &["mail/"]),
     ("reqwest", &["webhook/", "accounts/oidc/http.rs"]),
     ("oauth2", &["accounts/oidc/"]),
-    ("lettre", &["outbound/worker.rs"]),
+    ("lettre", &["outbound/worker.rs", "outbound/worker/"]),
     ("argon2", &["accounts/"]),
     ("totp_rs", &["accounts/"]),
     ("hickory_resolver", &["dns.rs"]),

@@ -13,6 +13,7 @@
 
 pub mod binary;
 pub mod browser;
+pub mod certs;
 pub mod dns;
 pub mod oidc;
 pub mod raw_tcp;
