@@ -126,7 +126,7 @@ fn print_outbound(outbound: &OutboundConfig, dns: &Option<Vec<SocketAddr>>) {
         return;
     }
     let route = match &outbound.relay {
-        Some(relay) => format!("through the relay {relay}"),
+        Some(relay) => format!("through the relay {relay} (verified TLS)"),
         None => format!(
             "to each domain's MX on port {} (DNS: {})",
             outbound.port,
@@ -134,12 +134,19 @@ fn print_outbound(outbound: &OutboundConfig, dns: &Option<Vec<SocketAddr>>) {
         ),
     };
     println!(
-        "Outbound  {route}; EHLO {}; STARTTLS when offered{}; max {} connections, {} per domain; retried for {} h",
+        "Outbound  {route}; EHLO {}; STARTTLS when offered{}{}; max {} connections, {} per domain; retried for {} h",
         outbound.helo_name,
         if outbound.require_tls.is_empty() {
             String::new()
         } else {
-            format!(", required for {}", outbound.require_tls.join(", "))
+            format!(
+                ", verified and required for {}",
+                outbound.require_tls.join(", ")
+            )
+        },
+        match &outbound.extra_ca {
+            Some(ca) => format!("; extra CA {}", ca.path.display()),
+            None => String::new(),
         },
         outbound.max_connections,
         outbound.max_per_domain,

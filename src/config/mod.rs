@@ -237,6 +237,16 @@ impl RelayUrl {
     pub fn parse(text: &str) -> Result<RelayUrl, ConfigError> {
         raw::relay_url(text)
     }
+
+    /// Whether the host names this machine (`localhost` or a loopback address), without a
+    /// DNS lookup.
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 impl fmt::Debug for RelayUrl {
@@ -527,6 +537,39 @@ mod tests {
             assert!(error.contains(key), "{toml}: {error}");
             assert!(!error.contains("s3cret"), "{error}");
         }
+    }
+
+    #[test]
+    fn extra_ca_file_must_hold_a_usable_certificate() {
+        let dir = crate::datadir::test_dir();
+        let outbound = |path: &Path| {
+            Config::from_toml(
+                &format!("[outbound]\nextra_ca_file = {path:?}\n"),
+                Vec::new(),
+            )
+            .map(|config| config.outbound.extra_ca)
+        };
+        let missing = dir.path().join("missing.pem");
+        let error = outbound(&missing).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "outbound.extra_ca_file = {:?}: cannot read it",
+                missing.display().to_string()
+            )) && error.ends_with("; expected a PEM file of the CA certificates to trust"),
+            "{error}"
+        );
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = outbound(&empty).unwrap_err().to_string();
+        assert!(error.contains(": no CERTIFICATE block in it;"), "{error}");
+
+        let root = dir.path().join("root.pem");
+        let certified = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        std::fs::write(&root, certified.cert.pem()).unwrap();
+        let ca = outbound(&root).unwrap().expect("the CA file is kept");
+        assert_eq!(ca.path, root);
+        assert_eq!(ca.certificates, [certified.cert.der().clone()]);
     }
 
     #[test]

@@ -165,11 +165,11 @@ fn outbound(config: &Config) -> Option<Destination> {
             host: Some(relay.host.clone()),
             port: Some(relay.port),
             sends: Sends::FullMessage,
-            detail: detail.into(),
-            // The password only goes over TLS, so a relay with a user requires it.
-            encryption: match relay.username {
-                Some(_) => Encryption::Yes,
-                None => Encryption::WhenOffered,
+            detail: format!("{detail}; the relay's certificate verified"),
+            // Only a relay on this machine may go without STARTTLS (`outbound::worker`).
+            encryption: match relay.is_loopback() {
+                true => Encryption::WhenOffered,
+                false => Encryption::Yes,
             },
         },
         None => Destination {
@@ -184,7 +184,10 @@ fn outbound(config: &Config) -> Option<Destination> {
             sends: Sends::FullMessage,
             detail: match outbound.require_tls.as_slice() {
                 [] => detail.into(),
-                domains => format!("{detail}; TLS required for {}", domains.join(", ")),
+                domains => format!(
+                    "{detail}; TLS with a verified certificate required for {}",
+                    domains.join(", ")
+                ),
             },
             encryption: Encryption::WhenOffered,
         },

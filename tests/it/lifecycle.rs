@@ -189,20 +189,25 @@ fn check_prints_the_sign_in_providers_and_their_callback_without_secrets() {
 fn check_prints_the_outbound_settings_with_the_relay_password_masked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("postern.toml");
+    let root = crate::support::certs::TestCa::new().write_root(dir.path());
     std::fs::write(
         &path,
-        "[server]\nhostname = \"mx.example.com\"\n[outbound]\nrequire_tls = [\"bank.example\"]\n\
-         relay = \"smtp://relay-user:r3lay-s3cret@smtp.example.net:2525\"\n",
+        format!(
+            "[server]\nhostname = \"mx.example.com\"\n[outbound]\nrequire_tls = [\"bank.example\"]\n\
+             relay = \"smtp://relay-user:r3lay-s3cret@smtp.example.net:2525\"\n\
+             extra_ca_file = {root:?}\n"
+        ),
     )
     .unwrap();
     let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains(
-            "Outbound  through the relay smtp://relay-user:****@smtp.example.net:2525; \
-             EHLO mx.example.com; STARTTLS when offered, required for bank.example; \
-             max 64 connections, 4 per domain; retried for 72 h"
-        ),
+        out.contains(&format!(
+            "Outbound  through the relay smtp://relay-user:****@smtp.example.net:2525 \
+             (verified TLS); EHLO mx.example.com; STARTTLS when offered, verified and required \
+             for bank.example; extra CA {}; max 64 connections, 4 per domain; retried for 72 h",
+            root.display()
+        )),
         "{out}"
     );
     assert!(!out.contains("r3lay-s3cret") && !err.contains("r3lay-s3cret"));
