@@ -99,7 +99,8 @@ pub struct AttemptReport {
     pub code: Option<u16>,
     /// The reply text, or what went wrong before a reply.
     pub response: String,
-    /// `"starttls"` when the transaction ran over TLS.
+    /// The TLS the transaction ran over (`TLSv1.3 TLS13_AES_256_GCM_SHA384 verified`); `None`
+    /// in plain text. Older rows say `starttls`.
     pub tls: Option<String>,
     pub duration_ms: i64,
     pub at: i64,

@@ -98,9 +98,19 @@ async fn a_relay_trusted_through_extra_ca_file_gets_the_mail_over_verified_tls()
     );
     let (app, token) = delivering_app(&dns, 9, &extra).await;
 
-    let attempt = attempt_until(&app, &token, RecipientState::Delivered).await;
+    let (uuid, attempt) = send_until(&app, &token, RecipientState::Delivered).await;
     assert_verified(&attempt);
     assert_eq!(receiver.single().json()["envelope"]["to"], "user@dest.test");
+    // The API and the dashboard show what the attempt recorded.
+    let tls = attempt.tls.unwrap();
+    let api = app.get_json(&format!("/api/outbound/{uuid}")).await;
+    assert_eq!(api["attempts"][0]["tls"], json!(tls));
+    let page = app
+        .admin_browser()
+        .await
+        .get(&format!("/outbound/{uuid}"))
+        .await;
+    assert!(page.body.contains(&tls), "{}", page.body);
     app.stop().await;
     relay.stop().await;
 }
