@@ -29,13 +29,22 @@ async fn tls_mx(ca: &TestCa, names: &[&str], dir: &TempDir, receiver: &Receiver)
     .await
 }
 
-/// Sends one message to `user@dest.test`, waits for `state`; its one attempt.
-async fn attempt_until(app: &TestApp, token: &str, state: RecipientState) -> OutboundAttemptRow {
+/// Sends one message to `user@dest.test`, waits for `state`; its UUID and its one attempt.
+async fn send_until(
+    app: &TestApp,
+    token: &str,
+    state: RecipientState,
+) -> (String, OutboundAttemptRow) {
     let uuid = send(app, token, "user@dest.test", json!({})).await;
     let message = wait_state(app, &uuid, state).await;
     let mut attempts = attempts(app, &message).await;
     assert_eq!(attempts.len(), 1, "{attempts:?}");
-    attempts.remove(0)
+    (uuid, attempts.remove(0))
+}
+
+/// [`send_until`]'s attempt.
+async fn attempt_until(app: &TestApp, token: &str, state: RecipientState) -> OutboundAttemptRow {
+    send_until(app, token, state).await.1
 }
 
 /// `TLSv1.3 TLS13_… verified`: the attempt's record of a verified TLS 1.3 session.
