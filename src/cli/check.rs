@@ -144,8 +144,8 @@ fn print_outbound(outbound: &OutboundConfig, dns: &Option<Vec<SocketAddr>>) {
                 outbound.require_tls.join(", ")
             )
         },
-        match &outbound.extra_ca {
-            Some(ca) => format!("; extra CA {}", ca.path.display()),
+        match &outbound.extra_ca_file {
+            Some(path) => format!("; extra CA {}", path.display()),
             None => String::new(),
         },
         outbound.max_connections,

@@ -6,6 +6,7 @@
 //! userinfo of target URLs) are masked by [`TargetUrl`]'s `Display` and `Debug`.
 
 mod address;
+mod ca_file;
 mod delivery;
 mod dns;
 mod oidc;
@@ -191,21 +192,14 @@ pub struct OutboundConfig {
     pub timeout: Duration,
     /// Send everything through this smarthost instead of the recipients' MX hosts.
     pub relay: Option<RelayUrl>,
-    /// More roots to trust when verifying the relay's and `require_tls` MX hosts'
-    /// certificates (a private CA), besides the webpki roots.
-    pub extra_ca: Option<CaFile>,
+    /// `extra_ca_file`, and the roots read from it at startup: trusted besides the webpki
+    /// roots when verifying the relay's and `require_tls` MX hosts' certificates.
+    pub extra_ca_file: Option<PathBuf>,
+    pub extra_roots: Vec<CertificateDer<'static>>,
     /// The public base URL of the open/click tracking routes (`/t/o/…`, `/t/c/…`), no
     /// trailing `/`. `None`: derived from the web listener (fine for dev, not for mail that
     /// leaves the machine; `postern check` warns).
     pub tracking_url: Option<String>,
-}
-
-/// A PEM file of CA certificates, read and checked once at startup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaFile {
-    pub path: PathBuf,
-    /// At least one; each usable as a trust anchor.
-    pub certificates: Vec<CertificateDer<'static>>,
 }
 
 /// `[outbound] relay = "smtp://user:pass@host:587"`: a smarthost (STARTTLS, then AUTH when
@@ -537,39 +531,6 @@ mod tests {
             assert!(error.contains(key), "{toml}: {error}");
             assert!(!error.contains("s3cret"), "{error}");
         }
-    }
-
-    #[test]
-    fn extra_ca_file_must_hold_a_usable_certificate() {
-        let dir = crate::datadir::test_dir();
-        let outbound = |path: &Path| {
-            Config::from_toml(
-                &format!("[outbound]\nextra_ca_file = {path:?}\n"),
-                Vec::new(),
-            )
-            .map(|config| config.outbound.extra_ca)
-        };
-        let missing = dir.path().join("missing.pem");
-        let error = outbound(&missing).unwrap_err().to_string();
-        assert!(
-            error.starts_with(&format!(
-                "outbound.extra_ca_file = {:?}: cannot read it",
-                missing.display().to_string()
-            )) && error.ends_with("; expected a PEM file of the CA certificates to trust"),
-            "{error}"
-        );
-
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "not a certificate\n").unwrap();
-        let error = outbound(&empty).unwrap_err().to_string();
-        assert!(error.contains(": no CERTIFICATE block in it;"), "{error}");
-
-        let root = dir.path().join("root.pem");
-        let certified = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
-        std::fs::write(&root, certified.cert.pem()).unwrap();
-        let ca = outbound(&root).unwrap().expect("the CA file is kept");
-        assert_eq!(ca.path, root);
-        assert_eq!(ca.certificates, [certified.cert.der().clone()]);
     }
 
     #[test]

@@ -12,11 +12,8 @@ use super::privacy::RawPrivacy;
 use crate::crypto::Passphrase;
 use crate::retention::{ContentRule, Retention};
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
-
 use super::{
-    AddressConfig, AddressOptions, AddressPattern, AuthSettings, CaFile, Config, ConfigError,
+    AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, EncryptionConfig, Format, OidcProvider,
     OutboundConfig, Redaction, RelayUrl, SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl,
     TlsSource, WebConfig,
@@ -830,7 +827,7 @@ impl RawDelivery {
     /// `[delivery]`: the bounds on each webhook POST, where it may go, the roots it trusts.
     fn validate(self) -> Result<DeliveryConfig, ConfigError> {
         let extra_roots = match &self.extra_ca_file {
-            Some(path) => super::delivery::extra_roots(path)?,
+            Some(path) => super::ca_file::extra_roots("delivery.extra_ca_file", path)?,
             None => Vec::new(),
         };
         Ok(DeliveryConfig {
@@ -894,7 +891,11 @@ impl RawOutbound {
             require_tls: require_tls(&self.require_tls)?,
             timeout: seconds("outbound.timeout_secs", self.timeout_secs, 1, 3600)?,
             relay: self.relay.as_deref().map(relay_url).transpose()?,
-            extra_ca: self.extra_ca_file.map(extra_ca_file).transpose()?,
+            extra_roots: match &self.extra_ca_file {
+                Some(path) => super::ca_file::extra_roots("outbound.extra_ca_file", path)?,
+                None => Vec::new(),
+            },
+            extra_ca_file: self.extra_ca_file,
             tracking_url,
         })
     }
@@ -932,33 +933,6 @@ fn helo_name(name: Option<String>, hostname: &str) -> Result<String, ConfigError
             "expected a host name such as mx.example.com",
         )),
     }
-}
-
-/// `outbound.extra_ca_file`: a readable PEM file of CA certificates, each usable as a root.
-fn extra_ca_file(path: PathBuf) -> Result<CaFile, ConfigError> {
-    let invalid = |why: String| {
-        ConfigError::invalid(
-            "outbound.extra_ca_file",
-            quote(&path.display().to_string()),
-            format!("{why}; expected a PEM file of the CA certificates to trust"),
-        )
-    };
-    let certificates = CertificateDer::pem_file_iter(&path)
-        .and_then(|blocks| blocks.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| invalid(format!("cannot read it ({e})")))?;
-    if certificates.is_empty() {
-        return Err(invalid("no CERTIFICATE block in it".into()));
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for (i, certificate) in certificates.iter().enumerate() {
-        roots.add(certificate.clone()).map_err(|e| {
-            invalid(format!(
-                "certificate {} is not usable as a root ({e})",
-                i + 1
-            ))
-        })?;
-    }
-    Ok(CaFile { path, certificates })
 }
 
 /// `outbound.require_tls`: recipient domains, lower-cased, without a trailing dot.

@@ -248,7 +248,7 @@ impl Worker {
             config: config.clone(),
             resolver: MxResolver::new(dns, config.timeout)?,
             hello: ClientId::Domain(config.helo_name.clone()),
-            tls: ClientTls::new(config.extra_ca.as_ref().map_or(&[], |ca| &ca.certificates))?,
+            tls: ClientTls::new(&config.extra_roots)?,
             global: Arc::new(Semaphore::new(config.max_connections)),
             domains: Mutex::new(HashMap::new()),
             idle: Idle::default(),

@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::certs::TestCa;
 
 /// The first octet of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -84,23 +84,7 @@ async fn forward(
 /// A private CA (its PEM) and a server config with a certificate it issued for the
 /// loopback names.
 fn certificates() -> (String, rustls::ServerConfig) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Postern test app CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
-        .unwrap();
-    (ca.pem(), config)
+    let ca = TestCa::new();
+    let config = ca.server_config(&["127.0.0.1", "localhost"]);
+    (ca.root_pem(), config)
 }
