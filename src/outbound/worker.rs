@@ -16,7 +16,7 @@
 //!
 //! Limits: `max_connections` SMTP connections in all and `max_per_domain` per recipient
 //! domain. Connections that ended a transaction cleanly are kept for a few seconds and
-//! reused for the next recipient at the same address.
+//! reused for the next recipient at the same address, host name and TLS policy.
 //!
 //! Each attempt records the TLS it ran over: version, cipher suite and whether the
 //! certificate was verified (`TLSv1.3 TLS13_AES_256_GCM_SHA384 verified`).
