@@ -15,12 +15,15 @@ use crate::support::certs::TestCa;
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::{Receiver, TestApp, config_with};
 
-/// A Postern taking `*@dest.test` over STARTTLS with a certificate `ca` issued for
+/// A Postern taking `*@dest.test` and `*@open.test` over STARTTLS with a certificate `ca` issued for
 /// `names`, passing it on to `receiver`.
 async fn tls_mx(ca: &TestCa, names: &[&str], dir: &TempDir, receiver: &Receiver) -> TestApp {
     let files = ca.issue(names, dir.path(), "mx");
     TestApp::start(&config_with(
-        &[("*@dest.test", receiver.url("/in"))],
+        &[
+            ("*@dest.test", receiver.url("/in")),
+            ("*@open.test", receiver.url("/in")),
+        ],
         &format!(
             "[smtp]\ntls_cert = {:?}\ntls_key = {:?}\n",
             files.cert, files.key
@@ -176,6 +179,37 @@ async fn a_require_tls_domain_gets_verified_tls_to_its_mx_or_nothing() {
     let (app, token) = delivering_app(&dns, port, &trusted).await;
     let attempt = attempt_until(&app, &token, RecipientState::Delivered).await;
     assert_verified(&attempt);
+    assert_eq!(receiver.requests().len(), 1);
+    app.stop().await;
+    mx.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_kept_from_opportunistic_tls_never_carries_a_require_tls_domain() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let mx = tls_mx(&ca, &["mx.dest.test"], &dir, &receiver).await;
+    // Both domains have the same MX; only dest.test has a policy.
+    let zone = dest_zone().mx("open.test", 10, "mx.dest.test");
+    let dns = DnsServer::start(zone).await;
+    let (app, token) = delivering_app(&dns, mx.smtp.port(), "require_tls = [\"dest.test\"]").await;
+
+    let open = send(&app, &token, "user@open.test", json!({})).await;
+    let message = wait_state(&app, &open, RecipientState::Delivered).await;
+    let tls = attempts(&app, &message).await[0].tls.clone().unwrap();
+    assert!(tls.ends_with(" unverified"), "{tls}");
+    // The connection just used is kept for the next recipient at that MX, but not for
+    // this one: it needs a verified certificate, and this MX's is not trusted.
+    let attempt = attempt_until(&app, &token, RecipientState::Deferred).await;
+    assert!(
+        attempt
+            .response
+            .as_deref()
+            .unwrap()
+            .contains("certificate not trusted (UnknownIssuer)"),
+        "{attempt:?}"
+    );
     assert_eq!(receiver.requests().len(), 1);
     app.stop().await;
     mx.stop().await;
