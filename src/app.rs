@@ -388,6 +388,7 @@ fn web_options(config: &Config, web_addr: SocketAddr) -> WebOptions {
         open: config.dev.is_some() && config.web.listen.ip().is_loopback(),
         secure_cookies: config.web.secure_cookies,
         hosts,
+        allow_plain_http: config.web.allow_plain_http,
     }
 }
 

@@ -139,6 +139,9 @@ pub struct WebConfig {
     pub max_connections_per_ip: usize,
     /// Open web connections in all.
     pub max_connections: usize,
+    /// The listener may be off loopback on plain HTTP, and API tokens are taken over it from
+    /// any peer: a TLS proxy in front terminates HTTPS (`web.allow_plain_http`).
+    pub allow_plain_http: bool,
 }
 
 impl WebConfig {
@@ -449,6 +452,30 @@ mod tests {
         Config::from_toml(toml, Vec::new()).map(|config| config.web)
     }
 
+    /// A plain-HTTP listener off loopback, behind a TLS proxy.
+    const PROXIED: &str = "[web]\nlisten = \"0.0.0.0:8025\"\nallow_plain_http = true\n";
+
+    #[test]
+    fn plain_http_off_loopback_needs_allow_plain_http() {
+        for listen in ["0.0.0.0:8025", "192.0.2.2:8025", "[::]:8025"] {
+            let error = web(&format!("[web]\nlisten = \"{listen}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "web.listen = {listen}: serves plain HTTP to the network, so passwords and \
+                     API tokens would cross it in clear: put it on loopback behind a TLS \
+                     proxy, or set [web] allow_plain_http = true if a TLS proxy in front of \
+                     it terminates HTTPS"
+                )
+            );
+        }
+        assert!(!web("").unwrap().allow_plain_http, "off by default");
+        assert!(web("[web]\nlisten = \"[::1]:8025\"\n").is_ok(), "loopback");
+        assert!(web(PROXIED).unwrap().allow_plain_http);
+    }
+
     #[test]
     fn web_defaults_and_secure_cookies_follow_the_listener() {
         let loopback = web("").unwrap();
@@ -456,13 +483,9 @@ mod tests {
         assert!(!loopback.require_totp);
         assert_eq!(loopback.session_idle, Duration::from_secs(30 * 60));
         assert_eq!(loopback.session_lifetime, Duration::from_secs(12 * 60 * 60));
+        assert!(web(PROXIED).unwrap().secure_cookies);
         assert!(
-            web("[web]\nlisten = \"0.0.0.0:8025\"\n")
-                .unwrap()
-                .secure_cookies
-        );
-        assert!(
-            !web("[web]\nlisten = \"0.0.0.0:8025\"\nsecure_cookies = false\n")
+            !web(&format!("{PROXIED}secure_cookies = false\n"))
                 .unwrap()
                 .secure_cookies
         );
@@ -672,11 +695,12 @@ mod tests {
     #[test]
     fn off_loopback_without_public_url_any_host_is_answered_with_a_warning() {
         assert_eq!(web("").unwrap().any_host_warning(), None);
-        let open = web("[web]\nlisten = \"0.0.0.0:8025\"\n").unwrap();
+        let open = web(PROXIED).unwrap();
         let warning = open.any_host_warning().unwrap();
         assert!(warning.contains("answers any Host"), "{warning}");
-        let named =
-            web("[web]\nlisten = \"0.0.0.0:8025\"\npublic_url = \"https://p.example.com\"\n");
+        let named = web(&format!(
+            "{PROXIED}public_url = \"https://p.example.com\"\n"
+        ));
         assert_eq!(named.unwrap().any_host_warning(), None);
     }
 

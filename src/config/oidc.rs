@@ -440,7 +440,7 @@ mod tests {
     fn a_public_listener_needs_the_public_url() {
         let open = GOOGLE.replace(
             "public_url = \"https://postern.example.com\"",
-            "listen = \"0.0.0.0:8025\"",
+            "listen = \"0.0.0.0:8025\"\nallow_plain_http = true",
         );
         let error = load(&open).unwrap_err();
         assert!(error.starts_with("web.public_url = (missing)"), "{error}");

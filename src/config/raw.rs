@@ -181,6 +181,8 @@ struct RawWeb {
     header_read_timeout_secs: u64,
     max_connections_per_ip: u64,
     max_connections: u64,
+    /// A plain-HTTP listener off loopback, trusting a TLS proxy in front (issue 12 §3).
+    allow_plain_http: bool,
 }
 
 impl Default for RawWeb {
@@ -197,6 +199,7 @@ impl Default for RawWeb {
             header_read_timeout_secs: 10,
             max_connections_per_ip: 64,
             max_connections: 1024,
+            allow_plain_http: false,
         }
     }
 }
@@ -721,6 +724,7 @@ impl RawWeb {
     /// `[web]`: the dashboard's listener, its sessions and its sign-in providers.
     fn validate(self) -> Result<WebConfig, ConfigError> {
         let listen = socket_addr("web.listen", &self.listen)?;
+        plain_http(listen, self.allow_plain_http)?;
         let (session_idle, session_lifetime) = self.sessions()?;
         let limits = self.listener_limits()?;
         let public_url = self
@@ -752,6 +756,7 @@ impl RawWeb {
             header_read_timeout: limits.0,
             max_connections_per_ip: limits.1,
             max_connections: limits.2,
+            allow_plain_http: self.allow_plain_http,
         })
     }
 
@@ -802,6 +807,21 @@ impl RawWeb {
         }
         Ok((header_read_timeout, per_ip as usize, total as usize))
     }
+}
+
+/// The web listener serves plain HTTP: off loopback only behind a TLS proxy, which
+/// `web.allow_plain_http` vouches for.
+fn plain_http(listen: SocketAddr, allow_plain_http: bool) -> Result<(), ConfigError> {
+    if listen.ip().is_loopback() || allow_plain_http {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        "web.listen",
+        listen,
+        "serves plain HTTP to the network, so passwords and API tokens would cross it in \
+         clear: put it on loopback behind a TLS proxy, or set [web] allow_plain_http = true \
+         if a TLS proxy in front of it terminates HTTPS",
+    ))
 }
 
 /// `[[web.oidc]]`: each entry, and names that differ (they are part of the URLs).

@@ -6,7 +6,8 @@
 //!
 //! 1. `Authorization: Bearer <API key>` (dashboard routes only): a valid key is the
 //!    principal, no CSRF token needed (a browser never sends it by itself); an invalid one is
-//!    401 wherever it is sent.
+//!    401 wherever it is sent. Over plain HTTP from another machine it is 403 first
+//!    (`plain_http`), unless `web.allow_plain_http`.
 //! 2. A session cookie (`postern_session`) of a signed-in user: the principal. A user who
 //!    must change a one-time password, or enrol TOTP where `web.require_totp` is set, is sent
 //!    to that page first (303; 403 on `/api`).
@@ -259,6 +260,7 @@ async fn admit_api_key(
     asking: Asking,
     presented: &str,
 ) -> Result<Request, Response> {
+    super::plain_http::refuse_token(asking.client.ip, state.allow_plain_http)?;
     let Some(key) = state.accounts.api_key(presented).await.map_err(internal)? else {
         return Err(unauthorized("invalid or revoked API key"));
     };

@@ -9,7 +9,8 @@
 //! data, admins only), and `addresses` (managed addresses and domains, over `inbound::managed`).
 //! Shared by all: `listener` (the accept loop: header deadline, per-address caps), `host`
 //! (the `Host` check in front of every route, against DNS rebinding), `auth`
-//! (the gate: who is asking and may they, cookies, CSRF), `ui` (layouts, escaping,
+//! (the gate: who is asking and may they, cookies, CSRF), `plain_http` (no API tokens over
+//! plain HTTP from another machine), `ui` (layouts, escaping,
 //! navigation and the other pieces every page repeats, the sandboxed mail view), `error`
 //! (the JSON error shape), `about` (who is signed in, the API).
 //!
@@ -34,6 +35,7 @@ pub mod host;
 pub mod listener;
 mod messages;
 mod outbound;
+mod plain_http;
 mod privacy;
 mod public;
 mod session;
@@ -66,6 +68,9 @@ pub struct WebOptions {
     pub secure_cookies: bool,
     /// The `Host` values served (`host`); the rest get 421.
     pub hosts: host::HostRule,
+    /// Take API tokens over plain HTTP from any peer (`web.allow_plain_http`: a TLS proxy
+    /// in front); otherwise only from loopback (`plain_http`).
+    pub allow_plain_http: bool,
 }
 
 /// What `/settings` shows, taken from the config and the bound listeners by `App::build`.
@@ -99,6 +104,8 @@ struct AppState {
     managed: Managed,
     open: bool,
     secure_cookies: bool,
+    /// `web.allow_plain_http` (`plain_http`).
+    allow_plain_http: bool,
     /// Sends kept messages again ("Resend to target"); `None` where nothing receives mail.
     inbound: Option<Arc<Inbound>>,
     /// The send API and the outbound pages; `None` where nothing sends mail.
@@ -153,6 +160,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         outbound,
         open: options.open,
         secure_cookies: options.secure_cookies,
+        allow_plain_http: options.allow_plain_http,
         delays: Arc::new(tokio::sync::Semaphore::new(public::MAX_DELAYS_IN_FLIGHT)),
         data_requests,
     };

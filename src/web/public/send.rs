@@ -3,7 +3,7 @@
 //!
 //! The send route is outside the dashboard's gate: it authenticates with the SMTP
 //! credential (`Authorization: Bearer <token>`, the username in the path), as the official
-//! clients do. It answers exactly 202 with the echo (cloudmailin-go accepts nothing else) or
+//! clients do; not over plain HTTP from another machine (`web::plain_http`). It answers exactly 202 with the echo (cloudmailin-go accepts nothing else) or
 //! `{"status": N, "error": "…"}`. The body is read whole, up to [`MAX_BODY`]. What a
 //! request may say is `outbound::compose`'s; a `raw` message passes the same check as SMTP
 //! submission (`outbound::raw_message`).
@@ -62,6 +62,9 @@ async fn send(
             "missing Authorization: Bearer <token> (the SMTP password)",
         );
     };
+    if let Err(refused) = crate::web::plain_http::refuse_token(peer.ip(), state.allow_plain_http) {
+        return refused;
+    }
     let request: SendRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return error(422, format!("the body is not a valid message: {e}")),
