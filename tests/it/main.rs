@@ -28,6 +28,7 @@ mod outbound_events;
 mod outbound_pages;
 mod outbound_tls;
 mod payload;
+mod plain_http;
 mod privacy;
 mod private_data;
 mod protocol;
