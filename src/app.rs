@@ -368,6 +368,9 @@ fn outbound_service(config: &Config, store: &Store, clock: &Clock) -> Outbound {
 /// Dev mode opens the dashboard without sign-in, but only to this machine; the `Host`
 /// check lets in loopback, the listener's address and the public and tracking hosts.
 fn web_options(config: &Config, web_addr: SocketAddr) -> WebOptions {
+    if !config.web.listen.ip().is_loopback() && config.web.allow_plain_http {
+        info!(listen = %config.web.listen, "plain HTTP off loopback: a TLS proxy in front is trusted to terminate HTTPS (web.allow_plain_http)");
+    }
     if !config.web.listen.ip().is_loopback() && !config.web.secure_cookies {
         warn!(listen = %config.web.listen, "session cookies go over plain HTTP (web.secure_cookies = false)");
     }

@@ -260,7 +260,9 @@ async fn admit_api_key(
     asking: Asking,
     presented: &str,
 ) -> Result<Request, Response> {
-    super::plain_http::refuse_token(asking.client.ip, state.allow_plain_http)?;
+    if let Some(refused) = super::plain_http::refusal(asking.client.ip, state.allow_plain_http) {
+        return Err(refused);
+    }
     let Some(key) = state.accounts.api_key(presented).await.map_err(internal)? else {
         return Err(unauthorized("invalid or revoked API key"));
     };

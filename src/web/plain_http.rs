@@ -23,12 +23,11 @@ pub(super) fn token_allowed(peer: IpAddr, allow_plain_http: bool) -> Result<(), 
     ))
 }
 
-/// [`token_allowed`] as the answer to send: a JSON 403, logged.
-pub(super) fn refuse_token(peer: IpAddr, allow_plain_http: bool) -> Result<(), Response> {
-    token_allowed(peer, allow_plain_http).map_err(|sentence| {
-        tracing::warn!(%peer, "API token refused: it came over plain HTTP from another machine");
-        ApiError::Status(StatusCode::FORBIDDEN, sentence).into_response()
-    })
+/// [`token_allowed`] as the answer to send when refused: a JSON 403, logged.
+pub(super) fn refusal(peer: IpAddr, allow_plain_http: bool) -> Option<Response> {
+    let sentence = token_allowed(peer, allow_plain_http).err()?;
+    tracing::warn!(%peer, "API token refused: it came over plain HTTP from another machine");
+    Some(ApiError::Status(StatusCode::FORBIDDEN, sentence).into_response())
 }
 
 /// `::ffff:127.0.0.1`, a loopback client on a dual-stack listener.

@@ -62,7 +62,7 @@ async fn send(
             "missing Authorization: Bearer <token> (the SMTP password)",
         );
     };
-    if let Err(refused) = crate::web::plain_http::refuse_token(peer.ip(), state.allow_plain_http) {
+    if let Some(refused) = crate::web::plain_http::refusal(peer.ip(), state.allow_plain_http) {
         return refused;
     }
     let request: SendRequest = match serde_json::from_slice(&body) {
