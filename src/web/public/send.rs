@@ -3,7 +3,8 @@
 //!
 //! The send route is outside the dashboard's gate: it authenticates with the SMTP
 //! credential (`Authorization: Bearer <token>`, the username in the path), as the official
-//! clients do; not over plain HTTP from another machine (`web::plain_http`). It answers exactly 202 with the echo (cloudmailin-go accepts nothing else) or
+//! clients do; not over plain HTTP from another machine (`web::plain_http`: 403). It answers
+//! exactly 202 with the echo (cloudmailin-go accepts nothing else) or
 //! `{"status": N, "error": "…"}`. The body is read whole, up to [`MAX_BODY`]. What a
 //! request may say is `outbound::compose`'s; a `raw` message passes the same check as SMTP
 //! submission (`outbound::raw_message`).
