@@ -190,20 +190,30 @@ impl Subject {
         )
     }
 
-    /// Audit rows that name the subject as their subject or in their detail.
-    fn audit_sql(&self) -> &'static str {
-        match self.kind {
-            SubjectKind::Domain => {
-                "INSERT INTO temp.subject_audit SELECT id FROM audit_log
-                    WHERE instr(lower(coalesce(subject, '') || ' ' || coalesce(detail, '')),
-                                '@' || ?1) > 0"
-            }
-            _ => {
-                "INSERT INTO temp.subject_audit SELECT id FROM audit_log
-                    WHERE instr(lower(coalesce(subject, '') || ' ' || coalesce(detail, '')),
-                                ?1) > 0"
+    /// Audit rows that name the subject, as a whole address, in their subject or detail:
+    /// SQL finds the candidates, [`names`] keeps those where the address stands alone
+    /// (`al@x.com` is not in `sal@x.com`, `@x.co` not in `@x.com`).
+    fn select_audit(&self, connection: &Connection) -> rusqlite::Result<()> {
+        let needle = match self.kind {
+            SubjectKind::Domain => format!("@{}", self.value),
+            SubjectKind::Email | SubjectKind::Address => self.value.clone(),
+        };
+        let mut candidates = connection.prepare(
+            "SELECT id, text FROM (SELECT id,
+                 lower(coalesce(subject, '') || ' ' || coalesce(detail, '')) AS text
+                 FROM audit_log) WHERE instr(text, ?1) > 0",
+        )?;
+        let mut insert = connection.prepare("INSERT INTO temp.subject_audit (id) VALUES (?1)")?;
+        let rows = candidates.query_map([&needle], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (id, text) = row?;
+            if names(&text, &needle) {
+                insert.execute([id])?;
             }
         }
+        Ok(())
     }
 
     fn params(&self) -> [rusqlite::types::Value; 5] {
@@ -242,9 +252,25 @@ impl Subject {
         if scope.suppressions {
             run(&self.suppressions_sql())?;
         }
-        run(self.audit_sql())?;
-        Ok(())
+        self.select_audit(connection)
     }
+}
+
+/// Whether `text` holds `needle` (an address, or `@domain`) as a whole address: not inside
+/// a longer local part before it, nor a longer domain after it.
+fn names(text: &str, needle: &str) -> bool {
+    let local = |c: char| c.is_ascii_alphanumeric() || "._%+-'".contains(c);
+    let label = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(needle).any(|(at, _)| {
+        let starts = needle.starts_with('@') || !text[..at].chars().next_back().is_some_and(local);
+        let mut after = text[at + needle.len()..].chars();
+        let ends = match after.next() {
+            None => true,
+            Some('.') => !after.next().is_some_and(label),
+            Some(c) => !label(c),
+        };
+        starts && ends
+    })
 }
 
 fn count_all(connection: &Connection) -> rusqlite::Result<Counts> {
@@ -369,5 +395,23 @@ impl Store {
             Ok(counts)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn an_address_is_named_only_as_a_whole() {
+        assert!(names("suppressed al@x.com", "al@x.com"));
+        assert!(names("removed al@x.com. done", "al@x.com"));
+        assert!(names("<al@x.com>", "al@x.com"));
+        assert!(!names("suppressed sal@x.com", "al@x.com"));
+        assert!(!names("suppressed al@x.com.au", "al@x.com"));
+        assert!(!names("al@x.community", "al@x.com"));
+        assert!(names("a@x.co b@y.org", "@x.co"));
+        assert!(!names("a@x.com", "@x.co"));
+        assert!(!names("a@x.co-op.org", "@x.co"));
     }
 }
