@@ -258,8 +258,8 @@ impl Outbound {
             )));
         }
         let from_domain = crate::mail::address::domain_of(sender);
-        let return_path_domain = match self.store.sending_domain(&from_domain).await? {
-            Some(domain) => domain.return_path_domain,
+        let return_path_domain = match self.store.return_path_domain(&from_domain).await? {
+            Some(domain) => domain,
             None if self.mode == OutboundMode::Capture => from_domain.clone(),
             None => return Err(SubmitError::UnknownDomain(from_domain)),
         };

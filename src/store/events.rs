@@ -89,9 +89,9 @@ pub struct MessageRef {
     pub redact: Redaction,
 }
 
-/// `pending` when the message's credential has an events URL, else `none` (SQL).
-const WEBHOOK_FOR_MESSAGE: &str =
-    "SELECT CASE WHEN c.events_url IS NOT NULL AND open_text(c.events_url) <> ''
+/// `pending` when the message's credential has an events URL, else `none` (SQL). A sealed
+/// URL is non-empty exactly when its plaintext is (`seal` leaves '' alone): nothing to open.
+const WEBHOOK_FOR_MESSAGE: &str = "SELECT CASE WHEN c.events_url IS NOT NULL AND c.events_url <> ''
         THEN 'pending' ELSE 'none' END
      FROM outbound_messages m LEFT JOIN smtp_credentials c ON c.id = m.credential_id
      WHERE m.id = ?1";

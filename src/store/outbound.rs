@@ -712,6 +712,22 @@ impl Store {
         .await
     }
 
+    /// The return-path domain of a sending domain: what a send needs, without opening
+    /// the sealed DKIM key (the worker reads that, per connection, not per message).
+    pub async fn return_path_domain(&self, domain: &str) -> Result<Option<String>, StoreError> {
+        let domain = domain.to_string();
+        self.read(move |connection| {
+            connection
+                .query_row(
+                    "SELECT return_path_domain FROM sending_domains WHERE domain = ?1",
+                    [domain],
+                    |row| row.get(0),
+                )
+                .optional()
+        })
+        .await
+    }
+
     pub async fn sending_domain(
         &self,
         domain: &str,
