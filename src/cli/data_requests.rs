@@ -99,11 +99,7 @@ pub(super) fn export(args: ExportArgs) -> anyhow::Result<()> {
     let selector = args.selector.parse()?;
     let requests = open(&args.target)?;
     let Some(output) = args.output.filter(|_| !args.dry_run) else {
-        let everything = PurgeScope {
-            suppressions: true,
-            queued: true,
-        };
-        let counts = runtime().block_on(requests.count(&selector, everything))?;
+        let counts = runtime().block_on(requests.count(&selector, PurgeScope::ALL))?;
         print_counts("an export would hold (dry run)", &counts);
         return Ok(());
     };

@@ -43,6 +43,14 @@ pub struct PurgeScope {
     pub queued: bool,
 }
 
+impl PurgeScope {
+    /// Everything, queued mail and suppressions included: what an export holds.
+    pub const ALL: PurgeScope = PurgeScope {
+        suppressions: true,
+        queued: true,
+    };
+}
+
 /// Rows per table, in [`TABLES`] order.
 pub type Counts = Vec<(&'static str, u64)>;
 
@@ -62,7 +70,7 @@ pub struct SubjectDump {
     pub outbound_ids: Vec<i64>,
 }
 
-/// Children before parents: the order a purge deletes in.
+/// Every table that holds the subject: counted and dumped, children before parents.
 const TABLES: &[(&str, &str)] = &[
     (
         "delivery_attempts",
@@ -102,6 +110,14 @@ const TABLES: &[(&str, &str)] = &[
         "address IN (SELECT address FROM temp.subject_suppressions)",
     ),
     ("audit_log", "id IN (SELECT id FROM temp.subject_audit)"),
+];
+
+/// The tables a purge deletes from; the others' rows follow by cascade.
+const PURGED: &[&str] = &[
+    "inbound_messages",
+    "outbound_messages",
+    "suppressions",
+    "audit_log",
 ];
 
 /// Tables whose rows are content, exported as `.eml` files rather than JSON.
@@ -319,12 +335,6 @@ fn ids(connection: &Connection, table: &str) -> rusqlite::Result<Vec<i64>> {
     ids.collect()
 }
 
-/// Export and dry runs see everything, queued mail and suppressions included.
-const EVERYTHING: PurgeScope = PurgeScope {
-    suppressions: true,
-    queued: true,
-};
-
 impl Store {
     /// How many rows of each table a purge with `scope` would delete.
     pub async fn count_subject(
@@ -343,7 +353,7 @@ impl Store {
     pub async fn dump_subject(&self, subject: Subject) -> Result<SubjectDump, StoreError> {
         self.read(move |connection| {
             let tx = connection.unchecked_transaction()?;
-            subject.select(&tx, EVERYTHING)?;
+            subject.select(&tx, PurgeScope::ALL)?;
             let tables = TABLES
                 .iter()
                 .filter(|(table, _)| !CONTENT_TABLES.contains(table))
@@ -376,7 +386,9 @@ impl Store {
             let tx = connection.transaction()?;
             subject.select(&tx, scope)?;
             let counts = count_all(&tx)?;
-            for (table, filter) in TABLES {
+            // Attempts, content, recipients and events go with their message (ON DELETE
+            // CASCADE, as in the retention sweep).
+            for (table, filter) in TABLES.iter().filter(|(t, _)| PURGED.contains(t)) {
                 tx.execute(&format!("DELETE FROM {table} WHERE {filter}"), [])?;
             }
             super::accounts::insert_audit_row(&tx, audit(&counts))?;

@@ -13,7 +13,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{EVERYTHING, archive_download, counts_json, purge_or_count};
+use super::{archive_download, counts_json, purge_or_count};
 use crate::data_requests::Selector;
 use crate::data_requests::selector::SelectorSpec;
 use crate::store::PurgeScope;
@@ -75,7 +75,10 @@ async fn export(
     let dry_run = switch(&mut body, "dry_run")? || dry_run_query(query)?;
     let selector = selector(body, &["dry_run"])?;
     if dry_run {
-        let counts = state.data_requests.count(&selector, EVERYTHING).await?;
+        let counts = state
+            .data_requests
+            .count(&selector, PurgeScope::ALL)
+            .await?;
         return Ok(Json(counts_json(true, &counts)).into_response());
     }
     Ok(archive_download(state.data_requests.clone(), selector))

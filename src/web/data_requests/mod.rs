@@ -33,12 +33,6 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().merge(api::routes()).merge(page::routes())
 }
 
-/// What an export holds: everything, queued mail and suppressions too (its dry-run counts).
-const EVERYTHING: PurgeScope = PurgeScope {
-    suppressions: true,
-    queued: true,
-};
-
 /// The bytes the export writes before the body gets them.
 const CHUNK: usize = 64 * 1024;
 
