@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::accounts::oidc::Oidc;
 use crate::accounts::{Accounts, PasswordParams, Policy};
 use crate::clock::Clock;
-use crate::config::{Config, EncryptionConfig, TlsSource};
+use crate::config::{Config, EncryptionConfig};
 use crate::crypto::{CryptoError, Keyring, Passphrase};
 use crate::datadir::DataDirError;
 use crate::dns::{ResolverChoice, ResolverError};
@@ -32,7 +32,7 @@ use crate::shutdown::Shutdown;
 use crate::smtp::server::{ListenerLimits, ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError, Swept};
-use crate::tls::TlsError;
+use crate::tls::{Certificates, TlsError};
 use crate::web::WebOptions;
 use crate::web::host::HostRule;
 use crate::web::listener::HttpLimits;
@@ -134,6 +134,12 @@ pub struct App {
     /// One per `[submission]` listener, all sharing one handler.
     submission: Vec<SmtpServer<Submission>>,
     submission_addrs: Vec<SocketAddr>,
+    /// The implicit-TLS (port 465) listeners' addresses, in `submission.tls_listen` order.
+    submission_tls_addrs: Vec<SocketAddr>,
+    /// The certificate every listener serves (`None`: `[tls] mode = "off"`).
+    certificates: Option<Arc<Certificates>>,
+    /// `[web] http_listen`: redirects to HTTPS (and answers ACME HTTP-01).
+    http: Option<(TcpListener, SocketAddr)>,
     inbound: Arc<Inbound>,
     smtp_addr: SocketAddr,
     web: TcpListener,
@@ -150,7 +156,6 @@ pub struct App {
     deliverer: Deliverer,
     shutdown: Shutdown,
     grace: Duration,
-    starttls: bool,
     /// The app's clock (the background re-encryption pass runs on it).
     clock: Clock,
     settings: crate::web::Settings,
@@ -176,8 +181,8 @@ impl App {
         let outbound = outbound_service(&config, &store, &options.clock);
         let clock = options.clock.clone();
         let accounts = accounts_service(&config, &store, options);
-        let tls = crate::tls::server_config(&config.smtp.tls, &config.hostname)?;
-        let starttls = tls.is_some();
+        let certificates = Certificates::new(&config.tls, &config.hostname)?;
+        let tls = certificates.as_ref().map(|c| c.smtp_config());
         let (routes, keep_raw) = initial_routes(&config);
         let verifier = build_verifier(&config, &store).await?;
         // Config entries plus those managed through the API (dev mode keeps its one route).
@@ -190,6 +195,14 @@ impl App {
         let web = bind("web", config.web.listen).await?;
         let smtp_addr = local_addr(&smtp_listener);
         let web_addr = local_addr(&web);
+        let http = match config.web.http_listen {
+            Some(addr) => {
+                let listener = bind("HTTP redirect", addr).await?;
+                let addr = local_addr(&listener);
+                Some((listener, addr))
+            }
+            None => None,
+        };
         let outbound = outbound.with_tracking_url(&config.tracking_url(web_addr));
         let web_options = web_options(&config, web_addr);
         // After the tracking URL: the worker instruments each copy with it.
@@ -203,12 +216,18 @@ impl App {
             inbound_settings(&config, keep_raw),
         ));
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
-        let (server_config, submission_config) = server_configs(&config, starttls);
+        let (server_config, submission_config) = server_configs(&config, tls.is_some());
         let submission_handler = Arc::new(Submission::new(outbound.clone()));
-        let (submission, submission_addrs) =
+        let (submission, submission_addrs, submission_tls_addrs) =
             bind_submission(&config, submission_config, &tls, submission_handler).await?;
         let smtp = SmtpServer::new(smtp_listener, server_config, tls, mx);
-        let settings = web_settings(&config, smtp_addr, &submission_addrs, web_addr);
+        let listeners = Listeners {
+            smtp: smtp_addr,
+            submission: &submission_addrs,
+            submission_tls: &submission_tls_addrs,
+            web: web_addr,
+        };
+        let settings = web_settings(&config, listeners, certificates.clone());
         let oidc = Oidc::new(accounts.clone(), config.web.oidc.clone());
         let (grace, limits) = (config.smtp.shutdown_grace, web_limits(&config));
         let privacy = crate::privacy::Privacy::new(config, store.clone());
@@ -220,6 +239,9 @@ impl App {
             smtp,
             submission,
             submission_addrs,
+            submission_tls_addrs,
+            certificates,
+            http,
             inbound,
             smtp_addr,
             web,
@@ -234,7 +256,6 @@ impl App {
             deliverer,
             shutdown,
             grace,
-            starttls,
             clock,
         })
     }
@@ -252,8 +273,24 @@ impl App {
         self.web_addr
     }
 
+    /// The implicit-TLS submission listeners' addresses, in `submission.tls_listen` order.
+    pub fn submission_tls_addrs(&self) -> &[SocketAddr] {
+        &self.submission_tls_addrs
+    }
+
+    /// The port-80 listener's address (`[web] http_listen`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Whether the SMTP listeners offer TLS.
     pub fn starttls(&self) -> bool {
-        self.starttls
+        self.certificates.is_some()
+    }
+
+    /// The certificate every listener serves (`None`: TLS off).
+    pub fn certificates(&self) -> Option<&Arc<Certificates>> {
+        self.certificates.as_ref()
     }
 
     pub fn store(&self) -> &Store {
@@ -311,6 +348,15 @@ impl App {
             .into_iter()
             .map(|server| tokio::spawn(server.run(shutdown.clone())))
             .collect();
+        if let Some(certificates) = &self.certificates {
+            shutdown.spawn(certificates.clone().watch_files(shutdown.clone()));
+        }
+        let https = self.web_options.https.then(|| self.certificates.clone()).flatten();
+        let http_redirect = self.http.map(|(listener, _)| {
+            let router = crate::web::redirect::router(self.web_addr.port(), self.web_options.hosts.clone(), None);
+            let limits = self.web_limits;
+            tokio::spawn(crate::web::listener::serve(listener, router, limits, None, shutdown.clone()))
+        });
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
             let services = crate::web::Services {
@@ -327,9 +373,16 @@ impl App {
                 ),
             };
             let router = crate::web::router(services, self.web_options, self.settings);
-            crate::web::listener::serve(self.web, router, self.web_limits, web_shutdown).await;
+            crate::web::listener::serve(self.web, router, self.web_limits, https, web_shutdown)
+                .await;
         });
-        info!(smtp = %self.smtp_addr, web = %self.web_addr, submission = ?self.submission_addrs, "postern is ready");
+        info!(
+            smtp = %self.smtp_addr,
+            web = %self.web_addr,
+            submission = ?self.submission_addrs,
+            submission_tls = ?self.submission_tls_addrs,
+            "postern is ready"
+        );
 
         stop.await;
         shutdown.trigger();
@@ -346,6 +399,9 @@ impl App {
             );
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+        if let Some(http) = http_redirect {
+            let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        }
     }
 }
 
@@ -384,7 +440,13 @@ fn web_options(config: &Config, web_addr: SocketAddr) -> WebOptions {
             let public = config.web.public_url.as_ref().and_then(|u| u.host_str());
             let bound = (!web_addr.ip().is_unspecified()).then(|| web_addr.ip().to_string());
             let tracking = tracking.as_ref().and_then(|u| u.host_str());
-            HostRule::only(public.into_iter().chain(tracking).chain(bound.as_deref()))
+            // Over HTTPS, the names the certificate is for are the names browsers use.
+            let certified = match config.web.https {
+                true => config.tls.all_names(&config.hostname),
+                false => Vec::new(),
+            };
+            let hosts = public.into_iter().chain(tracking).chain(bound.as_deref());
+            HostRule::only(hosts.chain(certified.iter().map(String::as_str)))
         }
     };
     WebOptions {
@@ -392,6 +454,10 @@ fn web_options(config: &Config, web_addr: SocketAddr) -> WebOptions {
         secure_cookies: config.web.secure_cookies,
         hosts,
         allow_plain_http: config.web.allow_plain_http,
+        https: config.web.https,
+        // Only with a certificate browsers trust: HSTS would otherwise lock them out of a
+        // self-signed dashboard with no way to click through.
+        hsts: config.web.https && config.tls.is_ca_issued(),
     }
 }
 
@@ -546,27 +612,29 @@ fn server_configs(config: &Config, starttls: bool) -> (ServerConfig, ServerConfi
     (mx, submission)
 }
 
-/// One server per `[submission] listen` address, all sharing `handler`, and their bound
-/// addresses in the same order.
+/// One server per `[submission] listen` address (STARTTLS) and per `tls_listen` address
+/// (implicit TLS), all sharing `handler`, and their bound addresses in the same order.
 async fn bind_submission(
     config: &Config,
     server_config: ServerConfig,
     tls: &Option<Arc<rustls::ServerConfig>>,
     handler: Arc<Submission>,
-) -> Result<(Vec<SmtpServer<Submission>>, Vec<SocketAddr>), AppError> {
+) -> Result<(Vec<SmtpServer<Submission>>, Vec<SocketAddr>, Vec<SocketAddr>), AppError> {
     let mut servers = Vec::new();
-    let mut addrs = Vec::new();
+    let (mut addrs, mut tls_addrs) = (Vec::new(), Vec::new());
     for addr in &config.submission.listen {
         let listener = bind("submission", *addr).await?;
         addrs.push(local_addr(&listener));
-        servers.push(SmtpServer::new(
-            listener,
-            server_config.clone(),
-            tls.clone(),
-            handler.clone(),
-        ));
+        let server = SmtpServer::new(listener, server_config.clone(), tls.clone(), handler.clone());
+        servers.push(server);
     }
-    Ok((servers, addrs))
+    for addr in &config.submission.tls_listen {
+        let listener = bind("submission (implicit TLS)", *addr).await?;
+        tls_addrs.push(local_addr(&listener));
+        let server = SmtpServer::new(listener, server_config.clone(), tls.clone(), handler.clone());
+        servers.push(server.implicit_tls());
+    }
+    Ok((servers, addrs, tls_addrs))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -581,22 +649,27 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
         .expect("a bound socket has an address")
 }
 
+/// The bound listeners' addresses, for the settings page.
+struct Listeners<'a> {
+    smtp: SocketAddr,
+    submission: &'a [SocketAddr],
+    submission_tls: &'a [SocketAddr],
+    web: SocketAddr,
+}
+
 /// What the dashboard's settings page shows.
 fn web_settings(
     config: &Config,
-    smtp_addr: SocketAddr,
-    submission_addrs: &[SocketAddr],
-    web_addr: SocketAddr,
+    listeners: Listeners<'_>,
+    certificates: Option<Arc<Certificates>>,
 ) -> crate::web::Settings {
     crate::web::Settings {
-        smtp_listen: Some(smtp_addr),
-        submission_listen: submission_addrs.to_vec(),
-        web_listen: Some(web_addr),
-        starttls: match &config.smtp.tls {
-            TlsSource::Off => "off".into(),
-            TlsSource::Files { cert, .. } => format!("certificate files: {}", cert.display()),
-            TlsSource::SelfSigned => "self-signed".into(),
-        },
+        smtp_listen: Some(listeners.smtp),
+        submission_listen: listeners.submission.to_vec(),
+        submission_tls_listen: listeners.submission_tls.to_vec(),
+        web_listen: Some(listeners.web),
+        https: config.web.https,
+        certificates,
         data_dir: config.data_dir.clone(),
         spf: config.auth.spf,
         dns_servers: config.dns.servers.clone(),

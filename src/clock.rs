@@ -62,6 +62,14 @@ pub fn from_unix(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// Unix seconds → `2027-03-01 12:00 UTC`, for people reading a log line or a page.
+pub fn utc_minutes(seconds: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    from_unix(seconds)
+        .format(&format)
+        .unwrap_or_else(|_| seconds.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

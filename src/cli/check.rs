@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::error::CliError;
-use crate::config::{Config, DeliveryConfig, OutboundConfig, TlsSource};
+use crate::config::{CertSource, Config, DeliveryConfig, OutboundConfig};
 use crate::privacy::Runtime;
 
 pub(super) fn check(path: &Path) -> anyhow::Result<()> {
     let config = super::load(path)?;
     private_data_dir(&config)?;
     print_summary(&config);
+    print_certificate(&config)?;
     for warning in config.dns.warnings() {
         println!("warning:  {warning}");
     }
@@ -65,12 +66,32 @@ fn print_smtp(config: &Config) {
         "SMTP      {}  (max {} connections, {} bytes per message)",
         config.smtp.listen, config.smtp.max_connections, config.smtp.max_message_size
     );
-    let tls = match &config.smtp.tls {
-        TlsSource::Off => "off (no certificate configured)".to_string(),
-        TlsSource::Files { cert, .. } => format!("STARTTLS with {}", cert.display()),
-        TlsSource::SelfSigned => "STARTTLS with a self-signed certificate".to_string(),
+    let names = config.tls.all_names(&config.hostname).join(", ");
+    let tls = match &config.tls.source {
+        CertSource::Off => "off: no STARTTLS and no HTTPS ([tls] mode = \"off\")".to_string(),
+        CertSource::Files { cert, key } => format!(
+            "PEM files {} + {} (read again when they change, or on SIGHUP)",
+            cert.display(),
+            key.display()
+        ),
+        CertSource::SelfSigned => format!("self-signed for {names}"),
+        CertSource::Acme(acme) => format!(
+            "ACME from {} for {names} ({}; contact {})",
+            acme.directory,
+            match acme.challenge {
+                crate::config::AcmeChallenge::TlsAlpn01 => "TLS-ALPN-01 on the HTTPS listener",
+                crate::config::AcmeChallenge::Http01 => "HTTP-01 on web.http_listen",
+            },
+            acme.contact.join(", ")
+        ),
     };
     println!("TLS       {tls}");
+    if !config.submission.tls_listen.is_empty() {
+        println!(
+            "Submission {}  (implicit TLS, RFC 8314)",
+            joined(&config.submission.tls_listen)
+        );
+    }
     if config.submission.listen.is_empty() {
         println!("Submission off (no [submission] listen): apps can send through the API only");
     } else {
@@ -81,11 +102,98 @@ fn print_smtp(config: &Config) {
     }
 }
 
+/// What the listeners would serve: the certificate's names and expiry (files are read now,
+/// so a broken pair fails the check), and a warning for each way mail or a browser would
+/// meet no TLS or an untrusted certificate.
+fn print_certificate(config: &Config) -> Result<(), CliError> {
+    let certificates = crate::tls::Certificates::new(&config.tls, &config.hostname)
+        .map_err(|error| CliError::Usage(error.into()))?;
+    let Some(certificates) = certificates else {
+        println!("warning:  [tls] mode = \"off\": the SMTP listeners offer no TLS, so mail reaches this host in clear");
+        return Ok(());
+    };
+    let status = certificates.status();
+    match &config.tls.source {
+        CertSource::Acme(_) => println!(
+            "Cert      issued by the CA once `serve` runs; until then a temporary self-signed one"
+        ),
+        _ => println!(
+            "Cert      {}; issuer {}; expires {}",
+            status.names.join(", "),
+            status.issuer,
+            status.expires_text()
+        ),
+    }
+    for warning in certificate_warnings(config, &certificates) {
+        println!("warning:  {warning}");
+    }
+    Ok(())
+}
+
+/// The ways the configured certificate falls short.
+fn certificate_warnings(config: &Config, certificates: &crate::tls::Certificates) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let status = certificates.status();
+    if !config.tls.is_configured() {
+        warnings.push(
+            "no [tls] section: SMTP offers STARTTLS with a self-signed certificate and the \
+             dashboard is plain HTTP; set [tls] mode = \"acme\" (see postern init)"
+                .to_string(),
+        );
+    }
+    if matches!(config.tls.source, CertSource::Files { .. }) {
+        let missing: Vec<&String> = certificates
+            .names()
+            .iter()
+            .filter(|name| !covers(&status.names, name))
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "the certificate does not cover {}: clients checking names will refuse it",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        match status.days_left(std::time::SystemTime::now()) {
+            Some(days) if days < 0 => warnings.push("the certificate has expired".into()),
+            Some(days) if days < 14 => {
+                warnings.push(format!("the certificate expires in {days} days: renew it"))
+            }
+            _ => {}
+        }
+    }
+    warnings
+}
+
+/// Whether a certificate naming `names` covers `name` (exactly or by a `*.` wildcard for
+/// one label).
+fn covers(names: &[String], name: &str) -> bool {
+    names.iter().any(|pattern| {
+        pattern.eq_ignore_ascii_case(name)
+            || pattern.strip_prefix("*.").is_some_and(|suffix| {
+                name.split_once('.')
+                    .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(suffix))
+            })
+    })
+}
+
+/// `https` or `http`, as the web listener serves.
+fn scheme(config: &Config) -> &'static str {
+    match config.web.https {
+        true => "https",
+        false => "http",
+    }
+}
+
 /// The web listener, its sessions, the sign-in providers and the API.
 fn print_web(config: &Config) {
     let web = &config.web;
     println!(
-        "Web       http://{}/  (sign-in required; cookies {}; sessions end after {} min idle, {} h at most)",
+        "Web       {}://{}/  (sign-in required; cookies {}; sessions end after {} min idle, {} h at most)",
+        scheme(config),
         web.listen,
         if web.secure_cookies {
             "Secure"
@@ -95,7 +203,17 @@ fn print_web(config: &Config) {
         web.session_idle.as_secs() / 60,
         web.session_lifetime.as_secs() / 3600,
     );
-    println!("Dashboard http://{}/", web.listen);
+    println!("Dashboard {}://{}/", scheme(config), web.listen);
+    if web.https {
+        let hsts = match config.tls.is_ca_issued() {
+            true => "Strict-Transport-Security sent",
+            false => "no HSTS with a self-signed certificate",
+        };
+        println!("HTTPS     on web.listen with the [tls] certificate; {hsts}");
+    }
+    if let Some(http) = web.http_listen {
+        println!("HTTP      {http}  (redirects to HTTPS; ACME HTTP-01 challenges)");
+    }
     for provider in &web.oidc {
         // The URL to register with the provider; never the client secret.
         let callback = match &web.public_url {

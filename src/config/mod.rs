@@ -12,6 +12,7 @@ mod dns;
 mod oidc;
 mod privacy;
 mod raw;
+mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ pub use oidc::{
     GITHUB_API_URL, GITHUB_URL, GOOGLE_ISSUER, OidcProvider, ProviderKind, Secret, is_loopback_host,
 };
 pub use privacy::{Field, PrivacyConfig, Redaction};
+pub use tls::{
+    AcmeChallenge, AcmeSettings, CertSource, LETS_ENCRYPT, LETS_ENCRYPT_STAGING, TlsConfig, Written,
+};
 pub use raw::{AddressSpec, DomainSpec, EntryRules, validate_address, validate_domain};
 
 /// The commented example written by `postern init`; a test proves it parses.
@@ -42,6 +46,8 @@ pub struct Config {
     /// Where `postern.db` lives.
     pub data_dir: PathBuf,
     pub smtp: SmtpConfig,
+    /// `[tls]`: the certificate every listener serves.
+    pub tls: TlsConfig,
     pub web: WebConfig,
     pub delivery: DeliveryConfig,
     pub auth: AuthSettings,
@@ -85,7 +91,6 @@ pub struct SmtpConfig {
     pub data_timeout: Duration,
     /// Reply text after 552 when a message is over `max_message_size`.
     pub size_exceeded_message: String,
-    pub tls: TlsSource,
     /// How long open sessions get to finish after SIGTERM before they are cut.
     pub shutdown_grace: Duration,
     pub abuse: SmtpAbuseLimits,
@@ -104,17 +109,6 @@ pub struct SmtpAbuseLimits {
     pub min_data_rate_window: Duration,
     /// Bytes of message content all sessions together may buffer (one budget).
     pub message_memory_budget: usize,
-}
-
-/// Where the STARTTLS certificate comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsSource {
-    /// No certificate: STARTTLS is not advertised.
-    Off,
-    /// PEM files on disk.
-    Files { cert: PathBuf, key: PathBuf },
-    /// A self-signed certificate generated at start (dev mode default).
-    SelfSigned,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +136,10 @@ pub struct WebConfig {
     /// The listener may be off loopback on plain HTTP, and API tokens are taken over it from
     /// any peer: a TLS proxy in front terminates HTTPS (`web.allow_plain_http`).
     pub allow_plain_http: bool,
+    /// `listen` serves HTTPS with `[tls]`'s certificate.
+    pub https: bool,
+    /// A plain-HTTP listener (port 80): ACME HTTP-01, and a redirect to HTTPS for the rest.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl WebConfig {
@@ -253,13 +251,17 @@ impl fmt::Debug for RelayUrl {
 }
 
 impl Config {
-    /// The tracking base URL: `outbound.tracking_url`, else `http://<web listener>` (the
-    /// hostname in place of an unspecified address such as `0.0.0.0`).
+    /// The tracking base URL: `outbound.tracking_url`, else the web listener's (`https://`
+    /// when it serves HTTPS; the hostname in place of an unspecified address such as
+    /// `0.0.0.0`, and always with HTTPS, whose certificate names the hostname; no port for
+    /// HTTPS on 443).
     pub fn tracking_url(&self, web: SocketAddr) -> String {
+        let scheme = if self.web.https { "https" } else { "http" };
         match &self.outbound.tracking_url {
             Some(url) => url.clone(),
-            None if web.ip().is_unspecified() => {
-                format!("http://{}:{}", self.hostname, web.port())
+            None if self.web.https && web.port() == 443 => format!("https://{}", self.hostname),
+            None if web.ip().is_unspecified() || self.web.https => {
+                format!("{scheme}://{}:{}", self.hostname, web.port())
             }
             None => format!("http://{web}"),
         }
@@ -272,6 +274,8 @@ impl Config {
 pub struct SubmissionConfig {
     /// Empty: no submission listener. Port 587 (and 2525) by convention.
     pub listen: Vec<SocketAddr>,
+    /// Implicit TLS (RFC 8314): the handshake before the greeting. Port 465 by convention.
+    pub tls_listen: Vec<SocketAddr>,
 }
 
 /// `[auth]`: SPF for every message, and how long a check may take (the DNS servers are
@@ -427,7 +431,7 @@ impl Config {
         config.hostname = "localhost".into();
         config.data_dir = data_dir;
         config.smtp.listen = smtp;
-        config.smtp.tls = TlsSource::SelfSigned;
+        config.tls = TlsConfig::unconfigured();
         config.smtp.shutdown_grace = Duration::from_secs(5);
         config.web.listen = web;
         // Dev mode is plain HTTP; `Secure` cookies would never come back.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dns::RawDnsSection;
 use super::privacy::RawPrivacy;
+use super::tls::{CertSource, LegacySmtpKeys, RawTls, TlsConfig};
 use crate::crypto::Passphrase;
 use crate::retention::{ContentRule, Retention};
 
@@ -16,7 +17,7 @@ use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DomainConfig, DomainPattern, EncryptionConfig, Format, OidcProvider,
     OutboundConfig, Redaction, RelayUrl, SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl,
-    TlsSource, WebConfig,
+    WebConfig,
 };
 
 /// The longest any `[retention]` setting may be: a hundred years.
@@ -37,6 +38,7 @@ const DEFAULT_KEY_FILE: &str = "/etc/postern/keyring";
 pub(super) struct RawConfig {
     server: RawServer,
     smtp: RawSmtp,
+    tls: Option<RawTls>,
     web: RawWeb,
     delivery: RawDelivery,
     auth: RawAuth,
@@ -183,6 +185,10 @@ struct RawWeb {
     max_connections: u64,
     /// A plain-HTTP listener off loopback, trusting a TLS proxy in front (issue 12 §3).
     allow_plain_http: bool,
+    /// Serve HTTPS on `listen`; default: whenever `[tls]` names a certificate source.
+    https: Option<bool>,
+    /// A plain-HTTP listener (port 80) that answers ACME HTTP-01 and redirects to HTTPS.
+    http_listen: Option<String>,
 }
 
 impl Default for RawWeb {
@@ -200,6 +206,8 @@ impl Default for RawWeb {
             max_connections_per_ip: 64,
             max_connections: 1024,
             allow_plain_http: false,
+            https: None,
+            http_listen: None,
         }
     }
 }
@@ -269,6 +277,8 @@ impl Default for RawOutbound {
 struct RawSubmission {
     /// "IP:PORT" or a list of them (a single string is a list of one).
     listen: RawListen,
+    /// Implicit-TLS listeners (RFC 8314, port 465), same shape.
+    tls_listen: RawListen,
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,7 +412,7 @@ fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, Config
     in_range(key, value, min, max).map(Duration::from_secs)
 }
 
-fn is_host_name(text: &str) -> bool {
+pub(super) fn is_host_name(text: &str) -> bool {
     !text.is_empty()
         && text
             .chars()
@@ -524,6 +534,7 @@ impl RawConfig {
         let RawConfig {
             server,
             smtp,
+            tls,
             web,
             delivery,
             mut auth,
@@ -540,9 +551,10 @@ impl RawConfig {
         // The one DNS setting, from `[dns]` or its deprecated aliases (`config::dns`).
         let dns = super::dns::resolve(dns, auth.dns.take(), outbound.dns.take())?;
         let (hostname, data_dir) = server.validate()?;
+        let tls = super::tls::validate(tls, smtp.legacy_tls())?;
         let smtp = smtp.validate()?;
-        let submission = submission.validate(&smtp)?;
-        let web = web.validate()?;
+        let submission = submission.validate(&smtp, &tls)?;
+        let web = web.validate(&tls)?;
         let delivery = delivery.validate()?;
         let auth = auth.validate()?;
         let outbound = outbound.validate(&hostname)?;
@@ -559,6 +571,7 @@ impl RawConfig {
             hostname,
             data_dir,
             smtp,
+            tls,
             web,
             delivery,
             auth,
@@ -616,7 +629,6 @@ impl RawServer {
 impl RawSmtp {
     /// `[smtp]`: the listener, its limits and its STARTTLS certificate.
     fn validate(self) -> Result<SmtpConfig, ConfigError> {
-        let tls = self.tls_source()?;
         let abuse = self.abuse_limits()?;
         Ok(SmtpConfig {
             abuse,
@@ -645,7 +657,6 @@ impl RawSmtp {
                 "smtp.size_exceeded_message",
                 self.size_exceeded_message,
             )?,
-            tls,
             shutdown_grace: seconds(
                 "smtp.shutdown_grace_secs",
                 self.shutdown_grace_secs,
@@ -655,59 +666,35 @@ impl RawSmtp {
         })
     }
 
-    /// Certificate files (both of them), a self-signed certificate, or neither.
-    fn tls_source(&self) -> Result<TlsSource, ConfigError> {
-        match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
-            (Some(cert), Some(key), false) => Ok(TlsSource::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            (None, None, true) => Ok(TlsSource::SelfSigned),
-            (None, None, false) => Ok(TlsSource::Off),
-            (Some(_), Some(_), true) => Err(ConfigError::invalid(
-                "smtp.tls_self_signed",
-                "true",
-                "set either tls_cert + tls_key or tls_self_signed, not both",
-            )),
-            (Some(cert), None, _) => Err(ConfigError::invalid(
-                "smtp.tls_key",
-                "(missing)",
-                format!("tls_cert = {cert:?} needs tls_key too"),
-            )),
-            (None, Some(key), _) => Err(ConfigError::invalid(
-                "smtp.tls_cert",
-                "(missing)",
-                format!("tls_key = {key:?} needs tls_cert too"),
-            )),
+    /// The older certificate keys, which `[tls]` replaces.
+    fn legacy_tls(&self) -> LegacySmtpKeys {
+        LegacySmtpKeys {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            self_signed: self.tls_self_signed,
         }
     }
 }
 
 impl RawSubmission {
-    /// `[submission]`: its listeners, which need `[smtp]`'s certificate and addresses of
-    /// their own.
-    fn validate(self, smtp: &SmtpConfig) -> Result<SubmissionConfig, ConfigError> {
-        let written = match self.listen {
-            RawListen::One(text) => vec![text],
-            RawListen::Many(list) => list,
-        };
-        let listen: Vec<SocketAddr> = written
-            .iter()
-            .map(|text| socket_addr("submission.listen", text))
-            .collect::<Result<_, _>>()?;
+    /// `[submission]`: its STARTTLS and implicit-TLS listeners, which need a certificate
+    /// and addresses of their own.
+    fn validate(self, smtp: &SmtpConfig, tls: &TlsConfig) -> Result<SubmissionConfig, ConfigError> {
+        let listen = listeners("submission.listen", self.listen)?;
+        let tls_listen = listeners("submission.tls_listen", self.tls_listen)?;
         // AUTH is only accepted over TLS: a submission listener without a certificate
         // would refuse every client (design §4.5).
-        if !listen.is_empty() && smtp.tls == TlsSource::Off {
+        if (!listen.is_empty() || !tls_listen.is_empty()) && tls.source == CertSource::Off {
             return Err(ConfigError::invalid(
-                "submission.listen",
-                format!("{written:?}"),
-                "submission needs smtp.tls_cert/tls_key (or tls_self_signed): \
-                 AUTH is accepted only after STARTTLS",
+                "tls.mode",
+                "\"off\"",
+                "submission listeners need a certificate: AUTH is accepted only over TLS",
             ));
         }
         // Port 0 (tests) is a fresh port each time.
-        for (i, addr) in listen.iter().enumerate() {
-            let taken = *addr == smtp.listen || listen[..i].contains(addr);
+        let all: Vec<SocketAddr> = listen.iter().chain(&tls_listen).copied().collect();
+        for (i, addr) in all.iter().enumerate() {
+            let taken = *addr == smtp.listen || all[..i].contains(addr);
             if taken && addr.port() != 0 {
                 return Err(ConfigError::invalid(
                     "submission.listen",
@@ -716,15 +703,59 @@ impl RawSubmission {
                 ));
             }
         }
-        Ok(SubmissionConfig { listen })
+        Ok(SubmissionConfig { listen, tls_listen })
     }
 }
 
+/// A listener key that takes one "IP:PORT" or a list of them.
+fn listeners(key: &str, written: RawListen) -> Result<Vec<SocketAddr>, ConfigError> {
+    let written = match written {
+        RawListen::One(text) => vec![text],
+        RawListen::Many(list) => list,
+    };
+    written.iter().map(|text| socket_addr(key, text)).collect()
+}
+
 impl RawWeb {
-    /// `[web]`: the dashboard's listener, its sessions and its sign-in providers.
-    fn validate(self) -> Result<WebConfig, ConfigError> {
+    /// `[web]`: the dashboard's listener (HTTPS with a certificate source), its sessions and
+    /// its sign-in providers.
+    fn validate(self, tls: &TlsConfig) -> Result<WebConfig, ConfigError> {
         let listen = socket_addr("web.listen", &self.listen)?;
-        plain_http(listen, self.allow_plain_http)?;
+        let https = self.https.unwrap_or(tls.https_by_default());
+        if https && tls.source == CertSource::Off {
+            return Err(ConfigError::invalid(
+                "web.https",
+                "true",
+                "HTTPS needs a certificate: set [tls] mode = \"acme\", \"files\" or \"self-signed\"",
+            ));
+        }
+        if !https {
+            plain_http(listen, self.allow_plain_http)?;
+        }
+        let http_listen = self
+            .http_listen
+            .as_deref()
+            .map(|text| socket_addr("web.http_listen", text))
+            .transpose()?;
+        if http_listen.is_some() && !https {
+            return Err(ConfigError::invalid(
+                "web.http_listen",
+                format!("{:?}", self.http_listen.unwrap_or_default()),
+                "the port-80 listener only redirects to HTTPS and answers ACME: it needs \
+                 web.listen to serve HTTPS ([tls])",
+            ));
+        }
+        if let CertSource::Acme(acme) = &tls.source
+            && acme.challenge == super::tls::AcmeChallenge::Http01
+            && http_listen.is_none()
+        {
+            return Err(ConfigError::invalid(
+                "tls.challenge",
+                "\"http-01\"",
+                "HTTP-01 is answered on port 80: set [web] http_listen = \"0.0.0.0:80\" \
+                 (or use challenge = \"tls-alpn-01\" on the HTTPS listener)",
+            ));
+        }
         let (session_idle, session_lifetime) = self.sessions()?;
         let limits = self.listener_limits()?;
         let public_url = self
@@ -747,7 +778,11 @@ impl RawWeb {
             // A loopback listener is reached over plain HTTP (an SSH tunnel) or through a
             // proxy on the same host; anything else should be HTTPS by the time a browser
             // sees it.
-            secure_cookies: self.secure_cookies.unwrap_or(!listen.ip().is_loopback()),
+            secure_cookies: self
+                .secure_cookies
+                .unwrap_or(https || !listen.ip().is_loopback()),
+            https,
+            http_listen,
             session_idle,
             session_lifetime,
             require_totp: self.require_totp,

@@ -135,6 +135,8 @@ pub struct SmtpServer<H> {
     listener: TcpListener,
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
+    /// RFC 8314 implicit TLS (port 465): the handshake comes before the greeting.
+    implicit_tls: bool,
     handler: Arc<H>,
 }
 
@@ -154,8 +156,17 @@ impl<H: MailHandler> SmtpServer<H> {
             listener,
             config: Arc::new(config),
             tls: tls.map(TlsAcceptor::from),
+            implicit_tls: false,
             handler,
         }
+    }
+
+    /// Makes this an implicit-TLS listener (RFC 8314 §3.3, port 465): every connection
+    /// starts with the TLS handshake, and STARTTLS is not offered inside it.
+    pub fn implicit_tls(mut self) -> SmtpServer<H> {
+        assert!(self.tls.is_some(), "implicit TLS needs a certificate");
+        self.implicit_tls = true;
+        self
     }
 
     /// Accepts connections until shutdown; each session runs as a tracked task.
@@ -203,6 +214,7 @@ impl<H: MailHandler> SmtpServer<H> {
                 },
                 config: self.config.clone(),
                 tls: self.tls.clone(),
+                implicit_tls: self.implicit_tls,
                 handler: self.handler.clone(),
                 shutdown: shutdown.clone(),
             };
@@ -251,6 +263,7 @@ struct Connection<H: MailHandler> {
     info: ConnectionInfo,
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
+    implicit_tls: bool,
     handler: Arc<H>,
     shutdown: Shutdown,
 }
@@ -258,6 +271,9 @@ struct Connection<H: MailHandler> {
 impl<H: MailHandler> Connection<H> {
     async fn serve(mut self) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(512);
+        if self.implicit_tls {
+            self.start_tls().await?;
+        }
         if self.shutdown.is_triggered() {
             Reply::SHUTTING_DOWN.write_to(&mut out);
             return self.stream.write_all(&out).await;

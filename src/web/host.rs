@@ -76,7 +76,7 @@ impl HostRule {
 
 /// The host part of a `Host` value: lowercase, port and IPv6 brackets and a final dot removed;
 /// `None` when empty or malformed.
-fn host_name(value: &str) -> Option<String> {
+pub(super) fn host_name(value: &str) -> Option<String> {
     let authority: axum::http::uri::Authority = value.parse().ok()?;
     // No user info: a Host header never has it.
     if authority.as_str().contains('@') {

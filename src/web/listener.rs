@@ -1,4 +1,5 @@
-//! The web listener's accept loop: hyper serving the axum router, with the limits a public
+//! The web listener's accept loop: hyper serving the axum router — over HTTPS with the
+//! certificate every listener shares (`tls::Certificates`), or plain HTTP — with the limits a public
 //! listener needs and `axum::serve` does not offer — a deadline for a request's headers (a
 //! client that opens connections and never finishes a request holds nothing for long), a cap
 //! on connections per client address and in all, and the shared shutdown (stop accepting,
@@ -6,23 +7,28 @@
 //!
 //! A connection over a cap is answered `503` with `Retry-After` and closed, so a browser shows
 //! a reason and a script sees a status, not a reset. Connections are admitted by the same rule
-//! as SMTP sessions (`smtp::admission`), the last tenth of the slots included.
+//! as SMTP sessions (`smtp::admission`), the last tenth of the slots included. Over HTTPS
+//! the handshake must finish within the header deadline too; a handshake that asks for
+//! ACME's `acme-tls/1` gets the challenge config.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::LazyConfigAcceptor;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
 use crate::smtp::admission::Admission;
+use crate::tls::Certificates;
 
 /// The address a connection came in on (the listener's own address, even on a wildcard
 /// listener), a request extension for the `Host` check (`web::host`).
@@ -50,9 +56,15 @@ impl Default for HttpLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` triggers, then waits for the requests in
-/// flight (the caller bounds that wait).
-pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, shutdown: Shutdown) {
+/// Serves `router` on `listener` — HTTPS with `tls`, else plain HTTP — until `shutdown`
+/// triggers, then waits for the requests in flight (the caller bounds that wait).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    tls: Option<Arc<Certificates>>,
+    shutdown: Shutdown,
+) {
     // The SMTP listeners' admission (per address, in all, the last tenth kept for new
     // addresses): one rule for every listener.
     let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
@@ -76,20 +88,62 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, sh
             continue;
         };
         let local = stream.local_addr().ok();
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service(router.clone(), peer, local));
-        let connection = graceful.watch(connection);
+        let service = service(router.clone(), peer, local);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(%peer, %error, "web connection ended with an error");
+            match tls {
+                None => serve_connection(stream, service, limits, watcher, peer).await,
+                Some(certificates) => {
+                    let deadline = limits.header_read_timeout;
+                    match tokio::time::timeout(deadline, handshake(stream, &certificates)).await {
+                        Ok(Ok(tls)) => serve_connection(tls, service, limits, watcher, peer).await,
+                        Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(slot);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves HTTP/1.1 on one connection until it closes or the shutdown ends it.
+async fn serve_connection<S, IO>(
+    io: IO,
+    service: S,
+    limits: HttpLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(error) = watcher.watch(connection).await {
+        debug!(%peer, %error, "web connection ended with an error");
+    }
+}
+
+/// The server side of a TLS handshake: the client's hello picks the config (ACME's
+/// TLS-ALPN-01 challenge, or HTTPS).
+async fn handshake(
+    stream: TcpStream,
+    certificates: &Certificates,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let config = certificates.https_config(&start.client_hello());
+    start.into_stream(config).await
 }
 
 /// The router for one connection, with the client's address for `ConnectInfo` and the
@@ -142,7 +196,7 @@ mod tests {
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
         );
         let shutdown = Shutdown::new();
-        let server = tokio::spawn(serve(listener, router, limits, shutdown.clone()));
+        let server = tokio::spawn(serve(listener, router, limits, None, shutdown.clone()));
         (addr, shutdown, server)
     }
 

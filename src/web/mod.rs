@@ -38,9 +38,11 @@ mod outbound;
 mod plain_http;
 mod privacy;
 mod public;
+pub mod redirect;
 mod session;
 mod ui;
 
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -71,6 +73,10 @@ pub struct WebOptions {
     /// Take API tokens over plain HTTP from any peer (`web.allow_plain_http`: a TLS proxy
     /// in front); otherwise only from loopback (`plain_http`).
     pub allow_plain_http: bool,
+    /// The listener serves HTTPS: API tokens are taken from any peer.
+    pub https: bool,
+    /// Send `Strict-Transport-Security` (HTTPS with a CA-issued certificate).
+    pub hsts: bool,
 }
 
 /// What `/settings` shows, taken from the config and the bound listeners by `App::build`.
@@ -80,9 +86,13 @@ pub struct Settings {
     pub smtp_listen: Option<std::net::SocketAddr>,
     /// `[submission]` listeners (empty: off).
     pub submission_listen: Vec<std::net::SocketAddr>,
+    /// `[submission] tls_listen`: implicit TLS (port 465).
+    pub submission_tls_listen: Vec<std::net::SocketAddr>,
     pub web_listen: Option<std::net::SocketAddr>,
-    /// STARTTLS: `off`, `certificate files: <path>` or `self-signed`.
-    pub starttls: String,
+    /// `web.listen` serves HTTPS.
+    pub https: bool,
+    /// The certificate every listener serves (`None`: `[tls] mode = "off"`).
+    pub certificates: Option<Arc<crate::tls::Certificates>>,
     pub data_dir: std::path::PathBuf,
     pub spf: bool,
     /// `None`: the system resolver.
@@ -160,7 +170,8 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         outbound,
         open: options.open,
         secure_cookies: options.secure_cookies,
-        allow_plain_http: options.allow_plain_http,
+        // Over HTTPS a token never crossed the network in clear.
+        allow_plain_http: options.allow_plain_http || options.https,
         delays: Arc::new(tokio::sync::Semaphore::new(public::MAX_DELAYS_IN_FLIGHT)),
         data_requests,
     };
@@ -196,6 +207,19 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         // The last layer is the outermost: nosniff covers the Host check's 421 too.
         .layer(middleware::from_fn_with_state(options.hosts, host::check))
         .layer(middleware::map_response(nosniff))
+        .layer(middleware::map_response_with_state(options.hsts, hsts))
+}
+
+/// `Strict-Transport-Security` for a year on every answer, when the listener serves HTTPS
+/// with a certificate browsers trust (not the subdomains: they may be other services).
+async fn hsts(State(on): State<bool>, mut response: Response) -> Response {
+    if on {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 /// `X-Content-Type-Options: nosniff` on every answer (pages set it too; inserting again

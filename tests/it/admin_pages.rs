@@ -504,11 +504,16 @@ async fn settings_show_listeners_and_tls_and_no_secret() {
     );
     assert_eq!(setting(&page, "SMTP listener"), app.smtp.to_string());
     assert_eq!(setting(&page, "Submission listeners"), "off");
-    assert_eq!(setting(&page, "Web listener"), app.web.to_string());
     assert_eq!(
-        setting(&page, "STARTTLS"),
-        format!("certificate files: {}", cert.display())
+        setting(&page, "Web listener"),
+        format!("{} (plain HTTP)", app.web)
     );
+    assert_eq!(
+        setting(&page, "TLS"),
+        format!("files: {} — STARTTLS on SMTP", cert.display())
+    );
+    assert_eq!(setting(&page, "Issuer"), "CN=rcgen self signed cert");
+    assert_eq!(setting(&page, "Names in the certificate"), "mx.postern.test");
     assert_eq!(
         setting(&page, "Data directory"),
         app.data_dir.path().display().to_string()
@@ -527,14 +532,19 @@ async fn settings_show_listeners_and_tls_and_no_secret() {
     assert!(!page.body.contains(ADMIN_PASSWORD));
 
     // Off and self-signed; viewers read it too.
-    let off = TestApp::start("").await;
+    let off = TestApp::start("[tls]\nmode = \"off\"\n").await;
     let mut admin = off.admin_browser().await;
     let page = admin.get("/settings").await;
-    assert_eq!(setting(&page, "STARTTLS"), "off");
+    assert_eq!(
+        setting(&page, "TLS"),
+        "off: no STARTTLS, no HTTPS ([tls] mode = &quot;off&quot;)"
+    );
     assert_eq!(setting(&page, "SPF"), "off");
-    let self_signed = TestApp::start("[smtp]\ntls_self_signed = true\n").await;
+    // No [tls] at all: STARTTLS with a self-signed certificate for the hostname.
+    let self_signed = TestApp::start("").await;
     let mut viewer = self_signed.viewer_browser().await;
     let page = viewer.get("/settings").await;
     assert_eq!(page.status, 200);
-    assert_eq!(setting(&page, "STARTTLS"), "self-signed");
+    assert_eq!(setting(&page, "TLS"), "self-signed — STARTTLS on SMTP");
+    assert_eq!(setting(&page, "Source"), "self-signed");
 }

@@ -107,10 +107,13 @@ fn bad_config_names_key_value_and_what_is_allowed() {
     assert_eq!(code, 0);
 
     // Submission takes AUTH only over TLS: no certificate, no listener.
-    let (code, err) = check_config("[submission]\nlisten = [\"127.0.0.1:587\"]\n", &[]);
+    let (code, err) = check_config(
+        "[tls]\nmode = \"off\"\n[submission]\nlisten = [\"127.0.0.1:587\"]\n",
+        &[],
+    );
     assert_eq!(code, 2);
     assert!(
-        err.contains("submission.listen = [\"127.0.0.1:587\"]: submission needs smtp.tls_cert/tls_key (or tls_self_signed)"),
+        err.contains("tls.mode = \"off\": submission listeners need a certificate"),
         "{err}"
     );
     let (code, err) = check_config(

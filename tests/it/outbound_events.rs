@@ -779,7 +779,10 @@ fn suppression_commands_and_the_tracking_warning_of_the_real_binary() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Tracking  http://127.0.0.1:8025/t/"), "{out}");
     assert!(out.contains("which recipients cannot reach"), "{out}");
-    write_config("[outbound]\ntracking_url = \"https://track.example.com\"\n");
+    write_config(
+        "[outbound]\ntracking_url = \"https://track.example.com\"\n\
+         [tls]\nmode = \"self-signed\"\n",
+    );
     let (code, out, err) = postern(&["check"]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postern::config::TlsSource;
+use postern::config::TlsConfig;
 use postern::shutdown::Shutdown;
 use postern::smtp::Reply;
 use postern::smtp::server::{
@@ -128,9 +128,10 @@ impl Listener {
         init();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let tls = postern::tls::server_config(&TlsSource::SelfSigned, "submit.postern.test")
+        let tls = postern::tls::Certificates::new(&TlsConfig::unconfigured(), "submit.postern.test")
             .unwrap()
-            .expect("a self-signed certificate");
+            .expect("a self-signed certificate")
+            .smtp_config();
         let config = ServerConfig {
             session: SessionConfig {
                 policy,

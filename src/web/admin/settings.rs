@@ -1,4 +1,4 @@
-//! `GET /settings`, read-only: listeners, STARTTLS, version, data dir, SPF and DNS, session
+//! `GET /settings`, read-only: listeners, the TLS certificate (source, names, expiry), version, data dir, SPF and DNS, session
 //! policy, retention and the sign-in providers; paths and numbers, never a secret.
 
 use axum::extract::State;
@@ -34,6 +34,7 @@ async fn settings(
         ));
     }
     body.push_trusted("</tbody>\n</table>\n");
+    body.push(certificate_section(&state.settings));
     body.push(retention_section(&state.settings.retention));
     body.push_trusted("<h2>Sign-in providers</h2>\n");
     body.push(providers_section(state.oidc.providers()));
@@ -61,17 +62,30 @@ fn rows(state: &AppState) -> [(&'static str, String); 12] {
         ("SMTP listener", addr(settings.smtp_listen)),
         (
             "Submission listeners",
-            match settings.submission_listen.as_slice() {
-                [] => "off".to_string(),
-                addrs => addrs
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            submission_text(&settings.submission_listen, &settings.submission_tls_listen),
+        ),
+        (
+            "Web listener",
+            format!(
+                "{} ({})",
+                addr(settings.web_listen),
+                if settings.https { "HTTPS" } else { "plain HTTP" }
+            ),
+        ),
+        (
+            "TLS",
+            match &settings.certificates {
+                None => "off: no STARTTLS, no HTTPS ([tls] mode = \"off\")".to_string(),
+                Some(certificates) => format!(
+                    "{} — STARTTLS on SMTP{}",
+                    match crate::tls::file_paths(certificates.source()) {
+                        Some((cert, _)) => format!("files: {}", cert.display()),
+                        None => certificates.source().mode().to_string(),
+                    },
+                    if settings.https { ", HTTPS" } else { "" }
+                ),
             },
         ),
-        ("Web listener", addr(settings.web_listen)),
-        ("STARTTLS", settings.starttls.clone()),
         ("Data directory", settings.data_dir.display().to_string()),
         ("SPF", if settings.spf { "on" } else { "off" }.to_string()),
         ("DNS", dns),
@@ -96,6 +110,53 @@ fn rows(state: &AppState) -> [(&'static str, String); 12] {
                 .unwrap_or_else(|| "not set (sign-in providers use the loopback Host)".into()),
         ),
     ]
+}
+
+/// `587 (STARTTLS), 465 (implicit TLS)`, or `off`.
+fn submission_text(starttls: &[std::net::SocketAddr], implicit: &[std::net::SocketAddr]) -> String {
+    let listed = starttls
+        .iter()
+        .map(|addr| format!("{addr} (STARTTLS)"))
+        .chain(implicit.iter().map(|addr| format!("{addr} (implicit TLS)")))
+        .collect::<Vec<_>>();
+    match listed.is_empty() {
+        true => "off".to_string(),
+        false => listed.join(", "),
+    }
+}
+
+/// The certificate the listeners serve now: names, issuer, expiry, and why a temporary one
+/// is served while ACME has not issued.
+fn certificate_section(settings: &crate::web::Settings) -> Html {
+    let mut section = Html::trusted("<h2>TLS certificate</h2>\n");
+    let Some(certificates) = &settings.certificates else {
+        section.push_trusted("<p>None: TLS is off.</p>\n");
+        return section;
+    };
+    let status = certificates.status();
+    if status.temporary {
+        section.push_trusted(
+            "<p class=\"notice\">A temporary self-signed certificate is served until the ACME CA \
+             issues one; browsers warn and strict senders fall back to plain text until then.</p>\n",
+        );
+    }
+    let rows = [
+        ("Source", certificates.source().mode().to_string()),
+        ("Configured names", certificates.names().join(", ")),
+        ("Names in the certificate", status.names.join(", ")),
+        ("Issuer", status.issuer.clone()),
+        ("Expires", status.expires_text()),
+    ];
+    section.push_trusted("<table>\n<tbody>\n");
+    for (name, value) in rows {
+        section.push(html!(
+            "<tr><th>{name}</th><td>{value}</td></tr>\n",
+            name = name,
+            value = value,
+        ));
+    }
+    section.push_trusted("</tbody>\n</table>\n");
+    section
 }
 
 /// `[retention]`: how long each kind of data is kept before the sweep deletes it.
