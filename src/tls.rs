@@ -35,9 +35,7 @@ pub enum TlsError {
     Certificate { path: String, reason: String },
     #[error("cannot read TLS private key {path}: {reason}")]
     Key { path: String, reason: String },
-    #[error(
-        "TLS certificate and key do not fit together ({0}): is key_file the key of cert_file?"
-    )]
+    #[error("TLS certificate and key do not fit together ({0}): is key_file the key of cert_file?")]
     Mismatch(rustls::Error),
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(rcgen::Error),
@@ -124,7 +122,10 @@ impl Certificates {
     /// What the listeners serve right now.
     pub fn status(&self) -> CertificateStatus {
         let served = self.resolver.current.read().expect("lock poisoned").clone();
-        CertificateStatus::of(&served, *self.resolver.temporary.read().expect("lock poisoned"))
+        CertificateStatus::of(
+            &served,
+            *self.resolver.temporary.read().expect("lock poisoned"),
+        )
     }
 
     /// Reads the certificate files again and serves them if they changed; `Ok(false)` when
@@ -150,29 +151,33 @@ impl Certificates {
         Ok(true)
     }
 
-    /// Reloads certificate files when they change (checked every few seconds) and on
-    /// SIGHUP, until shutdown. Returns at once for the other sources.
+    /// Reloads certificate files when they change (checked every few seconds), until
+    /// shutdown. Returns at once for the other sources. (SIGHUP: `app` calls [`reload`].)
+    ///
+    /// [`reload`]: Certificates::reload
     pub async fn watch_files(self: Arc<Self>, shutdown: Shutdown) {
         let CertSource::Files { cert, key } = self.source.clone() else {
             return;
         };
         let mut seen = stamps(&cert, &key);
-        let mut hangup = hangup_signal();
         loop {
-            let signalled = tokio::select! {
-                _ = tokio::time::sleep(FILE_POLL) => false,
-                _ = next_hangup(&mut hangup) => true,
+            tokio::select! {
+                _ = tokio::time::sleep(FILE_POLL) => {}
                 _ = shutdown.triggered() => return,
-            };
+            }
             let now = stamps(&cert, &key);
-            if !signalled && now == seen {
-                continue;
+            if now != seen {
+                seen = now;
+                self.reload_or_keep();
             }
-            seen = now;
-            if let Err(error) = self.reload() {
-                // Often a renewal half written (new cert, old key): the next check retries.
-                warn!(%error, "TLS certificate not reloaded; still serving the previous one");
-            }
+        }
+    }
+
+    /// [`reload`](Certificates::reload), logging an error and keeping the old certificate.
+    pub fn reload_or_keep(&self) {
+        if let Err(error) = self.reload() {
+            // Often a renewal half written (new cert, old key): the next check retries.
+            warn!(%error, "TLS certificate not reloaded; still serving the previous one");
         }
     }
 }
@@ -282,32 +287,6 @@ fn stamps(cert: &Path, key: &Path) -> [Option<(SystemTime, u64)>; 2] {
         Some((meta.modified().ok()?, meta.len()))
     };
     [stamp(cert), stamp(key)]
-}
-
-#[cfg(unix)]
-fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-}
-
-#[cfg(not(unix))]
-fn hangup_signal() -> Option<()> {
-    None
-}
-
-#[cfg(unix)]
-async fn next_hangup(signal: &mut Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(signal) => {
-            signal.recv().await;
-            info!("SIGHUP received: reading the TLS certificate files again");
-        }
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn next_hangup(_: &mut Option<()>) {
-    std::future::pending().await
 }
 
 fn load_files(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {

@@ -344,3 +344,102 @@ impl RawTls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Vec::new()).map_err(|e| e.to_string())
+    }
+
+    const ACME: &str = "[server]\nhostname = \"mx.example.org\"\n\
+        [tls]\nmode = \"acme\"\ncontact = [\"mailto:ops@example.org\"]\nnames = [\"Mail.Example.org.\"]\n";
+
+    #[test]
+    fn acme_defaults_to_lets_encrypt_production_and_tls_alpn_on_https() {
+        let config = parse(ACME).unwrap();
+        let CertSource::Acme(acme) = &config.tls.source else {
+            panic!("{:?}", config.tls.source)
+        };
+        assert_eq!(acme.directory, LETS_ENCRYPT);
+        assert_eq!(acme.contact, ["ops@example.org"]);
+        assert_eq!(acme.challenge, AcmeChallenge::TlsAlpn01);
+        assert_eq!(
+            config.tls.all_names(&config.hostname),
+            ["mx.example.org", "mail.example.org"]
+        );
+        assert!(config.web.https && config.web.secure_cookies);
+        let staging = parse(&format!("{ACME}directory = \"letsencrypt-staging\"\n")).unwrap();
+        let CertSource::Acme(acme) = staging.tls.source else {
+            panic!()
+        };
+        assert_eq!(acme.directory, LETS_ENCRYPT_STAGING);
+    }
+
+    #[test]
+    fn mistakes_are_named_with_the_fix() {
+        for (text, says) in [
+            ("[tls]\nmode = \"acme\"\n", "tls.contact = (missing)"),
+            ("[tls]\nmode = \"magic\"\n", "tls.mode = \"magic\""),
+            ("[tls]\nmode = \"files\"\n", "tls.cert_file = (missing)"),
+            (
+                "[tls]\nmode = \"files\"\ncert_file = \"/c.pem\"\n",
+                "tls.key_file = (missing)",
+            ),
+            (
+                "[tls]\nmode = \"self-signed\"\ncontact = [\"a@b.org\"]\n",
+                "tls.contact = (set): has no effect with mode = \"self-signed\"",
+            ),
+            (
+                "[tls]\nmode = \"acme\"\ncontact = [\"a@b.org\"]\ndirectory = \"http://ca.test/dir\"\n",
+                "tls.directory = \"http://ca.test/dir\"",
+            ),
+            (
+                "[tls]\nmode = \"acme\"\ncontact = [\"not an address\"]\n",
+                "tls.contact[0]",
+            ),
+            (
+                "[tls]\nmode = \"self-signed\"\nnames = [\"*.example.org\"]\n",
+                "tls.names[0]",
+            ),
+            (
+                "[tls]\nmode = \"acme\"\ncontact = [\"a@b.org\"]\nchallenge = \"http-01\"\n",
+                "set [web] http_listen",
+            ),
+            (
+                "[smtp]\ntls_self_signed = true\n[tls]\nmode = \"self-signed\"\n",
+                "[tls] replaces smtp.tls_cert",
+            ),
+            (
+                "[tls]\nmode = \"off\"\n[web]\nhttps = true\n",
+                "HTTPS needs a certificate",
+            ),
+            ("[web]\nhttp_listen = \"127.0.0.1:80\"\n", "web.http_listen"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn only_a_tls_section_turns_https_on() {
+        let none = parse("").unwrap();
+        assert_eq!(none.tls.source, CertSource::SelfSigned);
+        assert!(!none.tls.is_configured() && !none.web.https);
+        let legacy = parse("[smtp]\ntls_self_signed = true\n").unwrap();
+        assert_eq!(legacy.tls.written, Written::SmtpKeys);
+        assert!(!legacy.web.https);
+        let section = parse("[tls]\nmode = \"self-signed\"\n").unwrap();
+        assert!(section.web.https && !section.tls.is_ca_issued());
+        let proxied = parse("[tls]\nmode = \"self-signed\"\n[web]\nhttps = false\n").unwrap();
+        assert!(!proxied.web.https);
+        let off = parse("[tls]\nmode = \"off\"\n").unwrap();
+        assert!(!off.web.https);
+        // Off loopback, plain HTTP is still refused; HTTPS is not.
+        let public = "[web]\nlisten = \"0.0.0.0:443\"\n";
+        assert!(parse(public).unwrap_err().contains("plain HTTP"));
+        assert!(parse(&format!("[tls]\nmode = \"self-signed\"\n{public}")).is_ok());
+    }
+}

@@ -22,6 +22,7 @@ mod hardening;
 mod hostile;
 mod idempotency;
 mod lifecycle;
+mod listener_tls;
 mod oidc;
 mod outbound_delivery;
 mod outbound_events;

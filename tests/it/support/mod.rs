@@ -91,7 +91,11 @@ pub struct TestApp {
     pub smtp: SocketAddr,
     /// The `[submission]` listeners (dev mode: one, with AUTH taken without TLS).
     pub submission: Vec<SocketAddr>,
+    /// The implicit-TLS submission listeners (`[submission] tls_listen`).
+    pub submission_tls: Vec<SocketAddr>,
     pub web: SocketAddr,
+    /// The port-80 redirect listener (`[web] http_listen`).
+    pub http: Option<SocketAddr>,
     pub data_dir: TempDir,
     pub accounts: Accounts,
     /// Credentials and the queue, as `postern credential` sees them.
@@ -184,6 +188,8 @@ impl TestApp {
         let passes = app.passes();
         let (smtp, web) = (app.smtp_addr(), app.web_addr());
         let submission = app.submission_addrs().to_vec();
+        let submission_tls = app.submission_tls_addrs().to_vec();
+        let http = app.http_addr();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(app.run(async move {
             let _ = stopped.await;
@@ -191,7 +197,9 @@ impl TestApp {
         TestApp {
             smtp,
             submission,
+            submission_tls,
             web,
+            http,
             data_dir,
             accounts,
             outbound,
