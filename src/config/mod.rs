@@ -181,6 +181,8 @@ pub struct OutboundConfig {
     pub deliver: bool,
     /// The port of the recipients' MX hosts (25; tests use another).
     pub port: u16,
+    /// The HTTPS port of MTA-STS policy hosts (443; tests use another).
+    pub mta_sts_port: u16,
     /// The name sent in EHLO (default: `server.hostname`).
     pub helo_name: String,
     /// Open SMTP connections at most, over all destinations.

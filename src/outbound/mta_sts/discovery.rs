@@ -1,0 +1,301 @@
+//! Finding a recipient domain's MTA-STS policy (RFC 8461 §3, §5): the `_mta-sts.<domain>`
+//! TXT record through the resolver the MX lookups use, then the policy file over HTTPS
+//! (verified TLS: webpki roots plus `[outbound] extra_ca_file`; no redirects; a short
+//! timeout; `mta-sts.<domain>` resolved through the same resolver), kept per domain with
+//! its id until `max_age` passes or the TXT id changes: in memory, and in the store so that
+//! a restart does not forget an `enforce` policy (§5).
+//!
+//! A failure never makes delivery stricter or looser than the last good policy: with a
+//! cached policy that has not expired, it is used; with none, the domain is treated as
+//! having no policy and the failure is logged.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use tracing::{info, warn};
+
+use super::{Mode, Policy, PolicyError, check_answer, parse, txt_id};
+use crate::dns::{RData, TokioResolver};
+use crate::store::{Store, StoredPolicy};
+
+/// Bound on fetching one policy file, connection included.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A policy as fetched: the TXT id it was fetched for, and when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub domain: String,
+    pub id: String,
+    pub policy: Policy,
+    pub fetched_at: i64,
+    /// The policy file as fetched (what the store keeps).
+    pub text: String,
+}
+
+impl Known {
+    /// Whether `max_age` has not passed at `now`.
+    pub fn is_fresh(&self, now: i64) -> bool {
+        now < self.fetched_at.saturating_add(self.policy.max_age as i64)
+    }
+
+    /// `MTA-STS policy of dest.test (enforce, id 2024…)`: how reasons name it.
+    pub fn describe(&self) -> String {
+        format!(
+            "MTA-STS policy of {} ({}, id {})",
+            self.domain, self.policy.mode, self.id
+        )
+    }
+}
+
+/// Why no policy could be read this time.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("DNS lookup of {name} failed: {reason}")]
+    Dns { name: String, reason: String },
+    #[error("{name}: {error}")]
+    Txt { name: String, error: PolicyError },
+    #[error("{name} has more than one v=STSv1 record")]
+    ManyRecords { name: String },
+    #[error("fetching {url} failed: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("{url} answered {status}, not 200")]
+    Status { url: String, status: u16 },
+    #[error("{url}: {error}")]
+    Policy { url: String, error: PolicyError },
+}
+
+/// Looks policies up and keeps them in memory; shared by every delivery.
+pub struct Discovery {
+    resolver: TokioResolver,
+    client: reqwest::Client,
+    /// 443; tests serve policies on another port (`[outbound] mta_sts_port`).
+    port: u16,
+    known: Mutex<HashMap<String, Known>>,
+    store: Store,
+}
+
+impl Discovery {
+    /// `tls` is the verified client config (webpki roots and the extra CA); `resolver` the
+    /// one MX lookups use.
+    pub fn new(
+        resolver: TokioResolver,
+        tls: rustls::ClientConfig,
+        port: u16,
+        store: Store,
+    ) -> Discovery {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(ThroughResolver(resolver.clone())))
+            .https_only(true)
+            .timeout(FETCH_TIMEOUT)
+            .connect_timeout(FETCH_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("the HTTP client configuration is valid");
+        Discovery {
+            resolver,
+            client,
+            port,
+            known: Mutex::new(HashMap::new()),
+            store,
+        }
+    }
+
+    /// The policy to apply to `domain` at `now` (`None`: no policy, or mode `none`).
+    pub async fn policy(&self, domain: &str, now: i64) -> Option<Known> {
+        let cached = self
+            .cached(domain)
+            .await
+            .filter(|known| known.is_fresh(now));
+        let found = match self.current_id(domain).await {
+            Ok(None) => return cached.filter(|known| known.policy.mode != Mode::None),
+            Ok(Some(id)) if cached.as_ref().is_some_and(|known| known.id == id) => {
+                return cached.filter(|known| known.policy.mode != Mode::None);
+            }
+            Ok(Some(id)) => self.fetch(domain, &id).await.map(|(policy, text)| Known {
+                domain: domain.to_string(),
+                id,
+                policy,
+                fetched_at: now,
+                text,
+            }),
+            Err(error) => Err(error),
+        };
+        match found {
+            Ok(known) => {
+                info!(domain, id = %known.id, mode = %known.policy.mode, mx = ?known.policy.mx,
+                    max_age = known.policy.max_age, "MTA-STS policy fetched");
+                self.remember(known.clone()).await;
+                Some(known).filter(|known| known.policy.mode != Mode::None)
+            }
+            Err(error) => {
+                match &cached {
+                    Some(known) => warn!(domain, %error, policy = %known.describe(),
+                        "MTA-STS policy not refreshed; the cached one still applies"),
+                    None => warn!(domain, %error,
+                        "MTA-STS policy unavailable; delivering as if the domain had none (RFC 8461 §5)"),
+                }
+                cached.filter(|known| known.policy.mode != Mode::None)
+            }
+        }
+    }
+
+    /// The policy last fetched for `domain`: from memory, else from the store (after a
+    /// restart), fresh or not.
+    async fn cached(&self, domain: &str) -> Option<Known> {
+        if let Some(known) = self.in_memory(domain) {
+            return Some(known);
+        }
+        let stored = match self.store.mta_sts_policy(domain).await {
+            Ok(stored) => stored?,
+            Err(error) => {
+                warn!(domain, %error, "cannot read the kept MTA-STS policy");
+                return None;
+            }
+        };
+        let policy = parse(stored.policy.as_bytes()).ok()?;
+        let known = Known {
+            domain: stored.domain,
+            id: stored.id,
+            policy,
+            fetched_at: stored.fetched_at,
+            text: stored.policy,
+        };
+        self.in_memory_insert(known.clone());
+        Some(known)
+    }
+
+    fn in_memory(&self, domain: &str) -> Option<Known> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(domain).cloned()
+    }
+
+    fn in_memory_insert(&self, policy: Known) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.insert(policy.domain.clone(), policy);
+    }
+
+    /// Keeps a fetched policy in memory and in the store.
+    async fn remember(&self, known: Known) {
+        let stored = StoredPolicy {
+            domain: known.domain.clone(),
+            id: known.id.clone(),
+            policy: known.text.clone(),
+            fetched_at: known.fetched_at,
+        };
+        self.in_memory_insert(known);
+        if let Err(error) = self.store.save_mta_sts_policy(stored).await {
+            warn!(%error, "cannot keep the MTA-STS policy in the store; it is kept in memory");
+        }
+    }
+
+    /// The id of the domain's one `v=STSv1` TXT record; `None` when it has none.
+    async fn current_id(&self, domain: &str) -> Result<Option<String>, DiscoveryError> {
+        let name = format!("_mta-sts.{domain}.");
+        let lookup = match self.resolver.txt_lookup(name.as_str()).await {
+            Ok(lookup) => lookup,
+            Err(error) if error.is_no_records_found() => return Ok(None),
+            Err(error) => {
+                return Err(DiscoveryError::Dns {
+                    name,
+                    reason: error.to_string(),
+                });
+            }
+        };
+        let records: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .filter(|text: &String| text.starts_with("v=STSv1"))
+            .collect();
+        match records.as_slice() {
+            [] => Ok(None),
+            [record] => txt_id(record)
+                .map(Some)
+                .map_err(|error| DiscoveryError::Txt { name, error }),
+            _ => Err(DiscoveryError::ManyRecords { name }),
+        }
+    }
+
+    /// Fetches and parses `https://mta-sts.<domain>/.well-known/mta-sts.txt`.
+    async fn fetch(&self, domain: &str, id: &str) -> Result<(Policy, String), DiscoveryError> {
+        let url = match self.port {
+            443 => format!("https://mta-sts.{domain}/.well-known/mta-sts.txt"),
+            port => format!("https://mta-sts.{domain}:{port}/.well-known/mta-sts.txt"),
+        };
+        let failed = |reason: String| DiscoveryError::Fetch {
+            url: url.clone(),
+            reason,
+        };
+        tracing::debug!(domain, id, %url, "fetching the MTA-STS policy");
+        let mut response = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| failed(describe(&e)))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(DiscoveryError::Status { url, status });
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let policy_error = |error| DiscoveryError::Policy {
+            url: url.clone(),
+            error,
+        };
+        check_answer(content_type.as_deref(), response.content_length()).map_err(policy_error)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(describe(&e)))? {
+            if body.len() + chunk.len() > super::MAX_POLICY_BYTES {
+                return Err(policy_error(PolicyError::TooLarge));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let policy = parse(&body).map_err(policy_error)?;
+        // parse accepted it as UTF-8.
+        Ok((policy, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// A reqwest error with its causes (the TLS reason is two levels down).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Host names of policy fetches resolved by the MX lookups' resolver, never the system's.
+struct ThroughResolver(TokioResolver);
+
+impl Resolve for ThroughResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let resolver = self.0.clone();
+        let host = format!("{}.", name.as_str().trim_end_matches('.'));
+        Box::pin(async move {
+            let lookup = resolver.lookup_ip(host.as_str()).await?;
+            let addresses: Vec<SocketAddr> =
+                lookup.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            Ok(Box::new(addresses.into_iter()) as Addrs)
+        })
+    }
+}
