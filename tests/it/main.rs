@@ -22,6 +22,7 @@ mod hardening;
 mod hostile;
 mod idempotency;
 mod lifecycle;
+mod mta_sts;
 mod oidc;
 mod outbound_delivery;
 mod outbound_events;

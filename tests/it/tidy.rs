@@ -11,7 +11,11 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
     ("mail_parser", &["mail/"]),
     (
         "reqwest",
-        &["webhook/", "accounts/oidc/http.rs", "outbound/mta_sts/discovery.rs"],
+        &[
+            "webhook/",
+            "accounts/oidc/http.rs",
+            "outbound/mta_sts/discovery.rs",
+        ],
     ),
     ("oauth2", &["accounts/oidc/"]),
     ("lettre", &["outbound/worker.rs", "outbound/worker/"]),
