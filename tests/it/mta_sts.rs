@@ -44,13 +44,69 @@ fn sts_zone(id: &str) -> Zone {
         .a(POLICY_HOST, Ipv4Addr::LOCALHOST)
 }
 
-/// The `[outbound]` lines: policies fetched from `host`'s port, the test CA trusted.
-fn sts_config(host: &PolicyHost, dir: &TempDir, ca: &TestCa) -> String {
-    format!(
-        "mta_sts_port = {}\nextra_ca_file = {:?}\nexpiry_hours = 1",
-        host.port(),
-        ca.write_root(dir.path())
-    )
+/// What a policy test runs against: a private CA, a Postern MX with a certificate it issued,
+/// a policy host serving a policy for `dest.test`, and DNS publishing both (TXT id `one`).
+struct Scene {
+    ca: TestCa,
+    dir: TempDir,
+    receiver: Receiver,
+    mx: TestApp,
+    host: PolicyHost,
+    dns: DnsServer,
+    /// The `[outbound]` lines: policies fetched from the host's port, the CA trusted.
+    config: String,
+}
+
+impl Scene {
+    /// An MX with a certificate for `mx_names`, the policy host serving `policy`.
+    async fn start(mx_names: &[&str], policy: &str) -> Scene {
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::start().await;
+        let mx = tls_mx(&ca, mx_names, &dir, &receiver).await;
+        let host = PolicyHost::start(&ca, &[POLICY_HOST], policy).await;
+        let dns = DnsServer::start(sts_zone("one")).await;
+        let config = format!(
+            "mta_sts_port = {}\nextra_ca_file = {:?}\nexpiry_hours = 1",
+            host.port(),
+            ca.write_root(dir.path())
+        );
+        Scene {
+            ca,
+            dir,
+            receiver,
+            mx,
+            host,
+            dns,
+            config,
+        }
+    }
+
+    /// A delivering app sending to the MX, with a fresh data directory; its token.
+    async fn app(&self) -> (TestApp, String) {
+        delivering_app(&self.dns, self.mx.smtp.port(), &self.config).await
+    }
+
+    /// The app of `data_dir` (stopped before) started again.
+    async fn restart(&self, app: TestApp) -> TestApp {
+        let data_dir = app.stop().await;
+        start_delivering(&self.dns, self.mx.smtp.port(), &self.config, data_dir).await
+    }
+
+    /// The MX replaced by one with a certificate for `names` (on another port).
+    async fn replace_mx(&mut self, names: &[&str]) {
+        let mx = tls_mx(&self.ca, names, &self.dir, &self.receiver).await;
+        std::mem::replace(&mut self.mx, mx).stop().await;
+    }
+
+    /// Mail the MX passed on.
+    fn delivered(&self) -> usize {
+        self.receiver.requests().len()
+    }
+
+    async fn stop(self) {
+        self.mx.stop().await;
+    }
 }
 
 /// Sends one message to `user@dest.test` (with `extra` fields), waits for `state`; its UUID
@@ -93,17 +149,12 @@ fn retry(app: &TestApp) {
 
 #[tokio::test]
 async fn enforce_delivers_only_over_tls_verified_for_the_mx() {
-    let ca = TestCa::new();
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start().await;
-    let host = PolicyHost::start(&ca, &[POLICY_HOST], &policy("enforce", &["mx.dest.test"])).await;
-    let dns = DnsServer::start(sts_zone("one")).await;
+    let mut scene = Scene::start(&["wrong.dest.test"], &policy("enforce", &["mx.dest.test"])).await;
 
     // The MX's certificate is trusted but names another host: deferred, the policy named.
-    let wrong = tls_mx(&ca, &["wrong.dest.test"], &dir, &receiver).await;
-    let port = wrong.smtp.port();
-    let (app, token) = delivering_app(&dns, port, &sts_config(&host, &dir, &ca)).await;
+    let (app, token) = scene.app().await;
     let (_, attempt) = send_until(&app, &token, json!({}), RecipientState::Deferred).await;
+    let port = scene.mx.smtp.port();
     assert_eq!(
         attempt.response.as_deref(),
         Some(
@@ -115,32 +166,24 @@ async fn enforce_delivers_only_over_tls_verified_for_the_mx() {
         ),
         "{attempt:?}"
     );
-    assert_eq!(receiver.requests().len(), 0, "nothing was delivered");
-    assert_eq!(host.requests(), 1);
+    assert_eq!(scene.delivered(), 0, "nothing was delivered");
+    assert_eq!(scene.host.requests(), 1);
     app.stop().await;
-    wrong.stop().await;
 
     // A certificate for the MX host: delivered, verified.
-    let right = tls_mx(&ca, &["mx.dest.test"], &dir, &receiver).await;
-    let config = sts_config(&host, &dir, &ca);
-    let (app, token) = delivering_app(&dns, right.smtp.port(), &config).await;
+    scene.replace_mx(&["mx.dest.test"]).await;
+    let (app, token) = scene.app().await;
     let (_, attempt) = send_until(&app, &token, json!({}), RecipientState::Delivered).await;
     assert_verified(&attempt);
-    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(scene.delivered(), 1);
     app.stop().await;
-    right.stop().await;
+    scene.stop().await;
 }
 
 #[tokio::test]
 async fn enforce_defers_mail_for_an_mx_the_policy_does_not_list_until_the_policy_changes() {
-    let ca = TestCa::new();
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start().await;
-    let mx = tls_mx(&ca, &["mx.dest.test"], &dir, &receiver).await;
-    let host = PolicyHost::start(&ca, &[POLICY_HOST], &policy("enforce", &["mx.other.test"])).await;
-    let dns = DnsServer::start(sts_zone("one")).await;
-    let config = sts_config(&host, &dir, &ca);
-    let (app, token) = delivering_app(&dns, mx.smtp.port(), &config).await;
+    let scene = Scene::start(&["mx.dest.test"], &policy("enforce", &["mx.other.test"])).await;
+    let (app, token) = scene.app().await;
 
     let (uuid, attempt) = send_until(&app, &token, json!({}), RecipientState::Deferred).await;
     assert_eq!(
@@ -151,34 +194,27 @@ async fn enforce_defers_mail_for_an_mx_the_policy_does_not_list_until_the_policy
         ),
         "{attempt:?}"
     );
-    assert_eq!(receiver.requests().len(), 0);
+    assert_eq!(scene.delivered(), 0);
 
     // The domain publishes a new policy and a new id: it is fetched again and allows the MX.
     // (A restart, as the resolver keeps the old TXT record for its TTL; the policy kept in
     // the store has the old id.)
-    host.set_policy(&policy("enforce", &["*.dest.test"]));
-    dns.set_zone(sts_zone("two"));
-    let data_dir = app.stop().await;
-    let app = start_delivering(&dns, mx.smtp.port(), &config, data_dir).await;
+    scene.host.set_policy(&policy("enforce", &["*.dest.test"]));
+    scene.dns.set_zone(sts_zone("two"));
+    let app = scene.restart(app).await;
     retry(&app);
     let attempt = last_attempt_when(&app, &uuid, RecipientState::Delivered).await;
     assert_verified(&attempt);
-    assert_eq!(host.requests(), 2);
-    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(scene.host.requests(), 2);
+    assert_eq!(scene.delivered(), 1);
     app.stop().await;
-    mx.stop().await;
+    scene.stop().await;
 }
 
 #[tokio::test]
 async fn testing_delivers_as_without_a_policy() {
-    let ca = TestCa::new();
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start().await;
-    let wrong = tls_mx(&ca, &["wrong.dest.test"], &dir, &receiver).await;
-    let host = PolicyHost::start(&ca, &[POLICY_HOST], &policy("testing", &["mx.other.test"])).await;
-    let dns = DnsServer::start(sts_zone("one")).await;
-    let config = sts_config(&host, &dir, &ca);
-    let (app, token) = delivering_app(&dns, wrong.smtp.port(), &config).await;
+    let scene = Scene::start(&["wrong.dest.test"], &policy("testing", &["mx.other.test"])).await;
+    let (app, token) = scene.app().await;
 
     let (_, attempt) = send_until(&app, &token, json!({}), RecipientState::Delivered).await;
     let tls = attempt.tls.clone().unwrap_or_default();
@@ -186,66 +222,44 @@ async fn testing_delivers_as_without_a_policy() {
         tls.starts_with("TLSv1.3 ") && tls.ends_with(" unverified"),
         "{attempt:?}"
     );
-    assert_eq!(host.requests(), 1, "the policy was fetched");
-    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(scene.host.requests(), 1, "the policy was fetched");
+    assert_eq!(scene.delivered(), 1);
     app.stop().await;
-    wrong.stop().await;
+    scene.stop().await;
 }
 
 #[tokio::test]
 async fn a_policy_that_cannot_be_fetched_is_no_policy_but_a_kept_one_still_holds_after_a_restart() {
-    let ca = TestCa::new();
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start().await;
-    let wrong = tls_mx(&ca, &["wrong.dest.test"], &dir, &receiver).await;
-    let host = PolicyHost::start(&ca, &[POLICY_HOST], &policy("enforce", &["mx.dest.test"])).await;
-    let dns = DnsServer::start(sts_zone("one")).await;
-    let config = sts_config(&host, &dir, &ca);
-    let port = wrong.smtp.port();
+    let scene = Scene::start(&["wrong.dest.test"], &policy("enforce", &["mx.dest.test"])).await;
+    let enforced = "MTA-STS policy of dest.test (enforce, id one): ";
 
     // Never fetched, and the host answers 503: delivered as if the domain had no policy.
-    host.withdraw();
-    let (app, token) = delivering_app(&dns, port, &config).await;
+    scene.host.withdraw();
+    let (app, token) = scene.app().await;
     let (_, attempt) = send_until(&app, &token, json!({}), RecipientState::Delivered).await;
     assert!(attempt.tls.unwrap().ends_with(" unverified"));
-    assert_eq!(host.requests(), 1);
+    assert_eq!(scene.host.requests(), 1);
     app.stop().await;
 
     // Fetched once: enforced.
-    host.set_policy(&policy("enforce", &["mx.dest.test"]));
-    let (app, token) = delivering_app(&dns, port, &config).await;
+    scene.host.set_policy(&policy("enforce", &["mx.dest.test"]));
+    let (app, token) = scene.app().await;
     let (uuid, attempt) = send_until(&app, &token, json!({}), RecipientState::Deferred).await;
-    assert!(
-        attempt
-            .response
-            .unwrap()
-            .starts_with("MTA-STS policy of dest.test (enforce, id one): ")
-    );
+    assert!(attempt.response.unwrap().starts_with(enforced));
 
     // A new id, a policy host that fails, a restart: the kept policy (not expired) holds.
-    host.withdraw();
-    dns.set_zone(sts_zone("two"));
-    let data_dir = app.stop().await;
-    let app = start_delivering(&dns, port, &config, data_dir).await;
-    let before = host.requests();
+    scene.host.withdraw();
+    scene.dns.set_zone(sts_zone("two"));
+    let app = scene.restart(app).await;
+    let before = scene.host.requests();
     retry(&app);
     let attempt = deferred_again(&app, &uuid).await;
-    assert!(
-        attempt
-            .response
-            .as_deref()
-            .unwrap()
-            .starts_with("MTA-STS policy of dest.test (enforce, id one): "),
-        "{attempt:?}"
-    );
-    assert_eq!(host.requests(), before + 1, "the new id was tried");
-    assert_eq!(
-        receiver.requests().len(),
-        1,
-        "only the mail sent before any policy"
-    );
+    let response = attempt.response.unwrap_or_default();
+    assert!(response.starts_with(enforced), "{response}");
+    assert_eq!(scene.host.requests(), before + 1, "the new id was tried");
+    assert_eq!(scene.delivered(), 1, "only the mail sent before any policy");
     app.stop().await;
-    wrong.stop().await;
+    scene.stop().await;
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tracing::{info, warn};
 
 use super::{Mode, Policy, PolicyError, check_answer, parse, txt_id};
-use crate::dns::{RData, TokioResolver};
+use crate::dns::TokioResolver;
 use crate::store::{Store, StoredPolicy};
 
 /// Bound on fetching one policy file, connection included.
@@ -196,29 +196,15 @@ impl Discovery {
     /// The id of the domain's one `v=STSv1` TXT record; `None` when it has none.
     async fn current_id(&self, domain: &str) -> Result<Option<String>, DiscoveryError> {
         let name = format!("_mta-sts.{domain}.");
-        let lookup = match self.resolver.txt_lookup(name.as_str()).await {
-            Ok(lookup) => lookup,
-            Err(error) if error.is_no_records_found() => return Ok(None),
-            Err(error) => {
-                return Err(DiscoveryError::Dns {
-                    name,
-                    reason: error.to_string(),
-                });
-            }
-        };
-        let records: Vec<String> = lookup
-            .answers()
+        let records = crate::dns::txt_records(&self.resolver, &name)
+            .await
+            .map_err(|error| DiscoveryError::Dns {
+                name: name.clone(),
+                reason: error.to_string(),
+            })?;
+        let records: Vec<&String> = records
             .iter()
-            .filter_map(|record| match &record.data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .filter(|text: &String| text.starts_with("v=STSv1"))
+            .filter(|text| text.starts_with("v=STSv1"))
             .collect();
         match records.as_slice() {
             [] => Ok(None),
