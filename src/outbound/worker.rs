@@ -123,6 +123,8 @@ struct Failure {
     code: Option<u16>,
     text: String,
     permanent: bool,
+    /// The verified TLS a policy required was not had: the reason names that policy.
+    tls_required: bool,
 }
 
 impl Failure {
@@ -131,14 +133,14 @@ impl Failure {
             code: None,
             text: text.into(),
             permanent: false,
+            tls_required: false,
         }
     }
 
     fn permanent(text: impl Into<String>) -> Failure {
         Failure {
-            code: None,
-            text: text.into(),
             permanent: true,
+            ..Failure::temporary(text)
         }
     }
 
@@ -152,23 +154,19 @@ impl Failure {
         };
         Failure {
             code,
-            text: one_line(&text),
             permanent: error.is_permanent(),
+            ..Failure::temporary(one_line(&text))
         }
     }
 
-    /// A failure to get the verified TLS a policy required (for `tls_failure`).
+    /// No verified TLS where a policy required it (temporary: the MX may be fixed).
     fn tls(text: String) -> Failure {
         Failure {
-            code: Some(TLS_REQUIRED),
+            tls_required: true,
             ..Failure::temporary(text)
         }
     }
 }
-
-/// Not an SMTP reply: marks a [`Failure`] as verified TLS not obtained, so the reason can
-/// name the policy that required it; recorded without a code.
-const TLS_REQUIRED: u16 = 0;
 
 /// Why a recipient's mail must go over verified TLS, when a reason has to say so.
 #[derive(Debug, Clone)]
@@ -513,13 +511,10 @@ impl Worker {
         let mut attempted = self
             .send_to_hosts(&route.hosts, route.policy, &envelope, &raw)
             .await;
-        if let Err(failure) = &mut attempted.result
-            && failure.code == Some(TLS_REQUIRED)
+        if let (Err(failure), Some(required)) = (&mut attempted.result, &route.required)
+            && failure.tls_required
         {
-            failure.code = None;
-            if let Some(required) = &route.required {
-                failure.text = format!("{required}: {}", failure.text);
-            }
+            failure.text = format!("{required}: {}", failure.text);
         }
         if let Some(testing) = &route.testing {
             report_testing(testing, &recipient.domain, &attempted);
@@ -549,10 +544,9 @@ impl Worker {
             .resolver
             .hosts(&recipient.domain)
             .await
-            .map_err(|error| Failure {
-                code: None,
-                text: error.to_string(),
-                permanent: error.is_permanent(),
+            .map_err(|error| match error.is_permanent() {
+                true => Failure::permanent(error.to_string()),
+                false => Failure::temporary(error.to_string()),
             })?;
         let listed = self.config.require_tls.contains(&recipient.domain);
         let policy = match listed || recipient.require_tls {
