@@ -60,11 +60,16 @@ struct Scene {
 impl Scene {
     /// An MX with a certificate for `mx_names`, the policy host serving `policy`.
     async fn start(mx_names: &[&str], policy: &str) -> Scene {
+        Scene::start_with(mx_names, policy, &[POLICY_HOST]).await
+    }
+
+    /// [`Scene::start`] with the policy host's certificate issued for `host_names`.
+    async fn start_with(mx_names: &[&str], policy: &str, host_names: &[&str]) -> Scene {
         let ca = TestCa::new();
         let dir = tempfile::tempdir().unwrap();
         let receiver = Receiver::start().await;
         let mx = tls_mx(&ca, mx_names, &dir, &receiver).await;
-        let host = PolicyHost::start(&ca, &[POLICY_HOST], policy).await;
+        let host = PolicyHost::start(&ca, host_names, policy).await;
         let dns = DnsServer::start(sts_zone("one")).await;
         let config = format!(
             "mta_sts_port = {}\nextra_ca_file = {:?}\nexpiry_hours = 1",
@@ -258,6 +263,38 @@ async fn a_policy_that_cannot_be_fetched_is_no_policy_but_a_kept_one_still_holds
     assert!(response.starts_with(enforced), "{response}");
     assert_eq!(scene.host.requests(), before + 1, "the new id was tried");
     assert_eq!(scene.delivered(), 1, "only the mail sent before any policy");
+    app.stop().await;
+    scene.stop().await;
+}
+
+#[tokio::test]
+async fn a_policy_is_taken_only_from_a_verified_host_and_never_through_a_redirect() {
+    let enforce = policy("enforce", &["mx.dest.test"]);
+    // The policy host's certificate names another host: no policy, delivered as usual.
+    let scene = Scene::start_with(&["wrong.dest.test"], &enforce, &["www.dest.test"]).await;
+    let (app, token) = scene.app().await;
+    let (_, attempt) = send_until(&app, &token, json!({}), RecipientState::Delivered).await;
+    assert!(attempt.tls.unwrap().ends_with(" unverified"));
+    assert_eq!(
+        scene.host.requests(),
+        0,
+        "the handshake failed before any request"
+    );
+    app.stop().await;
+    scene.stop().await;
+
+    // A redirect to a host serving an enforce policy is not followed: no policy either.
+    let scene = Scene::start(&["wrong.dest.test"], &enforce).await;
+    let elsewhere = PolicyHost::start(&scene.ca, &[POLICY_HOST], &enforce).await;
+    let url = format!(
+        "https://{POLICY_HOST}:{}/.well-known/mta-sts.txt",
+        elsewhere.port()
+    );
+    scene.host.move_to(&url);
+    let (app, token) = scene.app().await;
+    let (_, attempt) = send_until(&app, &token, json!({}), RecipientState::Delivered).await;
+    assert!(attempt.tls.unwrap().ends_with(" unverified"));
+    assert_eq!((scene.host.requests(), elsewhere.requests()), (1, 0));
     app.stop().await;
     scene.stop().await;
 }

@@ -1,7 +1,7 @@
 //! An MTA-STS policy host on loopback: HTTPS (a [`TestCa`] certificate for the names given)
 //! serving one policy file at `/.well-known/mta-sts.txt` as `text/plain`, 404 elsewhere. The
-//! file can be changed or withdrawn (503) while it runs, and it counts the requests, so a
-//! test sees when a policy was fetched again.
+//! file can be changed, withdrawn (503) or moved (a 301 to another URL) while it runs, and it
+//! counts the requests, so a test sees when a policy was fetched again.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,8 +17,10 @@ const PATH: &str = "/.well-known/mta-sts.txt";
 
 /// What the host answers for the policy's path.
 #[derive(Debug, Clone)]
-struct Served {
-    body: Option<String>,
+enum Served {
+    Policy(String),
+    Withdrawn,
+    MovedTo(String),
 }
 
 pub struct PolicyHost {
@@ -35,9 +37,7 @@ impl PolicyHost {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config(names)));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let served = Arc::new(Mutex::new(Served {
-            body: Some(policy.to_string()),
-        }));
+        let served = Arc::new(Mutex::new(Served::Policy(policy.to_string())));
         let requests = Arc::new(AtomicUsize::new(0));
         let (shared, counter) = (served.clone(), requests.clone());
         let task = tokio::spawn(async move {
@@ -53,8 +53,8 @@ impl PolicyHost {
                         return;
                     };
                     counter.fetch_add(1, Ordering::SeqCst);
-                    let body = served.lock().unwrap().body.clone();
-                    let answer = answer(&path, body.as_deref());
+                    let served = served.lock().unwrap().clone();
+                    let answer = answer(&path, &served);
                     let _ = stream.write_all(answer.as_bytes()).await;
                     let _ = stream.shutdown().await;
                 });
@@ -74,12 +74,17 @@ impl PolicyHost {
 
     /// Serves `policy` from now on.
     pub fn set_policy(&self, policy: &str) {
-        self.served.lock().unwrap().body = Some(policy.to_string());
+        *self.served.lock().unwrap() = Served::Policy(policy.to_string());
     }
 
     /// Answers 503 from now on.
     pub fn withdraw(&self) {
-        self.served.lock().unwrap().body = None;
+        *self.served.lock().unwrap() = Served::Withdrawn;
+    }
+
+    /// Answers 301 to `location` from now on.
+    pub fn move_to(&self, location: &str) {
+        *self.served.lock().unwrap() = Served::MovedTo(location.to_string());
     }
 
     /// Requests answered so far.
@@ -110,15 +115,19 @@ async fn read_request_path<S: AsyncReadExt + Unpin>(stream: &mut S) -> Option<St
 }
 
 /// The whole HTTP/1.1 answer for `path`.
-fn answer(path: &str, body: Option<&str>) -> String {
-    let (status, content_type, body) = match (path == PATH, body) {
-        (true, Some(body)) => ("200 OK", "text/plain; charset=utf-8", body),
-        (true, None) => ("503 Service Unavailable", "text/plain", "withdrawn"),
-        (false, _) => ("404 Not Found", "text/plain", "not found"),
+fn answer(path: &str, served: &Served) -> String {
+    let (status, location, body) = match (path == PATH, served) {
+        (true, Served::Policy(body)) => ("200 OK", None, body.as_str()),
+        (true, Served::Withdrawn) => ("503 Service Unavailable", None, "withdrawn"),
+        (true, Served::MovedTo(url)) => ("301 Moved Permanently", Some(url), "moved"),
+        (false, _) => ("404 Not Found", None, "not found"),
     };
+    let location = location
+        .map(|url| format!("Location: {url}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n{location}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }
