@@ -107,41 +107,39 @@ impl Discovery {
 
     /// The policy to apply to `domain` at `now` (`None`: no policy, or mode `none`).
     pub async fn policy(&self, domain: &str, now: i64) -> Option<Known> {
+        self.in_force(domain, now)
+            .await
+            .filter(|known| known.policy.mode != Mode::None)
+    }
+
+    /// The policy in force for `domain` at `now`, mode `none` included: the kept one while
+    /// the TXT id is the same (or gone) and `max_age` has not passed, else a new fetch.
+    async fn in_force(&self, domain: &str, now: i64) -> Option<Known> {
         let cached = self
             .cached(domain)
             .await
             .filter(|known| known.is_fresh(now));
-        let found = match self.current_id(domain).await {
-            Ok(None) => return cached.filter(|known| known.policy.mode != Mode::None),
-            Ok(Some(id)) if cached.as_ref().is_some_and(|known| known.id == id) => {
-                return cached.filter(|known| known.policy.mode != Mode::None);
-            }
-            Ok(Some(id)) => self.fetch(domain, &id).await.map(|(policy, text)| Known {
-                domain: domain.to_string(),
-                id,
-                policy,
-                fetched_at: now,
-                text,
-            }),
-            Err(error) => Err(error),
+        let id = match self.current_id(domain).await {
+            Ok(None) => return cached,
+            Ok(Some(id)) if cached.as_ref().is_some_and(|known| known.id == id) => return cached,
+            Ok(Some(id)) => id,
+            Err(error) => return unavailable(domain, &error, cached),
         };
-        match found {
-            Ok(known) => {
-                info!(domain, id = %known.id, mode = %known.policy.mode, mx = ?known.policy.mx,
-                    max_age = known.policy.max_age, "MTA-STS policy fetched");
-                self.remember(known.clone()).await;
-                Some(known).filter(|known| known.policy.mode != Mode::None)
-            }
-            Err(error) => {
-                match &cached {
-                    Some(known) => warn!(domain, %error, policy = %known.describe(),
-                        "MTA-STS policy not refreshed; the cached one still applies"),
-                    None => warn!(domain, %error,
-                        "MTA-STS policy unavailable; delivering as if the domain had none (RFC 8461 §5)"),
-                }
-                cached.filter(|known| known.policy.mode != Mode::None)
-            }
-        }
+        let (policy, text) = match self.fetch(domain, &id).await {
+            Ok(fetched) => fetched,
+            Err(error) => return unavailable(domain, &error, cached),
+        };
+        let known = Known {
+            domain: domain.to_string(),
+            id,
+            policy,
+            fetched_at: now,
+            text,
+        };
+        info!(domain, id = %known.id, mode = %known.policy.mode, mx = ?known.policy.mx,
+            max_age = known.policy.max_age, "MTA-STS policy fetched");
+        self.remember(known.clone()).await;
+        Some(known)
     }
 
     /// The policy last fetched for `domain`: from memory, else from the store (after a
@@ -258,6 +256,17 @@ impl Discovery {
     }
 }
 
+/// When no policy could be read: the kept one if it has not expired (logged either way).
+fn unavailable(domain: &str, error: &DiscoveryError, cached: Option<Known>) -> Option<Known> {
+    match &cached {
+        Some(known) => warn!(domain, %error, policy = %known.describe(),
+            "MTA-STS policy not refreshed; the kept one still applies"),
+        None => warn!(domain, %error,
+            "MTA-STS policy unavailable; delivering as if the domain had none (RFC 8461 §5)"),
+    }
+    cached
+}
+
 /// A reqwest error with its causes (the TLS reason is two levels down).
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -283,5 +292,28 @@ impl Resolve for ThroughResolver {
                 lookup.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             Ok(Box::new(addresses.into_iter()) as Addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_policy_is_fresh_until_max_age_has_passed() {
+        let known = Known {
+            domain: "dest.test".into(),
+            id: "20240101".into(),
+            policy: parse(b"version: STSv1\nmode: enforce\nmx: mx.dest.test\nmax_age: 600\n")
+                .unwrap(),
+            fetched_at: 1_000,
+            text: String::new(),
+        };
+        assert!(known.is_fresh(1_000) && known.is_fresh(1_599));
+        assert!(!known.is_fresh(1_600));
+        assert_eq!(
+            known.describe(),
+            "MTA-STS policy of dest.test (enforce, id 20240101)"
+        );
     }
 }
