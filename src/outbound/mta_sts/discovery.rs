@@ -7,7 +7,8 @@
 //!
 //! A failure never makes delivery stricter or looser than the last good policy: with a
 //! cached policy that has not expired, it is used; with none, the domain is treated as
-//! having no policy and the failure is logged.
+//! having no policy and the failure is logged. After a failed fetch a domain's policy host
+//! is not asked again for [`FETCH_RETRY_SECS`], however many recipients wait.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ use crate::store::{Store, StoredPolicy};
 
 /// Bound on fetching one policy file, connection included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Seconds after a failed fetch before the same domain's policy host is asked again.
+pub const FETCH_RETRY_SECS: i64 = 300;
 
 /// A policy as fetched: the TXT id it was fetched for, and when (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +77,31 @@ pub struct Discovery {
     /// 443; tests serve policies on another port (`[outbound] mta_sts_port`).
     port: u16,
     known: Mutex<HashMap<String, Known>>,
+    failed: Mutex<Failed>,
     store: Store,
+}
+
+/// When each domain's last fetch failed, so a broken policy host is not asked once per
+/// recipient.
+#[derive(Debug, Default)]
+struct Failed {
+    at: HashMap<String, i64>,
+}
+
+impl Failed {
+    /// Whether `domain`'s policy may be fetched at `now`.
+    fn may_fetch(&self, domain: &str, now: i64) -> bool {
+        self.at
+            .get(domain)
+            .is_none_or(|at| now - at >= FETCH_RETRY_SECS || now < *at)
+    }
+
+    fn record(&mut self, domain: &str, now: i64, ok: bool) {
+        match ok {
+            true => self.at.remove(domain),
+            false => self.at.insert(domain.to_string(), now),
+        };
+    }
 }
 
 impl Discovery {
@@ -101,6 +128,7 @@ impl Discovery {
             client,
             port,
             known: Mutex::new(HashMap::new()),
+            failed: Mutex::new(Failed::default()),
             store,
         }
     }
@@ -122,10 +150,13 @@ impl Discovery {
         let id = match self.current_id(domain).await {
             Ok(None) => return cached,
             Ok(Some(id)) if cached.as_ref().is_some_and(|known| known.id == id) => return cached,
+            Ok(Some(_)) if !self.failed().may_fetch(domain, now) => return cached,
             Ok(Some(id)) => id,
             Err(error) => return unavailable(domain, &error, cached),
         };
-        let (policy, text) = match self.fetch(domain, &id).await {
+        let fetched = self.fetch(domain, &id).await;
+        self.failed().record(domain, now, fetched.is_ok());
+        let (policy, text) = match fetched {
             Ok(fetched) => fetched,
             Err(error) => return unavailable(domain, &error, cached),
         };
@@ -165,6 +196,10 @@ impl Discovery {
         };
         self.in_memory_insert(known.clone());
         Some(known)
+    }
+
+    fn failed(&self) -> std::sync::MutexGuard<'_, Failed> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn in_memory(&self, domain: &str) -> Option<Known> {
@@ -298,6 +333,18 @@ impl Resolve for ThroughResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_fetch_is_not_tried_again_for_five_minutes() {
+        let mut failed = Failed::default();
+        assert!(failed.may_fetch("dest.test", 1_000));
+        failed.record("dest.test", 1_000, false);
+        assert!(!failed.may_fetch("dest.test", 1_000 + FETCH_RETRY_SECS - 1));
+        assert!(failed.may_fetch("other.test", 1_001));
+        assert!(failed.may_fetch("dest.test", 1_000 + FETCH_RETRY_SECS));
+        failed.record("dest.test", 2_000, true);
+        assert!(failed.may_fetch("dest.test", 2_001));
+    }
 
     #[test]
     fn a_kept_policy_is_fresh_until_max_age_has_passed() {
