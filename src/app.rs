@@ -351,11 +351,25 @@ impl App {
         if let Some(certificates) = &self.certificates {
             shutdown.spawn(certificates.clone().watch_files(shutdown.clone()));
         }
-        let https = self.web_options.https.then(|| self.certificates.clone()).flatten();
+        let https = self
+            .web_options
+            .https
+            .then(|| self.certificates.clone())
+            .flatten();
         let http_redirect = self.http.map(|(listener, _)| {
-            let router = crate::web::redirect::router(self.web_addr.port(), self.web_options.hosts.clone(), None);
+            let router = crate::web::redirect::router(
+                self.web_addr.port(),
+                self.web_options.hosts.clone(),
+                None,
+            );
             let limits = self.web_limits;
-            tokio::spawn(crate::web::listener::serve(listener, router, limits, None, shutdown.clone()))
+            tokio::spawn(crate::web::listener::serve(
+                listener,
+                router,
+                limits,
+                None,
+                shutdown.clone(),
+            ))
         });
         let web_shutdown = shutdown.clone();
         let web = tokio::spawn(async move {
@@ -619,19 +633,36 @@ async fn bind_submission(
     server_config: ServerConfig,
     tls: &Option<Arc<rustls::ServerConfig>>,
     handler: Arc<Submission>,
-) -> Result<(Vec<SmtpServer<Submission>>, Vec<SocketAddr>, Vec<SocketAddr>), AppError> {
+) -> Result<
+    (
+        Vec<SmtpServer<Submission>>,
+        Vec<SocketAddr>,
+        Vec<SocketAddr>,
+    ),
+    AppError,
+> {
     let mut servers = Vec::new();
     let (mut addrs, mut tls_addrs) = (Vec::new(), Vec::new());
     for addr in &config.submission.listen {
         let listener = bind("submission", *addr).await?;
         addrs.push(local_addr(&listener));
-        let server = SmtpServer::new(listener, server_config.clone(), tls.clone(), handler.clone());
+        let server = SmtpServer::new(
+            listener,
+            server_config.clone(),
+            tls.clone(),
+            handler.clone(),
+        );
         servers.push(server);
     }
     for addr in &config.submission.tls_listen {
         let listener = bind("submission (implicit TLS)", *addr).await?;
         tls_addrs.push(local_addr(&listener));
-        let server = SmtpServer::new(listener, server_config.clone(), tls.clone(), handler.clone());
+        let server = SmtpServer::new(
+            listener,
+            server_config.clone(),
+            tls.clone(),
+            handler.clone(),
+        );
         servers.push(server.implicit_tls());
     }
     Ok((servers, addrs, tls_addrs))

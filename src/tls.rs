@@ -35,9 +35,7 @@ pub enum TlsError {
     Certificate { path: String, reason: String },
     #[error("cannot read TLS private key {path}: {reason}")]
     Key { path: String, reason: String },
-    #[error(
-        "TLS certificate and key do not fit together ({0}): is key_file the key of cert_file?"
-    )]
+    #[error("TLS certificate and key do not fit together ({0}): is key_file the key of cert_file?")]
     Mismatch(rustls::Error),
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(rcgen::Error),
@@ -124,7 +122,10 @@ impl Certificates {
     /// What the listeners serve right now.
     pub fn status(&self) -> CertificateStatus {
         let served = self.resolver.current.read().expect("lock poisoned").clone();
-        CertificateStatus::of(&served, *self.resolver.temporary.read().expect("lock poisoned"))
+        CertificateStatus::of(
+            &served,
+            *self.resolver.temporary.read().expect("lock poisoned"),
+        )
     }
 
     /// Reads the certificate files again and serves them if they changed; `Ok(false)` when

@@ -109,7 +109,9 @@ fn print_certificate(config: &Config) -> Result<(), CliError> {
     let certificates = crate::tls::Certificates::new(&config.tls, &config.hostname)
         .map_err(|error| CliError::Usage(error.into()))?;
     let Some(certificates) = certificates else {
-        println!("warning:  [tls] mode = \"off\": the SMTP listeners offer no TLS, so mail reaches this host in clear");
+        println!(
+            "warning:  [tls] mode = \"off\": the SMTP listeners offer no TLS, so mail reaches this host in clear"
+        );
         return Ok(());
     };
     let status = certificates.status();

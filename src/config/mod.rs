@@ -30,10 +30,10 @@ pub use oidc::{
     GITHUB_API_URL, GITHUB_URL, GOOGLE_ISSUER, OidcProvider, ProviderKind, Secret, is_loopback_host,
 };
 pub use privacy::{Field, PrivacyConfig, Redaction};
+pub use raw::{AddressSpec, DomainSpec, EntryRules, validate_address, validate_domain};
 pub use tls::{
     AcmeChallenge, AcmeSettings, CertSource, LETS_ENCRYPT, LETS_ENCRYPT_STAGING, TlsConfig, Written,
 };
-pub use raw::{AddressSpec, DomainSpec, EntryRules, validate_address, validate_domain};
 
 /// The commented example written by `postern init`; a test proves it parses.
 pub const EXAMPLE: &str = include_str!("example.toml");

@@ -83,7 +83,10 @@ mod tests {
             )
         );
         assert_eq!(
-            location(8443, "MAIL.example.com:80", "/").await.1.as_deref(),
+            location(8443, "MAIL.example.com:80", "/")
+                .await
+                .1
+                .as_deref(),
             Some("https://mail.example.com:8443/")
         );
         assert_eq!(

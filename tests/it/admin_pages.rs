@@ -513,7 +513,10 @@ async fn settings_show_listeners_and_tls_and_no_secret() {
         format!("files: {} — STARTTLS on SMTP", cert.display())
     );
     assert_eq!(setting(&page, "Issuer"), "CN=rcgen self signed cert");
-    assert_eq!(setting(&page, "Names in the certificate"), "mx.postern.test");
+    assert_eq!(
+        setting(&page, "Names in the certificate"),
+        "mx.postern.test"
+    );
     assert_eq!(
         setting(&page, "Data directory"),
         app.data_dir.path().display().to_string()

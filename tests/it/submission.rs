@@ -128,10 +128,11 @@ impl Listener {
         init();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let tls = postern::tls::Certificates::new(&TlsConfig::unconfigured(), "submit.postern.test")
-            .unwrap()
-            .expect("a self-signed certificate")
-            .smtp_config();
+        let tls =
+            postern::tls::Certificates::new(&TlsConfig::unconfigured(), "submit.postern.test")
+                .unwrap()
+                .expect("a self-signed certificate")
+                .smtp_config();
         let config = ServerConfig {
             session: SessionConfig {
                 policy,

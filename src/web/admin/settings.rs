@@ -69,7 +69,11 @@ fn rows(state: &AppState) -> [(&'static str, String); 12] {
             format!(
                 "{} ({})",
                 addr(settings.web_listen),
-                if settings.https { "HTTPS" } else { "plain HTTP" }
+                if settings.https {
+                    "HTTPS"
+                } else {
+                    "plain HTTP"
+                }
             ),
         ),
         (
