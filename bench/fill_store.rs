@@ -188,6 +188,7 @@ fn new_outbound(n: u64, total: u64, start: i64) -> NewOutbound {
         test_mode: false,
         track_opens: false,
         track_clicks: false,
+        require_tls: false,
         remote_ip: Some("127.0.0.1".into()),
         recipients: vec![to],
         disposition: Disposition::Deliver,

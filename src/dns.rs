@@ -96,6 +96,28 @@ pub fn resolver(
         })
 }
 
+/// The TXT records at `name` (a fully qualified name), each record's strings joined; none for
+/// NXDOMAIN or NODATA.
+pub async fn txt_records(resolver: &TokioResolver, name: &str) -> Result<Vec<String>, NetError> {
+    match resolver.txt_lookup(name).await {
+        Ok(lookup) => Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()),
+        Err(error) if error.is_no_records_found() => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
+}
+
 /// The servers the machine's resolver asks (`/etc/resolv.conf`): what `ResolverChoice::System`
 /// and every lookup of a host name outside this module (`getaddrinfo`) reach.
 pub fn system_servers() -> Result<Vec<SocketAddr>, ResolverError> {

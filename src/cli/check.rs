@@ -248,9 +248,13 @@ fn print_outbound(outbound: &OutboundConfig, dns: &Option<Vec<SocketAddr>>) {
     let route = match &outbound.relay {
         Some(relay) => format!("through the relay {relay} (verified TLS)"),
         None => format!(
-            "to each domain's MX on port {} (DNS: {})",
+            "to each domain's MX on port {} (DNS: {}); MTA-STS enforce policies honoured{}",
             outbound.port,
-            dns_list(dns)
+            dns_list(dns),
+            match outbound.mta_sts_port {
+                443 => String::new(),
+                port => format!(" (policies fetched from port {port}, a test setting)"),
+            }
         ),
     };
     println!(

@@ -181,6 +181,8 @@ pub struct OutboundConfig {
     pub deliver: bool,
     /// The port of the recipients' MX hosts (25; tests use another).
     pub port: u16,
+    /// The HTTPS port of MTA-STS policy hosts (443; tests use another).
+    pub mta_sts_port: u16,
     /// The name sent in EHLO (default: `server.hostname`).
     pub helo_name: String,
     /// Open SMTP connections at most, over all destinations.
@@ -515,7 +517,7 @@ mod tests {
     fn outbound_defaults_and_checks() {
         let defaults = outbound("[server]\nhostname = \"mx.example.com\"\n").unwrap();
         assert!(defaults.deliver);
-        assert_eq!(defaults.port, 25);
+        assert_eq!((defaults.port, defaults.mta_sts_port), (25, 443));
         assert_eq!(defaults.helo_name, "mx.example.com");
         assert_eq!((defaults.max_connections, defaults.max_per_domain), (64, 4));
         assert_eq!(defaults.expiry, Duration::from_secs(72 * 3600));
@@ -540,6 +542,10 @@ mod tests {
         for (toml, key) in [
             ("[outbound]\ndns = []\n", "outbound.dns"),
             ("[outbound]\nport = 0\n", "outbound.port"),
+            (
+                "[outbound]\nmta_sts_port = 65536\n",
+                "outbound.mta_sts_port",
+            ),
             (
                 "[outbound]\nmax_per_domain = 0\n",
                 "outbound.max_per_domain",

@@ -242,6 +242,7 @@ struct RawOutbound {
     /// Deprecated alias of `[dns] servers` (`config::dns`).
     dns: Option<RawDns>,
     port: u64,
+    mta_sts_port: u64,
     helo_name: Option<String>,
     max_connections: u64,
     max_per_domain: u64,
@@ -259,6 +260,7 @@ impl Default for RawOutbound {
             deliver: true,
             dns: None,
             port: 25,
+            mta_sts_port: 443,
             helo_name: None,
             max_connections: 64,
             max_per_domain: 4,
@@ -938,6 +940,7 @@ impl RawOutbound {
             ),
             deliver: self.deliver,
             port: in_range("outbound.port", self.port, 1, 65_535)? as u16,
+            mta_sts_port: in_range("outbound.mta_sts_port", self.mta_sts_port, 1, 65_535)? as u16,
             helo_name: helo_name(self.helo_name, hostname)?,
             max_connections: in_range("outbound.max_connections", self.max_connections, 1, 10_000)?
                 as usize,

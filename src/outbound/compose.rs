@@ -99,6 +99,9 @@ pub struct SendRequest {
     pub track_opens: Option<bool>,
     /// Postern's own: click tracking for this message (default: the credential's).
     pub track_clicks: Option<bool>,
+    /// Postern's own: deliver only over STARTTLS with a verified certificate, else defer
+    /// and finally give up (never in clear).
+    pub require_tls: Option<bool>,
 }
 
 /// Why a request cannot become a message: each is a 422 with this text.
@@ -157,6 +160,8 @@ pub struct Composed {
     /// `None`: the credential's setting.
     pub track_opens: Option<bool>,
     pub track_clicks: Option<bool>,
+    /// Only over verified TLS.
+    pub require_tls: bool,
 }
 
 /// Splits `tags` as given (a comma-separated string or an array) into trimmed tags.
@@ -226,6 +231,7 @@ pub fn compose(
         raw,
         track_opens: request.track_opens,
         track_clicks: request.track_clicks,
+        require_tls: request.require_tls.unwrap_or(false),
     })
 }
 

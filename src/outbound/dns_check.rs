@@ -121,26 +121,10 @@ impl DnsCheck {
 
     /// The TXT records at `name`, each record's strings joined; none for NXDOMAIN/NODATA.
     async fn txt(&self, resolver: &TokioResolver, name: &str) -> Result<Vec<String>, String> {
-        let lookup = tokio::time::timeout(self.timeout, resolver.txt_lookup(fqdn(name)))
+        tokio::time::timeout(self.timeout, dns::txt_records(resolver, &fqdn(name)))
             .await
-            .map_err(|_| "no answer in time".to_string())?;
-        match lookup {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::TXT(txt) => Some(
-                        txt.txt_data
-                            .iter()
-                            .map(|part| String::from_utf8_lossy(part).into_owned())
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect()),
-            Err(error) if error.is_no_records_found() => Ok(Vec::new()),
-            Err(error) => Err(error.to_string()),
-        }
+            .map_err(|_| "no answer in time".to_string())?
+            .map_err(|error| error.to_string())
     }
 
     /// The MX records at `name` as `preference exchange.`; none for NXDOMAIN/NODATA.

@@ -21,6 +21,7 @@ pub mod dkim;
 pub mod dns_check;
 pub mod domains;
 pub mod events;
+pub mod mta_sts;
 pub mod mx;
 pub mod raw_message;
 pub mod return_path;
@@ -296,6 +297,7 @@ impl Outbound {
                     // The request's `track_opens`/`track_clicks` win over the credential's.
                     track_opens: composed.track_opens.unwrap_or(credential.track_opens),
                     track_clicks: composed.track_clicks.unwrap_or(credential.track_clicks),
+                    require_tls: composed.require_tls,
                     raw: composed.raw,
                     remote_ip,
                     recipients: composed.recipients,

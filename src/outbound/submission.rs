@@ -19,8 +19,10 @@
 //!
 //! `x-cloudmta-class` (`standard`, `priority`, `digest`; anything else is refused with 554
 //! rather than queued in a class the sender did not ask for) and `x-cloudmta-tags` (a
-//! comma-separated list) are read, then every `x-cloudmta-*` header is removed before the
-//! message is queued (`x-cloudmta-layout` included: layouts are not applied).
+//! comma-separated list) are read, and `x-cloudmta-require-tls: true` (the message leaves
+//! only over STARTTLS with a verified certificate; `false` or nothing: as usual; anything else
+//! is refused with 554), then every `x-cloudmta-*` header is removed before the message is
+//! queued (`x-cloudmta-layout` included: layouts are not applied).
 //! A message without `Message-ID` or `Date` gets one (RFC 6409 §8.2, §8.3).
 
 use tracing::{info, warn};
@@ -55,6 +57,8 @@ pub enum MessageError {
     Raw(#[from] RawError),
     #[error("x-cloudmta-class must be standard, priority or digest (got {0:?})")]
     BadClass(String),
+    #[error("x-cloudmta-require-tls must be true or false (got {0:?})")]
+    BadRequireTls(String),
     #[error("the message is larger than {} MB", MAX_MESSAGE_SIZE / 1024 / 1024)]
     TooLarge,
 }
@@ -218,7 +222,7 @@ pub fn prepare(
         return Err(MessageError::TooLarge);
     }
     let checked = raw_message::check(raw, credential)?;
-    let (priority, tags) = control_headers(&checked)?;
+    let control = control_headers(&checked)?;
     let subject = decoded_subject(&raw[..checked.header_end]);
     let out = rewritten(&checked, &raw[checked.header_end..], uuid, date);
     if out.len() > MAX_MESSAGE_SIZE {
@@ -231,18 +235,27 @@ pub fn prepare(
         cc: Vec::new(),
         recipients: envelope,
         subject,
-        tags,
-        priority,
+        tags: control.tags,
+        priority: control.priority,
         test_mode: false,
         // SMTP has no per-message switch: the credential's tracking settings apply.
         track_opens: None,
         track_clicks: None,
+        require_tls: control.require_tls,
         raw: out,
     })
 }
 
-/// `x-cloudmta-class` (the first one) and every `x-cloudmta-tags`.
-fn control_headers(checked: &CheckedRaw) -> Result<(Priority, Vec<String>), MessageError> {
+/// What the `x-cloudmta-*` headers ask for.
+struct Control {
+    priority: Priority,
+    tags: Vec<String>,
+    require_tls: bool,
+}
+
+/// `x-cloudmta-class` and `x-cloudmta-require-tls` (the first of each) and every
+/// `x-cloudmta-tags`.
+fn control_headers(checked: &CheckedRaw) -> Result<Control, MessageError> {
     let priority = match checked.values("x-cloudmta-class").first() {
         None => Priority::Standard,
         Some(class) => match class.trim().to_ascii_lowercase().as_str() {
@@ -258,7 +271,19 @@ fn control_headers(checked: &CheckedRaw) -> Result<(Priority, Vec<String>), Mess
             .into_iter()
             .map(str::to_string),
     );
-    Ok((priority, tags))
+    let require_tls = match checked.values("x-cloudmta-require-tls").first() {
+        None => false,
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" | "" => false,
+            other => return Err(MessageError::BadRequireTls(other.to_string())),
+        },
+    };
+    Ok(Control {
+        priority,
+        tags,
+        require_tls,
+    })
 }
 
 /// The decoded subject (RFC 2047), from the header alone.
@@ -336,6 +361,7 @@ mod tests {
                    \r\n\
                    x-cloudmta-class: digest\r\nbody\r\n";
         let composed = prepared(raw).unwrap();
+        assert!(!composed.require_tls);
         assert_eq!(composed.priority, Priority::Priority);
         assert_eq!(composed.tags, ["password-reset", "account"]);
         assert_eq!(composed.subject.as_deref(), Some("café"));
@@ -352,6 +378,21 @@ mod tests {
              \r\n\
              x-cloudmta-class: digest\r\nbody\r\n",
             "the body is never touched"
+        );
+    }
+
+    #[test]
+    fn require_tls_is_read_and_removed() {
+        let raw = |value: &str| {
+            format!("From: app@example.com\r\nX-CloudMTA-Require-TLS: {value}\r\n\r\nbody\r\n")
+        };
+        let composed = prepared(&raw(" TRUE ")).unwrap();
+        assert!(composed.require_tls);
+        assert!(!text(&composed).to_ascii_lowercase().contains("require-tls"));
+        assert!(!prepared(&raw("false")).unwrap().require_tls);
+        assert_eq!(
+            prepared(&raw("yes")).unwrap_err().to_string(),
+            "x-cloudmta-require-tls must be true or false (got \"yes\")"
         );
     }
 

@@ -21,6 +21,12 @@
 //! Each attempt records the TLS it ran over: version, cipher suite and whether the
 //! certificate was verified (`TLSv1.3 TLS13_AES_256_GCM_SHA384 verified`).
 //!
+//! Verified TLS is required (no delivery otherwise, the reason naming who requires it) for
+//! the relay, `[outbound] require_tls` domains, every recipient of a message sent with
+//! `require_tls`, and domains whose MTA-STS policy (`mta_sts`) is `enforce` — whose mail goes
+//! only to the MX hosts the policy lists. A `testing` policy changes nothing; what it would
+//! have refused is logged.
+//!
 //! Time comes from the app's [`Clock`] (manual in tests); the loop wakes every
 //! [`POLL_INTERVAL`] and at once when [`Outbound::enqueue`] queues mail.
 
@@ -40,6 +46,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Outbound;
+use super::mta_sts::Mode;
+use super::mta_sts::discovery::{Discovery, Known};
 use super::mx::{MxHost, MxResolver};
 use crate::clock::Clock;
 use crate::config::{OutboundConfig, RelayUrl};
@@ -85,8 +93,12 @@ enum TlsPolicy {
     Opportunistic,
     /// When offered, with a verified certificate; else plain text: a relay on this machine.
     VerifiedIfOffered,
-    /// Verified STARTTLS or no delivery: `require_tls` domains, a relay elsewhere.
+    /// Verified STARTTLS or no delivery: `require_tls` domains and messages, MTA-STS
+    /// `enforce`, a relay elsewhere.
     Verified,
+    /// A `testing` MTA-STS policy: verified STARTTLS when it works; else what `Verified`
+    /// would have refused is logged and the session goes on as `Opportunistic`.
+    Testing,
 }
 
 impl TlsPolicy {
@@ -111,6 +123,8 @@ struct Failure {
     code: Option<u16>,
     text: String,
     permanent: bool,
+    /// The verified TLS a policy required was not had: the reason names that policy.
+    tls_required: bool,
 }
 
 impl Failure {
@@ -119,14 +133,14 @@ impl Failure {
             code: None,
             text: text.into(),
             permanent: false,
+            tls_required: false,
         }
     }
 
     fn permanent(text: impl Into<String>) -> Failure {
         Failure {
-            code: None,
-            text: text.into(),
             permanent: true,
+            ..Failure::temporary(text)
         }
     }
 
@@ -140,10 +154,45 @@ impl Failure {
         };
         Failure {
             code,
-            text: one_line(&text),
             permanent: error.is_permanent(),
+            ..Failure::temporary(one_line(&text))
         }
     }
+
+    /// No verified TLS where a policy required it (temporary: the MX may be fixed).
+    fn tls(text: String) -> Failure {
+        Failure {
+            tls_required: true,
+            ..Failure::temporary(text)
+        }
+    }
+}
+
+/// Why a recipient's mail must go over verified TLS, when a reason has to say so.
+#[derive(Debug, Clone)]
+enum Required {
+    /// The message was sent with `require_tls`.
+    Message,
+    /// The recipient domain's MTA-STS policy is `enforce`.
+    MtaSts(String),
+}
+
+impl std::fmt::Display for Required {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Required::Message => f.write_str("TLS required by the message (require_tls)"),
+            Required::MtaSts(policy) => f.write_str(policy),
+        }
+    }
+}
+
+/// The hosts to try and how: from the relay, or the MX lookup and the TLS policies.
+struct Route {
+    hosts: Vec<MxHost>,
+    policy: TlsPolicy,
+    required: Option<Required>,
+    /// A `testing` MTA-STS policy, to log what it would have refused.
+    testing: Option<Known>,
 }
 
 /// What an attempt came to, before it is recorded.
@@ -226,6 +275,7 @@ pub struct Worker {
     resolver: MxResolver,
     hello: ClientId,
     tls: ClientTls,
+    mta_sts: Discovery,
     global: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
     idle: Idle,
@@ -239,6 +289,7 @@ impl Worker {
         config: &OutboundConfig,
         dns: &ResolverChoice,
     ) -> Result<Worker, WorkerError> {
+        let tls = ClientTls::new(&config.extra_roots)?;
         Ok(Worker {
             outbound: outbound.clone(),
             store: outbound.store().clone(),
@@ -248,7 +299,13 @@ impl Worker {
             config: config.clone(),
             resolver: MxResolver::new(dns, config.timeout)?,
             hello: ClientId::Domain(config.helo_name.clone()),
-            tls: ClientTls::new(&config.extra_roots)?,
+            tls: tls.clone(),
+            mta_sts: Discovery::new(
+                crate::dns::resolver(dns, config.timeout, true)?,
+                tls.verified_config(),
+                config.mta_sts_port,
+                outbound.store().clone(),
+            ),
             global: Arc::new(Semaphore::new(config.max_connections)),
             domains: Mutex::new(HashMap::new()),
             idle: Idle::default(),
@@ -447,37 +504,79 @@ impl Worker {
             Ok(raw) => raw,
             Err(failure) => return failed(failure),
         };
-        let (hosts, policy) = match &self.config.relay {
-            Some(relay) => match relay_host(relay).await {
-                // Mail and password leave this machine only over verified TLS.
-                Ok(host) => {
-                    let local = host.addresses.iter().all(|ip| ip.is_loopback());
-                    let policy = match local {
-                        true => TlsPolicy::VerifiedIfOffered,
-                        false => TlsPolicy::Verified,
-                    };
-                    (vec![host], policy)
-                }
-                Err(failure) => return failed(failure),
-            },
-            None => match self.resolver.hosts(&recipient.domain).await {
-                Ok(hosts) => {
-                    let policy = match self.config.require_tls.contains(&recipient.domain) {
-                        true => TlsPolicy::Verified,
-                        false => TlsPolicy::Opportunistic,
-                    };
-                    (hosts, policy)
-                }
-                Err(error) => {
-                    return failed(Failure {
-                        code: None,
-                        text: error.to_string(),
-                        permanent: error.is_permanent(),
-                    });
-                }
-            },
+        let route = match self.route(recipient).await {
+            Ok(route) => route,
+            Err(failure) => return failed(failure),
         };
-        self.send_to_hosts(&hosts, policy, &envelope, &raw).await
+        let mut attempted = self
+            .send_to_hosts(&route.hosts, route.policy, &envelope, &raw)
+            .await;
+        if let (Err(failure), Some(required)) = (&mut attempted.result, &route.required)
+            && failure.tls_required
+        {
+            failure.text = format!("{required}: {}", failure.text);
+        }
+        if let Some(testing) = &route.testing {
+            report_testing(testing, &recipient.domain, &attempted);
+        }
+        attempted
+    }
+
+    /// The relay, or the recipient domain's MX hosts, and the TLS they must be reached with.
+    async fn route(&self, recipient: &Claimed) -> Result<Route, Failure> {
+        let required = recipient.require_tls.then_some(Required::Message);
+        if let Some(relay) = &self.config.relay {
+            let host = relay_host(relay).await?;
+            // Mail and password leave this machine only over verified TLS.
+            let local = host.addresses.iter().all(|ip| ip.is_loopback());
+            let policy = match local && !recipient.require_tls {
+                true => TlsPolicy::VerifiedIfOffered,
+                false => TlsPolicy::Verified,
+            };
+            return Ok(Route {
+                hosts: vec![host],
+                policy,
+                required,
+                testing: None,
+            });
+        }
+        let hosts = self
+            .resolver
+            .hosts(&recipient.domain)
+            .await
+            .map_err(|error| match error.is_permanent() {
+                true => Failure::permanent(error.to_string()),
+                false => Failure::temporary(error.to_string()),
+            })?;
+        let listed = self.config.require_tls.contains(&recipient.domain);
+        let policy = match listed || recipient.require_tls {
+            true => TlsPolicy::Verified,
+            false => TlsPolicy::Opportunistic,
+        };
+        let sts = self
+            .mta_sts
+            .policy(&recipient.domain, self.clock.unix())
+            .await;
+        match sts {
+            Some(known) if known.policy.mode == Mode::Enforce => Ok(Route {
+                hosts: enforced_hosts(&known, hosts)?,
+                policy: TlsPolicy::Verified,
+                required: Some(Required::MtaSts(known.describe())),
+                testing: None,
+            }),
+            Some(testing) if policy == TlsPolicy::Opportunistic => Ok(Route {
+                hosts,
+                policy: TlsPolicy::Testing,
+                required,
+                testing: Some(testing),
+            }),
+            testing => Ok(Route {
+                hosts,
+                policy,
+                required,
+                testing,
+            }),
+        }
     }
 
     /// DKIM-signs with the From domain's key when Postern has a sending domain for it.
@@ -604,38 +703,56 @@ impl Worker {
     async fn connect(&self, destination: &Destination) -> Result<Connected, Failure> {
         let (connection, plain) = self.greet(destination.address).await?;
         let policy = destination.policy;
-        let (connection, tls) = if connection.can_starttls() {
-            let verify = policy.verifies();
-            let upgraded = starttls::upgrade(
-                connection,
-                plain,
-                &self.tls,
-                &destination.name,
-                verify,
-                &self.hello,
-            )
-            .await;
-            match upgraded {
-                Ok((connection, negotiated)) => (connection, Some(negotiated)),
-                Err(error) if verify => return Err(self.tls_failure(destination, error)),
-                Err(_) => {
-                    // Opportunistic: a failed handshake falls back to plain text.
-                    debug!(address = %destination.address, "STARTTLS failed; sending without TLS");
-                    (self.greet(destination.address).await?.0, None)
-                }
+        let (connection, tls) = if !connection.can_starttls() {
+            if policy == TlsPolicy::Verified {
+                let mut connection = connection;
+                connection.abort().await;
+                return Err(Failure::tls(format!(
+                    "{} does not offer STARTTLS and TLS is required",
+                    self.describe(destination)
+                )));
             }
-        } else if policy == TlsPolicy::Verified {
-            let mut connection = connection;
-            connection.abort().await;
-            return Err(Failure::temporary(format!(
-                "{} does not offer STARTTLS and TLS is required",
-                self.describe(destination)
-            )));
-        } else {
+            if policy == TlsPolicy::Testing {
+                warn!(host = %destination.name,
+                    "MTA-STS testing: enforce would have refused this MX (no STARTTLS); sending without TLS");
+            }
             (connection, None)
+        } else if !policy.verifies() {
+            self.opportunistic(destination, connection, plain).await?
+        } else {
+            let name = &destination.name;
+            match starttls::upgrade(connection, plain, &self.tls, name, true, &self.hello).await {
+                Ok((connection, negotiated)) => (connection, Some(negotiated)),
+                Err(error) if policy == TlsPolicy::Testing => {
+                    let failure = self.tls_failure(destination, error);
+                    warn!(host = %destination.name, reason = %failure.text,
+                        "MTA-STS testing: enforce would have refused this MX; sending with opportunistic TLS");
+                    let (connection, plain) = self.greet(destination.address).await?;
+                    self.opportunistic(destination, connection, plain).await?
+                }
+                Err(error) => return Err(self.tls_failure(destination, error)),
+            }
         };
         let connection = self.log_in(connection).await?;
         Ok((connection, tls))
+    }
+
+    /// STARTTLS taking any certificate, plain text if the handshake fails (the connection
+    /// was greeted and offers STARTTLS).
+    async fn opportunistic(
+        &self,
+        destination: &Destination,
+        connection: AsyncSmtpConnection,
+        plain: starttls::Detachable,
+    ) -> Result<Connected, Failure> {
+        let name = &destination.name;
+        match starttls::upgrade(connection, plain, &self.tls, name, false, &self.hello).await {
+            Ok((connection, negotiated)) => Ok((connection, Some(negotiated))),
+            Err(_) => {
+                debug!(address = %destination.address, "STARTTLS failed; sending without TLS");
+                Ok((self.greet(destination.address).await?.0, None))
+            }
+        }
     }
 
     /// A TCP connection to `address`, greeted by lettre (EHLO sent).
@@ -681,7 +798,7 @@ impl Worker {
             }
             starttls::UpgradeError::Tls(error) => error.to_string(),
         };
-        Failure::temporary(format!("{}: {reason}", self.describe(destination)))
+        Failure::tls(format!("{}: {reason}", self.describe(destination)))
     }
 
     /// The destination as a reason names it: `relay 10.0.0.5:587` or `mx.example.com
@@ -697,6 +814,36 @@ impl Worker {
 /// The message with its `DKIM-Signature` for the sending domain `row`.
 fn dkim_sign(row: &SendingDomainRow, raw: Vec<u8>) -> Result<Vec<u8>, String> {
     super::dkim::sign(row, &raw).map_err(|e| e.to_string())
+}
+
+/// The MX hosts an `enforce` policy allows, in preference order; none is a temporary
+/// failure naming the policy and the hosts (the policy or the MX may be being changed).
+fn enforced_hosts(known: &Known, hosts: Vec<MxHost>) -> Result<Vec<MxHost>, Failure> {
+    let names: Vec<String> = hosts.iter().map(|host| host.name.clone()).collect();
+    let allowed: Vec<MxHost> = hosts
+        .into_iter()
+        .filter(|host| known.policy.allows(&host.name))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Failure::temporary(format!(
+            "{}: no MX host is one it allows (MX: {}; policy mx: {})",
+            known.describe(),
+            names.join(", "),
+            known.policy.mx.join(", ")
+        )));
+    }
+    Ok(allowed)
+}
+
+/// Logs an MX host a `testing` MTA-STS policy does not list (its TLS is checked, and a
+/// failure logged, as the connection is made: [`TlsPolicy::Testing`]).
+fn report_testing(known: &Known, domain: &str, attempted: &Attempted) {
+    if let Some(host) = &attempted.host
+        && !known.policy.allows(host)
+    {
+        warn!(domain, host, policy = %known.describe(),
+            "MTA-STS testing: enforce would have refused this MX host (not in the policy's mx)");
+    }
 }
 
 /// The relay as the one host to try.

@@ -1,6 +1,7 @@
 //! The destinations of a [`PrivacyReport`](super::PrivacyReport), one function per side:
 //! inbound (targets and callbacks, config and managed), events webhooks (per credential),
-//! outbound (relay or MX), sign-in providers, and the DNS servers every lookup asks.
+//! outbound (relay or MX, and the MX's MTA-STS policy hosts), sign-in providers, and the DNS
+//! servers every lookup asks.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -16,6 +17,7 @@ pub fn destinations(
     let mut list = inbound(config, runtime);
     list.extend(events(runtime));
     list.extend(outbound(config));
+    list.extend(mta_sts(config));
     list.extend(config.web.oidc.iter().flat_map(oidc));
     let named = list.iter().any(|d| d.host.as_deref().is_some_and(is_name));
     list.extend(dns(config, runtime, named, system_dns));
@@ -194,6 +196,24 @@ fn outbound(config: &Config) -> Option<Destination> {
     })
 }
 
+/// The MTA-STS policy hosts of recipient domains (`outbound::mta_sts`): asked when MX
+/// delivery finds a domain's `_mta-sts` TXT record.
+fn mta_sts(config: &Config) -> Option<Destination> {
+    outbound(config).filter(|mx| mx.kind == Kind::Mx)?;
+    let port = config.outbound.mta_sts_port;
+    Some(Destination {
+        kind: Kind::MtaSts,
+        source: "[outbound] (no relay): MTA-STS, RFC 8461".into(),
+        to: format!("https://mta-sts.<recipient domain>/.well-known/mta-sts.txt, port {port}"),
+        host: None,
+        port: Some(port),
+        sends: Sends::PolicyRequest,
+        detail: "a GET of the recipient domain's policy when its _mta-sts TXT record names one,                  once per policy id and max_age; no mail data; the certificate verified"
+            .into(),
+        encryption: Encryption::Yes,
+    })
+}
+
 /// A sign-in provider: its issuer (discovery, token, user info), or GitHub's web and API.
 fn oidc(provider: &OidcProvider) -> Vec<Destination> {
     let urls = match &provider.kind {
@@ -237,7 +257,7 @@ fn dns(
         uses.push("DKIM and DMARC of received mail");
     }
     if outbound(config).is_some_and(|d| d.kind == Kind::Mx) {
-        uses.push("MX of recipient domains");
+        uses.push("MX and MTA-STS records of recipient domains");
     }
     uses.push("the sending-domain check (on request)");
     let hosts = "the host names of the destinations above";

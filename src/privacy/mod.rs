@@ -55,6 +55,7 @@ pub enum Kind {
     EventsWebhook,
     Relay,
     Mx,
+    MtaSts,
     Dns,
     Oidc,
 }
@@ -69,6 +70,7 @@ impl Kind {
             Kind::EventsWebhook => "events webhook",
             Kind::Relay => "relay (smarthost)",
             Kind::Mx => "MX delivery",
+            Kind::MtaSts => "MTA-STS policy host",
             Kind::Dns => "DNS server",
             Kind::Oidc => "sign-in provider",
         }
@@ -89,6 +91,8 @@ pub enum Sends {
     DnsQueries,
     /// The sign-in exchange (code, client secret; the answer names the user).
     SignIn,
+    /// A request for a published policy: the domain's name, nothing of the mail.
+    PolicyRequest,
 }
 
 impl Sends {
@@ -99,6 +103,7 @@ impl Sends {
             Sends::Events => "events",
             Sends::DnsQueries => "DNS queries",
             Sends::SignIn => "sign-in",
+            Sends::PolicyRequest => "policy request",
         }
     }
 }

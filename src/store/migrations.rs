@@ -254,6 +254,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbound_messages ADD COLUMN redacted TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE managed_addresses ADD COLUMN redact TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE managed_domains ADD COLUMN redact TEXT NOT NULL DEFAULT '[]';",
+    // 8: outbound TLS policy: a message that must only leave over verified TLS
+    // (`require_tls`), and the MTA-STS policies of recipient domains (RFC 8461: the policy
+    // file as fetched, the TXT id it was fetched for, when), kept across restarts (§5).
+    "ALTER TABLE outbound_messages ADD COLUMN require_tls INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE mta_sts_policies (
+        domain      TEXT    PRIMARY KEY,
+        id          TEXT    NOT NULL,
+        policy      TEXT    NOT NULL,
+        fetched_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

@@ -28,6 +28,7 @@ mod events;
 mod managed;
 mod messages;
 mod migrations;
+mod mta_sts;
 mod outbound;
 mod queue;
 mod retention;
@@ -53,6 +54,7 @@ pub use events::{
 };
 pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
+pub use mta_sts::StoredPolicy;
 pub use outbound::{
     CredentialMode, CredentialRow, Disposition, Enqueued, EventRow, NewCredential, NewOutbound,
     OutboundFilter, OutboundSummary, Priority, RecipientRow, RecipientState, SendingDomainRow,

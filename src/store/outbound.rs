@@ -257,6 +257,9 @@ pub struct NewOutbound {
     pub test_mode: bool,
     pub track_opens: bool,
     pub track_clicks: bool,
+    /// Deliver only over STARTTLS with a verified certificate (`require_tls` of the request
+    /// or `x-cloudmta-require-tls` of a submitted message).
+    pub require_tls: bool,
     pub raw: Vec<u8>,
     pub remote_ip: Option<String>,
     /// Envelope recipients, lower-case domain, no duplicates.
@@ -380,8 +383,8 @@ fn insert_message(tx: &Connection, message: &NewOutbound) -> rusqlite::Result<En
     tx.execute(
         "INSERT INTO outbound_messages (uuid, credential_id, username, source, header_from,
             envelope_from, subject, tags, priority, test_mode, track_opens, track_clicks, size,
-            remote_ip, created_at, redacted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            remote_ip, created_at, redacted, require_tls)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             message.uuid,
             message.credential_id,
@@ -399,6 +402,7 @@ fn insert_message(tx: &Connection, message: &NewOutbound) -> rusqlite::Result<En
             message.remote_ip,
             message.created_at,
             serde_json::to_string(&message.redacted).expect("strings serialise"),
+            message.require_tls,
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -487,6 +491,8 @@ pub struct OutboundSummary {
     pub recipients: Vec<RecipientRow>,
     /// The fields left out of the row (`privacy.redact_outbound` names).
     pub redacted: Vec<String>,
+    /// Delivered only over verified TLS.
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -519,7 +525,7 @@ pub struct OutboundFilter {
 
 const MESSAGE_COLUMNS: &str = "m.id, m.uuid, m.username, m.source, m.header_from,
     m.envelope_from, m.subject, m.tags, m.priority, m.test_mode, m.size, m.created_at,
-    m.redacted";
+    m.redacted, m.require_tls";
 
 fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<OutboundSummary> {
     let source: String = row.get(3)?;
@@ -544,6 +550,7 @@ fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<OutboundSummary> {
         created_at: row.get(11)?,
         recipients: Vec::new(),
         redacted: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
+        require_tls: row.get(13)?,
     })
 }
 
@@ -941,6 +948,7 @@ mod tests {
             priority: Priority::Standard,
             test_mode: false,
             track_opens: false,
+            require_tls: false,
             track_clicks: false,
             raw: b"Subject: secret subject\r\n\r\nhi\r\n".to_vec(),
             remote_ip: Some("192.0.2.7".into()),

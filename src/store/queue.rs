@@ -43,6 +43,8 @@ pub struct Claimed {
     /// The message's tracking switches (the credential's, or the request's override).
     pub track_opens: bool,
     pub track_clicks: bool,
+    /// The message must leave only over verified TLS (`require_tls`).
+    pub require_tls: bool,
     /// What the message's row left out (`privacy.redact_outbound` when it was queued): the
     /// attempt's records follow it.
     pub redact: Redaction,
@@ -143,7 +145,7 @@ impl Store {
                         m.header_from, r.attempts, r.expires_at,
                         EXISTS (SELECT 1 FROM smtp_credentials c
                                 WHERE c.id = m.credential_id AND c.events_url IS NOT NULL),
-                        m.track_opens, m.track_clicks, m.redacted
+                        m.track_opens, m.track_clicks, m.redacted, m.require_tls
                      FROM outbound_recipients r JOIN outbound_messages m ON m.id = r.message_id
                      WHERE r.state IN ('queued', 'deferred') AND r.next_attempt_at <= ?1
                      ORDER BY r.queue_rank, r.next_attempt_at, r.id
@@ -165,6 +167,7 @@ impl Store {
                             track_opens: row.get(10)?,
                             track_clicks: row.get(11)?,
                             redact: redaction(row.get(12)?),
+                            require_tls: row.get(13)?,
                         })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?

@@ -21,6 +21,8 @@ use tokio_rustls::client::TlsStream;
 #[derive(Clone)]
 pub struct ClientTls {
     verified: TlsConnector,
+    /// The verified connector's config, for HTTPS clients (MTA-STS policy fetches).
+    verified_config: Arc<ClientConfig>,
     opportunistic: TlsConnector,
 }
 
@@ -75,6 +77,7 @@ impl ClientTls {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let verified = Arc::new(verified);
         let any_certificate = AnyCertificate {
             algorithms: provider.signature_verification_algorithms,
         };
@@ -84,9 +87,15 @@ impl ClientTls {
             .with_custom_certificate_verifier(Arc::new(any_certificate))
             .with_no_client_auth();
         Ok(ClientTls {
-            verified: TlsConnector::from(Arc::new(verified)),
+            verified: TlsConnector::from(verified.clone()),
+            verified_config: verified,
             opportunistic: TlsConnector::from(Arc::new(opportunistic)),
         })
+    }
+
+    /// A copy of the verified config (same roots, same checks), for an HTTPS client.
+    pub fn verified_config(&self) -> ClientConfig {
+        (*self.verified_config).clone()
     }
 
     /// The handshake over `stream` with the server `name` (a host name or an IP address);

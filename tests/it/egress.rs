@@ -1,9 +1,10 @@
 //! No data leaves except to configured destinations (issue 11): the real binary runs in a
 //! network namespace of its own with loopback only, under `strace`, while a test exercises
 //! every feature (inbound SMTP → target POST, authorization and error callbacks, the send API
-//! → MX delivery through DNS, the events webhook, dashboard sign-in). Every address the
-//! process connected or sent a datagram to must be a destination its own `GET /api/privacy`
-//! lists (MX: the hosts the test's DNS names, on the listed port).
+//! → MX delivery through DNS and the recipient domain's MTA-STS policy over HTTPS, the events
+//! webhook, dashboard sign-in). Every address the process connected or sent a datagram to
+//! must be a destination its own `GET /api/privacy` lists (MX and MTA-STS policy hosts: the
+//! hosts the test's DNS names, on the listed port).
 //!
 //! Needs root (or user namespaces) and `strace`; skipped with a line on stderr otherwise,
 //! unless `TEST_EGRESS=required`, which turns the skip into a failure.
@@ -15,7 +16,9 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::support::certs::TestCa;
 use crate::support::dns::{DnsServer, Zone};
+use crate::support::policy_host::PolicyHost;
 use crate::support::sink::Sink;
 use crate::support::{Browser, Receiver, Smtp, binary, eventually, private, skipped};
 
@@ -80,17 +83,29 @@ fn own_network() -> Result<(), String> {
 async fn exercise() {
     let (targets, events) = (Receiver::start().await, Receiver::start().await);
     let sink = Sink::start(&[]).await;
+    // A `testing` policy: fetched, and the mail still goes to the sink without STARTTLS.
+    let ca = TestCa::new();
+    let policy = "version: STSv1\nmode: testing\nmx: mx.example.net\nmax_age: 600\n";
+    let policy_host = PolicyHost::start(&ca, &["mta-sts.example.net"], policy).await;
     let zone = Zone::new()
         .mx("example.net", 10, "mx.example.net")
-        .a("mx.example.net", Ipv4Addr::LOCALHOST);
+        .a("mx.example.net", Ipv4Addr::LOCALHOST)
+        .txt("_mta-sts.example.net", "v=STSv1; id=1")
+        .a("mta-sts.example.net", Ipv4Addr::LOCALHOST);
     let dns = DnsServer::start(zone).await;
     let data = tempfile::tempdir().unwrap();
     private(data.path());
     let (smtp, web) = (free_port(), free_port());
     let config = data.path().join("postern.toml");
+    let outbound = format!(
+        "port = {}\nmta_sts_port = {}\nextra_ca_file = {:?}",
+        sink.port(),
+        policy_host.port(),
+        ca.write_root(data.path())
+    );
     std::fs::write(
         &config,
-        config_text(data.path(), smtp, web, &targets, dns.addr(), sink.port()),
+        config_text(data.path(), smtp, web, &targets, dns.addr(), &outbound),
     )
     .unwrap();
     let token = prepare(&config, &events);
@@ -124,8 +139,10 @@ async fn exercise() {
     .await;
     let report = use_every_feature(smtp, web, &token, &targets, &events, &sink).await;
     stop(&mut traced);
+    assert_eq!(policy_host.requests(), 1, "the MTA-STS policy was fetched");
 
     let observed = observed(&std::fs::read_to_string(&trace).unwrap());
+    // The MX and the MTA-STS policy host, as the test's DNS names them.
     let mx = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
     let destinations = &report["destinations"];
     let left_out = unlisted(&observed, destinations, &mx);
@@ -141,6 +158,7 @@ async fn exercise() {
             "the MX (smtp-sink)",
             SocketAddr::from((Ipv4Addr::LOCALHOST, sink.port())),
         ),
+        ("the MTA-STS policy host", policy_host.addr),
     ] {
         assert!(
             observed.contains(&Seen::Ip(expected)),
@@ -152,6 +170,10 @@ async fn exercise() {
     without_events.retain(|d| d["kind"] != "events_webhook");
     let caught = unlisted(&observed, &Value::Array(without_events), &mx);
     assert_eq!(caught, [Seen::Ip(events.addr)]);
+    let mut without_mta_sts = destinations.as_array().unwrap().clone();
+    without_mta_sts.retain(|d| d["kind"] != "mta_sts");
+    let caught = unlisted(&observed, &Value::Array(without_mta_sts), &mx);
+    assert_eq!(caught, [Seen::Ip(policy_host.addr)]);
 }
 
 fn config_text(
@@ -160,7 +182,7 @@ fn config_text(
     web: u16,
     targets: &Receiver,
     dns: SocketAddr,
-    mx_port: u16,
+    outbound: &str,
 ) -> String {
     format!(
         r#"[server]
@@ -175,7 +197,7 @@ spf = true
 [dns]
 servers = ["{dns}"]
 [outbound]
-port = {mx_port}
+{outbound}
 [[address]]
 address = "in@postern.test"
 target = "{ok}"
@@ -349,9 +371,9 @@ fn observed(trace: &str) -> BTreeSet<Seen> {
         .collect()
 }
 
-/// What the report does not list: fixed hosts by address and port, the MX by the hosts the
-/// DNS named and the listed port.
-fn unlisted(observed: &BTreeSet<Seen>, destinations: &Value, mx: &[IpAddr]) -> Vec<Seen> {
+/// What the report does not list: fixed hosts by address and port, the MX and MTA-STS
+/// policy hosts by the hosts the DNS named (`named`) and the listed port.
+fn unlisted(observed: &BTreeSet<Seen>, destinations: &Value, named: &[IpAddr]) -> Vec<Seen> {
     let mut listed = BTreeSet::new();
     for destination in destinations.as_array().expect("destinations is a list") {
         let port = destination["port"].as_u64().map(|p| p as u16);
@@ -359,8 +381,8 @@ fn unlisted(observed: &BTreeSet<Seen>, destinations: &Value, mx: &[IpAddr]) -> V
             .as_str()
             .and_then(|h| h.parse::<IpAddr>().ok());
         match (destination["kind"].as_str(), host, port) {
-            (Some("mx"), None, Some(port)) => {
-                listed.extend(mx.iter().map(|ip| SocketAddr::new(*ip, port)))
+            (Some("mx" | "mta_sts"), None, Some(port)) => {
+                listed.extend(named.iter().map(|ip| SocketAddr::new(*ip, port)))
             }
             (_, Some(ip), Some(port)) => {
                 listed.insert(SocketAddr::new(ip, port));

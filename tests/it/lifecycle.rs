@@ -217,14 +217,15 @@ fn check_prints_the_outbound_settings_with_the_relay_password_masked() {
 
     std::fs::write(
         &path,
-        "[dns]\nservers = \"127.0.0.1:5353\"\n[outbound]\nport = 2525\n",
+        "[dns]\nservers = \"127.0.0.1:5353\"\n[outbound]\nport = 2525\nmta_sts_port = 8443\n",
     )
     .unwrap();
     let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(
-            "Outbound  to each domain's MX on port 2525 (DNS: 127.0.0.1:5353); EHLO localhost;"
+            "Outbound  to each domain's MX on port 2525 (DNS: 127.0.0.1:5353); MTA-STS enforce \
+             policies honoured (policies fetched from port 8443, a test setting); EHLO localhost;"
         ),
         "{out}"
     );

@@ -23,6 +23,7 @@ mod hostile;
 mod idempotency;
 mod lifecycle;
 mod listener_tls;
+mod mta_sts;
 mod oidc;
 mod outbound_delivery;
 mod outbound_events;

@@ -46,7 +46,12 @@ fn outbound_toml(dns: &DnsServer, port: u16, extra: &str) -> String {
 }
 
 /// An app whose delivery worker asks `dns` for MX records and connects to `port`.
-async fn start_delivering(dns: &DnsServer, port: u16, extra: &str, data_dir: TempDir) -> TestApp {
+pub(crate) async fn start_delivering(
+    dns: &DnsServer,
+    port: u16,
+    extra: &str,
+    data_dir: TempDir,
+) -> TestApp {
     TestApp::launch(&outbound_toml(dns, port, extra))
         .in_dir(data_dir)
         .delivering()

@@ -17,7 +17,12 @@ use crate::support::{Receiver, TestApp, config_with};
 
 /// A Postern taking `*@dest.test` and `*@open.test` over STARTTLS with a certificate `ca` issued for
 /// `names`, passing it on to `receiver`.
-async fn tls_mx(ca: &TestCa, names: &[&str], dir: &TempDir, receiver: &Receiver) -> TestApp {
+pub(crate) async fn tls_mx(
+    ca: &TestCa,
+    names: &[&str],
+    dir: &TempDir,
+    receiver: &Receiver,
+) -> TestApp {
     let files = ca.issue(names, dir.path(), "mx");
     TestApp::start(&config_with(
         &[
@@ -51,7 +56,7 @@ async fn attempt_until(app: &TestApp, token: &str, state: RecipientState) -> Out
 }
 
 /// `TLSv1.3 TLS13_… verified`: the attempt's record of a verified TLS 1.3 session.
-fn assert_verified(attempt: &OutboundAttemptRow) {
+pub(crate) fn assert_verified(attempt: &OutboundAttemptRow) {
     let tls = attempt.tls.as_deref().unwrap_or_default();
     let words: Vec<&str> = tls.split(' ').collect();
     assert!(

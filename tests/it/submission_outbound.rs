@@ -144,6 +144,7 @@ msg = (
     "Subject: Reset your password\r\n"
     "X-CloudMTA-Class: priority\r\n"
     "x-cloudmta-tags: password-reset,\r\n account\r\n"
+    "X-CloudMTA-Require-TLS: true\r\n"
     "Bcc: hidden@example.org\r\n"
     "\r\n"
     "Click the link.\r\n"
@@ -182,6 +183,10 @@ s.mail("app@example.com")
 s.rcpt("someone@example.net")
 expect(s.data("From: app@example.com\r\nX-CloudMTA-Class: bulk\r\n\r\nx\r\n"), 554,
        "5.6.0 x-cloudmta-class must be standard, priority or digest")
+s.mail("app@example.com")
+s.rcpt("someone@example.net")
+expect(s.data("From: app@example.com\r\nX-CloudMTA-Require-TLS: maybe\r\n\r\nx\r\n"), 554,
+       "5.6.0 x-cloudmta-require-tls must be true or false")
 
 # Accepted: the envelope recipients are the RCPT TO addresses.
 s.mail("app@example.com")
@@ -212,6 +217,7 @@ print("ok", uuid)
         serde_json::json!(["password-reset", "account"])
     );
     assert_eq!(message["subject"], "Reset your password");
+    assert_eq!(message["require_tls"], true);
     assert_eq!(
         message["envelope_from"],
         format!("bounces+{id}@mta.example.com")

@@ -9,7 +9,14 @@ use std::path::{Path, PathBuf};
 const BOUNDARIES: &[(&str, &[&str])] = &[
     ("rusqlite", &["store/"]),
     ("mail_parser", &["mail/"]),
-    ("reqwest", &["webhook/", "accounts/oidc/http.rs"]),
+    (
+        "reqwest",
+        &[
+            "webhook/",
+            "accounts/oidc/http.rs",
+            "outbound/mta_sts/discovery.rs",
+        ],
+    ),
     ("oauth2", &["accounts/oidc/"]),
     ("lettre", &["outbound/worker.rs", "outbound/worker/"]),
     ("argon2", &["accounts/"]),

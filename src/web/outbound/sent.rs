@@ -298,6 +298,7 @@ fn summary_section(message: &OutboundSummary) -> Html {
             "<dt>From</dt><dd>{from}</dd>\n<dt>Envelope sender</dt><dd class=\"mono\">{envelope}</dd>\n",
             "<dt>Subject</dt><dd>{subject}</dd>\n<dt>Tags</dt><dd>{tags}</dd>\n",
             "<dt>Priority</dt><dd>{priority}</dd>\n<dt>Test mode</dt><dd>{test}</dd>\n",
+            "<dt>Require TLS</dt><dd id=\"require-tls\">{require_tls}</dd>\n",
             "<dt>Size</dt><dd>{size} bytes</dd>\n</dl>\n",
         ),
         uuid = Html::escape(&message.id),
@@ -310,6 +311,10 @@ fn summary_section(message: &OutboundSummary) -> Html {
         tags = Html::escape(&message.tags.join(", ")),
         priority = message.priority.as_str(),
         test = if message.test_mode { "yes" } else { "no" },
+        require_tls = match message.require_tls {
+            true => "yes: verified TLS or no delivery",
+            false => "no",
+        },
         size = message.size,
     )
 }
