@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::config::{CertSource, TlsConfig};
 use crate::shutdown::Shutdown;
 
+pub mod acme;
 pub mod client;
 
 /// How often certificate files are checked for a change.

@@ -264,6 +264,18 @@ const MIGRATIONS: &[&str] = &[
         policy      TEXT    NOT NULL,
         fetched_at  INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 9: ACME (`tls::acme`): the account key and the certificate with its key, sealed like
+    // the other secrets (`store::certificates`), and the last certificate events.
+    "CREATE TABLE acme_cache (
+        name    TEXT    PRIMARY KEY,
+        value   BLOB    NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE certificate_events (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        kind    TEXT    NOT NULL CHECK (kind IN ('issued', 'renewed', 'cached', 'failed')),
+        detail  TEXT    NOT NULL
+    );",
 ];
 
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {

@@ -9,7 +9,8 @@
 //! `instance_secrets` (`outbound`; after enqueueing — the events webhook's queue, bounces,
 //! opens and clicks, the suppression list, instance secrets — `events`); everything about
 //! one data subject, counted, dumped or purged (`subject`); the delivery worker's claims,
-//! attempts and state transitions on those tables (`queue`).
+//! attempts and state transitions on those tables (`queue`); the ACME account and
+//! certificate (`acme_cache`, sealed) and `certificate_events` (`certificates`).
 //!
 //! Retention (`retention`): the sweep's deletes, `secure_delete` on every connection and
 //! incremental auto-vacuum, so deleted data neither lingers in free pages nor keeps the
@@ -24,6 +25,7 @@
 
 mod accounts;
 mod attempts;
+mod certificates;
 mod events;
 mod managed;
 mod messages;
@@ -49,6 +51,7 @@ pub use accounts::{
     SessionCutoffs, SessionRow, UserDeletion, UserRow,
 };
 pub use attempts::AttemptRecord;
+pub use certificates::{CERTIFICATE_EVENTS_KEPT, CertificateEvent};
 pub use events::{
     BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
 };

@@ -37,7 +37,7 @@ const fn sealed(table: &'static str, key: &'static str, column: &'static str) ->
 }
 
 /// Every sealed column: message content, then the secrets (TOTP, DKIM, instance keys) and
-/// the URLs that may carry credentials.
+/// the URLs that may carry credentials, then the ACME account and certificate keys.
 pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed("inbound_raw", "message_id", "raw"),
     sealed("outbound_content", "message_id", "raw"),
@@ -49,6 +49,7 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed("managed_addresses", "id", "auth_callback"),
     sealed("managed_addresses", "id", "error_callback"),
     sealed("managed_domains", "id", "target"),
+    sealed("acme_cache", "name", "value"),
 ];
 
 /// The URL columns of managed addresses and domains that are sealed (`store::managed`).

@@ -64,19 +64,28 @@ pub enum HandshakeError {
     Handshake(std::io::Error),
 }
 
+/// A client config that verifies servers against the webpki roots and `extra_roots` (already
+/// checked by the config): outbound STARTTLS and the ACME directory (`tls::acme`).
+pub fn verifying_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra_roots {
+        roots.add(root.clone())?;
+    }
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 impl ClientTls {
     /// Connectors trusting the webpki roots and `extra_roots` (already checked by the config).
     pub fn new(extra_roots: &[CertificateDer<'static>]) -> Result<ClientTls, rustls::Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for root in extra_roots {
-            roots.add(root.clone())?;
-        }
-        let verified = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let verified = verifying_config(extra_roots)?;
         let verified = Arc::new(verified);
         let any_certificate = AnyCertificate {
             algorithms: provider.signature_verification_algorithms,
