@@ -742,6 +742,7 @@ fn web_settings(
         hostname: config.hostname.clone(),
         dns_timeout: config.auth.timeout,
         retention: config.retention,
+        acme: None,
     }
 }
 

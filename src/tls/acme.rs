@@ -48,10 +48,26 @@ pub enum AcmeSetupError {
 /// The ACME side of the certificate source, shared by every listener.
 #[derive(Clone)]
 pub struct Acme {
+    /// The directory URL orders go to.
+    pub directory: String,
+    /// The names ordered (`server.hostname` plus `[tls] names`).
+    pub names: Vec<String>,
+    pub challenge_type: AcmeChallenge,
     resolver: Arc<rustls_acme::ResolvesServerCertAcme>,
     challenge: Arc<ServerConfig>,
     http01: TowerHttp01ChallengeService,
     status: CertificateStatus,
+}
+
+impl std::fmt::Debug for Acme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acme")
+            .field("directory", &self.directory)
+            .field("names", &self.names)
+            .field("challenge_type", &self.challenge_type)
+            .field("current", &self.status.current())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Acme {
@@ -84,6 +100,9 @@ impl Acme {
             .cache(CompositeCache::new(cache.clone(), cache))
             .state();
         let acme = Acme {
+            directory: directory_url(&settings.directory).to_string(),
+            names: names.clone(),
+            challenge_type: settings.challenge,
             resolver: state.resolver(),
             challenge: state.challenge_rustls_config(),
             http01: state.http01_challenge_tower_service(),

@@ -1,9 +1,10 @@
 //! The administration pages and their JSON API side by side, over the accounts service
 //! (which writes the audit rows): `users`, `keys` (API keys), `audit` (the audit log) and
-//! `settings` (read-only). Viewers read; the gate refuses their writes (403) and any write
+//! `settings` (read-only; `certificate`: its ACME section). Viewers read; the gate refuses their writes (403) and any write
 //! without the session's CSRF token.
 
 mod audit;
+mod certificate;
 mod keys;
 mod settings;
 mod users;

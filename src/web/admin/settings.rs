@@ -35,6 +35,7 @@ async fn settings(
     }
     body.push_trusted("</tbody>\n</table>\n");
     body.push(certificate_section(&state.settings));
+    body.push(super::certificate::acme_section(&state.settings, &state.store).await);
     body.push(retention_section(&state.settings.retention));
     body.push_trusted("<h2>Sign-in providers</h2>\n");
     body.push(providers_section(state.oidc.providers()));

@@ -16,6 +16,7 @@ pub mod browser;
 pub mod certs;
 pub mod dns;
 pub mod oidc;
+pub mod pebble;
 pub mod policy_host;
 pub mod raw_tcp;
 pub mod receiver;
