@@ -32,6 +32,7 @@ use crate::shutdown::Shutdown;
 use crate::smtp::server::{ListenerLimits, ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
 use crate::store::{Store, StoreError, Swept};
+use crate::tls::acme::{Acme, AcmeSetupError};
 use crate::tls::{Certificates, TlsError};
 use crate::web::WebOptions;
 use crate::web::host::HostRule;
@@ -47,6 +48,8 @@ pub enum AppError {
     Keyring(#[from] KeyringError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Acme(#[from] AcmeSetupError),
     #[error("DNS resolver for SPF/DKIM/DMARC: {0}")]
     Auth(#[from] ResolverError),
     #[error(transparent)]
@@ -140,6 +143,8 @@ pub struct App {
     certificates: Option<Arc<Certificates>>,
     /// `[web] http_listen`: redirects to HTTPS (and answers ACME HTTP-01).
     http: Option<(TcpListener, SocketAddr)>,
+    /// `[tls] mode = "acme"`: the order, started by `run`.
+    acme: Option<Acme>,
     inbound: Arc<Inbound>,
     smtp_addr: SocketAddr,
     web: TcpListener,
@@ -183,6 +188,7 @@ impl App {
         let accounts = accounts_service(&config, &store, options);
         let certificates = Certificates::new(&config.tls, &config.hostname)?;
         let tls = certificates.as_ref().map(|c| c.smtp_config());
+        let acme = acme_order(&config, certificates.as_ref(), &store, &clock)?;
         let (routes, keep_raw) = initial_routes(&config);
         let verifier = build_verifier(&config, &store).await?;
         // Config entries plus those managed through the API (dev mode keeps its one route).
@@ -242,6 +248,7 @@ impl App {
             submission_tls_addrs,
             certificates,
             http,
+            acme,
             inbound,
             smtp_addr,
             web,
@@ -360,11 +367,19 @@ impl App {
             .https
             .then(|| self.certificates.clone())
             .flatten();
+        let challenge = self
+            .acme
+            .as_ref()
+            .and_then(Acme::http01_service)
+            .map(crate::web::redirect::acme_challenge);
+        if let Some(acme) = self.acme {
+            acme.spawn(&shutdown);
+        }
         let http_redirect = self.http.map(|(listener, _)| {
             let router = crate::web::redirect::router(
                 self.web_addr.port(),
                 self.web_options.hosts.clone(),
-                None,
+                challenge,
             );
             let limits = self.web_limits;
             tokio::spawn(crate::web::listener::serve(
@@ -450,6 +465,24 @@ async fn reload_on_hangup(certificates: Option<Arc<Certificates>>, shutdown: Shu
     #[cfg(not(unix))]
     {
         let _ = (certificates, shutdown);
+    }
+}
+
+/// The ACME order of `[tls] mode = "acme"` (run by `App::run`), deploying into `certificates`.
+fn acme_order(
+    config: &Config,
+    certificates: Option<&Arc<Certificates>>,
+    store: &Store,
+    clock: &Clock,
+) -> Result<Option<Acme>, AcmeSetupError> {
+    match (&config.tls.source, certificates) {
+        (crate::config::CertSource::Acme(settings), Some(certificates)) => Ok(Some(Acme::new(
+            settings,
+            certificates.clone(),
+            store.clone(),
+            clock.clone(),
+        )?)),
+        _ => Ok(None),
     }
 }
 
@@ -742,7 +775,6 @@ fn web_settings(
         hostname: config.hostname.clone(),
         dns_timeout: config.auth.timeout,
         retention: config.retention,
-        acme: None,
     }
 }
 

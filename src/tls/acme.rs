@@ -8,90 +8,62 @@
 //! and the certificate with its key live in the store, sealed like the other secrets
 //! ([`SealedCache`]), never in rustls-acme's plaintext `DirCache`.
 //!
-//! The listeners get [`Acme::resolver`] (no certificate until the first order succeeds: the
-//! caller keeps a fallback), [`Acme::challenge_config`] for TLS-ALPN-01 handshakes on the
-//! HTTPS listener, and [`Acme::http01_service`] for `/.well-known/acme-challenge/{token}` on
-//! the port-80 listener.
+//! The cache is also where a certificate reaches the listeners: one loaded at start or
+//! stored after an order is deployed into [`Certificates`] (which serves its temporary
+//! self-signed certificate until then); the TLS-ALPN-01 challenge config is attached to it
+//! for the HTTPS listener, and [`Acme::http01_service`] answers
+//! `/.well-known/acme-challenge/{token}` on the port-80 listener.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rustls::ServerConfig;
-use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 use rustls_acme::caches::CompositeCache;
 use rustls_acme::tower::TowerHttp01ChallengeService;
 use rustls_acme::{
-    AccountCache, AcmeConfig, AcmeState, CertCache, EventError, EventOk, OrderError,
-    UseChallenge,
+    AccountCache, AcmeConfig, AcmeState, CertCache, EventError, EventOk, OrderError, UseChallenge,
 };
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use x509_parser::extensions::GeneralName;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::Certificates;
 use crate::clock::Clock;
 use crate::config::{AcmeChallenge, AcmeSettings};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 
-/// Let's Encrypt's directories, for `directory = "letsencrypt"` / `"letsencrypt-staging"`.
-pub const LETS_ENCRYPT: &str = rustls_acme::acme::LETS_ENCRYPT_PRODUCTION_DIRECTORY;
-pub const LETS_ENCRYPT_STAGING: &str = rustls_acme::acme::LETS_ENCRYPT_STAGING_DIRECTORY;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeSetupError {
     #[error("[tls] acme_ca_file: a certificate is not usable as a root: {0}")]
     Roots(rustls::Error),
-    #[error("[tls] mode = \"acme\" needs at least one name: set server.hostname")]
-    NoNames,
 }
 
-/// The ACME side of the certificate source, shared by every listener.
-#[derive(Clone)]
+/// An ACME order for the names of [`Certificates`], ready to run: [`Acme::spawn`] starts it.
 pub struct Acme {
-    /// The directory URL orders go to.
-    pub directory: String,
-    /// The names ordered (`server.hostname` plus `[tls] names`).
-    pub names: Vec<String>,
-    pub challenge_type: AcmeChallenge,
-    resolver: Arc<rustls_acme::ResolvesServerCertAcme>,
-    challenge: Arc<ServerConfig>,
+    state: AcmeState<StoreError>,
+    follower: Follower,
     http01: TowerHttp01ChallengeService,
-    status: CertificateStatus,
-}
-
-impl std::fmt::Debug for Acme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Acme")
-            .field("directory", &self.directory)
-            .field("names", &self.names)
-            .field("challenge_type", &self.challenge_type)
-            .field("current", &self.status.current())
-            .finish_non_exhaustive()
-    }
+    challenge: AcmeChallenge,
 }
 
 impl Acme {
-    /// Starts ordering (or loads the cached certificate) for `names`; the task runs until
-    /// `shutdown`. Events go to the log and to the store's `certificate_events`.
-    pub fn start(
+    /// The order for `certificates.names()`; each certificate it loads or is issued is
+    /// deployed into `certificates`, whose HTTPS config gets the TLS-ALPN-01 challenge config
+    /// now. Nothing is loaded or ordered before [`Acme::spawn`].
+    pub fn new(
         settings: &AcmeSettings,
-        names: Vec<String>,
+        certificates: Arc<Certificates>,
         store: Store,
         clock: Clock,
-        shutdown: &Shutdown,
     ) -> Result<Acme, AcmeSetupError> {
-        if names.is_empty() {
-            return Err(AcmeSetupError::NoNames);
-        }
         let client = super::client::verifying_config(&settings.extra_roots)
             .map_err(AcmeSetupError::Roots)?;
-        let status = CertificateStatus::default();
         let cache = SealedCache {
             store: store.clone(),
-            status: status.clone(),
+            certificates: certificates.clone(),
         };
-        let state = AcmeConfig::new_with_client_config(&names, Arc::new(client))
-            .directory(directory_url(&settings.directory))
+        let state = AcmeConfig::new_with_client_config(certificates.names(), Arc::new(client))
+            .directory(&settings.directory)
             .contact(settings.contact.iter().map(|c| format!("mailto:{c}")))
             .challenge_type(match settings.challenge {
                 AcmeChallenge::TlsAlpn01 => UseChallenge::TlsAlpn01,
@@ -99,119 +71,61 @@ impl Acme {
             })
             .cache(CompositeCache::new(cache.clone(), cache))
             .state();
-        let acme = Acme {
-            directory: directory_url(&settings.directory).to_string(),
-            names: names.clone(),
-            challenge_type: settings.challenge,
-            resolver: state.resolver(),
-            challenge: state.challenge_rustls_config(),
+        certificates.attach_challenge(state.challenge_rustls_config());
+        Ok(Acme {
             http01: state.http01_challenge_tower_service(),
-            status,
-        };
-        let follower = Follower {
-            store,
-            clock,
-            names,
-            status: acme.status.clone(),
-            deployed: false,
-            stored_as: None,
-        };
-        shutdown.spawn(follower.run(state, shutdown.clone()));
-        Ok(acme)
-    }
-
-    /// The CA's certificate once there is one; `None` before (the caller falls back).
-    pub fn resolver(&self) -> Arc<dyn ResolvesServerCert> {
-        self.resolver.clone()
-    }
-
-    /// The server config for a TLS-ALPN-01 handshake (`rustls_acme::is_tls_alpn_challenge`).
-    pub fn challenge_config(&self) -> Arc<ServerConfig> {
-        self.challenge.clone()
-    }
-
-    /// Answers `GET /.well-known/acme-challenge/{token}` during an HTTP-01 order (404 else).
-    pub fn http01_service(&self) -> TowerHttp01ChallengeService {
-        self.http01.clone()
-    }
-
-    /// The certificate served now, for `/settings`.
-    pub fn status(&self) -> CertificateStatus {
-        self.status.clone()
-    }
-}
-
-/// The directory URL for the `[tls] acme_directory` setting (a URL or a Let's Encrypt alias).
-pub fn directory_url(directory: &str) -> &str {
-    match directory {
-        "letsencrypt" => LETS_ENCRYPT,
-        "letsencrypt-staging" => LETS_ENCRYPT_STAGING,
-        url => url,
-    }
-}
-
-/// The certificate the CA issued, as the listeners serve it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issued {
-    /// The DNS names it covers.
-    pub names: Vec<String>,
-    /// Unix seconds.
-    pub not_after: i64,
-    /// Hex, as `openssl x509 -serial` prints it.
-    pub serial: String,
-}
-
-/// The current certificate, shared between the cache that sees it and the pages that show it.
-#[derive(Debug, Clone, Default)]
-pub struct CertificateStatus(Arc<Mutex<Option<Issued>>>);
-
-impl CertificateStatus {
-    /// `None` until the first certificate exists (listeners use the fallback).
-    pub fn current(&self) -> Option<Issued> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, pem: &[u8]) {
-        let issued = issued(pem);
-        if issued.is_none() {
-            tracing::warn!("the ACME certificate could not be read for its expiry");
-        }
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = issued;
-    }
-}
-
-/// Names, expiry and serial of the first certificate in `pem` (rustls-acme's cache format:
-/// the private key, then the chain).
-fn issued(pem: &[u8]) -> Option<Issued> {
-    let leaf = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
-    let names = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    GeneralName::DNSName(name) => Some(name.to_string()),
-                    _ => None,
-                })
-                .collect()
+            challenge: settings.challenge,
+            state,
+            follower: Follower {
+                store,
+                clock,
+                certificates,
+                deployed: false,
+                stored_as: None,
+            },
         })
-        .unwrap_or_default();
-    Some(Issued {
-        names,
-        not_after: cert.validity().not_after.timestamp(),
-        serial: cert.tbs_certificate.raw_serial_as_string(),
-    })
+    }
+
+    /// With HTTP-01, what answers `GET /.well-known/acme-challenge/{token}` on the port-80
+    /// listener during an order (404 else); `None` with TLS-ALPN-01.
+    pub fn http01_service(&self) -> Option<TowerHttp01ChallengeService> {
+        (self.challenge == AcmeChallenge::Http01).then(|| self.http01.clone())
+    }
+
+    /// Loads the cached certificate or orders one, then renews it, until `shutdown`; every
+    /// event goes to the log and to the store's `certificate_events`.
+    pub fn spawn(self, shutdown: &Shutdown) {
+        shutdown.spawn(self.follower.run(self.state, shutdown.clone()));
+    }
+}
+
+/// rustls-acme's cache format: the private key (PKCS#8 PEM), then the chain, leaf first.
+fn certified_key(pem: &[u8]) -> Option<CertifiedKey> {
+    let key = PrivateKeyDer::from_pem_slice(pem).ok()?;
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    CertifiedKey::from_der(chain, key, &provider).ok()
 }
 
 /// rustls-acme's cache over the store: each value sealed in the statement that writes it.
 #[derive(Clone)]
 struct SealedCache {
     store: Store,
-    status: CertificateStatus,
+    certificates: Arc<Certificates>,
+}
+
+impl SealedCache {
+    /// Serves the certificate in `pem` on every listener from now on.
+    fn deploy(&self, pem: &[u8]) {
+        match certified_key(pem) {
+            Some(key) => self.certificates.deploy(key),
+            None => tracing::warn!(
+                "ACME: the certificate is not usable; still serving the previous one"
+            ),
+        }
+    }
 }
 
 /// The cache row of a certificate or account: what it is for, without the contact
@@ -233,7 +147,7 @@ impl CertCache for SealedCache {
         let name = cache_name("certificate", domains, directory_url);
         let pem = self.store.acme_cache(&name).await?;
         if let Some(pem) = &pem {
-            self.status.set(pem);
+            self.deploy(pem);
         }
         Ok(pem)
     }
@@ -244,7 +158,7 @@ impl CertCache for SealedCache {
         directory_url: &str,
         cert: &[u8],
     ) -> Result<(), StoreError> {
-        self.status.set(cert);
+        self.deploy(cert);
         let name = cache_name("certificate", domains, directory_url);
         self.store.store_acme_cache(&name, cert.to_vec()).await
     }
@@ -280,8 +194,7 @@ type Event = Result<EventOk, EventError<StoreError, StoreError>>;
 struct Follower {
     store: Store,
     clock: Clock,
-    names: Vec<String>,
-    status: CertificateStatus,
+    certificates: Arc<Certificates>,
     /// A certificate was served before: the next new one is a renewal.
     deployed: bool,
     /// The kind of the new certificate being stored (`issued` or `renewed`): recorded once
@@ -291,7 +204,8 @@ struct Follower {
 
 impl Follower {
     async fn run(mut self, mut state: AcmeState<StoreError>, shutdown: Shutdown) {
-        tracing::info!(names = ?self.names, "ACME: loading the certificate or ordering one");
+        let names = self.certificates.names();
+        tracing::info!(?names, "ACME: loading the certificate or ordering one");
         loop {
             let event = tokio::select! {
                 _ = shutdown.triggered() => return,
@@ -332,24 +246,22 @@ impl Follower {
         }
     }
 
-    /// `mail.example.com, example.com; expires 2026-03-01T00:00:00Z; serial 0a:…`.
+    /// `mail.example.com, example.com; expires 2027-03-01 12:00 UTC (89 days left); issuer …`.
     fn described(&self) -> String {
-        match self.status.current() {
-            Some(issued) => format!(
-                "{}; expires {}; serial {}",
-                issued.names.join(", "),
-                crate::clock::from_unix(issued.not_after)
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                issued.serial
-            ),
-            None => self.names.join(", "),
-        }
+        let status = self.certificates.status();
+        format!(
+            "{}; expires {}; issuer {}",
+            status.names.join(", "),
+            status.expires_text(),
+            status.issuer
+        )
     }
 
     async fn record(&self, kind: &str, detail: String) {
         match kind {
-            "failed" => tracing::warn!(error = %detail, "ACME: no certificate this time, retrying with backoff"),
+            "failed" => {
+                tracing::warn!(error = %detail, "ACME: no certificate this time, retrying with backoff")
+            }
             _ => tracing::info!(kind, certificate = %detail, "ACME: certificate {kind}"),
         }
         let at = self.clock.unix();
@@ -393,7 +305,10 @@ fn refusal(error: &str) -> Option<String> {
     let (_, rest) = error.split_once("non 2xx http status: ")?;
     let (status, quoted) = rest.split_once(' ')?;
     let body: String = serde_json::from_str(quoted).ok()?;
-    Some(format!("the CA answered {status}: {}", problem_detail(&body)))
+    Some(format!(
+        "the CA answered {status}: {}",
+        problem_detail(&body)
+    ))
 }
 
 /// The `detail` (and `type`) of an RFC 7807 problem document, or the body as it is.
@@ -418,16 +333,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lets_encrypt_aliases_and_urls() {
-        assert_eq!(directory_url("letsencrypt"), LETS_ENCRYPT);
-        assert_eq!(directory_url("letsencrypt-staging"), LETS_ENCRYPT_STAGING);
-        assert_eq!(
-            directory_url("https://localhost:14000/dir"),
-            "https://localhost:14000/dir"
-        );
-    }
-
-    #[test]
     fn a_problem_document_reads_as_its_type_and_detail() {
         let body = r#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"Error creating new order :: Cannot issue for \"localhost\"","status":400}"#;
         assert_eq!(
@@ -435,7 +340,8 @@ mod tests {
             "urn:ietf:params:acme:error:rejectedIdentifier: Error creating new order :: Cannot issue for \"localhost\""
         );
         assert_eq!(problem_detail("gateway down\n"), "gateway down");
-        let error = format!("order: acme error: http request error: non 2xx http status: 400 {body:?}");
+        let error =
+            format!("order: acme error: http request error: non 2xx http status: 400 {body:?}");
         assert_eq!(
             refusal(&error).unwrap(),
             format!("the CA answered 400: {}", problem_detail(body))
@@ -453,19 +359,17 @@ mod tests {
     }
 
     #[test]
-    fn the_certificate_pem_gives_names_expiry_and_serial() {
+    fn the_cached_pem_is_the_key_then_the_chain() {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(vec!["mail.example.test".into(), "example.test".into()])
-                .unwrap();
-        params.not_after = rcgen::date_time_ymd(2031, 1, 2);
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0a, 0xbc]));
+        let params = rcgen::CertificateParams::new(vec!["mail.example.test".into()]).unwrap();
         let cert = params.self_signed(&key).unwrap();
-        // rustls-acme's format: the key first, then the chain.
         let pem = format!("{}\n{}", key.serialize_pem(), cert.pem());
-        let issued = issued(pem.as_bytes()).unwrap();
-        assert_eq!(issued.names, ["mail.example.test", "example.test"]);
-        assert_eq!(issued.not_after, 1_925_078_400);
-        assert_eq!(issued.serial, "0a:bc");
+        let certified = certified_key(pem.as_bytes()).unwrap();
+        assert_eq!(certified.cert, [cert.der().clone()]);
+        // A key that is not the certificate's is refused, not served.
+        let other = rcgen::KeyPair::generate().unwrap();
+        let mismatched = format!("{}\n{}", other.serialize_pem(), cert.pem());
+        assert!(certified_key(mismatched.as_bytes()).is_none());
+        assert!(certified_key(cert.pem().as_bytes()).is_none());
     }
 }

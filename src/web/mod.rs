@@ -105,8 +105,6 @@ pub struct Settings {
     pub dns_timeout: std::time::Duration,
     /// `[retention]` (dev mode: the newest messages): the settings page and the lists say it.
     pub retention: crate::retention::Retention,
-    /// `[tls] mode = "acme"`: the certificate section (names, expiry, last events).
-    pub acme: Option<crate::tls::acme::Acme>,
 }
 
 #[derive(Clone)]

@@ -21,6 +21,17 @@ pub fn router(https_port: u16, hosts: HostRule, challenge: Option<Router>) -> Ro
         .layer(middleware::from_fn_with_state(hosts, super::host::check))
 }
 
+/// ACME's HTTP-01 answers (`tls::acme::Acme::http01_service`) at
+/// `/.well-known/acme-challenge/{token}`, to merge into [`router`].
+pub fn acme_challenge<S>(service: S) -> Router
+where
+    S: tower::Service<Request, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    S::Response: IntoResponse + 'static,
+    S::Future: Send + 'static,
+{
+    Router::new().route_service("/.well-known/acme-challenge/{token}", service)
+}
+
 async fn to_https(State(port): State<u16>, request: Request) -> Response {
     let host = request
         .headers()

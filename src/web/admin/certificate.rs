@@ -1,15 +1,24 @@
-//! The certificate section of `/settings` with `[tls] mode = "acme"`: where certificates
-//! come from, the names, the expiry of the one served, and the last certificate events;
-//! before the first certificate, that the listeners use a temporary self-signed one, and why.
+//! The ACME part of `/settings` (`[tls] mode = "acme"`), below the certificate the listeners
+//! serve: where certificates are ordered, and the last certificate events (issued, renewed,
+//! loaded from the store, failed with the CA's error); while the temporary self-signed
+//! certificate is served, why — the last order's error.
 
+use crate::config::{AcmeChallenge, AcmeSettings, CertSource};
 use crate::store::{CertificateEvent, Store};
-use crate::tls::acme::Acme;
+use crate::web::Settings;
 use crate::web::ui::{self, Html, html};
 
 /// Events shown; the store keeps more (`store::CERTIFICATE_EVENTS_KEPT`).
 const EVENTS_SHOWN: i64 = 10;
 
-pub(super) async fn section(acme: &Acme, store: &Store) -> Html {
+/// Empty unless the certificate comes from ACME.
+pub(super) async fn acme_section(settings: &Settings, store: &Store) -> Html {
+    let Some(certificates) = &settings.certificates else {
+        return Html::new();
+    };
+    let CertSource::Acme(acme) = certificates.source() else {
+        return Html::new();
+    };
     let events = match store.certificate_events(EVENTS_SHOWN).await {
         Ok(events) => events,
         Err(error) => {
@@ -17,51 +26,38 @@ pub(super) async fn section(acme: &Acme, store: &Store) -> Html {
             Vec::new()
         }
     };
-    let mut body = Html::trusted("<h2 id=\"certificate\">Certificate</h2>\n");
-    body.push(html!(
-        concat!(
-            "<table id=\"certificate-settings\">\n<tbody>\n",
-            "<tr><th>Source</th><td>ACME: {directory} ({challenge})</td></tr>\n",
-            "<tr><th>Names</th><td>{names}</td></tr>\n",
-        ),
-        directory = acme.directory,
-        challenge = challenge_text(acme),
-        names = acme.names.join(", "),
-    ));
-    match acme.status().current() {
-        Some(issued) => body.push(html!(
-            "<tr><th>Expires</th><td>{} (serial {}; covers {})</td></tr>\n",
-            ui::unix_time(issued.not_after),
-            issued.serial,
-            issued.names.join(", "),
-        )),
-        None => body.push(html!(
-            "<tr><th>Expires</th><td id=\"certificate-pending\">{}</td></tr>\n",
-            pending_text(&events),
-        )),
+    let mut body = html!(
+        "<p id=\"acme-source\">Ordered from {} ({}) for {}.</p>\n",
+        acme.directory,
+        challenge_text(acme),
+        certificates.names().join(", "),
+    );
+    if certificates.status().temporary {
+        body.push(html!(
+            "<p id=\"acme-pending\">{}</p>\n",
+            pending_text(&events)
+        ));
     }
-    body.push_trusted("</tbody>\n</table>\n");
     body.push(events_table(&events));
     body
 }
 
-fn challenge_text(acme: &Acme) -> &'static str {
-    match acme.challenge_type {
-        crate::config::AcmeChallenge::TlsAlpn01 => "TLS-ALPN-01 on the HTTPS listener",
-        crate::config::AcmeChallenge::Http01 => "HTTP-01 on the port-80 listener",
+fn challenge_text(acme: &AcmeSettings) -> &'static str {
+    match acme.challenge {
+        AcmeChallenge::TlsAlpn01 => "TLS-ALPN-01 on the HTTPS listener",
+        AcmeChallenge::Http01 => "HTTP-01 on the port-80 listener",
     }
 }
 
-/// Why there is no certificate yet: the CA's last error, or that the first order runs.
+/// Why there is no certificate from the CA yet: its last error, or that the order runs.
 fn pending_text(events: &[CertificateEvent]) -> String {
-    let why = match events.first() {
-        Some(event) if event.kind == "failed" => format!("the last order failed: {}", event.detail),
-        _ => "the first order is under way".to_string(),
-    };
-    format!(
-        "No certificate from the CA yet: the listeners use a temporary self-signed \
-         certificate until it issues one; {why}."
-    )
+    match events.first() {
+        Some(event) if event.kind == "failed" => format!(
+            "No certificate yet: the last order failed ({}); it is retried with a growing delay.",
+            event.detail
+        ),
+        _ => "No certificate yet: the first order is under way.".to_string(),
+    }
 }
 
 fn events_table(events: &[CertificateEvent]) -> Html {

@@ -117,7 +117,9 @@ impl Pebble {
             }
             Validation::Real => {
                 let dns_port = free_port();
-                pebble.arg("-dnsserver").arg(format!("127.0.0.1:{dns_port}"));
+                pebble
+                    .arg("-dnsserver")
+                    .arg(format!("127.0.0.1:{dns_port}"));
                 Some(challtestsrv(dns_port))
             }
         };
