@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real sockets.
 
 mod accounts;
+mod acme;
 mod address_pages;
 mod addresses;
 mod admin_pages;

@@ -95,6 +95,17 @@ impl Browser {
         }
     }
 
+    /// A browser of `base` (`https://name:port`) through `client` (its trusted roots and
+    /// name resolution; redirects must not be followed).
+    pub fn over(base: &str, client: reqwest::Client) -> Browser {
+        Browser {
+            base: base.to_string(),
+            client,
+            cookies: BTreeMap::new(),
+            user_agent: "postern-tests/1.0".into(),
+        }
+    }
+
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies.get(name).map(String::as_str)
     }

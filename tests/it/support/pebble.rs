@@ -49,7 +49,7 @@ fn required() -> bool {
 }
 
 /// A loopback port free for both TCP and UDP right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = tcp.local_addr().unwrap().port();
