@@ -19,6 +19,7 @@ pub fn destinations(
     list.extend(outbound(config));
     list.extend(mta_sts(config));
     list.extend(config.web.oidc.iter().flat_map(oidc));
+    list.extend(acme_ca(config));
     let named = list.iter().any(|d| d.host.as_deref().is_some_and(is_name));
     list.extend(dns(config, runtime, named, system_dns));
     list
@@ -234,6 +235,24 @@ fn oidc(provider: &OidcProvider) -> Vec<Destination> {
             )
         })
         .collect()
+}
+
+/// The ACME directory of `[tls] mode = "acme"` (orders, challenges, certificate downloads).
+fn acme_ca(config: &Config) -> Option<Destination> {
+    let crate::config::CertSource::Acme(acme) = &config.tls.source else {
+        return None;
+    };
+    let url = url::Url::parse(&acme.directory).ok()?;
+    let detail = "the names to certify (server.hostname and [tls] names) and the contact \
+                  addresses; it connects back to the HTTPS or port-80 listener to validate them";
+    Some(url_destination(
+        Kind::AcmeCa,
+        "[tls] directory".into(),
+        &url,
+        url.to_string(),
+        Sends::CertificateOrder,
+        detail,
+    ))
 }
 
 /// The DNS servers, with what they are asked; the system resolver's too when host names

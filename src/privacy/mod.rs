@@ -58,6 +58,7 @@ pub enum Kind {
     MtaSts,
     Dns,
     Oidc,
+    AcmeCa,
 }
 
 impl Kind {
@@ -73,6 +74,7 @@ impl Kind {
             Kind::MtaSts => "MTA-STS policy host",
             Kind::Dns => "DNS server",
             Kind::Oidc => "sign-in provider",
+            Kind::AcmeCa => "certificate authority (ACME)",
         }
     }
 }
@@ -93,6 +95,8 @@ pub enum Sends {
     SignIn,
     /// A request for a published policy: the domain's name, nothing of the mail.
     PolicyRequest,
+    /// Certificate orders: the names to certify and the contact addresses.
+    CertificateOrder,
 }
 
 impl Sends {
@@ -104,6 +108,7 @@ impl Sends {
             Sends::DnsQueries => "DNS queries",
             Sends::SignIn => "sign-in",
             Sends::PolicyRequest => "policy request",
+            Sends::CertificateOrder => "certificate orders",
         }
     }
 }
@@ -179,6 +184,18 @@ fn redirect_note(delivery: &DeliveryConfig) -> String {
     )
 }
 
+/// Whether certificates are fetched: only with `[tls] mode = "acme"`.
+fn acme_note(config: &Config) -> String {
+    match config.tls.source {
+        crate::config::CertSource::Acme(_) => "ACME: the certificate authority gets the names to \
+            certify and the contact addresses, and publishes the names in Certificate \
+            Transparency logs; the account and certificate keys stay here, sealed."
+            .to_string(),
+        _ => "No ACME: TLS certificates come from files or are self-signed, nothing is fetched."
+            .to_string(),
+    }
+}
+
 /// The report of `config` and `runtime`; `system_dns` are the servers of `/etc/resolv.conf`
 /// (or why they could not be read).
 pub fn report(
@@ -190,8 +207,7 @@ pub fn report(
         redirect_note(&config.delivery),
         "Open and click tracking are requests to this instance: nothing leaves for them."
             .to_string(),
-        "No ACME: TLS certificates come from files or are self-signed, nothing is fetched."
-            .to_string(),
+        acme_note(config),
     ];
     let system_dns = system_dns.unwrap_or_else(|reason| {
         notes.push(format!(
@@ -318,6 +334,29 @@ auth_callback = "http://127.0.0.1:9/auth"
         assert!(encrypted("Users"));
         assert!(!encrypted("Received messages' metadata"));
         assert!(!encrypted("The audit log"));
+    }
+
+    #[test]
+    fn acme_lists_the_certificate_authority_and_its_sealed_keys() {
+        let toml = "[server]\nhostname = \"mail.example.com\"\n[tls]\nmode = \"acme\"\n\
+                    contact = [\"postmaster@example.com\"]\n";
+        let config = Config::from_toml(toml, Vec::new()).unwrap();
+        let acme = report(&config, &runtime(), Ok(vec![]));
+        let ca = acme.destinations.iter().find(|d| d.kind == Kind::AcmeCa);
+        let ca = ca.unwrap_or_else(|| panic!("no CA in {:?}", acme.destinations));
+        assert_eq!(ca.host.as_deref(), Some("acme-v02.api.letsencrypt.org"));
+        assert_eq!(
+            (ca.port, ca.encryption, ca.sends),
+            (Some(443), Encryption::Yes, Sends::CertificateOrder)
+        );
+        assert!(acme.notes.iter().any(|n| n.starts_with("ACME:")));
+        let keys = acme.stored.iter().find(|s| s.what.starts_with("The ACME"));
+        assert!(keys.unwrap().encrypted);
+
+        let files = Config::from_toml(CONFIG, Vec::new()).unwrap();
+        let report = report(&files, &runtime(), Ok(vec![]));
+        assert!(!report.destinations.iter().any(|d| d.kind == Kind::AcmeCa));
+        assert!(!report.stored.iter().any(|s| s.what.starts_with("The ACME")));
     }
 
     #[test]

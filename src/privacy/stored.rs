@@ -47,7 +47,7 @@ pub fn stored(config: &Config) -> Vec<Stored> {
         config.web.session_idle.as_secs() / 60,
         config.web.session_lifetime.as_secs() / 3600
     );
-    vec![
+    let mut rows = vec![
         row(
             "Received messages' metadata: sender, recipients, subject, size, status, and every \
              POST attempt with the target's answer (less any field [privacy] redacts)",
@@ -93,7 +93,15 @@ pub fn stored(config: &Config) -> Vec<Stored> {
             FOREVER,
             sealed,
         ),
-    ]
+    ];
+    if matches!(config.tls.source, crate::config::CertSource::Acme(_)) {
+        rows.push(row(
+            "The ACME account key, and the certificate with its private key",
+            "until replaced by a renewal",
+            sealed,
+        ));
+    }
+    rows
 }
 
 #[cfg(test)]

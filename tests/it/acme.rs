@@ -318,13 +318,18 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
 
     // (b) The same certificate on STARTTLS (MX and submission) and implicit TLS (465).
     let ports = serve.ports;
-    assert_eq!(starttls_leaf(ports.smtp, &trust).await.unwrap(), first);
-    assert_eq!(
-        starttls_leaf(ports.submission, &trust).await.unwrap(),
-        first
+    let on_mx = starttls_leaf(ports.smtp, &trust).await.unwrap();
+    assert!(on_mx == first, "the MX listener serves another certificate");
+    let on_submission = starttls_leaf(ports.submission, &trust).await.unwrap();
+    assert!(
+        on_submission == first,
+        "submission serves another certificate"
     );
     let implicit = leaf(connect(ports.submission_tls).await.unwrap(), &trust).await;
-    assert_eq!(implicit.unwrap(), first);
+    assert!(
+        implicit.unwrap() == first,
+        "port 465 serves another certificate"
+    );
 
     // (c) Renewed (a third of 30 s left) and served without a restart, on every listener.
     let deadline = Instant::now() + ORDER;
@@ -340,13 +345,10 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    eprintln!(
-        "acme: renewed {:?} after the first certificate",
-        started.elapsed()
-    );
+    eprintln!("acme: renewed {:?} after the start", started.elapsed());
     let on_smtp = starttls_leaf(ports.smtp, &trust).await.unwrap();
-    assert_eq!(
-        on_smtp, renewed,
+    assert!(
+        on_smtp == renewed,
         "the MX listener serves another certificate"
     );
     let settings = serve.settings(dashboard_client(&root, ports.web)).await;
@@ -377,7 +379,7 @@ async fn a_restart_serves_the_cached_certificate_sealed_in_the_store() {
         "acme: certificate served {:?} after a restart (from the store)",
         restarted.elapsed()
     );
-    assert_eq!(again, first, "a restart ordered a new certificate");
+    assert!(again == first, "a restart ordered a new certificate");
     let root = pebble.issuing_root().await;
     let settings = serve
         .settings(dashboard_client(&root, serve.ports.web))
