@@ -203,6 +203,20 @@ acme_ca_file = "{ca}"
     )
 }
 
+/// Pebble issuing for `validity_secs`, a client trusting only its root, and `serve` on
+/// `ports(&pebble)`; `None` when Pebble is not installed (the skip is said).
+async fn scene(
+    validity_secs: u64,
+    validation: Validation,
+    ports: impl FnOnce(&Pebble) -> Ports,
+) -> Option<(Pebble, Arc<ClientConfig>, Serve)> {
+    crate::support::init();
+    let pebble = Pebble::start(validity_secs, validation).await?;
+    let trust = trusting(&pebble.issuing_root().await);
+    let serve = Serve::start(&pebble, ports(&pebble));
+    Some((pebble, trust, serve))
+}
+
 /// A TLS client trusting only `root_pem` (no public roots).
 fn trusting(root_pem: &str) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
@@ -290,14 +304,12 @@ fn pem_line(der: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart() {
-    crate::support::init();
-    let Some(pebble) = Pebble::start(30, Validation::Real).await else {
+    // Pebble's validation authority connects to its tlsPort: the HTTPS listener.
+    let ports = |pebble: &Pebble| Ports::new(pebble.tls_port, None);
+    let Some((pebble, trust, serve)) = scene(30, Validation::Real, ports).await else {
         return;
     };
     let root = pebble.issuing_root().await;
-    let trust = trusting(&root);
-    // Pebble's validation authority connects to its tlsPort: the HTTPS listener.
-    let serve = Serve::start(&pebble, Ports::new(pebble.tls_port, None));
     let started = Instant::now();
     let first = serve.first_certificate(&trust).await;
     eprintln!(
@@ -357,12 +369,11 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
 
 #[tokio::test]
 async fn a_restart_serves_the_cached_certificate_sealed_in_the_store() {
-    crate::support::init();
-    let Some(pebble) = Pebble::start(86_400, Validation::AlwaysValid).await else {
+    let ports = |_: &Pebble| Ports::new(free_port(), None);
+    let Some((pebble, trust, mut serve)) = scene(86_400, Validation::AlwaysValid, ports).await
+    else {
         return;
     };
-    let trust = trusting(&pebble.issuing_root().await);
-    let mut serve = Serve::start(&pebble, Ports::new(free_port(), None));
     let first = serve.first_certificate(&trust).await;
     assert_eq!(serve.stop(), 0, "log:\n{}", serve.log());
 
@@ -390,13 +401,11 @@ async fn a_restart_serves_the_cached_certificate_sealed_in_the_store() {
 
 #[tokio::test]
 async fn http_01_is_answered_on_the_port_80_listener() {
-    crate::support::init();
-    let Some(pebble) = Pebble::start(86_400, Validation::Real).await else {
+    // Pebble's validation authority asks its httpPort: the port-80 listener.
+    let ports = |pebble: &Pebble| Ports::new(free_port(), Some(pebble.http_port));
+    let Some((_pebble, trust, serve)) = scene(86_400, Validation::Real, ports).await else {
         return;
     };
-    let trust = trusting(&pebble.issuing_root().await);
-    // Pebble's validation authority asks its httpPort: the port-80 listener.
-    let serve = Serve::start(&pebble, Ports::new(free_port(), Some(pebble.http_port)));
     let started = Instant::now();
     let first = serve.first_certificate(&trust).await;
     eprintln!(
@@ -411,13 +420,11 @@ async fn http_01_is_answered_on_the_port_80_listener() {
 
 #[tokio::test]
 async fn until_the_ca_issues_listeners_serve_a_temporary_certificate_and_settings_say_why() {
-    crate::support::init();
-    let Some(pebble) = Pebble::start(86_400, Validation::Real).await else {
+    // The HTTPS listener is not where Pebble connects: every validation fails.
+    let ports = |_: &Pebble| Ports::new(free_port(), None);
+    let Some((_pebble, trust, serve)) = scene(86_400, Validation::Real, ports).await else {
         return;
     };
-    let trust = trusting(&pebble.issuing_root().await);
-    // The HTTPS listener is not where Pebble connects: every validation fails.
-    let serve = Serve::start(&pebble, Ports::new(free_port(), None));
     let any_certificate = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .resolve(HOST, Ports::addr(serve.ports.web))
