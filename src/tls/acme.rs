@@ -1,9 +1,9 @@
 //! ACME certificates (RFC 8555) with rustls-acme: one order for `server.hostname` plus
 //! `[tls] names`, renewed when a third of its validity is left, served without a restart.
 //!
-//! [`Acme::start`] builds the `AcmeState` (directory, `mailto:` contacts, a client trusting
-//! the webpki roots plus `[tls] acme_ca_file`, TLS-ALPN-01 or HTTP-01) and spawns the task
-//! that drives it until shutdown: every event is logged and recorded in the store for
+//! [`Acme::new`] builds the `AcmeState` (directory, `mailto:` contacts, a client trusting
+//! the webpki roots plus `[tls] acme_ca_file`, TLS-ALPN-01 or HTTP-01); [`Acme::spawn`] starts
+//! the task that drives it until shutdown: every event is logged and recorded in the store for
 //! `/settings` (`issued`, `renewed`, `cached`, `failed` with the CA's error). The account key
 //! and the certificate with its key live in the store, sealed like the other secrets
 //! ([`SealedCache`]), never in rustls-acme's plaintext `DirCache`.
@@ -260,7 +260,7 @@ impl Follower {
     async fn record(&self, kind: &str, detail: String) {
         match kind {
             "failed" => {
-                tracing::warn!(error = %detail, "ACME: no certificate this time, retrying with backoff")
+                tracing::warn!(error = %detail, "ACME failed; orders are retried with a growing delay")
             }
             _ => tracing::info!(kind, certificate = %detail, "ACME: certificate {kind}"),
         }
@@ -286,9 +286,9 @@ fn describe(error: &EventError<StoreError, StoreError>) -> String {
                     format!("{kind}: {detail}")
                 })
                 .collect();
+            let rustls_acme::acme::Identifier::Dns(name) = &auth.identifier;
             format!(
-                "the CA could not validate {:?}: {}",
-                auth.identifier,
+                "the CA could not validate {name}: {}",
                 match problems.is_empty() {
                     true => format!("authorization {:?}", auth.status),
                     false => problems.join("; "),
