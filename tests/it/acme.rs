@@ -322,6 +322,8 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
         .settings(dashboard_client(&root, serve.ports.web))
         .await;
     assert!(settings.contains("Pebble"), "the issuer:\n{settings}");
+    let source = format!("Ordered from {} (TLS-ALPN-01", pebble.directory);
+    assert!(settings.contains(&source), "the ACME source:\n{settings}");
     assert!(
         settings.contains("<td>issued</td>"),
         "an issued event:\n{settings}"
