@@ -236,7 +236,7 @@ fn print_web(config: &Config) {
             provider.client_id,
         );
     }
-    println!("API       http://{}/api/messages", web.listen);
+    println!("API       {}://{}/api/messages", scheme(config), web.listen);
 }
 
 /// The delivery settings; the relay's password masked.
@@ -357,12 +357,14 @@ fn tracking_warning(config: &Config) -> Option<String> {
             .trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
+    // HTTPS for server.hostname with a CA's certificate is a URL recipients can reach.
+    let public_https = config.web.https && config.tls.is_ca_issued();
     match (&config.outbound.tracking_url, loopback) {
         (_, true) => Some(format!(
             "tracking links point at {url}, which recipients cannot reach: set [outbound] \
              tracking_url, or turn tracking off per credential (--no-track-opens, --no-track-clicks)"
         )),
-        (None, false) => Some(format!(
+        (None, false) if !public_https => Some(format!(
             "[outbound] tracking_url is not set; tracking links point at {url} (the web listener)"
         )),
         _ => None,

@@ -143,11 +143,13 @@ pub struct WebConfig {
 }
 
 impl WebConfig {
-    /// Off loopback without `public_url` the listener cannot know the names it is reached
-    /// by, so it answers any `Host` (no DNS-rebinding guard): the warning `serve` logs and
+    /// Off loopback without `public_url` or HTTPS (whose certificate names them) the listener
+    /// cannot know the names it is reached by, so it answers any `Host` (no DNS-rebinding guard): the warning `serve` logs and
     /// `postern check` prints.
     pub fn any_host_warning(&self) -> Option<String> {
-        (!self.listen.ip().is_loopback() && self.public_url.is_none()).then(|| {
+        // Over HTTPS the names are the certificate's (`[tls]`): those are the ones served.
+        let names_known = self.public_url.is_some() || self.https;
+        (!self.listen.ip().is_loopback() && !names_known).then(|| {
             format!(
                 "web.listen {} is not on loopback and web.public_url is not set: the web \
                  listener answers any Host header (no DNS-rebinding guard); set web.public_url \
