@@ -97,7 +97,10 @@ pub async fn serve(
                 Some(certificates) => {
                     let deadline = limits.header_read_timeout;
                     match tokio::time::timeout(deadline, handshake(stream, &certificates)).await {
-                        Ok(Ok(tls)) => serve_connection(tls, service, limits, watcher, peer).await,
+                        Ok(Ok(Some(tls))) => {
+                            serve_connection(tls, service, limits, watcher, peer).await
+                        }
+                        Ok(Ok(None)) => debug!(%peer, "plain HTTP on the HTTPS port: told so"),
                         Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
@@ -136,15 +139,32 @@ async fn serve_connection<S, IO>(
 }
 
 /// The server side of a TLS handshake: the client's hello picks the config (ACME's
-/// TLS-ALPN-01 challenge, or HTTPS).
+/// TLS-ALPN-01 challenge, or HTTPS). A client speaking plain HTTP instead (its first octet
+/// is not a TLS handshake record's) is answered a `400` saying to use `https://`: `None`.
 async fn handshake(
-    stream: TcpStream,
+    mut stream: TcpStream,
     certificates: &Certificates,
-) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> std::io::Result<Option<tokio_rustls::server::TlsStream<TcpStream>>> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE {
+        stream.write_all(PLAIN_ON_HTTPS).await?;
+        let _ = stream.shutdown().await;
+        return Ok(None);
+    }
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
     let config = certificates.https_config(&start.client_hello());
-    start.into_stream(config).await
+    start.into_stream(config).await.map(Some)
 }
+
+/// The first octet of a TLS record carrying a handshake (RFC 8446 §5.1).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The answer to plain HTTP sent to the HTTPS listener (its `Content-Length` is checked by
+/// a test).
+const PLAIN_ON_HTTPS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\
+        Content-Length: 45\r\nConnection: close\r\n\r\n\
+        This port speaks HTTPS: use an https:// URL.\n";
 
 /// The router for one connection, with the client's address for `ConnectInfo` and the
 /// connection's own address as [`LocalAddr`].

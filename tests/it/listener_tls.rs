@@ -157,8 +157,15 @@ async fn https_starttls_and_implicit_tls_serve_one_certificate_and_a_new_one_wit
         response.headers()["strict-transport-security"],
         "max-age=31536000"
     );
-    let plain = reqwest::get(format!("http://{}/signin", app.web)).await;
-    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    let plain = reqwest::get(format!("http://{}/signin", app.web))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    assert!(plain.headers().get("set-cookie").is_none());
+    assert_eq!(
+        plain.text().await.unwrap(),
+        "This port speaks HTTPS: use an https:// URL.\n"
+    );
     assert_eq!(https_leaf(app.web, &ca).await, first);
 
     // The same certificate on the MX, on submission STARTTLS and on implicit TLS.
