@@ -19,12 +19,13 @@ use crate::accounts::{Accounts, PasswordParams, Policy};
 use crate::clock::Clock;
 use crate::config::{Config, EncryptionConfig};
 use crate::crypto::{CryptoError, Keyring, Passphrase};
-use crate::datadir::DataDirError;
+use crate::datadir::{DataDirError, ServeLock};
 use crate::dns::{ResolverChoice, ResolverError};
 use crate::inbound::managed::Managed;
 use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::verify::{AuthConfig, Verifier};
 use crate::inbound::{Inbound, InboundSettings};
+use crate::metrics::{Listener, Metrics};
 use crate::outbound::compose::{MAX_MESSAGE_SIZE, MAX_RECIPIENTS};
 use crate::outbound::worker::{Worker, WorkerError};
 use crate::outbound::{Outbound, OutboundMode, ReturnMailSettings, Submission, WithReturnPath};
@@ -168,6 +169,10 @@ pub struct App {
     /// Deletes what `[retention]` no longer keeps.
     sweeper: Sweeper,
     privacy: crate::privacy::Privacy,
+    /// The instance's counters and histograms (`/metrics`).
+    metrics: Metrics,
+    /// Held while this app serves its data directory: `postern restore` refuses meanwhile.
+    serve_lock: Option<ServeLock>,
 }
 
 impl App {
@@ -178,12 +183,16 @@ impl App {
     /// Opens the store, builds the services, binds every listener; runs nothing yet.
     pub async fn build_with(config: Config, options: AppOptions) -> Result<App, AppError> {
         let store = open_store(&config)?;
+        let serve_lock = serve_lock(&config.data_dir);
+        let metrics = Metrics::new();
         let sweeper = Sweeper {
             store: store.clone(),
             retention: config.retention,
             clock: options.clock.clone(),
+            metrics: metrics.clone(),
         };
-        let outbound = outbound_service(&config, &store, &options.clock);
+        let outbound =
+            outbound_service(&config, &store, &options.clock).with_metrics(metrics.clone());
         let clock = options.clock.clone();
         let accounts = accounts_service(&config, &store, options);
         let certificates = Certificates::new(&config.tls, &config.hostname)?;
@@ -220,13 +229,19 @@ impl App {
             store.clone(),
             verifier,
             inbound_settings(&config, keep_raw),
-        ));
+        )
+        .with_metrics(metrics.clone()));
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
         let (server_config, submission_config) = server_configs(&config, tls.is_some());
         let submission_handler = Arc::new(Submission::new(outbound.clone()));
         let (submission, submission_addrs, submission_tls_addrs) =
             bind_submission(&config, submission_config, &tls, submission_handler).await?;
-        let smtp = SmtpServer::new(smtp_listener, server_config, tls, mx);
+        let submission = submission
+            .into_iter()
+            .map(|server| server.with_metrics(metrics.clone(), Listener::Submission))
+            .collect();
+        let smtp = SmtpServer::new(smtp_listener, server_config, tls, mx)
+            .with_metrics(metrics.clone(), Listener::Mx);
         let listeners = Listeners {
             smtp: smtp_addr,
             submission: &submission_addrs,
@@ -238,6 +253,8 @@ impl App {
         let (grace, limits) = (config.smtp.shutdown_grace, web_limits(&config));
         let privacy = crate::privacy::Privacy::new(config, store.clone());
         Ok(App {
+            metrics,
+            serve_lock,
             sweeper,
             privacy,
             oidc,
@@ -332,6 +349,7 @@ impl App {
     /// Runs until `stop` resolves, then stops accepting, lets open sessions finish (up to
     /// the configured grace period) and returns.
     pub async fn run(self, stop: impl Future<Output = ()>) {
+        let _serve_lock = self.serve_lock;
         let shutdown = self.shutdown.clone();
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
         if let Some(worker) = self.worker {
@@ -404,6 +422,8 @@ impl App {
                     self.store.clone(),
                     self.clock.clone(),
                 ),
+                metrics: self.metrics,
+                shutdown: Some(self.shutdown.clone()),
             };
             let router = crate::web::router(services, self.web_options, self.settings);
             crate::web::listener::serve(self.web, router, self.web_limits, https, web_shutdown)
@@ -434,6 +454,18 @@ impl App {
         let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
         if let Some(http) = http_redirect {
             let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        }
+    }
+}
+
+/// The data directory's serve lock; when another process holds it (a second `serve` on the
+/// same directory), this one runs without and says so.
+fn serve_lock(data_dir: &Path) -> Option<ServeLock> {
+    match crate::datadir::lock_serving(data_dir) {
+        Ok(lock) => Some(lock),
+        Err(error) => {
+            warn!(%error, "another process serves this data directory");
+            None
         }
     }
 }

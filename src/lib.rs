@@ -18,6 +18,7 @@ pub mod datadir;
 pub mod dns;
 pub mod inbound;
 pub mod mail;
+pub mod metrics;
 pub mod outbound;
 pub mod privacy;
 pub mod retention;

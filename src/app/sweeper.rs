@@ -6,6 +6,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError, Swept};
@@ -19,6 +20,8 @@ pub(super) struct Sweeper {
     pub store: Store,
     pub retention: Retention,
     pub clock: Clock,
+    /// Counts the sweeps and the rows they deleted.
+    pub metrics: Metrics,
 }
 
 impl Sweeper {
@@ -28,6 +31,7 @@ impl Sweeper {
             .store
             .sweep(self.retention.cutoffs(&self.clock))
             .await?;
+        self.metrics.sweep(swept.total() as u64);
         if swept.total() > 0 {
             info!(
                 inbound_messages = swept.inbound_messages,

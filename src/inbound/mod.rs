@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::config::{Field, Redaction};
 use crate::mail::fields::{Trace, with_received};
 use crate::mail::message::ParsedMessage;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
@@ -46,6 +47,8 @@ pub struct Inbound {
     /// SPF/DKIM/DMARC; `None` when no check is enabled.
     verifier: Option<Arc<Verifier>>,
     settings: InboundSettings,
+    /// Each POST to a target: its latency and status class, by the route's pattern.
+    metrics: Metrics,
 }
 
 /// What the inbound side needs from the config besides routes.
@@ -77,7 +80,14 @@ impl Inbound {
             store,
             verifier,
             settings,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts the POSTs to targets in the instance's `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Inbound {
+        self.metrics = metrics;
+        self
     }
 
     /// `envelope.spf` (contract §5.1); `none` when SPF checking is off.
@@ -201,10 +211,13 @@ impl Inbound {
     ) -> Posted {
         match (&route.destination, payload) {
             (Destination::Target { url, format }, Some(payload)) => {
+                let started = Instant::now();
                 let delivery = self
                     .deliverer
                     .deliver_idempotent(url, payload, route.options.timeout, idempotency_key)
                     .await;
+                let status = delivery.outcome.status();
+                (self.metrics).target_post(&route.address, status, started.elapsed());
                 let reply = reply_for(&delivery.outcome);
                 let outcome = match &delivery.outcome {
                     webhook::Outcome::Accepted { .. } => Outcome::Successful,
@@ -554,7 +567,7 @@ impl Inbound {
             .then_some(raw);
         match self.store.insert_inbound(meta, keep, attempts).await {
             Ok(id) => {
-                info!(id, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");
+                info!(id, address = %route.address, status = reply.code, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");
                 if let Some(result) = &result
                     && !matches!(result, webhook::Outcome::Accepted { .. })
                 {

@@ -38,6 +38,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::Clock;
 use crate::config::Redaction;
+use crate::metrics::Metrics;
 use crate::store::{
     CredentialMode, CredentialRow, Disposition, NewOutbound, Source, Store, StoreError,
 };
@@ -126,6 +127,8 @@ pub struct Outbound {
     redact: Redaction,
     /// `[delivery] require_https`: events URLs must be `https://` off loopback.
     require_https: bool,
+    /// The worker's attempt results and the bounces return mail reports are counted here.
+    metrics: Metrics,
 }
 
 impl Outbound {
@@ -142,7 +145,18 @@ impl Outbound {
             tracking_key: Arc::new(OnceCell::new()),
             redact: Redaction::default(),
             require_https: false,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The instance's metrics (a private registry otherwise).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Outbound {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// `[delivery] require_https`: refuse plain `http://` events URLs off loopback.

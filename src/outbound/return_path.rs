@@ -21,7 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::{error, info};
 
 use super::Outbound;
-use super::bounce::{Finding, is_return_path_form};
+use super::bounce::{Finding, FindingKind, is_return_path_form};
 use crate::config::Redaction;
 use crate::mail::fields::{Trace, with_received};
 use crate::mail::message::ParsedMessage;
@@ -100,6 +100,11 @@ impl<H: MailHandler> WithReturnPath<H> {
                 return Reply::new(451, "4.3.0", "Local storage error, try again later");
             }
         };
+        for finding in &findings {
+            if matches!(finding.kind, FindingKind::Hard | FindingKind::Soft) {
+                self.outbound.metrics().bounce(finding.kind.event());
+            }
+        }
         let reply = Reply::owned(
             250,
             "2.0.0",

@@ -52,6 +52,7 @@ use super::mx::{MxHost, MxResolver};
 use crate::clock::Clock;
 use crate::config::{OutboundConfig, RelayUrl};
 use crate::dns::{ResolverChoice, ResolverError};
+use crate::metrics::Delivery;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};
 use crate::tls::client::{ClientTls, Negotiated};
@@ -446,6 +447,12 @@ impl Worker {
                 (end, failure.code, failure.text)
             }
         };
+        self.outbound.metrics().delivery(match end {
+            AttemptEnd::Delivered => Delivery::Delivered,
+            AttemptEnd::Deferred { .. } => Delivery::Deferred,
+            AttemptEnd::Bounced => Delivery::Bounced,
+            AttemptEnd::Expired => Delivery::Expired,
+        });
         info!(
             message = %recipient.uuid,
             recipient = %recipient.address,

@@ -27,6 +27,7 @@ use super::pace::{Pace, PaceLimits};
 use super::session::{
     Credentials, Envelope, Event, Session, SessionConfig, SessionPolicy, SizeLimit, TransactionInfo,
 };
+use crate::metrics::{Listener, Metrics};
 use crate::shutdown::Shutdown;
 
 /// Facts about the connection a handler may need.
@@ -138,6 +139,8 @@ pub struct SmtpServer<H> {
     /// RFC 8314 implicit TLS (port 465): the handshake comes before the greeting.
     implicit_tls: bool,
     handler: Arc<H>,
+    /// Sessions, and the replies to RCPT and DATA, counted under this listener's name.
+    metrics: Option<(Metrics, Listener)>,
 }
 
 impl<H: MailHandler> SmtpServer<H> {
@@ -158,7 +161,14 @@ impl<H: MailHandler> SmtpServer<H> {
             tls: tls.map(TlsAcceptor::from),
             implicit_tls: false,
             handler,
+            metrics: None,
         }
+    }
+
+    /// Counts this listener's sessions and replies in `metrics` as `listener`.
+    pub fn with_metrics(mut self, metrics: Metrics, listener: Listener) -> SmtpServer<H> {
+        self.metrics = Some((metrics, listener));
+        self
     }
 
     /// Makes this an implicit-TLS listener (RFC 8314 §3.3, port 465): every connection
@@ -200,6 +210,9 @@ impl<H: MailHandler> SmtpServer<H> {
                     continue;
                 }
             };
+            if let Some((metrics, listener)) = &self.metrics {
+                metrics.session(*listener);
+            }
             let mut session = Session::new(self.config.session.clone());
             if let Some(budget) = &self.config.limits.memory {
                 session = session.with_memory_budget(budget.clone());
@@ -217,6 +230,7 @@ impl<H: MailHandler> SmtpServer<H> {
                 implicit_tls: self.implicit_tls,
                 handler: self.handler.clone(),
                 shutdown: shutdown.clone(),
+                metrics: self.metrics.clone(),
             };
             let span = tracing::info_span!("smtp", peer = %remote);
             shutdown.spawn(
@@ -266,6 +280,7 @@ struct Connection<H: MailHandler> {
     implicit_tls: bool,
     handler: Arc<H>,
     shutdown: Shutdown,
+    metrics: Option<(Metrics, Listener)>,
 }
 
 impl<H: MailHandler> Connection<H> {
@@ -377,6 +392,11 @@ impl<H: MailHandler> Connection<H> {
                     .handler
                     .check_recipient(&self.info, self.session.transaction(), &address)
                     .await;
+                if let (Some((metrics, listener)), Err(reply)) = (&self.metrics, &verdict)
+                    && reply.code >= 500
+                {
+                    metrics.recipient_refused(*listener, reply.code);
+                }
                 self.session.recipient_checked(address, verdict)
             }
             Event::Message { envelope, body } => {
@@ -384,6 +404,9 @@ impl<H: MailHandler> Connection<H> {
                     .handler
                     .handle_message(&self.info, self.session.identity(), envelope, body)
                     .await;
+                if let Some((metrics, listener)) = &self.metrics {
+                    metrics.message(*listener, reply.code);
+                }
                 self.session.message_handled(reply)
             }
             Event::Authenticate(credentials) => {

@@ -278,9 +278,14 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
+/// The schema version this postern migrates to.
+pub(super) fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 pub(super) fn run(connection: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    let supported = MIGRATIONS.len() as i64;
+    let supported = latest();
     if current > supported {
         return Err(StoreError::TooNew {
             found: current,

@@ -31,6 +31,7 @@ mod managed;
 mod messages;
 mod migrations;
 mod mta_sts;
+mod operations;
 mod outbound;
 mod queue;
 mod retention;
@@ -58,6 +59,7 @@ pub use events::{
 pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 pub use mta_sts::StoredPolicy;
+pub use operations::{BEFORE_RESTORE, CopyError, Copied, backup, restore};
 pub use outbound::{
     CredentialMode, CredentialRow, Disposition, Enqueued, EventRow, NewCredential, NewOutbound,
     OutboundFilter, OutboundSummary, Priority, RecipientRow, RecipientState, SendingDomainRow,

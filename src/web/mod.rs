@@ -14,7 +14,9 @@
 //! navigation and the other pieces every page repeats, the sandboxed mail view), `error`
 //! (the JSON error shape), `about` (who is signed in, the API).
 //!
-//! Route groups and their gate (see `auth`): public — `/healthz`, `/api/openapi.json`,
+//! `operations`: `/readyz` (public) and `/metrics` (admins), for monitoring.
+//!
+//! Route groups and their gate (see `auth`): public — `/healthz`, `/readyz`, `/api/openapi.json`,
 //! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token), `/t/o/*` and
 //! `/t/c/*` (signed tracking tokens); sign-in — `/signin`, `/signin/oidc/*`, `/signin/totp`;
 //! account — `/account[/*]`, `/signout`;
@@ -34,6 +36,7 @@ mod error;
 pub mod host;
 pub mod listener;
 mod messages;
+mod operations;
 mod outbound;
 mod plain_http;
 mod privacy;
@@ -129,6 +132,10 @@ struct AppState {
     delays: Arc<tokio::sync::Semaphore>,
     /// Exports and purges of a data subject (`/data-requests`, `/api/exports`, `/api/purges`).
     data_requests: crate::data_requests::DataRequests,
+    /// The instance's counters (`/metrics`).
+    metrics: crate::metrics::Metrics,
+    /// The app's shutdown: `/readyz` says "shutting down" once it is triggered.
+    shutdown: Option<crate::shutdown::Shutdown>,
 }
 
 /// The services the web listener serves, built by `App::build`.
@@ -146,6 +153,10 @@ pub struct Services {
     pub privacy: crate::privacy::Privacy,
     /// Exports and purges of a data subject.
     pub data_requests: crate::data_requests::DataRequests,
+    /// The instance's counters (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// The app's shutdown (`/readyz`); `None`: never draining.
+    pub shutdown: Option<crate::shutdown::Shutdown>,
 }
 
 pub fn router(services: Services, options: WebOptions, settings: Settings) -> Router {
@@ -158,6 +169,8 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         oidc,
         privacy,
         data_requests,
+        metrics,
+        shutdown,
     } = services;
     let state = AppState {
         oidc,
@@ -174,6 +187,8 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         allow_plain_http: options.allow_plain_http || options.https,
         delays: Arc::new(tokio::sync::Semaphore::new(public::MAX_DELAYS_IN_FLIGHT)),
         data_requests,
+        metrics,
+        shutdown,
     };
     let behind = |routes: Router<AppState>, access: Access| {
         let gate = Gate {
@@ -191,9 +206,11 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(about::routes())
         .merge(privacy::routes())
         .merge(data_requests::routes())
+        .merge(operations::routes())
         .merge(ui::routes());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(operations::public_routes())
         .merge(public::routes())
         .merge(behind(session::signin_routes(), Access::SignIn))
         .merge(behind(
