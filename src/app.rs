@@ -222,15 +222,17 @@ impl App {
         let web_options = web_options(&config, web_addr);
         // After the tracking URL: the worker instruments each copy with it.
         let worker = delivery_worker(&config, &outbound)?;
-        let inbound = Arc::new(Inbound::new(
-            shutdown.clone(),
-            routes,
-            deliverer.clone(),
-            store.clone(),
-            verifier,
-            inbound_settings(&config, keep_raw),
-        )
-        .with_metrics(metrics.clone()));
+        let inbound = Arc::new(
+            Inbound::new(
+                shutdown.clone(),
+                routes,
+                deliverer.clone(),
+                store.clone(),
+                verifier,
+                inbound_settings(&config, keep_raw),
+            )
+            .with_metrics(metrics.clone()),
+        );
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
         let (server_config, submission_config) = server_configs(&config, tls.is_some());
         let submission_handler = Arc::new(Submission::new(outbound.clone()));

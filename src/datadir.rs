@@ -168,6 +168,44 @@ pub(crate) fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+/// The lock file `serve` holds on its data directory for as long as it runs.
+pub const SERVE_LOCK: &str = "postern.lock";
+
+/// An exclusive `flock` on `<data_dir>/postern.lock`, released when dropped (or when the
+/// process ends, however it ends). `serve` holds it; `restore` takes it so that no `serve`
+/// runs on a database being replaced.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's [`ServeLock`] without waiting: [`DataDirError::Serving`] when
+/// another process holds it.
+pub fn lock_serving(dir: &Path) -> Result<ServeLock, DataDirError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = dir.join(SERVE_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock)
+        .map_err(|source| DataDirError::Create {
+            path: lock.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !taken {
+        return Err(DataDirError::Serving {
+            dir: dir.to_owned(),
+            lock,
+        });
+    }
+    Ok(ServeLock { _file: file })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,42 +280,16 @@ mod tests {
         assert_eq!((mode(dir.path()), mode(&db)), (0o700, 0o600));
         check_dir(dir.path()).unwrap();
     }
-}
 
-/// The lock file `serve` holds on its data directory for as long as it runs.
-pub const SERVE_LOCK: &str = "postern.lock";
-
-/// An exclusive `flock` on `<data_dir>/postern.lock`, released when dropped (or when the
-/// process ends, however it ends). `serve` holds it; `restore` takes it so that no `serve`
-/// runs on a database being replaced.
-#[derive(Debug)]
-pub struct ServeLock {
-    _file: std::fs::File,
-}
-
-/// Takes the data directory's [`ServeLock`] without waiting: [`DataDirError::Serving`] when
-/// another process holds it.
-pub fn lock_serving(dir: &Path) -> Result<ServeLock, DataDirError> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let lock = dir.join(SERVE_LOCK);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock)
-        .map_err(|source| DataDirError::Create {
-            path: lock.clone(),
-            source,
-        })?;
-    // SAFETY: flock on a descriptor this function owns; no memory is shared.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !taken {
-        return Err(DataDirError::Serving {
-            dir: dir.to_owned(),
-            lock,
-        });
+    #[test]
+    fn one_serve_lock_per_data_directory_until_dropped() {
+        let dir = test_dir();
+        let held = lock_serving(dir.path()).unwrap();
+        assert_eq!(mode(&dir.path().join(SERVE_LOCK)), 0o600);
+        let refused = lock_serving(dir.path()).unwrap_err();
+        assert!(matches!(refused, DataDirError::Serving { .. }), "{refused}");
+        assert!(refused.to_string().contains("stop it first"), "{refused}");
+        drop(held);
+        lock_serving(dir.path()).unwrap();
     }
-    Ok(ServeLock { _file: file })
 }

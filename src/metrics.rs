@@ -215,7 +215,10 @@ impl Metrics {
             address: address.clone(),
         };
         let seconds = took.as_secs_f64();
-        self.inner.target_seconds.get_or_create(&pattern).observe(seconds);
+        self.inner
+            .target_seconds
+            .get_or_create(&pattern)
+            .observe(seconds);
         let labels = TargetLabels {
             address,
             status: status_class(status),
@@ -264,7 +267,11 @@ impl Metrics {
 impl Inner {
     fn register(&mut self) {
         let r = &mut self.registry;
-        r.register("smtp_sessions", "SMTP sessions admitted, by listener", self.sessions.clone());
+        r.register(
+            "smtp_sessions",
+            "SMTP sessions admitted, by listener",
+            self.sessions.clone(),
+        );
         r.register(
             "smtp_messages",
             "Messages answered after DATA, by listener and SMTP reply code",
@@ -295,7 +302,11 @@ impl Inner {
             "Recipients that return mail (DSNs) reported as bounced, by kind",
             self.bounces.clone(),
         );
-        r.register("retention_sweeps", "Retention sweeps run", self.sweeps.clone());
+        r.register(
+            "retention_sweeps",
+            "Retention sweeps run",
+            self.sweeps.clone(),
+        );
         r.register(
             "retention_rows_deleted",
             "Rows the retention sweeps deleted or anonymised",
@@ -374,7 +385,10 @@ mod tests {
             "postern_tls_certificate_days_left{name=\"mail.example.com\"} 42",
             "postern_store_size_bytes 4096",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
@@ -388,14 +402,20 @@ mod tests {
         };
         metrics.render(&with);
         let text = metrics.render(&Scrape::default());
-        assert!(!text.contains("postern_tls_certificate_days_left{"), "{text}");
+        assert!(
+            !text.contains("postern_tls_certificate_days_left{"),
+            "{text}"
+        );
     }
 
     #[test]
     fn two_registries_never_mix() {
         let (a, b) = (Metrics::new(), Metrics::new());
         a.bounce("bounce");
-        assert!(a.render(&Scrape::default()).contains("postern_outbound_bounces_total{kind=\"bounce\"} 1"));
+        assert!(
+            a.render(&Scrape::default())
+                .contains("postern_outbound_bounces_total{kind=\"bounce\"} 1")
+        );
         let text = b.render(&Scrape::default());
         assert!(!text.contains("postern_outbound_bounces_total{"), "{text}");
     }

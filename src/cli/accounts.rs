@@ -28,6 +28,23 @@ pub(super) struct Target {
 }
 
 impl Target {
+    /// The data directory, and the key file that seals its content (`None`: encryption
+    /// off; with `--data-dir`, `<dir>/keyring` when it exists), without opening the store.
+    pub(super) fn data_dir_and_key_file(&self) -> Result<(PathBuf, Option<PathBuf>), CliError> {
+        match &self.data_dir {
+            Some(dir) => {
+                let key_file = dir.join("keyring");
+                Ok((dir.clone(), key_file.exists().then_some(key_file)))
+            }
+            None => {
+                let config = super::load(&self.config)?;
+                let encryption = &config.encryption;
+                let key_file = encryption.enabled.then(|| encryption.key_file.clone());
+                Ok((config.data_dir, key_file))
+            }
+        }
+    }
+
     /// The store, and `pick` of the config when a config file was read (not with
     /// `--data-dir`, where the keyring is `<dir>/keyring` when there is one, as in dev).
     pub(super) fn store_and<T>(

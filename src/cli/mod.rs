@@ -1,14 +1,16 @@
 //! The command line: `postern dev | serve | check | init | user | key | credential |
-//! sending-domain | suppression | export | purge`. Only this module (with `main`) reads argv and the
+//! sending-domain | suppression | export | purge | backup | restore`. Only this module (with `main`) reads argv and the
 //! environment; everything else receives a [`Config`].
 //!
 //! `run` executes one command and returns `anyhow::Result`; `error` is the one place that
 //! turns a failure into the message printed and the exit code. `serve` runs the server (for
 //! `serve` and `dev`), `check` validates a config and prints what it would run, `accounts`
 //! holds the `user` and `key` commands, `outbound` the `credential`, `sending-domain` and
-//! `suppression` commands, `data_requests` `export` and `purge`.
+//! `suppression` commands, `data_requests` `export` and `purge`, `backup` `backup` and
+//! `restore`.
 
 mod accounts;
+mod backup;
 mod check;
 mod data_requests;
 mod error;
@@ -24,6 +26,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, EXAMPLE};
 use crate::store::Store;
+use crate::telemetry::LogFormat;
 use error::CliError;
 
 const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
@@ -40,7 +43,8 @@ const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
         "              postern check --config /etc/postern/postern.toml\n",
         "              postern user add --config /etc/postern/postern.toml --email you@example.com\n",
         "              postern serve --config /etc/postern/postern.toml\n",
-        "Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info)",
+        "Logging:      POSTERN_LOG=debug (or e.g. POSTERN_LOG=postern=debug,info);\n",
+        "              POSTERN_LOG_FORMAT=json for one JSON object per line",
     )
 )]
 pub struct Cli {
@@ -90,6 +94,12 @@ enum Command {
     /// Data-subject request: delete everything about a person, a domain or a managed
     /// address (try --dry-run first); the audit log records the request, not the address.
     Purge(data_requests::PurgeArgs),
+    /// Copy the database to a file while `serve` runs (a consistent snapshot, mode 0600).
+    /// The keyring is not in it: back up [encryption] key_file separately.
+    Backup(backup::BackupArgs),
+    /// Put a database written by `postern backup` back, with `serve` stopped; the one it
+    /// replaces is kept as postern.db.before-restore.
+    Restore(backup::RestoreArgs),
     /// Write a commented example config to start from, and a new keyring beside it.
     Init {
         /// Where to write it; `-` for standard output.
@@ -109,7 +119,11 @@ pub fn main() -> ExitCode {
         Command::Dev(_) | Command::Serve { .. } => "info",
         _ => "warn",
     };
-    crate::telemetry::init(log.as_deref(), default);
+    let format = match LogFormat::parse(std::env::var("POSTERN_LOG_FORMAT").ok().as_deref()) {
+        Ok(format) => format,
+        Err(unknown) => return error::report(&CliError::Usage(unknown.into()).into()),
+    };
+    crate::telemetry::init_as(log.as_deref(), default, format);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => error::report(&failure),
@@ -130,6 +144,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Keyring(command) => keyring::keyring(command),
         Command::Export(args) => data_requests::export(args),
         Command::Purge(args) => data_requests::purge(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
     }
 }
 

@@ -567,7 +567,7 @@ impl Inbound {
             .then_some(raw);
         match self.store.insert_inbound(meta, keep, attempts).await {
             Ok(id) => {
-                info!(id, address = %route.address, status = reply.code, outcome = ?summary.0, http_status = ?summary.1, ms = summary.2, reply = %reply, "message handled");
+                info!(id, address = %route.address, status = reply.code, outcome = ?summary.0, http_status = summary.1, ms = summary.2, reply = %reply, "message handled");
                 if let Some(result) = &result
                     && !matches!(result, webhook::Outcome::Accepted { .. })
                 {

@@ -455,6 +455,7 @@ impl Worker {
         });
         info!(
             message = %recipient.uuid,
+            domain = %recipient.domain,
             recipient = %recipient.address,
             host = attempted.host.as_deref().unwrap_or("-"),
             code = code.unwrap_or(0),

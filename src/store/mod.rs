@@ -59,7 +59,7 @@ pub use events::{
 pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
 pub use mta_sts::StoredPolicy;
-pub use operations::{BEFORE_RESTORE, CopyError, Copied, backup, restore};
+pub use operations::{BEFORE_RESTORE, Copied, CopyError, backup, restore};
 pub use outbound::{
     CredentialMode, CredentialRow, Disposition, Enqueued, EventRow, NewCredential, NewOutbound,
     OutboundFilter, OutboundSummary, Priority, RecipientRow, RecipientState, SendingDomainRow,

@@ -74,7 +74,8 @@ impl Store {
     /// rolled back: `Ok` when the database can be written (disk, permissions, locks).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         self.write(|connection| {
-            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
             tx.pragma_update(None, "user_version", version)?;
             tx.rollback()
@@ -199,11 +200,10 @@ fn open_existing(path: &Path) -> Result<Connection, CopyError> {
         source,
     })?;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection =
-        Connection::open_with_flags(path, flags).map_err(|source| CopyError::Sql {
-            path: path.to_owned(),
-            source,
-        })?;
+    let connection = Connection::open_with_flags(path, flags).map_err(|source| CopyError::Sql {
+        path: path.to_owned(),
+        source,
+    })?;
     connection
         .busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|source| CopyError::Sql {
@@ -258,7 +258,9 @@ fn describe(path: &Path) -> Result<Copied, CopyError> {
     };
     let count = |table: &str| -> Result<i64, CopyError> {
         connection
-            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
             .map_err(sql)
     };
     Ok(Copied {
@@ -315,7 +317,10 @@ mod tests {
         drop(connection);
         let target = crate::datadir::test_dir();
         let refused = restore(target.path(), &file).unwrap_err();
-        assert!(matches!(refused, CopyError::TooNew { found: 999, .. }), "{refused}");
+        assert!(
+            matches!(refused, CopyError::TooNew { found: 999, .. }),
+            "{refused}"
+        );
         assert!(!target.path().join(DATABASE).exists());
     }
 }

@@ -161,6 +161,11 @@ pub fn store_error(error: rusqlite::Error) -> StoreError {
 }
 
 impl Store {
+    /// Every key the store can open values with (none with encryption off).
+    pub fn opening_keys(&self) -> Vec<KeyId> {
+        self.keyring.as_ref().map(|k| k.ids()).unwrap_or_default()
+    }
+
     /// The key new values are sealed with; `None` with encryption off.
     pub fn sealing_key(&self) -> Option<KeyId> {
         self.keyring.as_ref().map(|keyring| keyring.current())

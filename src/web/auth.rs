@@ -140,7 +140,7 @@ pub(super) async fn gate(State(gate): State<Gate>, request: Request, next: Next)
 struct Asking {
     client: Client,
     path: String,
-    /// `/api/*`: refusals are JSON.
+    /// `/api/*` and `/metrics` (machines ask): refusals are JSON, never a sign-in redirect.
     api: bool,
     /// A state-changing method: needs the CSRF token, and admin rights on the dashboard.
     writes: bool,
@@ -155,7 +155,7 @@ impl Asking {
         let path = request.uri().path().to_string();
         Asking {
             client: client_of(request),
-            api: path.starts_with("/api/"),
+            api: path.starts_with("/api/") || path == "/metrics",
             writes: is_write(request.method()),
             path,
             session_token: cookie(request.headers(), SESSION_COOKIE),

@@ -26,6 +26,7 @@ mod lifecycle;
 mod listener_tls;
 mod mta_sts;
 mod oidc;
+mod operations;
 mod outbound_delivery;
 mod outbound_events;
 mod outbound_pages;
