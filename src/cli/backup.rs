@@ -49,14 +49,15 @@ pub(super) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let (data_dir, key_file) = args.target.data_dir_and_key_file()?;
     let lock = crate::datadir::lock_serving(&data_dir).map_err(|e| usage(e.into()))?;
     let copied = crate::store::restore(&data_dir, &args.input).map_err(usage)?;
-    drop(lock);
     println!("restored {}", describe(&copied));
     let kept = data_dir.join(BEFORE_RESTORE);
     if kept.exists() {
         println!("kept     {} (the database it replaced)", kept.display());
     }
+    // Opening migrates an older copy, still under the lock.
     let (store, _) = args.target.store_and(|_| ())?;
     let status = runtime().block_on(store.seal_status())?;
+    drop(lock);
     let ids = store.opening_keys();
     let unreadable: Vec<_> = (status.by_key.keys())
         .filter(|id| !ids.iter().any(|known| known.to_string() == **id))

@@ -65,8 +65,6 @@ pub enum CopyError {
     },
     #[error(transparent)]
     DataDir(#[from] DataDirError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 impl Store {
@@ -120,7 +118,8 @@ pub fn backup(data_dir: &Path, output: &Path) -> Result<Copied, CopyError> {
 }
 
 /// Puts the database in `input` (made by `backup`) in place of `data_dir`'s, which is kept
-/// as [`BEFORE_RESTORE`]. The caller holds the data directory's serve lock.
+/// as [`BEFORE_RESTORE`]. The caller holds the data directory's serve lock; an older
+/// schema is migrated by the next [`Store::open`].
 pub fn restore(data_dir: &Path, input: &Path) -> Result<Copied, CopyError> {
     let source = open_existing(input)?;
     check_restorable(&source, input)?;
@@ -139,9 +138,6 @@ pub fn restore(data_dir: &Path, input: &Path) -> Result<Copied, CopyError> {
     }
     create_new_private(&target)?;
     copy(&source, &target)?;
-    drop(source);
-    // Migrates an older copy to this version's schema, as `serve` would at start.
-    drop(Store::open(data_dir)?);
     describe(&target)
 }
 
@@ -153,6 +149,9 @@ fn fold_wal(path: &Path) -> Result<(), CopyError> {
         source,
     };
     let connection = Connection::open(path).map_err(sql)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
     connection
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
         .map_err(sql)
