@@ -3,7 +3,7 @@
 //! object per line (`timestamp`, `level`, `message` and the event's fields at the top level)
 //! for log collectors. Logs carry verbs, sizes and outcomes, never message content or
 //! credentials; each message handled is one line (inbound: `id`, `address`, `status`,
-//! `http_status`, `ms`; outbound: `message`, `domain`, `outcome`).
+//! `http_status`, `ms`; outbound: `id`, `domain`, `outcome`).
 
 use tracing_subscriber::EnvFilter;
 

@@ -454,7 +454,7 @@ impl Worker {
             AttemptEnd::Expired => Delivery::Expired,
         });
         info!(
-            message = %recipient.uuid,
+            id = %recipient.uuid,
             domain = %recipient.domain,
             recipient = %recipient.address,
             host = attempted.host.as_deref().unwrap_or("-"),
