@@ -8,11 +8,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 
-use serde_json::Value;
+use std::time::Duration;
 
+use serde_json::{Value, json};
+
+use crate::outbound_delivery::{delivering_app, dest_zone, send, wait_state};
 use crate::support::binary::{postern, run};
+use crate::support::dns::DnsServer;
+use crate::support::sink::Sink;
 use crate::support::{Receiver, Smtp, TestApp, config_with, private};
 use postern::accounts::{Actor, Role};
+use postern::outbound::NewCredentialSpec;
+use postern::store::RecipientState;
 
 /// The value of the sample `name` (with its labels, as written) in OpenMetrics `text`.
 fn sample(text: &str, name: &str) -> Option<f64> {
@@ -103,6 +110,52 @@ async fn metrics_count_sessions_replies_and_target_posts_for_admins_only() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
     assert!(days.is_some_and(|d| d > 0.0), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+/// The admin's scrape of `app`.
+async fn scrape(app: &TestApp) -> String {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_queue_gauges_are_read_from_the_store_at_each_scrape() {
+    let app = TestApp::start(&config_with(&[], "")).await;
+    app.add_example_sending_domain().await;
+    let token = app
+        .credential(NewCredentialSpec {
+            username: "app".into(),
+            ..NewCredentialSpec::default()
+        })
+        .await;
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, "postern_outbound_queue_depth"), Some(0.0));
+    for to in ["a@example.net", "b@example.net"] {
+        let body = json!({"from": "a@example.com", "to": to, "subject": "s", "plain": "p"});
+        let (status, answer) = app.post_message("app", &token, body).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    app.clock.advance(Duration::from_secs(120));
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, "postern_outbound_queue_depth"), Some(2.0));
+    assert_eq!(
+        sample(&text, "postern_outbound_queue_oldest_seconds"),
+        Some(120.0)
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_the_workers_deliveries() {
+    let sink = Sink::start(&[]).await;
+    let dns = DnsServer::start(dest_zone()).await;
+    let (app, token) = delivering_app(&dns, sink.port(), "").await;
+    let uuid = send(&app, &token, "User <user@dest.test>", json!({})).await;
+    wait_state(&app, &uuid, RecipientState::Delivered).await;
+    let text = scrape(&app).await;
+    let delivered = "postern_outbound_deliveries_total{outcome=\"delivered\"}";
+    assert_eq!(sample(&text, delivered), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "postern_outbound_queue_depth"), Some(0.0));
 }
 
 #[tokio::test]
