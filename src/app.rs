@@ -466,7 +466,7 @@ fn serve_lock(data_dir: &Path) -> Option<ServeLock> {
     match crate::datadir::lock_serving(data_dir) {
         Ok(lock) => Some(lock),
         Err(error) => {
-            warn!(%error, "another process serves this data directory");
+            warn!(%error, "running without the serve lock: `postern restore` cannot see that this serve runs");
             None
         }
     }

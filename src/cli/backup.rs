@@ -47,6 +47,8 @@ pub(super) fn backup(args: BackupArgs) -> anyhow::Result<()> {
 
 pub(super) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let (data_dir, key_file) = args.target.data_dir_and_key_file()?;
+    // A fresh data directory is made (private) first: the lock file lives in it.
+    crate::datadir::ensure(&data_dir).map_err(|e| usage(e.into()))?;
     let lock = crate::datadir::lock_serving(&data_dir).map_err(|e| usage(e.into()))?;
     let copied = crate::store::restore(&data_dir, &args.input).map_err(usage)?;
     println!("restored {}", describe(&copied));
