@@ -322,4 +322,25 @@ mod tests {
         );
         assert!(!target.path().join(DATABASE).exists());
     }
+
+    #[test]
+    fn what_is_not_a_postern_database_is_refused() {
+        let dir = crate::datadir::test_dir();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a database at all, just some text in a file").unwrap();
+        let empty = dir.path().join("empty.db");
+        Connection::open(&empty)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        for file in [text, empty] {
+            let target = crate::datadir::test_dir();
+            let refused = restore(target.path(), &file).unwrap_err();
+            assert!(
+                matches!(refused, CopyError::NotADatabase { .. }),
+                "{refused}"
+            );
+            assert!(!target.path().join(DATABASE).exists());
+        }
+    }
 }
