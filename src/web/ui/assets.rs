@@ -1,5 +1,6 @@
 //! Our one script, `GET /assets/postern.js`: local times and the message list's polling.
-//! The stylesheet is inlined by `layout`.
+//! The stylesheet is inlined by `layout`. Both files live in the top-level `assets/` folder and
+//! are compiled into the binary (`include_str!`): nothing to install beside it.
 
 use axum::Router;
 use axum::http::header;
@@ -20,7 +21,7 @@ async fn script() -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("../assets/postern.js"),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/postern.js")),
     )
         .into_response()
 }

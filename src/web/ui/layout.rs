@@ -56,7 +56,8 @@ pub(in crate::web) fn dashboard(
     respond(status, html, DASHBOARD_CSP)
 }
 
-const DASHBOARD_CSS: &str = include_str!("../assets/postern.css");
+const DASHBOARD_CSS: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/postern.css"));
 
 /// The headers every page carries, with its content security policy.
 fn respond(status: StatusCode, html: Html, csp: &'static str) -> Response {
