@@ -26,6 +26,7 @@ use crate::inbound::route::{Destination, Router, Routes};
 use crate::inbound::verify::{AuthConfig, Verifier};
 use crate::inbound::{Inbound, InboundSettings};
 use crate::metrics::{Listener, Metrics};
+use crate::notify::{State as NotifyState, notify};
 use crate::outbound::compose::{MAX_MESSAGE_SIZE, MAX_RECIPIENTS};
 use crate::outbound::worker::{Worker, WorkerError};
 use crate::outbound::{Outbound, OutboundMode, ReturnMailSettings, Submission, WithReturnPath};
@@ -343,6 +344,19 @@ impl App {
         }
     }
 
+    /// What is listening, on one line: systemd's `STATUS=` (shown by `systemctl status`).
+    pub fn status(&self) -> String {
+        let mut status = format!("SMTP {}, web {}", self.smtp_addr, self.web_addr);
+        for addr in self
+            .submission_addrs
+            .iter()
+            .chain(&self.submission_tls_addrs)
+        {
+            status.push_str(&format!(", submission {addr}"));
+        }
+        status
+    }
+
     /// Whether the dashboard is open without sign-in (dev mode on loopback).
     pub fn open_web(&self) -> bool {
         self.web_options.open
@@ -351,6 +365,7 @@ impl App {
     /// Runs until `stop` resolves, then stops accepting, lets open sessions finish (up to
     /// the configured grace period) and returns.
     pub async fn run(self, stop: impl Future<Output = ()>) {
+        let status = self.status();
         let _serve_lock = self.serve_lock;
         let shutdown = self.shutdown.clone();
         let smtp = tokio::spawn(self.smtp.run(shutdown.clone()));
@@ -381,6 +396,7 @@ impl App {
         shutdown.spawn(reload_on_hangup(
             self.certificates.clone(),
             shutdown.clone(),
+            status.clone(),
         ));
         let https = self
             .web_options
@@ -438,8 +454,12 @@ impl App {
             submission_tls = ?self.submission_tls_addrs,
             "postern is ready"
         );
+        notify(&NotifyState::Ready {
+            status: status.clone(),
+        });
 
         stop.await;
+        notify(&NotifyState::Stopping);
         shutdown.trigger();
         let _ = smtp.await;
         for server in submission {
@@ -473,12 +493,18 @@ fn serve_lock(data_dir: &Path) -> Option<ServeLock> {
 }
 
 /// SIGHUP (systemd's `ExecReload`) reads the certificate files again; it never stops the
-/// process, whatever the certificate source.
-async fn reload_on_hangup(certificates: Option<Arc<Certificates>>, shutdown: Shutdown) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+/// process, whatever the certificate source. The handler is installed when this is called,
+/// before `READY=1`; systemd is told `RELOADING=1` and then `READY=1` (`status` again)
+/// around each reload.
+fn reload_on_hangup(
+    certificates: Option<Arc<Certificates>>,
+    shutdown: Shutdown,
+    status: String,
+) -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hangup = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hangup) = hangup else {
             warn!("cannot listen for SIGHUP: certificate files are reloaded on change only");
             return;
         };
@@ -487,6 +513,7 @@ async fn reload_on_hangup(certificates: Option<Arc<Certificates>>, shutdown: Shu
                 _ = hangup.recv() => {}
                 _ = shutdown.triggered() => return,
             }
+            notify(&NotifyState::Reloading);
             match &certificates {
                 Some(certificates) if crate::tls::file_paths(certificates.source()).is_some() => {
                     info!("SIGHUP received: reading the TLS certificate files again");
@@ -494,11 +521,10 @@ async fn reload_on_hangup(certificates: Option<Arc<Certificates>>, shutdown: Shu
                 }
                 _ => info!("SIGHUP received: nothing to reload (no certificate files)"),
             }
+            notify(&NotifyState::Ready {
+                status: status.clone(),
+            });
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (certificates, shutdown);
     }
 }
 

@@ -19,6 +19,7 @@ pub mod dns;
 pub mod inbound;
 pub mod mail;
 pub mod metrics;
+pub mod notify;
 pub mod outbound;
 pub mod privacy;
 pub mod retention;

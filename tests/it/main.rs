@@ -31,6 +31,7 @@ mod outbound_delivery;
 mod outbound_events;
 mod outbound_pages;
 mod outbound_tls;
+mod packaging;
 mod payload;
 mod plain_http;
 mod privacy;

@@ -47,6 +47,7 @@ const LAYERS: &[&[&str]] = &[
         "datadir",
         "retention",
         "metrics",
+        "notify",
     ],
     &[
         "accounts",
