@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::support::TestApp;
-use crate::support::binary::run;
+use crate::support::binary::{Server, run};
 use crate::support::certs::{CertFiles, TestCa};
+use crate::support::oidc::free_port;
 
 const HOST: &str = "mx.postern.test";
 
@@ -347,24 +348,6 @@ fn check_names_what_the_certificate_covers_and_refuses_a_pair_that_does_not_fit(
         ),
         "{out}"
     );
-}
-
-/// Kills the server at the end of the test, whatever happens.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A certificate for [`HOST`] whose files have exactly the sizes of `like`'s, so that only

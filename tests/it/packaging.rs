@@ -9,11 +9,12 @@
 use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::Smtp;
-use crate::support::binary::{postern, run};
+use crate::support::binary::{Server, postern, run};
+use crate::support::oidc::free_port;
 
 /// The highest exposure `systemd-analyze security` may give the unit (it prints 0.0–10.0).
 const MAX_EXPOSURE: f64 = 2.0;
@@ -58,25 +59,6 @@ fn the_unit_scores_at_most_2_0_in_systemd_analyze_security() {
         output.status.success() && score <= MAX_EXPOSURE,
         "the unit's exposure is {score}, above {MAX_EXPOSURE}: {text}"
     );
-}
-
-/// The process; killed if the test ends before it exits.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port free right now (the server binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The next datagram on `socket`, waiting at most 30 s (a loaded machine builds the app slowly).

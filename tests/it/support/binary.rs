@@ -89,3 +89,13 @@ pub fn spawn_dev(data_dir: &Path) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// A server process, killed at the end of the test whatever happens.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
