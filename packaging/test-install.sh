@@ -2,9 +2,10 @@
 # The Debian package tried as a new host would get it: mmdebstrap a fresh bookworm root with the
 # .deb installed, check in a chroot what the package promises (the postern user, owners and
 # modes, the unit enabled but not running), then boot the root with systemd-nspawn on a private
-# network where a probe unit edits the shipped config, runs `postern check`, starts the unit
-# (Type=notify: the start returns at READY=1), reads the SMTP greeting on port 25 and the
-# HTTPS port, reloads and stops it; back in the chroot, `apt-get purge` must leave nothing.
+# network where a probe unit waits for the unit (Type=notify: `systemctl start` returns at
+# READY=1), reads the SMTP greeting on port 25, connects to the HTTPS port, reloads and stops
+# it (the shipped config was edited and passed `postern check` before the boot); back in the
+# chroot, `apt-get purge` must leave nothing.
 #
 # Usage (root): packaging/test-install.sh target/debian/postern_<version>_amd64.deb
 # Needs: apt-get install mmdebstrap systemd-container. MIRROR overrides the apt line (default:
@@ -67,29 +68,35 @@ expect "the config is a conffile" "/etc/postern/postern.toml" \
     "$(in_root dpkg-query -W -f='${Conffiles}' postern | awk '{print $1}')"
 expect "the unit" "enabled" "$(systemctl --root="$root" is-enabled postern.service)"
 in_root test -x /usr/bin/postern || fail "/usr/bin/postern is missing"
-in_root test -f /usr/share/man/man1/postern.1 || fail "the man page is missing"
+in_root test -f /usr/share/man/man1/postern.1.gz || fail "the man page is missing"
+
+echo "--- the shipped config, edited as an operator would, then postern check"
+# A name, a self-signed certificate (no CA can reach a private network), no DNS server to ask.
+# Before the boot: the unit is enabled, so the boot starts it.
+in_root sed -i -e 's/^hostname = .*/hostname = "mx.postern.test"/' \
+    -e 's/^mode = "acme"/mode = "self-signed"/' -e 's/^contact = /# contact = /' \
+    -e 's/^servers = "system"/servers = ["127.0.0.1:53"]/' /etc/postern/postern.toml
+expect "the edited config" "root:postern 640" "$(in_root stat -c '%U:%G %a' /etc/postern/postern.toml)"
+in_root postern check >"$work/check.log" 2>&1 || {
+    cat "$work/check.log" >&2
+    fail "postern check on the edited shipped config"
+}
+echo "ok  postern check: $(tail -n 1 "$work/check.log")"
 
 echo "--- boot with systemd-nspawn (private network) and run the probe"
 cat >"$root/usr/local/bin/postern-probe" <<'PROBE'
 #!/bin/bash
 # Runs once at boot inside the test root; its last line is PROBE OK or says what failed.
 exec >/var/log/postern-probe.log 2>&1
-finish() { echo "$1"; systemctl --no-block poweroff; exit 0; }
+finish() { echo "$1"; systemctl --no-block poweroff 2>/dev/null; exit 0; }
 trap 'finish "PROBE FAILED at line $LINENO"' ERR
 set -eE
-config=/etc/postern/postern.toml
-# The shipped config, edited as an operator would: a name, a self-signed certificate (no CA
-# can reach a private network), no DNS server to ask.
-sed -i -e 's/^hostname = .*/hostname = "mx.postern.test"/' \
-    -e 's/^mode = "acme"/mode = "self-signed"/' \
-    -e 's/^servers = "system"/servers = ["127.0.0.1:53"]/' "$config"
-postern check
 systemctl start postern.service
 systemctl is-active postern.service
 exec 3<>/dev/tcp/127.0.0.1/25
 read -r -t 10 greeting <&3
 echo "SMTP greeting: $greeting"
-[[ $greeting == 220* ]]
+[[ $greeting == "220 mx.postern.test "* ]]
 printf 'QUIT\r\n' >&3
 exec 3>&-
 exec 4<>/dev/tcp/127.0.0.1/443
@@ -99,8 +106,11 @@ systemctl reload postern.service
 sleep 1
 systemctl is-active postern.service
 systemctl stop postern.service
-journalctl -u postern.service --no-pager -o cat | tail -n 20
-journalctl -u postern.service --no-pager -o cat | grep -q "postern is ready"
+journalctl -u postern.service --no-pager -o cat >/tmp/postern.journal
+tail -n 20 /tmp/postern.journal
+grep -q "postern is ready" /tmp/postern.journal
+grep -q "SIGHUP received" /tmp/postern.journal
+grep -q "SIGTERM received, shutting down" /tmp/postern.journal
 finish "PROBE OK"
 PROBE
 chmod 755 "$root/usr/local/bin/postern-probe"
@@ -127,7 +137,10 @@ echo "$probe" | sed 's/^/    /'
 }
 
 echo "--- apt-get purge"
-in_root apt-get purge -y -qq postern >/dev/null
+in_root apt-get purge -y -qq postern >"$work/purge.log" 2>&1 || {
+    cat "$work/purge.log" >&2
+    fail "apt-get purge postern"
+}
 in_root getent passwd postern >/dev/null && fail "the postern user is still there"
 for path in /var/lib/postern /etc/postern /usr/bin/postern /usr/lib/systemd/system/postern.service; do
     in_root test -e "$path" && fail "$path is still there after purge"
