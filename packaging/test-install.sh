@@ -5,7 +5,8 @@
 # network where a probe unit waits for the unit (Type=notify: `systemctl start` returns at
 # READY=1), reads the SMTP greeting on port 25, connects to the HTTPS port, reloads and stops
 # it (the shipped config was edited and passed `postern check` before the boot); back in the
-# chroot, `apt-get purge` must leave nothing.
+# chroot, installing it again keeps the keyring and the edited config, `apt-get remove` keeps
+# the data, the keyring and the user, and `apt-get purge` leaves nothing.
 #
 # Usage (root): packaging/test-install.sh target/debian/postern_<version>_amd64.deb
 # Needs: apt-get install mmdebstrap systemd-container. MIRROR overrides the apt line (default:
@@ -135,6 +136,28 @@ echo "$probe" | sed 's/^/    /'
     tail -n 40 "$work/boot.log" >&2
     fail "the probe inside the booted root"
 }
+
+echo "--- the same package again (an upgrade: postinst configure with the old version), then remove"
+keyring_sum=$(in_root sha256sum /etc/postern/keyring)
+cp "$deb" "$root/tmp/postern.deb"
+in_root dpkg -i /tmp/postern.deb >"$work/upgrade.log" 2>&1 || {
+    cat "$work/upgrade.log" >&2
+    fail "dpkg -i over the installed package"
+}
+expect "the keyring after the upgrade" "$keyring_sum" "$(in_root sha256sum /etc/postern/keyring)"
+expect "the edited config after the upgrade" 'hostname = "mx.postern.test"' \
+    "$(in_root grep '^hostname = ' /etc/postern/postern.toml)"
+expect "the config's owner after the upgrade" "root:postern 640" \
+    "$(in_root stat -c '%U:%G %a' /etc/postern/postern.toml)"
+in_root apt-get remove -y -qq postern >"$work/remove.log" 2>&1 || {
+    cat "$work/remove.log" >&2
+    fail "apt-get remove postern"
+}
+expect "the store after remove" "postern:postern 600" \
+    "$(in_root stat -c '%U:%G %a' /var/lib/postern/postern.db)"
+expect "the keyring after remove" "$keyring_sum" "$(in_root sha256sum /etc/postern/keyring)"
+in_root getent passwd postern >/dev/null || fail "remove deleted the postern user"
+in_root test ! -e /usr/bin/postern || fail "remove left /usr/bin/postern"
 
 echo "--- apt-get purge"
 in_root apt-get purge -y -qq postern >"$work/purge.log" 2>&1 || {
