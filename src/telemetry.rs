@@ -45,9 +45,12 @@ pub fn init_as(filter: Option<&str>, default: &str, format: LogFormat) {
     let filter = filter
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    // Colours only for a person at a terminal: journald, files and pipes get plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
