@@ -514,12 +514,9 @@ fn reload_on_hangup(
                 _ = shutdown.triggered() => return,
             }
             notify(&NotifyState::Reloading);
-            match &certificates {
-                Some(certificates) if crate::tls::file_paths(certificates.source()).is_some() => {
-                    info!("SIGHUP received: reading the TLS certificate files again");
-                    certificates.reload_or_keep();
-                }
-                _ => info!("SIGHUP received: nothing to reload (no certificate files)"),
+            info!("SIGHUP received");
+            if let Some(certificates) = &certificates {
+                certificates.reload_or_keep();
             }
             notify(&NotifyState::Ready {
                 status: status.clone(),

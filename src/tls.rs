@@ -8,7 +8,7 @@
 //! a temporary self-signed certificate until the CA has issued one.
 //! `client`: the configs of the connections Postern opens itself (outbound STARTTLS).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -66,8 +66,10 @@ impl Certificates {
             CertSource::Acme(_) => (self_signed(&names)?, true),
         };
         let resolver = Arc::new(Resolver {
-            current: RwLock::new(Arc::new(current)),
-            temporary: RwLock::new(temporary),
+            served: RwLock::new(Served {
+                key: Arc::new(current),
+                temporary,
+            }),
         });
         let smtp = config_with(resolver.clone(), Vec::new());
         let https = config_with(resolver.clone(), vec![b"http/1.1".to_vec()]);
@@ -106,8 +108,10 @@ impl Certificates {
     /// Serves `key` from now on on every listener: a certificate ACME issued, renewed or
     /// found in its cache. Open connections keep the one they started with.
     pub fn deploy(&self, key: CertifiedKey) {
-        *self.resolver.current.write().expect("lock poisoned") = Arc::new(key);
-        *self.resolver.temporary.write().expect("lock poisoned") = false;
+        *self.resolver.served.write().expect("lock poisoned") = Served {
+            key: Arc::new(key),
+            temporary: false,
+        };
     }
 
     /// The source as `[tls] mode` names it.
@@ -122,11 +126,8 @@ impl Certificates {
 
     /// What the listeners serve right now.
     pub fn status(&self) -> CertificateStatus {
-        let served = self.resolver.current.read().expect("lock poisoned").clone();
-        CertificateStatus::of(
-            &served,
-            *self.resolver.temporary.read().expect("lock poisoned"),
-        )
+        let served = self.resolver.served.read().expect("lock poisoned").clone();
+        CertificateStatus::of(&served.key, served.temporary)
     }
 
     /// Reads the certificate files again and serves them if they changed; `Ok(false)` when
@@ -136,12 +137,12 @@ impl Certificates {
             return Ok(false);
         };
         let fresh = load_files(cert, key)?;
-        let mut current = self.resolver.current.write().expect("lock poisoned");
-        if current.cert == fresh.cert {
+        let mut served = self.resolver.served.write().expect("lock poisoned");
+        if served.key.cert == fresh.cert {
             return Ok(false);
         }
-        *current = Arc::new(fresh);
-        drop(current);
+        served.key = Arc::new(fresh);
+        drop(served);
         let status = self.status();
         info!(
             cert = %cert.display(),
@@ -174,8 +175,17 @@ impl Certificates {
         }
     }
 
-    /// [`reload`](Certificates::reload), logging an error and keeping the old certificate.
+    /// [`reload`](Certificates::reload), logging an error and keeping the old certificate;
+    /// for the other sources, says there is nothing to read again.
     pub fn reload_or_keep(&self) {
+        if self.source.cert_file().is_none() {
+            info!(
+                mode = self.source.mode(),
+                "no certificate files to read again"
+            );
+            return;
+        }
+        info!("reading the TLS certificate files again");
         if let Err(error) = self.reload() {
             // Often a renewal half written (new cert, old key): the next check retries.
             warn!(%error, "TLS certificate not reloaded; still serving the previous one");
@@ -263,13 +273,19 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
 /// and one certificate covers every name.
 #[derive(Debug)]
 struct Resolver {
-    current: RwLock<Arc<CertifiedKey>>,
-    temporary: RwLock<bool>,
+    served: RwLock<Served>,
+}
+
+/// The certificate served now, and whether it is ACME's stand-in: changed together.
+#[derive(Debug, Clone)]
+struct Served {
+    key: Arc<CertifiedKey>,
+    temporary: bool,
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().expect("lock poisoned").clone())
+        Some(self.served.read().expect("lock poisoned").key.clone())
     }
 }
 
@@ -291,13 +307,16 @@ fn stamps(cert: &Path, key: &Path) -> [Option<(SystemTime, u64)>; 2] {
 }
 
 fn load_files(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let chain = load_chain(cert)?;
-    let key = load_key(key)?;
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let certified = CertifiedKey::from_der(chain, key, &provider).map_err(TlsError::Mismatch)?;
-    Ok(certified)
+    certify(load_chain(cert)?, load_key(key)?).map_err(TlsError::Mismatch)
+}
+
+/// A chain (leaf first) and its private key as rustls serves them, once the key is known
+/// to be the leaf's: files, self-signed and ACME certificates alike.
+pub fn certify(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, rustls::Error> {
+    CertifiedKey::from_der(chain, key, &rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -327,17 +346,7 @@ fn self_signed(names: &[String]) -> Result<CertifiedKey, TlsError> {
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(TlsError::Generate)?;
     let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der())
         .expect("rcgen serialises PKCS#8");
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    CertifiedKey::from_der(vec![certified.cert.der().clone()], key, &provider)
-        .map_err(TlsError::Mismatch)
-}
-
-/// The files of a `files` source, for messages.
-pub fn file_paths(source: &CertSource) -> Option<(PathBuf, PathBuf)> {
-    match source {
-        CertSource::Files { cert, key } => Some((cert.clone(), key.clone())),
-        _ => None,
-    }
+    certify(vec![certified.cert.der().clone()], key).map_err(TlsError::Mismatch)
 }
 
 /// The protocol name as CloudMailin reports it in `envelope.tls_cipher`, e.g. `TLSv1.3`.

@@ -91,6 +91,14 @@ pub enum CertSource {
 }
 
 impl CertSource {
+    /// The certificate file of a `files` source.
+    pub fn cert_file(&self) -> Option<&std::path::Path> {
+        match self {
+            CertSource::Files { cert, .. } => Some(cert),
+            _ => None,
+        }
+    }
+
     /// The word `[tls] mode` takes for this source.
     pub fn mode(&self) -> &'static str {
         match self {

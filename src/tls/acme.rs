@@ -105,8 +105,7 @@ fn certified_key(pem: &[u8]) -> Option<CertifiedKey> {
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    CertifiedKey::from_der(chain, key, &provider).ok()
+    super::certify(chain, key).ok()
 }
 
 /// rustls-acme's cache over the store: each value sealed in the statement that writes it.

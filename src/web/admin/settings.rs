@@ -83,8 +83,8 @@ fn rows(state: &AppState) -> [(&'static str, String); 12] {
                 None => "off: no STARTTLS, no HTTPS ([tls] mode = \"off\")".to_string(),
                 Some(certificates) => format!(
                     "{} — STARTTLS on SMTP{}",
-                    match crate::tls::file_paths(certificates.source()) {
-                        Some((cert, _)) => format!("files: {}", cert.display()),
+                    match certificates.source().cert_file() {
+                        Some(cert) => format!("files: {}", cert.display()),
                         None => certificates.source().mode().to_string(),
                     },
                     if settings.https { ", HTTPS" } else { "" }
