@@ -237,8 +237,11 @@ impl App {
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
         let (server_config, submission_config) = server_configs(&config, tls.is_some());
         let submission_handler = Arc::new(Submission::new(outbound.clone()));
-        let (submission, submission_addrs, submission_tls_addrs) =
-            bind_submission(&config, submission_config, &tls, submission_handler).await?;
+        let SubmissionListeners {
+            servers: submission,
+            starttls: submission_addrs,
+            implicit_tls: submission_tls_addrs,
+        } = bind_submission(&config, submission_config, &tls, submission_handler).await?;
         let submission = submission
             .into_iter()
             .map(|server| server.with_metrics(metrics.clone(), Listener::Submission))
@@ -750,46 +753,46 @@ fn server_configs(config: &Config, starttls: bool) -> (ServerConfig, ServerConfi
     (mx, submission)
 }
 
-/// One server per `[submission] listen` address (STARTTLS) and per `tls_listen` address
-/// (implicit TLS), all sharing `handler`, and their bound addresses in the same order.
+/// The submission servers and their bound addresses in config order: one STARTTLS
+/// server per `[submission] listen` address, one implicit-TLS server per `tls_listen`
+/// address, all sharing `handler`.
+struct SubmissionListeners {
+    servers: Vec<SmtpServer<Submission>>,
+    starttls: Vec<SocketAddr>,
+    implicit_tls: Vec<SocketAddr>,
+}
+
 async fn bind_submission(
     config: &Config,
     server_config: ServerConfig,
     tls: &Option<Arc<rustls::ServerConfig>>,
     handler: Arc<Submission>,
-) -> Result<
-    (
-        Vec<SmtpServer<Submission>>,
-        Vec<SocketAddr>,
-        Vec<SocketAddr>,
-    ),
-    AppError,
-> {
-    let mut servers = Vec::new();
-    let (mut addrs, mut tls_addrs) = (Vec::new(), Vec::new());
-    for addr in &config.submission.listen {
+) -> Result<SubmissionListeners, AppError> {
+    let mut bound = SubmissionListeners {
+        servers: Vec::new(),
+        starttls: Vec::new(),
+        implicit_tls: Vec::new(),
+    };
+    let starttls = config.submission.listen.iter().map(|addr| (addr, false));
+    let implicit = config.submission.tls_listen.iter().map(|addr| (addr, true));
+    for (addr, implicit_tls) in starttls.chain(implicit) {
         let listener = bind("submission", *addr).await?;
-        addrs.push(local_addr(&listener));
+        let local = local_addr(&listener);
         let server = SmtpServer::new(
             listener,
             server_config.clone(),
             tls.clone(),
             handler.clone(),
         );
-        servers.push(server);
+        if implicit_tls {
+            bound.implicit_tls.push(local);
+            bound.servers.push(server.implicit_tls());
+        } else {
+            bound.starttls.push(local);
+            bound.servers.push(server);
+        }
     }
-    for addr in &config.submission.tls_listen {
-        let listener = bind("submission (implicit TLS)", *addr).await?;
-        tls_addrs.push(local_addr(&listener));
-        let server = SmtpServer::new(
-            listener,
-            server_config.clone(),
-            tls.clone(),
-            handler.clone(),
-        );
-        servers.push(server.implicit_tls());
-    }
-    Ok((servers, addrs, tls_addrs))
+    Ok(bound)
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
