@@ -78,10 +78,7 @@ fn print_smtp(config: &Config) {
         CertSource::Acme(acme) => format!(
             "ACME from {} for {names} ({}; contact {})",
             acme.directory,
-            match acme.challenge {
-                crate::config::AcmeChallenge::TlsAlpn01 => "TLS-ALPN-01 on the HTTPS listener",
-                crate::config::AcmeChallenge::Http01 => "HTTP-01 on web.http_listen",
-            },
+            acme.challenge.describe(),
             acme.contact.join(", ")
         ),
     };
@@ -126,16 +123,19 @@ fn print_certificate(config: &Config) -> Result<(), CliError> {
             status.expires_text()
         ),
     }
-    for warning in certificate_warnings(config, &certificates) {
+    for warning in certificate_warnings(config, certificates.names(), &status) {
         println!("warning:  {warning}");
     }
     Ok(())
 }
 
-/// The ways the configured certificate falls short.
-fn certificate_warnings(config: &Config, certificates: &crate::tls::Certificates) -> Vec<String> {
+/// The ways the configured certificate (for `names`, serving as `status` says) falls short.
+fn certificate_warnings(
+    config: &Config,
+    names: &[String],
+    status: &crate::tls::CertificateStatus,
+) -> Vec<String> {
     let mut warnings = Vec::new();
-    let status = certificates.status();
     if !config.tls.is_configured() {
         warnings.push(
             "no [tls] section: SMTP offers STARTTLS with a self-signed certificate and the \
@@ -144,19 +144,15 @@ fn certificate_warnings(config: &Config, certificates: &crate::tls::Certificates
         );
     }
     if matches!(config.tls.source, CertSource::Files { .. }) {
-        let missing: Vec<&String> = certificates
-            .names()
+        let missing: Vec<&str> = names
             .iter()
+            .map(String::as_str)
             .filter(|name| !covers(&status.names, name))
             .collect();
         if !missing.is_empty() {
             warnings.push(format!(
                 "the certificate does not cover {}: clients checking names will refuse it",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                missing.join(", ")
             ));
         }
         match status.days_left(std::time::SystemTime::now()) {

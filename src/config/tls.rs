@@ -131,6 +131,16 @@ pub enum AcmeChallenge {
     Http01,
 }
 
+impl AcmeChallenge {
+    /// Where the CA checks, for people: `postern check` and `/settings`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AcmeChallenge::TlsAlpn01 => "TLS-ALPN-01 on the HTTPS listener",
+            AcmeChallenge::Http01 => "HTTP-01 on the port-80 listener (web.http_listen)",
+        }
+    }
+}
+
 /// The serde shape of `[tls]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

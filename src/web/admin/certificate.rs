@@ -3,7 +3,7 @@
 //! loaded from the store, failed with the CA's error); while the temporary self-signed
 //! certificate is served, why — the last order's error.
 
-use crate::config::{AcmeChallenge, AcmeSettings, CertSource};
+use crate::config::CertSource;
 use crate::store::{CertificateEvent, Store};
 use crate::web::Settings;
 use crate::web::ui::{self, Html, html};
@@ -29,7 +29,7 @@ pub(super) async fn acme_section(settings: &Settings, store: &Store) -> Html {
     let mut body = html!(
         "<p id=\"acme-source\">Ordered from {} ({}) for {}.</p>\n",
         acme.directory,
-        challenge_text(acme),
+        acme.challenge.describe(),
         certificates.names().join(", "),
     );
     if certificates.status().temporary {
@@ -40,13 +40,6 @@ pub(super) async fn acme_section(settings: &Settings, store: &Store) -> Html {
     }
     body.push(events_table(&events));
     body
-}
-
-fn challenge_text(acme: &AcmeSettings) -> &'static str {
-    match acme.challenge {
-        AcmeChallenge::TlsAlpn01 => "TLS-ALPN-01 on the HTTPS listener",
-        AcmeChallenge::Http01 => "HTTP-01 on the port-80 listener",
-    }
 }
 
 /// Why there is no certificate from the CA yet: its last error, or that the order runs.

@@ -22,18 +22,9 @@ async fn settings(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Response {
-    let mut body = Html::trusted(concat!(
-        "<p>Read-only; change the config file and restart.</p>\n",
-        "<table>\n<tbody>\n"
-    ));
-    for (name, value) in rows(&state) {
-        body.push(html!(
-            "<tr><th>{name}</th><td>{value}</td></tr>\n",
-            name = name,
-            value = value,
-        ));
-    }
-    body.push_trusted("</tbody>\n</table>\n");
+    let mut body =
+        Html::trusted("<p>Read-only; change the config file and restart.</p>\n<table>\n");
+    body.push(table_rows(rows(&state)));
     body.push(certificate_section(&state.settings));
     body.push(super::certificate::acme_section(&state.settings, &state.store).await);
     body.push(retention_section(&state.settings.retention));
@@ -152,16 +143,19 @@ fn certificate_section(settings: &crate::web::Settings) -> Html {
         ("Issuer", status.issuer.clone()),
         ("Expires", status.expires_text()),
     ];
-    section.push_trusted("<table>\n<tbody>\n");
-    for (name, value) in rows {
-        section.push(html!(
-            "<tr><th>{name}</th><td>{value}</td></tr>\n",
-            name = name,
-            value = value,
-        ));
-    }
-    section.push_trusted("</tbody>\n</table>\n");
+    section.push_trusted("<table>\n");
+    section.push(table_rows(rows));
     section
+}
+
+/// A table's body of name/value rows, and its end: the tables of this page.
+fn table_rows<const N: usize>(rows: [(&str, String); N]) -> Html {
+    let mut body = Html::trusted("<tbody>\n");
+    for (name, value) in rows {
+        body.push(html!("<tr><th>{}</th><td>{}</td></tr>\n", name, value));
+    }
+    body.push_trusted("</tbody>\n</table>\n");
+    body
 }
 
 /// `[retention]`: how long each kind of data is kept before the sweep deletes it.
@@ -185,12 +179,9 @@ fn retention_section(retention: &Retention) -> Html {
     let mut body = Html::trusted(concat!(
         "<h2 id=\"retention\">Retention</h2>\n",
         "<p>Older data is deleted every five minutes ([retention] in the config file); ",
-        "mail still queued is never deleted.</p>\n<table id=\"retention-settings\">\n<tbody>\n"
+        "mail still queued is never deleted.</p>\n<table id=\"retention-settings\">\n"
     ));
-    for (name, value) in rows {
-        body.push(html!("<tr><th>{}</th><td>{}</td></tr>\n", name, value));
-    }
-    body.push_trusted("</tbody>\n</table>\n");
+    body.push(table_rows(rows));
     body
 }
 
