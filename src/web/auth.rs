@@ -260,7 +260,8 @@ async fn admit_api_key(
     asking: Asking,
     presented: &str,
 ) -> Result<Request, Response> {
-    if let Some(refused) = super::plain_http::refusal(asking.client.ip, state.allow_plain_http) {
+    if let Some(refused) = super::plain_http::refusal(asking.client.ip, state.tokens_from_any_peer)
+    {
         return Err(refused);
     }
     let Some(key) = state.accounts.api_key(presented).await.map_err(internal)? else {

@@ -45,7 +45,6 @@ pub mod redirect;
 mod session;
 mod ui;
 
-use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -117,8 +116,9 @@ struct AppState {
     managed: Managed,
     open: bool,
     secure_cookies: bool,
-    /// `web.allow_plain_http` (`plain_http`).
-    allow_plain_http: bool,
+    /// Bearer tokens are taken from any peer: the listener serves HTTPS, or
+    /// `web.allow_plain_http` vouches for a TLS proxy in front (`plain_http`).
+    tokens_from_any_peer: bool,
     /// Sends kept messages again ("Resend to target"); `None` where nothing receives mail.
     inbound: Option<Arc<Inbound>>,
     /// The send API and the outbound pages; `None` where nothing sends mail.
@@ -184,7 +184,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         open: options.open,
         secure_cookies: options.secure_cookies,
         // Over HTTPS a token never crossed the network in clear.
-        allow_plain_http: options.allow_plain_http || options.https,
+        tokens_from_any_peer: options.allow_plain_http || options.https,
         delays: Arc::new(tokio::sync::Semaphore::new(public::MAX_DELAYS_IN_FLIGHT)),
         data_requests,
         metrics,
@@ -208,7 +208,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(data_requests::routes())
         .merge(operations::routes())
         .merge(ui::routes());
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(operations::public_routes())
         .merge(public::routes())
@@ -223,19 +223,20 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .with_state(state)
         // The last layer is the outermost: nosniff covers the Host check's 421 too.
         .layer(middleware::from_fn_with_state(options.hosts, host::check))
-        .layer(middleware::map_response(nosniff))
-        .layer(middleware::map_response_with_state(options.hsts, hsts))
+        .layer(middleware::map_response(nosniff));
+    match options.hsts {
+        true => router.layer(middleware::map_response(hsts)),
+        false => router,
+    }
 }
 
 /// `Strict-Transport-Security` for a year on every answer, when the listener serves HTTPS
 /// with a certificate browsers trust (not the subdomains: they may be other services).
-async fn hsts(State(on): State<bool>, mut response: Response) -> Response {
-    if on {
-        response.headers_mut().insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
+async fn hsts(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     response
 }
 

@@ -63,7 +63,7 @@ async fn send(
             "missing Authorization: Bearer <token> (the SMTP password)",
         );
     };
-    if let Some(refused) = crate::web::plain_http::refusal(peer.ip(), state.allow_plain_http) {
+    if let Some(refused) = crate::web::plain_http::refusal(peer.ip(), state.tokens_from_any_peer) {
         return refused;
     }
     let request: SendRequest = match serde_json::from_slice(&body) {
