@@ -10,18 +10,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use rustls_pki_types::CertificateDer;
 
-use crate::support::pebble::{Pebble, Validation, free_port};
+use crate::support::free_port;
+use crate::support::pebble::{Pebble, Validation};
 use crate::support::scan::files_holding;
+use crate::support::tls_client::TlsClient;
 use crate::support::{Browser, binary, private};
 
 const HOST: &str = "mail.postern.test";
@@ -144,10 +141,10 @@ impl Serve {
     }
 
     /// Waits until HTTPS serves a certificate chaining to `trust`; its leaf (DER).
-    async fn first_certificate(&self, trust: &Arc<ClientConfig>) -> Vec<u8> {
+    async fn first_certificate(&self, trust: &TlsClient) -> CertificateDer<'static> {
         let deadline = Instant::now() + ORDER;
         loop {
-            match https_leaf(self.ports.web, trust).await {
+            match trust.https_leaf(Ports::addr(self.ports.web)).await {
                 Ok(leaf) => return leaf,
                 Err(seen) if Instant::now() > deadline => panic!(
                     "no CA certificate on HTTPS after {ORDER:?} ({seen}); serve's log:\n{}",
@@ -209,90 +206,12 @@ async fn scene(
     validity_secs: u64,
     validation: Validation,
     ports: impl FnOnce(&Pebble) -> Ports,
-) -> Option<(Pebble, Arc<ClientConfig>, Serve)> {
+) -> Option<(Pebble, TlsClient, Serve)> {
     crate::support::init();
     let pebble = Pebble::start(validity_secs, validation).await?;
-    let trust = trusting(&pebble.issuing_root().await);
+    let trust = TlsClient::trusting(&pebble.issuing_root().await, HOST);
     let serve = Serve::start(&pebble, ports(&pebble));
     Some((pebble, trust, serve))
-}
-
-/// A TLS client trusting only `root_pem` (no public roots).
-fn trusting(root_pem: &str) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-/// A dashboard client trusting only `root_pem`, `HOST` resolved to the web listener.
-fn dashboard_client(root_pem: &str, web: u16) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap()])
-        .resolve(HOST, Ports::addr(web))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The leaf certificate (DER) of a handshake over `stream` for `HOST`, verified by `trust`.
-async fn leaf(stream: TcpStream, trust: &Arc<ClientConfig>) -> Result<Vec<u8>, String> {
-    let connector = tokio_rustls::TlsConnector::from(trust.clone());
-    let tls = connector
-        .connect(ServerName::try_from(HOST).unwrap(), stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    let certificates = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .ok_or("no certificate")?;
-    Ok(certificates[0].to_vec())
-}
-
-async fn connect(port: u16) -> Result<TcpStream, String> {
-    TcpStream::connect(Ports::addr(port))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn https_leaf(port: u16, trust: &Arc<ClientConfig>) -> Result<Vec<u8>, String> {
-    leaf(connect(port).await?, trust).await
-}
-
-/// One SMTP reply (all its lines); the last line's text.
-async fn reply(stream: &mut TcpStream) -> String {
-    let mut line = Vec::new();
-    loop {
-        let byte = stream.read_u8().await.expect("the server answers");
-        line.push(byte);
-        if line.ends_with(b"\r\n") {
-            if line.get(3) == Some(&b' ') {
-                return String::from_utf8_lossy(&line).into_owned();
-            }
-            line.clear();
-        }
-    }
-}
-
-/// The leaf served after STARTTLS on an SMTP listener.
-async fn starttls_leaf(port: u16, trust: &Arc<ClientConfig>) -> Result<Vec<u8>, String> {
-    let mut stream = connect(port).await?;
-    reply(&mut stream).await;
-    stream.write_all(b"EHLO client.test\r\n").await.unwrap();
-    reply(&mut stream).await;
-    stream.write_all(b"STARTTLS\r\n").await.unwrap();
-    let ready = reply(&mut stream).await;
-    assert!(ready.starts_with("220"), "STARTTLS refused: {ready}");
-    leaf(stream, trust).await
 }
 
 /// A PEM body line of `der` (the second: past the common header bytes), as a cache in
@@ -309,7 +228,6 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
     let Some((pebble, trust, serve)) = scene(30, Validation::Real, ports).await else {
         return;
     };
-    let root = pebble.issuing_root().await;
     let started = Instant::now();
     let first = serve.first_certificate(&trust).await;
     eprintln!(
@@ -319,7 +237,7 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
 
     // (a) The dashboard over HTTPS, trusting only Pebble's root.
     let settings = serve
-        .settings(dashboard_client(&root, serve.ports.web))
+        .settings(trust.https_client(Ports::addr(serve.ports.web)))
         .await;
     assert!(settings.contains("Pebble"), "the issuer:\n{settings}");
     let source = format!("Ordered from {} (TLS-ALPN-01", pebble.directory);
@@ -332,23 +250,31 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
 
     // (b) The same certificate on STARTTLS (MX and submission) and implicit TLS (465).
     let ports = serve.ports;
-    let on_mx = starttls_leaf(ports.smtp, &trust).await.unwrap();
+    let on_mx = trust
+        .starttls(Ports::addr(ports.smtp))
+        .await
+        .map(|(_, leaf)| leaf)
+        .unwrap();
     assert!(on_mx == first, "the MX listener serves another certificate");
-    let on_submission = starttls_leaf(ports.submission, &trust).await.unwrap();
+    let on_submission = trust
+        .starttls(Ports::addr(ports.submission))
+        .await
+        .map(|(_, leaf)| leaf)
+        .unwrap();
     assert!(
         on_submission == first,
         "submission serves another certificate"
     );
-    let implicit = leaf(connect(ports.submission_tls).await.unwrap(), &trust).await;
+    let implicit = trust.implicit_tls(Ports::addr(ports.submission_tls)).await;
     assert!(
-        implicit.unwrap() == first,
+        implicit.unwrap().1 == first,
         "port 465 serves another certificate"
     );
 
     // (c) Renewed (a third of 30 s left) and served without a restart, on every listener.
     let deadline = Instant::now() + ORDER;
     let renewed = loop {
-        let now = https_leaf(ports.web, &trust).await.unwrap();
+        let now = trust.https_leaf(Ports::addr(ports.web)).await.unwrap();
         if now != first {
             break now;
         }
@@ -360,19 +286,25 @@ async fn tls_alpn_01_certificate_on_every_listener_and_renewed_without_restart()
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("acme: renewed {:?} after the start", started.elapsed());
-    let on_smtp = starttls_leaf(ports.smtp, &trust).await.unwrap();
+    let on_smtp = trust
+        .starttls(Ports::addr(ports.smtp))
+        .await
+        .map(|(_, leaf)| leaf)
+        .unwrap();
     assert!(
         on_smtp == renewed,
         "the MX listener serves another certificate"
     );
-    let settings = serve.settings(dashboard_client(&root, ports.web)).await;
+    let settings = serve
+        .settings(trust.https_client(Ports::addr(ports.web)))
+        .await;
     assert!(settings.contains("<td>renewed</td>"), "{settings}");
 }
 
 #[tokio::test]
 async fn a_restart_serves_the_cached_certificate_sealed_in_the_store() {
     let ports = |_: &Pebble| Ports::new(free_port(), None);
-    let Some((pebble, trust, mut serve)) = scene(86_400, Validation::AlwaysValid, ports).await
+    let Some((_pebble, trust, mut serve)) = scene(86_400, Validation::AlwaysValid, ports).await
     else {
         return;
     };
@@ -393,9 +325,8 @@ async fn a_restart_serves_the_cached_certificate_sealed_in_the_store() {
         restarted.elapsed()
     );
     assert!(again == first, "a restart ordered a new certificate");
-    let root = pebble.issuing_root().await;
     let settings = serve
-        .settings(dashboard_client(&root, serve.ports.web))
+        .settings(trust.https_client(Ports::addr(serve.ports.web)))
         .await;
     assert_eq!(settings.matches("<td>issued</td>").count(), 1, "{settings}");
     assert!(settings.contains("<td>cached</td>"), "{settings}");
@@ -415,7 +346,11 @@ async fn http_01_is_answered_on_the_port_80_listener() {
         started.elapsed()
     );
     assert_eq!(
-        starttls_leaf(serve.ports.smtp, &trust).await.unwrap(),
+        trust
+            .starttls(Ports::addr(serve.ports.smtp))
+            .await
+            .map(|(_, leaf)| leaf)
+            .unwrap(),
         first
     );
 }
@@ -461,6 +396,9 @@ async fn until_the_ca_issues_listeners_serve_a_temporary_certificate_and_setting
         "{settings}"
     );
     // STARTTLS is still offered, with the temporary certificate (not Pebble's).
-    let refused = starttls_leaf(serve.ports.smtp, &trust).await;
+    let refused = trust
+        .starttls(Ports::addr(serve.ports.smtp))
+        .await
+        .map(|(_, leaf)| leaf);
     assert!(refused.is_err(), "a CA certificate without validation");
 }

@@ -5,21 +5,14 @@
 //! allowed, loss is not.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const KILLS: usize = 5;
+use crate::support::free_port;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const KILLS: usize = 5;
 
 fn postern(config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));

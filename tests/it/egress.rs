@@ -20,7 +20,7 @@ use crate::support::certs::TestCa;
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::policy_host::PolicyHost;
 use crate::support::sink::Sink;
-use crate::support::{Browser, Receiver, Smtp, binary, eventually, private, skipped};
+use crate::support::{Browser, Receiver, Smtp, binary, eventually, free_port, private, skipped};
 
 const ADMIN: &str = "dpo@postern.test";
 const PASSWORD: &str = "egress test password";
@@ -395,11 +395,6 @@ fn unlisted(observed: &BTreeSet<Seen>, destinations: &Value, named: &[IpAddr]) -
         .filter(|seen| !matches!(seen, Seen::Ip(addr) if listed.contains(addr)))
         .cloned()
         .collect()
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 #[test]

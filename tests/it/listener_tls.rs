@@ -8,125 +8,29 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::support::TestApp;
 use crate::support::binary::{Server, run};
 use crate::support::certs::{CertFiles, TestCa};
-use crate::support::oidc::free_port;
+use crate::support::free_port;
+use crate::support::tls_client::{TlsClient, command, reply};
 
 const HOST: &str = "mx.postern.test";
 
-/// A TLS client trusting only `ca`.
-fn connector(ca: &TestCa, alpn: &[&[u8]]) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let der = CertificateDer::from_pem_slice(ca.root_pem().as_bytes()).unwrap();
-    roots.add(der).unwrap();
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(config))
+/// A TLS client trusting only `ca`, for [`HOST`].
+fn trusting(ca: &TestCa) -> TlsClient {
+    TlsClient::trusting(&ca.root_pem(), HOST)
 }
 
 /// The leaf certificate of a PEM file.
 fn leaf(files: &CertFiles) -> CertificateDer<'static> {
     CertificateDer::from_pem_file(&files.cert).unwrap()
-}
-
-/// An SMTP reply, all its lines.
-async fn reply<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> String {
-    let mut text = String::new();
-    loop {
-        let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
-            .await
-            .expect("a reply within 10 s")
-            .unwrap();
-        assert!(read > 0, "the server closed the connection after {text:?}");
-        text.push_str(&line);
-        if line.as_bytes().get(3) == Some(&b' ') {
-            return text;
-        }
-    }
-}
-
-async fn command<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut BufReader<S>,
-    line: &str,
-) -> String {
-    stream
-        .get_mut()
-        .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .unwrap();
-    reply(stream).await
-}
-
-type TlsSmtp = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
-
-/// STARTTLS on an SMTP listener, verified against `ca` for [`HOST`]: the session after
-/// the handshake and the certificate the server presented.
-async fn starttls(addr: SocketAddr, ca: &TestCa) -> (TlsSmtp, CertificateDer<'static>) {
-    let mut plain = BufReader::new(TcpStream::connect(addr).await.unwrap());
-    assert!(reply(&mut plain).await.starts_with("220"));
-    let ehlo = command(&mut plain, "EHLO client.test").await;
-    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
-    assert!(command(&mut plain, "STARTTLS").await.starts_with("220"));
-    let name = ServerName::try_from(HOST).unwrap();
-    let tls = connector(ca, &[])
-        .connect(name, plain.into_inner())
-        .await
-        .expect("a handshake verified against the test CA");
-    let cert = peer_leaf(tls.get_ref().1);
-    (BufReader::new(tls), cert)
-}
-
-/// Implicit TLS: the handshake first, then the greeting over it.
-async fn implicit_tls(addr: SocketAddr, ca: &TestCa) -> (TlsSmtp, CertificateDer<'static>) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from(HOST).unwrap();
-    let tls = connector(ca, &[]).connect(name, tcp).await.unwrap();
-    let cert = peer_leaf(tls.get_ref().1);
-    let mut session = BufReader::new(tls);
-    let greeting = reply(&mut session).await;
-    assert!(greeting.starts_with("220 "), "{greeting}");
-    (session, cert)
-}
-
-/// The certificate the HTTPS listener presents, over a handshake verified against `ca`.
-async fn https_leaf(addr: SocketAddr, ca: &TestCa) -> CertificateDer<'static> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from(HOST).unwrap();
-    let tls = connector(ca, &[b"http/1.1"])
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    peer_leaf(tls.get_ref().1)
-}
-
-fn peer_leaf(connection: &rustls::ClientConnection) -> CertificateDer<'static> {
-    connection.peer_certificates().unwrap()[0]
-        .clone()
-        .into_owned()
-}
-
-/// An HTTPS client trusting only `ca`, with [`HOST`] resolving to loopback.
-fn https_client(ca: &TestCa, web: SocketAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.root_pem().as_bytes()).unwrap()])
-        .resolve(HOST, web)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 fn files_config(files: &CertFiles, extra: &str) -> String {
@@ -150,7 +54,7 @@ async fn https_starttls_and_implicit_tls_serve_one_certificate_and_a_new_one_wit
     let first = leaf(&files);
 
     // The dashboard over HTTPS, with HSTS; plain HTTP on that port gets no page.
-    let client = https_client(&ca, app.web);
+    let client = trusting(&ca).https_client(app.web);
     let url = format!("https://{HOST}:{}/signin", app.web.port());
     let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -167,14 +71,17 @@ async fn https_starttls_and_implicit_tls_serve_one_certificate_and_a_new_one_wit
         plain.text().await.unwrap(),
         "This port speaks HTTPS: use an https:// URL.\n"
     );
-    assert_eq!(https_leaf(app.web, &ca).await, first);
+    assert_eq!(trusting(&ca).https_leaf(app.web).await.unwrap(), first);
 
     // The same certificate on the MX, on submission STARTTLS and on implicit TLS.
-    let (mut mx, mx_cert) = starttls(app.smtp, &ca).await;
+    let (mut mx, mx_cert) = trusting(&ca).starttls(app.smtp).await.unwrap();
     assert_eq!(mx_cert, first);
-    let (_, submission_cert) = starttls(app.submission[0], &ca).await;
+    let (_, submission_cert) = trusting(&ca).starttls(app.submission[0]).await.unwrap();
     assert_eq!(submission_cert, first);
-    let (mut implicit, implicit_cert) = implicit_tls(app.submission_tls[0], &ca).await;
+    let (mut implicit, implicit_cert) = trusting(&ca)
+        .implicit_tls(app.submission_tls[0])
+        .await
+        .unwrap();
     assert_eq!(implicit_cert, first);
     // Inside implicit TLS, STARTTLS is not offered again and AUTH is.
     let ehlo = command(&mut implicit, "EHLO client.test").await;
@@ -188,15 +95,22 @@ async fn https_starttls_and_implicit_tls_serve_one_certificate_and_a_new_one_wit
     let second = leaf(&renewed);
     assert_ne!(first, second);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while https_leaf(app.web, &ca).await != second {
+    while trusting(&ca).https_leaf(app.web).await.unwrap() != second {
         assert!(
             Instant::now() < deadline,
             "the new certificate was not served"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(starttls(app.smtp, &ca).await.1, second);
-    assert_eq!(implicit_tls(app.submission_tls[0], &ca).await.1, second);
+    assert_eq!(trusting(&ca).starttls(app.smtp).await.unwrap().1, second);
+    assert_eq!(
+        trusting(&ca)
+            .implicit_tls(app.submission_tls[0])
+            .await
+            .unwrap()
+            .1,
+        second
+    );
     // The session that began before the reload goes on with its own certificate.
     assert!(
         command(&mut mx, "EHLO client.test")
@@ -218,15 +132,15 @@ async fn a_broken_pair_keeps_the_old_certificate_until_a_good_one_arrives() {
     std::fs::copy(&other.cert, &files.cert).unwrap();
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
-        https_leaf(app.web, &ca).await,
+        trusting(&ca).https_leaf(app.web).await.unwrap(),
         first,
         "a mismatched pair was served"
     );
-    assert_eq!(starttls(app.smtp, &ca).await.1, first);
+    assert_eq!(trusting(&ca).starttls(app.smtp).await.unwrap().1, first);
     // The key arrives: the pair fits and is served.
     std::fs::copy(&other.key, &files.key).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while https_leaf(app.web, &ca).await != leaf(&other) {
+    while trusting(&ca).https_leaf(app.web).await.unwrap() != leaf(&other) {
         assert!(Instant::now() < deadline, "the fitting pair was not served");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -273,7 +187,8 @@ async fn the_port_80_listener_only_redirects_to_https() {
         .unwrap();
     assert_eq!(response.status(), 421);
     // Following the redirect reaches the HTTPS dashboard.
-    let response = https_client(&ca, app.web)
+    let response = trusting(&ca)
+        .https_client(app.web)
         .get(format!("https://{HOST}:{}/signin", app.web.port()))
         .send()
         .await
@@ -400,7 +315,7 @@ async fn sighup_makes_the_real_binary_read_the_certificate_files_at_once() {
     })
     .await;
     let first = leaf(&files);
-    assert_eq!(https_leaf(web, &ca).await, first);
+    assert_eq!(trusting(&ca).https_leaf(web).await.unwrap(), first);
 
     // New content under the old sizes and times: the change check cannot see it.
     let renewed = same_size_certificate(&ca, dir.path(), &files);
@@ -420,7 +335,11 @@ async fn sighup_makes_the_real_binary_read_the_certificate_files_at_once() {
     set(&files.cert, cert_time);
     set(&files.key, key_time);
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(https_leaf(web, &ca).await, first, "read without SIGHUP");
+    assert_eq!(
+        trusting(&ca).https_leaf(web).await.unwrap(),
+        first,
+        "read without SIGHUP"
+    );
 
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &server.0.id().to_string()])
@@ -428,7 +347,7 @@ async fn sighup_makes_the_real_binary_read_the_certificate_files_at_once() {
         .unwrap();
     assert!(hup.success());
     crate::support::eventually("the new certificate is served after SIGHUP", async || {
-        https_leaf(web, &ca).await == second
+        trusting(&ca).https_leaf(web).await.unwrap() == second
     })
     .await;
     // The process is still serving (SIGHUP is not a stop).

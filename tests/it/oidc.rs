@@ -8,7 +8,8 @@ use postern::accounts::{Actor, NewPassword, Role};
 use serde_json::{Value, json};
 
 use crate::support::browser::Page;
-use crate::support::oidc::{GitHub, OidcMock, free_port};
+use crate::support::free_port;
+use crate::support::oidc::{GitHub, OidcMock};
 use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser, TestApp, config_with};
 
 const BOB: &str = "bob@postern.test";

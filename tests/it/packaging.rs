@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::support::Smtp;
 use crate::support::binary::{Server, postern, run};
-use crate::support::oidc::free_port;
+use crate::support::free_port;
 
 /// The highest exposure `systemd-analyze security` may give the unit (it prints 0.0–10.0).
 const MAX_EXPOSURE: f64 = 2.0;

@@ -23,6 +23,7 @@ pub mod receiver;
 pub mod scan;
 pub mod sink;
 pub mod smtp;
+pub mod tls_client;
 pub mod tls_front;
 pub mod wait;
 
@@ -76,6 +77,18 @@ pub fn keyring_in(config: &mut Config, data_dir: &std::path::Path) {
 pub fn private(data_dir: &std::path::Path) {
     postern::datadir::restrict_umask();
     postern::datadir::tighten(data_dir).expect("the test data directory is made private");
+}
+
+/// A loopback port free for both TCP and UDP right now (bound, then released): for a
+/// server the test starts, which may also take UDP there (Pebble's DNS).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The admin every `TestApp` starts with.

@@ -20,14 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::process::{Child, Command};
 
-/// A port nobody listens on right now (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::free_port;
 
 /// `oidc-provider-mock` on a loopback port.
 pub struct OidcMock {

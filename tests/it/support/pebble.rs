@@ -10,7 +10,6 @@
 //!
 //! Skipped (said on the terminal) when `pebble` is not installed, unless `TEST_ACME=required`.
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use super::certs::TestCa;
+use super::free_port;
 
 /// What Pebble checks before it issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +46,6 @@ pub struct Pebble {
 
 fn required() -> bool {
     std::env::var_os("TEST_ACME").is_some_and(|v| v == "required")
-}
-
-/// A loopback port free for both TCP and UDP right now.
-pub fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 fn output() -> Stdio {
