@@ -48,5 +48,6 @@ mod submission;
 mod submission_outbound;
 mod support;
 mod tidy;
+mod upgrade;
 mod users_api;
 mod web_hardening;
