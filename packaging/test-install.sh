@@ -2,11 +2,15 @@
 # The Debian package tried as a new host would get it: mmdebstrap a fresh bookworm root with the
 # .deb installed, check in a chroot what the package promises (the postern user, owners and
 # modes, the unit enabled but not running), then boot the root with systemd-nspawn on a private
-# network where a probe unit waits for the unit (Type=notify: `systemctl start` returns at
-# READY=1), reads the SMTP greeting on port 25, connects to the HTTPS port, reloads and stops
-# it (the shipped config was edited and passed `postern check` before the boot); back in the
-# chroot, installing it again keeps the keyring and the edited config, `apt-get remove` keeps
-# the data, the keyring and the user, and `apt-get purge` leaves nothing.
+# network where a probe unit starts the unit (Type=notify: `systemctl start` returns at
+# READY=1), reads the SMTP greeting on port 25, sends a message that Postern POSTs to a target
+# running inside the root, asks the HTTPS port for /healthz, reloads and stops it (the shipped
+# config was edited and passed `postern check` before the boot). Then the upgrade: the store and
+# keyring written by the previous release (tests/data/upgrade/) replace the new ones, the
+# package is installed over itself (postinst configure with the old version), and a second
+# boot checks that the migrations ran and the older messages, sealed content and API key still
+# open. Back in the chroot, `apt-get remove` keeps the data, the keyring and the user, and
+# `apt-get purge` leaves nothing.
 #
 # Usage (root): packaging/test-install.sh target/debian/postern_<version>_amd64.deb
 # Needs: apt-get install mmdebstrap systemd-container. MIRROR overrides the apt line (default:
@@ -19,6 +23,8 @@ fail() {
 }
 
 [ $# -eq 1 ] || fail "usage: $0 PATH/TO/postern.deb"
+repository=$(cd "$(dirname "$0")/.." && pwd)
+upgrade=$repository/tests/data/upgrade
 deb=$(realpath "$1")
 [ -f "$deb" ] || fail "$deb: no such file (build it with \`cargo deb\`)"
 [ "$(id -u)" -eq 0 ] || fail "mmdebstrap and systemd-nspawn need root"
@@ -49,7 +55,8 @@ fi
 started=$(date +%s)
 
 echo "--- mmdebstrap bookworm with $(basename "$deb")"
-mmdebstrap --quiet --variant=minbase --include="$deb" \
+# python3 runs the target the message is POSTed to, and the SMTP client; curl asks HTTPS.
+mmdebstrap --quiet --variant=minbase --include="$deb,python3,curl" \
     --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
     bookworm "$root" "${MIRROR:-$(mirror_line)}"
 
@@ -72,11 +79,20 @@ in_root test -x /usr/bin/postern || fail "/usr/bin/postern is missing"
 in_root test -f /usr/share/man/man1/postern.1.gz || fail "the man page is missing"
 
 echo "--- the shipped config, edited as an operator would, then postern check"
-# A name, a self-signed certificate (no CA can reach a private network), no DNS server to ask.
-# Before the boot: the unit is enabled, so the boot starts it.
+# A name, a self-signed certificate (no CA can reach a private network), no DNS server to ask,
+# outbound mail through a relay inside the root, one address POSTed to the target inside the
+# root. Before the boot: the unit is enabled, so the boot starts it.
 in_root sed -i -e 's/^hostname = .*/hostname = "mx.postern.test"/' \
     -e 's/^mode = "acme"/mode = "self-signed"/' -e 's/^contact = /# contact = /' \
-    -e 's/^servers = "system"/servers = ["127.0.0.1:53"]/' /etc/postern/postern.toml
+    -e 's/^servers = "system"/servers = ["127.0.0.1:53"]/' \
+    -e 's|^# relay = .*|relay = "smtp://127.0.0.1:2526"|' /etc/postern/postern.toml
+cat >>"$root/etc/postern/postern.toml" <<'TOML'
+
+[[address]]
+address = "*@postern.test"
+target = "http://127.0.0.1:8080/incoming"
+format = "json"
+TOML
 expect "the edited config" "root:postern 640" "$(in_root stat -c '%U:%G %a' /etc/postern/postern.toml)"
 in_root postern check >"$work/check.log" 2>&1 || {
     cat "$work/check.log" >&2
@@ -84,37 +100,22 @@ in_root postern check >"$work/check.log" 2>&1 || {
 }
 echo "ok  postern check: $(tail -n 1 "$work/check.log")"
 
-echo "--- boot with systemd-nspawn (private network) and run the probe"
-cat >"$root/usr/local/bin/postern-probe" <<'PROBE'
-#!/bin/bash
-# Runs once at boot inside the test root; its last line is PROBE OK or says what failed.
-exec >/var/log/postern-probe.log 2>&1
-finish() { echo "$1"; systemctl --no-block poweroff 2>/dev/null; exit 0; }
-trap 'finish "PROBE FAILED at line $LINENO"' ERR
-set -eE
-systemctl start postern.service
-systemctl is-active postern.service
-exec 3<>/dev/tcp/127.0.0.1/25
-read -r -t 10 greeting <&3
-echo "SMTP greeting: $greeting"
-[[ $greeting == "220 mx.postern.test "* ]]
-printf 'QUIT\r\n' >&3
-exec 3>&-
-exec 4<>/dev/tcp/127.0.0.1/443
-exec 4>&-
-echo "HTTPS port 443 accepts"
-systemctl reload postern.service
-sleep 1
-systemctl is-active postern.service
-systemctl stop postern.service
-journalctl -u postern.service --no-pager -o cat >/tmp/postern.journal
-tail -n 20 /tmp/postern.journal
-grep -q "postern is ready" /tmp/postern.journal
-grep -q "SIGHUP received" /tmp/postern.journal
-grep -q "SIGTERM received, shutting down" /tmp/postern.journal
-finish "PROBE OK"
-PROBE
-chmod 755 "$root/usr/local/bin/postern-probe"
+# The app the mail is POSTed to: writes each body to /var/log/postern-target/, answers 200.
+cat >"$root/usr/local/bin/postern-target" <<'TARGET'
+#!/usr/bin/python3
+import http.server, os
+os.makedirs("/var/log/postern-target", exist_ok=True)
+class Target(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        count = len(os.listdir("/var/log/postern-target"))
+        with open(f"/var/log/postern-target/{count + 1}.json", "wb") as f:
+            f.write(body)
+        self.send_response(200)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", 8080), Target).serve_forever()
+TARGET
+chmod 755 "$root/usr/local/bin/postern-target"
 cat >"$root/etc/systemd/system/postern-probe.service" <<'UNIT'
 [Unit]
 Description=postern install test probe
@@ -128,16 +129,70 @@ ExecStart=/usr/local/bin/postern-probe
 WantedBy=multi-user.target
 UNIT
 systemctl --root="$root" enable postern-probe.service >/dev/null 2>&1
-timeout 180 systemd-nspawn -q -b --register=no --keep-unit --private-network -D "$root" \
-    >"$work/boot.log" 2>&1 || true
-probe=$(cat "$root/var/log/postern-probe.log" 2>/dev/null || echo "(the probe did not run)")
-echo "$probe" | sed 's/^/    /'
-[ "$(echo "$probe" | tail -n 1)" = "PROBE OK" ] || {
-    tail -n 40 "$work/boot.log" >&2
-    fail "the probe inside the booted root"
+
+# Boots the root with the probe script on standard input; its log must end in PROBE OK.
+boot_and_probe() { # WHAT
+    {
+        cat <<'HEAD'
+#!/bin/bash
+# Runs once at boot inside the test root; its last line is PROBE OK or says what failed.
+exec >/var/log/postern-probe.log 2>&1
+finish() { echo "$1"; systemctl --no-block poweroff 2>/dev/null; exit 0; }
+trap 'finish "PROBE FAILED at line $LINENO"' ERR
+set -eE
+HEAD
+        cat
+        echo 'finish "PROBE OK"'
+    } >"$root/usr/local/bin/postern-probe"
+    chmod 755 "$root/usr/local/bin/postern-probe"
+    rm -f "$root/var/log/postern-probe.log"
+    timeout 180 systemd-nspawn -q -b --register=no --keep-unit --private-network -D "$root" \
+        >"$work/boot.log" 2>&1 || true
+    probe=$(cat "$root/var/log/postern-probe.log" 2>/dev/null || echo "(the probe did not run)")
+    echo "$probe" | sed 's/^/    /'
+    [ "$(echo "$probe" | tail -n 1)" = "PROBE OK" ] || {
+        tail -n 40 "$work/boot.log" >&2
+        fail "the probe inside the booted root ($1)"
+    }
+    echo "ok  $1"
 }
 
-echo "--- the same package again (an upgrade: postinst configure with the old version), then remove"
+echo "--- boot with systemd-nspawn (private network): serve, POST, HTTPS, reload, drain"
+boot_and_probe "the unit serves, reloads and drains" <<'PROBE'
+/usr/local/bin/postern-target &
+systemctl start postern.service
+systemctl is-active postern.service
+python3 - <<'SMTP'
+import smtplib
+with smtplib.SMTP("127.0.0.1", 25, local_hostname="client.postern.test") as smtp:
+    print("SMTP greeting:", smtp.welcome.decode())
+    assert smtp.welcome.startswith(b"mx.postern.test "), smtp.welcome
+    refused = smtp.sendmail("someone@example.net", ["inbox@postern.test"],
+                            b"Subject: install test\r\n\r\nposted inside the root\r\n")
+    assert not refused, refused
+print("SMTP 250 for inbox@postern.test")
+SMTP
+grep -q '"subject":"install test"' /var/log/postern-target/1.json
+echo "the target got: $(head -c 120 /var/log/postern-target/1.json)…"
+health=$(curl -sS --fail --insecure --resolve mx.postern.test:443:127.0.0.1 https://mx.postern.test/healthz)
+echo "HTTPS /healthz: $health"
+systemctl reload postern.service
+sleep 1
+systemctl is-active postern.service
+systemctl stop postern.service
+journalctl -u postern.service --no-pager -o cat >/tmp/postern.journal
+tail -n 20 /tmp/postern.journal
+grep -q "postern is ready" /tmp/postern.journal
+grep -q "SIGHUP received" /tmp/postern.journal
+grep -q "SIGTERM received, shutting down" /tmp/postern.journal
+PROBE
+
+echo "--- upgrade: the previous release's store and keyring, the package over itself, a second boot"
+fact() { python3 -c "import json, sys; print(json.load(open(sys.argv[1]))$2)" "$upgrade/fixture.json"; }
+rm -f "$root"/var/lib/postern/postern.db*
+install -o "$(in_root id -u postern)" -g "$(in_root id -g postern)" -m 600 \
+    "$upgrade/postern.db" "$root/var/lib/postern/postern.db"
+install -o root -g root -m 600 "$upgrade/keyring" "$root/etc/postern/keyring"
 keyring_sum=$(in_root sha256sum /etc/postern/keyring)
 cp "$deb" "$root/tmp/postern.deb"
 in_root dpkg -i /tmp/postern.deb >"$work/upgrade.log" 2>&1 || {
@@ -149,6 +204,43 @@ expect "the edited config after the upgrade" 'hostname = "mx.postern.test"' \
     "$(in_root grep '^hostname = ' /etc/postern/postern.toml)"
 expect "the config's owner after the upgrade" "root:postern 640" \
     "$(in_root stat -c '%U:%G %a' /etc/postern/postern.toml)"
+# The relay the queued message leaves through (Python 3.11's smtpd prints what it gets), up
+# before the unit, which the boot starts and whose worker sends at once.
+cat >"$root/etc/systemd/system/postern-relay.service" <<'UNIT'
+[Unit]
+Description=postern install test relay
+Before=postern.service
+
+[Service]
+ExecStart=/bin/sh -c 'exec python3 -u -W ignore -m smtpd -n -c DebuggingServer 127.0.0.1:2526 >/tmp/relay.log 2>&1'
+ExecStartPost=/bin/bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/2526) 2>/dev/null; do sleep 0.1; done'
+PrivateTmp=no
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl --root="$root" enable postern-relay.service >/dev/null 2>&1
+boot_and_probe "the previous release's store is migrated and opens" <<PROBE
+systemctl start postern.service
+journalctl -u postern.service --no-pager -o cat | grep "database migrated"
+api() { curl -sS --fail --insecure --resolve mx.postern.test:443:127.0.0.1 \
+    -H "Authorization: Bearer $(fact "['api_key']")" "https://mx.postern.test\$1"; }
+api /api/messages >/tmp/messages.json
+python3 - <<'CHECK'
+import json
+subjects = sorted(m["subject"] for m in json.load(open("/tmp/messages.json"))["messages"])
+print("messages kept:", subjects)
+assert subjects == $(fact "['inbound_subjects']"), subjects
+CHECK
+for _ in \$(seq 60); do grep -q "queued before the upgrade" /tmp/relay.log && break; sleep 0.5; done
+grep -E "queued before the upgrade|^b?'?DKIM-Signature" /tmp/relay.log
+grep -q "d=upgrade.test" /tmp/relay.log
+systemctl stop postern.service
+PROBE
+expect "the schema after the upgrade" "yes" \
+    "$(in_root python3 -c 'import sqlite3; v = sqlite3.connect("/var/lib/postern/postern.db").execute("PRAGMA user_version").fetchone()[0]; print("yes" if v > '"$(fact "['schema_version']")"' else v)')"
+
+echo "--- apt-get remove"
 in_root apt-get remove -y -qq postern >"$work/remove.log" 2>&1 || {
     cat "$work/remove.log" >&2
     fail "apt-get remove postern"

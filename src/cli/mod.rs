@@ -1,4 +1,4 @@
-//! The command line: `postern dev | serve | check | init | user | key | credential |
+//! The command line: `postern dev | serve | check | ready | init | user | key | credential |
 //! sending-domain | suppression | export | purge | backup | restore`. Only this module (with `main`) reads argv and the
 //! environment; everything else receives a [`Config`].
 //!
@@ -7,7 +7,7 @@
 //! `serve` and `dev`), `check` validates a config and prints what it would run, `accounts`
 //! holds the `user` and `key` commands, `outbound` the `credential`, `sending-domain` and
 //! `suppression` commands, `data_requests` `export` and `purge`, `backup` `backup` and
-//! `restore`.
+//! `restore`, `ready` asks a running server's `/readyz`.
 
 mod accounts;
 mod backup;
@@ -16,6 +16,7 @@ mod data_requests;
 mod error;
 mod keyring;
 mod outbound;
+mod ready;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,9 @@ enum Command {
         #[arg(long, short, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Ask the running server whether it is ready (GET /readyz on its web listener, from
+    /// this machine): exit 0 when it is, 1 naming what is not. For container HEALTHCHECKs.
+    Ready(ready::ReadyArgs),
     /// Users who sign in to the dashboard: add, list, delete, reset-totp.
     #[command(subcommand)]
     User(accounts::UserCommand),
@@ -135,6 +139,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev(args) => serve::dev(args),
         Command::Serve { config } => serve::serve(&config),
         Command::Check { config } => check::check(&config),
+        Command::Ready(args) => ready::ready(args),
         Command::Init { output, force } => init(&output, force),
         Command::User(command) => accounts::user(command),
         Command::Key(command) => accounts::key(command),

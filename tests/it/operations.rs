@@ -1,7 +1,8 @@
 //! Running Postern (issue 13, part 6): `/metrics` counts what happened and only admins read
 //! it; `/readyz` names what is not ready; `postern backup` copies the database while mail
 //! arrives and `postern restore` puts it back (never under a running `serve`), the sealed
-//! content opening with the keyring; `POSTERN_LOG_FORMAT=json` writes lines a machine parses.
+//! content opening with the keyring; `POSTERN_LOG_FORMAT=json` writes lines a machine parses;
+//! `postern ready` (the container's HEALTHCHECK) asks the running server's `/readyz`.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -13,10 +14,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::outbound_delivery::{delivering_app, dest_zone, send, wait_state};
-use crate::support::binary::{postern, run};
+use crate::support::binary::{Server, postern, run};
 use crate::support::dns::DnsServer;
 use crate::support::sink::Sink;
-use crate::support::{Receiver, Smtp, TestApp, config_with, private};
+use crate::support::{Receiver, Smtp, TestApp, config_with, eventually_ok, free_port, private};
 use postern::accounts::{Actor, Role};
 use postern::outbound::NewCredentialSpec;
 use postern::store::RecipientState;
@@ -341,4 +342,62 @@ async fn json_logs_are_one_object_per_line_with_each_message_handled() {
         !stderr.contains("MARKER-json"),
         "no content in logs: {stderr}"
     );
+}
+
+#[tokio::test]
+async fn postern_ready_asks_the_running_servers_readyz_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    private(dir.path());
+    let (smtp, web) = (free_port(), free_port());
+    let config = dir.path().join("postern.toml");
+    // As in the container: every address, HTTPS with a certificate nobody vouches for.
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"mx.postern.test\"\ndata_dir = {:?}\n\
+             [smtp]\nlisten = \"0.0.0.0:{smtp}\"\n[web]\nlisten = \"0.0.0.0:{web}\"\n\
+             [tls]\nmode = \"self-signed\"\n[outbound]\ndeliver = false\n\
+             [dns]\nservers = [\"127.0.0.1:9\"]\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let ask = || {
+        let config = config.clone();
+        async move {
+            tokio::task::spawn_blocking(move || run(&["ready", "--config", &config], &[]))
+                .await
+                .unwrap()
+        }
+    };
+    let (code, _, err) = ask().await;
+    assert_eq!(code, 1, "nothing runs yet: {err}");
+    assert!(
+        err.contains(&format!(
+            "error: no answer from https://mx.postern.test:{web}/readyz"
+        )),
+        "{err}"
+    );
+
+    let server = Server(
+        postern()
+            .args(["serve", "--config", &config])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = eventually_ok("postern ready says ready", async || match ask().await {
+        (0, out, _) => Ok(out),
+        (code, _, err) => Err(format!("exit {code}: {err}")),
+    })
+    .await;
+    assert_eq!(
+        out.trim(),
+        format!("ready (https://mx.postern.test:{web}/readyz)")
+    );
+    drop(server);
+    let (code, _, _) = ask().await;
+    assert_eq!(code, 1, "the server is gone");
 }
