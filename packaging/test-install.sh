@@ -32,18 +32,7 @@ for tool in mmdebstrap systemd-nspawn; do
     command -v "$tool" >/dev/null || fail "$tool is missing: apt-get install mmdebstrap systemd-container"
 done
 
-# The first `deb` line of the machine's bookworm mirror (one-line or deb822 sources).
-mirror_line() {
-    local uri
-    uri=$(grep -hsE '^deb +[^ ]+ +bookworm ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-        awk '{print $2; exit}')
-    if [ -z "$uri" ]; then
-        uri=$(awk '/^URIs:/ {uri=$2} /^Suites:/ && / bookworm( |$)/ {print uri; exit}' \
-            /etc/apt/sources.list.d/*.sources 2>/dev/null)
-    fi
-    [ -n "$uri" ] || fail "no bookworm mirror in /etc/apt/sources.list*; set MIRROR='deb URI bookworm main'"
-    echo "deb $uri bookworm main"
-}
+source "$repository/packaging/mirror.sh"
 
 work=$(mktemp -d /var/tmp/postern-install.XXXXXX)
 root=$work/rootfs
@@ -164,15 +153,16 @@ systemctl start postern.service
 systemctl is-active postern.service
 python3 - <<'SMTP'
 import smtplib
-with smtplib.SMTP("127.0.0.1", 25, local_hostname="client.postern.test") as smtp:
-    print("SMTP greeting:", smtp.welcome.decode())
-    assert smtp.welcome.startswith(b"mx.postern.test "), smtp.welcome
+with smtplib.SMTP(local_hostname="client.postern.test") as smtp:
+    code, greeting = smtp.connect("127.0.0.1", 25)
+    print("SMTP greeting:", code, greeting.decode())
+    assert code == 220 and greeting.startswith(b"mx.postern.test "), greeting
     refused = smtp.sendmail("someone@example.net", ["inbox@postern.test"],
                             b"Subject: install test\r\n\r\nposted inside the root\r\n")
     assert not refused, refused
 print("SMTP 250 for inbox@postern.test")
 SMTP
-grep -q '"subject":"install test"' /var/log/postern-target/1.json
+grep -q '"Subject":"install test"' /var/log/postern-target/1.json
 echo "the target got: $(head -c 120 /var/log/postern-target/1.json)…"
 health=$(curl -sS --fail --insecure --resolve mx.postern.test:443:127.0.0.1 https://mx.postern.test/healthz)
 echo "HTTPS /healthz: $health"
