@@ -45,7 +45,7 @@ started=$(date +%s)
 
 echo "--- mmdebstrap bookworm with $(basename "$deb")"
 # python3 runs the target the message is POSTed to, and the SMTP client; curl asks HTTPS.
-mmdebstrap --quiet --variant=minbase --include="$deb,python3,curl" \
+mmdebstrap --quiet --variant=minbase --include="$deb" --include=python3,curl \
     --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
     bookworm "$root" "${MIRROR:-$(mirror_line)}"
 
@@ -178,7 +178,9 @@ grep -q "SIGTERM received, shutting down" /tmp/postern.journal
 PROBE
 
 echo "--- upgrade: the previous release's store and keyring, the package over itself, a second boot"
-fact() { python3 -c "import json, sys; print(json.load(open(sys.argv[1]))$2)" "$upgrade/fixture.json"; }
+fact() { python3 -c "import json, sys; print(json.load(open(sys.argv[1]))$1)" "$upgrade/fixture.json"; }
+api_key=$(fact "['api_key']") subjects=$(fact "['inbound_subjects']") old_schema=$(fact "['schema_version']")
+[ -n "$api_key" ] && [ -n "$subjects" ] && [ -n "$old_schema" ] || fail "cannot read $upgrade/fixture.json"
 rm -f "$root"/var/lib/postern/postern.db*
 install -o "$(in_root id -u postern)" -g "$(in_root id -g postern)" -m 600 \
     "$upgrade/postern.db" "$root/var/lib/postern/postern.db"
@@ -214,13 +216,13 @@ boot_and_probe "the previous release's store is migrated and opens" <<PROBE
 systemctl start postern.service
 journalctl -u postern.service --no-pager -o cat | grep "database migrated"
 api() { curl -sS --fail --insecure --resolve mx.postern.test:443:127.0.0.1 \
-    -H "Authorization: Bearer $(fact "['api_key']")" "https://mx.postern.test\$1"; }
+    -H "Authorization: Bearer $api_key" "https://mx.postern.test\$1"; }
 api /api/messages >/tmp/messages.json
 python3 - <<'CHECK'
 import json
 subjects = sorted(m["subject"] for m in json.load(open("/tmp/messages.json"))["messages"])
 print("messages kept:", subjects)
-assert subjects == $(fact "['inbound_subjects']"), subjects
+assert subjects == $subjects, subjects
 CHECK
 for _ in \$(seq 60); do grep -q "queued before the upgrade" /tmp/relay.log && break; sleep 0.5; done
 grep -E "queued before the upgrade|^b?'?DKIM-Signature" /tmp/relay.log
@@ -228,7 +230,7 @@ grep -q "d=upgrade.test" /tmp/relay.log
 systemctl stop postern.service
 PROBE
 expect "the schema after the upgrade" "yes" \
-    "$(in_root python3 -c 'import sqlite3; v = sqlite3.connect("/var/lib/postern/postern.db").execute("PRAGMA user_version").fetchone()[0]; print("yes" if v > '"$(fact "['schema_version']")"' else v)')"
+    "$(in_root python3 -c 'import sqlite3; v = sqlite3.connect("/var/lib/postern/postern.db").execute("PRAGMA user_version").fetchone()[0]; print("yes" if v > '"$old_schema"' else v)')"
 
 echo "--- apt-get remove"
 in_root apt-get remove -y -qq postern >"$work/remove.log" 2>&1 || {
