@@ -137,6 +137,37 @@ pub fn system_servers() -> Result<Vec<SocketAddr>, ResolverError> {
 }
 
 /// One named server, UDP and TCP on its own port.
+/// Whether `name` is a domain name of letters, digits and hyphens: at least two labels of
+/// 1–63 characters, none starting or ending with `-`, 253 characters at most (RFC 1035 §2.3.1;
+/// no trailing dot, any case).
+pub fn is_domain_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.contains('.')
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Whether host name `name` matches `pattern`: equal, or — for a `*.rest` pattern — one
+/// non-empty label followed by `rest` (`*.example.com` matches `mx.example.com`, not
+/// `a.b.example.com` nor `example.com`), the one-label wildcard of certificates (RFC 6125)
+/// and MTA-STS `mx` lines (RFC 8461). Case and a trailing dot do not matter.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    let pattern = pattern.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(rest) => name
+            .split_once('.')
+            .is_some_and(|(first, others)| !first.is_empty() && others.eq_ignore_ascii_case(rest)),
+        None => pattern.eq_ignore_ascii_case(name),
+    }
+}
+
 fn name_server(address: &SocketAddr) -> NameServerConfig {
     let mut server = NameServerConfig::udp_and_tcp(address.ip());
     for connection in &mut server.connections {
@@ -148,6 +179,30 @@ fn name_server(address: &SocketAddr) -> NameServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_names_are_letters_digits_and_inner_hyphens() {
+        assert!(is_domain_name("mx-1.Example.com"));
+        assert!(is_domain_name("x-1.example"));
+        assert!(!is_domain_name(""));
+        assert!(!is_domain_name("a b.com"));
+        assert!(!is_domain_name("localhost"));
+        assert!(!is_domain_name("-mx.example.com"));
+        assert!(!is_domain_name("mx..example.com"));
+        assert!(!is_domain_name("mx_1.example.com"));
+        assert!(!is_domain_name(&format!("{}.com", "a".repeat(64))));
+        assert!(!is_domain_name(&format!("{}com", "abc.".repeat(63))));
+    }
+
+    #[test]
+    fn a_wildcard_matches_exactly_one_label() {
+        assert!(name_matches("mx.example.com", "MX.Example.com."));
+        assert!(name_matches("*.example.com", "mx.example.com"));
+        assert!(!name_matches("*.example.com", "a.b.example.com"));
+        assert!(!name_matches("*.example.com", "example.com"));
+        assert!(!name_matches("*.example.com", ".example.com"));
+        assert!(!name_matches("mx.example.com", "mx.example.org"));
+    }
 
     #[test]
     fn named_servers_are_the_only_ones_asked() {

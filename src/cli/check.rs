@@ -169,13 +169,9 @@ fn certificate_warnings(
 /// Whether a certificate naming `names` covers `name` (exactly or by a `*.` wildcard for
 /// one label).
 fn covers(names: &[String], name: &str) -> bool {
-    names.iter().any(|pattern| {
-        pattern.eq_ignore_ascii_case(name)
-            || pattern.strip_prefix("*.").is_some_and(|suffix| {
-                name.split_once('.')
-                    .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(suffix))
-            })
-    })
+    names
+        .iter()
+        .any(|pattern| crate::dns::name_matches(pattern, name))
 }
 
 /// `https` or `http`, as the web listener serves.

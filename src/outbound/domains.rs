@@ -45,19 +45,6 @@ pub enum DomainError {
     Store(#[from] StoreError),
 }
 
-fn valid_domain(name: &str) -> bool {
-    name.len() <= 253
-        && name.contains('.')
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-}
-
 /// The records for `row`: DKIM key, return-path MX and SPF, and a DMARC starting point.
 /// `server_hostname` is this Postern's name (`server.hostname`): bounces go to it and mail
 /// leaves from it.
@@ -113,14 +100,14 @@ impl Outbound {
         server_hostname: &str,
     ) -> Result<SendingDomain, DomainError> {
         let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-        if !valid_domain(&domain) {
+        if !crate::dns::is_domain_name(&domain) {
             return Err(DomainError::BadDomain(domain));
         }
         let return_path = match return_path {
             Some(name) => name.trim().trim_end_matches('.').to_ascii_lowercase(),
             None => format!("mta.{domain}"),
         };
-        if !valid_domain(&return_path) {
+        if !crate::dns::is_domain_name(&return_path) {
             return Err(DomainError::BadDomain(return_path));
         }
         // RSA key generation takes a moment; keep it off the async threads.
@@ -165,27 +152,5 @@ impl Outbound {
         self.store
             .delete_sending_domain(&domain.trim().to_ascii_lowercase())
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn domain_names_are_checked() {
-        for good in ["example.com", "mta.example.co.uk", "x-1.example"] {
-            assert!(valid_domain(good), "{good}");
-        }
-        for bad in [
-            "",
-            "localhost",
-            "-a.example",
-            "a..example",
-            "Example.com",
-            "a b.com",
-        ] {
-            assert!(!valid_domain(bad), "{bad}");
-        }
     }
 }

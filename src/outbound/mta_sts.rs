@@ -165,15 +165,7 @@ pub fn parse(body: &[u8]) -> Result<Policy, PolicyError> {
 fn mx_pattern(value: &str) -> Result<String, PolicyError> {
     let pattern = value.trim_end_matches('.').to_ascii_lowercase();
     let host = pattern.strip_prefix("*.").unwrap_or(&pattern);
-    let labels_ok = host.split('.').all(|label| {
-        (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    });
-    match labels_ok && host.contains('.') {
+    match crate::dns::is_domain_name(host) {
         true => Ok(pattern),
         false => Err(PolicyError::BadMx(value.to_string())),
     }
@@ -184,15 +176,9 @@ impl Policy {
     /// followed by a wildcard pattern's rest (`*.example.com` allows `mx.example.com`, not
     /// `a.b.example.com` nor `example.com`). Case and a trailing dot do not matter.
     pub fn allows(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.mx
             .iter()
-            .any(|pattern| match pattern.strip_prefix("*.") {
-                Some(rest) => host
-                    .split_once('.')
-                    .is_some_and(|(first, others)| !first.is_empty() && others == rest),
-                None => *pattern == host,
-            })
+            .any(|pattern| crate::dns::name_matches(pattern, host))
     }
 }
 
