@@ -151,6 +151,7 @@ async fn fill_inbound(store: &Store, total: u64, start: i64) {
             smtp_reply: "250 2.0.0 Message accepted".into(),
             processing_ms: 40,
             redacted: Vec::new(),
+            authentication: None,
         };
         let attempt = AttemptRecord {
             kind: "target".into(),

@@ -440,6 +440,7 @@ impl MailHandler for Inbound {
             with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
         let payload_envelope = self.payload_envelope(route, &arrival, &body).await;
         let idempotency_key = format::idempotency::key(&payload_envelope);
+        let authentication = payload_envelope.authentication();
         // `raw` has the bytes from here on: one copy of the message, not two, while the
         // target answers.
         drop(body);
@@ -449,7 +450,7 @@ impl MailHandler for Inbound {
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
         let posted = self.post(route, payload, &idempotency_key, "target").await;
-        let meta = arrival.meta(route, &parsed, &posted);
+        let meta = arrival.meta(route, &parsed, &posted, authentication);
         self.record(route, &envelope, meta, raw, posted).await
     }
 }
@@ -467,7 +468,13 @@ struct Arrival<'a> {
 
 impl Arrival<'_> {
     /// The message's row: what the target answered and what the sender was told.
-    fn meta(&self, route: &Route, parsed: &ParsedMessage, posted: &Posted) -> InboundMeta {
+    fn meta(
+        &self,
+        route: &Route,
+        parsed: &ParsedMessage,
+        posted: &Posted,
+        authentication: serde_json::Value,
+    ) -> InboundMeta {
         let (target, format) = match &route.destination {
             Destination::Target { url, format } => {
                 (Some(url.to_string()), Some(format.as_str().to_string()))
@@ -502,6 +509,7 @@ impl Arrival<'_> {
             smtp_reply: posted.reply.to_string(),
             processing_ms: self.started.elapsed().as_millis() as u64,
             redacted: Vec::new(),
+            authentication: Some(authentication),
         }
     }
 }

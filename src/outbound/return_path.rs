@@ -186,6 +186,7 @@ impl Received<'_> {
             smtp_reply: reply.to_string(),
             processing_ms: started.elapsed().as_millis() as u64,
             redacted: Vec::new(),
+            authentication: None,
         }
     }
 }

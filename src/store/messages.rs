@@ -79,6 +79,11 @@ pub struct InboundMeta {
     /// The fields left out of the row (`config::privacy` names): their columns hold NULL
     /// (`""` and `[]` where the column is required).
     pub redacted: Vec<String>,
+    /// The SPF, DKIM and DMARC results the message was checked with: `{"spf": …, "dkim": …,
+    /// "dmarc": …}` in the payload's shapes (`dkim`/`dmarc` null where the address does not
+    /// ask for them). `None` for mail that was not checked (return mail, rows from before
+    /// migration 10) and when the sender is redacted: the results name its domains.
+    pub authentication: Option<serde_json::Value>,
 }
 
 impl InboundMeta {
@@ -94,6 +99,7 @@ impl InboundMeta {
         }
         if has(Field::Sender) {
             self.mail_from.clear();
+            self.authentication = None;
         }
         if has(Field::Recipient) {
             self.recipients.clear();
@@ -151,7 +157,8 @@ pub struct MessageFilter {
 const COLUMNS: &str = "m.id, m.received_at, m.remote_ip, m.helo, m.mail_from, m.recipients,
     m.address, m.message_id, m.subject, m.size, m.md5, m.tls_version, m.target, m.format,
     m.http_status, m.outcome, m.response_body, m.error, m.smtp_reply, m.processing_ms,
-    m.redacted, EXISTS (SELECT 1 FROM inbound_raw r WHERE r.message_id = m.id)";
+    m.redacted, m.authentication,
+    EXISTS (SELECT 1 FROM inbound_raw r WHERE r.message_id = m.id)";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     let recipients: String = row.get(5)?;
@@ -179,8 +186,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
             smtp_reply: row.get(18)?,
             processing_ms: row.get::<_, i64>(19)? as u64,
             redacted: serde_json::from_str(&row.get::<_, String>(20)?).unwrap_or_default(),
+            authentication: row
+                .get::<_, Option<String>>(21)?
+                .and_then(|text| serde_json::from_str(&text).ok()),
         },
-        has_raw: row.get(21)?,
+        has_raw: row.get(22)?,
         attempts: None,
     })
 }
@@ -212,9 +222,9 @@ impl Store {
                 "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
                     recipients, address, message_id, subject, size, md5, tls_version, target,
                     format, http_status, outcome, response_body, error, smtp_reply, processing_ms,
-                    redacted)
+                    redacted, authentication)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20)",
+                    ?17, ?18, ?19, ?20, ?21)",
                 params![
                     meta.received_at,
                     meta.remote_ip,
@@ -236,6 +246,7 @@ impl Store {
                     meta.smtp_reply,
                     meta.processing_ms as i64,
                     serde_json::to_string(&meta.redacted).expect("strings serialise"),
+                    meta.authentication.as_ref().map(|value| value.to_string()),
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -364,6 +375,7 @@ mod tests {
             smtp_reply: "250 2.0.0 OK".into(),
             processing_ms: 7,
             redacted: Vec::new(),
+            authentication: None,
         }
     }
 

@@ -276,6 +276,10 @@ const MIGRATIONS: &[&str] = &[
         kind    TEXT    NOT NULL CHECK (kind IN ('issued', 'renewed', 'cached', 'failed')),
         detail  TEXT    NOT NULL
     );",
+    // 10: the SPF, DKIM and DMARC results each message was checked with (JSON, the shapes
+    // of the payload's `envelope.spf/dkim/dmarc`), for the API and the detail page; NULL for
+    // rows written before, and where the sender is redacted.
+    "ALTER TABLE inbound_messages ADD COLUMN authentication TEXT;",
 ];
 
 /// The schema version this postern migrates to.

@@ -745,4 +745,44 @@ async fn envelope_carries_spf_dkim_and_dmarc_over_smtp() {
         plain.get("dkim").is_none() && plain.get("dmarc").is_none(),
         "{plain}"
     );
+
+    // The message's row keeps what the target was told: the API and the detail page show it.
+    let messages = app.messages().await;
+    let id_for = |rcpt: &str| {
+        messages
+            .iter()
+            .find(|m| m["recipients"][0] == rcpt)
+            .unwrap_or_else(|| panic!("no row for {rcpt}: {messages:?}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (checked_id, plain_id) = (id_for("checked@example.net"), id_for("plain@example.net"));
+    let row = app.get_json(&format!("/api/messages/{checked_id}")).await;
+    assert_eq!(row["authentication"]["spf"], checked["spf"]);
+    assert_eq!(row["authentication"]["dkim"], checked["dkim"]);
+    assert_eq!(row["authentication"]["dmarc"], checked["dmarc"]);
+    let row = app.get_json(&format!("/api/messages/{plain_id}")).await;
+    assert_eq!(row["authentication"]["spf"], plain["spf"]);
+    assert_eq!(row["authentication"]["dkim"], serde_json::Value::Null);
+
+    let mut browser = app.admin_browser().await;
+    let page = browser.get(&format!("/messages/{checked_id}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(concat!(
+            "<dl id=\"authentication\">\n<dt>SPF</dt><dd><strong>pass</strong> for example.com</dd>\n",
+            "<dt>DKIM</dt><dd><strong>pass</strong> d=example.com s=rsa</dd>\n",
+            "<dt>DMARC</dt><dd><strong>pass</strong> for example.com, policy reject (aligned SPF pass, aligned DKIM pass)</dd>"
+        )),
+        "{}",
+        page.body
+    );
+    let page = browser.get(&format!("/messages/{plain_id}")).await;
+    assert!(
+        page.body.contains(
+            "<dt>DKIM</dt><dd>not checked (<code>dkim = true</code> on the address)</dd>"
+        ),
+        "{}",
+        page.body
+    );
 }

@@ -118,6 +118,11 @@ async fn redacted_inbound_fields_are_posted_but_never_stored() {
         "{a}"
     );
     assert_eq!(a["redacted"], json!(["sender", "subject", "message_id"]));
+    assert_eq!(
+        a["authentication"],
+        Value::Null,
+        "the SPF result names the sender's domain"
+    );
     assert_eq!(a["helo"], "helo-a9f1.test");
     assert_eq!(a["recipients"], json!(["a@in.test"]));
     assert_eq!(
@@ -131,6 +136,7 @@ async fn redacted_inbound_fields_are_posted_but_never_stored() {
         "a's list is a's only"
     );
     assert_eq!(b["redacted"], json!(["subject", "message_id"]));
+    assert_eq!(b["authentication"]["spf"]["domain"], "example.org", "{b}");
 
     let messages = app.messages().await;
     let c = messages

@@ -107,6 +107,12 @@ impl PayloadEnvelope {
         }
         envelope
     }
+
+    /// What the message's row keeps of the checks: `{"spf": …, "dkim": …, "dmarc": …}` in
+    /// the payload's shapes, `null` for a check the address does not ask for.
+    pub fn authentication(&self) -> Value {
+        json!({ "spf": self.spf, "dkim": self.dkim, "dmarc": self.dmarc })
+    }
 }
 
 /// Per-address switches that change a payload's shape.

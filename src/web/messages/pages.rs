@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::accounts::Role;
 use crate::config::Field;
@@ -306,6 +307,7 @@ async fn detail(
         ));
     }
     body.push(summary_section(&message));
+    body.push(authentication_section(meta));
     body.push(attempts_section(&message));
     match &parsed {
         Some(parsed) => body.push(ui::content_section(&format!("/messages/{id}"), parsed)),
@@ -357,6 +359,68 @@ fn summary_section(message: &InboundMessage) -> Html {
         from = redacted(meta, Field::Sender, Html::escape(&meta.mail_from)),
         to = redacted(meta, Field::Recipient, recipients(meta)),
     )
+}
+
+/// SPF, DKIM and DMARC as the message was checked (the payload's `envelope` results).
+fn authentication_section(meta: &InboundMeta) -> Html {
+    let mut out = Html::trusted("<h2>Authentication</h2>\n");
+    let Some(checks) = &meta.authentication else {
+        out.push_trusted(match meta.redacted.iter().any(|f| f == Field::Sender.name()) {
+            true => "<p>Not kept: the sender is redacted, and the results name its domains.</p>\n",
+            false => "<p>Not checked (return mail, or received before Postern kept the results).</p>\n",
+        });
+        return out;
+    };
+    let text = |value: &Value| Html::escape(value.as_str().unwrap_or(""));
+    let spf = &checks["spf"];
+    let spf = html!(
+        "<strong>{result}</strong> for {domain}",
+        result = text(&spf["result"]),
+        domain = text(&spf["domain"]),
+    );
+    let dkim = match checks["dkim"]["result"].as_array() {
+        None => Html::trusted("not checked (<code>dkim = true</code> on the address)"),
+        Some(signatures) => Html::join(
+            signatures
+                .iter()
+                .map(|signature| match signature["domain"].as_str() {
+                    Some("") | None => html!(
+                        "<strong>{}</strong> (no signature)",
+                        text(&signature["result"])
+                    ),
+                    Some(_) => html!(
+                        "<strong>{result}</strong> d={domain} s={selector}",
+                        result = text(&signature["result"]),
+                        domain = text(&signature["domain"]),
+                        selector = text(&signature["selector"]),
+                    ),
+                }),
+            "<br>",
+        ),
+    };
+    let dmarc = &checks["dmarc"];
+    let dmarc = match dmarc.is_null() {
+        true => Html::trusted("not checked (<code>dmarc = true</code> on the address)"),
+        false => html!(
+            "<strong>{result}</strong> for {domain}, policy {policy} (aligned SPF {spf}, aligned DKIM {dkim})",
+            result = text(&dmarc["result"]),
+            domain = ui::or_dash(
+                dmarc["details"]["domain"]
+                    .as_str()
+                    .filter(|d| !d.is_empty())
+            ),
+            policy = text(&dmarc["details"]["policy"]),
+            spf = text(&dmarc["details"]["dmarc_spf_result"]),
+            dkim = text(&dmarc["details"]["dmarc_dkim_result"]),
+        ),
+    };
+    out.push(html!(
+        "<dl id=\"authentication\">\n<dt>SPF</dt><dd>{spf}</dd>\n<dt>DKIM</dt><dd>{dkim}</dd>\n<dt>DMARC</dt><dd>{dmarc}</dd>\n</dl>\n",
+        spf = spf,
+        dkim = dkim,
+        dmarc = dmarc,
+    ));
+    out
 }
 
 /// `shown`, or "redacted" when the row left `field` out (`config::privacy`).
