@@ -347,6 +347,63 @@ impl Inbound {
     }
 }
 
+/// A recipient refused at RCPT, for its row.
+struct Refused<'a> {
+    conn: &'a ConnectionInfo,
+    transaction: &'a TransactionInfo<'a>,
+    address: &'a str,
+    started: Instant,
+}
+
+impl Inbound {
+    /// Records a refusal at RCPT as a row of its own (outcome `refused`, listed with
+    /// `status=refused`): who tried, for which recipient, and the reply they got. `route` is
+    /// the address that refused it (the authorization callback), if any. A failed write is
+    /// logged; the refusal stands either way.
+    async fn record_refusal(&self, refused: Refused<'_>, route: Option<&Route>, reply: &Reply) {
+        let Refused {
+            conn,
+            transaction,
+            address,
+            started,
+        } = refused;
+        let redact = match route {
+            Some(route) => self.settings.redact.union(&route.options.redact),
+            None => self.settings.redact.clone(),
+        };
+        let meta = InboundMeta {
+            received_at: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .expect("UTC timestamps format as RFC 3339"),
+            remote_ip: conn.remote.ip().to_string(),
+            helo: transaction.helo.to_string(),
+            mail_from: transaction.mail_from.to_string(),
+            recipients: vec![address.to_string()],
+            address: route.map(|route| route.address.clone()),
+            message_id: None,
+            subject: None,
+            size: 0,
+            md5: String::new(),
+            tls_version: conn.tls_version.map(str::to_string),
+            target: None,
+            format: None,
+            http_status: None,
+            outcome: Outcome::Refused,
+            response_body: None,
+            error: None,
+            smtp_reply: reply.to_string(),
+            processing_ms: started.elapsed().as_millis() as u64,
+            redacted: Vec::new(),
+            authentication: None,
+        }
+        .redact(&redact);
+        match self.store.insert_inbound(meta, None, Vec::new()).await {
+            Ok(id) => info!(id, status = reply.code, reply = %reply, "recipient refused"),
+            Err(error) => error!(%error, "cannot record a refused recipient"),
+        }
+    }
+}
+
 /// The MX listener runs under `SessionPolicy::Inbound`: no AUTH, so no identity and no
 /// sender check.
 impl MailHandler for Inbound {
@@ -375,16 +432,31 @@ impl MailHandler for Inbound {
         transaction: TransactionInfo<'_>,
         address: &str,
     ) -> Result<Option<SizeLimit>, Reply> {
+        let started = Instant::now();
         let router = self.routes.current();
-        let id = router.lookup(address).map_err(|refusal| match refusal {
-            Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
-            // The dashboard and the sender both see that a regexp refused it (contract §4.3).
-            Refusal::AuthRegex => Reply::new(
-                550,
-                "5.7.1",
-                "Recipient address rejected by the domain's regexp",
-            ),
-        })?;
+        let id = match router.lookup(address) {
+            Ok(id) => id,
+            Err(refusal) => {
+                let reply = match refusal {
+                    Refusal::NoSuchAddress => Reply::NO_SUCH_USER,
+                    // The dashboard and the sender both see that a regexp refused it
+                    // (contract §4.3).
+                    Refusal::AuthRegex => Reply::new(
+                        550,
+                        "5.7.1",
+                        "Recipient address rejected by the domain's regexp",
+                    ),
+                };
+                let refused = Refused {
+                    conn,
+                    transaction: &transaction,
+                    address,
+                    started,
+                };
+                self.record_refusal(refused, None, &reply).await;
+                return Err(reply);
+            }
+        };
         // One POST per transaction: a recipient of another address waits for its own.
         if let Some(first) = transaction.recipients.first()
             && router.lookup(first) != Ok(id)
@@ -392,8 +464,17 @@ impl MailHandler for Inbound {
             return Err(Reply::SEPARATE_TRANSACTION);
         }
         let route = router.route(id);
-        if let Some(url) = &route.options.auth_callback {
-            self.authorize(url, conn, &transaction, address).await?;
+        if let Some(url) = &route.options.auth_callback
+            && let Err(reply) = self.authorize(url, conn, &transaction, address).await
+        {
+            let refused = Refused {
+                conn,
+                transaction: &transaction,
+                address,
+                started,
+            };
+            self.record_refusal(refused, Some(route), &reply).await;
+            return Err(reply);
         }
         Ok(route.options.max_message_size.map(|max| SizeLimit {
             max,

@@ -23,6 +23,10 @@ pub enum Outcome {
     /// A bounce or reply to an outbound message's return path (`bounces+<uuid>@…`): read
     /// by `outbound::bounce`, posted nowhere; the sender got 250.
     Bounce,
+    /// Refused at RCPT (no such address, the domain's regexp, the authorization callback):
+    /// never received, recorded so the refusal can be seen; the sender got the 5xx or 4xx.
+    /// Listed only when asked for (`status=refused`).
+    Refused,
 }
 
 impl Outcome {
@@ -33,6 +37,7 @@ impl Outcome {
             Outcome::Delayed => "delayed",
             Outcome::Captured => "captured",
             Outcome::Bounce => "bounce",
+            Outcome::Refused => "refused",
         }
     }
 
@@ -44,6 +49,7 @@ impl Outcome {
             "delayed" => Some(Outcome::Delayed),
             "captured" => Some(Outcome::Captured),
             "bounce" => Some(Outcome::Bounce),
+            "refused" => Some(Outcome::Refused),
             _ => None,
         }
     }
@@ -296,8 +302,10 @@ impl Store {
                     format!("%{}%", like_escape(&subject)).into(),
                 );
             }
-            if let Some(outcome) = filter.outcome {
-                clause("m.outcome = ?", outcome.as_str().to_string().into());
+            match filter.outcome {
+                Some(outcome) => clause("m.outcome = ?", outcome.as_str().to_string().into()),
+                // Refusals are not mail: only the filter that asks for them lists them.
+                None => clause("m.outcome <> ?", Outcome::Refused.as_str().to_string().into()),
             }
             if let Some(since) = filter.since {
                 clause("m.received_at >= ?", since.into());
@@ -318,6 +326,19 @@ impl Store {
             let mut statement = connection.prepare_cached(&sql)?;
             let rows = statement.query_map(params_from_iter(values), from_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    /// How many recipients were refused at RCPT since `since` (RFC 3339).
+    pub async fn count_refused_since(&self, since: String) -> Result<u64, StoreError> {
+        self.read(move |connection| {
+            let count: i64 = connection.query_row(
+                "SELECT COUNT(*) FROM inbound_messages WHERE outcome = 'refused' AND received_at >= ?1",
+                [since],
+                |row| row.get(0),
+            )?;
+            Ok(count as u64)
         })
         .await
     }

@@ -39,6 +39,7 @@ mod private_data;
 mod protocol;
 mod redaction;
 mod redirects;
+mod refusals;
 mod retention;
 mod routing;
 mod send_api;

@@ -82,7 +82,8 @@ async fn list_messages(
         .map(|name| {
             Outcome::from_name(&name).ok_or_else(|| {
                 ApiError::BadRequest(
-                    "status must be successful, rejected, delayed, captured or bounce".into(),
+                    "status must be successful, rejected, delayed, captured, bounce or refused"
+                        .into(),
                 )
             })
         })

@@ -84,8 +84,9 @@ impl ListForm {
             self.fields().map(|(_, v)| v.map(str::to_string));
         let outcome = status
             .map(|name| {
-                Outcome::from_name(&name)
-                    .ok_or("status must be successful, rejected, delayed, captured or bounce")
+                Outcome::from_name(&name).ok_or(
+                    "status must be successful, rejected, delayed, captured, bounce or refused",
+                )
             })
             .transpose()?;
         let bound = |name, value| {
@@ -162,6 +163,9 @@ async fn list(
     };
     let retention = &state.settings.retention;
     let mut body = ui::retention_note(&retention.list_note(retention.inbound_metadata_days));
+    if form.status.is_none() {
+        body.push(refused_note(&state).await);
+    }
     body.push(filter_form(&form));
     body.push(ui::error(problem.as_deref()));
     let newest = messages.first().map(|m| m.id).unwrap_or(0);
@@ -220,12 +224,43 @@ async fn list(
     ui::dashboard(status, "Messages", ui::nav(&principal), body)
 }
 
+/// "3 recipients refused at RCPT in the last 24 hours: show them" (refusals are listed only
+/// under their filter); nothing when there were none.
+async fn refused_note(state: &AppState) -> Html {
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(24))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("UTC timestamps format as RFC 3339");
+    match state.store.count_refused_since(since).await {
+        Ok(0) => Html::new(),
+        Ok(count) => html!(
+            "<p id=\"refused\">{count} {recipients} refused at RCPT in the last 24 hours: <a href=\"/?status=refused\">show them</a>.</p>\n",
+            count = count,
+            recipients = if count == 1 {
+                "recipient"
+            } else {
+                "recipients"
+            },
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "cannot count refused recipients");
+            Html::new()
+        }
+    }
+}
+
 fn filter_form(form: &ListForm) -> Html {
     let fields = form.fields();
     let value = |i: usize| fields[i].1.map(Html::escape).unwrap_or_default();
     let status = fields[4].1.unwrap_or_default();
     let options = ui::select_options(
-        ["successful", "rejected", "delayed", "captured", "bounce"],
+        [
+            "successful",
+            "rejected",
+            "delayed",
+            "captured",
+            "bounce",
+            "refused",
+        ],
         status,
     );
     html!(
