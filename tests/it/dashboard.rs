@@ -579,3 +579,50 @@ async fn open_dev_mode_resends_with_the_browsers_csrf_token() {
     assert!(after.body.contains("422 rejected"));
     assert!(after.body.contains("target says 422"));
 }
+
+/// The `href`s of the page's navigation bar, in order.
+fn nav_links(body: &str) -> Vec<String> {
+    let nav = body
+        .split_once("<nav")
+        .and_then(|(_, rest)| rest.split_once("</nav>"))
+        .map(|(nav, _)| nav)
+        .unwrap_or_else(|| panic!("no <nav> in {body}"));
+    nav.split("href=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn dev_mode_navigation_shows_only_what_applies_and_production_groups_it() {
+    let dev = TestApp::dev(None).await;
+    let page = dev.browser().get("/").await;
+    assert_eq!(
+        nav_links(&page.body),
+        ["/", "/", "/outbound", "/settings", "/about"],
+        "dev has no accounts, routing or sending set-up to show"
+    );
+    assert!(page.body.contains(">Inbox</a>"), "{}", page.body);
+
+    let app = TestApp::start("[server]\nhostname = \"mx.postern.test\"\n").await;
+    let page = app.admin_browser().await.get("/").await;
+    let links = nav_links(&page.body);
+    for href in [
+        "/credentials",
+        "/addresses",
+        "/users",
+        "/audit",
+        "/data-requests",
+        "/privacy",
+    ] {
+        assert!(links.iter().any(|l| l == href), "{href} in {links:?}");
+    }
+    for group in ["Mail", "Sending", "Configuration", "Administration"] {
+        assert!(
+            page.body
+                .contains(&format!("<span class=\"nav-label\">{group}</span>")),
+            "{group}: {}",
+            page.body
+        );
+    }
+}

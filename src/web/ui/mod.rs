@@ -43,17 +43,40 @@ pub(in crate::web) fn nav(principal: &Principal) -> Html {
         Who::ApiKey(key) => html!("<span>API key {}</span>", key.name),
         Who::Dev => Html::trusted("<span>Dev mode: open on loopback</span>"),
     };
-    // Data-subject requests are for admins only: viewers get no link (and 403).
-    let requests = match principal.role() {
-        Role::Admin => " <a href=\"/data-requests\">Data requests</a>",
-        Role::Viewer => "",
+    let links = match (&principal.who, principal.role()) {
+        (Who::Dev, _) => DEV_LINKS,
+        (_, Role::Admin) => ADMIN_LINKS,
+        // Data-subject requests are for admins only: viewers get no link (and 403).
+        (_, Role::Viewer) => VIEWER_LINKS,
     };
-    html!(
-        "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a> <a href=\"/credentials\">Credentials</a> <a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a> <a href=\"/addresses\">Addresses</a> <a href=\"/domains\">Domains</a> <a href=\"/users\">Users</a> <a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a>{requests} <a href=\"/settings\">Settings</a> <a href=\"/privacy\">Privacy</a> <a href=\"/about\">API</a> {who}",
-        requests = Html::trusted(requests),
-        who = who,
-    )
+    html!("{links} {who}", links = Html::trusted(links), who = who)
 }
+
+/// Dev mode: what a local capture tool has (no accounts, no routing, any sender).
+const DEV_LINKS: &str = concat!(
+    "<a href=\"/\"><strong>Postern</strong></a> <a href=\"/\">Inbox</a> ",
+    "<a href=\"/outbound\">Sent</a> <a href=\"/settings\">Settings</a> <a href=\"/about\">API</a>",
+);
+
+/// Production, grouped: Mail, Sending, Configuration, Administration.
+macro_rules! production_links {
+    ($requests:literal) => {
+        concat!(
+            "<a href=\"/\"><strong>Postern</strong></a> ",
+            "<span class=\"nav-group\"><span class=\"nav-label\">Mail</span> <a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a></span> ",
+            "<span class=\"nav-group\"><span class=\"nav-label\">Sending</span> <a href=\"/credentials\">Credentials</a> ",
+            "<a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a></span> ",
+            "<span class=\"nav-group\"><span class=\"nav-label\">Configuration</span> <a href=\"/addresses\">Addresses</a> ",
+            "<a href=\"/domains\">Domains</a> <a href=\"/settings\">Settings</a> <a href=\"/privacy\">Privacy</a></span> ",
+            "<span class=\"nav-group\"><span class=\"nav-label\">Administration</span> <a href=\"/users\">Users</a> ",
+            "<a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a>",
+            $requests,
+            "</span> <a href=\"/about\">API</a>",
+        )
+    };
+}
+const ADMIN_LINKS: &str = production_links!(" <a href=\"/data-requests\">Data requests</a>");
+const VIEWER_LINKS: &str = production_links!("");
 
 pub(in crate::web) fn role_name(role: Role) -> &'static str {
     match role {
