@@ -31,6 +31,9 @@
           table.replaceChild(body, table.tBodies[0]);
           table.dataset.newest = fresh.dataset.newest;
           localTimes(body);
+          // The first message ends dev mode's "No mail yet" commands.
+          var started = document.getElementById("getting-started");
+          if (started && !doc.getElementById("getting-started")) started.remove();
         })
         .catch(function () {});
     }, 5000);

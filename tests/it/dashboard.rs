@@ -626,3 +626,72 @@ async fn dev_mode_navigation_shows_only_what_applies_and_production_groups_it() 
         );
     }
 }
+
+#[tokio::test]
+async fn dev_mode_starts_with_the_commands_to_send_mail_then_shows_it_titled_by_subject() {
+    let app = TestApp::dev(None).await;
+    let mut browser = app.browser();
+    let empty = browser.get("/").await;
+    // This instance's own addresses, as `postern dev` prints them.
+    let swaks = format!(
+        "swaks --server {} --port {} --to someone@example.com --from you@example.com",
+        app.smtp.ip(),
+        app.smtp.port()
+    );
+    assert!(
+        empty.body.contains("<section id=\"getting-started\">"),
+        "{}",
+        empty.body
+    );
+    assert!(empty.body.contains(&swaks), "{}", empty.body);
+    assert!(
+        empty
+            .body
+            .contains(&format!("curl -s http://{}/api/messages", app.web)),
+        "{}",
+        empty.body
+    );
+    assert!(
+        empty.body.contains(&format!(
+            "SMTP submission at <code class=\"copy\">{}</code>",
+            app.submission[0]
+        )),
+        "{}",
+        empty.body
+    );
+    // A filter that finds nothing is not an empty inbox.
+    let filtered = browser.get("/?subject=nothing").await;
+    assert!(
+        !filtered.body.contains("getting-started"),
+        "{}",
+        filtered.body
+    );
+
+    let reply = send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "Subject: Your receipt\r\n\r\nthanks",
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let list = browser.get("/").await;
+    assert!(!list.body.contains("getting-started"), "{}", list.body);
+    let id = newest_id(&app).await;
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    assert!(
+        detail.body.contains("<h1>Your receipt</h1>"),
+        "{}",
+        detail.body
+    );
+    assert!(
+        detail.body.contains(&format!(
+            "<a href=\"/api/messages/{id}/raw\" download=\"message-{id}.eml\">Download .eml</a>"
+        )),
+        "{}",
+        detail.body
+    );
+    let raw = browser.get(&format!("/api/messages/{id}/raw")).await;
+    assert_eq!(raw.status, 200);
+    assert!(raw.body.contains("Subject: Your receipt"), "{}", raw.body);
+}

@@ -182,6 +182,7 @@ async fn list(
     if messages.is_empty() {
         body.push_trusted("<tr><td colspan=\"11\">No messages.</td></tr>\n");
     }
+    let unfiltered = form.fields().iter().all(|(_, value)| value.is_none());
     for message in &messages {
         let meta = &message.meta;
         body.push(html!(
@@ -211,6 +212,9 @@ async fn list(
         ));
     }
     body.push_trusted("</tbody>\n</table></div>\n");
+    if messages.is_empty() && unfiltered && !paged && state.open {
+        body.push(getting_started(&state.settings));
+    }
     let older = messages
         .last()
         .filter(|_| messages.len() == PAGE_SIZE as usize)
@@ -222,6 +226,46 @@ async fn list(
         StatusCode::OK
     };
     ui::dashboard(status, "Messages", ui::nav(&principal), body)
+}
+
+/// Dev mode's empty inbox: where to send mail and how to read it back, with this instance's
+/// own addresses (the commands `postern dev` prints), ready to copy.
+fn getting_started(settings: &crate::web::Settings) -> Html {
+    let mut out = Html::trusted("<section id=\"getting-started\">\n<h2>No mail yet</h2>\n");
+    if let Some(smtp) = settings.smtp_listen {
+        out.push(html!(
+            concat!(
+                "<p>Point your app's SMTP settings at <code class=\"copy\">{ip}:{port}</code>: every ",
+                "recipient is accepted and kept here, nothing leaves this machine. Or send a test message:</p>\n",
+                "<pre><code class=\"copy\">swaks --server {ip} --port {port} --to someone@example.com --from you@example.com</code></pre>\n",
+            ),
+            ip = smtp.ip().to_string(),
+            port = smtp.port(),
+        ));
+    }
+    if let Some(web) = settings.web_listen {
+        out.push(html!(
+            concat!(
+                "<p>It appears here at once. Read it through the API:</p>\n",
+                "<pre><code class=\"copy\">curl -s http://{web}/api/messages</code></pre>\n",
+                "<p>Mail your app sends is captured under <a href=\"/outbound\">Sent</a>: through the send API",
+            ),
+            web = web.to_string(),
+        ));
+        match settings.submission_listen.first() {
+            Some(submission) => out.push(html!(
+                " or SMTP submission at <code class=\"copy\">{}</code> (user <code>dev</code>, password <code>dev</code>).</p>\n",
+                submission.to_string()
+            )),
+            None => out.push_trusted(".</p>\n"),
+        }
+        out.push(html!(
+            "<pre><code class=\"copy\">curl -s http://{web}/api/v0.1/dev/messages -H 'Authorization: Bearer dev' -d '{{\"from\":\"app@example.com\",\"to\":\"you@example.net\",\"subject\":\"Hi\",\"plain\":\"Hello\"}}'</code></pre>\n",
+            web = web.to_string(),
+        ));
+    }
+    out.push_trusted("</section>\n");
+    out
 }
 
 /// "3 recipients refused at RCPT in the last 24 hours: show them" (refusals are listed only
@@ -341,6 +385,17 @@ async fn detail(
             csrf = ui::csrf(&principal),
         ));
     }
+    body.push(html!(
+        "<p class=\"meta\">Message {id}{download}</p>\n",
+        id = id,
+        download = match message.has_raw {
+            true => html!(
+                " · <a href=\"/api/messages/{id}/raw\" download=\"message-{id}.eml\">Download .eml</a>",
+                id = id
+            ),
+            false => Html::new(),
+        },
+    ));
     body.push(summary_section(&message));
     body.push(authentication_section(meta));
     body.push(attempts_section(&message));
@@ -350,7 +405,11 @@ async fn detail(
             "<h2>Content</h2>\n<p>The message itself is not kept (only dev mode keeps it).</p>\n",
         ),
     }
-    let title = format!("Message {id}");
+    // The subject names the page (the message's number where there is none to show).
+    let title = match &meta.subject {
+        Some(subject) if !subject.trim().is_empty() => subject.clone(),
+        _ => format!("Message {id}"),
+    };
     ui::dashboard(StatusCode::OK, &title, ui::nav(&principal), body)
 }
 
