@@ -40,6 +40,12 @@
   }
   function start() {
     localTimes(document);
+    // Destructive forms ask first (without script they submit as they are).
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
     var table = document.querySelector("table#messages[data-live]");
     if (table) poll(table);
   }

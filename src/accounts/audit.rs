@@ -37,6 +37,8 @@ pub enum AuditAction {
     /// A sending domain added or removed (the dashboard and `/api/sending-domains`).
     SendingDomainAdded,
     SendingDomainRemoved,
+    /// Received messages deleted from the dashboard or `DELETE /api/messages`.
+    MessagesDeleted,
 }
 
 impl AuditAction {
@@ -62,6 +64,7 @@ impl AuditAction {
             AuditAction::CredentialRevoked => "credential_revoked",
             AuditAction::SendingDomainAdded => "sending_domain_added",
             AuditAction::SendingDomainRemoved => "sending_domain_removed",
+            AuditAction::MessagesDeleted => "messages_deleted",
         }
     }
 }

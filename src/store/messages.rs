@@ -201,6 +201,57 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     })
 }
 
+/// The `WHERE …` of `filter` (without its limit) over `inbound_messages m`, and its values.
+fn filter_sql(filter: &MessageFilter) -> (String, Vec<SqlValue>) {
+    let mut clauses = Vec::new();
+    let mut values: Vec<SqlValue> = Vec::new();
+    let mut clause = |sql: &str, value: SqlValue| {
+        values.push(value);
+        clauses.push(sql.replace('?', &format!("?{}", values.len())));
+    };
+    if let Some(before) = filter.before {
+        clause("m.id < ?", before.into());
+    }
+    if let Some(address) = filter.address.clone() {
+        clause("m.address = ? COLLATE NOCASE", address.into());
+    }
+    if let Some(sender) = filter.sender.clone() {
+        clause("m.mail_from = ? COLLATE NOCASE", sender.into());
+    }
+    if let Some(recipient) = filter.recipient.clone() {
+        clause(
+            "EXISTS (SELECT 1 FROM json_each(m.recipients) r WHERE r.value = ? COLLATE NOCASE)",
+            recipient.into(),
+        );
+    }
+    if let Some(subject) = &filter.subject {
+        clause(
+            "m.subject LIKE ? ESCAPE '\\'",
+            format!("%{}%", like_escape(subject)).into(),
+        );
+    }
+    match filter.outcome {
+        Some(outcome) => clause("m.outcome = ?", outcome.as_str().to_string().into()),
+        // Refusals are not mail: only the filter that asks for them lists them.
+        None => clause(
+            "m.outcome <> ?",
+            Outcome::Refused.as_str().to_string().into(),
+        ),
+    }
+    if let Some(since) = filter.since.clone() {
+        clause("m.received_at >= ?", since.into());
+    }
+    if let Some(until) = filter.until.clone() {
+        clause("m.received_at < ?", until.into());
+    }
+    let filters = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (filters, values)
+}
+
 /// Escapes `\`, `%` and `_` for a `LIKE … ESCAPE '\'` pattern.
 fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -275,49 +326,7 @@ impl Store {
         filter: MessageFilter,
     ) -> Result<Vec<InboundMessage>, StoreError> {
         self.read(move |connection| {
-            let mut clauses = Vec::new();
-            let mut values: Vec<SqlValue> = Vec::new();
-            let mut clause = |sql: &str, value: SqlValue| {
-                values.push(value);
-                clauses.push(sql.replace('?', &format!("?{}", values.len())));
-            };
-            if let Some(before) = filter.before {
-                clause("m.id < ?", before.into());
-            }
-            if let Some(address) = filter.address {
-                clause("m.address = ? COLLATE NOCASE", address.into());
-            }
-            if let Some(sender) = filter.sender {
-                clause("m.mail_from = ? COLLATE NOCASE", sender.into());
-            }
-            if let Some(recipient) = filter.recipient {
-                clause(
-                    "EXISTS (SELECT 1 FROM json_each(m.recipients) r WHERE r.value = ? COLLATE NOCASE)",
-                    recipient.into(),
-                );
-            }
-            if let Some(subject) = filter.subject {
-                clause(
-                    "m.subject LIKE ? ESCAPE '\\'",
-                    format!("%{}%", like_escape(&subject)).into(),
-                );
-            }
-            match filter.outcome {
-                Some(outcome) => clause("m.outcome = ?", outcome.as_str().to_string().into()),
-                // Refusals are not mail: only the filter that asks for them lists them.
-                None => clause("m.outcome <> ?", Outcome::Refused.as_str().to_string().into()),
-            }
-            if let Some(since) = filter.since {
-                clause("m.received_at >= ?", since.into());
-            }
-            if let Some(until) = filter.until {
-                clause("m.received_at < ?", until.into());
-            }
-            let filters = if clauses.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", clauses.join(" AND "))
-            };
+            let (filters, mut values) = filter_sql(&filter);
             values.push(filter.limit.into());
             let sql = format!(
                 "SELECT {COLUMNS} FROM inbound_messages m {filters} ORDER BY m.id DESC LIMIT ?{}",
@@ -328,6 +337,62 @@ impl Store {
             rows.collect()
         })
         .await
+    }
+
+    /// How many messages `filter` matches (its `limit` and `before` aside).
+    pub async fn count_inbound(&self, filter: MessageFilter) -> Result<u64, StoreError> {
+        self.read(move |connection| {
+            let (filters, values) = filter_sql(&MessageFilter {
+                before: None,
+                ..filter
+            });
+            let sql = format!("SELECT COUNT(*) FROM inbound_messages m {filters}");
+            let count: i64 =
+                connection.query_row(&sql, params_from_iter(values), |row| row.get(0))?;
+            Ok(count as u64)
+        })
+        .await
+    }
+
+    /// Deletes one message with its content and attempts; whether it was there.
+    pub async fn delete_inbound(&self, id: i64) -> Result<bool, StoreError> {
+        self.write(move |connection| {
+            connection
+                .execute("DELETE FROM inbound_messages WHERE id = ?1", [id])
+                .map(|deleted| deleted > 0)
+        })
+        .await
+    }
+
+    /// Deletes every message `filter` matches (its `limit` and `before` aside), with their
+    /// content and attempts, a batch per transaction so arriving mail is never held up long;
+    /// how many.
+    pub async fn delete_inbound_matching(&self, filter: MessageFilter) -> Result<u64, StoreError> {
+        const BATCH: u32 = 500;
+        let filter = MessageFilter {
+            before: None,
+            ..filter
+        };
+        let mut deleted = 0;
+        loop {
+            let filter = filter.clone();
+            let batch = self
+                .write(move |connection| {
+                    let (filters, mut values) = filter_sql(&filter);
+                    values.push(BATCH.into());
+                    let sql = format!(
+                        "DELETE FROM inbound_messages WHERE id IN (
+                            SELECT m.id FROM inbound_messages m {filters} LIMIT ?{})",
+                        values.len()
+                    );
+                    connection.execute(&sql, params_from_iter(values))
+                })
+                .await?;
+            deleted += batch as u64;
+            if batch < BATCH as usize {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// How many recipients were refused at RCPT since `since` (RFC 3339).

@@ -1,23 +1,29 @@
 //! The JSON API over the metadata store: `GET /api/messages` (newest first, paged by
 //! `?before=ID&limit=N`, filtered), `GET /api/messages/{id}` (with every delivery attempt)
-//! and `GET /api/messages/{id}/raw` (where content is kept).
+//! and `GET /api/messages/{id}/raw` (where content is kept); admins delete one message
+//! (`DELETE /api/messages/{id}`) or every message a filter matches (`DELETE /api/messages`).
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::AuditAction;
 use crate::store::{InboundMessage, MessageFilter, Outcome};
-use crate::web::AppState;
 use crate::web::error::{ApiError, path_id};
+use crate::web::{AppState, Principal};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/messages", get(list_messages))
-        .route("/api/messages/{id}", get(get_message))
+        .route("/api/messages", get(list_messages).delete(delete_messages))
+        .route(
+            "/api/messages/{id}",
+            get(get_message).delete(delete_message),
+        )
         .route("/api/messages/{id}/raw", get(get_raw))
 }
 
@@ -66,42 +72,48 @@ struct MessagePage {
     next_before: Option<i64>,
 }
 
+impl ListQuery {
+    /// The store's filter: `limit` checked, `status` and the dates parsed.
+    fn filter(self) -> Result<MessageFilter, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let outcome = self
+            .status
+            .map(|name| {
+                Outcome::from_name(&name).ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "status must be successful, rejected, delayed, captured, bounce or refused"
+                            .into(),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(MessageFilter {
+            before: self.before,
+            limit,
+            address: self.address,
+            recipient: self.recipient,
+            sender: self.sender,
+            subject: self.subject,
+            outcome,
+            since: time_bound("since", self.since)?,
+            until: time_bound("until", self.until)?,
+        })
+    }
+}
+
 async fn list_messages(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let outcome = query
-        .status
-        .map(|name| {
-            Outcome::from_name(&name).ok_or_else(|| {
-                ApiError::BadRequest(
-                    "status must be successful, rejected, delayed, captured, bounce or refused"
-                        .into(),
-                )
-            })
-        })
-        .transpose()?;
-    let messages = state
-        .store
-        .list_inbound(MessageFilter {
-            before: query.before,
-            limit,
-            address: query.address,
-            recipient: query.recipient,
-            sender: query.sender,
-            subject: query.subject,
-            outcome,
-            since: time_bound("since", query.since)?,
-            until: time_bound("until", query.until)?,
-        })
-        .await?;
+    let filter = query.filter()?;
+    let limit = filter.limit;
+    let messages = state.store.list_inbound(filter).await?;
     let next_before = (messages.len() == limit as usize)
         .then(|| messages.last().map(|m| m.id))
         .flatten();
@@ -109,6 +121,81 @@ async fn list_messages(
         messages,
         next_before,
     }))
+}
+
+/// `DELETE /api/messages?…`: every message the filter matches (the list's filters; without
+/// any, every message but the refusals), in batches; `{"deleted": N}`.
+async fn delete_messages(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let filter = query.filter()?;
+    let described = describe(&filter);
+    let deleted = state.store.delete_inbound_matching(filter).await?;
+    audit_deleted(
+        &state,
+        &principal,
+        &format!("{deleted} matching {described}"),
+    )
+    .await;
+    Ok(Json(serde_json::json!({ "deleted": deleted })))
+}
+
+/// `DELETE /api/messages/{id}`: 204, or 404 when there is no such message.
+async fn delete_message(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(path)?;
+    match state.store.delete_inbound(id).await? {
+        true => {
+            audit_deleted(&state, &principal, &format!("message {id}")).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        false => Err(ApiError::NotFound("no such message")),
+    }
+}
+
+/// The filter as the audit log says it: `status=refused sender=…`, or `everything`.
+pub(super) fn describe(filter: &MessageFilter) -> String {
+    let fields = [
+        ("address", filter.address.as_deref()),
+        ("recipient", filter.recipient.as_deref()),
+        ("sender", filter.sender.as_deref()),
+        ("subject", filter.subject.as_deref()),
+        ("status", filter.outcome.map(Outcome::as_str)),
+        ("since", filter.since.as_deref()),
+        ("until", filter.until.as_deref()),
+    ];
+    let set: Vec<String> = fields
+        .iter()
+        .filter_map(|(name, value)| value.map(|value| format!("{name}={value}")))
+        .collect();
+    match set.is_empty() {
+        true => "everything".into(),
+        false => set.join(" "),
+    }
+}
+
+/// One audit row per deletion (the dashboard's and the API's alike); a failed write is
+/// logged, the deletion stands.
+pub(super) async fn audit_deleted(state: &AppState, principal: &Principal, detail: &str) {
+    let audited = state
+        .accounts
+        .audit(
+            &principal.actor(),
+            AuditAction::MessagesDeleted,
+            None,
+            None,
+            Some(detail),
+        )
+        .await;
+    if let Err(error) = audited {
+        tracing::error!(%error, "cannot record a deletion in the audit log");
+    }
 }
 
 async fn get_message(

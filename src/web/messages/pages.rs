@@ -8,8 +8,8 @@
 //! Everything that came with the mail is escaped; the email's HTML never enters a
 //! dashboard page, only the sandboxed endpoint with its own strict policy.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +22,7 @@ use crate::config::Field;
 use crate::inbound::ResendError;
 use crate::mail::message::ParsedMessage;
 use crate::store::{InboundMessage, InboundMeta, MessageFilter, Outcome};
+use crate::web::auth;
 use crate::web::error::ApiError;
 use crate::web::ui::{self, Html, html};
 use crate::web::{AppState, Principal};
@@ -32,6 +33,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/messages/{id}", get(detail))
         .route("/messages/{id}/html", get(email_html))
         .route("/messages/{id}/resend", post(resend))
+        .route("/messages/{id}/delete", post(delete_one))
+        .route(
+            "/messages/delete",
+            get(confirm_delete).post(delete_matching),
+        )
         .route("/messages/{id}/attachments/{n}", get(attachment))
 }
 
@@ -50,6 +56,8 @@ struct ListForm {
     since: Option<String>,
     until: Option<String>,
     before: Option<String>,
+    /// After a deletion: how many went (shown once above the list).
+    deleted: Option<u64>,
 }
 
 impl ListForm {
@@ -166,6 +174,13 @@ async fn list(
     if form.status.is_none() {
         body.push(refused_note(&state).await);
     }
+    if let Some(deleted) = form.deleted {
+        body.push(html!(
+            "<p role=\"status\" id=\"deleted\">Deleted {deleted} {messages}.</p>\n",
+            deleted = deleted,
+            messages = if deleted == 1 { "message" } else { "messages" },
+        ));
+    }
     body.push(filter_form(&form));
     body.push(ui::error(problem.as_deref()));
     let newest = messages.first().map(|m| m.id).unwrap_or(0);
@@ -212,6 +227,13 @@ async fn list(
         ));
     }
     body.push_trusted("</tbody>\n</table></div>\n");
+    if principal.role() == Role::Admin && !messages.is_empty() {
+        body.push(html!(
+            "<p><a href=\"/messages/delete?{query}\" id=\"delete-matching\">Delete {which}…</a></p>\n",
+            query = form.query(),
+            which = if unfiltered { "all messages" } else { "every message this filter finds" },
+        ));
+    }
     if messages.is_empty() && unfiltered && !paged && state.open {
         body.push(getting_started(&state.settings));
     }
@@ -375,6 +397,16 @@ async fn detail(
         && message.has_raw
         && meta.target.is_some()
         && state.inbound.is_some();
+    if principal.role() == Role::Admin {
+        body.push(html!(
+            concat!(
+                "<form method=\"post\" action=\"/messages/{id}/delete\" data-confirm=\"Delete this message, its content and its delivery attempts?\">{csrf}",
+                "<button type=\"submit\">Delete</button></form>\n",
+            ),
+            id = id,
+            csrf = ui::csrf(&principal),
+        ));
+    }
     if can_resend {
         body.push(html!(
             concat!(
@@ -560,6 +592,107 @@ fn attempts_section(message: &InboundMessage) -> Html {
     }
     out.push_trusted("</tbody>\n</table></div>\n");
     out
+}
+
+/// Deletes one message (admins; the gate checks the role and the CSRF token first), then
+/// back to the list, which says so.
+async fn delete_one(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Response {
+    let Ok(Path(id)) = path else {
+        return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
+    };
+    match state.store.delete_inbound(id).await {
+        Ok(true) => {
+            super::api::audit_deleted(&state, &principal, &format!("message {id}")).await;
+            auth::redirect("/?deleted=1")
+        }
+        Ok(false) => message_page(&principal, StatusCode::NOT_FOUND, "no such message"),
+        Err(error) => store_failed(&principal, error),
+    }
+}
+
+/// The filter of a delete-all form (every page, not one), or why it cannot be used.
+fn deletion_filter(form: &ListForm) -> Result<MessageFilter, String> {
+    form.filter().map(|filter| MessageFilter {
+        before: None,
+        ..filter
+    })
+}
+
+/// "Delete N messages?": what the list's filter finds, counted, with the button that
+/// deletes them (the same filter in hidden fields).
+async fn confirm_delete(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    form: Result<Query<ListForm>, QueryRejection>,
+) -> Response {
+    let form = form.map(|Query(f)| f).unwrap_or_default();
+    let filter = match deletion_filter(&form) {
+        Ok(filter) => filter,
+        Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
+    };
+    let described = super::api::describe(&filter);
+    let count = match state.store.count_inbound(filter).await {
+        Ok(count) => count,
+        Err(error) => return store_failed(&principal, error),
+    };
+    let mut body = html!(
+        concat!(
+            "<p>Delete <strong>{count} {messages}</strong> ({described}), with their content and ",
+            "delivery attempts? This cannot be undone.</p>\n",
+            "<form method=\"post\" action=\"/messages/delete\">{csrf}",
+        ),
+        count = count,
+        messages = if count == 1 { "message" } else { "messages" },
+        described = described,
+        csrf = ui::csrf(&principal),
+    );
+    for (name, value) in form.fields() {
+        if let Some(value) = value {
+            body.push(html!(
+                "<input type=\"hidden\" name=\"{name}\" value=\"{value}\">",
+                name = name,
+                value = value,
+            ));
+        }
+    }
+    body.push(html!(
+        "<button type=\"submit\">Delete {count}</button> <a href=\"/?{query}\">Cancel</a></form>\n",
+        count = count,
+        query = form.query(),
+    ));
+    ui::dashboard(StatusCode::OK, "Delete messages", ui::nav(&principal), body)
+}
+
+/// Deletes what the confirmed filter finds (admins, CSRF checked by the gate).
+async fn delete_matching(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    form: Result<Form<ListForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message_page(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form could not be read",
+        );
+    };
+    let filter = match deletion_filter(&form) {
+        Ok(filter) => filter,
+        Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
+    };
+    let described = super::api::describe(&filter);
+    match state.store.delete_inbound_matching(filter).await {
+        Ok(deleted) => {
+            let detail = format!("{deleted} matching {described}");
+            super::api::audit_deleted(&state, &principal, &detail).await;
+            auth::redirect(&format!("/?deleted={deleted}"))
+        }
+        Err(error) => store_failed(&principal, error),
+    }
 }
 
 /// "Resend to target" (admins; the gate checks the role and the CSRF token first): sends
