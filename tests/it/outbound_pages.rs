@@ -65,7 +65,7 @@ async fn dev_mode_shows_captured_mail_with_its_html_only_sandboxed() {
 
     // The nav links the list, next to the inbound messages.
     let (_, _, home) = open_get(&app, "/").await;
-    assert!(home.contains("<a href=\"/\">Messages</a> <a href=\"/outbound\">Sent</a>"));
+    assert!(home.contains("<a href=\"/\">Inbox</a> <a href=\"/outbound\">Sent</a>"));
 
     let (status, headers, list) = open_get(&app, "/outbound").await;
     assert_eq!(status, 200, "{list}");
