@@ -83,15 +83,10 @@ impl ListQuery {
         }
         let outcome = self
             .status
-            .map(|name| {
-                Outcome::from_name(&name).ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "status must be successful, rejected, delayed, captured, bounce or refused"
-                            .into(),
-                    )
-                })
-            })
-            .transpose()?;
+            .as_deref()
+            .map(outcome)
+            .transpose()
+            .map_err(|why| ApiError::BadRequest(why.into()))?;
         Ok(MessageFilter {
             before: self.before,
             limit,
@@ -104,6 +99,12 @@ impl ListQuery {
             until: time_bound("until", self.until)?,
         })
     }
+}
+
+/// The `status` filter's outcome, or what it may be.
+pub(super) fn outcome(name: &str) -> Result<Outcome, &'static str> {
+    Outcome::from_name(name)
+        .ok_or("status must be successful, rejected, delayed, captured, bounce or refused")
 }
 
 async fn list_messages(

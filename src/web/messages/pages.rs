@@ -90,13 +90,7 @@ impl ListForm {
     fn filter(&self) -> Result<MessageFilter, String> {
         let [address, recipient, sender, subject, status, since, until] =
             self.fields().map(|(_, v)| v.map(str::to_string));
-        let outcome = status
-            .map(|name| {
-                Outcome::from_name(&name).ok_or(
-                    "status must be successful, rejected, delayed, captured, bounce or refused",
-                )
-            })
-            .transpose()?;
+        let outcome = status.as_deref().map(super::api::outcome).transpose()?;
         let bound = |name, value| {
             super::api::time_bound(name, value).map_err(|e| match e {
                 ApiError::BadRequest(why) => why,
@@ -398,23 +392,19 @@ async fn detail(
         && meta.target.is_some()
         && state.inbound.is_some();
     if principal.role() == Role::Admin {
-        body.push(html!(
-            concat!(
-                "<form method=\"post\" action=\"/messages/{id}/delete\" data-confirm=\"Delete this message, its content and its delivery attempts?\">{csrf}",
-                "<button type=\"submit\">Delete</button></form>\n",
-            ),
-            id = id,
-            csrf = ui::csrf(&principal),
+        body.push(action_button(
+            &principal,
+            &format!("/messages/{id}/delete"),
+            "Delete",
+            Some("Delete this message, its content and its delivery attempts?"),
         ));
     }
     if can_resend {
-        body.push(html!(
-            concat!(
-                "<form method=\"post\" action=\"/messages/{id}/resend\">{csrf}",
-                "<button type=\"submit\">Resend to target</button></form>\n",
-            ),
-            id = id,
-            csrf = ui::csrf(&principal),
+        body.push(action_button(
+            &principal,
+            &format!("/messages/{id}/resend"),
+            "Resend to target",
+            None,
         ));
     }
     body.push(html!(
@@ -443,6 +433,22 @@ async fn detail(
         _ => format!("Message {id}"),
     };
     ui::dashboard(StatusCode::OK, &title, ui::nav(&principal), body)
+}
+
+/// A one-button POST form with the session's CSRF token; `confirm` is asked first (by the
+/// dashboard's script) for what cannot be undone.
+fn action_button(principal: &Principal, action: &str, label: &str, confirm: Option<&str>) -> Html {
+    let confirm = match confirm {
+        Some(question) => html!(" data-confirm=\"{}\"", question),
+        None => Html::new(),
+    };
+    html!(
+        "<form method=\"post\" action=\"{action}\"{confirm}>{csrf}<button type=\"submit\">{label}</button></form>\n",
+        action = action,
+        confirm = confirm,
+        csrf = ui::csrf(principal),
+        label = label,
+    )
 }
 
 /// What came in: the server's answer, the message's fields and its envelope.
@@ -614,14 +620,6 @@ async fn delete_one(
     }
 }
 
-/// The filter of a delete-all form (every page, not one), or why it cannot be used.
-fn deletion_filter(form: &ListForm) -> Result<MessageFilter, String> {
-    form.filter().map(|filter| MessageFilter {
-        before: None,
-        ..filter
-    })
-}
-
 /// "Delete N messages?": what the list's filter finds, counted, with the button that
 /// deletes them (the same filter in hidden fields).
 async fn confirm_delete(
@@ -630,7 +628,8 @@ async fn confirm_delete(
     form: Result<Query<ListForm>, QueryRejection>,
 ) -> Response {
     let form = form.map(|Query(f)| f).unwrap_or_default();
-    let filter = match deletion_filter(&form) {
+    // Every page, not one: the store's count and delete leave `before` aside.
+    let filter = match form.filter() {
         Ok(filter) => filter,
         Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
     };
@@ -680,7 +679,8 @@ async fn delete_matching(
             "the form could not be read",
         );
     };
-    let filter = match deletion_filter(&form) {
+    // Every page, not one: the store's count and delete leave `before` aside.
+    let filter = match form.filter() {
         Ok(filter) => filter,
         Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
     };
