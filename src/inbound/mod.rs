@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
-use crate::config::{Field, Redaction};
+use crate::config::{Field, Format, Redaction};
 use crate::mail::fields::{Trace, with_received};
 use crate::mail::message::ParsedMessage;
 use crate::metrics::Metrics;
@@ -25,7 +25,7 @@ use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
-use crate::store::{AttemptRecord, InboundMeta, Outcome, Store, StoreError};
+use crate::store::{AttemptRecord, InboundMeta, Kept, Outcome, Store, StoreError};
 use crate::webhook::{self, Attempt, Deliverer, Payload};
 use callback::{AuthorizationRequest, ErrorReport};
 use format::{Dkim, Dmarc, PayloadEnvelope, Spf};
@@ -309,6 +309,64 @@ impl Inbound {
         Ok(resent)
     }
 
+    /// The payload a kept message makes for its address (JSON Normalized where nothing is
+    /// posted, as in dev mode), rebuilt from the kept content and the envelope and
+    /// SPF/DKIM/DMARC results recorded on arrival: what the app got (multipart boundaries
+    /// are new each time). For the detail page's Payload tab and replays.
+    pub async fn payload(&self, id: i64) -> Result<(Format, Payload), ResendError> {
+        let message = self
+            .store
+            .get_inbound(id)
+            .await?
+            .ok_or(ResendError::NotFound)?;
+        let raw = self.store.get_inbound_raw(id).await?.ok_or(
+            match message.meta.redacted.is_empty() {
+                true => ResendError::NotKept,
+                false => ResendError::Redacted,
+            },
+        )?;
+        let meta = message.meta;
+        let router = self.routes.current();
+        let route = meta
+            .recipients
+            .first()
+            .and_then(|r| router.lookup(r).ok())
+            .map(|id| router.route(id));
+        let format = match route.map(|route| &route.destination) {
+            Some(Destination::Target { format, .. }) => *format,
+            _ => Format::JsonNormalized,
+        };
+        let options = format::FormatOptions {
+            size_as_number: route.is_some_and(|route| route.options.size_as_number),
+        };
+        let checks = meta.authentication.clone().unwrap_or_default();
+        fn recorded<T: serde::de::DeserializeOwned>(checks: &serde_json::Value, name: &str) -> Option<T> {
+            serde_json::from_value(checks[name].clone()).ok()
+        }
+        let envelope = PayloadEnvelope {
+            to: meta.recipients.first().cloned().unwrap_or_default(),
+            recipients: meta.recipients.clone(),
+            from: meta.mail_from.clone(),
+            helo_domain: meta.helo.clone(),
+            remote_ip: meta.remote_ip.clone(),
+            tls_version: meta.tls_version.clone(),
+            md5: meta.md5.clone(),
+            spf: recorded(&checks, "spf").unwrap_or(Spf {
+                result: "none".into(),
+                domain: String::new(),
+            }),
+            dkim: recorded(&checks, "dkim"),
+            dmarc: recorded(&checks, "dmarc"),
+        };
+        let payload = tokio::task::spawn_blocking(move || {
+            let parsed = ParsedMessage::parse(&raw);
+            format::build(format, &envelope, &parsed, &raw, &options)
+        })
+        .await
+        .map_err(|_| ResendError::Build)?;
+        Ok((format, payload))
+    }
+
     /// Tells the address's error callback about a non-2xx delivery (contract §7.2), in the
     /// background so that the SMTP reply does not wait for it; the attempt is recorded.
     fn report_error(
@@ -395,6 +453,10 @@ impl Inbound {
             processing_ms: started.elapsed().as_millis() as u64,
             redacted: Vec::new(),
             authentication: None,
+            header_from: None,
+            header_to: None,
+            header_cc: None,
+            attachments: 0,
         }
         .redact(&redact);
         match self.store.insert_inbound(meta, None, Vec::new()).await {
@@ -532,7 +594,12 @@ impl MailHandler for Inbound {
         };
         let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted, authentication);
-        self.record(route, &envelope, meta, raw, posted).await
+        let kept = Kept {
+            raw,
+            text: None,
+        };
+        self.record(route, &envelope, meta, kept, &parsed, posted)
+            .await
     }
 }
 
@@ -591,6 +658,10 @@ impl Arrival<'_> {
             processing_ms: self.started.elapsed().as_millis() as u64,
             redacted: Vec::new(),
             authentication: Some(authentication),
+            header_from: parsed.header("from").map(str::to_string),
+            header_to: parsed.header("to").map(str::to_string),
+            header_cc: parsed.header("cc").map(str::to_string),
+            attachments: parsed.attachments.len() as u32,
         }
     }
 }
@@ -635,7 +706,8 @@ impl Inbound {
         route: &Route,
         envelope: &Envelope,
         meta: InboundMeta,
-        raw: Vec<u8>,
+        kept: Kept,
+        parsed: &ParsedMessage,
         posted: Posted,
     ) -> Reply {
         let Posted {
@@ -652,8 +724,12 @@ impl Inbound {
         if redact.contains(Field::ServerResponse) {
             attempts.iter_mut().for_each(|a| a.response_body.clear());
         }
+        // The text (for the preview and search) is made only for content that is kept.
         let keep = ((self.settings.keep_raw || outcome == Outcome::Captured) && redact.is_empty())
-            .then_some(raw);
+            .then(|| Kept {
+                text: parsed.text(),
+                ..kept
+            });
         match self.store.insert_inbound(meta, keep, attempts).await {
             Ok(id) => {
                 info!(id, address = %route.address, status = reply.code, outcome = ?summary.0, http_status = summary.1, ms = summary.2, reply = %reply, "message handled");

@@ -66,6 +66,16 @@ impl ParsedMessage {
             .map(|h| h.value.as_str())
     }
 
+    /// The body as text: the plain part, or else the HTML part's text (tags dropped,
+    /// entities decoded) — for previews and search, never for payloads.
+    pub fn text(&self) -> Option<String> {
+        match (&self.plain, &self.html) {
+            (Some(plain), _) => Some(plain.clone()),
+            (None, Some(html)) => Some(mail_parser::decoders::html::html_to_text(html)),
+            (None, None) => None,
+        }
+    }
+
     pub fn parse(raw: &[u8]) -> ParsedMessage {
         // mail-parser 0.11 panics on some malformed MIME (one is tested below).
         // The message is still delivered, as unparsed text, rather than refused with a 451

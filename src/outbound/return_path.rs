@@ -28,7 +28,7 @@ use crate::mail::message::ParsedMessage;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
-use crate::store::{InboundMeta, MessageRef, Outcome};
+use crate::store::{InboundMeta, Kept, MessageRef, Outcome};
 
 /// What return mail's message row needs from the config.
 #[derive(Debug, Clone)]
@@ -115,14 +115,17 @@ impl<H: MailHandler> WithReturnPath<H> {
             conn,
             envelope: &envelope,
             body: &body,
-            raw: &raw,
             at: received_at,
         };
         let redact = &self.settings.redact;
+        let parsed = ParsedMessage::parse(&raw);
         let meta = received
-            .meta(summary.clone(), &reply, started)
+            .meta(&parsed, summary.clone(), &reply, started)
             .redact(redact);
-        let keep = (self.settings.keep_raw && redact.is_empty()).then_some(raw);
+        let keep = (self.settings.keep_raw && redact.is_empty()).then(|| Kept {
+            raw,
+            text: parsed.text(),
+        });
         match self
             .outbound
             .store
@@ -152,16 +155,19 @@ struct Received<'a> {
     envelope: &'a Envelope,
     /// As the client sent it.
     body: &'a [u8],
-    /// With our `Received:` line.
-    raw: &'a [u8],
     at: OffsetDateTime,
 }
 
 impl Received<'_> {
     /// The message row: no address, target or format (no route took it), outcome
     /// `bounce`, the findings as the response body.
-    fn meta(&self, summary: String, reply: &Reply, started: Instant) -> InboundMeta {
-        let parsed = ParsedMessage::parse(self.raw);
+    fn meta(
+        &self,
+        parsed: &ParsedMessage,
+        summary: String,
+        reply: &Reply,
+        started: Instant,
+    ) -> InboundMeta {
         InboundMeta {
             received_at: self
                 .at
@@ -187,6 +193,10 @@ impl Received<'_> {
             processing_ms: started.elapsed().as_millis() as u64,
             redacted: Vec::new(),
             authentication: None,
+            header_from: parsed.header("from").map(str::to_string),
+            header_to: parsed.header("to").map(str::to_string),
+            header_cc: parsed.header("cc").map(str::to_string),
+            attachments: parsed.attachments.len() as u32,
         }
     }
 }

@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 
 use super::attempts::{self, AttemptRecord};
+use super::search::{self, Search};
 use super::{Store, StoreError};
 use crate::config::{Field, Redaction};
 
@@ -90,6 +91,13 @@ pub struct InboundMeta {
     /// ask for them). `None` for mail that was not checked (return mail, rows from before
     /// migration 10) and when the sender is redacted: the results name its domains.
     pub authentication: Option<serde_json::Value>,
+    /// The header From, To and Cc as written (decoded): what a mail client shows, beside the
+    /// envelope's `mail_from` and `recipients`.
+    pub header_from: Option<String>,
+    pub header_to: Option<String>,
+    pub header_cc: Option<String>,
+    /// How many attachments the message has (inline parts included).
+    pub attachments: u32,
 }
 
 impl InboundMeta {
@@ -105,10 +113,13 @@ impl InboundMeta {
         }
         if has(Field::Sender) {
             self.mail_from.clear();
+            self.header_from = None;
             self.authentication = None;
         }
         if has(Field::Recipient) {
             self.recipients.clear();
+            self.header_to = None;
+            self.header_cc = None;
         }
         if has(Field::Subject) {
             self.subject = None;
@@ -134,6 +145,11 @@ pub struct InboundMessage {
     pub meta: InboundMeta,
     /// Whether the raw message is kept (`GET /api/messages/{id}/raw`).
     pub has_raw: bool,
+    /// The start of the text body, where the content is kept.
+    pub preview: Option<String>,
+    /// Whether the reader the list was asked for has opened it; `None` when nobody asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<bool>,
     /// Every HTTP request made for this message; filled for single-message reads only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptRecord>>,
@@ -158,13 +174,57 @@ pub struct MessageFilter {
     pub since: Option<String>,
     /// RFC 3339 (or a date): received before.
     pub until: Option<String>,
+    /// The search box's query (`store::search`).
+    pub search: Search,
+    /// Whose read state `is:read` asks about and each listed message carries (`read`).
+    pub reader: Option<String>,
+}
+
+/// The content kept with a message: the raw message as received and its text body (the
+/// plain part, or the HTML's text), from which the preview and the body index are made.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    pub raw: Vec<u8>,
+    pub text: Option<String>,
+}
+
+/// How much of the text body the preview keeps (characters) and the body index reads.
+const PREVIEW_CHARS: usize = 200;
+const INDEXED_BYTES: usize = 64 * 1024;
+
+/// At most `limit` bytes of `text`, cut at a character boundary.
+fn head(text: &str, limit: usize) -> &str {
+    let mut end = text.len().min(limit);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The first [`PREVIEW_CHARS`] characters of `text`, whitespace collapsed.
+fn preview(text: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.chars().count() >= PREVIEW_CHARS {
+            return out.chars().take(PREVIEW_CHARS).collect();
+        }
+    }
+    out
 }
 
 const COLUMNS: &str = "m.id, m.received_at, m.remote_ip, m.helo, m.mail_from, m.recipients,
     m.address, m.message_id, m.subject, m.size, m.md5, m.tls_version, m.target, m.format,
     m.http_status, m.outcome, m.response_body, m.error, m.smtp_reply, m.processing_ms,
-    m.redacted, m.authentication,
-    EXISTS (SELECT 1 FROM inbound_raw r WHERE r.message_id = m.id)";
+    m.redacted, m.authentication, m.header_from, m.header_to, m.header_cc, m.attachments,
+    r.message_id IS NOT NULL, open_text(r.preview)";
+
+/// The rows [`COLUMNS`] reads from.
+const FROM_MESSAGES: &str =
+    "inbound_messages m LEFT JOIN inbound_raw r ON r.message_id = m.id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     let recipients: String = row.get(5)?;
@@ -195,55 +255,80 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
             authentication: row
                 .get::<_, Option<String>>(21)?
                 .and_then(|text| serde_json::from_str(&text).ok()),
+            header_from: row.get(22)?,
+            header_to: row.get(23)?,
+            header_cc: row.get(24)?,
+            attachments: row.get(25)?,
         },
-        has_raw: row.get(22)?,
+        has_raw: row.get(26)?,
+        preview: row.get(27)?,
+        read: None,
         attempts: None,
     })
 }
 
 /// The `WHERE …` of `filter` (without its limit) over `inbound_messages m`, and its values.
 fn filter_sql(filter: &MessageFilter) -> (String, Vec<SqlValue>) {
-    let mut clauses = Vec::new();
+    let mut clauses: Vec<String> = Vec::new();
     let mut values: Vec<SqlValue> = Vec::new();
-    let mut clause = |sql: &str, value: SqlValue| {
-        values.push(value);
-        clauses.push(sql.replace('?', &format!("?{}", values.len())));
+    // Each clause's `?`s are numbered after the values before it.
+    let mut clause = |sql: String, more: Vec<SqlValue>| {
+        let mut numbered = String::with_capacity(sql.len() + 8);
+        for part in sql.split_inclusive('?') {
+            match part.strip_suffix('?') {
+                Some(before) => {
+                    values.push(SqlValue::Null);
+                    numbered.push_str(before);
+                    numbered.push_str(&format!("?{}", values.len()));
+                }
+                None => numbered.push_str(part),
+            }
+        }
+        let first = values.len() - more.len();
+        for (slot, value) in values[first..].iter_mut().zip(more) {
+            *slot = value;
+        }
+        clauses.push(numbered);
     };
+    let one = |value: SqlValue| vec![value];
     if let Some(before) = filter.before {
-        clause("m.id < ?", before.into());
+        clause("m.id < ?".into(), one(before.into()));
     }
     if let Some(address) = filter.address.clone() {
-        clause("m.address = ? COLLATE NOCASE", address.into());
+        clause("m.address = ? COLLATE NOCASE".into(), one(address.into()));
     }
     if let Some(sender) = filter.sender.clone() {
-        clause("m.mail_from = ? COLLATE NOCASE", sender.into());
+        clause("m.mail_from = ? COLLATE NOCASE".into(), one(sender.into()));
     }
     if let Some(recipient) = filter.recipient.clone() {
         clause(
-            "EXISTS (SELECT 1 FROM json_each(m.recipients) r WHERE r.value = ? COLLATE NOCASE)",
-            recipient.into(),
+            "EXISTS (SELECT 1 FROM json_each(m.recipients) j WHERE j.value = ? COLLATE NOCASE)"
+                .into(),
+            one(recipient.into()),
         );
     }
     if let Some(subject) = &filter.subject {
         clause(
-            "m.subject LIKE ? ESCAPE '\\'",
-            format!("%{}%", like_escape(subject)).into(),
+            "m.subject LIKE ? ESCAPE '\\'".into(),
+            one(format!("%{}%", search::like_escape(subject)).into()),
         );
     }
     match filter.outcome {
-        Some(outcome) => clause("m.outcome = ?", outcome.as_str().to_string().into()),
+        Some(outcome) => clause("m.outcome = ?".into(), one(outcome.as_str().to_string().into())),
         // Refusals are not mail: only the filter that asks for them lists them.
-        None => clause(
-            "m.outcome <> ?",
-            Outcome::Refused.as_str().to_string().into(),
+        None if !filter.search.names_status() => clause(
+            "m.outcome <> ?".into(),
+            one(Outcome::Refused.as_str().to_string().into()),
         ),
+        None => {}
     }
     if let Some(since) = filter.since.clone() {
-        clause("m.received_at >= ?", since.into());
+        clause("m.received_at >= ?".into(), one(since.into()));
     }
     if let Some(until) = filter.until.clone() {
-        clause("m.received_at < ?", until.into());
+        clause("m.received_at < ?".into(), one(until.into()));
     }
+    search::push_sql(&filter.search, filter.reader.as_deref(), &mut clause);
     let filters = if clauses.is_empty() {
         String::new()
     } else {
@@ -252,36 +337,26 @@ fn filter_sql(filter: &MessageFilter) -> (String, Vec<SqlValue>) {
     (filters, values)
 }
 
-/// Escapes `\`, `%` and `_` for a `LIKE … ESCAPE '\'` pattern.
-fn like_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 impl Store {
-    /// Records a message, its raw content (if given) and its delivery attempts in one
-    /// transaction; returns its id.
+    /// Records a message, its kept content (if any) and its delivery attempts in one
+    /// transaction; returns its id. The preview is sealed with the content; the body is
+    /// indexed for search only when the store does not seal (an index is plaintext).
     pub async fn insert_inbound(
         &self,
         meta: InboundMeta,
-        raw: Option<Vec<u8>>,
+        kept: Option<Kept>,
         attempts: Vec<AttemptRecord>,
     ) -> Result<i64, StoreError> {
+        let index_bodies = self.keyring.is_none();
         self.write(move |connection| {
             let tx = connection.transaction()?;
             tx.execute(
                 "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
                     recipients, address, message_id, subject, size, md5, tls_version, target,
                     format, http_status, outcome, response_body, error, smtp_reply, processing_ms,
-                    redacted, authentication)
+                    redacted, authentication, header_from, header_to, header_cc, attachments)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21)",
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
                 params![
                     meta.received_at,
                     meta.remote_ip,
@@ -304,14 +379,25 @@ impl Store {
                     meta.processing_ms as i64,
                     serde_json::to_string(&meta.redacted).expect("strings serialise"),
                     meta.authentication.as_ref().map(|value| value.to_string()),
+                    meta.header_from,
+                    meta.header_to,
+                    meta.header_cc,
+                    meta.attachments,
                 ],
             )?;
             let id = tx.last_insert_rowid();
-            if let Some(raw) = raw {
+            if let Some(Kept { raw, text }) = kept {
+                let text = text.as_deref().map(str::trim).filter(|t| !t.is_empty());
                 tx.execute(
-                    "INSERT INTO inbound_raw (message_id, raw) VALUES (?1, seal(?2))",
-                    params![id, raw],
+                    "INSERT INTO inbound_raw (message_id, raw, preview) VALUES (?1, seal(?2), seal(?3))",
+                    params![id, raw, text.map(preview)],
                 )?;
+                if let Some(text) = text.filter(|_| index_bodies) {
+                    tx.execute(
+                        "INSERT INTO inbound_body_search (rowid, body) VALUES (?1, ?2)",
+                        params![id, head(text, INDEXED_BYTES)],
+                    )?;
+                }
             }
             attempts::insert(&tx, id, &attempts)?;
             tx.commit()?;
@@ -320,7 +406,7 @@ impl Store {
         .await
     }
 
-    /// Newest first.
+    /// Newest first; with `filter.reader`, each message says whether that reader opened it.
     pub async fn list_inbound(
         &self,
         filter: MessageFilter,
@@ -329,12 +415,66 @@ impl Store {
             let (filters, mut values) = filter_sql(&filter);
             values.push(filter.limit.into());
             let sql = format!(
-                "SELECT {COLUMNS} FROM inbound_messages m {filters} ORDER BY m.id DESC LIMIT ?{}",
+                "SELECT {COLUMNS} FROM {FROM_MESSAGES} {filters} ORDER BY m.id DESC LIMIT ?{}",
                 values.len()
             );
             let mut statement = connection.prepare_cached(&sql)?;
             let rows = statement.query_map(params_from_iter(values), from_row)?;
-            rows.collect()
+            let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            if let Some(reader) = &filter.reader {
+                let mut read = connection.prepare_cached(
+                    "SELECT 1 FROM inbound_reads WHERE reader = ?1 AND message_id = ?2",
+                )?;
+                for message in &mut messages {
+                    message.read = Some(read.exists(params![reader, message.id])?);
+                }
+            }
+            Ok(messages)
+        })
+        .await
+    }
+
+    /// Marks a message read (or unread) for `reader`; whether the message exists.
+    pub async fn mark_read(&self, reader: String, id: i64, read: bool) -> Result<bool, StoreError> {
+        self.write(move |connection| {
+            let exists = connection
+                .prepare_cached("SELECT 1 FROM inbound_messages WHERE id = ?1")?
+                .exists([id])?;
+            if exists {
+                let sql = match read {
+                    true => "INSERT OR IGNORE INTO inbound_reads (reader, message_id) VALUES (?1, ?2)",
+                    false => "DELETE FROM inbound_reads WHERE reader = ?1 AND message_id = ?2",
+                };
+                connection.execute(sql, params![reader, id])?;
+            }
+            Ok(exists)
+        })
+        .await
+    }
+
+    /// How many messages (refusals aside) `reader` has not opened.
+    pub async fn count_unread(&self, reader: String) -> Result<u64, StoreError> {
+        self.read(move |connection| {
+            let count: i64 = connection.query_row(
+                "SELECT COUNT(*) FROM inbound_messages m WHERE m.outcome <> 'refused'
+                 AND NOT EXISTS (SELECT 1 FROM inbound_reads r WHERE r.reader = ?1 AND r.message_id = m.id)",
+                [reader],
+                |row| row.get(0),
+            )?;
+            Ok(count as u64)
+        })
+        .await
+    }
+
+    /// The newest message's id (refusals aside), 0 when there is none: what live lists
+    /// compare to know there is news.
+    pub async fn newest_inbound(&self) -> Result<i64, StoreError> {
+        self.read(|connection| {
+            connection.query_row(
+                "SELECT COALESCE(MAX(id), 0) FROM inbound_messages WHERE outcome <> 'refused'",
+                [],
+                |row| row.get(0),
+            )
         })
         .await
     }
@@ -411,7 +551,7 @@ impl Store {
     /// One message with its delivery attempts.
     pub async fn get_inbound(&self, id: i64) -> Result<Option<InboundMessage>, StoreError> {
         self.read(move |connection| {
-            let sql = format!("SELECT {COLUMNS} FROM inbound_messages m WHERE m.id = ?1");
+            let sql = format!("SELECT {COLUMNS} FROM {FROM_MESSAGES} WHERE m.id = ?1");
             let Some(mut message) = connection.query_row(&sql, [id], from_row).optional()? else {
                 return Ok(None);
             };
@@ -462,6 +602,10 @@ mod tests {
             processing_ms: 7,
             redacted: Vec::new(),
             authentication: None,
+            header_from: Some("Alice <a@example.com>".into()),
+            header_to: Some("b@example.com".into()),
+            header_cc: None,
+            attachments: 0,
         }
     }
 
@@ -501,7 +645,14 @@ mod tests {
             .await
             .unwrap();
         let second = store
-            .insert_inbound(meta("two"), Some(b"raw".to_vec()), Vec::new())
+            .insert_inbound(
+                meta("two"),
+                Some(Kept {
+                    raw: b"raw".to_vec(),
+                    text: Some("  Hello\n\n  there ".into()),
+                }),
+                Vec::new(),
+            )
             .await
             .unwrap();
         let page = store

@@ -280,6 +280,54 @@ const MIGRATIONS: &[&str] = &[
     // of the payload's `envelope.spf/dkim/dmarc`), for the API and the detail page; NULL for
     // rows written before, and where the sender is redacted.
     "ALTER TABLE inbound_messages ADD COLUMN authentication TEXT;",
+    // 11: the inbox (`store::messages`, `store::search`): the header From/To/Cc and the
+    // attachment count of each message; a text preview beside the kept content (sealed like
+    // it, gone with it); an FTS5 index (trigram: substrings of 3+ characters) over the
+    // metadata that is already in the row, kept by triggers, and one over the plain body,
+    // filled only by stores that do not seal (an index is plaintext); read state per reader.
+    "ALTER TABLE inbound_messages ADD COLUMN header_from TEXT;
+    ALTER TABLE inbound_messages ADD COLUMN header_to TEXT;
+    ALTER TABLE inbound_messages ADD COLUMN header_cc TEXT;
+    ALTER TABLE inbound_messages ADD COLUMN attachments INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbound_raw ADD COLUMN preview BLOB;
+    CREATE VIRTUAL TABLE inbound_search USING fts5(
+        subject, header_from, header_to, header_cc, mail_from, recipients,
+        content = 'inbound_messages', content_rowid = 'id', tokenize = 'trigram'
+    );
+    INSERT INTO inbound_search (inbound_search) VALUES ('rebuild');
+    CREATE TRIGGER inbound_search_insert AFTER INSERT ON inbound_messages BEGIN
+        INSERT INTO inbound_search (rowid, subject, header_from, header_to, header_cc,
+            mail_from, recipients)
+        VALUES (new.id, new.subject, new.header_from, new.header_to, new.header_cc,
+            new.mail_from, new.recipients);
+    END;
+    CREATE TRIGGER inbound_search_delete AFTER DELETE ON inbound_messages BEGIN
+        INSERT INTO inbound_search (inbound_search, rowid, subject, header_from, header_to,
+            header_cc, mail_from, recipients)
+        VALUES ('delete', old.id, old.subject, old.header_from, old.header_to, old.header_cc,
+            old.mail_from, old.recipients);
+    END;
+    CREATE TRIGGER inbound_search_update AFTER UPDATE OF subject, header_from, header_to,
+        header_cc, mail_from, recipients ON inbound_messages BEGIN
+        INSERT INTO inbound_search (inbound_search, rowid, subject, header_from, header_to,
+            header_cc, mail_from, recipients)
+        VALUES ('delete', old.id, old.subject, old.header_from, old.header_to, old.header_cc,
+            old.mail_from, old.recipients);
+        INSERT INTO inbound_search (rowid, subject, header_from, header_to, header_cc,
+            mail_from, recipients)
+        VALUES (new.id, new.subject, new.header_from, new.header_to, new.header_cc,
+            new.mail_from, new.recipients);
+    END;
+    CREATE VIRTUAL TABLE inbound_body_search USING fts5(body, tokenize = 'trigram');
+    CREATE TRIGGER inbound_body_search_delete AFTER DELETE ON inbound_raw BEGIN
+        DELETE FROM inbound_body_search WHERE rowid = old.message_id;
+    END;
+    CREATE TABLE inbound_reads (
+        reader      TEXT    NOT NULL,
+        message_id  INTEGER NOT NULL REFERENCES inbound_messages (id) ON DELETE CASCADE,
+        PRIMARY KEY (reader, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX inbound_reads_message ON inbound_reads (message_id);",
 ];
 
 /// The schema version this postern migrates to.

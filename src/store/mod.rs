@@ -27,6 +27,7 @@ mod accounts;
 mod attempts;
 mod certificates;
 mod events;
+mod live;
 mod managed;
 mod messages;
 mod migrations;
@@ -36,6 +37,7 @@ mod outbound;
 mod queue;
 mod retention;
 mod sealing;
+mod search;
 mod subject;
 pub mod unix_time;
 
@@ -57,7 +59,8 @@ pub use events::{
     BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
 };
 pub use managed::{ManagedSpec, ManagedWrite};
-pub use messages::{InboundMessage, InboundMeta, MessageFilter, Outcome};
+pub use live::Scope;
+pub use messages::{InboundMessage, InboundMeta, Kept, MessageFilter, Outcome};
 pub use mta_sts::StoredPolicy;
 pub use operations::{BEFORE_RESTORE, Copied, CopyError, backup, restore};
 pub use outbound::{
@@ -68,6 +71,7 @@ pub use outbound::{
 pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovered};
 pub use retention::Swept;
 pub use sealing::{SEALED_COLUMNS, SealStatus};
+pub use search::{Search, SearchError, time_bound};
 pub use subject::{Counts, PurgeScope, Subject, SubjectDump, SubjectKind, TableDump};
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +135,8 @@ pub struct Store {
     path: PathBuf,
     /// The keyring that seals content and secrets; `None` with encryption off.
     keyring: Option<Arc<Keyring>>,
+    /// Bumped after every committed write (`live`).
+    changes: live::Changes,
 }
 
 impl Store {
@@ -180,8 +186,10 @@ impl Store {
         migrations::run(&mut writer)?;
         let reader = open(&path)?;
         let writer = Arc::new(Mutex::new(writer));
+        let changes = live::Changes::default();
         Ok(Store {
-            enqueuer: outbound::start_commit_thread(writer.clone()),
+            enqueuer: outbound::start_commit_thread(writer.clone(), changes.clone()),
+            changes,
             writer,
             reader: Arc::new(Mutex::new(reader)),
             path,
@@ -205,6 +213,7 @@ impl Store {
             work(&mut connection).map_err(sealing::store_error)
         })
         .await??;
+        self.changes.bump();
         Ok(result)
     }
 

@@ -318,11 +318,12 @@ pub(super) type EnqueueSender = mpsc::Sender<EnqueueRequest>;
 /// Starts the group-commit thread; it ends when every `Store` clone is dropped.
 pub(super) fn start_commit_thread(
     writer: std::sync::Arc<std::sync::Mutex<Connection>>,
+    changes: super::live::Changes,
 ) -> EnqueueSender {
     let (sender, receiver) = mpsc::channel(4 * GROUP_COMMIT_MAX);
     std::thread::Builder::new()
         .name("postern-queue-commit".into())
-        .spawn(move || commit_loop(writer, receiver))
+        .spawn(move || commit_loop(writer, receiver, changes))
         .expect("the operating system starts a thread");
     sender
 }
@@ -330,6 +331,7 @@ pub(super) fn start_commit_thread(
 fn commit_loop(
     writer: std::sync::Arc<std::sync::Mutex<Connection>>,
     mut receiver: mpsc::Receiver<EnqueueRequest>,
+    changes: super::live::Changes,
 ) {
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
@@ -344,6 +346,7 @@ fn commit_loop(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match commit_batch(&mut connection, &batch) {
             Ok(results) => {
+                changes.bump();
                 for (request, result) in batch.into_iter().zip(results) {
                     let _ = request.reply.send(Ok(result));
                 }

@@ -40,6 +40,7 @@ const fn sealed(table: &'static str, key: &'static str, column: &'static str) ->
 /// the URLs that may carry credentials, then the ACME account and certificate keys.
 pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed("inbound_raw", "message_id", "raw"),
+    sealed("inbound_raw", "message_id", "preview"),
     sealed("outbound_content", "message_id", "raw"),
     sealed("users", "id", "totp_secret"),
     sealed("sending_domains", "id", "dkim_private_key"),
@@ -206,7 +207,10 @@ impl Store {
         let Some(current) = self.sealing_key() else {
             return Ok(0);
         };
-        let mut total = 0;
+        // The body index is plaintext: a store that seals keeps none (migration 11).
+        let mut total = self
+            .write(|connection| connection.execute("DELETE FROM inbound_body_search", []))
+            .await? as u64;
         for sealed in SEALED_COLUMNS {
             let sql = format!(
                 "UPDATE {t} SET {c} = reseal({c}) WHERE {k} IN (

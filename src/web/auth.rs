@@ -101,6 +101,16 @@ impl Principal {
         }
     }
 
+    /// Whose read state the inbox keeps (`store` `inbound_reads`): each user, each API
+    /// key, and dev mode's one reader.
+    pub fn reader(&self) -> String {
+        match &self.who {
+            Who::User(session) => format!("user:{}", session.user.id),
+            Who::ApiKey(key) => format!("key:{}", key.id),
+            Who::Dev => "dev".into(),
+        }
+    }
+
     pub fn session(&self) -> Option<&Session> {
         match &self.who {
             Who::User(session) => Some(session),

@@ -35,6 +35,7 @@ mod data_requests;
 mod error;
 pub mod host;
 pub mod listener;
+mod live;
 mod messages;
 mod operations;
 mod outbound;
@@ -107,6 +108,24 @@ pub struct Settings {
     pub dns_timeout: std::time::Duration,
     /// `[retention]` (dev mode: the newest messages): the settings page and the lists say it.
     pub retention: crate::retention::Retention,
+}
+
+impl Settings {
+    /// Where this dashboard is reached, for the commands pages show: `web.public_url`, else
+    /// the listener (loopback for an unspecified address).
+    pub fn web_origin(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.as_str().trim_end_matches('/').to_string();
+        }
+        let scheme = if self.https { "https" } else { "http" };
+        match self.web_listen {
+            Some(listen) if listen.ip().is_unspecified() => {
+                format!("{scheme}://127.0.0.1:{}", listen.port())
+            }
+            Some(listen) => format!("{scheme}://{listen}"),
+            None => format!("{scheme}://localhost"),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -199,6 +218,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
     };
     let dashboard = Router::new()
         .merge(messages::routes())
+        .merge(live::routes())
         .merge(outbound::routes())
         .merge(admin::routes())
         .merge(addresses::api::routes())
@@ -218,6 +238,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
             Access::SecondFactor,
         ))
         .merge(behind(session::account_routes(), Access::Account))
+        .merge(behind(messages::reader_routes(), Access::Account))
         .merge(behind(dashboard, Access::Dashboard))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .with_state(state)

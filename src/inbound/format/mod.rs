@@ -41,7 +41,7 @@ pub struct PayloadEnvelope {
 }
 
 /// `envelope.spf` (contract §5.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Spf {
     /// `none`, `neutral`, `pass`, `fail`, `softfail`, `temperror` or `permerror`.
     pub result: String,
@@ -49,13 +49,13 @@ pub struct Spf {
 }
 
 /// `envelope.dkim` (contract §5.2). `success` says the check ran; it is not the verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Dkim {
     pub success: bool,
     pub result: Vec<DkimSignature>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DkimSignature {
     /// `pass`, `fail`, `neutral`, `temperror` or `permerror`.
     pub result: String,
@@ -64,7 +64,7 @@ pub struct DkimSignature {
 }
 
 /// `envelope.dmarc` (contract §5.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Dmarc {
     pub success: bool,
     /// `pass`, `fail`, `none`, `temperror` or `permerror`.
@@ -72,7 +72,7 @@ pub struct Dmarc {
     pub details: DmarcDetails,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DmarcDetails {
     pub domain: String,
     /// `none`, `quarantine` or `reject`.

@@ -143,7 +143,7 @@ impl PageKind for Domain {
         ),
         field(
             "auth_regex",
-            "Auth regex: local parts accepted (empty: every one)",
+            "Auth regex, matched against the whole recipient address (ticket-\\d+@tickets\\.example\\.com; empty: every one)",
             Input::Text,
         ),
         field(
@@ -159,7 +159,7 @@ impl PageKind for Domain {
         let local_parts = spec
             .auth_regex
             .as_deref()
-            .map(|regex| html!(" local parts <code>{}</code>", regex));
+            .map(|regex| html!(" recipients matching <code>{}</code>", regex));
         let target = spec
             .target
             .as_deref()

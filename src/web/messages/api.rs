@@ -13,7 +13,8 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::AuditAction;
-use crate::store::{InboundMessage, MessageFilter, Outcome};
+use crate::inbound::ResendError;
+use crate::store::{InboundMessage, MessageFilter, Outcome, Search};
 use crate::web::error::{ApiError, path_id};
 use crate::web::{AppState, Principal};
 
@@ -25,6 +26,7 @@ pub(super) fn routes() -> Router<AppState> {
             get(get_message).delete(delete_message),
         )
         .route("/api/messages/{id}/raw", get(get_raw))
+        .route("/api/messages/{id}/payload", get(get_payload))
 }
 
 const DEFAULT_PAGE: u32 = 50;
@@ -33,6 +35,9 @@ const MAX_PAGE: u32 = 500;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// The search box's language (`store::search`): words, `from:`, `to:`, `subject:`,
+    /// `status:`, `is:read`/`is:unread`, `has:attachment`, `after:`, `before:`, `-`.
+    q: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
     address: Option<String>,
@@ -50,19 +55,12 @@ struct ListQuery {
 
 /// Accepts `2026-11-28` or a full RFC 3339 time; returns the stored form's prefix to compare.
 pub(super) fn time_bound(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    use time::format_description::well_known::Rfc3339;
     let Some(value) = value else { return Ok(None) };
-    if let Ok(at) = time::OffsetDateTime::parse(&value, &Rfc3339) {
-        let utc = at.to_offset(time::UtcOffset::UTC);
-        return Ok(Some(utc.format(&Rfc3339).expect("UTC formats as RFC 3339")));
-    }
-    let date_format = time::macros::format_description!("[year]-[month]-[day]");
-    if time::Date::parse(&value, &date_format).is_ok() {
-        return Ok(Some(value));
-    }
-    Err(ApiError::BadRequest(format!(
-        "{name} must be a date (2026-11-28) or an RFC 3339 time (2026-11-28T09:00:00Z)"
-    )))
+    crate::store::time_bound(&value).map(Some).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "{name} must be a date (2026-11-28) or an RFC 3339 time (2026-11-28T09:00:00Z)"
+        ))
+    })
 }
 
 #[derive(Serialize)]
@@ -73,8 +71,8 @@ struct MessagePage {
 }
 
 impl ListQuery {
-    /// The store's filter: `limit` checked, `status` and the dates parsed.
-    fn filter(self) -> Result<MessageFilter, ApiError> {
+    /// The store's filter for `reader`: `limit` checked, `q`, `status` and the dates parsed.
+    fn filter(self, reader: String) -> Result<MessageFilter, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ApiError::BadRequest(format!(
@@ -97,6 +95,9 @@ impl ListQuery {
             outcome,
             since: time_bound("since", self.since)?,
             until: time_bound("until", self.until)?,
+            search: Search::parse(self.q.as_deref().unwrap_or_default())
+                .map_err(|e| ApiError::BadRequest(format!("q: {e}")))?,
+            reader: Some(reader),
         })
     }
 }
@@ -109,10 +110,11 @@ pub(super) fn outcome(name: &str) -> Result<Outcome, &'static str> {
 
 async fn list_messages(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let filter = query.filter()?;
+    let filter = query.filter(principal.reader())?;
     let limit = filter.limit;
     let messages = state.store.list_inbound(filter).await?;
     let next_before = (messages.len() == limit as usize)
@@ -132,8 +134,9 @@ async fn delete_messages(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let filter = query.filter()?;
-    let described = describe(&filter);
+    let q = query.q.clone();
+    let filter = query.filter(principal.reader())?;
+    let described = describe(&filter, q.as_deref());
     let deleted = state.store.delete_inbound_matching(filter).await?;
     audit_deleted(
         &state,
@@ -161,8 +164,9 @@ async fn delete_message(
 }
 
 /// The filter as the audit log says it: `status=refused sender=…`, or `everything`.
-pub(super) fn describe(filter: &MessageFilter) -> String {
+pub(super) fn describe(filter: &MessageFilter, q: Option<&str>) -> String {
     let fields = [
+        ("q", q.map(str::trim).filter(|q| !q.is_empty())),
         ("address", filter.address.as_deref()),
         ("recipient", filter.recipient.as_deref()),
         ("sender", filter.sender.as_deref()),
@@ -219,4 +223,30 @@ async fn get_raw(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         .await?
         .ok_or(ApiError::NotFound("no raw content kept for this message"))?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw).into_response())
+}
+
+/// `GET /api/messages/{id}/payload`: the body the message's app gets (as the detail page's
+/// Payload tab shows it), `text/plain` with the payload's own type in `X-Payload-Type`.
+async fn get_payload(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path)?;
+    let inbound = state
+        .inbound
+        .as_ref()
+        .ok_or(ApiError::Status(StatusCode::CONFLICT, "nothing receives mail here".into()))?;
+    match inbound.payload(id).await {
+        Ok((_, payload)) => {
+            let kind = payload.content_type.clone();
+            let mut response = crate::web::ui::payload_response(payload);
+            if let Ok(kind) = header::HeaderValue::from_str(&kind) {
+                response.headers_mut().insert("x-payload-type", kind);
+            }
+            Ok(response)
+        }
+        Err(ResendError::NotFound) => Err(ApiError::NotFound("no such message")),
+        Err(ResendError::Store(error)) => Err(error.into()),
+        Err(error) => Err(ApiError::Status(StatusCode::CONFLICT, error.to_string())),
+    }
 }

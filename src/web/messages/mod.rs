@@ -1,14 +1,69 @@
-//! Received mail: the dashboard's pages (`pages`: the list, one message, its sandboxed HTML,
-//! downloads and resend) and the JSON API over the same store (`api`: `/api/messages`).
+//! Received mail: the inbox (`list`), one message with its tabs and actions (`pages`), the
+//! read state (`read`) and the JSON API over the same store (`api`: `/api/messages`).
 
 mod api;
+mod list;
 mod pages;
+mod read;
 
 use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
 
-use crate::web::AppState;
+use crate::config::Field;
+use crate::store::{InboundMessage, InboundMeta};
+use crate::web::ui::{self, Html, html};
+use crate::web::{AppState, Principal};
 
 /// Behind the gate's `Access::Dashboard`.
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().merge(pages::routes()).merge(api::routes())
+    Router::new()
+        .merge(list::routes())
+        .merge(pages::routes())
+        .merge(api::routes())
+}
+
+/// Behind the gate's `Access::Account`: read state is each reader's own, so viewers keep
+/// theirs too.
+pub(super) fn reader_routes() -> Router<AppState> {
+    read::routes()
+}
+
+/// A page with only a message, for errors.
+fn message_page(principal: &Principal, status: StatusCode, text: &str) -> Response {
+    ui::message(principal, status, text, ("/", "All messages"))
+}
+
+fn store_failed(principal: &Principal, error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "dashboard page failed");
+    message_page(
+        principal,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error",
+    )
+}
+
+/// The target's answer: HTTP status (if any) and outcome.
+fn response_cell(message: &InboundMessage) -> Html {
+    let outcome = message.meta.outcome.as_str();
+    match message.meta.http_status {
+        Some(status) => html!(
+            "<span class=\"badge {outcome}\">{status} {outcome}</span>",
+            outcome = outcome,
+            status = status,
+        ),
+        None => html!(
+            "<span class=\"badge {outcome}\">{outcome}</span>",
+            outcome = outcome
+        ),
+    }
+}
+
+/// `shown`, or "redacted" when the row left `field` out (`config::privacy`).
+fn redacted(meta: &InboundMeta, field: Field, shown: Html) -> Html {
+    ui::redacted(&meta.redacted, field, shown)
+}
+
+fn recipients(meta: &InboundMeta) -> Html {
+    Html::join(meta.recipients.iter().map(|r| Html::escape(r)), "<br>")
 }

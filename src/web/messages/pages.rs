@@ -1,15 +1,17 @@
-//! The dashboard's pages of received mail, server-rendered and complete without JavaScript:
-//! `GET /` (the list, filtered by a GET form, paged by `before`), `GET /messages/{id}` (one
-//! message, its attempts and, where the raw message is kept, its content through
-//! `ui::mail_view`), `GET /messages/{id}/html` (the email's HTML, only ever for a sandboxed
-//! iframe), `GET /messages/{id}/attachments/{n}` (downloads) and
-//! `POST /messages/{id}/resend` (admins).
+//! One received message (`GET /messages/{id}`): who, to whom, when and how it ended above
+//! tabs — HTML · Text · Source · Headers · Payload · Delivery · Authentication · Details —
+//! and the attachments with previews; the actions (mark unread, resend, delete, download).
+//! The frames and downloads it loads: `GET /messages/{id}/html` (the email's HTML, only ever
+//! for a sandboxed iframe; `?images=on` lets remote images load), `/attachments/{n}`
+//! (downloads), `/attachments/{n}/preview` (images and PDFs, inline, sandboxed) and
+//! `/payload` (the body the app gets, for "copy as curl").
 //!
-//! Everything that came with the mail is escaped; the email's HTML never enters a
+//! Server-rendered and complete without JavaScript (the tabs are then sections one under the
+//! other). Everything that came with the mail is escaped; the email's HTML never enters a
 //! dashboard page, only the sandboxed endpoint with its own strict policy.
 
-use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,344 +19,40 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::{message_page, recipients, redacted, response_cell, store_failed};
 use crate::accounts::Role;
 use crate::config::Field;
 use crate::inbound::ResendError;
 use crate::mail::message::ParsedMessage;
-use crate::store::{InboundMessage, InboundMeta, MessageFilter, Outcome};
+use crate::store::{InboundMessage, InboundMeta, Outcome, Scope};
 use crate::web::auth;
-use crate::web::error::ApiError;
 use crate::web::ui::{self, Html, html};
 use crate::web::{AppState, Principal};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(list))
         .route("/messages/{id}", get(detail))
         .route("/messages/{id}/html", get(email_html))
+        .route("/messages/{id}/payload", get(payload))
         .route("/messages/{id}/resend", post(resend))
         .route("/messages/{id}/delete", post(delete_one))
-        .route(
-            "/messages/delete",
-            get(confirm_delete).post(delete_matching),
-        )
         .route("/messages/{id}/attachments/{n}", get(attachment))
+        .route("/messages/{id}/attachments/{n}/preview", get(preview))
 }
 
-const PAGE_SIZE: u32 = 50;
 /// How much of a response body the pages show.
 const BODY_SHOWN: usize = 2048;
+/// How much of the source and of a payload the page shows (the rest is a download).
+const SOURCE_SHOWN: usize = 256 * 1024;
 
-/// The list's GET form. Empty fields mean "any"; unknown fields are ignored (browsers).
-#[derive(Deserialize, Default)]
-struct ListForm {
-    address: Option<String>,
-    recipient: Option<String>,
-    sender: Option<String>,
-    subject: Option<String>,
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    before: Option<String>,
-    /// After a deletion: how many went (shown once above the list).
-    deleted: Option<u64>,
-}
-
-impl ListForm {
-    /// The filter fields that are set, as a query string (for links), without `before`.
-    fn query(&self) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in self.fields() {
-            if let Some(value) = value {
-                query.append_pair(name, value);
-            }
-        }
-        query.finish()
-    }
-
-    fn fields(&self) -> [(&'static str, Option<&str>); 7] {
-        fn set(v: &Option<String>) -> Option<&str> {
-            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
-        }
-        [
-            ("address", set(&self.address)),
-            ("recipient", set(&self.recipient)),
-            ("sender", set(&self.sender)),
-            ("subject", set(&self.subject)),
-            ("status", set(&self.status)),
-            ("since", set(&self.since)),
-            ("until", set(&self.until)),
-        ]
-    }
-
-    fn filter(&self) -> Result<MessageFilter, String> {
-        let [address, recipient, sender, subject, status, since, until] =
-            self.fields().map(|(_, v)| v.map(str::to_string));
-        let outcome = status.as_deref().map(super::api::outcome).transpose()?;
-        let bound = |name, value| {
-            super::api::time_bound(name, value).map_err(|e| match e {
-                ApiError::BadRequest(why) => why,
-                _ => format!("{name} is not a date"),
-            })
-        };
-        let before = match self.before.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(text) => Some(text.parse().map_err(|_| "before must be a message id")?),
-        };
-        Ok(MessageFilter {
-            before,
-            limit: PAGE_SIZE,
-            address,
-            recipient,
-            sender,
-            subject,
-            outcome,
-            since: bound("since", since)?,
-            until: bound("until", until)?,
-        })
-    }
-}
-
-/// A page with only a message, for errors.
-fn message_page(principal: &Principal, status: StatusCode, text: &str) -> Response {
-    ui::message(principal, status, text, ("/", "All messages"))
-}
-
-fn store_failed(principal: &Principal, error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "dashboard page failed");
-    message_page(
-        principal,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error",
-    )
-}
-
-/// The target's answer: HTTP status (if any) and outcome.
-fn response_cell(message: &InboundMessage) -> Html {
-    let outcome = message.meta.outcome.as_str();
-    match message.meta.http_status {
-        Some(status) => html!(
-            "<span class=\"{outcome}\">{status} {outcome}</span>",
-            outcome = outcome,
-            status = status,
-        ),
-        None => html!(
-            "<span class=\"{outcome}\">{outcome}</span>",
-            outcome = outcome
-        ),
-    }
-}
-
-async fn list(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    form: Result<Query<ListForm>, QueryRejection>,
-) -> Response {
-    let form = form.map(|Query(f)| f).unwrap_or_default();
-    let (filter, problem) = match form.filter() {
-        Ok(filter) => (Some(filter), None),
-        Err(why) => (None, Some(why)),
-    };
-    let paged = filter.as_ref().is_some_and(|f| f.before.is_some());
-    let messages = match filter {
-        Some(filter) => match state.store.list_inbound(filter).await {
-            Ok(messages) => messages,
-            Err(error) => return store_failed(&principal, error),
-        },
-        None => Vec::new(),
-    };
-    let retention = &state.settings.retention;
-    let mut body = ui::retention_note(&retention.list_note(retention.inbound_metadata_days));
-    if form.status.is_none() {
-        body.push(refused_note(&state).await);
-    }
-    if let Some(deleted) = form.deleted {
-        body.push(html!(
-            "<p role=\"status\" id=\"deleted\">Deleted {deleted} {messages}.</p>\n",
-            deleted = deleted,
-            messages = if deleted == 1 { "message" } else { "messages" },
-        ));
-    }
-    body.push(filter_form(&form));
-    body.push(ui::error(problem.as_deref()));
-    let newest = messages.first().map(|m| m.id).unwrap_or(0);
-    body.push(html!(
-        concat!(
-            "<div class=\"scroll\"><table id=\"messages\" data-newest=\"{newest}\"{live}>\n",
-            "<thead><tr><th>#</th><th>Sender IP</th><th>Message-ID</th><th>Sender</th>",
-            "<th>Recipients</th><th>Subject</th><th>Date (UTC)</th><th>Server response</th>",
-            "<th>Time</th><th>TLS</th><th>SMTP reply</th></tr></thead>\n<tbody>\n",
-        ),
-        newest = newest,
-        live = if paged { "" } else { " data-live" },
-    ));
-    if messages.is_empty() {
-        body.push_trusted("<tr><td colspan=\"11\">No messages.</td></tr>\n");
-    }
-    let unfiltered = form.fields().iter().all(|(_, value)| value.is_none());
-    for message in &messages {
-        let meta = &message.meta;
-        body.push(html!(
-            concat!(
-                "<tr><td><a href=\"/messages/{id}\">{id}</a></td><td>{ip}</td><td class=\"mono\">{message_id}</td>",
-                "<td>{sender}</td><td>{recipients}</td><td><a href=\"/messages/{id}\">{subject}</a></td>",
-                "<td>{date}</td><td>{response}</td><td>{ms}&nbsp;ms</td><td>{tls}</td><td class=\"mono\">{reply}</td></tr>\n",
-            ),
-            id = message.id,
-            ip = redacted(meta, Field::SenderIp, Html::escape(&meta.remote_ip)),
-            message_id = redacted(meta, Field::MessageId, ui::or_dash(meta.message_id.as_deref())),
-            sender = redacted(meta, Field::Sender, Html::escape(&meta.mail_from)),
-            recipients = redacted(meta, Field::Recipient, recipients(meta)),
-            subject = redacted(
-                meta,
-                Field::Subject,
-                meta.subject
-                    .as_deref()
-                    .map(Html::escape)
-                    .unwrap_or_else(|| Html::trusted("(no subject)")),
-            ),
-            date = ui::time(&meta.received_at),
-            response = redacted(meta, Field::ServerResponse, response_cell(message)),
-            ms = meta.processing_ms,
-            tls = redacted(meta, Field::Tls, ui::or_dash(meta.tls_version.as_deref())),
-            reply = Html::escape(&meta.smtp_reply),
-        ));
-    }
-    body.push_trusted("</tbody>\n</table></div>\n");
-    if principal.role() == Role::Admin && !messages.is_empty() {
-        body.push(html!(
-            "<p><a href=\"/messages/delete?{query}\" id=\"delete-matching\">Delete {which}…</a></p>\n",
-            query = form.query(),
-            which = if unfiltered { "all messages" } else { "every message this filter finds" },
-        ));
-    }
-    if messages.is_empty() && unfiltered && !paged && state.open {
-        body.push(getting_started(&state.settings));
-    }
-    let older = messages
-        .last()
-        .filter(|_| messages.len() == PAGE_SIZE as usize)
-        .map(|last| last.id);
-    body.push(ui::pager("/", &form.query(), paged, older));
-    let status = if problem.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    ui::dashboard(status, "Messages", ui::nav(&principal), body)
-}
-
-/// Dev mode's empty inbox: where to send mail and how to read it back, with this instance's
-/// own addresses (the commands `postern dev` prints), ready to copy.
-fn getting_started(settings: &crate::web::Settings) -> Html {
-    let mut out = Html::trusted("<section id=\"getting-started\">\n<h2>No mail yet</h2>\n");
-    if let Some(smtp) = settings.smtp_listen {
-        out.push(html!(
-            concat!(
-                "<p>Point your app's SMTP settings at <code class=\"copy\">{ip}:{port}</code>: every ",
-                "recipient is accepted and kept here, nothing leaves this machine. Or send a test message:</p>\n",
-                "<pre><code class=\"copy\">swaks --server {ip} --port {port} --to someone@example.com --from you@example.com</code></pre>\n",
-            ),
-            ip = smtp.ip().to_string(),
-            port = smtp.port(),
-        ));
-    }
-    if let Some(web) = settings.web_listen {
-        out.push(html!(
-            concat!(
-                "<p>It appears here at once. Read it through the API:</p>\n",
-                "<pre><code class=\"copy\">curl -s http://{web}/api/messages</code></pre>\n",
-                "<p>Mail your app sends is captured under <a href=\"/outbound\">Sent</a>: through the send API",
-            ),
-            web = web.to_string(),
-        ));
-        match settings.submission_listen.first() {
-            Some(submission) => out.push(html!(
-                " or SMTP submission at <code class=\"copy\">{}</code> (user <code>dev</code>, password <code>dev</code>).</p>\n",
-                submission.to_string()
-            )),
-            None => out.push_trusted(".</p>\n"),
-        }
-        out.push(html!(
-            "<pre><code class=\"copy\">curl -s http://{web}/api/v0.1/dev/messages -H 'Authorization: Bearer dev' -d '{{\"from\":\"app@example.com\",\"to\":\"you@example.net\",\"subject\":\"Hi\",\"plain\":\"Hello\"}}'</code></pre>\n",
-            web = web.to_string(),
-        ));
-    }
-    out.push_trusted("</section>\n");
-    out
-}
-
-/// "3 recipients refused at RCPT in the last 24 hours: show them" (refusals are listed only
-/// under their filter); nothing when there were none.
-async fn refused_note(state: &AppState) -> Html {
-    let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(24))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("UTC timestamps format as RFC 3339");
-    match state.store.count_refused_since(since).await {
-        Ok(0) => Html::new(),
-        Ok(count) => html!(
-            "<p id=\"refused\">{count} {recipients} refused at RCPT in the last 24 hours: <a href=\"/?status=refused\">show them</a>.</p>\n",
-            count = count,
-            recipients = if count == 1 {
-                "recipient"
-            } else {
-                "recipients"
-            },
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "cannot count refused recipients");
-            Html::new()
-        }
-    }
-}
-
-fn filter_form(form: &ListForm) -> Html {
-    let fields = form.fields();
-    let value = |i: usize| fields[i].1.map(Html::escape).unwrap_or_default();
-    let status = fields[4].1.unwrap_or_default();
-    let options = ui::select_options(
-        [
-            "successful",
-            "rejected",
-            "delayed",
-            "captured",
-            "bounce",
-            "refused",
-        ],
-        status,
-    );
-    html!(
-        concat!(
-            "<form class=\"filters\" method=\"get\" action=\"/\">",
-            "<label>Address<input name=\"address\" value=\"{address}\" placeholder=\"*@example.com\"></label>",
-            "<label>Recipient<input name=\"recipient\" value=\"{recipient}\"></label>",
-            "<label>Sender<input name=\"sender\" value=\"{sender}\"></label>",
-            "<label>Subject contains<input name=\"subject\" value=\"{subject}\"></label>",
-            "<label>Status<select name=\"status\">{options}</select></label>",
-            "<label>Since (UTC)<input name=\"since\" value=\"{since}\" placeholder=\"2026-11-28\"></label>",
-            "<label>Until (UTC)<input name=\"until\" value=\"{until}\" placeholder=\"2026-11-29\"></label>",
-            "<button type=\"submit\">Filter</button> <a href=\"/\">Clear</a></form>\n",
-        ),
-        address = value(0),
-        recipient = value(1),
-        sender = value(2),
-        subject = value(3),
-        options = options,
-        since = value(5),
-        until = value(6),
-    )
-}
-
-/// The message's parsed content, where the raw message is kept.
-async fn content(state: &AppState, id: i64) -> Result<Option<ParsedMessage>, String> {
-    ui::parse_kept(state.store.get_inbound_raw(id).await).await
-}
-
-/// `?resent=outcome`: the result of the resend that redirected here.
+/// `?resent=outcome`: the result of the resend that redirected here; `?images=on`: remote
+/// images load in the HTML tab; `?replay=URL`: the URL "copy as curl" posts to.
 #[derive(Deserialize, Default)]
 struct DetailQuery {
     resent: Option<String>,
     status: Option<u16>,
+    images: Option<String>,
+    replay: Option<String>,
 }
 
 async fn detail(
@@ -372,60 +70,70 @@ async fn detail(
         Ok(None) => return message_page(&principal, StatusCode::NOT_FOUND, "no such message"),
         Err(error) => return store_failed(&principal, error),
     };
-    let parsed = match content(&state, id).await {
+    let raw = match state.store.get_inbound_raw(id).await {
+        Ok(raw) => raw,
+        Err(error) => return store_failed(&principal, error),
+    };
+    let parsed = match ui::parse_kept(Ok(raw.clone())).await {
         Ok(parsed) => parsed,
         Err(error) => return store_failed(&principal, error),
     };
+    // Opening a message reads it (for this reader only); a failed write costs only that.
+    if let Err(error) = state.store.mark_read(principal.reader(), id, true).await {
+        tracing::warn!(%error, id, "cannot mark a message read");
+    }
     let meta = &message.meta;
     let mut body = Html::new();
     if let Some(outcome) = query.resent.as_deref().and_then(Outcome::from_name) {
         let outcome = outcome.as_str();
         let status = query.status.map(|s| format!("{s} ")).unwrap_or_default();
         body.push(html!(
-            "<p role=\"status\" id=\"resent\">Resent to the target: <span class=\"{outcome}\">{status}{outcome}</span> (the last attempts below).</p>\n",
+            "<p role=\"status\" id=\"resent\">Resent to the target: <span class=\"{outcome}\">{status}{outcome}</span> (see Delivery).</p>\n",
             outcome = outcome,
             status = status,
         ));
     }
-    let can_resend = principal.role() == Role::Admin
-        && message.has_raw
-        && meta.target.is_some()
-        && state.inbound.is_some();
-    if principal.role() == Role::Admin {
-        body.push(action_button(
-            &principal,
-            &format!("/messages/{id}/delete"),
-            "Delete",
-            Some("Delete this message, its content and its delivery attempts?"),
-        ));
+    body.push(head_section(&message));
+    body.push(actions(&state, &principal, &message));
+    let base = format!("/messages/{id}");
+    let images = query.images.as_deref() == Some("on");
+    let mut tabs: Vec<(&str, &str, Html)> = Vec::new();
+    match (&parsed, &raw) {
+        (Some(parsed), Some(raw)) => {
+            if parsed.html.is_some() {
+                tabs.push(("html", "HTML", ui::html_tab(&base, images)));
+            }
+            tabs.push(("text", "Text", ui::text_tab(parsed)));
+            tabs.push(("source", "Source", ui::source_tab(&base, raw, SOURCE_SHOWN)));
+            tabs.push(("headers", "Headers", ui::headers_tab(parsed)));
+            tabs.push((
+                "payload",
+                "Payload",
+                payload_tab(&state, id, query.replay.as_deref()).await,
+            ));
+        }
+        _ => tabs.push((
+            "content",
+            "Content",
+            Html::trusted(match meta.redacted.is_empty() {
+                true => "<p>The message itself is not kept here (dev mode keeps it; so does <code>[inbound] keep_raw</code>).</p>\n",
+                false => "<p>The message itself is not kept: fields of it are redacted.</p>\n",
+            }),
+        )),
     }
-    if can_resend {
-        body.push(action_button(
-            &principal,
-            &format!("/messages/{id}/resend"),
-            "Resend to target",
-            None,
-        ));
-    }
-    body.push(html!(
-        "<p class=\"meta\">Message {id}{download}</p>\n",
+    // Attempts appear here as they are made (`web::live`).
+    let delivery = html!(
+        "<div id=\"delivery-live\" data-live=\"message:{id}\" data-version=\"{version}\">{tab}</div>",
         id = id,
-        download = match message.has_raw {
-            true => html!(
-                " · <a href=\"/api/messages/{id}/raw\" download=\"message-{id}.eml\">Download .eml</a>",
-                id = id
-            ),
-            false => Html::new(),
-        },
-    ));
-    body.push(summary_section(&message));
-    body.push(authentication_section(meta));
-    body.push(attempts_section(&message));
-    match &parsed {
-        Some(parsed) => body.push(ui::content_section(&format!("/messages/{id}"), parsed)),
-        None => body.push_trusted(
-            "<h2>Content</h2>\n<p>The message itself is not kept (only dev mode keeps it).</p>\n",
-        ),
+        version = crate::web::live::version(&state, Scope::Message(id)).await,
+        tab = delivery_tab(&message),
+    );
+    tabs.push(("delivery", "Delivery", delivery));
+    tabs.push(("authentication", "Authentication", authentication_section(meta)));
+    tabs.push(("details", "Details", summary_section(&message)));
+    body.push(ui::tabs(&tabs));
+    if let Some(parsed) = &parsed {
+        body.push(ui::attachments_section(&base, parsed));
     }
     // The subject names the page (the message's number where there is none to show).
     let title = match &meta.subject {
@@ -433,6 +141,146 @@ async fn detail(
         _ => format!("Message {id}"),
     };
     ui::dashboard(StatusCode::OK, &title, ui::nav(&principal), body)
+}
+
+/// From, To, Cc, when, and how it ended: what a mail client shows above a message.
+fn head_section(message: &InboundMessage) -> Html {
+    let meta = &message.meta;
+    let line = |name: &str, value: Option<&str>, field: Field| match value {
+        Some(value) if !value.is_empty() => html!(
+            "<dt>{name}</dt><dd>{value}</dd>",
+            name = name,
+            value = redacted(meta, field, Html::escape(value)),
+        ),
+        _ => Html::new(),
+    };
+    let from = meta.header_from.as_deref().or(Some(meta.mail_from.as_str()));
+    let to = match &meta.header_to {
+        Some(to) => Html::escape(to),
+        None => recipients(meta),
+    };
+    html!(
+        concat!(
+            "<dl class=\"message-head\">{from}<dt>To</dt><dd>{to}</dd>{cc}",
+            "<dt>Received</dt><dd>{date}</dd><dt>Status</dt><dd>{response} <span class=\"mono\">{reply}</span></dd></dl>\n",
+        ),
+        from = line("From", from, Field::Sender),
+        to = redacted(meta, Field::Recipient, to),
+        cc = line("Cc", meta.header_cc.as_deref(), Field::Recipient),
+        date = ui::time(&meta.received_at),
+        response = redacted(meta, Field::ServerResponse, response_cell(message)),
+        reply = Html::escape(&meta.smtp_reply),
+    )
+}
+
+/// Mark unread (everyone), resend and delete (admins), download (where kept).
+fn actions(state: &AppState, principal: &Principal, message: &InboundMessage) -> Html {
+    let id = message.id;
+    let mut out = Html::trusted("<div class=\"actions\">");
+    out.push(action_button(
+        principal,
+        &format!("/messages/{id}/unread"),
+        "Mark unread",
+        None,
+    ));
+    let admin = principal.role() == Role::Admin;
+    if admin && message.has_raw && message.meta.target.is_some() && state.inbound.is_some() {
+        out.push(action_button(
+            principal,
+            &format!("/messages/{id}/resend"),
+            "Resend to target",
+            None,
+        ));
+    }
+    if admin {
+        out.push(action_button(
+            principal,
+            &format!("/messages/{id}/delete"),
+            "Delete",
+            Some("Delete this message, its content and its delivery attempts?"),
+        ));
+    }
+    if message.has_raw {
+        out.push(html!(
+            "<a class=\"button\" href=\"/api/messages/{id}/raw\" download=\"message-{id}.eml\">Download .eml</a>",
+            id = id
+        ));
+    }
+    out.push(html!("<span class=\"meta\">Message {}</span></div>\n", id));
+    out
+}
+
+/// The body the app gets for this message, and "copy as curl" that replays it to a URL of
+/// the viewer's choosing (the script keeps the command in step with the field).
+async fn payload_tab(state: &AppState, id: i64, replay: Option<&str>) -> Html {
+    let Some(inbound) = &state.inbound else {
+        return Html::trusted("<p>Nothing receives mail here.</p>\n");
+    };
+    let (format, payload) = match inbound.payload(id).await {
+        Ok(built) => built,
+        Err(error) => return html!("<p>No payload: {}.</p>\n", error.to_string()),
+    };
+    let url = replay
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .unwrap_or("http://localhost:3000/incoming");
+    let origin = state.settings.web_origin();
+    let auth = match state.open {
+        true => "",
+        false => "-H \"Authorization: Bearer $POSTERN_API_KEY\" ",
+    };
+    let fetch = format!("curl -s {auth}{origin}/api/messages/{id}/payload");
+    let curl = format!(
+        "{fetch} | curl -X POST -H '{header}' --data-binary @- '{url}'",
+        header = format_args!("Content-Type: {}", payload.content_type),
+        url = url.replace('\'', "%27"),
+    );
+    // JSON is shown indented (the app gets it compact); multipart as it is.
+    let pretty = serde_json::from_slice::<Value>(&payload.body)
+        .ok()
+        .and_then(|json| serde_json::to_string_pretty(&json).ok());
+    let text = match &pretty {
+        Some(pretty) => std::borrow::Cow::Borrowed(ui::head(pretty, SOURCE_SHOWN)),
+        None => String::from_utf8_lossy(ui::head_bytes(&payload.body, SOURCE_SHOWN)),
+    };
+    html!(
+        concat!(
+            "<p>As <strong>{format}</strong> (<code>{content_type}</code>), {size} bytes: what the app gets for this message",
+            " (rebuilt from the kept message and the checks made on arrival; multipart boundaries differ each time).</p>\n",
+            "<form class=\"filters replay\" method=\"get\" action=\"/messages/{id}#payload\">",
+            "<label class=\"grow\">Replay to<input name=\"replay\" id=\"replay-url\" value=\"{url}\" type=\"url\"></label>",
+            "<button type=\"submit\">Update</button></form>\n",
+            "<p>Copy as curl:</p><pre><code class=\"copy\" id=\"replay-curl\" data-fetch=\"{fetch}\" data-type=\"{content_type}\">{curl}</code></pre>\n",
+            "<pre id=\"payload-body\">{text}</pre>\n",
+        ),
+        format = format.as_str(),
+        content_type = payload.content_type,
+        size = payload.body.len(),
+        id = id,
+        url = url,
+        fetch = fetch,
+        curl = curl,
+        text = text.as_ref(),
+    )
+}
+
+/// The body the app gets (`text/plain` for JSON and multipart alike: read, never rendered).
+async fn payload(State(state): State<AppState>, path: Result<Path<i64>, PathRejection>) -> Response {
+    let Ok(Path(id)) = path else {
+        return ui::plain(StatusCode::NOT_FOUND, "no such message\n");
+    };
+    let Some(inbound) = &state.inbound else {
+        return ui::plain(StatusCode::CONFLICT, "nothing receives mail here\n");
+    };
+    match inbound.payload(id).await {
+        Ok((_, payload)) => ui::payload_response(payload),
+        Err(ResendError::NotFound) => ui::plain(StatusCode::NOT_FOUND, "no such message\n"),
+        Err(ResendError::Store(error)) => {
+            tracing::error!(%error, "reading a message for its payload failed");
+            ui::plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        }
+        Err(_) => ui::plain(StatusCode::CONFLICT, "no content kept for this message\n"),
+    }
 }
 
 /// A one-button POST form with the session's CSRF token; `confirm` is asked first (by the
@@ -466,7 +314,7 @@ fn summary_section(message: &InboundMessage) -> Html {
             "<dt>TLS</dt><dd>{tls}</dd>\n<dt>Address</dt><dd>{address}</dd>\n",
             "<dt>Target</dt><dd class=\"mono\">{target}</dd>\n<dt>Format</dt><dd>{format}</dd>\n",
             "<dt>Error</dt><dd>{error}</dd>\n</dl>\n",
-            "<h2>Envelope</h2>\n<dl>\n<dt>Sender IP</dt><dd>{ip}</dd>\n<dt>HELO</dt><dd>{helo}</dd>\n",
+            "<h3>Envelope</h3>\n<dl>\n<dt>Sender IP</dt><dd>{ip}</dd>\n<dt>HELO</dt><dd>{helo}</dd>\n",
             "<dt>MAIL FROM</dt><dd>{from}</dd>\n<dt>RCPT TO</dt><dd>{to}</dd>\n</dl>\n",
         ),
         date = ui::time(&meta.received_at),
@@ -495,7 +343,7 @@ fn summary_section(message: &InboundMessage) -> Html {
 
 /// SPF, DKIM and DMARC as the message was checked (the payload's `envelope` results).
 fn authentication_section(meta: &InboundMeta) -> Html {
-    let mut out = Html::trusted("<h2>Authentication</h2>\n");
+    let mut out = Html::new();
     let Some(checks) = &meta.authentication else {
         out.push_trusted(match meta.redacted.iter().any(|f| f == Field::Sender.name()) {
             true => "<p>Not kept: the sender is redacted, and the results name its domains.</p>\n",
@@ -555,18 +403,9 @@ fn authentication_section(meta: &InboundMeta) -> Html {
     out
 }
 
-/// `shown`, or "redacted" when the row left `field` out (`config::privacy`).
-fn redacted(meta: &InboundMeta, field: Field, shown: Html) -> Html {
-    ui::redacted(&meta.redacted, field, shown)
-}
-
-fn recipients(meta: &InboundMeta) -> Html {
-    Html::join(meta.recipients.iter().map(|r| Html::escape(r)), "<br>")
-}
-
-fn attempts_section(message: &InboundMessage) -> Html {
+fn delivery_tab(message: &InboundMessage) -> Html {
     let attempts = message.attempts.as_deref().unwrap_or_default();
-    let mut out = Html::trusted("<h2>Delivery attempts</h2>\n");
+    let mut out = Html::trusted("<h3>Requests made</h3>\n");
     if attempts.is_empty() {
         out.push_trusted("<p>None: the message was not posted anywhere.</p>\n");
         return out;
@@ -620,81 +459,6 @@ async fn delete_one(
     }
 }
 
-/// "Delete N messages?": what the list's filter finds, counted, with the button that
-/// deletes them (the same filter in hidden fields).
-async fn confirm_delete(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    form: Result<Query<ListForm>, QueryRejection>,
-) -> Response {
-    let form = form.map(|Query(f)| f).unwrap_or_default();
-    // Every page, not one: the store's count and delete leave `before` aside.
-    let filter = match form.filter() {
-        Ok(filter) => filter,
-        Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
-    };
-    let described = super::api::describe(&filter);
-    let count = match state.store.count_inbound(filter).await {
-        Ok(count) => count,
-        Err(error) => return store_failed(&principal, error),
-    };
-    let mut body = html!(
-        concat!(
-            "<p>Delete <strong>{count} {messages}</strong> ({described}), with their content and ",
-            "delivery attempts? This cannot be undone.</p>\n",
-            "<form method=\"post\" action=\"/messages/delete\">{csrf}",
-        ),
-        count = count,
-        messages = if count == 1 { "message" } else { "messages" },
-        described = described,
-        csrf = ui::csrf(&principal),
-    );
-    for (name, value) in form.fields() {
-        if let Some(value) = value {
-            body.push(html!(
-                "<input type=\"hidden\" name=\"{name}\" value=\"{value}\">",
-                name = name,
-                value = value,
-            ));
-        }
-    }
-    body.push(html!(
-        "<button type=\"submit\">Delete {count}</button> <a href=\"/?{query}\">Cancel</a></form>\n",
-        count = count,
-        query = form.query(),
-    ));
-    ui::dashboard(StatusCode::OK, "Delete messages", ui::nav(&principal), body)
-}
-
-/// Deletes what the confirmed filter finds (admins, CSRF checked by the gate).
-async fn delete_matching(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    form: Result<Form<ListForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(form)) = form else {
-        return message_page(
-            &principal,
-            StatusCode::BAD_REQUEST,
-            "the form could not be read",
-        );
-    };
-    // Every page, not one: the store's count and delete leave `before` aside.
-    let filter = match form.filter() {
-        Ok(filter) => filter,
-        Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
-    };
-    let described = super::api::describe(&filter);
-    match state.store.delete_inbound_matching(filter).await {
-        Ok(deleted) => {
-            let detail = format!("{deleted} matching {described}");
-            super::api::audit_deleted(&state, &principal, &detail).await;
-            auth::redirect(&format!("/?deleted={deleted}"))
-        }
-        Err(error) => store_failed(&principal, error),
-    }
-}
-
 /// "Resend to target" (admins; the gate checks the role and the CSRF token first): sends
 /// the kept message again through `inbound`, then shows the message with the result.
 async fn resend(
@@ -732,26 +496,30 @@ async fn resend(
     }
 }
 
-async fn parsed_or_error(
-    state: &AppState,
-    path: Result<Path<i64>, PathRejection>,
-) -> Result<ParsedMessage, Response> {
-    let Ok(Path(id)) = path else {
-        return Err(ui::plain(StatusCode::NOT_FOUND, "no such message\n"));
-    };
-    ui::kept_or_plain(content(state, id)).await
+async fn parsed_or_error(state: &AppState, id: i64) -> Result<ParsedMessage, Response> {
+    ui::kept_or_plain(ui::parse_kept(state.store.get_inbound_raw(id).await)).await
+}
+
+/// `?images=on`: the frame may load remote images.
+#[derive(Deserialize, Default)]
+struct FrameQuery {
+    images: Option<String>,
 }
 
 /// The email's HTML, for the sandboxed iframe of the detail page only.
 async fn email_html(
     State(state): State<AppState>,
     path: Result<Path<i64>, PathRejection>,
+    query: Result<Query<FrameQuery>, QueryRejection>,
 ) -> Response {
-    let parsed = match parsed_or_error(&state, path).await {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
+    let Ok(Path(id)) = path else {
+        return ui::plain(StatusCode::NOT_FOUND, "no such message\n");
     };
-    ui::email_html_response(parsed)
+    let images = query.is_ok_and(|Query(q)| q.images.as_deref() == Some("on"));
+    match parsed_or_error(&state, id).await {
+        Ok(parsed) => ui::email_html_response(parsed, images),
+        Err(response) => response,
+    }
 }
 
 async fn attachment(
@@ -761,9 +529,22 @@ async fn attachment(
     let Ok(Path((id, n))) = path else {
         return ui::plain(StatusCode::NOT_FOUND, "no such attachment\n");
     };
-    let parsed = match parsed_or_error(&state, Ok(Path(id))).await {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
+    match parsed_or_error(&state, id).await {
+        Ok(parsed) => ui::attachment_response(parsed, n),
+        Err(response) => response,
+    }
+}
+
+/// An image or PDF attachment shown inline (sandboxed; anything else is 404 here).
+async fn preview(
+    State(state): State<AppState>,
+    path: Result<Path<(i64, usize)>, PathRejection>,
+) -> Response {
+    let Ok(Path((id, n))) = path else {
+        return ui::plain(StatusCode::NOT_FOUND, "no such attachment\n");
     };
-    ui::attachment_response(parsed, n)
+    match parsed_or_error(&state, id).await {
+        Ok(parsed) => ui::preview_response(parsed, n),
+        Err(response) => response,
+    }
 }

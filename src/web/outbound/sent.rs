@@ -18,7 +18,9 @@ use serde_json::json;
 use crate::config::Field;
 use crate::mail::message::ParsedMessage;
 use crate::store::unix_time;
-use crate::store::{EventRow, OutboundAttemptRow, OutboundFilter, OutboundSummary, RecipientState};
+use crate::store::{
+    EventRow, OutboundAttemptRow, OutboundFilter, OutboundSummary, RecipientState, Scope,
+};
 use crate::web::AppState;
 use crate::web::auth::Principal;
 use crate::web::error::ApiError;
@@ -165,8 +167,17 @@ async fn list(
     let mut body = ui::retention_note(&retention.list_note(retention.outbound_metadata_days));
     body.push(filter_form(&form));
     body.push(ui::error(problem.as_deref()));
+    // The newest page follows the queue (`web::live`); older pages stay as they are.
+    let live = match paged {
+        true => Html::new(),
+        false => html!(
+            " data-live=\"outbound\" data-version=\"{}\"",
+            crate::web::live::version(&state, Scope::Outbound).await
+        ),
+    };
+    body.push(html!("<div class=\"scroll\" id=\"sent\"{}>", live));
     body.push_trusted(concat!(
-        "<div class=\"scroll\"><table id=\"outbound\">\n<thead><tr><th>Created (UTC)</th><th>From</th>",
+        "<table id=\"outbound\">\n<thead><tr><th>Created</th><th>From</th>",
         "<th>Recipients</th><th>Subject</th><th>Tags</th><th>Source</th><th>Test</th></tr></thead>\n<tbody>\n",
     ));
     if messages.is_empty() {
@@ -270,9 +281,16 @@ async fn detail(
         }
     };
     let mut body = summary_section(&found);
+    // Recipients, attempts and events change as the queue works (`web::live`).
+    body.push(html!(
+        "<div id=\"sent-live\" data-live=\"sent:{uuid}\" data-version=\"{version}\">",
+        uuid = &found.id,
+        version = crate::web::live::version(&state, Scope::Sent(found.id.clone())).await,
+    ));
     body.push(recipients_section(&found));
     body.push(attempts_section(&found, &attempts));
     body.push(events_section(&events));
+    body.push_trusted("</div>\n");
     match &parsed {
         Some(parsed) => body.push(ui::content_section(
             &format!("/outbound/{}", found.id),
@@ -478,7 +496,7 @@ async fn email_html(
         return ui::plain(StatusCode::NOT_FOUND, "no such message\n");
     };
     match parsed_or_error(&state, &uuid).await {
-        Ok(parsed) => ui::email_html_response(parsed),
+        Ok(parsed) => ui::email_html_response(parsed, false),
         Err(response) => response,
     }
 }

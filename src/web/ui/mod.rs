@@ -25,7 +25,9 @@ pub(in crate::web) use assets::routes;
 pub(in crate::web) use html::{Escaped, Html, html};
 pub(in crate::web) use layout::{dashboard, page};
 pub(in crate::web) use mail_view::{
-    attachment_response, content_section, email_html_response, kept_or_plain, parse_kept, plain,
+    attachment_response, attachments_section, content_section, email_html_response, head_bytes,
+    headers_tab, html_tab, kept_or_plain, parse_kept, payload_response, plain, preview_response,
+    source_tab, tabs, text_tab,
 };
 
 /// The navigation bar: the pages, who is signed in and, for a session, sign-out.
