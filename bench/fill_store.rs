@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use postern::crypto::Keyring;
 use postern::store::{
-    AttemptEnd, AttemptRecord, AttemptReport, Disposition, InboundMeta, NewOutbound, Outcome,
-    Priority, Source, Store,
+    AttemptEnd, AttemptRecord, AttemptReport, Disposition, InboundMeta, Kept, NewOutbound,
+    Outcome, Priority, Source, Store,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -113,6 +113,10 @@ fn mail(n: u64, from: &str, to: &str, date: i64, subject: &str) -> Vec<u8> {
          Content-Type: text/plain; charset=utf-8\r\n\r\n",
         n % 250
     );
+    // One message in a thousand mentions a zeppelin (a rare word for the search benchmark).
+    if n % 1_000 == 7 {
+        text += "Shipping by zeppelin this time.\r\n";
+    }
     let lines = 15 + (n.wrapping_mul(7_919) % 75);
     for line in 0..lines {
         text += &format!(
@@ -129,6 +133,11 @@ async fn fill_inbound(store: &Store, total: u64, start: i64) {
         let received = at(start, n, total);
         let subject = format!("Question {n}");
         let raw = mail(n, &from, to, received, &subject);
+        // The text body, as `mail::message` would find it (for the preview and the index).
+        let text = String::from_utf8_lossy(&raw)
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
         let received_at = rfc3339(received);
         let meta = InboundMeta {
             received_at: received_at.clone(),
@@ -152,6 +161,10 @@ async fn fill_inbound(store: &Store, total: u64, start: i64) {
             processing_ms: 40,
             redacted: Vec::new(),
             authentication: None,
+            header_from: Some(format!("Correspondent {n} <{}>", correspondent(n))),
+            header_to: Some(format!("<{to}>")),
+            header_cc: None,
+            attachments: 0,
         };
         let attempt = AttemptRecord {
             kind: "target".into(),
@@ -164,7 +177,7 @@ async fn fill_inbound(store: &Store, total: u64, start: i64) {
             duration_ms: 35,
         };
         store
-            .insert_inbound(meta, Some(raw), vec![attempt])
+            .insert_inbound(meta, Some(Kept { raw, text: Some(text) }), vec![attempt])
             .await
             .expect("the inbound row is written");
     }

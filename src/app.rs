@@ -121,10 +121,11 @@ fn read_passphrase(path: &Path) -> Result<Passphrase, KeyringError> {
 
 /// The store of `config`, sealing with its keyring when encryption is on.
 pub fn open_store(config: &Config) -> Result<Store, AppError> {
-    Ok(match load_keyring(&config.encryption)? {
+    let store = match load_keyring(&config.encryption)? {
         Some(keyring) => Store::open_sealed(&config.data_dir, keyring)?,
         None => Store::open(&config.data_dir)?,
-    })
+    };
+    Ok(store.with_body_index(config.privacy.index_bodies))
 }
 
 /// What tests change: the clock the accounts run on, and the argon2 cost.

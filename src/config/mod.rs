@@ -443,8 +443,10 @@ impl Config {
         // Local test mail comes from loopback: SPF has nothing to say, and dev mode makes
         // no DNS queries.
         config.auth.spf = false;
-        // Dev keeps its keyring beside its data (`postern dev` creates it).
+        // Dev keeps its keyring beside its data (`postern dev` creates it); the text of the
+        // mail it keeps is searchable (the index is not sealed, and need not be here).
         config.encryption.key_file = config.data_dir.join("keyring");
+        config.privacy.index_bodies = true;
         config.dev = Some(DevConfig { forward });
         // Like a local capture tool: the newest messages, not the last days' content.
         config.retention = config.retention.for_dev();

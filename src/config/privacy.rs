@@ -151,6 +151,10 @@ pub struct PrivacyConfig {
     pub redact: Redaction,
     /// Fields of sent mail.
     pub redact_outbound: Redaction,
+    /// Kept message text goes into the search index, which is not sealed (an index cannot
+    /// be): off by default where content is sealed; dev mode turns it on (its keyring sits
+    /// beside its data anyway).
+    pub index_bodies: bool,
 }
 
 /// `[privacy]` as written.
@@ -159,6 +163,7 @@ pub struct PrivacyConfig {
 pub(super) struct RawPrivacy {
     redact: Vec<String>,
     redact_outbound: Vec<String>,
+    index_bodies: bool,
 }
 
 impl RawPrivacy {
@@ -169,6 +174,7 @@ impl RawPrivacy {
                 "privacy.redact_outbound",
                 &self.redact_outbound,
             )?,
+            index_bodies: self.index_bodies,
         })
     }
 }

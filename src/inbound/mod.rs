@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
-use crate::config::{Field, Format, Redaction};
+use crate::config::{Field, Format, Redaction, TargetUrl};
 use crate::mail::fields::{Trace, with_received};
 use crate::mail::message::ParsedMessage;
 use crate::metrics::Metrics;
@@ -367,6 +367,30 @@ impl Inbound {
         Ok((format, payload))
     }
 
+    /// Dev mode's "Post to URL": the message's payload ([`Inbound::payload`]) POSTed to `url`
+    /// once, recorded on the message as `repost` attempts. The message's own row is unchanged.
+    pub async fn repost(&self, id: i64, url: &TargetUrl) -> Result<Resent, ResendError> {
+        let (format, payload) = self.payload(id).await?;
+        let delivery = self.deliverer.deliver(url, payload, None).await;
+        let resent = Resent {
+            outcome: match &delivery.outcome {
+                webhook::Outcome::Accepted { .. } => Outcome::Successful,
+                webhook::Outcome::Rejected { .. } => Outcome::Rejected,
+                _ => Outcome::Delayed,
+            },
+            http_status: delivery.outcome.status(),
+            reply: String::new(),
+        };
+        let records = delivery
+            .attempts
+            .into_iter()
+            .map(|a| record("repost", Some(format.as_str()), a))
+            .collect();
+        self.store.insert_attempts(id, records).await?;
+        info!(id, url = %url, outcome = ?resent.outcome, http_status = ?resent.http_status, "message posted to a URL");
+        Ok(resent)
+    }
+
     /// Tells the address's error callback about a non-2xx delivery (contract §7.2), in the
     /// background so that the SMTP reply does not wait for it; the attempt is recorded.
     fn report_error(
@@ -477,6 +501,26 @@ impl MailHandler for Inbound {
         _credentials: &Credentials,
     ) -> Result<Self::Identity, Reply> {
         Err(Reply::NOT_IMPLEMENTED)
+    }
+
+    /// Past `max_recipients` (`452 4.5.3`): recorded like the other refusals, once per
+    /// transaction.
+    async fn recipient_refused(
+        &self,
+        conn: &ConnectionInfo,
+        transaction: TransactionInfo<'_>,
+        address: &str,
+        reply: &Reply,
+    ) {
+        let router = self.routes.current();
+        let route = router.lookup(address).ok().map(|id| router.route(id));
+        let refused = Refused {
+            conn,
+            transaction: &transaction,
+            address,
+            started: Instant::now(),
+        };
+        self.record_refusal(refused, route, reply).await;
     }
 
     async fn check_sender(

@@ -57,6 +57,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{AttemptEnd, AttemptReport, Claimed, SendingDomainRow, Store};
 use crate::tls::client::{ClientTls, Negotiated};
 
+pub mod release;
 mod starttls;
 
 /// Seconds to wait after the 1st, 2nd, … temporary failure; after the last, every

@@ -76,6 +76,19 @@ pub trait MailHandler: Send + Sync + 'static {
         address: &str,
     ) -> impl Future<Output = Result<Option<SizeLimit>, Reply>> + Send;
 
+    /// A recipient the session refused by itself (past `max_recipients`, reported once per
+    /// transaction), for the handler to record; the reply is sent either way.
+    fn recipient_refused(
+        &self,
+        conn: &ConnectionInfo,
+        transaction: TransactionInfo<'_>,
+        address: &str,
+        reply: &Reply,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (conn, transaction, address, reply);
+        std::future::ready(())
+    }
+
     /// Delivers a complete message; the returned reply answers DATA (or the last BDAT).
     /// `identity` is who submitted it (always `Some` on a submission listener, `None` on
     /// the MX listener).
@@ -427,6 +440,12 @@ impl<H: MailHandler> Connection<H> {
                 drop(credentials);
                 self.session.authenticated(result)
             }
+            Event::RecipientRefused { address, reply } => {
+                self.handler
+                    .recipient_refused(&self.info, self.session.transaction(), &address, &reply)
+                    .await;
+                Event::Reply(reply)
+            }
             Event::CheckSender(address) => {
                 let identity = self
                     .session
@@ -457,6 +476,7 @@ impl<H: MailHandler> Connection<H> {
                 Ok(Flow::Upgraded)
             }
             Event::CheckRecipient(_)
+            | Event::RecipientRefused { .. }
             | Event::Message { .. }
             | Event::Authenticate(_)
             | Event::CheckSender(_) => {

@@ -152,6 +152,9 @@ pub enum Event {
     /// Submission only: decide whether the authenticated identity ([`Session::identity`])
     /// may use this sender, then call [`Session::sender_checked`].
     CheckSender(String),
+    /// The session itself refused this recipient (`452 4.5.3` past `max_recipients`, once
+    /// per transaction): tell the handler, then write the reply as for [`Event::Reply`].
+    RecipientRefused { address: String, reply: Reply },
 }
 
 #[derive(Debug)]
@@ -192,6 +195,9 @@ struct Transaction {
     smtputf8: bool,
     /// BDAT content received so far; set by the first BDAT.
     chunks: Option<ChunkReceiver>,
+    /// A recipient past `max_recipients` was reported ([`Event::RecipientRefused`]); the
+    /// rest get the 452 without a report, so a flood of RCPTs leaves one record.
+    over_limit_reported: bool,
 }
 
 /// One SMTP session. `I` is what the handler returned for the credentials of a successful
@@ -567,7 +573,14 @@ impl<I> Session<I> {
         }
         if self.tx.recipients.len() >= self.config.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452 makes the client send the rest in another transaction.
-            return self.error(Reply::TOO_MANY_RECIPIENTS);
+            let event = self.error(Reply::TOO_MANY_RECIPIENTS);
+            return match (event, self.tx.over_limit_reported) {
+                (Event::Reply(reply), false) => {
+                    self.tx.over_limit_reported = true;
+                    Event::RecipientRefused { address, reply }
+                }
+                (event, _) => event,
+            };
         }
         self.state = State::Waiting;
         Event::CheckRecipient(address)
@@ -1115,6 +1128,11 @@ mod tests {
                         session.tls_started();
                         break;
                     }
+                    // Reported (once per transaction), then answered like any reply.
+                    Event::RecipientRefused { address, reply } => {
+                        replies.push(format!("reported {address}"));
+                        Event::Reply(reply)
+                    }
                 };
             }
         }
@@ -1185,6 +1203,7 @@ mod tests {
                 "501 5.1.3",
                 "250 2.1.5",
                 "250 2.1.5",
+                "reported c@y.test",
                 "452 4.5.3"
             ]
         );
@@ -1294,11 +1313,13 @@ mod tests {
         let mut session = Session::new(config());
         let (replies, messages) = drive(&mut session, input.as_bytes());
         assert_eq!(replies[2..4], ["250 2.1.5", "250 2.1.5"]);
+        // The first one over the limit is reported to the handler, the rest are not.
+        assert_eq!(replies[4], "reported r2@y.test");
         assert!(
-            replies[4..22].iter().all(|r| r == "452 4.5.3"),
+            replies[5..23].iter().all(|r| r == "452 4.5.3"),
             "{replies:?}"
         );
-        assert_eq!(replies[22..], ["354", "250 2.0.0"]);
+        assert_eq!(replies[23..], ["354", "250 2.0.0"]);
         assert_eq!(messages[0].0.recipients, ["r0@y.test", "r1@y.test"]);
         // A 452 does not reset the count of real errors either.
         let replies = replies_to(

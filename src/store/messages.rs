@@ -347,7 +347,7 @@ impl Store {
         kept: Option<Kept>,
         attempts: Vec<AttemptRecord>,
     ) -> Result<i64, StoreError> {
-        let index_bodies = self.keyring.is_none();
+        let index_bodies = self.index_bodies;
         self.write(move |connection| {
             let tx = connection.transaction()?;
             tx.execute(

@@ -137,6 +137,9 @@ pub struct Store {
     keyring: Option<Arc<Keyring>>,
     /// Bumped after every committed write (`live`).
     changes: live::Changes,
+    /// Whether kept message text goes into the (plaintext) search index: always without a
+    /// keyring, else as `[privacy] index_bodies` says ([`Store::with_body_index`]).
+    index_bodies: bool,
 }
 
 impl Store {
@@ -193,8 +196,16 @@ impl Store {
             writer,
             reader: Arc::new(Mutex::new(reader)),
             path,
+            index_bodies: keyring.is_none(),
             keyring,
         })
+    }
+
+    /// Indexes kept message text for search although the store seals content (the index
+    /// itself cannot be sealed): `[privacy] index_bodies`, and dev mode.
+    pub fn with_body_index(mut self, on: bool) -> Store {
+        self.index_bodies = self.keyring.is_none() || on;
+        self
     }
 
     pub fn path(&self) -> &Path {

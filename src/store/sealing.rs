@@ -207,10 +207,14 @@ impl Store {
         let Some(current) = self.sealing_key() else {
             return Ok(0);
         };
-        // The body index is plaintext: a store that seals keeps none (migration 11).
-        let mut total = self
-            .write(|connection| connection.execute("DELETE FROM inbound_body_search", []))
-            .await? as u64;
+        // The body index is plaintext: a store that seals keeps none unless told to
+        // (`[privacy] index_bodies`, migration 11).
+        let mut total = 0;
+        if !self.index_bodies {
+            total += self
+                .write(|connection| connection.execute("DELETE FROM inbound_body_search", []))
+                .await? as u64;
+        }
         for sealed in SEALED_COLUMNS {
             let sql = format!(
                 "UPDATE {t} SET {c} = reseal({c}) WHERE {k} IN (

@@ -203,7 +203,7 @@ async fn the_dashboard_deletes_after_asking_and_only_for_admins() {
     let list = admin.get("/?recipient=b%40in.test").await;
     assert!(
         list.body
-            .contains("<a href=\"/messages/delete?recipient=b%40in.test\" id=\"delete-matching\">Delete every message this filter finds…</a>"),
+            .contains("<a href=\"/messages/delete?recipient=b%40in.test\" id=\"delete-matching\">Delete every message this search finds…</a>"),
         "{}",
         list.body
     );

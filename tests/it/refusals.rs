@@ -119,7 +119,7 @@ async fn refused_recipients_are_recorded_and_listed_under_their_filter() {
     assert!(
         filtered
             .body
-            .contains("<span class=\"refused\">refused</span>")
+            .contains("<span class=\"badge refused\">refused</span>")
     );
 }
 

@@ -35,6 +35,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/messages/{id}/html", get(email_html))
         .route("/messages/{id}/payload", get(payload))
         .route("/messages/{id}/resend", post(resend))
+        .route("/messages/{id}/release", post(release))
+        .route("/messages/{id}/repost", post(repost))
         .route("/messages/{id}/delete", post(delete_one))
         .route("/messages/{id}/attachments/{n}", get(attachment))
         .route("/messages/{id}/attachments/{n}/preview", get(preview))
@@ -50,7 +52,11 @@ const SOURCE_SHOWN: usize = 256 * 1024;
 #[derive(Deserialize, Default)]
 struct DetailQuery {
     resent: Option<String>,
+    /// After "Post to URL": its outcome (with `status`).
+    reposted: Option<String>,
     status: Option<u16>,
+    /// After a release: the SMTP server's answer.
+    released: Option<String>,
     images: Option<String>,
     replay: Option<String>,
 }
@@ -93,8 +99,26 @@ async fn detail(
             status = status,
         ));
     }
+    if let Some(outcome) = query.reposted.as_deref().and_then(Outcome::from_name) {
+        let outcome = outcome.as_str();
+        let status = query.status.map(|s| format!("{s} ")).unwrap_or_default();
+        body.push(html!(
+            "<p role=\"status\" id=\"reposted\">Posted: <span class=\"{outcome}\">{status}{outcome}</span> (see Delivery).</p>\n",
+            outcome = outcome,
+            status = status,
+        ));
+    }
+    if let Some(reply) = &query.released {
+        body.push(html!(
+            "<p role=\"status\" id=\"released\">Released; the server answered <code>{}</code>.</p>\n",
+            reply
+        ));
+    }
     body.push(head_section(&message));
     body.push(actions(&state, &principal, &message));
+    if state.open && message.has_raw {
+        body.push(release_forms(&principal, &message));
+    }
     let base = format!("/messages/{id}");
     let images = query.images.as_deref() == Some("on");
     let mut tabs: Vec<(&str, &str, Html)> = Vec::new();
@@ -208,6 +232,27 @@ fn actions(state: &AppState, principal: &Principal, message: &InboundMessage) ->
     }
     out.push(html!("<span class=\"meta\">Message {}</span></div>\n", id));
     out
+}
+
+/// Dev mode: send the message on to an SMTP server, or its payload to a URL.
+fn release_forms(principal: &Principal, message: &InboundMessage) -> Html {
+    html!(
+        concat!(
+            "<details class=\"release\"><summary>Release or post…</summary>\n",
+            "<form class=\"filters\" method=\"post\" action=\"/messages/{id}/release\">{csrf}",
+            "<label>SMTP server<input name=\"server\" placeholder=\"127.0.0.1:1025\" required></label>",
+            "<label class=\"grow\">Recipients (comma-separated)<input name=\"recipients\" value=\"{recipients}\"></label>",
+            "<button type=\"submit\">Release</button></form>\n",
+            "<form class=\"filters\" method=\"post\" action=\"/messages/{id}/repost\">{csrf}",
+            "<label class=\"grow\">Post the payload to<input name=\"url\" type=\"url\" placeholder=\"http://localhost:3000/incoming\" required></label>",
+            "<button type=\"submit\">Post</button></form>\n",
+            "<p class=\"keys\">Release sends the message as received (its envelope sender, these recipients) to that server once; ",
+            "Post sends the Payload tab's body once. Both are recorded under Delivery or shown here; nothing is retried.</p></details>\n",
+        ),
+        id = message.id,
+        csrf = ui::csrf(principal),
+        recipients = message.meta.recipients.join(", "),
+    )
 }
 
 /// The body the app gets for this message, and "copy as curl" that replays it to a URL of
@@ -546,5 +591,124 @@ async fn preview(
     match parsed_or_error(&state, id).await {
         Ok(parsed) => ui::preview_response(parsed, n),
         Err(response) => response,
+    }
+}
+
+/// The release form: where to, and for whom (empty: the envelope's recipients).
+#[derive(Deserialize)]
+struct ReleaseForm {
+    server: String,
+    #[serde(default)]
+    recipients: String,
+}
+
+/// "Release" (dev mode): the kept message to the SMTP server named, as received.
+async fn release(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+    form: Result<axum::extract::Form<ReleaseForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Path(id)) = path else {
+        return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
+    };
+    if !state.open {
+        return message_page(&principal, StatusCode::FORBIDDEN, "release is for dev mode");
+    }
+    let Ok(axum::extract::Form(form)) = form else {
+        return message_page(&principal, StatusCode::BAD_REQUEST, "the form could not be read");
+    };
+    let (message, raw) = match (
+        state.store.get_inbound(id).await,
+        state.store.get_inbound_raw(id).await,
+    ) {
+        (Ok(Some(message)), Ok(Some(raw))) => (message, raw),
+        (Ok(None), _) => return message_page(&principal, StatusCode::NOT_FOUND, "no such message"),
+        (Ok(Some(_)), Ok(None)) => {
+            return message_page(&principal, StatusCode::CONFLICT, "the message itself is not kept");
+        }
+        (Err(error), _) | (_, Err(error)) => return store_failed(&principal, error),
+    };
+    let server = form.server.trim();
+    if server.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
+        return message_page(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the SMTP server must be host:port (127.0.0.1:1025)",
+        );
+    }
+    let mut recipients: Vec<String> = form
+        .recipients
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    if recipients.is_empty() {
+        recipients = message.meta.recipients.clone();
+    }
+    let hello = state.settings.hostname.clone();
+    let released = crate::outbound::worker::release::release(
+        server,
+        &hello,
+        &message.meta.mail_from,
+        &recipients,
+        &raw,
+    )
+    .await;
+    match released {
+        Ok(reply) => {
+            tracing::info!(id, server, recipients = recipients.len(), %reply, "message released");
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("released", &reply)
+                .finish();
+            auth::redirect(&format!("/messages/{id}?{query}"))
+        }
+        Err(error) => message_page(&principal, StatusCode::BAD_GATEWAY, &error.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct RepostForm {
+    url: String,
+}
+
+/// "Post to URL" (dev mode): the payload to the URL given, recorded under Delivery.
+async fn repost(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+    form: Result<axum::extract::Form<RepostForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Path(id)) = path else {
+        return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
+    };
+    if !state.open {
+        return message_page(&principal, StatusCode::FORBIDDEN, "posting to any URL is for dev mode");
+    }
+    let Ok(axum::extract::Form(form)) = form else {
+        return message_page(&principal, StatusCode::BAD_REQUEST, "the form could not be read");
+    };
+    let url = match crate::config::TargetUrl::parse(form.url.trim()) {
+        Ok(url) => url,
+        Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
+    };
+    let Some(inbound) = &state.inbound else {
+        return message_page(&principal, StatusCode::CONFLICT, "nothing receives mail here");
+    };
+    match inbound.repost(id, &url).await {
+        Ok(posted) => {
+            let status = posted
+                .http_status
+                .map(|s| format!("&status={s}"))
+                .unwrap_or_default();
+            auth::redirect(&format!(
+                "/messages/{id}?reposted={}{status}#delivery",
+                posted.outcome.as_str()
+            ))
+        }
+        Err(ResendError::NotFound) => message_page(&principal, StatusCode::NOT_FOUND, "no such message"),
+        Err(ResendError::Store(error)) => store_failed(&principal, error),
+        Err(error) => message_page(&principal, StatusCode::CONFLICT, &error.to_string()),
     }
 }
