@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use postern::crypto::Keyring;
 use postern::store::{
-    AttemptEnd, AttemptRecord, AttemptReport, Disposition, InboundMeta, Kept, NewOutbound,
-    Outcome, Priority, Source, Store,
+    AttemptEnd, AttemptRecord, AttemptReport, Disposition, InboundMeta, Kept, NewOutbound, Outcome,
+    Priority, Source, Store,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -177,7 +177,14 @@ async fn fill_inbound(store: &Store, total: u64, start: i64) {
             duration_ms: 35,
         };
         store
-            .insert_inbound(meta, Some(Kept { raw, text: Some(text) }), vec![attempt])
+            .insert_inbound(
+                meta,
+                Some(Kept {
+                    raw,
+                    text: Some(text),
+                }),
+                vec![attempt],
+            )
             .await
             .expect("the inbound row is written");
     }

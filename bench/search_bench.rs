@@ -36,7 +36,10 @@ async fn main() {
         std::process::exit(2);
     };
     let store = Store::open(Path::new(&dir)).expect("the store opens");
-    println!("{:<32} {:>7} {:>10} {:>10}", "query", "found", "median ms", "max ms");
+    println!(
+        "{:<32} {:>7} {:>10} {:>10}",
+        "query", "found", "median ms", "max ms"
+    );
     for query in QUERIES {
         let filter = MessageFilter {
             limit: 50,
@@ -44,7 +47,11 @@ async fn main() {
             reader: Some("user:1".into()),
             ..MessageFilter::default()
         };
-        let found = store.list_inbound(filter.clone()).await.expect("search").len();
+        let found = store
+            .list_inbound(filter.clone())
+            .await
+            .expect("search")
+            .len();
         let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
             let started = Instant::now();

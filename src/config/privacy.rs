@@ -187,6 +187,7 @@ mod tests {
         RawPrivacy {
             redact: redact.iter().map(|s| s.to_string()).collect(),
             redact_outbound: outbound.iter().map(|s| s.to_string()).collect(),
+            index_bodies: false,
         }
     }
 

@@ -340,7 +340,10 @@ impl Inbound {
             size_as_number: route.is_some_and(|route| route.options.size_as_number),
         };
         let checks = meta.authentication.clone().unwrap_or_default();
-        fn recorded<T: serde::de::DeserializeOwned>(checks: &serde_json::Value, name: &str) -> Option<T> {
+        fn recorded<T: serde::de::DeserializeOwned>(
+            checks: &serde_json::Value,
+            name: &str,
+        ) -> Option<T> {
             serde_json::from_value(checks[name].clone()).ok()
         }
         let envelope = PayloadEnvelope {
@@ -638,10 +641,7 @@ impl MailHandler for Inbound {
         };
         let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted, authentication);
-        let kept = Kept {
-            raw,
-            text: None,
-        };
+        let kept = Kept { raw, text: None };
         self.record(route, &envelope, meta, kept, &parsed, posted)
             .await
     }

@@ -223,8 +223,7 @@ const COLUMNS: &str = "m.id, m.received_at, m.remote_ip, m.helo, m.mail_from, m.
     r.message_id IS NOT NULL, open_text(r.preview)";
 
 /// The rows [`COLUMNS`] reads from.
-const FROM_MESSAGES: &str =
-    "inbound_messages m LEFT JOIN inbound_raw r ON r.message_id = m.id";
+const FROM_MESSAGES: &str = "inbound_messages m LEFT JOIN inbound_raw r ON r.message_id = m.id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     let recipients: String = row.get(5)?;
@@ -267,10 +266,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     })
 }
 
-/// The `WHERE …` of `filter` (without its limit) over `inbound_messages m`, and its values.
-fn filter_sql(filter: &MessageFilter) -> (String, Vec<SqlValue>) {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut values: Vec<SqlValue> = Vec::new();
+/// Every id: the window of a query that is not searched a window at a time.
+const ALL_IDS: (i64, i64) = (i64::MIN, i64::MAX);
+
+/// The `WHERE …` of `filter` (without its limit) over `inbound_messages m`, and its values,
+/// for the ids in `window` (`lo..hi`: `?1` and `?2`, which the search's index lookups use too).
+fn filter_sql(filter: &MessageFilter, window: (i64, i64)) -> (String, Vec<SqlValue>) {
+    let mut clauses: Vec<String> = vec!["m.id >= ?1 AND m.id < ?2".into()];
+    let mut values: Vec<SqlValue> = vec![window.0.into(), window.1.into()];
     // Each clause's `?`s are numbered after the values before it.
     let mut clause = |sql: String, more: Vec<SqlValue>| {
         let mut numbered = String::with_capacity(sql.len() + 8);
@@ -314,7 +317,10 @@ fn filter_sql(filter: &MessageFilter) -> (String, Vec<SqlValue>) {
         );
     }
     match filter.outcome {
-        Some(outcome) => clause("m.outcome = ?".into(), one(outcome.as_str().to_string().into())),
+        Some(outcome) => clause(
+            "m.outcome = ?".into(),
+            one(outcome.as_str().to_string().into()),
+        ),
         // Refusals are not mail: only the filter that asks for them lists them.
         None if !filter.search.names_status() => clause(
             "m.outcome <> ?".into(),
@@ -329,13 +335,17 @@ fn filter_sql(filter: &MessageFilter) -> (String, Vec<SqlValue>) {
         clause("m.received_at < ?".into(), one(until.into()));
     }
     search::push_sql(&filter.search, filter.reader.as_deref(), &mut clause);
-    let filters = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
+    let filters = format!("WHERE {}", clauses.join(" AND "))
+        .replace("{lo}", "?1")
+        .replace("{hi}", "?2");
     (filters, values)
 }
+
+/// The first window a search looks at (ids), and the largest: each next window is twice the
+/// last, so a common word fills a page from the newest ids and a rare one is found in a few
+/// index lookups (`bench/search.sh`).
+const FIRST_WINDOW: i64 = 4_096;
+const LARGEST_WINDOW: i64 = 1 << 20;
 
 impl Store {
     /// Records a message, its kept content (if any) and its delivery attempts in one
@@ -412,15 +422,40 @@ impl Store {
         filter: MessageFilter,
     ) -> Result<Vec<InboundMessage>, StoreError> {
         self.read(move |connection| {
-            let (filters, mut values) = filter_sql(&filter);
-            values.push(filter.limit.into());
-            let sql = format!(
-                "SELECT {COLUMNS} FROM {FROM_MESSAGES} {filters} ORDER BY m.id DESC LIMIT ?{}",
-                values.len()
-            );
-            let mut statement = connection.prepare_cached(&sql)?;
-            let rows = statement.query_map(params_from_iter(values), from_row)?;
-            let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let page = |window: (i64, i64), limit: u32| -> rusqlite::Result<Vec<InboundMessage>> {
+                let (filters, mut values) = filter_sql(&filter, window);
+                values.push(limit.into());
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM {FROM_MESSAGES} {filters} ORDER BY m.id DESC LIMIT ?{}",
+                    values.len()
+                );
+                let mut statement = connection.prepare_cached(&sql)?;
+                let rows = statement.query_map(params_from_iter(values), from_row)?;
+                rows.collect()
+            };
+            let mut messages = match filter.search.is_empty() {
+                true => page(ALL_IDS, filter.limit)?,
+                // Searched newest first, a growing window of ids at a time, until the page
+                // is full or the oldest id is passed.
+                false => {
+                    let newest: i64 = connection.query_row(
+                        "SELECT COALESCE(MAX(id), 0) FROM inbound_messages",
+                        [],
+                        |row| row.get(0),
+                    )?;
+                    let mut hi = filter.before.unwrap_or(i64::MAX).min(newest + 1);
+                    let mut width = FIRST_WINDOW;
+                    let mut found = Vec::new();
+                    while hi > 1 && found.len() < filter.limit as usize {
+                        let lo = (hi - width).max(1);
+                        let wanted = filter.limit - found.len() as u32;
+                        found.extend(page((lo, hi), wanted)?);
+                        hi = lo;
+                        width = (width * 2).min(LARGEST_WINDOW);
+                    }
+                    found
+                }
+            };
             if let Some(reader) = &filter.reader {
                 let mut read = connection.prepare_cached(
                     "SELECT 1 FROM inbound_reads WHERE reader = ?1 AND message_id = ?2",
@@ -442,7 +477,9 @@ impl Store {
                 .exists([id])?;
             if exists {
                 let sql = match read {
-                    true => "INSERT OR IGNORE INTO inbound_reads (reader, message_id) VALUES (?1, ?2)",
+                    true => {
+                        "INSERT OR IGNORE INTO inbound_reads (reader, message_id) VALUES (?1, ?2)"
+                    }
                     false => "DELETE FROM inbound_reads WHERE reader = ?1 AND message_id = ?2",
                 };
                 connection.execute(sql, params![reader, id])?;
@@ -482,10 +519,13 @@ impl Store {
     /// How many messages `filter` matches (its `limit` and `before` aside).
     pub async fn count_inbound(&self, filter: MessageFilter) -> Result<u64, StoreError> {
         self.read(move |connection| {
-            let (filters, values) = filter_sql(&MessageFilter {
-                before: None,
-                ..filter
-            });
+            let (filters, values) = filter_sql(
+                &MessageFilter {
+                    before: None,
+                    ..filter
+                },
+                ALL_IDS,
+            );
             let sql = format!("SELECT COUNT(*) FROM inbound_messages m {filters}");
             let count: i64 =
                 connection.query_row(&sql, params_from_iter(values), |row| row.get(0))?;
@@ -518,7 +558,7 @@ impl Store {
             let filter = filter.clone();
             let batch = self
                 .write(move |connection| {
-                    let (filters, mut values) = filter_sql(&filter);
+                    let (filters, mut values) = filter_sql(&filter, ALL_IDS);
                     values.push(BATCH.into());
                     let sql = format!(
                         "DELETE FROM inbound_messages WHERE id IN (
@@ -836,6 +876,153 @@ mod tests {
             };
             assert_eq!(two.ids(filter).await, expected, "{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn searches_find_matches_across_windows_newest_first() {
+        let dir = crate::datadir::test_dir();
+        let store = Store::open(dir.path()).unwrap();
+        // More messages than the first window holds; two mention a zeppelin, far apart.
+        let total = FIRST_WINDOW + 1_000;
+        let mut zeppelins = Vec::new();
+        for n in 0..total {
+            let mut row = meta(&format!("note {n}"));
+            row.header_from = Some(format!("Sender {n} <s{n}@example.com>"));
+            let text = match n == 5 || n == total - 3 {
+                true => "about the zeppelin",
+                false => "nothing here",
+            };
+            let kept = Kept {
+                raw: b"raw".to_vec(),
+                text: Some(text.into()),
+            };
+            let id = store
+                .insert_inbound(row, Some(kept), Vec::new())
+                .await
+                .unwrap();
+            if text.contains("zeppelin") {
+                zeppelins.push(id);
+            }
+        }
+        zeppelins.reverse();
+        let search = |query: &str, before: Option<i64>, limit: u32| MessageFilter {
+            search: Search::parse(query).unwrap(),
+            before,
+            limit,
+            reader: Some("user:1".into()),
+            ..MessageFilter::default()
+        };
+        let ids = |messages: Vec<InboundMessage>| messages.iter().map(|m| m.id).collect::<Vec<_>>();
+        let found = store
+            .list_inbound(search("zeppelin", None, 50))
+            .await
+            .unwrap();
+        assert_eq!(ids(found), zeppelins);
+        // Paged: the older one after the newer one.
+        let first = store
+            .list_inbound(search("zeppelin", None, 1))
+            .await
+            .unwrap();
+        assert_eq!(ids(first), [zeppelins[0]]);
+        let next = store
+            .list_inbound(search("zeppelin", Some(zeppelins[0]), 1))
+            .await
+            .unwrap();
+        assert_eq!(ids(next), [zeppelins[1]]);
+        // A common word fills the page from the newest; negation and fields narrow it.
+        let common = store
+            .list_inbound(search("nothing", None, 3))
+            .await
+            .unwrap();
+        assert_eq!(common.len(), 3);
+        assert!(common[0].id > common[1].id && common[1].id > common[2].id);
+        let one = store
+            .list_inbound(search("from:\"Sender 7 <\" -zeppelin", None, 50))
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].meta.subject.as_deref(), Some("note 7"));
+        // Nobody has read anything; opening one reads it for that reader only.
+        assert_eq!(
+            store
+                .list_inbound(search("is:read", None, 50))
+                .await
+                .unwrap(),
+            vec![]
+        );
+        assert!(
+            store
+                .mark_read("user:1".into(), zeppelins[1], true)
+                .await
+                .unwrap()
+        );
+        let read = store
+            .list_inbound(search("is:read", None, 50))
+            .await
+            .unwrap();
+        assert_eq!(ids(read), [zeppelins[1]]);
+        assert_eq!(
+            store.count_unread("user:1".into()).await.unwrap(),
+            total as u64 - 1
+        );
+        assert_eq!(
+            store.count_unread("user:2".into()).await.unwrap(),
+            total as u64
+        );
+        // Deleting a message takes it out of both indexes.
+        assert!(store.delete_inbound(zeppelins[0]).await.unwrap());
+        let found = store
+            .list_inbound(search("zeppelin", None, 50))
+            .await
+            .unwrap();
+        assert_eq!(ids(found), [zeppelins[1]]);
+    }
+
+    #[tokio::test]
+    async fn a_sealed_store_indexes_no_text_unless_told_and_keeps_the_preview_sealed() {
+        let dir = crate::datadir::test_dir();
+        let keyring = std::sync::Arc::new(crate::crypto::Keyring::generate());
+        let store = Store::open_sealed(dir.path(), keyring.clone()).unwrap();
+        let kept = || Kept {
+            raw: b"Subject: x\r\n\r\nsecret words".to_vec(),
+            text: Some("secret words".into()),
+        };
+        let id = store
+            .insert_inbound(meta("plain"), Some(kept()), Vec::new())
+            .await
+            .unwrap();
+        let search = MessageFilter {
+            search: Search::parse("secret").unwrap(),
+            limit: 10,
+            ..MessageFilter::default()
+        };
+        assert!(store.list_inbound(search.clone()).await.unwrap().is_empty());
+        // The preview reads back, but the file never holds it in plaintext.
+        let message = store.get_inbound(id).await.unwrap().unwrap();
+        assert_eq!(message.preview.as_deref(), Some("secret words"));
+        drop(store);
+        let file = std::fs::read(dir.path().join("postern.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("postern.db-wal")).unwrap_or_default();
+        for bytes in [&file, &wal] {
+            assert!(!bytes.windows(12).any(|w| w == b"secret words"));
+        }
+        // Told to (`[privacy] index_bodies`), it indexes the text.
+        let store = Store::open_sealed(dir.path(), keyring)
+            .unwrap()
+            .with_body_index(true);
+        let id = store
+            .insert_inbound(meta("indexed"), Some(kept()), Vec::new())
+            .await
+            .unwrap();
+        let found = store.list_inbound(search).await.unwrap();
+        assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    }
+
+    #[test]
+    fn previews_collapse_whitespace_and_stop_at_200_characters() {
+        assert_eq!(preview("  Hello\n\n  there\t you "), "Hello there you");
+        let long = "ü ".repeat(300);
+        assert_eq!(preview(&long).chars().count(), PREVIEW_CHARS);
     }
 
     #[tokio::test]

@@ -327,7 +327,9 @@ const MIGRATIONS: &[&str] = &[
         message_id  INTEGER NOT NULL REFERENCES inbound_messages (id) ON DELETE CASCADE,
         PRIMARY KEY (reader, message_id)
     ) WITHOUT ROWID;
-    CREATE INDEX inbound_reads_message ON inbound_reads (message_id);",
+    CREATE INDEX inbound_reads_message ON inbound_reads (message_id);
+    CREATE INDEX inbound_messages_outcome ON inbound_messages (outcome, id);
+    CREATE INDEX inbound_messages_with_attachments ON inbound_messages (id) WHERE attachments > 0;",
 ];
 
 /// The schema version this postern migrates to.

@@ -58,8 +58,8 @@ pub use certificates::{CERTIFICATE_EVENTS_KEPT, CertificateEvent};
 pub use events::{
     BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
 };
-pub use managed::{ManagedSpec, ManagedWrite};
 pub use live::Scope;
+pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, Kept, MessageFilter, Outcome};
 pub use mta_sts::StoredPolicy;
 pub use operations::{BEFORE_RESTORE, Copied, CopyError, backup, restore};

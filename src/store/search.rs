@@ -56,13 +56,17 @@ pub enum Condition {
 pub enum SearchError {
     #[error("{0}: needs a value (e.g. {0}:alice)")]
     Empty(&'static str),
-    #[error("status: must be successful, rejected, delayed, captured, bounce or refused, not {0:?}")]
+    #[error(
+        "status: must be successful, rejected, delayed, captured, bounce or refused, not {0:?}"
+    )]
     Status(String),
     #[error("is: must be read or unread, not {0:?}")]
     Is(String),
     #[error("has: must be attachment, not {0:?}")]
     Has(String),
-    #[error("{0}: must be a date (2026-11-28) or an RFC 3339 time (2026-11-28T09:00:00Z), not {1:?}")]
+    #[error(
+        "{0}: must be a date (2026-11-28) or an RFC 3339 time (2026-11-28T09:00:00Z), not {1:?}"
+    )]
     Date(&'static str, String),
     #[error("a quote is not closed")]
     Unclosed,
@@ -224,7 +228,9 @@ pub fn time_bound(value: &str) -> Option<String> {
 }
 
 /// Appends the SQL of every term (over `inbound_messages m`) to `clauses`, its values to
-/// `values`; `reader` is whose read state `is:` asks about (none: nothing is read).
+/// `values`; `reader` is whose read state `is:` asks about (none: nothing is read). The
+/// index lookups are bounded to the id window `{lo}`..`{hi}` (`messages::filter_sql` puts
+/// the bounds in): a page is searched for newest first, a window at a time.
 pub(super) fn push_sql(
     search: &Search,
     reader: Option<&str>,
@@ -261,13 +267,17 @@ fn condition_sql(condition: &Condition, reader: Option<&str>) -> (String, Vec<Sq
                 return (meta, values);
             }
             values.push(fts_phrase(text).into());
-            let body = "m.id IN (SELECT rowid FROM inbound_body_search WHERE inbound_body_search MATCH ?)";
+            let body =
+                "m.id IN (SELECT rowid FROM inbound_body_search WHERE inbound_body_search MATCH ?)";
             (format!("({meta} OR {body})"), values)
         }
         Condition::From(text) => text_sql(FROM, text),
         Condition::To(text) => text_sql(TO, text),
         Condition::Subject(text) => text_sql(SUBJECT, text),
-        Condition::Status(outcome) => ("m.outcome = ?".into(), vec![outcome.as_str().to_string().into()]),
+        Condition::Status(outcome) => (
+            "m.outcome = ?".into(),
+            vec![outcome.as_str().to_string().into()],
+        ),
         Condition::Read => match reader {
             Some(reader) => (
                 "EXISTS (SELECT 1 FROM inbound_reads r WHERE r.reader = ? AND r.message_id = m.id)"
@@ -287,7 +297,7 @@ fn text_sql(columns: &[&str], text: &str) -> (String, Vec<SqlValue>) {
     if text.chars().count() >= 3 {
         let query = format!("{{{}}} : {}", columns.join(" "), fts_phrase(text));
         return (
-            "m.id IN (SELECT rowid FROM inbound_search WHERE inbound_search MATCH ?)".into(),
+            "m.id IN (SELECT rowid FROM inbound_search WHERE inbound_search MATCH ? AND rowid >= {lo} AND rowid < {hi})".into(),
             vec![query.into()],
         );
     }
@@ -379,8 +389,14 @@ mod tests {
             ("status:lost", SearchError::Status("lost".into())),
             ("is:starred", SearchError::Is("starred".into())),
             ("has:link", SearchError::Has("link".into())),
-            ("after:yesterday", SearchError::Date("after", "yesterday".into())),
-            ("until:2026-13-01", SearchError::Date("before", "2026-13-01".into())),
+            (
+                "after:yesterday",
+                SearchError::Date("after", "yesterday".into()),
+            ),
+            (
+                "until:2026-13-01",
+                SearchError::Date("before", "2026-13-01".into()),
+            ),
             ("\"open", SearchError::Unclosed),
         ] {
             assert_eq!(Search::parse(query), Err(error), "{query}");
@@ -394,9 +410,15 @@ mod tests {
         assert_eq!(fts_phrase(r#"a" OR "b"#), r#""a"" OR ""b""#);
         let (sql, values) = text_sql(SUBJECT, r#"x" NEAR("#);
         assert!(!sql.contains("NEAR"));
-        assert_eq!(values, vec![SqlValue::from(r#"{subject} : "x"" NEAR(""#.to_string())]);
+        assert_eq!(
+            values,
+            vec![SqlValue::from(r#"{subject} : "x"" NEAR(""#.to_string())]
+        );
         let (sql, values) = text_sql(FROM, "%_");
-        assert_eq!(sql, "(m.header_from LIKE ? ESCAPE '\\' OR m.mail_from LIKE ? ESCAPE '\\')");
+        assert_eq!(
+            sql,
+            "(m.header_from LIKE ? ESCAPE '\\' OR m.mail_from LIKE ? ESCAPE '\\')"
+        );
         assert_eq!(values[0], SqlValue::from(r"%\%\_%".to_string()));
     }
 }

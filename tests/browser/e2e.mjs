@@ -87,7 +87,8 @@ function freshCode(secret) {
 }
 
 // A minimal SMTP client: one message, every reply checked.
-function sendMail({ from, to, data, smtp = `${SMTP_HOST}:${SMTP_PORT}` }) {
+// With `refusedWith`, the recipient must be refused with that code (and nothing is sent).
+function sendMail({ from, to, data, smtp = `${SMTP_HOST}:${SMTP_PORT}`, refusedWith }) {
   return new Promise((resolve, reject) => {
     const [host, port] = smtp.split(/:(?=\d+$)/);
     const socket = net.connect(Number(port), host);
@@ -96,9 +97,13 @@ function sendMail({ from, to, data, smtp = `${SMTP_HOST}:${SMTP_PORT}` }) {
       [null, 220],
       [`EHLO browser.test`, 250],
       [`MAIL FROM:<${from}>`, 250],
-      [`RCPT TO:<${to}>`, 250],
-      [`DATA`, 354],
-      [data.replace(/\r?\n/g, '\r\n').replace(/^\./gm, '..') + '\r\n.', 250],
+      ...(refusedWith
+        ? [[`RCPT TO:<${to}>`, refusedWith]]
+        : [
+            [`RCPT TO:<${to}>`, 250],
+            [`DATA`, 354],
+            [data.replace(/\r?\n/g, '\r\n').replace(/^\./gm, '..') + '\r\n.', 250],
+          ]),
       [`QUIT`, 221],
     ];
     let buffer = '';
@@ -159,6 +164,95 @@ function message({ subject, text, html }) {
   ].join('\r\n');
 }
 
+// A one-connection-at-a-time SMTP server that keeps what it is given: the release target.
+function smtpSink() {
+  const received = [];
+  const server = net.createServer((socket) => {
+    let buffer = '';
+    let data = null;
+    const envelope = { from: null, to: [] };
+    socket.write('220 sink.test ESMTP\r\n');
+    socket.on('data', (chunk) => {
+      buffer += chunk.toString('latin1');
+      let end;
+      while ((end = buffer.indexOf('\r\n')) >= 0) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (data !== null) {
+          if (line === '.') {
+            received.push({ ...envelope, data: data.join('\r\n') });
+            data = null;
+            socket.write('250 2.0.0 kept by the sink\r\n');
+          } else {
+            data.push(line.startsWith('..') ? line.slice(1) : line);
+          }
+          continue;
+        }
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === 'EHLO' || verb === 'HELO') socket.write('250-sink.test\r\n250 8BITMIME\r\n');
+        else if (verb === 'MAIL') { envelope.from = line; socket.write('250 2.1.0 ok\r\n'); }
+        else if (verb === 'RCPT') { envelope.to.push(line); socket.write('250 2.1.5 ok\r\n'); }
+        else if (verb === 'DATA') { data = []; socket.write('354 go on\r\n'); }
+        else if (verb === 'QUIT') { socket.end('221 bye\r\n'); }
+        else socket.write('250 ok\r\n');
+      }
+    });
+    socket.on('error', () => {});
+  });
+  return { server, received };
+}
+
+// A mail with an HTML body showing a remote image, and a PNG attachment.
+function mailWithImage({ subject, imageUrl, png }) {
+  const boundary = 'm' + crypto.randomBytes(8).toString('hex');
+  const alt = 'a' + crypto.randomBytes(8).toString('hex');
+  return [
+    'From: Alice Example <alice@images.test>',
+    `To: <${RCPT}>`,
+    `Subject: ${subject}`,
+    `Message-ID: <${crypto.randomUUID()}@browser.test>`,
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/mixed; boundary="${boundary}"`,
+    '',
+    `--${boundary}`,
+    `Content-Type: multipart/alternative; boundary="${alt}"`,
+    '',
+    `--${alt}`,
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    'The chart is attached; a zeppelin is drawn in the HTML.',
+    `--${alt}`,
+    'Content-Type: text/html; charset=utf-8',
+    '',
+    `<p>The chart:</p><img id="remote" src="${imageUrl}" width="20" height="20">`,
+    `--${alt}--`,
+    `--${boundary}`,
+    'Content-Type: image/png; name="chart.png"',
+    'Content-Disposition: attachment; filename="chart.png"',
+    'Content-Transfer-Encoding: base64',
+    '',
+    png.toString('base64'),
+    `--${boundary}--`,
+  ].join('\r\n');
+}
+
+// An 8×8 PNG (red).
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP4z8CAFWEXHbQSACj/P8Fu7N9hAAAAAElFTkSuQmCC',
+  'base64',
+);
+
+// Every page must fit a phone: nothing wider than the screen (tables scroll inside).
+async function fitsPhone(page, url, name) {
+  await page.goto(url);
+  await page.waitForLoadState('networkidle');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 0) {
+    await page.screenshot({ path: path.join(shots, `overflow-${name}.png`), fullPage: true });
+    throw new Error(`${url} is ${overflow}px wider than a 390px phone`);
+  }
+}
+
 async function main() {
   // A local HTTP server that counts every request: anything the hostile mail makes the
   // browser load lands here.
@@ -190,6 +284,9 @@ async function main() {
     ],
   });
   const dialogs = [];
+  const confirmsSeen = [];
+  let expectConfirm = false;
+  const liveStreams = [];
   const consoleLines = [];
   const pageErrors = [];
   const pixelRequests = [];
@@ -199,6 +296,14 @@ async function main() {
     context.setDefaultTimeout(STEP_TIMEOUT);
     const page = context.pages()[0] ?? (await context.newPage());
     page.on('dialog', (dialog) => {
+      // Postern's own confirmations, when a step expects one, are accepted; any other
+      // dialog (the hostile mail's alert) is a failure.
+      if (expectConfirm && dialog.type() === 'confirm') {
+        confirmsSeen.push(dialog.message());
+        expectConfirm = false;
+        dialog.accept().catch(() => {});
+        return;
+      }
       dialogs.push(dialog.message());
       dialog.dismiss().catch(() => {});
     });
@@ -210,6 +315,7 @@ async function main() {
     const toPixel = (request) => new URL(request.url()).port === String(pixelPort);
     context.on('request', (request) => {
       if (toPixel(request)) pixelRequests.push(request.url());
+      if (new URL(request.url()).pathname === '/live') liveStreams.push(request.url());
     });
     context.on('requestfailed', (request) => {
       if (toPixel(request)) pixelFailures.push(`${request.url()}: ${request.failure()?.errorText}`);
@@ -256,7 +362,7 @@ async function main() {
     await page.locator('table#messages').waitFor();
 
     // 5. A message arrives while the list is open: it shows up without a reload.
-    log('message appears by polling');
+    log('message appears live (Server-Sent Events)');
     await page.evaluate(() => {
       window.__noReload = true;
     });
@@ -269,9 +375,11 @@ async function main() {
     const row = page.locator('table#messages tbody tr', { hasText: subject });
     await row.waitFor({ timeout: 30_000 });
     if (!(await page.evaluate(() => window.__noReload === true))) {
-      throw new Error('the page was reloaded instead of polled');
+      throw new Error('the page was reloaded instead of updated in place');
     }
-    await page.screenshot({ path: path.join(shots, 'list.png'), fullPage: true });
+    if (!liveStreams.some((url) => url.includes('scope=inbound'))) {
+      throw new Error(`the inbox opened no event stream: ${JSON.stringify(liveStreams)}`);
+    }
 
     // 6. Its detail page.
     log('detail page');
@@ -280,8 +388,10 @@ async function main() {
       row.locator('a[href^="/messages/"]').first().click(),
     ]);
     await page.getByText(subject).first().waitFor();
+    // The request to the app is under the Delivery tab.
+    await page.click('nav.tabs a[href="#delivery"]');
     await page.locator('table#attempts').waitFor();
-    await page.screenshot({ path: path.join(shots, 'detail.png'), fullPage: true });
+    await page.screenshot({ path: path.join(shots, 'detail-delivery.png'), fullPage: true });
 
     // 7. A hostile message: nothing runs, nothing loads.
     log('hostile message');
@@ -353,6 +463,12 @@ async function main() {
       await frame.locator('form').waitFor({ state: 'attached' });
       await page.waitForLoadState('networkidle');
       await page.screenshot({ path: path.join(shots, 'hostile-html.png'), fullPage: true });
+      // Every tab shows the hostile mail as text (Source, Headers, Payload) or not at all.
+      for (const tab of ['text', 'source', 'headers', 'payload', 'delivery', 'authentication', 'details', 'html']) {
+        await page.click(`nav.tabs a[href="#${tab}"]`);
+        await page.locator(`section#${tab}`).waitFor({ state: 'visible' });
+        await page.waitForLoadState('networkidle');
+      }
       const answer = await page.request.get(`${devWeb}${src}`);
       const csp = answer.headers()['content-security-policy'] || '';
       if (answer.status() !== 200 || !csp.includes('sandbox')) {
@@ -426,6 +542,35 @@ async function main() {
       if (overflow > 1) throw new Error(`the outbound detail is ${overflow}px wider than a phone`);
       await page.setViewportSize({ width: 1280, height: 900 });
     }
+
+    // 8d. The inbox (dev mode keeps messages): live arrival, search, tabs, remote images,
+    // previews, release, delete; the phone and dark views.
+    if (devWeb) {
+      await devInbox(page, devWeb, devSmtp, { liveStreams, confirmsSeen, setExpectConfirm: () => { expectConfirm = true; } });
+    }
+
+    // 8e. A recipient refused at RCPT is listed under its filter.
+    log('refused recipient');
+    await sendMail({ from: 'stranger@browser.test', to: 'nobody@example.com', refusedWith: 550 });
+    await page.goto(`${WEB}/`);
+    await page.locator('#refused a[href="/?status=refused"]').waitFor();
+    await page.goto(`${WEB}/?status=refused`);
+    await page.locator('table#messages tbody tr', { hasText: 'nobody@example.com' }).waitFor();
+
+    // 8f. Every production page at 390px, and in dark mode.
+    log('phone width, every page');
+    await page.setViewportSize({ width: 390, height: 844 });
+    const firstMessage = await page.request.get(`${WEB}/api/messages?limit=1`).then((r) => r.json());
+    const pages = ['/', '/?status=refused', `/messages/${firstMessage.messages[0].id}`, '/outbound',
+      '/credentials', '/sending-domains', '/suppressions', '/addresses', '/addresses/new', '/domains',
+      '/domains/new', '/settings', '/privacy', '/users', '/keys', '/audit', '/data-requests', '/about',
+      '/account', '/account/password'];
+    for (const pathname of pages) {
+      await fitsPhone(page, `${WEB}${pathname}`, pathname.replace(/[^a-z0-9]+/gi, '-') || 'root');
+    }
+    await page.goto(`${WEB}/`);
+    await page.screenshot({ path: path.join(shots, 'phone-production.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     // 9. Sign out (from the list, whose navigation has the button).
     await page.goto(`${WEB}/`);
@@ -504,6 +649,157 @@ async function main() {
     await context.close();
     pixel.close();
     fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+// Dev mode's inbox, step by step (see 8d).
+async function devInbox(page, devWeb, devSmtp, { liveStreams, confirmsSeen, setExpectConfirm }) {
+  // Remote images come from here, and only once asked for.
+  const imageHits = [];
+  const images = http.createServer((req, res) => {
+    imageHits.push(req.url);
+    res.writeHead(200, { 'content-type': 'image/png' });
+    res.end(PNG);
+  });
+  await new Promise((resolve) => images.listen(0, '127.0.0.1', resolve));
+  const sink = smtpSink();
+  await new Promise((resolve) => sink.server.listen(0, '127.0.0.1', resolve));
+  try {
+    log('dev inbox: live arrival over the event stream');
+    const streams = liveStreams.length;
+    await page.goto(`${devWeb}/`);
+    await page.locator('table#messages').waitFor();
+    await page.evaluate(() => { window.__noReload = true; });
+    const subject = `Chart ${crypto.randomBytes(3).toString('hex')}`;
+    const imageUrl = `http://127.0.0.1:${images.address().port}/remote.png`;
+    await sendMail({ from: 'alice@images.test', to: RCPT, smtp: devSmtp,
+      data: mailWithImage({ subject, imageUrl, png: PNG }) });
+    const row = page.locator('table#messages tbody tr', { hasText: subject });
+    await row.waitFor({ timeout: 10_000 });
+    if (!(await page.evaluate(() => window.__noReload === true))) throw new Error('the inbox reloaded');
+    if (liveStreams.length <= streams) throw new Error('no event stream was opened for the inbox');
+    if (!/^\(\d+\) /.test(await page.title())) throw new Error(`no new-mail count in the title: ${await page.title()}`);
+    if (!(await row.getAttribute('class'))?.includes('unread')) throw new Error('a new message is not unread');
+    await row.getByText('Alice Example').waitFor();
+    await page.screenshot({ path: path.join(shots, 'list.png'), fullPage: true });
+
+    log('dev inbox: search with operators');
+    await sendMail({ from: 'bob@other.test', to: RCPT, smtp: devSmtp,
+      data: message({ subject: 'Unrelated note', text: 'Nothing to see.' }) });
+    await page.locator('table#messages tbody tr', { hasText: 'Unrelated note' }).waitFor({ timeout: 10_000 });
+    for (const [query, present, absent] of [
+      ['from:alice has:attachment', subject, 'Unrelated note'],
+      ['zeppelin', subject, 'Unrelated note'],
+      ['-from:images.test is:unread', 'Unrelated note', subject],
+    ]) {
+      await page.keyboard.press('/');
+      await page.keyboard.type(query);
+      await Promise.all([page.waitForURL((u) => u.searchParams.get('q') === query), page.keyboard.press('Enter')]);
+      await page.locator('table#messages tbody tr', { hasText: present }).waitFor();
+      if (await page.locator('table#messages tbody tr', { hasText: absent }).count()) {
+        throw new Error(`search ${query}: ${absent} listed`);
+      }
+    }
+    await page.screenshot({ path: path.join(shots, 'search.png'), fullPage: true });
+
+    log('dev inbox: keys open the detail page');
+    await page.goto(`${devWeb}/?q=${encodeURIComponent('from:alice')}`);
+    await page.keyboard.press('j');
+    await Promise.all([page.waitForURL(/\/messages\/\d+$/), page.keyboard.press('Enter')]);
+    const detailUrl = page.url();
+
+    log('dev inbox: every tab');
+    const tabs = ['html', 'text', 'source', 'headers', 'payload', 'delivery', 'authentication', 'details'];
+    for (const tab of tabs) {
+      await page.click(`nav.tabs a[href="#${tab}"]`);
+      await page.locator(`section#${tab}`).waitFor({ state: 'visible' });
+      const visible = await page.locator('section.tab:visible').count();
+      if (visible !== 1) throw new Error(`tab ${tab}: ${visible} sections visible`);
+    }
+    await page.click('nav.tabs a[href="#source"]');
+    await page.locator('#source-text', { hasText: `Subject: ${subject}` }).waitFor();
+    await page.click('nav.tabs a[href="#headers"]');
+    await page.locator('table#header-fields', { hasText: 'Message-ID' }).waitFor();
+    await page.click('nav.tabs a[href="#payload"]');
+    await page.locator('#payload-body', { hasText: '"envelope"' }).waitFor();
+    await page.fill('#replay-url', 'http://127.0.0.1:9/hook');
+    await page.locator('#replay-curl', { hasText: "'http://127.0.0.1:9/hook'" }).waitFor();
+    const payload = await page.request.get(`${devWeb}/api/messages/${detailUrl.split('/').pop()}/payload`);
+    if (!(await payload.text()).includes(subject)) throw new Error('the payload endpoint lacks the subject');
+    await page.screenshot({ path: path.join(shots, 'detail-payload.png'), fullPage: true });
+    await page.click('nav.tabs a[href="#authentication"]');
+    await page.locator('#auth-results').waitFor();
+
+    log('dev inbox: remote images only when asked, attachment preview');
+    await page.click('nav.tabs a[href="#html"]');
+    const frameOf = async () => (await page.locator('#html iframe[sandbox]').elementHandle()).contentFrame();
+    let frame = await frameOf();
+    await frame.locator('#remote').waitFor({ state: 'attached' });
+    await page.waitForLoadState('networkidle');
+    if (imageHits.length) throw new Error(`a remote image loaded before it was asked for: ${imageHits}`);
+    const preview = page.locator('img.preview');
+    await preview.waitFor();
+    await page.waitForFunction(() => document.querySelector('img.preview').naturalWidth === 8);
+    await page.screenshot({ path: path.join(shots, 'detail.png'), fullPage: true });
+    await Promise.all([page.waitForURL(/images=on/), page.click('#images-on')]);
+    frame = await frameOf();
+    await frame.waitForFunction(() => document.getElementById('remote').naturalWidth === 8);
+    if (!imageHits.includes('/remote.png')) throw new Error('the remote image did not load when asked for');
+
+    log('dev inbox: release to an SMTP server');
+    await page.goto(detailUrl);
+    await page.click('details.release summary');
+    await page.fill('input[name=server]', `127.0.0.1:${sink.server.address().port}`);
+    await page.fill('input[name=recipients]', 'qa@release.test');
+    await Promise.all([
+      page.waitForURL(/released=/),
+      page.click('form[action$="/release"] button[type=submit]'),
+    ]);
+    await page.locator('#released', { hasText: 'kept by the sink' }).waitFor();
+    const released = sink.received.at(-1);
+    if (!released || !released.to.join().includes('qa@release.test') || !released.data.includes(`Subject: ${subject}`)) {
+      throw new Error(`the sink got ${JSON.stringify(released)}`);
+    }
+
+    log('dark mode');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.goto(`${devWeb}/`);
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    if (background !== 'rgb(23, 24, 26)') throw new Error(`dark mode background: ${background}`);
+    await page.screenshot({ path: path.join(shots, 'dark.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'light' });
+
+    log('dev pages at 390px');
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const pathname of ['/', new URL(detailUrl).pathname, `${new URL(detailUrl).pathname}#payload`,
+      '/outbound', '/settings', '/about', '/?q=status%3Abogus']) {
+      await fitsPhone(page, `${devWeb}${pathname}`, `dev${pathname.replace(/[^a-z0-9]+/gi, '-')}`);
+    }
+    await page.goto(`${devWeb}/`);
+    await page.screenshot({ path: path.join(shots, 'phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+
+    log('dev inbox: delete one, then all');
+    await page.goto(detailUrl);
+    setExpectConfirm();
+    await Promise.all([
+      page.waitForURL(/deleted=1/),
+      page.click('form[action$="/delete"] button[type=submit]'),
+    ]);
+    if (confirmsSeen.length !== 1) throw new Error(`expected one confirmation, saw ${JSON.stringify(confirmsSeen)}`);
+    if ((await page.request.get(detailUrl)).status() !== 404) throw new Error('the deleted message is still there');
+    await page.click('#delete-matching');
+    await page.waitForURL(/\/messages\/delete/);
+    await Promise.all([
+      page.waitForURL(/deleted=/),
+      page.click('form[action="/messages/delete"] button[type=submit]'),
+    ]);
+    const left = await page.request.get(`${devWeb}/api/messages`).then((r) => r.json());
+    if (left.messages.length !== 0) throw new Error(`delete all left ${left.messages.length}`);
+    await page.locator('#getting-started').waitFor();
+  } finally {
+    images.close();
+    sink.server.close();
   }
 }
 

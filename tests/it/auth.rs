@@ -770,7 +770,7 @@ async fn envelope_carries_spf_dkim_and_dmarc_over_smtp() {
     assert_eq!(page.status, 200);
     assert!(
         page.body.contains(concat!(
-            "<dl id=\"authentication\">\n<dt>SPF</dt><dd><strong>pass</strong> for example.com</dd>\n",
+            "<dl id=\"auth-results\">\n<dt>SPF</dt><dd><strong>pass</strong> for example.com</dd>\n",
             "<dt>DKIM</dt><dd><strong>pass</strong> d=example.com s=rsa</dd>\n",
             "<dt>DMARC</dt><dd><strong>pass</strong> for example.com, policy reject (aligned SPF pass, aligned DKIM pass)</dd>"
         )),

@@ -109,7 +109,13 @@ fn artifacts_dir() -> PathBuf {
 }
 
 /// The screenshots the README shows, refreshed by `UPDATE_SCREENSHOTS=1`.
-const README_SCREENSHOTS: [&str; 2] = ["list.png", "detail.png"];
+const README_SCREENSHOTS: [&str; 5] = [
+    "list.png",
+    "detail.png",
+    "detail-payload.png",
+    "phone.png",
+    "dark.png",
+];
 
 /// `postern user add` for `email` (a viewer) without `--password-stdin`: the one-time
 /// password it prints.

@@ -109,13 +109,22 @@ async fn the_list_shows_new_mail_and_the_filters_narrow_it() {
         ("q=from%3Aa.test+-subject%3Ahello", &["Invoice 100% paid"]),
         ("q=to%3Aexample.com+from%3Abob", &["Weekly report"]),
         ("q=subject%3A%22100%25+paid%22", &["Invoice 100% paid"]),
-        ("q=is%3Aunread", &["hello_world", "Weekly report", "Invoice 100% paid"]),
+        (
+            "q=is%3Aunread",
+            &["hello_world", "Weekly report", "Invoice 100% paid"],
+        ),
         ("q=is%3Aread", &[]),
         ("q=has%3Aattachment", &[]),
-        ("q=after%3A2000-01-01+status%3Acaptured+o_w", &["hello_world"]),
+        (
+            "q=after%3A2000-01-01+status%3Acaptured+o_w",
+            &["hello_world"],
+        ),
         ("q=before%3A2000-01-01", &[]),
         // Message bodies are searched where content is kept (dev mode).
-        ("q=body", &["hello_world", "Weekly report", "Invoice 100% paid"]),
+        (
+            "q=body",
+            &["hello_world", "Weekly report", "Invoice 100% paid"],
+        ),
         ("q=nowhere", &[]),
     ] {
         let page = browser.get(&format!("/?{query}")).await;
@@ -361,7 +370,11 @@ fn assert_inert(page: &Page, iframes: usize) {
     assert!(!page.body.contains("<img"), "{}", page.body);
     assert!(!page.body.contains("<form action=\"http"), "{}", page.body);
     // The Source and Payload tabs show the HTML as text: escaped, never as markup.
-    assert!(!page.body.contains("\"https://remote.test"), "{}", page.body);
+    assert!(
+        !page.body.contains("\"https://remote.test"),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]
@@ -387,7 +400,13 @@ async fn hostile_mail_is_escaped_and_its_html_only_served_sandboxed() {
     // The HTML body's frame and the PDF attachment's preview, both sandboxed.
     assert_inert(&detail, 2);
     assert_eq!(detail.body.matches("<iframe sandbox ").count(), 1);
-    assert_eq!(detail.body.matches("<iframe class=\"preview\" sandbox ").count(), 1);
+    assert_eq!(
+        detail
+            .body
+            .matches("<iframe class=\"preview\" sandbox ")
+            .count(),
+        1
+    );
     for text in [
         "&lt;/iframe&gt;&quot;&gt;&lt;script&gt;alert(&#39;s&#39;)&lt;/script&gt;",
         "&lt;img src=x onerror=alert(1)&gt;",

@@ -232,10 +232,10 @@ async fn get_payload(
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(path)?;
-    let inbound = state
-        .inbound
-        .as_ref()
-        .ok_or(ApiError::Status(StatusCode::CONFLICT, "nothing receives mail here".into()))?;
+    let inbound = state.inbound.as_ref().ok_or(ApiError::Status(
+        StatusCode::CONFLICT,
+        "nothing receives mail here".into(),
+    ))?;
     match inbound.payload(id).await {
         Ok((_, payload)) => {
             let kind = payload.content_type.clone();

@@ -10,8 +10,8 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::{Extension, Router};
 use axum::routing::get;
+use axum::{Extension, Router};
 use serde::Deserialize;
 
 use super::{message_page, response_cell, store_failed};
@@ -225,7 +225,11 @@ fn row(message: &InboundMessage) -> Html {
     let to = meta
         .header_to
         .as_deref()
-        .map(|to| display_address(to.split(',').next().unwrap_or(to)).1.to_string())
+        .map(|to| {
+            display_address(to.split(',').next().unwrap_or(to))
+                .1
+                .to_string()
+        })
         .or_else(|| meta.recipients.first().cloned())
         .unwrap_or_default();
     let more = meta.recipients.len().saturating_sub(1);
@@ -500,4 +504,3 @@ async fn delete_matching(
         Err(error) => store_failed(&principal, error),
     }
 }
-

@@ -153,7 +153,11 @@ async fn detail(
         tab = delivery_tab(&message),
     );
     tabs.push(("delivery", "Delivery", delivery));
-    tabs.push(("authentication", "Authentication", authentication_section(meta)));
+    tabs.push((
+        "authentication",
+        "Authentication",
+        authentication_section(meta),
+    ));
     tabs.push(("details", "Details", summary_section(&message)));
     body.push(ui::tabs(&tabs));
     if let Some(parsed) = &parsed {
@@ -178,7 +182,10 @@ fn head_section(message: &InboundMessage) -> Html {
         ),
         _ => Html::new(),
     };
-    let from = meta.header_from.as_deref().or(Some(meta.mail_from.as_str()));
+    let from = meta
+        .header_from
+        .as_deref()
+        .or(Some(meta.mail_from.as_str()));
     let to = match &meta.header_to {
         Some(to) => Html::escape(to),
         None => recipients(meta),
@@ -310,7 +317,10 @@ async fn payload_tab(state: &AppState, id: i64, replay: Option<&str>) -> Html {
 }
 
 /// The body the app gets (`text/plain` for JSON and multipart alike: read, never rendered).
-async fn payload(State(state): State<AppState>, path: Result<Path<i64>, PathRejection>) -> Response {
+async fn payload(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Response {
     let Ok(Path(id)) = path else {
         return ui::plain(StatusCode::NOT_FOUND, "no such message\n");
     };
@@ -440,7 +450,7 @@ fn authentication_section(meta: &InboundMeta) -> Html {
         ),
     };
     out.push(html!(
-        "<dl id=\"authentication\">\n<dt>SPF</dt><dd>{spf}</dd>\n<dt>DKIM</dt><dd>{dkim}</dd>\n<dt>DMARC</dt><dd>{dmarc}</dd>\n</dl>\n",
+        "<dl id=\"auth-results\">\n<dt>SPF</dt><dd>{spf}</dd>\n<dt>DKIM</dt><dd>{dkim}</dd>\n<dt>DMARC</dt><dd>{dmarc}</dd>\n</dl>\n",
         spf = spf,
         dkim = dkim,
         dmarc = dmarc,
@@ -616,7 +626,11 @@ async fn release(
         return message_page(&principal, StatusCode::FORBIDDEN, "release is for dev mode");
     }
     let Ok(axum::extract::Form(form)) = form else {
-        return message_page(&principal, StatusCode::BAD_REQUEST, "the form could not be read");
+        return message_page(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form could not be read",
+        );
     };
     let (message, raw) = match (
         state.store.get_inbound(id).await,
@@ -625,12 +639,19 @@ async fn release(
         (Ok(Some(message)), Ok(Some(raw))) => (message, raw),
         (Ok(None), _) => return message_page(&principal, StatusCode::NOT_FOUND, "no such message"),
         (Ok(Some(_)), Ok(None)) => {
-            return message_page(&principal, StatusCode::CONFLICT, "the message itself is not kept");
+            return message_page(
+                &principal,
+                StatusCode::CONFLICT,
+                "the message itself is not kept",
+            );
         }
         (Err(error), _) | (_, Err(error)) => return store_failed(&principal, error),
     };
     let server = form.server.trim();
-    if server.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
+    if server
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
         return message_page(
             &principal,
             StatusCode::BAD_REQUEST,
@@ -684,17 +705,29 @@ async fn repost(
         return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
     };
     if !state.open {
-        return message_page(&principal, StatusCode::FORBIDDEN, "posting to any URL is for dev mode");
+        return message_page(
+            &principal,
+            StatusCode::FORBIDDEN,
+            "posting to any URL is for dev mode",
+        );
     }
     let Ok(axum::extract::Form(form)) = form else {
-        return message_page(&principal, StatusCode::BAD_REQUEST, "the form could not be read");
+        return message_page(
+            &principal,
+            StatusCode::BAD_REQUEST,
+            "the form could not be read",
+        );
     };
     let url = match crate::config::TargetUrl::parse(form.url.trim()) {
         Ok(url) => url,
         Err(why) => return message_page(&principal, StatusCode::BAD_REQUEST, &why),
     };
     let Some(inbound) = &state.inbound else {
-        return message_page(&principal, StatusCode::CONFLICT, "nothing receives mail here");
+        return message_page(
+            &principal,
+            StatusCode::CONFLICT,
+            "nothing receives mail here",
+        );
     };
     match inbound.repost(id, &url).await {
         Ok(posted) => {
@@ -707,7 +740,9 @@ async fn repost(
                 posted.outcome.as_str()
             ))
         }
-        Err(ResendError::NotFound) => message_page(&principal, StatusCode::NOT_FOUND, "no such message"),
+        Err(ResendError::NotFound) => {
+            message_page(&principal, StatusCode::NOT_FOUND, "no such message")
+        }
         Err(ResendError::Store(error)) => store_failed(&principal, error),
         Err(error) => message_page(&principal, StatusCode::CONFLICT, &error.to_string()),
     }

@@ -18,7 +18,10 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/messages/{id}/read", post(mark_read_page))
         .route("/messages/{id}/unread", post(mark_unread_page))
-        .route("/api/messages/{id}/read", put(mark_read).delete(mark_unread))
+        .route(
+            "/api/messages/{id}/read",
+            put(mark_read).delete(mark_unread),
+        )
 }
 
 /// Marked unread: back to the inbox, where it stands out again.

@@ -14,7 +14,7 @@ pub(in crate::web) fn page(status: StatusCode, title: &str, body: Html) -> Respo
             "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
             "<title>{title} · Postern</title>\n",
-            "<style>:root{{color-scheme:light dark}}body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}",
+            "<style>:root{{color-scheme:light dark}}*{{box-sizing:border-box}}body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}",
             "label{{display:block;margin:.75rem 0}}input:not([type=hidden]){{display:block;width:100%;padding:.4rem;font:inherit}}",
             "button{{margin-top:1rem;padding:.4rem 1rem;font:inherit}}.error{{color:#a00}}code{{word-break:break-all}}</style>\n",
             "</head>\n<body>\n<h1>{title}</h1>\n{body}\n</body>\n</html>\n",

@@ -65,11 +65,17 @@ pub(in crate::web) fn tabs(tabs: &[(&str, &str, Html)]) -> Html {
 pub(in crate::web) fn html_tab(base: &str, images: bool) -> Html {
     let (toggle, note) = match images {
         false => (
-            html!("<a href=\"{}?images=on#html\" id=\"images-on\">Load remote images</a>", base),
+            html!(
+                "<a href=\"{}?images=on#html\" id=\"images-on\">Load remote images</a>",
+                base
+            ),
             "Shown sandboxed: no scripts, no forms, remote images blocked.",
         ),
         true => (
-            html!("<a href=\"{}#html\" id=\"images-off\">Block remote images</a>", base),
+            html!(
+                "<a href=\"{}#html\" id=\"images-off\">Block remote images</a>",
+                base
+            ),
             "Shown sandboxed: no scripts, no forms; remote images load (the sender can see that).",
         ),
     };
@@ -110,7 +116,7 @@ pub(in crate::web) fn source_tab(base: &str, raw: &[u8], limit: usize) -> Html {
     };
     let _ = base;
     html!(
-        "{more}<pre id=\"source\">{text}</pre>\n",
+        "{more}<pre id=\"source-text\">{text}</pre>\n",
         more = more,
         text = String::from_utf8_lossy(shown).as_ref(),
     )
@@ -118,7 +124,7 @@ pub(in crate::web) fn source_tab(base: &str, raw: &[u8], limit: usize) -> Html {
 
 /// The top-level header fields, in order.
 pub(in crate::web) fn headers_tab(parsed: &ParsedMessage) -> Html {
-    let mut out = Html::trusted("<div class=\"scroll\"><table id=\"headers\">\n<tbody>\n");
+    let mut out = Html::trusted("<div class=\"scroll\"><table id=\"header-fields\">\n<tbody>\n");
     for field in &parsed.headers {
         out.push(html!(
             "<tr><th>{}</th><td>{}</td></tr>\n",
@@ -181,7 +187,10 @@ pub(in crate::web) fn attachments_section(base: &str, parsed: &ParsedMessage) ->
 /// Text the page may show as text (escaped): `text/*` but HTML, and JSON, XML, CSV.
 fn is_text(essence: &str) -> bool {
     (essence.starts_with("text/") && essence != "text/html")
-        || matches!(essence, "application/json" | "application/xml" | "application/csv")
+        || matches!(
+            essence,
+            "application/json" | "application/xml" | "application/csv"
+        )
 }
 
 /// `type/subtype` of a stored content type, lower case, without parameters.
@@ -203,8 +212,9 @@ pub(in crate::web) fn head_bytes(bytes: &[u8], limit: usize) -> &[u8] {
 /// loaded from `{base}/html`, and attachments downloaded from `{base}/attachments/{n}`.
 /// Shared by the inbound (`/messages/{id}`) and outbound (`/outbound/{uuid}`) detail pages.
 pub(in crate::web) fn content_section(base: &str, parsed: &ParsedMessage) -> Html {
-    let mut out =
-        Html::trusted("<h2>Headers</h2>\n<div class=\"scroll\"><table id=\"headers\">\n<tbody>\n");
+    let mut out = Html::trusted(
+        "<h2>Headers</h2>\n<div class=\"scroll\"><table id=\"header-fields\">\n<tbody>\n",
+    );
     for field in &parsed.headers {
         out.push(html!(
             "<tr><th>{}</th><td>{}</td></tr>\n",
@@ -357,7 +367,10 @@ pub(in crate::web) fn preview_response(parsed: ParsedMessage, n: usize) -> Respo
             (header::CONTENT_TYPE, *kind),
             (header::CONTENT_DISPOSITION, "inline"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox",
+            ),
             (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
             (header::CACHE_CONTROL, "no-store"),
         ],
