@@ -422,18 +422,19 @@ impl Store {
         filter: MessageFilter,
     ) -> Result<Vec<InboundMessage>, StoreError> {
         self.read(move |connection| {
-            let page = |window: (i64, i64), limit: u32| -> rusqlite::Result<Vec<InboundMessage>> {
+            // The ids first (a search's candidates are sorted by id alone), then the rows.
+            let page = |window: (i64, i64), limit: u32| -> rusqlite::Result<Vec<i64>> {
                 let (filters, mut values) = filter_sql(&filter, window);
                 values.push(limit.into());
                 let sql = format!(
-                    "SELECT {COLUMNS} FROM {FROM_MESSAGES} {filters} ORDER BY m.id DESC LIMIT ?{}",
+                    "SELECT m.id FROM inbound_messages m {filters} ORDER BY m.id DESC LIMIT ?{}",
                     values.len()
                 );
                 let mut statement = connection.prepare_cached(&sql)?;
-                let rows = statement.query_map(params_from_iter(values), from_row)?;
-                rows.collect()
+                let ids = statement.query_map(params_from_iter(values), |row| row.get(0))?;
+                ids.collect()
             };
-            let mut messages = match filter.search.is_empty() {
+            let messages = match filter.search.is_empty() {
                 true => page(ALL_IDS, filter.limit)?,
                 // Searched newest first, a growing window of ids at a time, until the page
                 // is full or the oldest id is passed.
@@ -456,6 +457,13 @@ impl Store {
                     found
                 }
             };
+            let mut row = connection.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM {FROM_MESSAGES} WHERE m.id = ?1"
+            ))?;
+            let mut messages = messages
+                .into_iter()
+                .map(|id| row.query_row([id], from_row))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             if let Some(reader) = &filter.reader {
                 let mut read = connection.prepare_cached(
                     "SELECT 1 FROM inbound_reads WHERE reader = ?1 AND message_id = ?2",

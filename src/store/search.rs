@@ -267,8 +267,7 @@ fn condition_sql(condition: &Condition, reader: Option<&str>) -> (String, Vec<Sq
                 return (meta, values);
             }
             values.push(fts_phrase(text).into());
-            let body =
-                "m.id IN (SELECT rowid FROM inbound_body_search WHERE inbound_body_search MATCH ?)";
+            let body = "m.id IN (SELECT rowid FROM inbound_body_search WHERE inbound_body_search MATCH ? AND rowid >= {lo} AND rowid < {hi})";
             (format!("({meta} OR {body})"), values)
         }
         Condition::From(text) => text_sql(FROM, text),
