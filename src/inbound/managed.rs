@@ -439,6 +439,14 @@ impl Managed {
         Ok(spec)
     }
 
+    /// Whether `spec` would be accepted by [`Managed::put`] (its fields; not whether its
+    /// pattern is taken): the forms use it to list every field's error at once.
+    pub async fn check<K: Kind>(&self, spec: K::Spec) -> Result<(), ManagedError> {
+        let routes = self.effective(false).await?;
+        K::validate(K::NOUN, spec, &routes, self.0.rules)?;
+        Ok(())
+    }
+
     /// Creates (`id: None`) or replaces a managed entry.
     pub async fn put<K: Kind>(
         &self,

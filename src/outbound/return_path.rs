@@ -242,6 +242,18 @@ impl<H: MailHandler> MailHandler for WithReturnPath<H> {
         self.inner.check_recipient(conn, transaction, address).await
     }
 
+    async fn recipient_refused(
+        &self,
+        conn: &ConnectionInfo,
+        transaction: TransactionInfo<'_>,
+        address: &str,
+        reply: &Reply,
+    ) {
+        self.inner
+            .recipient_refused(conn, transaction, address, reply)
+            .await
+    }
+
     async fn handle_message(
         &self,
         conn: &ConnectionInfo,

@@ -12,11 +12,12 @@
 //!    must change a one-time password, or enrol TOTP where `web.require_totp` is set, is sent
 //!    to that page first (303; 403 on `/api`).
 //! 3. Dev mode on a loopback listener: everything is open, as in Mailpit; the principal is
-//!    "dev", with admin rights.
+//!    "dev", with admin rights. Its sign-in and account pages go home: there are no accounts.
 //! 4. Nobody: browsers get 303 to `/signin?next=…`, `/api/*` gets 401 JSON.
 //!
 //! Then, for state-changing methods (anything but GET, HEAD, OPTIONS): viewers get 403 on
-//! dashboard routes (their own account pages and sign-out stay open to them), and a request
+//! dashboard routes (their own account pages, sign-out and their read state stay open to
+//! them), and a request
 //! without a valid CSRF token gets 403. The token is sent as the `csrf_token` field of a
 //! urlencoded form or as the `X-CSRF-Token` header (multipart forms and JSON use the header).
 //! It is bound to the session id, or before sign-in (and in dev mode) to an anonymous
@@ -59,6 +60,9 @@ pub(super) enum Access {
     Account,
     /// Everything else: a user, an API key, or dev mode; viewers only read.
     Dashboard,
+    /// What each reader keeps for themselves (read state): as `Dashboard`, but viewers (users
+    /// and keys) write too.
+    Reader,
 }
 
 #[derive(Clone)]
@@ -185,10 +189,19 @@ async fn admit(
     if let Some(token) = &asking.session_token {
         asking.session = gate.state.accounts.session(token).await.map_err(internal)?;
     }
+    // Dev mode on loopback has no accounts: nothing to sign in to or manage.
+    if gate.state.open
+        && matches!(
+            gate.access,
+            Access::SignIn | Access::SecondFactor | Access::Account
+        )
+    {
+        return Err(redirect("/"));
+    }
     match gate.access {
         Access::SignIn => admit_signing_in(gate, request, asking, cookies).await,
         Access::SecondFactor => admit_second_factor(request, asking).await,
-        Access::Account | Access::Dashboard => {
+        Access::Account | Access::Dashboard | Access::Reader => {
             admit_signed_in(gate, request, asking, cookies).await
         }
     }
@@ -243,9 +256,9 @@ async fn admit_signed_in(
     asking: Asking,
     cookies: &mut Vec<String>,
 ) -> Result<Request, Response> {
-    let dashboard = gate.access == Access::Dashboard;
+    let dashboard = matches!(gate.access, Access::Dashboard | Access::Reader);
     if dashboard && let Some(presented) = bearer(request.headers()) {
-        return admit_api_key(&gate.state, request, asking, &presented).await;
+        return admit_api_key(gate, request, asking, &presented).await;
     }
     if let (Some(token), Some(session)) = (&asking.session_token, &asking.session)
         && !session.second_factor_pending
@@ -265,11 +278,12 @@ async fn admit_signed_in(
 
 /// Rule 1: a valid key is the principal, without CSRF token; viewer keys only read.
 async fn admit_api_key(
-    state: &AppState,
+    gate: &Gate,
     request: Request,
     asking: Asking,
     presented: &str,
 ) -> Result<Request, Response> {
+    let state = &gate.state;
     if let Some(refused) = super::plain_http::refusal(asking.client.ip, state.tokens_from_any_peer)
     {
         return Err(refused);
@@ -277,7 +291,7 @@ async fn admit_api_key(
     let Some(key) = state.accounts.api_key(presented).await.map_err(internal)? else {
         return Err(unauthorized("invalid or revoked API key"));
     };
-    if asking.writes && key.role != Role::Admin {
+    if asking.writes && key.role != Role::Admin && gate.access != Access::Reader {
         return Err(deny(
             asking.api,
             StatusCode::FORBIDDEN,

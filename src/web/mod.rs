@@ -238,7 +238,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
             Access::SecondFactor,
         ))
         .merge(behind(session::account_routes(), Access::Account))
-        .merge(behind(messages::reader_routes(), Access::Account))
+        .merge(behind(messages::reader_routes(), Access::Reader))
         .merge(behind(dashboard, Access::Dashboard))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .with_state(state)

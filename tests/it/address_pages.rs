@@ -258,14 +258,22 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     )
     .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    // Which field is wrong first is `inbound::managed`'s business; the pattern is.
+    // Every field's error at once, each next to its field.
     assert!(
         bad.body.contains(
-            "name=\"address\" value=\"a&quot;&lt;b&gt;@example.com\"></label><p class=\"error\""
+            "name=\"address\" value=\"a&quot;&lt;b&gt;@example.com\"></label><p class=\"error field-error\" id=\"address-error\""
         ),
         "{}",
         bad.body
     );
+    assert!(
+        bad.body.contains(
+            "name=\"target\" value=\"ftp://example.com/x\"></label><p class=\"error field-error\" id=\"target-error\""
+        ),
+        "{}",
+        bad.body
+    );
+    assert_eq!(bad.body.matches("class=\"error field-error\"").count(), 2);
     assert!(!bad.body.contains("<b>"));
     let bad = submit(
         &mut admin,
@@ -279,12 +287,13 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert!(
-        bad.body
-            .contains("name=\"target\" value=\"ftp://example.com/x\"></label><p class=\"error\""),
+        bad.body.contains(
+            "name=\"target\" value=\"ftp://example.com/x\"></label><p class=\"error field-error\""
+        ),
         "{}",
         bad.body
     );
-    assert_eq!(bad.body.matches("class=\"error\"").count(), 1);
+    assert_eq!(bad.body.matches("class=\"error field-error\"").count(), 1);
     let bad = submit(
         &mut admin,
         &form,
@@ -298,8 +307,9 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     .await;
     assert_eq!(bad.status, 422);
     assert!(
-        bad.body
-            .contains("name=\"timeout_secs\" value=\"soon\"></label><p class=\"error\"")
+        bad.body.contains(
+            "name=\"timeout_secs\" value=\"soon\"></label><p class=\"error field-error\""
+        )
     );
 
     let form = page(&mut admin, "/domains/new").await;
@@ -312,8 +322,9 @@ async fn invalid_fields_come_back_next_to_the_field_with_the_input_kept() {
     .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert!(
-        bad.body
-            .contains("name=\"auth_regex\" value=\"t-[0-9\"></label><p class=\"error\""),
+        bad.body.contains(
+            "name=\"auth_regex\" value=\"t-[0-9\"></label><p class=\"error field-error\""
+        ),
         "{}",
         bad.body
     );

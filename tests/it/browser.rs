@@ -1,10 +1,13 @@
 //! The browser end-to-end test: `tests/browser/e2e.mjs` drives a headless Chromium through the
-//! real `postern serve` (sign-in, TOTP enrolment, sign-in with TOTP, a message arriving by
-//! polling, its detail page, a hostile message that must run and load nothing, a new address,
-//! sign-out; then a second user made by `postern user add` without `--password-stdin` signs in
-//! with the printed one-time password, is made to choose a new one, finds their session under
-//! "My sessions" and signs it out there). The hostile message also goes to a `postern dev`, the
-//! only mode that keeps messages, where its HTML body is shown in the sandboxed iframe.
+//! real `postern serve` (sign-in, TOTP enrolment, sign-in with TOTP, a message arriving over
+//! the event stream, its detail page, a hostile message that must run and load nothing, a new
+//! address, a refused RCPT under its filter, every page at 390 px, sign-out; then a second user
+//! made by `postern user add` without `--password-stdin` signs in with the printed one-time
+//! password, is made to choose a new one, finds their session under "My sessions" and signs it
+//! out there). A `postern dev` runs alongside, the only mode that keeps messages: the hostile
+//! message's HTML body in the sandboxed iframe and every tab, and the inbox (live arrival,
+//! search, keys, tabs, remote images on request, attachment preview, release to an SMTP sink,
+//! delete, dark mode, 390 px).
 //!
 //! **Opt-in**: it needs Node, `npm ci` in `tests/browser` and a Chromium (`/usr/bin/chromium`,
 //! or `E2E_CHROMIUM`). `TEST_BROWSER=1` (or `required`, as `.ci/run` sets it) runs it and
@@ -12,8 +15,8 @@
 //! prints that it was skipped: a deliberate skip, not a pass.
 //!
 //! Screenshots go to `TEST_ARTIFACTS_DIR` (default `target/ci-artifacts/browser/`), never
-//! into the repository; `UPDATE_SCREENSHOTS=1` also copies the README's two
-//! (`list.png`, `detail.png`) over `tests/browser/screenshots/`, to review and commit.
+//! into the repository; `UPDATE_SCREENSHOTS=1` also copies the README's five
+//! ([`README_SCREENSHOTS`]) over `tests/browser/screenshots/`, to review and commit.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

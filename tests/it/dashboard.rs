@@ -781,3 +781,83 @@ async fn dev_mode_starts_with_the_commands_to_send_mail_then_shows_it_titled_by_
     assert_eq!(raw.status, 200);
     assert!(raw.body.contains("Subject: Your receipt"), "{}", raw.body);
 }
+
+#[tokio::test]
+async fn dev_mode_posts_a_kept_message_to_any_url_and_shows_its_payload() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::dev(None).await;
+    let reply = send(
+        &app,
+        "a@example.com",
+        "b@example.com",
+        "From: A <a@example.com>\r\nSubject: Replay me\r\n\r\nhello",
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let id = newest_id(&app).await;
+    let mut browser = app.browser();
+    let detail = browser.get(&format!("/messages/{id}")).await;
+    for text in [
+        "<section id=\"payload\" class=\"tab\"",
+        "As <strong>json+n</strong>",
+        "&quot;subject&quot;: &quot;Replay me&quot;",
+        &format!(
+            "curl -s http://{}/api/messages/{id}/payload | curl -X POST",
+            app.web
+        ),
+        "action=\"/messages/",
+    ] {
+        assert!(
+            detail.body.contains(text),
+            "{text} missing:\n{}",
+            detail.body
+        );
+    }
+    // The payload as the app gets it, compact JSON, served as text.
+    let payload = app.get(&format!("/api/messages/{id}/payload")).await;
+    assert_eq!(payload.status(), 200);
+    assert_eq!(
+        payload.headers()["x-payload-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let json: serde_json::Value = serde_json::from_str(&payload.text().await.unwrap()).unwrap();
+    assert_eq!(json["headers"]["subject"], "Replay me");
+    assert_eq!(json["envelope"]["from"], "a@example.com");
+
+    let csrf = detail.csrf_token();
+    let target = receiver.url("/status/202");
+    let posted = browser
+        .post_form(
+            &format!("/messages/{id}/repost"),
+            &[("csrf_token", &csrf), ("url", &target)],
+        )
+        .await;
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    assert_eq!(
+        posted.location(),
+        Some(format!("/messages/{id}?reposted=successful&status=202#delivery").as_str())
+    );
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    let sent: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(sent, json, "the same payload the tab shows");
+    let message = app.get_json(&format!("/api/messages/{id}")).await;
+    assert_eq!(message["attempts"][0]["kind"], "repost");
+    assert_eq!(message["attempts"][0]["http_status"], 202);
+    // A URL that is not one is said so.
+    let bad = browser
+        .post_form(
+            &format!("/messages/{id}/repost"),
+            &[("csrf_token", &csrf), ("url", "ftp://x")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let bad = browser
+        .post_form(
+            &format!("/messages/{id}/release"),
+            &[("csrf_token", &csrf), ("server", "nowhere")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("host:port"), "{}", bad.body);
+}

@@ -38,6 +38,7 @@ mod plain_http;
 mod privacy;
 mod private_data;
 mod protocol;
+mod read_state;
 mod redaction;
 mod redirects;
 mod refusals;

@@ -145,3 +145,45 @@ async fn a_redacted_sender_is_left_out_of_a_refusal_too() {
     );
     assert_eq!(row["redacted"], json!(["sender_ip", "sender"]), "{row}");
 }
+
+#[tokio::test]
+async fn the_first_recipient_past_the_limit_is_recorded_once_per_transaction() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::start(&format!(
+        "[server]\nhostname = \"mx.postern.test\"\n[smtp]\nmax_recipients = 1\n\
+         [[address]]\naddress = \"*@in.test\"\ntarget = \"{}\"\n",
+        receiver.url("/status/200")
+    ))
+    .await;
+    let mut smtp = app.smtp().await;
+    smtp.cmd("EHLO client.example.org", "250").await;
+    smtp.cmd("MAIL FROM:<bulk@example.org>", "250").await;
+    smtp.cmd("RCPT TO:<one@in.test>", "250").await;
+    for n in 0..20 {
+        smtp.cmd(&format!("RCPT TO:<more{n}@in.test>"), "452").await;
+    }
+    smtp.cmd("RSET", "250").await;
+    smtp.cmd("MAIL FROM:<bulk@example.org>", "250").await;
+    smtp.cmd("RCPT TO:<two@in.test>", "250").await;
+    smtp.cmd("RCPT TO:<again@in.test>", "452").await;
+    let refused = app.get_json("/api/messages?status=refused").await;
+    let rows: Vec<(&str, &str)> = refused["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["recipients"][0].as_str().unwrap(),
+                m["smtp_reply"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("again@in.test", "452 4.5.3 Too many recipients"),
+            ("more0@in.test", "452 4.5.3 Too many recipients"),
+        ]
+    );
+    assert_eq!(refused["messages"][0]["mail_from"], "bulk@example.org");
+}

@@ -54,6 +54,9 @@ pub(super) trait PageKind: Kind {
     const FIELDS: &'static [Field];
     /// An entry in the list (HTML, escaped).
     fn summary(spec: &Self::Spec) -> Html;
+    /// A valid pattern put in place of an invalid one while the other fields are checked
+    /// (never saved).
+    const PLACEHOLDER: &'static str;
 }
 
 /// One form field: the spec field it edits, its label, and how it is entered.
@@ -83,6 +86,7 @@ const fn field(name: &'static str, label: &'static str, input: Input) -> Field {
 }
 
 impl PageKind for Address {
+    const PLACEHOLDER: &'static str = "placeholder@placeholder.invalid";
     const TITLE: &'static str = "Addresses";
     const FIELDS: &'static [Field] = &[
         field(
@@ -135,6 +139,7 @@ impl PageKind for Address {
 
 impl PageKind for Domain {
     const TITLE: &'static str = "Domains";
+    const PLACEHOLDER: &'static str = "placeholder.invalid";
     const FIELDS: &'static [Field] = &[
         field(
             "domain",
@@ -287,19 +292,23 @@ fn bad_request<K: PageKind>(principal: &Principal, text: &str) -> Response {
     message::<K>(principal, StatusCode::BAD_REQUEST, "Bad request", text)
 }
 
-/// The form's error for `name`, if it is that field's.
-fn field_error(error: Option<&FieldError>, name: &str) -> Html {
-    match error {
-        Some(error) if error.field == name => ui::error(Some(&error.message)),
-        _ => Html::new(),
+/// The form's error for `name`, if there is one.
+fn field_error(errors: &[FieldError], name: &str) -> Html {
+    match errors.iter().find(|error| error.field == name) {
+        Some(error) => html!(
+            "<p class=\"error field-error\" id=\"{name}-error\" role=\"alert\">{message}</p>",
+            name = name,
+            message = &error.message,
+        ),
+        None => Html::new(),
     }
 }
 
 /// One field of the form with its value and, if it is this field's, the error.
-fn field_html(field: &Field, values: &Values, error: Option<&FieldError>) -> Html {
+fn field_html(field: &Field, values: &Values, errors: &[FieldError]) -> Html {
     let (name, label) = (field.name, field.label);
     let value = values.get(name).map_or("", String::as_str);
-    let error = field_error(error, name);
+    let error = field_error(errors, name);
     match field.input {
         Input::Pattern | Input::Text | Input::Number | Input::List => html!(
             "<label>{label} <input name=\"{name}\" value=\"{value}\"></label>{error}\n",
@@ -340,26 +349,27 @@ fn field_html(field: &Field, values: &Values, error: Option<&FieldError>) -> Htm
     }
 }
 
-/// The new (`id: None`) or edit form, with the input kept and `error` at its field (or on
-/// top when it names no field of the form): 422 then, else 200.
+/// The new (`id: None`) or edit form, with the input kept and each of `errors` at its field
+/// (or on top when it names no field of the form): 422 then, else 200.
 fn form_page<K: PageKind>(
     principal: &Principal,
     id: Option<i64>,
     values: &Values,
-    error: Option<&FieldError>,
+    errors: &[FieldError],
 ) -> Response {
     let (noun, plural) = (K::NOUN, K::PLURAL);
     let (title, action) = match id {
         Some(id) => (format!("Edit {noun} {id}"), format!("/{plural}/{id}")),
         None => (format!("New {noun}"), format!("/{plural}")),
     };
-    let top = match error {
-        Some(e) if !K::FIELDS.iter().any(|f| f.name == e.field) => ui::error(Some(&e.message)),
-        _ => Html::new(),
-    };
+    let top: Html = errors
+        .iter()
+        .filter(|e| !K::FIELDS.iter().any(|f| f.name == e.field))
+        .map(|e| ui::error(Some(&e.message)))
+        .collect();
     let fields: Html = K::FIELDS
         .iter()
-        .map(|field| field_html(field, values, error))
+        .map(|field| field_html(field, values, errors))
         .collect();
     let body = html!(
         concat!(
@@ -373,9 +383,9 @@ fn form_page<K: PageKind>(
         fields = fields,
         plural = plural,
     );
-    let status = match error {
-        Some(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        None => StatusCode::OK,
+    let status = match errors.is_empty() {
+        false => StatusCode::UNPROCESSABLE_ENTITY,
+        true => StatusCode::OK,
     };
     ui::dashboard(status, &title, nav(principal), body)
 }
@@ -388,7 +398,7 @@ fn list_line<K: PageKind>(principal: &Principal, item: &Item<K::Spec>) -> Html {
         (Source::Api, Some(id)) if admin(principal) => html!(
             concat!(
                 " — <a href=\"/{plural}/{id}/edit\">Edit</a> ",
-                "<form method=\"post\" action=\"/{plural}/{id}/delete\" style=\"display:inline\">{csrf}",
+                "<form method=\"post\" action=\"/{plural}/{id}/delete\" style=\"display:inline\" data-confirm=\"Delete this entry? Mail for it is routed without it at once.\">{csrf}",
                 "<button type=\"submit\">Delete</button></form>"
             ),
             plural = K::PLURAL,
@@ -452,7 +462,7 @@ async fn list_page<K: PageKind>(
 }
 
 async fn new_form<K: PageKind>(Extension(principal): Extension<Principal>) -> Response {
-    form_page::<K>(&principal, None, &Values::new(), None)
+    form_page::<K>(&principal, None, &Values::new(), &[])
 }
 
 async fn edit_form<K: PageKind>(
@@ -465,7 +475,7 @@ async fn edit_form<K: PageKind>(
         Err(response) => return *response,
     };
     match state.managed.entry::<K>(id).await {
-        Ok(item) => form_page::<K>(&principal, Some(id), &values_of::<K>(&item.spec), None),
+        Ok(item) => form_page::<K>(&principal, Some(id), &values_of::<K>(&item.spec), &[]),
         Err(error) => failed::<K>(&principal, error),
     }
 }
@@ -481,7 +491,10 @@ async fn save<K: PageKind>(
 ) -> Response {
     let spec = match spec_from::<K>(&values) {
         Ok(spec) => spec,
-        Err(error) => return form_page::<K>(&principal, id, &values, Some(&error)),
+        Err(error) => {
+            let errors = every_error::<K>(&state, id, &values, error).await;
+            return form_page::<K>(&principal, id, &values, &errors);
+        }
     };
     let spec = match id {
         Some(id) => match state.managed.unmasked::<K>(id, spec).await {
@@ -498,11 +511,57 @@ async fn save<K: PageKind>(
     {
         Ok(_) => auth::redirect(&format!("/{}", K::PLURAL)),
         Err(ManagedError::Invalid { field, message, .. }) => {
-            let error = FieldError { field, message };
-            form_page::<K>(&principal, id, &values, Some(&error))
+            let errors = every_error::<K>(&state, id, &values, FieldError { field, message }).await;
+            form_page::<K>(&principal, id, &values, &errors)
         }
         Err(error) => failed::<K>(&principal, error),
     }
+}
+
+/// Every field's error, not only the first the service found: each field found wrong is put
+/// aside (emptied; a placeholder for the pattern) and the rest checked again, until they
+/// pass or an error names no field. Nothing is saved.
+async fn every_error<K: PageKind>(
+    state: &AppState,
+    id: Option<i64>,
+    values: &Values,
+    first: FieldError,
+) -> Vec<FieldError> {
+    let mut errors = vec![first];
+    let mut probe = values.clone();
+    while errors.len() <= K::FIELDS.len() {
+        let last = &errors[errors.len() - 1];
+        let Some(field) = K::FIELDS.iter().find(|f| f.name == last.field) else {
+            break;
+        };
+        match field.input {
+            Input::Pattern => probe.insert(field.name.to_string(), K::PLACEHOLDER.to_string()),
+            _ => probe.remove(field.name),
+        };
+        let found = match spec_from::<K>(&probe) {
+            Err(error) => error,
+            Ok(spec) => {
+                let spec = match id {
+                    Some(id) => match state.managed.unmasked::<K>(id, spec).await {
+                        Ok(spec) => spec,
+                        Err(_) => break,
+                    },
+                    None => spec,
+                };
+                match state.managed.check::<K>(spec).await {
+                    Err(ManagedError::Invalid { field, message, .. }) => {
+                        FieldError { field, message }
+                    }
+                    _ => break,
+                }
+            }
+        };
+        if errors.iter().any(|e| e.field == found.field) {
+            break;
+        }
+        errors.push(found);
+    }
+    errors
 }
 
 async fn create<K: PageKind>(

@@ -40,7 +40,7 @@ fn key_row(principal: &Principal, key: &ApiKey) -> Html {
     let action = if principal.role() == Role::Admin && key.revoked_at.is_none() {
         html!(
             concat!(
-                "<form method=\"post\" action=\"/keys/{id}/revoke\">{csrf}",
+                "<form method=\"post\" action=\"/keys/{id}/revoke\" data-confirm=\"Revoke this API key? Whatever uses it is refused from now on.\">{csrf}",
                 "<button type=\"submit\">Revoke</button></form>"
             ),
             id = key.id,

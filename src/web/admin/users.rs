@@ -73,7 +73,7 @@ fn user_row(principal: &Principal, user: &User) -> Html {
             other = other,
         );
         html!(
-            "{role}{reset}<form method=\"post\" action=\"/users/delete\">{hidden}<button type=\"submit\">Delete</button></form>",
+            "{role}{reset}<form method=\"post\" action=\"/users/delete\" data-confirm=\"Delete this user? Their sessions end now.\">{hidden}<button type=\"submit\">Delete</button></form>",
             role = role,
             reset = reset,
             hidden = hidden,

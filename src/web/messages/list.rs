@@ -271,7 +271,7 @@ fn row(message: &InboundMessage) -> Html {
             "<td class=\"when\">{date}</td></tr>\n",
         ),
         id = message.id,
-        class = if unread { " class=\"unread\"" } else { "" },
+        class = Html::trusted(if unread { " class=\"unread\"" } else { "" }),
         from = redacted(Field::Sender, from),
         to = redacted(Field::Recipient, to),
         subject = redacted(Field::Subject, subject),

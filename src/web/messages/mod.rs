@@ -23,8 +23,8 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(api::routes())
 }
 
-/// Behind the gate's `Access::Account`: read state is each reader's own, so viewers keep
-/// theirs too.
+/// Behind the gate's `Access::Reader`: read state is each reader's own, so viewers (users
+/// and keys) keep theirs too.
 pub(super) fn reader_routes() -> Router<AppState> {
     read::routes()
 }

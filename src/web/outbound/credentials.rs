@@ -65,7 +65,7 @@ fn credential_row(principal: &Principal, credential: &CredentialView) -> Html {
     let action = if principal.role() == Role::Admin && credential.revoked_at.is_none() {
         html!(
             concat!(
-                "<form method=\"post\" action=\"/credentials/{username}/revoke\">{csrf}",
+                "<form method=\"post\" action=\"/credentials/{username}/revoke\" data-confirm=\"Revoke this credential? Apps using it can no longer send.\">{csrf}",
                 "<button type=\"submit\">Revoke</button></form>"
             ),
             username = Html::escape(&credential.username),

@@ -127,7 +127,7 @@ fn domain_section(
     if principal.role() == Role::Admin {
         out.push(html!(
             concat!(
-                "<form method=\"post\" action=\"/sending-domains/{name}/remove\">{csrf}",
+                "<form method=\"post\" action=\"/sending-domains/{name}/remove\" data-confirm=\"Remove {name} and its DKIM key? Mail from it can no longer be signed; a new key needs new DNS records.\">{csrf}",
                 "<button type=\"submit\">Remove {name} and its DKIM key</button></form>\n",
             ),
             name = name,

@@ -93,7 +93,7 @@ async fn suppressions_page(
             let action = if principal.role() == Role::Admin {
                 html!(
                     concat!(
-                        "<form method=\"post\" action=\"/suppressions/remove\">{csrf}",
+                        "<form method=\"post\" action=\"/suppressions/remove\" data-confirm=\"Remove this address from the suppression list? Mail to it is sent again.\">{csrf}",
                         "<input type=\"hidden\" name=\"address\" value=\"{address}\">",
                         "<button type=\"submit\">Remove</button></form>",
                     ),
