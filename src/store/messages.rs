@@ -1026,6 +1026,73 @@ mod tests {
         assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
     }
 
+    #[tokio::test]
+    async fn hostile_queries_never_break_the_sql() {
+        let dir = crate::datadir::test_dir();
+        let store = Store::open(dir.path()).unwrap();
+        let kept = Kept {
+            raw: b"raw".to_vec(),
+            text: Some("a \"quoted\" body with NEAR and OR".into()),
+        };
+        store
+            .insert_inbound(meta("x"), Some(kept), Vec::new())
+            .await
+            .unwrap();
+        let long = "x".repeat(10_000);
+        for query in [
+            "\"\"",
+            "\"a\" OR \"b\"",
+            "NEAR(a b)",
+            "a*",
+            "*",
+            "^a",
+            "{subject}:x",
+            "subject:{x}",
+            "a:b:c",
+            "from:\"\"",
+            "-",
+            "--x",
+            "\u{0}",
+            "\u{0}abc",
+            "%_\\",
+            "ü🦀ẞ",
+            ")(",
+            "OR",
+            "AND NOT",
+            "col:\"a\"\"b\"",
+            "subject:\"x AND y\"",
+            "quoted",
+            "\"quoted\"",
+            &long,
+            "to:'; DROP TABLE inbound_messages; --",
+            "-from:x -to:y -subject:z -is:read -has:attachment",
+        ] {
+            let filter = MessageFilter {
+                search: match Search::parse(query) {
+                    Ok(search) => search,
+                    Err(_) => continue,
+                },
+                reader: Some("user:1".into()),
+                limit: 10,
+                ..MessageFilter::default()
+            };
+            let listed = store.list_inbound(filter.clone()).await;
+            assert!(listed.is_ok(), "{query:?}: {listed:?}");
+            let counted = store.count_inbound(filter).await;
+            assert!(counted.is_ok(), "{query:?}: {counted:?}");
+        }
+        let found = MessageFilter {
+            search: Search::parse("NEAR \"quoted\" body").unwrap(),
+            limit: 10,
+            ..MessageFilter::default()
+        };
+        assert_eq!(
+            store.list_inbound(found).await.unwrap().len(),
+            1,
+            "words, not operators"
+        );
+    }
+
     #[test]
     fn previews_collapse_whitespace_and_stop_at_200_characters() {
         assert_eq!(preview("  Hello\n\n  there\t you "), "Hello there you");

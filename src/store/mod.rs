@@ -37,7 +37,7 @@ mod outbound;
 mod queue;
 mod retention;
 mod sealing;
-mod search;
+pub mod search;
 mod subject;
 pub mod unix_time;
 

@@ -109,7 +109,8 @@ struct Word {
     operator_end: Option<usize>,
 }
 
-/// Splits on whitespace outside double quotes; `key:"a b"` and `"a b"` are one word.
+/// Splits on whitespace outside double quotes and on control characters anywhere;
+/// `key:"a b"` and `"a b"` are one word.
 fn split(query: &str) -> Result<Vec<Word>, SearchError> {
     let mut words = Vec::new();
     let mut current: Option<Word> = None;
@@ -127,7 +128,8 @@ fn split(query: &str) -> Result<Vec<Word>, SearchError> {
                 }
                 quoted = !quoted;
             }
-            c if c.is_whitespace() && !quoted => {
+            // Control characters (NUL ends an FTS5 string early) separate like spaces.
+            c if (c.is_whitespace() && !quoted) || c.is_control() => {
                 if let Some(word) = current.take() {
                     words.push(word);
                 }
@@ -364,6 +366,10 @@ mod tests {
             ]
         );
         assert_eq!(parsed("   "), vec![]);
+        assert_eq!(
+            parsed("\u{0}ab\u{0}c\u{7}"),
+            vec![(false, Text("ab".into())), (false, Text("c".into()))]
+        );
     }
 
     #[test]
