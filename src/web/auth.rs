@@ -12,7 +12,7 @@
 //!    must change a one-time password, or enrol TOTP where `web.require_totp` is set, is sent
 //!    to that page first (303; 403 on `/api`).
 //! 3. Dev mode on a loopback listener: everything is open, as in Mailpit; the principal is
-//!    "dev", with admin rights. Its sign-in and account pages go home: there are no accounts.
+//!    "dev", with admin rights. Its account pages, without a session, go home.
 //! 4. Nobody: browsers get 303 to `/signin?next=…`, `/api/*` gets 401 JSON.
 //!
 //! Then, for state-changing methods (anything but GET, HEAD, OPTIONS): viewers get 403 on
@@ -189,13 +189,9 @@ async fn admit(
     if let Some(token) = &asking.session_token {
         asking.session = gate.state.accounts.session(token).await.map_err(internal)?;
     }
-    // Dev mode on loopback has no accounts: nothing to sign in to or manage.
-    if gate.state.open
-        && matches!(
-            gate.access,
-            Access::SignIn | Access::SecondFactor | Access::Account
-        )
-    {
+    // Dev mode on loopback needs no account: its account pages, asked for without a session,
+    // go home instead of to a sign-in nobody needs.
+    if gate.state.open && gate.access == Access::Account && asking.session.is_none() {
         return Err(redirect("/"));
     }
     match gate.access {

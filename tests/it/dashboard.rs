@@ -860,4 +860,56 @@ async fn dev_mode_posts_a_kept_message_to_any_url_and_shows_its_payload() {
         .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("host:port"), "{}", bad.body);
+
+    // The same through the API: repost, and release to an SMTP server (smtp-sink).
+    let (status, answer) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::POST,
+            &format!("/api/messages/{id}/repost"),
+            Some(serde_json::json!({ "url": receiver.url("/status/200") })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "successful");
+    assert_eq!(receiver.requests().len(), 2);
+    {
+        let sink = crate::support::sink::Sink::start(&[]).await;
+        let (status, answer) = app
+            .call(
+                &app.api_key,
+                reqwest::Method::POST,
+                &format!("/api/messages/{id}/release"),
+                Some(serde_json::json!({
+                    "server": format!("127.0.0.1:{}", sink.port()),
+                    "recipients": ["qa@release.test"],
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            answer["reply"].as_str().unwrap().starts_with("250"),
+            "{answer}"
+        );
+        crate::support::wait::eventually("the sink keeps the message", async || {
+            !sink.messages().is_empty()
+        })
+        .await;
+        let kept = &sink.messages()[0];
+        assert!(kept.contains("Subject: Replay me"), "{kept}");
+        assert!(kept.contains("qa@release.test"), "{kept}");
+    }
+    let (status, answer) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::POST,
+            &format!("/api/messages/{id}/release"),
+            Some(serde_json::json!({ "server": "127.0.0.1:9" })),
+        )
+        .await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("cannot connect"),
+        "{answer}"
+    );
 }

@@ -43,7 +43,8 @@ async fn ready_to_send(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn mail_and_secrets_are_sealed_in_every_file_and_read_back() {
-    let app = TestApp::dev(None).await;
+    // Without the (plaintext) body search index dev mode turns on: see the test below.
+    let app = TestApp::dev_with(None, |config| config.privacy.index_bodies = false).await;
     let marker = "MARKER-7f3a9c1e-inbound";
     let mut smtp = app.smtp().await;
     smtp.ehlo().await;
@@ -335,4 +336,38 @@ fn init_writes_a_keyring_and_check_shows_it() {
             && out.contains("back up the key file separately from the database"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn the_body_index_is_plaintext_so_only_index_bodies_fills_it() {
+    let marker = "MARKER-5d1c0e7a-indexed";
+    for index_bodies in [false, true] {
+        let app =
+            TestApp::dev_with(None, |config| config.privacy.index_bodies = index_bodies).await;
+        let mut smtp = app.smtp().await;
+        smtp.ehlo().await;
+        let reply = smtp
+            .send_mail(
+                "sender@example.org",
+                &["someone@example.com"],
+                &format!("Subject: indexed\r\n\r\nthe body {marker}"),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+        let found = app.get_json(&format!("/api/messages?q={marker}")).await;
+        let found = found["messages"].as_array().unwrap().len();
+        let on_disk = files_holding(app.data_dir.path(), marker.as_bytes());
+        match index_bodies {
+            // Sealed content, no index: not searchable, nowhere in plaintext.
+            false => assert_eq!((found, on_disk), (0, Vec::<String>::new())),
+            // The index finds it, and holds it in plaintext: the trade-off the README states.
+            true => {
+                assert_eq!(found, 1);
+                assert!(!on_disk.is_empty());
+            }
+        }
+        // The preview is sealed either way, and reads back.
+        let message = &app.messages().await[0];
+        assert_eq!(message["preview"], format!("the body {marker}"));
+    }
 }

@@ -165,7 +165,7 @@ async fn dev_mode_has_one_reader_and_no_account_pages() {
     assert_eq!((back.status, back.location()), (303, Some("/")));
     let list = browser.get("/").await;
     assert_eq!(list.body.matches(" class=\"unread\"").count(), 1);
-    for path in ["/account", "/signin", "/account/password"] {
+    for path in ["/account", "/account/password"] {
         let page = browser.get(path).await;
         assert_eq!((page.status, page.location()), (303, Some("/")), "{path}");
     }

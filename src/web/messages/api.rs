@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,9 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/api/messages/{id}/raw", get(get_raw))
         .route("/api/messages/{id}/payload", get(get_payload))
+        .route("/api/messages/{id}/resend", post(resend))
+        .route("/api/messages/{id}/release", post(release))
+        .route("/api/messages/{id}/repost", post(repost))
 }
 
 const DEFAULT_PAGE: u32 = 50;
@@ -249,4 +252,93 @@ async fn get_payload(
         Err(ResendError::Store(error)) => Err(error.into()),
         Err(error) => Err(ApiError::Status(StatusCode::CONFLICT, error.to_string())),
     }
+}
+
+/// What a resend or repost got: the outcome in the list's words, and the HTTP status.
+fn posted(resent: crate::inbound::Resent) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "outcome": resent.outcome.as_str(),
+        "http_status": resent.http_status,
+    }))
+}
+
+fn resend_error(error: ResendError) -> ApiError {
+    match error {
+        ResendError::NotFound => ApiError::NotFound("no such message"),
+        ResendError::Store(error) => error.into(),
+        error => ApiError::Status(StatusCode::CONFLICT, error.to_string()),
+    }
+}
+
+/// `POST /api/messages/{id}/resend` (admins): the kept message to its target again, as on
+/// arrival; `{"outcome", "http_status"}`, the requests recorded as `resend` attempts.
+async fn resend(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = path_id(path)?;
+    let inbound = state.inbound.as_ref().ok_or(ApiError::Status(
+        StatusCode::CONFLICT,
+        "nothing receives mail here".into(),
+    ))?;
+    inbound.resend(id).await.map(posted).map_err(resend_error)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    /// `host:port`.
+    server: String,
+    /// Default: the envelope's recipients.
+    #[serde(default)]
+    recipients: Vec<String>,
+}
+
+/// `POST /api/messages/{id}/release` (dev mode): `{"server": "127.0.0.1:1025"}` →
+/// `{"reply": "250 …"}`, the server's answer.
+async fn release(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<ReleaseBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = path_id(path)?;
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    match super::release_kept(&state, id, &body.server, body.recipients).await {
+        Ok(reply) => Ok(Json(serde_json::json!({ "reply": reply }))),
+        Err((StatusCode::NOT_FOUND, _)) => Err(ApiError::NotFound("no such message")),
+        Err((status, why)) => Err(ApiError::Status(status, why)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepostBody {
+    url: String,
+}
+
+/// `POST /api/messages/{id}/repost` (dev mode): the payload to `{"url": …}` once;
+/// `{"outcome", "http_status"}`, recorded as `repost` attempts.
+async fn repost(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<RepostBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = path_id(path)?;
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if !state.open {
+        return Err(ApiError::Status(
+            StatusCode::FORBIDDEN,
+            "posting to any URL is for dev mode".into(),
+        ));
+    }
+    let url = crate::config::TargetUrl::parse(body.url.trim()).map_err(ApiError::BadRequest)?;
+    let inbound = state.inbound.as_ref().ok_or(ApiError::Status(
+        StatusCode::CONFLICT,
+        "nothing receives mail here".into(),
+    ))?;
+    inbound
+        .repost(id, &url)
+        .await
+        .map(posted)
+        .map_err(resend_error)
 }

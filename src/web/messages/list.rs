@@ -184,7 +184,7 @@ async fn list(
         ));
     }
     if messages.is_empty() && unfiltered && !paged && state.open {
-        body.push(getting_started(&state.settings));
+        body.push(crate::web::about::getting_started(&state.settings));
     }
     let older = messages
         .last()
@@ -364,46 +364,6 @@ fn search_form(form: &ListForm, problem: Option<&str>) -> Html {
         hidden = hidden,
         error = error,
     )
-}
-
-/// Dev mode's empty inbox: where to send mail and how to read it back, with this instance's
-/// own addresses (the commands `postern dev` prints), ready to copy.
-fn getting_started(settings: &crate::web::Settings) -> Html {
-    let mut out = Html::trusted("<section id=\"getting-started\">\n<h2>No mail yet</h2>\n");
-    if let Some(smtp) = settings.smtp_listen {
-        out.push(html!(
-            concat!(
-                "<p>Point your app's SMTP settings at <code class=\"copy\">{ip}:{port}</code>: every ",
-                "recipient is accepted and kept here, nothing leaves this machine. Or send a test message:</p>\n",
-                "<pre><code class=\"copy\">swaks --server {ip} --port {port} --to someone@example.com --from you@example.com</code></pre>\n",
-            ),
-            ip = smtp.ip().to_string(),
-            port = smtp.port(),
-        ));
-    }
-    if let Some(web) = settings.web_listen {
-        out.push(html!(
-            concat!(
-                "<p>It appears here at once. Read it through the API:</p>\n",
-                "<pre><code class=\"copy\">curl -s http://{web}/api/messages</code></pre>\n",
-                "<p>Mail your app sends is captured under <a href=\"/outbound\">Sent</a>: through the send API",
-            ),
-            web = web.to_string(),
-        ));
-        match settings.submission_listen.first() {
-            Some(submission) => out.push(html!(
-                " or SMTP submission at <code class=\"copy\">{}</code> (user <code>dev</code>, password <code>dev</code>).</p>\n",
-                submission.to_string()
-            )),
-            None => out.push_trusted(".</p>\n"),
-        }
-        out.push(html!(
-            "<pre><code class=\"copy\">curl -s http://{web}/api/v0.1/dev/messages -H 'Authorization: Bearer dev' -d '{{\"from\":\"app@example.com\",\"to\":\"you@example.net\",\"subject\":\"Hi\",\"plain\":\"Hello\"}}'</code></pre>\n",
-            web = web.to_string(),
-        ));
-    }
-    out.push_trusted("</section>\n");
-    out
 }
 
 /// "3 recipients refused at RCPT in the last 24 hours: show them" (refusals are listed only

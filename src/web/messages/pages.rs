@@ -622,9 +622,6 @@ async fn release(
     let Ok(Path(id)) = path else {
         return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
     };
-    if !state.open {
-        return message_page(&principal, StatusCode::FORBIDDEN, "release is for dev mode");
-    }
     let Ok(axum::extract::Form(form)) = form else {
         return message_page(
             &principal,
@@ -632,60 +629,21 @@ async fn release(
             "the form could not be read",
         );
     };
-    let (message, raw) = match (
-        state.store.get_inbound(id).await,
-        state.store.get_inbound_raw(id).await,
-    ) {
-        (Ok(Some(message)), Ok(Some(raw))) => (message, raw),
-        (Ok(None), _) => return message_page(&principal, StatusCode::NOT_FOUND, "no such message"),
-        (Ok(Some(_)), Ok(None)) => {
-            return message_page(
-                &principal,
-                StatusCode::CONFLICT,
-                "the message itself is not kept",
-            );
-        }
-        (Err(error), _) | (_, Err(error)) => return store_failed(&principal, error),
-    };
-    let server = form.server.trim();
-    if server
-        .rsplit_once(':')
-        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
-    {
-        return message_page(
-            &principal,
-            StatusCode::BAD_REQUEST,
-            "the SMTP server must be host:port (127.0.0.1:1025)",
-        );
-    }
-    let mut recipients: Vec<String> = form
+    let recipients = form
         .recipients
         .split(',')
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_string)
         .collect();
-    if recipients.is_empty() {
-        recipients = message.meta.recipients.clone();
-    }
-    let hello = state.settings.hostname.clone();
-    let released = crate::outbound::worker::release::release(
-        server,
-        &hello,
-        &message.meta.mail_from,
-        &recipients,
-        &raw,
-    )
-    .await;
-    match released {
+    match super::release_kept(&state, id, &form.server, recipients).await {
         Ok(reply) => {
-            tracing::info!(id, server, recipients = recipients.len(), %reply, "message released");
             let query = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("released", &reply)
                 .finish();
             auth::redirect(&format!("/messages/{id}?{query}"))
         }
-        Err(error) => message_page(&principal, StatusCode::BAD_GATEWAY, &error.to_string()),
+        Err((status, why)) => message_page(&principal, status, &why),
     }
 }
 

@@ -158,6 +158,11 @@ impl TestApp {
 
     /// Dev mode, optionally forwarding to `forward`.
     pub async fn dev(forward: Option<&str>) -> TestApp {
+        TestApp::dev_with(forward, |_| {}).await
+    }
+
+    /// Dev mode with `tweak` applied to its config.
+    pub async fn dev_with(forward: Option<&str>, tweak: impl FnOnce(&mut Config)) -> TestApp {
         init();
         let data_dir = tempfile::tempdir().unwrap();
         let config = Config::dev(
@@ -169,6 +174,7 @@ impl TestApp {
         // As `postern dev` does (its --submission flag).
         let mut config = config;
         config.submission.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        tweak(&mut config);
         TestApp::from_config(config, data_dir).await
     }
 
