@@ -424,11 +424,24 @@ fn list_html<K: PageKind>(principal: &Principal, items: &[Item<K::Spec>]) -> Res
             K::NOUN
         ));
     }
-    body.push_trusted("<ul>\n");
-    for item in items {
-        body.push(list_line::<K>(principal, item));
+    if items.is_empty() {
+        // Nothing routes mail here yet: say where entries come from.
+        body.push(html!(
+            concat!(
+                "<p class=\"empty\" id=\"empty\">No {plural} yet: mail to an address nothing matches is ",
+                "refused at RCPT. Add one here (it takes effect at once), as an <code>[[{noun}]]</code> block in ",
+                "the config file (read-only here), or through <code>POST /api/{plural}</code>.</p>\n",
+            ),
+            plural = K::PLURAL,
+            noun = K::NOUN,
+        ));
+    } else {
+        body.push_trusted("<ul>\n");
+        for item in items {
+            body.push(list_line::<K>(principal, item));
+        }
+        body.push_trusted("</ul>");
     }
-    body.push_trusted("</ul>");
     ui::dashboard(StatusCode::OK, K::TITLE, nav(principal), body)
 }
 
