@@ -24,6 +24,7 @@ mod hostile;
 mod idempotency;
 mod lifecycle;
 mod listener_tls;
+mod live;
 mod message_deletion;
 mod mta_sts;
 mod oidc;
