@@ -36,6 +36,15 @@ pub(super) struct DevArgs {
     /// (smtp://user:password@host:587) instead of only capturing it.
     #[arg(long, value_name = "URL")]
     relay: Option<String>,
+    /// SMTP sessions open at once (smtp.max_connections); one more is answered
+    /// "421 4.3.2 Too many connections" and closed, so a load test sees the limit at once.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    max_connections: u32,
 }
 
 pub(super) fn serve(path: &Path) -> anyhow::Result<()> {
@@ -56,6 +65,7 @@ pub(super) fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = Config::dev(args.data_dir, args.smtp, args.web, forward);
     config.outbound.relay = relay;
     config.submission.listen = vec![args.submission];
+    config.smtp.max_connections = args.max_connections as usize;
     // A developer's scratch directory (an older Postern made it 0755) is made private
     // rather than refused.
     crate::datadir::tighten(&config.data_dir).map_err(|error| CliError::Usage(error.into()))?;

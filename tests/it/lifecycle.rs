@@ -420,3 +420,84 @@ fn ring_is_not_in_the_dependency_graph() {
         "unexpected cargo tree output: {stderr}"
     );
 }
+
+/// Issue 15, item 8: the limit is said once, and `postern dev` sets it. The session past
+/// `--max-connections` is answered `421 4.3.2` at once (not left in the kernel's backlog).
+#[tokio::test]
+async fn dev_sets_the_connection_limit_and_one_more_gets_421_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::support::binary::postern()
+        .args([
+            "dev",
+            "--smtp",
+            "127.0.0.1:0",
+            "--submission",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--web",
+            "127.0.0.1:0",
+            "--max-connections",
+            "2",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut smtp = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("SMTP") {
+            smtp = rest
+                .split_whitespace()
+                .next()
+                .map(|a| a.parse::<SocketAddr>().unwrap());
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    let smtp = smtp.expect("the banner names the SMTP listener");
+    // From three loopback addresses (one address alone meets the per-address share first).
+    let from = |last: u8| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, last], 0)))
+            .unwrap();
+        let mut stream = socket.connect(smtp).await.unwrap();
+        let mut greeting = vec![0; 512];
+        let n = tokio::io::AsyncReadExt::read(&mut stream, &mut greeting)
+            .await
+            .unwrap();
+        (stream, String::from_utf8_lossy(&greeting[..n]).to_string())
+    };
+    let (_first, greeting) = from(1).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (_second, greeting) = from(2).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let started = std::time::Instant::now();
+    let (mut third, greeting) = from(3).await;
+    assert!(greeting.starts_with("421 4.3.2"), "{greeting}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let mut rest = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut third, &mut rest)
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "closed after the 421");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Out of range is a usage error naming the flag.
+    let refused = crate::support::binary::postern()
+        .args(["dev", "--max-connections", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--max-connections"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
