@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
 use crate::config::{Field, Format, Redaction, TargetUrl};
-use crate::mail::fields::{Trace, with_received};
+use crate::mail::fields::{Trace, with_received, without_own_received};
 use crate::mail::message::ParsedMessage;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -174,8 +174,9 @@ impl Inbound {
         (spf, dkim, dmarc)
     }
 
-    /// Parses the message and builds the route's payload (none when capturing), off the
-    /// async threads; `None` if that panicked.
+    /// Parses the message as the client sent it (without our `Received:` line: contract
+    /// §1.8) and builds the route's payload (none when capturing), off the async threads;
+    /// `None` if that panicked.
     async fn build(
         route: &Route,
         raw: Vec<u8>,
@@ -294,7 +295,8 @@ impl Inbound {
             dmarc,
         };
         let idempotency_key = format::idempotency::key(&envelope);
-        // The kept message already has its `Received:` line.
+        // The payload carries the message as it arrived, without the kept copy's trace line.
+        let raw = without_own_received(&raw).to_vec();
         let (_, _, payload) = Inbound::build(route, raw, envelope)
             .await
             .ok_or(ResendError::Build)?;
@@ -362,8 +364,9 @@ impl Inbound {
             dmarc: recorded(&checks, "dmarc"),
         };
         let payload = tokio::task::spawn_blocking(move || {
-            let parsed = ParsedMessage::parse(&raw);
-            format::build(format, &envelope, &parsed, &raw, &options)
+            let raw = without_own_received(&raw);
+            let parsed = ParsedMessage::parse(raw);
+            format::build(format, &envelope, &parsed, raw, &options)
         })
         .await
         .map_err(|_| ResendError::Build)?;
@@ -626,21 +629,21 @@ impl MailHandler for Inbound {
             md5: format!("{:x}", Md5::digest(&body)),
             started,
         };
-        let raw =
-            with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
         let payload_envelope = self.payload_envelope(route, &arrival, &body).await;
         let idempotency_key = format::idempotency::key(&payload_envelope);
         let authentication = payload_envelope.authentication();
-        // `raw` has the bytes from here on: one copy of the message, not two, while the
-        // target answers.
-        drop(body);
-        let Some((raw, parsed, payload)) = Inbound::build(route, raw, payload_envelope).await
+        // The payload carries the message as it arrived; our trace line goes into the kept
+        // copy only (made after the target answered: one copy while it is waited for).
+        let Some((body, parsed, payload)) = Inbound::build(route, body, payload_envelope).await
         else {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
         let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted, authentication);
+        let raw =
+            with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
+        drop(body);
         let kept = Kept { raw, text: None };
         self.record(route, &envelope, meta, kept, &parsed, posted)
             .await

@@ -103,9 +103,57 @@ pub fn with_received(body: &[u8], trace: &Trace<'_>) -> Vec<u8> {
     raw
 }
 
+/// `kept` without the `Received:` field [`with_received`] put in front of it: the message as
+/// the client sent it, for payloads rebuilt from a kept copy (contract §1.8: `message` is
+/// unaltered, the receiving server's trace line stays in the stored copy). A message that
+/// does not start with such a field is returned as it is.
+pub fn without_own_received(kept: &[u8]) -> &[u8] {
+    if !kept.starts_with(b"Received: from ") {
+        return kept;
+    }
+    // The field: its first line and every continuation line (starting with a tab or space).
+    let mut end = 0;
+    loop {
+        let Some(newline) = kept[end..].iter().position(|&b| b == b'\n') else {
+            return kept;
+        };
+        end += newline + 1;
+        if !matches!(kept.get(end), Some(b'\t' | b' ')) {
+            break;
+        }
+    }
+    match kept[..end].windows(16).any(|w| w == b" (Postern) with ") {
+        true => &kept[end..],
+        false => kept,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_own_received_field_comes_off_and_nothing_else() {
+        let trace = Trace {
+            helo: "client.test",
+            remote_ip: "192.0.2.1".parse().unwrap(),
+            by: "mx.postern.test",
+            tls: true,
+            at: OffsetDateTime::UNIX_EPOCH,
+        };
+        // The sender's own trace line (even another Postern's) stays: one field comes off.
+        let body = b"Received: from a by b (Postern) with SMTP\r\n\tx\r\nSubject: hi\r\n\r\nx";
+        let kept = with_received(body, &trace);
+        assert_eq!(without_own_received(&kept), body);
+        for other in [
+            b"Received: from a by b with SMTP\r\nSubject: x\r\n\r\n".as_slice(),
+            b"Subject: x\r\n\r\n",
+            b"Received: from unterminated (Postern) with",
+            b"",
+        ] {
+            assert_eq!(without_own_received(other), other);
+        }
+    }
 
     #[test]
     fn fields_are_unfolded_and_removed_with_their_folds() {

@@ -140,7 +140,7 @@ async fn detail(
             "content",
             "Content",
             Html::trusted(match meta.redacted.is_empty() {
-                true => "<p>The message itself is not kept here (dev mode keeps it; so does <code>[inbound] keep_raw</code>).</p>\n",
+                true => "<p>The message itself is not kept here (only dev mode keeps it).</p>\n",
                 false => "<p>The message itself is not kept: fields of it are redacted.</p>\n",
             }),
         )),
