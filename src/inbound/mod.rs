@@ -246,27 +246,29 @@ impl Inbound {
         }
     }
 
+    /// A kept message's row and content, or why there is none to send again.
+    async fn kept(&self, id: i64) -> Result<(InboundMeta, Vec<u8>), ResendError> {
+        let message = self
+            .store
+            .get_inbound(id)
+            .await?
+            .ok_or(ResendError::NotFound)?;
+        let raw = self.store.get_inbound_raw(id).await?.ok_or(
+            match message.meta.redacted.is_empty() {
+                true => ResendError::NotKept,
+                false => ResendError::Redacted,
+            },
+        )?;
+        Ok((message.meta, raw))
+    }
+
     /// Sends a kept message (dev mode keeps them) to its address's target again, through
     /// the same build and POST as on arrival, and records the requests on the same message
     /// as `resend` attempts. The message's own row (what its sender was told) is unchanged;
     /// no error callback is made. The POST carries the arrival's `Idempotency-Key`: it is
     /// the same message, and an app that handled it already may drop it.
     pub async fn resend(&self, id: i64) -> Result<Resent, ResendError> {
-        let message = self
-            .store
-            .get_inbound(id)
-            .await?
-            .ok_or(ResendError::NotFound)?;
-        let raw =
-            self.store
-                .get_inbound_raw(id)
-                .await?
-                .ok_or(if message.meta.redacted.is_empty() {
-                    ResendError::NotKept
-                } else {
-                    ResendError::Redacted
-                })?;
-        let meta = message.meta;
+        let (meta, raw) = self.kept(id).await?;
         let router = self.routes.current();
         let route = meta
             .recipients
@@ -316,18 +318,7 @@ impl Inbound {
     /// SPF/DKIM/DMARC results recorded on arrival: what the app got (multipart boundaries
     /// are new each time). For the detail page's Payload tab and replays.
     pub async fn payload(&self, id: i64) -> Result<(Format, Payload), ResendError> {
-        let message = self
-            .store
-            .get_inbound(id)
-            .await?
-            .ok_or(ResendError::NotFound)?;
-        let raw = self.store.get_inbound_raw(id).await?.ok_or(
-            match message.meta.redacted.is_empty() {
-                true => ResendError::NotKept,
-                false => ResendError::Redacted,
-            },
-        )?;
-        let meta = message.meta;
+        let (meta, raw) = self.kept(id).await?;
         let router = self.routes.current();
         let route = meta
             .recipients

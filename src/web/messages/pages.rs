@@ -128,7 +128,7 @@ async fn detail(
                 tabs.push(("html", "HTML", ui::html_tab(&base, images)));
             }
             tabs.push(("text", "Text", ui::text_tab(parsed)));
-            tabs.push(("source", "Source", ui::source_tab(&base, raw, SOURCE_SHOWN)));
+            tabs.push(("source", "Source", ui::source_tab(raw, SOURCE_SHOWN)));
             tabs.push(("headers", "Headers", ui::headers_tab(parsed)));
             tabs.push((
                 "payload",

@@ -104,7 +104,7 @@ pub(in crate::web) fn text_tab(parsed: &ParsedMessage) -> Html {
 }
 
 /// The message as kept (our `Received:` line first), up to `limit` bytes.
-pub(in crate::web) fn source_tab(base: &str, raw: &[u8], limit: usize) -> Html {
+pub(in crate::web) fn source_tab(raw: &[u8], limit: usize) -> Html {
     let shown = head_bytes(raw, limit);
     let more = match shown.len() < raw.len() {
         true => html!(
@@ -114,7 +114,6 @@ pub(in crate::web) fn source_tab(base: &str, raw: &[u8], limit: usize) -> Html {
         ),
         false => Html::new(),
     };
-    let _ = base;
     html!(
         "{more}<pre id=\"source-text\">{text}</pre>\n",
         more = more,
