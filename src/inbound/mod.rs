@@ -319,6 +319,15 @@ impl Inbound {
     /// are new each time). For the detail page's Payload tab and replays.
     pub async fn payload(&self, id: i64) -> Result<(Format, Payload), ResendError> {
         let (meta, raw) = self.kept(id).await?;
+        self.payload_of(meta, raw).await
+    }
+
+    /// [`Inbound::payload`] of a row and kept content already read (the detail page has them).
+    pub async fn payload_of(
+        &self,
+        meta: InboundMeta,
+        raw: Vec<u8>,
+    ) -> Result<(Format, Payload), ResendError> {
         let router = self.routes.current();
         let route = meta
             .recipients

@@ -133,7 +133,7 @@ async fn detail(
             tabs.push((
                 "payload",
                 "Payload",
-                payload_tab(&state, id, query.replay.as_deref()).await,
+                payload_tab(&state, &message, raw, query.replay.as_deref()).await,
             ));
         }
         _ => tabs.push((
@@ -264,11 +264,17 @@ fn release_forms(principal: &Principal, message: &InboundMessage) -> Html {
 
 /// The body the app gets for this message, and "copy as curl" that replays it to a URL of
 /// the viewer's choosing (the script keeps the command in step with the field).
-async fn payload_tab(state: &AppState, id: i64, replay: Option<&str>) -> Html {
+async fn payload_tab(
+    state: &AppState,
+    message: &InboundMessage,
+    raw: &[u8],
+    replay: Option<&str>,
+) -> Html {
+    let id = message.id;
     let Some(inbound) = &state.inbound else {
         return Html::trusted("<p>Nothing receives mail here.</p>\n");
     };
-    let (format, payload) = match inbound.payload(id).await {
+    let (format, payload) = match inbound.payload_of(message.meta.clone(), raw.to_vec()).await {
         Ok(built) => built,
         Err(error) => return html!("<p>No payload: {}.</p>\n", error.to_string()),
     };
@@ -581,13 +587,7 @@ async fn attachment(
     State(state): State<AppState>,
     path: Result<Path<(i64, usize)>, PathRejection>,
 ) -> Response {
-    let Ok(Path((id, n))) = path else {
-        return ui::plain(StatusCode::NOT_FOUND, "no such attachment\n");
-    };
-    match parsed_or_error(&state, id).await {
-        Ok(parsed) => ui::attachment_response(parsed, n),
-        Err(response) => response,
-    }
+    attachment_as(&state, path, ui::attachment_response).await
 }
 
 /// An image or PDF attachment shown inline (sandboxed; anything else is 404 here).
@@ -595,11 +595,20 @@ async fn preview(
     State(state): State<AppState>,
     path: Result<Path<(i64, usize)>, PathRejection>,
 ) -> Response {
+    attachment_as(&state, path, ui::preview_response).await
+}
+
+/// Attachment `n` of message `id`, answered by `respond` (download or preview).
+async fn attachment_as(
+    state: &AppState,
+    path: Result<Path<(i64, usize)>, PathRejection>,
+    respond: fn(ParsedMessage, usize) -> Response,
+) -> Response {
     let Ok(Path((id, n))) = path else {
         return ui::plain(StatusCode::NOT_FOUND, "no such attachment\n");
     };
-    match parsed_or_error(&state, id).await {
-        Ok(parsed) => ui::preview_response(parsed, n),
+    match parsed_or_error(state, id).await {
+        Ok(parsed) => respond(parsed, n),
         Err(response) => response,
     }
 }
