@@ -39,7 +39,7 @@ use crate::tls::{Certificates, TlsError};
 use crate::web::WebOptions;
 use crate::web::host::HostRule;
 use crate::web::listener::HttpLimits;
-use crate::webhook::Deliverer;
+use crate::webhook::{Deliverer, Signing};
 use sweeper::Sweeper;
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +162,8 @@ pub struct App {
     worker: Option<Arc<Worker>>,
     /// The events webhook's HTTP client (the inbound targets' pool).
     deliverer: Deliverer,
+    /// Webhook signing secrets, which `deliverer` signs with (`/signing`, `Passes`).
+    signing: Signing,
     shutdown: Shutdown,
     grace: Duration,
     /// The app's clock (the background re-encryption pass runs on it).
@@ -206,7 +208,8 @@ impl App {
         let managed = Managed::new(store.clone(), accounts.clone(), routes.clone(), &config);
         managed.reload().await?;
         let shutdown = Shutdown::new();
-        let deliverer = Deliverer::new(&config.delivery);
+        let signing = Signing::new(store.clone(), clock.clone());
+        let deliverer = Deliverer::new(&config.delivery).with_signing(signing.clone());
 
         let smtp_listener = bind("SMTP", config.smtp.listen).await?;
         let web = bind("web", config.web.listen).await?;
@@ -285,6 +288,7 @@ impl App {
             outbound,
             worker,
             deliverer,
+            signing,
             shutdown,
             grace,
             clock,
@@ -446,6 +450,7 @@ impl App {
                 ),
                 metrics: self.metrics,
                 shutdown: Some(self.shutdown.clone()),
+                signing: self.signing,
             };
             let router = crate::web::router(services, self.web_options, self.settings);
             crate::web::listener::serve(self.web, router, self.web_limits, https, web_shutdown)

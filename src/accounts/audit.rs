@@ -39,6 +39,11 @@ pub enum AuditAction {
     SendingDomainRemoved,
     /// Received messages deleted from the dashboard or `DELETE /api/messages`.
     MessagesDeleted,
+    /// A webhook signing secret made, its replaced secret retired, or signing stopped
+    /// (`/signing`, `/api/signing`, `postern signing`).
+    SigningSecretRotated,
+    SigningSecretRetired,
+    SigningSecretRemoved,
 }
 
 impl AuditAction {
@@ -65,6 +70,9 @@ impl AuditAction {
             AuditAction::SendingDomainAdded => "sending_domain_added",
             AuditAction::SendingDomainRemoved => "sending_domain_removed",
             AuditAction::MessagesDeleted => "messages_deleted",
+            AuditAction::SigningSecretRotated => "signing_secret_rotated",
+            AuditAction::SigningSecretRetired => "signing_secret_retired",
+            AuditAction::SigningSecretRemoved => "signing_secret_removed",
         }
     }
 }

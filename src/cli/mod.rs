@@ -18,6 +18,7 @@ mod keyring;
 mod outbound;
 mod ready;
 mod serve;
+mod signing;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -88,6 +89,10 @@ enum Command {
     /// The suppression list (addresses no mail is sent to): list, add, remove.
     #[command(subcommand)]
     Suppression(outbound::SuppressionCommand),
+    /// Webhook signing secrets (Standard Webhooks) of addresses and credentials: list,
+    /// rotate, retire, remove.
+    #[command(subcommand)]
+    Signing(signing::SigningCommand),
     /// The keyring that seals mail and secrets at rest: init, status, rotate, reencrypt,
     /// retire.
     #[command(subcommand)]
@@ -146,6 +151,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Credential(command) => outbound::credential(command),
         Command::SendingDomain(command) => outbound::sending_domain(command),
         Command::Suppression(command) => outbound::suppression(command),
+        Command::Signing(command) => signing::signing(command),
         Command::Keyring(command) => keyring::keyring(command),
         Command::Export(args) => data_requests::export(args),
         Command::Purge(args) => data_requests::purge(args),

@@ -315,6 +315,12 @@ impl Managed {
         }))
     }
 
+    /// The address patterns in use whose mail is POSTed (config, managed, and the catch-all
+    /// of a `[[domain]]` with a target): the owners a signing secret can have.
+    pub fn posting_addresses(&self) -> Vec<String> {
+        self.0.routes.current().posting_addresses()
+    }
+
     /// Builds the router from the config and the store and puts it in use.
     pub async fn reload(&self) -> Result<(), StoreError> {
         if self.0.dev {

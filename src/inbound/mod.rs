@@ -26,7 +26,7 @@ use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
 use crate::store::{AttemptRecord, InboundMeta, Kept, Outcome, Store, StoreError};
-use crate::webhook::{self, Attempt, Deliverer, Payload};
+use crate::webhook::{self, Attempt, Deliverer, Owner, Payload, PostOptions};
 use callback::{AuthorizationRequest, ErrorReport};
 use format::{Dkim, Dmarc, PayloadEnvelope, Spf};
 use route::{Destination, Refusal, Route, Routes};
@@ -104,6 +104,7 @@ impl Inbound {
     /// The authorization callback (contract §7.1): 2xx accepts, 4xx → 550, anything else → 450.
     async fn authorize(
         &self,
+        route: &Route,
         url: &crate::config::TargetUrl,
         conn: &ConnectionInfo,
         transaction: &TransactionInfo<'_>,
@@ -121,9 +122,15 @@ impl Inbound {
             helo_domain: transaction.helo,
             spf: &spf,
         };
+        let owner = Owner::Address(route.address.clone());
+        let id = callback_id();
+        let options = PostOptions {
+            signed_as: Some((&owner, &id)),
+            ..PostOptions::default()
+        };
         let delivery = self
             .deliverer
-            .deliver(url, callback::authorization(url, &request), None)
+            .deliver_with(url, callback::authorization(url, &request), &options)
             .await;
         match delivery.outcome {
             webhook::Outcome::Accepted { .. } => Ok(()),
@@ -213,10 +220,13 @@ impl Inbound {
         match (&route.destination, payload) {
             (Destination::Target { url, format }, Some(payload)) => {
                 let started = Instant::now();
-                let delivery = self
-                    .deliverer
-                    .deliver_idempotent(url, payload, route.options.timeout, idempotency_key)
-                    .await;
+                let owner = Owner::Address(route.address.clone());
+                let options = PostOptions {
+                    timeout: route.options.timeout,
+                    idempotency_key: Some(idempotency_key),
+                    signed_as: Some((&owner, idempotency_key)),
+                };
+                let delivery = self.deliverer.deliver_with(url, payload, &options).await;
                 let status = delivery.outcome.status();
                 (self.metrics).target_post(&route.address, status, started.elapsed());
                 let reply = reply_for(&delivery.outcome);
@@ -418,8 +428,14 @@ impl Inbound {
         let payload = callback::error(&url, &report);
         let deliverer = self.deliverer.clone();
         let store = self.store.clone();
+        let owner = Owner::Address(route.address.clone());
         self.shutdown.spawn(async move {
-            let delivery = deliverer.deliver(&url, payload, None).await;
+            let id = callback_id();
+            let options = PostOptions {
+                signed_as: Some((&owner, &id)),
+                ..PostOptions::default()
+            };
+            let delivery = deliverer.deliver_with(&url, payload, &options).await;
             if !matches!(delivery.outcome, webhook::Outcome::Accepted { .. }) {
                 warn!(message_id, url = %url, "error callback failed");
             }
@@ -433,6 +449,11 @@ impl Inbound {
             }
         });
     }
+}
+
+/// The `webhook-id` of a callback: each callback is a request of its own.
+fn callback_id() -> String {
+    format!("cb_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A recipient refused at RCPT, for its row.
@@ -577,7 +598,9 @@ impl MailHandler for Inbound {
         }
         let route = router.route(id);
         if let Some(url) = &route.options.auth_callback
-            && let Err(reply) = self.authorize(url, conn, &transaction, address).await
+            && let Err(reply) = self
+                .authorize(route, url, conn, &transaction, address)
+                .await
         {
             let refused = Refused {
                 conn,

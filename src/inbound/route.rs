@@ -199,6 +199,15 @@ impl Router {
     pub fn route(&self, id: RouteId) -> &Route {
         &self.routes[id]
     }
+
+    /// The addresses (patterns, as shown) whose mail is POSTed somewhere, in the order added.
+    pub fn posting_addresses(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|route| matches!(route.destination, Destination::Target { .. }))
+            .map(|route| route.address.clone())
+            .collect()
+    }
 }
 
 #[cfg(test)]

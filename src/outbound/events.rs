@@ -16,7 +16,9 @@
 //! a later one (a DSN after a `delivery`) stays in the history and is not sent
 //! (`Store::due_events`). Events are sent in the order they were written, per URL; a
 //! batch that failed is retried as a whole, so a receiver may see an event twice (after a
-//! timeout) and should treat them idempotently.
+//! timeout) and should treat them idempotently. A credential with a signing secret signs
+//! its batches (Standard Webhooks, `webhook::signing`; the `webhook-id` names the batch's
+//! events, so a retried batch keeps it).
 //!
 //! Time is the app's `Clock` (a test moves it, then calls `Outbound::events_written`).
 //! The task wakes when events are written (`Outbound::events_written`), when the next
@@ -26,13 +28,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::Outbound;
 use crate::config::TargetUrl;
 use crate::shutdown::Shutdown;
 use crate::store::PendingEvent;
-use crate::webhook::{self, Deliverer, Payload};
+use crate::webhook::{self, Deliverer, Owner, Payload, PostOptions};
 
 /// Events per POST at most.
 pub const BATCH: usize = 100;
@@ -72,6 +75,18 @@ pub fn body(events: &[PendingEvent]) -> Value {
         })
         .collect();
     json!({ "events": events })
+}
+
+/// The `webhook-id` of a batch: the same for the same events, so an app that got a batch
+/// whose answer was lost can tell the retry apart.
+fn batch_id(ids: &[i64]) -> String {
+    let mut hash = Sha256::new();
+    for id in ids {
+        hash.update(id.to_be_bytes());
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("evt_{hex}")
 }
 
 /// Runs until the shutdown: sends what is due, then sleeps until woken or the next is due.
@@ -123,11 +138,14 @@ pub async fn run_once(
     let now = outbound.clock.unix();
     let due = outbound.store.due_events(now, ROUND).await?;
     let taken = due.len();
-    let mut by_url: BTreeMap<String, Vec<PendingEvent>> = BTreeMap::new();
+    // Per URL and credential: each credential's batches are signed with its own secret.
+    let mut by_url: BTreeMap<(String, Option<String>), Vec<PendingEvent>> = BTreeMap::new();
     let mut nowhere = Vec::new();
     for event in due {
         match event.events_url.clone() {
-            Some(url) => by_url.entry(url).or_default().push(event),
+            Some(url) => (by_url.entry((url, event.credential.clone())))
+                .or_default()
+                .push(event),
             None => nowhere.push(event.id),
         }
     }
@@ -136,9 +154,10 @@ pub async fn run_once(
         outbound.store.mark_events(nowhere, "none", None).await?;
     }
     let mut posts = tokio::task::JoinSet::new();
-    for (url, events) in by_url {
+    for ((url, credential), events) in by_url {
         let (outbound, deliverer) = (outbound.clone(), deliverer.clone());
-        posts.spawn(async move { send_to(&outbound, &deliverer, &url, events).await });
+        let owner = credential.map(Owner::Credential);
+        posts.spawn(async move { send_to(&outbound, &deliverer, &url, owner, events).await });
     }
     while let Some(result) = posts.join_next().await {
         if let Ok(Err(error)) = result {
@@ -154,6 +173,7 @@ async fn send_to(
     outbound: &Outbound,
     deliverer: &Deliverer,
     url: &str,
+    owner: Option<Owner>,
     events: Vec<PendingEvent>,
 ) -> Result<(), crate::store::StoreError> {
     let Ok(target) = TargetUrl::parse(url) else {
@@ -167,8 +187,14 @@ async fn send_to(
             content_type: "application/json".into(),
             body: body(batch).to_string().into_bytes(),
         };
-        let delivery = deliverer.deliver(&target, payload, Some(TIMEOUT)).await;
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        let id = batch_id(&ids);
+        let options = PostOptions {
+            timeout: Some(TIMEOUT),
+            signed_as: owner.as_ref().map(|owner| (owner, id.as_str())),
+            ..PostOptions::default()
+        };
+        let delivery = deliverer.deliver_with(&target, payload, &options).await;
         if let webhook::Outcome::Accepted { status, .. } = delivery.outcome {
             info!(url = %target, events = ids.len(), status, "events webhook: batch sent");
             outbound.store.mark_events(ids, "sent", None).await?;
@@ -228,6 +254,7 @@ mod tests {
             kind: "bounce".into(),
             details: r#"{"smtp_code":550}"#.into(),
             events_url: None,
+            credential: None,
             attempts: 0,
             created_at: 0,
         };

@@ -28,6 +28,8 @@ pub struct PendingEvent {
     pub details: String,
     /// The credential's events URL now; `None` when it was removed or the credential is gone.
     pub events_url: Option<String>,
+    /// The credential's username (whose signing secret signs the webhook).
+    pub credential: Option<String>,
     pub attempts: i64,
     pub created_at: i64,
 }
@@ -177,7 +179,7 @@ impl Store {
             )?;
             let mut statement = connection.prepare_cached(
                 "SELECT e.id, m.uuid, e.recipient, e.kind, e.details, open_text(c.events_url),
-                    e.webhook_attempts, e.created_at
+                    e.webhook_attempts, e.created_at, c.username
                  FROM outbound_events e
                  JOIN outbound_messages m ON m.id = e.message_id
                  LEFT JOIN smtp_credentials c ON c.id = m.credential_id
@@ -197,6 +199,7 @@ impl Store {
                             .filter(|url| !url.is_empty()),
                         attempts: row.get(6)?,
                         created_at: row.get(7)?,
+                        credential: row.get(8)?,
                     })
                 })?
                 .collect()

@@ -330,6 +330,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX inbound_reads_message ON inbound_reads (message_id);
     CREATE INDEX inbound_messages_outcome ON inbound_messages (outcome, id);
     CREATE INDEX inbound_messages_with_attachments ON inbound_messages (id) WHERE attachments > 0;",
+    // 12: webhook signing secrets (Standard Webhooks, `webhook::signing`): per address
+    // pattern or SMTP credential, sealed; while a rotation overlaps, the replaced secret
+    // signs too, until `previous_until`. `generation` is new at each rotation (random), so a
+    // process that opened the secrets sees a rotation made by another without opening them.
+    "CREATE TABLE signing_secrets (
+        owner           TEXT    PRIMARY KEY,
+        secret          BLOB    NOT NULL,
+        generation      INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        previous        BLOB,
+        previous_until  INTEGER
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this postern migrates to.

@@ -38,6 +38,7 @@ mod queue;
 mod retention;
 mod sealing;
 pub mod search;
+mod signing;
 mod subject;
 pub mod unix_time;
 
@@ -72,6 +73,7 @@ pub use queue::{AttemptEnd, AttemptReport, Claimed, OutboundAttemptRow, Recovere
 pub use retention::Swept;
 pub use sealing::{SEALED_COLUMNS, SealStatus};
 pub use search::{Search, SearchError, time_bound};
+pub use signing::{SigningStamp, StoredSigning};
 pub use subject::{Counts, PurgeScope, Subject, SubjectDump, SubjectKind, TableDump};
 
 #[derive(Debug, thiserror::Error)]

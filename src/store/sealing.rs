@@ -51,6 +51,8 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed("managed_addresses", "id", "error_callback"),
     sealed("managed_domains", "id", "target"),
     sealed("acme_cache", "name", "value"),
+    sealed("signing_secrets", "owner", "secret"),
+    sealed("signing_secrets", "owner", "previous"),
 ];
 
 /// The URL columns of managed addresses and domains that are sealed (`store::managed`).

@@ -44,6 +44,7 @@ mod privacy;
 mod public;
 pub mod redirect;
 mod session;
+mod signing;
 mod ui;
 
 use axum::http::{HeaderValue, header};
@@ -155,6 +156,8 @@ struct AppState {
     metrics: crate::metrics::Metrics,
     /// The app's shutdown: `/readyz` says "shutting down" once it is triggered.
     shutdown: Option<crate::shutdown::Shutdown>,
+    /// Webhook signing secrets (`/signing`).
+    signing: crate::webhook::Signing,
 }
 
 /// The services the web listener serves, built by `App::build`.
@@ -176,6 +179,8 @@ pub struct Services {
     pub metrics: crate::metrics::Metrics,
     /// The app's shutdown (`/readyz`); `None`: never draining.
     pub shutdown: Option<crate::shutdown::Shutdown>,
+    /// Webhook signing secrets (`/signing`).
+    pub signing: crate::webhook::Signing,
 }
 
 pub fn router(services: Services, options: WebOptions, settings: Settings) -> Router {
@@ -190,6 +195,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         data_requests,
         metrics,
         shutdown,
+        signing,
     } = services;
     let state = AppState {
         oidc,
@@ -208,6 +214,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         data_requests,
         metrics,
         shutdown,
+        signing,
     };
     let behind = |routes: Router<AppState>, access: Access| {
         let gate = Gate {
@@ -227,6 +234,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(privacy::routes())
         .merge(data_requests::routes())
         .merge(operations::routes())
+        .merge(signing::routes())
         .merge(ui::routes());
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

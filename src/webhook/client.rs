@@ -5,7 +5,8 @@
 //! `[delivery] require_https` no leg goes over plain `http://` off loopback; TLS is verified
 //! against the system's roots plus `[delivery] extra_ca_file`; connections are pooled across
 //! messages. An inbound message's POST carries an `Idempotency-Key` header (the caller
-//! derives the value) on every leg.
+//! derives the value) on every leg; a POST whose owner has a signing secret carries the
+//! Standard Webhooks headers (`webhook::signature`) on every leg.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +16,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
 
 use super::Payload;
 use super::redirect::{RedirectPolicy, Refusal};
+use super::signature::{SignatureHeaders, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use super::signing::{Owner, Signing};
 use crate::config::{DeliveryConfig, HTTPS_REQUIRED, TargetUrl, in_clear};
 
 /// Redirects followed before giving up (contract §2.5).
@@ -68,6 +71,8 @@ pub struct Deliverer {
     redirects: RedirectPolicy,
     /// `[delivery] require_https`: no leg over plain `http://` off loopback.
     require_https: bool,
+    /// The owners' signing secrets; `None`: nothing is signed.
+    signing: Option<Signing>,
 }
 
 impl Deliverer {
@@ -95,7 +100,14 @@ impl Deliverer {
                 cross_origin: config.follow_cross_origin_redirects,
             },
             require_https: config.require_https,
+            signing: None,
         }
+    }
+
+    /// Signs each POST whose [`PostOptions::signed_as`] owner has a secret in `signing`.
+    pub fn with_signing(mut self, signing: Signing) -> Deliverer {
+        self.signing = Some(signing);
+        self
     }
 
     /// POSTs `payload` to `target`, following redirects, within `timeout` (the configured
@@ -106,34 +118,43 @@ impl Deliverer {
         payload: Payload,
         timeout: Option<Duration>,
     ) -> Delivery {
-        self.deliver_with_key(target, payload, timeout, None).await
+        let options = PostOptions {
+            timeout,
+            ..PostOptions::default()
+        };
+        self.deliver_with(target, payload, &options).await
     }
 
-    /// [`Deliverer::deliver`] with an [`IDEMPOTENCY_KEY`] header on every request of the
-    /// redirect chain, so that the app can recognise a POST it has already handled.
-    pub async fn deliver_idempotent(
+    /// [`Deliverer::deliver`] with the headers `options` asks for on every request of the
+    /// redirect chain: an [`IDEMPOTENCY_KEY`], so that the app can recognise a POST it has
+    /// already handled, and the Standard Webhooks signature (made once, when the first
+    /// request goes out).
+    pub async fn deliver_with(
         &self,
         target: &TargetUrl,
         payload: Payload,
-        timeout: Option<Duration>,
-        idempotency_key: &str,
+        options: &PostOptions<'_>,
     ) -> Delivery {
-        self.deliver_with_key(target, payload, timeout, Some(idempotency_key))
-            .await
-    }
-
-    async fn deliver_with_key(
-        &self,
-        target: &TargetUrl,
-        payload: Payload,
-        timeout: Option<Duration>,
-        idempotency_key: Option<&str>,
-    ) -> Delivery {
-        let timeout = timeout.unwrap_or(self.timeout);
+        let timeout = options.timeout.unwrap_or(self.timeout);
+        let signature = match self.signature(options, &payload.body).await {
+            Ok(signature) => signature,
+            Err(reason) => {
+                let outcome = Outcome::Deferred {
+                    status: None,
+                    body: String::new(),
+                    reason,
+                };
+                return Delivery {
+                    outcome,
+                    attempts: Vec::new(),
+                };
+            }
+        };
         let request = Request {
             content_type: &payload.content_type,
             body: Bytes::from(payload.body),
-            idempotency_key: idempotency_key.map(structured_string),
+            idempotency_key: options.idempotency_key.map(structured_string),
+            signature,
         };
         let mut attempts = Vec::new();
         let mut in_flight = None;
@@ -153,6 +174,26 @@ impl Deliverer {
             }
         };
         Delivery { outcome, attempts }
+    }
+
+    /// The signature headers of a POST whose owner has a signing secret, made now; a POST
+    /// that should be signed is not made unsigned when the secret cannot be read.
+    async fn signature(
+        &self,
+        options: &PostOptions<'_>,
+        body: &[u8],
+    ) -> Result<Option<SignatureHeaders>, String> {
+        let (Some(signing), Some((owner, id))) = (&self.signing, options.signed_as) else {
+            return Ok(None);
+        };
+        let keys = signing.keys(owner).await.map_err(|error| {
+            tracing::error!(%owner, %error, "cannot read the signing secret; the POST waits");
+            format!("cannot read the signing secret of {owner}")
+        })?;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs() as i64);
+        Ok(keys.map(|keys| keys.headers(id, now, body)))
     }
 
     /// The POST and at most [`MAX_REDIRECTS`] re-POSTs of the same body, each to where the
@@ -251,6 +292,12 @@ impl Deliverer {
         if let Some(key) = &request.idempotency_key {
             builder = builder.header(IDEMPOTENCY_KEY, key);
         }
+        if let Some(signed) = &request.signature {
+            builder = builder
+                .header(WEBHOOK_ID, &signed.id)
+                .header(WEBHOOK_TIMESTAMP, &signed.timestamp)
+                .header(WEBHOOK_SIGNATURE, &signed.signature);
+        }
         builder
     }
 }
@@ -261,6 +308,20 @@ struct Request<'a> {
     body: Bytes,
     /// The [`IDEMPOTENCY_KEY`] header's value, already quoted.
     idempotency_key: Option<String>,
+    signature: Option<SignatureHeaders>,
+}
+
+/// How one POST is made besides its body; the default is a plain POST within the configured
+/// timeout.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PostOptions<'a> {
+    /// Overrides `[delivery] timeout_secs`.
+    pub timeout: Option<Duration>,
+    /// The message's [`IDEMPOTENCY_KEY`].
+    pub idempotency_key: Option<&'a str>,
+    /// Signed with this owner's secret, if it has one ([`Deliverer::with_signing`]); the
+    /// `webhook-id` is the `&str`, the same on every try of the same thing.
+    pub signed_as: Option<(&'a Owner, &'a str)>,
 }
 
 /// Where one request of a redirect chain goes, and with which credentials.

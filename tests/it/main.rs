@@ -48,6 +48,7 @@ mod routing;
 mod send_api;
 mod send_hardening;
 mod signin_hardening;
+mod signing;
 mod submission;
 mod submission_outbound;
 mod support;
