@@ -129,6 +129,8 @@ pub enum Format {
     Json,
     /// `multipart`: deprecated Multipart, indexed attachments (contract §1.9.2).
     Multipart,
+    /// `original`: deprecated flat fields with an MD5-signed request (contract §1.9.3, §2.9).
+    Original,
 }
 
 impl Format {
@@ -138,6 +140,7 @@ impl Format {
         ("raw", Format::Raw),
         ("json", Format::Json),
         ("multipart", Format::Multipart),
+        ("original", Format::Original),
     ];
 
     pub fn parse(text: &str) -> Result<Format, String> {
@@ -158,6 +161,7 @@ impl Format {
             Format::Raw => "raw",
             Format::Json => "json",
             Format::Multipart => "multipart",
+            Format::Original => "original",
         }
     }
 }

@@ -185,14 +185,13 @@ impl Inbound {
     /// §1.8) and builds the route's payload (none when capturing), off the async threads;
     /// `None` if that panicked.
     async fn build(
+        &self,
         route: &Route,
         raw: Vec<u8>,
         envelope: PayloadEnvelope,
     ) -> Option<(Vec<u8>, ParsedMessage, Option<Payload>)> {
         let destination = route.destination.clone();
-        let options = format::FormatOptions {
-            size_as_number: route.options.size_as_number,
-        };
+        let options = self.format_options(Some(route)).await;
         tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
             let payload = match &destination {
@@ -205,6 +204,29 @@ impl Inbound {
         })
         .await
         .ok()
+    }
+
+    /// The route's payload switches. The Original format signs with the address's signing
+    /// secret (contract §2.9); a secret that cannot be read is logged, and the POST's own
+    /// signature step then fails the same way (invariant 39).
+    async fn format_options(&self, route: Option<&Route>) -> format::FormatOptions {
+        let Some(route) = route else {
+            return format::FormatOptions::default();
+        };
+        let signature_secret = match &route.destination {
+            Destination::Target {
+                format: Format::Original,
+                ..
+            } => {
+                let owner = Owner::Address(route.address.clone());
+                self.deliverer.current_secret(&owner).await
+            }
+            _ => None,
+        };
+        format::FormatOptions {
+            size_as_number: route.options.size_as_number,
+            signature_secret,
+        }
     }
 
     /// POSTs the payload to the route's target (or captures it) with the message's
@@ -309,7 +331,7 @@ impl Inbound {
         let idempotency_key = format::idempotency::key(&envelope);
         // The payload carries the message as it arrived, without the kept copy's trace line.
         let raw = without_own_received(&raw).to_vec();
-        let (_, _, payload) = Inbound::build(route, raw, envelope)
+        let (_, _, payload) = (self.build(route, raw, envelope))
             .await
             .ok_or(ResendError::Build)?;
         let posted = self.post(route, payload, &idempotency_key, "resend").await;
@@ -348,9 +370,7 @@ impl Inbound {
             Some(Destination::Target { format, .. }) => *format,
             _ => Format::JsonNormalized,
         };
-        let options = format::FormatOptions {
-            size_as_number: route.is_some_and(|route| route.options.size_as_number),
-        };
+        let options = self.format_options(route).await;
         let checks = meta.authentication.clone().unwrap_or_default();
         fn recorded<T: serde::de::DeserializeOwned>(
             checks: &serde_json::Value,
@@ -657,8 +677,7 @@ impl MailHandler for Inbound {
         let authentication = payload_envelope.authentication();
         // The payload carries the message as it arrived; our trace line goes into the kept
         // copy only (made after the target answered: one copy while it is waited for).
-        let Some((body, parsed, payload)) = Inbound::build(route, body, payload_envelope).await
-        else {
+        let Some((body, parsed, payload)) = self.build(route, body, payload_envelope).await else {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };

@@ -104,6 +104,19 @@ impl Deliverer {
         }
     }
 
+    /// The owner's current signing secret (`whsec_…`), for payloads that carry a signature
+    /// of their own (the Original format); `None` without one, or when it cannot be read
+    /// (logged).
+    pub async fn current_secret(&self, owner: &Owner) -> Option<String> {
+        match self.signing.as_ref()?.keys(owner).await {
+            Ok(keys) => keys.map(|keys| keys.current.expose()),
+            Err(error) => {
+                tracing::error!(%owner, %error, "cannot read the signing secret");
+                None
+            }
+        }
+    }
+
     /// Signs each POST whose [`PostOptions::signed_as`] owner has a secret in `signing`.
     pub fn with_signing(mut self, signing: Signing) -> Deliverer {
         self.signing = Some(signing);

@@ -226,6 +226,7 @@ const GOLDEN_CASES: &[(&str, Format, &str)] = &[
     ("multipart", Format::Multipart, "golden.eml"),
     ("raw", Format::Raw, "golden.eml"),
     ("json", Format::Json, "golden.eml"),
+    ("original", Format::Original, "golden.eml"),
     (
         "multipart_normalized_spec",
         Format::MultipartNormalized,
@@ -475,7 +476,10 @@ fn size_as_number_changes_only_the_size() {
     let parsed = ParsedMessage::parse(&raw);
     for format in [Format::JsonNormalized, Format::Json] {
         let json = |size_as_number| -> Value {
-            let options = FormatOptions { size_as_number };
+            let options = FormatOptions {
+                size_as_number,
+                ..FormatOptions::default()
+            };
             let payload = format::build(format, &smtp_envelope(&golden), &parsed, &raw, &options);
             serde_json::from_slice(&payload.body).unwrap()
         };
@@ -848,5 +852,79 @@ async fn raw_message_is_unaltered_and_the_stored_copy_keeps_our_trace_line() {
     assert_eq!(
         rebuilt, forwarded,
         "the Payload tab shows what was forwarded"
+    );
+}
+
+/// The Original format's signed request (contract §2.9): with the address's signing secret,
+/// the `signature` field is the MD5 of every other field's value (as the PyPI `multipart`
+/// package reads them) in name order, then the secret — what a CloudMailin app computes.
+#[tokio::test]
+async fn original_format_requests_are_signed_with_the_addresses_secret() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::start(&config_with_format(
+        &[("*@example.com", receiver.url("/status/200"))],
+        "original",
+        "",
+    ))
+    .await;
+    let message =
+        b"From: Ann <ann@example.net>\r\nTo: to+orders@example.com\r\nSubject: Hi\r\n\r\nHello\r\n";
+    let send = async || {
+        let mut smtp = app.smtp().await;
+        smtp.ehlo().await;
+        let data = String::from_utf8_lossy(message);
+        let reply = smtp
+            .send_mail(
+                "sender@example.net",
+                &["to+orders@example.com"],
+                data.trim_end(),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+        let captured = receiver.requests().pop().unwrap();
+        python_parts(&boundary_of(&captured), &captured.body)
+    };
+    let value = |parts: &[FormPart], name: &str| -> Option<Vec<u8>> {
+        parts
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.data.clone())
+    };
+
+    // No secret: no signature field.
+    let parts = send().await;
+    assert_eq!(value(&parts, "to").unwrap(), b"<to+orders@example.com>");
+    assert_eq!(value(&parts, "disposable").unwrap(), b"orders");
+    assert_eq!(
+        value(&parts, "x_from_header").unwrap(),
+        br#"["ann@example.net"]"#
+    );
+    assert_eq!(value(&parts, "signature"), None);
+
+    let (status, rotated) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::POST,
+            "/api/signing/rotate",
+            Some(serde_json::json!({ "address": "*@example.com" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{rotated}");
+    let secret = rotated["secret"].as_str().unwrap();
+    let parts = send().await;
+    let signature = String::from_utf8(value(&parts, "signature").expect("signed")).unwrap();
+    let mut others: Vec<&FormPart> = parts.iter().filter(|p| p.name != "signature").collect();
+    others.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut signed: Vec<u8> = others.iter().flat_map(|p| p.data.clone()).collect();
+    signed.extend_from_slice(secret.as_bytes());
+    let expected = format!("{:x}", <md5::Md5 as md5::Digest>::digest(&signed));
+    assert_eq!(signature, expected);
+    assert!(value(&parts, "message").unwrap().ends_with(b"Hello\r\n"));
+    // The same request carries the Standard Webhooks headers too.
+    let captured = receiver.requests().pop().unwrap();
+    assert!(
+        captured
+            .header("webhook-signature")
+            .is_some_and(|s| s.starts_with("v1,"))
     );
 }

@@ -100,6 +100,7 @@ mod tests {
         assert_eq!(json["attachments"][0]["size"], "3");
         let json = built(&FormatOptions {
             size_as_number: true,
+            ..FormatOptions::default()
         });
         assert_eq!(json["attachments"][0]["size"], 3);
     }

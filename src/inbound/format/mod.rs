@@ -10,6 +10,7 @@ pub mod json;
 pub mod json_normalized;
 pub mod multipart;
 pub mod multipart_normalized;
+pub mod original;
 pub mod raw;
 
 use serde::Serialize;
@@ -121,6 +122,9 @@ pub struct FormatOptions {
     /// JSON formats: attachment `size` as a number (what the docs show) instead of a string
     /// (what production sends and cloudmailin-go requires); contract §1.5, §9.1.
     pub size_as_number: bool,
+    /// Original: the address's secret, which signs the request (contract §2.9); no
+    /// `signature` field without one.
+    pub signature_secret: Option<String>,
 }
 
 /// The body `format` sends for this message. `raw` is the message as received (with our
@@ -176,6 +180,9 @@ fn assemble(
         Format::MultipartNormalized => multipart_normalized::form(envelope, message),
         Format::Multipart => multipart::form(envelope, message),
         Format::Raw => raw::form(envelope, raw),
+        Format::Original => {
+            original::form(envelope, message, raw, options.signature_secret.as_deref())
+        }
     };
     let boundary = boundary_for(&form);
     Payload {

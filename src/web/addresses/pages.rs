@@ -176,7 +176,14 @@ impl PageKind for Domain {
 const REDACT_LABEL: &str = "Metadata not stored, comma-separated (sender_ip, helo, sender, \
     recipient, subject, message_id, server_response, tls), on top of privacy.redact";
 
-const FORMATS: [&str; 5] = ["json+n", "multipart+n", "json", "multipart", "raw"];
+const FORMATS: [&str; 6] = [
+    "json+n",
+    "multipart+n",
+    "json",
+    "multipart",
+    "raw",
+    "original",
+];
 
 /// A form as sent: field name → text (a checkbox is there when ticked).
 type Values = BTreeMap<String, String>;

@@ -1,0 +1,186 @@
+//! Original (`original`, deprecated; contract §1.9.3): flat `multipart/form-data` fields, as
+//! the first CloudMailin sent them, and the signed request of contract §2.9: `signature` is
+//! the lower-case hex MD5 of every other field's value, in the order of the field names,
+//! followed by the address's secret (its signing secret, `webhook::signing`). Without a
+//! secret there is no `signature` field.
+//!
+//! [INF] `x_sender` and `x_forwarded_for` are sent only when the message has those headers;
+//! `to` carries angle brackets, as older consumers show it. Attachments need a store (§1.5),
+//! which Postern has not: none are sent.
+
+use md5::{Digest, Md5};
+
+use super::PayloadEnvelope;
+use super::form_data::FormData;
+use crate::mail::address::parse_mailboxes;
+use crate::mail::message::ParsedMessage;
+
+/// The fields, in the order they are sent; `secret` signs them.
+pub fn form<'a>(
+    envelope: &PayloadEnvelope,
+    message: &ParsedMessage,
+    raw: &'a [u8],
+    secret: Option<&str>,
+) -> FormData<'a> {
+    let addresses = |name: &str| -> Vec<String> {
+        message
+            .header(name)
+            .map(parse_mailboxes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mailbox| mailbox.address)
+            .collect()
+    };
+    let json_list = |list: &[String]| serde_json::to_string(list).expect("strings serialise");
+    let mut text: Vec<(&str, String)> = vec![
+        ("plain", message.plain.clone().unwrap_or_default()),
+        ("html", message.html.clone().unwrap_or_default()),
+        ("to", format!("<{}>", envelope.to)),
+        ("recipients", json_list(&envelope.recipients)),
+        ("disposable", disposable(&envelope.to).to_string()),
+        ("x_to_header", addresses("to").join(", ")),
+        ("x_cc_header", addresses("cc").join(", ")),
+        ("from", envelope.from.clone()),
+        ("x_from_header", json_list(&addresses("from"))),
+    ];
+    for (field, header) in [
+        ("x_sender", "x-sender"),
+        ("x_forwarded_for", "x-forwarded-for"),
+    ] {
+        if let Some(value) = message.header(header) {
+            text.push((field, value.to_string()));
+        }
+    }
+    text.extend([
+        (
+            "subject",
+            message.header("subject").unwrap_or_default().to_string(),
+        ),
+        (
+            "reply_plain",
+            message.reply_plain.clone().unwrap_or_default(),
+        ),
+        ("spf[result]", envelope.spf.result.clone()),
+        ("spf[domain]", envelope.spf.domain.clone()),
+    ]);
+    let signature = secret.map(|secret| {
+        let mut fields: Vec<(&str, &[u8])> = text
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes()))
+            .chain([("message", raw)])
+            .collect();
+        sign(&mut fields, secret)
+    });
+    let mut form = FormData::new();
+    form.bytes("message", raw);
+    for (name, value) in text {
+        form.text(name, value);
+    }
+    if let Some(signature) = signature {
+        form.text("signature", signature);
+    }
+    form
+}
+
+/// The part of the recipient's local part after the first `+`, or nothing (contract §4.2).
+fn disposable(to: &str) -> &str {
+    let local = to.rsplit_once('@').map_or(to, |(local, _)| local);
+    local.split_once('+').map_or("", |(_, tag)| tag)
+}
+
+/// Contract §2.9: the fields sorted by name, their values concatenated, the secret appended,
+/// MD5 in lower-case hex.
+pub fn sign(fields: &mut [(&str, &[u8])], secret: &str) -> String {
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut md5 = Md5::new();
+    for (_, value) in fields.iter() {
+        md5.update(value);
+    }
+    md5.update(secret.as_bytes());
+    md5.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbound::format::tests::envelope;
+
+    fn fields_of(form: &FormData<'_>, boundary: &str) -> Vec<(String, Vec<u8>)> {
+        let body = form.encode(boundary);
+        let delimiter = format!("--{boundary}");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        text.split(&delimiter)
+            .filter_map(|part| {
+                let (head, value) = part.split_once("\r\n\r\n")?;
+                let name = head.split("name=\"").nth(1)?.split('"').next()?;
+                let value = value.strip_suffix("\r\n").unwrap_or(value);
+                Some((name.to_string(), value.as_bytes().to_vec()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flat_fields_and_a_signature_anyone_can_recompute() {
+        let raw = b"From: Ann <ann@example.net>\r\nTo: to+tag@example.com, b@example.org\r\nCc: c@example.org\r\nX-Sender: relay@example.net\r\nSubject: Hi\r\n\r\nHello\r\n> quoted\r\n";
+        let message = ParsedMessage::parse(raw);
+        let mut envelope = envelope();
+        envelope.to = "to+tag@example.com".into();
+        let form = form(&envelope, &message, raw, Some("s3cret"));
+        let fields = fields_of(&form, "BOUNDARY");
+        let field = |name: &str| {
+            let value = &fields.iter().find(|(n, _)| n == name).unwrap().1;
+            String::from_utf8(value.clone()).unwrap()
+        };
+        assert_eq!(field("to"), "<to+tag@example.com>");
+        assert_eq!(field("disposable"), "tag");
+        assert_eq!(
+            field("recipients"),
+            r#"["to@example.com","another@example.com"]"#
+        );
+        assert_eq!(field("x_to_header"), "to+tag@example.com, b@example.org");
+        assert_eq!(field("x_cc_header"), "c@example.org");
+        assert_eq!(field("x_from_header"), r#"["ann@example.net"]"#);
+        assert_eq!(field("x_sender"), "relay@example.net");
+        assert!(!fields.iter().any(|(n, _)| n == "x_forwarded_for"));
+        assert_eq!(field("from"), "sender@example.com");
+        assert_eq!(field("subject"), "Hi");
+        assert_eq!(field("html"), "");
+        assert_eq!(field("spf[result]"), "pass");
+        assert_eq!(field("message").as_bytes(), raw);
+
+        // The signature, recomputed from the fields as received: sorted by name, values
+        // joined, the secret appended.
+        let mut others: Vec<&(String, Vec<u8>)> =
+            fields.iter().filter(|(n, _)| n != "signature").collect();
+        others.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut joined: Vec<u8> = others.iter().flat_map(|(_, v)| v.clone()).collect();
+        joined.extend_from_slice(b"s3cret");
+        let expected: String = Md5::digest(&joined)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(field("signature"), expected);
+
+        let unsigned = super::form(&envelope, &message, raw, None);
+        assert!(!unsigned.names().any(|n| n == "signature"));
+        let other = super::form(&envelope, &message, raw, Some("other"));
+        assert_ne!(
+            fields_of(&other, "BOUNDARY").last(),
+            fields.last(),
+            "another secret, another signature"
+        );
+    }
+
+    #[test]
+    fn the_contracts_recipe_on_a_small_example() {
+        // md5("b-value" "a-value"… sorted by name: a, b) + secret.
+        let mut fields = [("b", b"2".as_slice()), ("a", b"1".as_slice())];
+        let expected: String = Md5::digest(b"12secret")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(sign(&mut fields, "secret"), expected);
+        assert_eq!(disposable("a+b+c@x"), "b+c");
+        assert_eq!(disposable("plain@x"), "");
+    }
+}
