@@ -266,7 +266,7 @@ async fn invalid_fields_are_named() {
         (
             json!({ "address": "a@example.com", "target": target, "format": "xml" }),
             "format",
-            "supported formats: json+n, multipart+n, raw, json, multipart",
+            "supported formats: json+n, multipart+n, raw, json, multipart, original",
         ),
         (
             json!({ "address": "a@example.com", "target": target, "max_message_size": 1048577 }),
