@@ -236,7 +236,8 @@ impl App {
                 verifier,
                 inbound_settings(&config, keep_raw),
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_clock(clock.clone()),
         );
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
         let (server_config, submission_config) = server_configs(&config, tls.is_some());
@@ -349,6 +350,7 @@ impl App {
             shutdown: self.shutdown.clone(),
             sweeper: self.sweeper.clone(),
             store: self.store.clone(),
+            inbound: self.inbound.clone(),
         }
     }
 
@@ -386,6 +388,10 @@ impl App {
             shutdown.clone(),
         ));
         shutdown.spawn(self.sweeper.run(shutdown.clone()));
+        shutdown.spawn(crate::inbound::queue::run(
+            self.inbound.clone(),
+            shutdown.clone(),
+        ));
         if self.store.sealing_key().is_some() {
             shutdown.spawn(reencrypt_loop(
                 self.store.clone(),
@@ -687,6 +693,7 @@ fn inbound_settings(config: &Config, keep_raw: bool) -> InboundSettings {
         keep_raw,
         spf: config.auth.spf,
         redact: config.privacy.redact.clone(),
+        queue_expiry: config.delivery.queue_expiry,
     }
 }
 
@@ -857,9 +864,16 @@ pub struct Passes {
     shutdown: Shutdown,
     sweeper: Sweeper,
     store: Store,
+    inbound: Arc<Inbound>,
 }
 
 impl Passes {
+    /// One round of the inbound queue (`delivery = "queued"` addresses): the entries it
+    /// took and POSTed.
+    pub async fn inbound_queue(&self) -> Result<usize, StoreError> {
+        crate::inbound::queue::run_once(&self.inbound).await
+    }
+
     /// One retention sweep as of the app clock's now: what it deleted.
     pub async fn retention(&self) -> Result<Swept, StoreError> {
         self.sweeper.run_once().await

@@ -172,6 +172,8 @@ pub struct DeliveryConfig {
     /// `extra_ca_file`, and the roots read from it at startup (trusted besides the system's).
     pub extra_ca_file: Option<PathBuf>,
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// How long a `queued` address's message is retried before it is `failed`.
+    pub queue_expiry: Duration,
 }
 
 /// `[outbound]`: the queue and the delivery of mail sent through Postern.
@@ -323,6 +325,37 @@ pub struct AddressOptions {
     /// Metadata fields not stored for this address (its own and its `[[domain]]`'s), on top
     /// of `privacy.redact`.
     pub redact: Redaction,
+    /// Whether the SMTP answer waits for the app (`sync`) or mail is kept and POSTed by the
+    /// inbound queue (`queued`); unset, the `[[domain]]`'s.
+    pub delivery: DeliveryMode,
+}
+
+/// How mail for an address reaches its app (README "Delivery modes").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// The POST happens during the SMTP transaction; the app's answer is the SMTP answer.
+    #[default]
+    Sync,
+    /// The message is committed and answered 250 at once; the inbound queue POSTs it,
+    /// retrying until `[delivery] queue_expiry_hours`.
+    Queued,
+}
+
+impl DeliveryMode {
+    pub fn parse(text: &str) -> Option<DeliveryMode> {
+        match text {
+            "sync" => Some(DeliveryMode::Sync),
+            "queued" => Some(DeliveryMode::Queued),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Sync => "sync",
+            DeliveryMode::Queued => "queued",
+        }
+    }
 }
 
 /// One `[[domain]]`: rules for every address at a domain (contract §4.3).
@@ -337,6 +370,8 @@ pub struct DomainConfig {
     pub format: Option<Format>,
     /// Metadata fields not stored for mail to this domain, on top of `privacy.redact`.
     pub redact: Redaction,
+    /// The catch-all's delivery mode, and the default of the domain's `[[address]]` entries.
+    pub delivery: Option<DeliveryMode>,
 }
 
 #[derive(Debug, Clone)]

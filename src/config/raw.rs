@@ -15,9 +15,9 @@ use crate::retention::{ContentRule, Retention};
 
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
-    DeliveryConfig, DomainConfig, DomainPattern, EncryptionConfig, Format, OidcProvider,
-    OutboundConfig, Redaction, RelayUrl, SmtpAbuseLimits, SmtpConfig, SubmissionConfig, TargetUrl,
-    WebConfig,
+    DeliveryConfig, DeliveryMode, DomainConfig, DomainPattern, EncryptionConfig, Format,
+    OidcProvider, OutboundConfig, Redaction, RelayUrl, SmtpAbuseLimits, SmtpConfig,
+    SubmissionConfig, TargetUrl, WebConfig,
 };
 
 /// The longest any `[retention]` setting may be: a hundred years.
@@ -220,6 +220,7 @@ struct RawDelivery {
     follow_cross_origin_redirects: bool,
     require_https: bool,
     extra_ca_file: Option<PathBuf>,
+    queue_expiry_hours: u64,
 }
 
 impl Default for RawDelivery {
@@ -230,6 +231,7 @@ impl Default for RawDelivery {
             follow_cross_origin_redirects: false,
             require_https: false,
             extra_ca_file: None,
+            queue_expiry_hours: 72,
         }
     }
 }
@@ -371,6 +373,9 @@ pub struct AddressSpec {
     /// Metadata fields not stored for this address (`config::privacy`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// `sync` (the default: the app's answer is the SMTP answer) or `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 /// A `[[domain]]` entry as written, before validation (see [`AddressSpec`]).
@@ -384,6 +389,9 @@ pub struct DomainSpec {
     /// Metadata fields not stored for mail to this domain (`config::privacy`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// `sync` or `queued`: the catch-all's, and the default of the domain's addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 const DEFAULT_FORMAT: Format = Format::JsonNormalized;
@@ -888,6 +896,14 @@ impl RawDelivery {
             None => Vec::new(),
         };
         Ok(DeliveryConfig {
+            queue_expiry: Duration::from_secs(
+                3600 * in_range(
+                    "delivery.queue_expiry_hours",
+                    self.queue_expiry_hours,
+                    1,
+                    720,
+                )?,
+            ),
             follow_cross_origin_redirects: self.follow_cross_origin_redirects,
             require_https: self.require_https,
             extra_ca_file: self.extra_ca_file,
@@ -1134,6 +1150,16 @@ pub fn validate_domain(
             .map(|f| parse_format(&key("format"), &f))
             .transpose()?,
         redact: Redaction::parse(&key("redact"), &raw.redact)?,
+        delivery: raw
+            .delivery
+            .map(|d| parse_delivery(&key("delivery"), &d))
+            .transpose()?,
+    })
+}
+
+fn parse_delivery(key: &str, text: &str) -> Result<DeliveryMode, ConfigError> {
+    DeliveryMode::parse(text).ok_or_else(|| {
+        ConfigError::invalid(key, quote(text), "expected sync (the default) or queued")
     })
 }
 
@@ -1170,7 +1196,13 @@ pub fn validate_address(
         (None, Some(inherited)) => inherited,
         (None, None) => DEFAULT_FORMAT,
     };
+    let delivery = match (&raw.delivery, domain.and_then(|d| d.delivery)) {
+        (Some(text), _) => parse_delivery(&key("delivery"), text)?,
+        (None, Some(inherited)) => inherited,
+        (None, None) => DeliveryMode::Sync,
+    };
     let mut options = address_options(key, raw, rules)?;
+    options.delivery = delivery;
     if let Some(domain) = domain {
         options.redact = options.redact.union(&domain.redact);
     }
@@ -1215,6 +1247,7 @@ fn address_options(
         dkim: raw.dkim,
         dmarc: raw.dmarc,
         redact: Redaction::parse(&key("redact"), &raw.redact)?,
+        delivery: DeliveryMode::Sync,
     })
 }
 

@@ -30,8 +30,8 @@ use tracing::warn;
 use super::route::{Router, Routes};
 use crate::accounts::{Accounts, Actor, AuditAction};
 use crate::config::{
-    AddressConfig, AddressPattern, AddressSpec, Config, ConfigError, DomainConfig, DomainPattern,
-    DomainSpec, EntryRules, TargetUrl, validate_address, validate_domain,
+    AddressConfig, AddressPattern, AddressSpec, Config, ConfigError, DeliveryMode, DomainConfig,
+    DomainPattern, DomainSpec, EntryRules, TargetUrl, validate_address, validate_domain,
 };
 use crate::store::{ManagedSpec, ManagedWrite, Store, StoreError};
 
@@ -132,6 +132,8 @@ impl Kind for Address {
             dkim: options.dkim,
             dmarc: options.dmarc,
             redact: options.redact.names(),
+            delivery: (options.delivery != DeliveryMode::Sync)
+                .then(|| options.delivery.as_str().to_string()),
         }
     }
     fn entries(routes: &Entries) -> &[AddressConfig] {
@@ -187,6 +189,7 @@ impl Kind for Domain {
             target: config.target.as_ref().map(ToString::to_string),
             format: config.format.map(|f| f.as_str().to_string()),
             redact: config.redact.names(),
+            delivery: config.delivery.map(|d| d.as_str().to_string()),
         }
     }
     fn entries(routes: &Entries) -> &[DomainConfig] {

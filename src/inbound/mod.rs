@@ -5,6 +5,7 @@
 pub mod callback;
 pub mod format;
 pub mod managed;
+pub mod queue;
 pub mod route;
 pub mod verify;
 
@@ -12,12 +13,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use tokio::sync::Notify;
+
 use md5::{Digest, Md5};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{error, info, warn};
 
-use crate::config::{Field, Format, Redaction, TargetUrl};
+use crate::clock::Clock;
+use crate::config::{DeliveryMode, Field, Format, Redaction, TargetUrl};
 use crate::mail::fields::{Trace, with_received, without_own_received};
 use crate::mail::message::ParsedMessage;
 use crate::metrics::Metrics;
@@ -49,6 +53,10 @@ pub struct Inbound {
     settings: InboundSettings,
     /// Each POST to a target: its latency and status class, by the route's pattern.
     metrics: Metrics,
+    /// The app's "now" for the inbound queue (its retries and expiry).
+    clock: Clock,
+    /// Poked after a message is queued, so the queue worker POSTs it at once.
+    queue_wake: Arc<Notify>,
 }
 
 /// What the inbound side needs from the config besides routes.
@@ -62,6 +70,8 @@ pub struct InboundSettings {
     pub spf: bool,
     /// `privacy.redact`: fields never stored, for every address.
     pub redact: Redaction,
+    /// `[delivery] queue_expiry_hours`: how long a queued message is retried.
+    pub queue_expiry: std::time::Duration,
 }
 
 impl Inbound {
@@ -81,7 +91,15 @@ impl Inbound {
             verifier,
             settings,
             metrics: Metrics::default(),
+            clock: Clock::system(),
+            queue_wake: Arc::default(),
         }
+    }
+
+    /// Times the inbound queue by `clock` (tests move a manual one).
+    pub fn with_clock(mut self, clock: Clock) -> Inbound {
+        self.clock = clock;
+        self
     }
 
     /// Counts the POSTs to targets in the instance's `metrics`.
@@ -433,7 +451,7 @@ impl Inbound {
         &self,
         route: &Route,
         message_id: i64,
-        envelope: &Envelope,
+        (to, from): (&str, &str),
         result: &webhook::Outcome,
     ) {
         let Some(url) = route.options.error_callback.clone() else {
@@ -441,8 +459,8 @@ impl Inbound {
         };
         let report = ErrorReport {
             status: result.status().unwrap_or(0),
-            to: &envelope.recipients[0],
-            from: &envelope.mail_from,
+            to,
+            from,
             response: result.body(),
         };
         let payload = callback::error(&url, &report);
@@ -673,6 +691,11 @@ impl MailHandler for Inbound {
             started,
         };
         let payload_envelope = self.payload_envelope(route, &arrival, &body).await;
+        if route.options.delivery == DeliveryMode::Queued
+            && matches!(route.destination, Destination::Target { .. })
+        {
+            return self.enqueue(route, &arrival, body, payload_envelope).await;
+        }
         let idempotency_key = format::idempotency::key(&payload_envelope);
         let authentication = payload_envelope.authentication();
         // The payload carries the message as it arrived; our trace line goes into the kept
@@ -825,7 +848,8 @@ impl Inbound {
                 if let Some(result) = &result
                     && !matches!(result, webhook::Outcome::Accepted { .. })
                 {
-                    self.report_error(route, id, envelope, result);
+                    let sender = (envelope.recipients[0].as_str(), envelope.mail_from.as_str());
+                    self.report_error(route, id, sender, result);
                 }
                 reply
             }

@@ -128,6 +128,7 @@ impl Router {
                 };
                 let mut route = Route::to(pattern.to_string(), destination);
                 route.options.redact = domain.redact.clone();
+                route.options.delivery = domain.delivery.unwrap_or_default();
                 router.add(pattern.clone(), route);
             }
         }

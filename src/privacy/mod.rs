@@ -279,6 +279,7 @@ auth_callback = "http://127.0.0.1:9/auth"
                 dkim: true,
                 dmarc: false,
                 redact: vec![],
+                delivery: None,
             }],
             domains: vec![],
             credentials: vec![],

@@ -73,6 +73,7 @@ impl ManagedSpec for AddressSpec {
         "dkim",
         "dmarc",
         "redact",
+        "delivery",
     ];
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<AddressSpec> {
@@ -89,6 +90,7 @@ impl ManagedSpec for AddressSpec {
             dkim: row.get(10)?,
             dmarc: row.get(11)?,
             redact: field_list(row.get(12)?),
+            delivery: row.get(13)?,
         })
     }
 
@@ -106,14 +108,21 @@ impl ManagedSpec for AddressSpec {
             self.dkim.into(),
             self.dmarc.into(),
             field_list_text(&self.redact),
+            self.delivery.clone().into(),
         ]
     }
 }
 
 impl ManagedSpec for DomainSpec {
     const TABLE: &'static str = "managed_domains";
-    const COLUMNS: &'static [&'static str] =
-        &["domain", "auth_regex", "target", "format", "redact"];
+    const COLUMNS: &'static [&'static str] = &[
+        "domain",
+        "auth_regex",
+        "target",
+        "format",
+        "redact",
+        "delivery",
+    ];
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<DomainSpec> {
         Ok(DomainSpec {
@@ -122,6 +131,7 @@ impl ManagedSpec for DomainSpec {
             target: row.get(3)?,
             format: row.get(4)?,
             redact: field_list(row.get(5)?),
+            delivery: row.get(6)?,
         })
     }
 
@@ -132,6 +142,7 @@ impl ManagedSpec for DomainSpec {
             self.target.clone().into(),
             self.format.clone().into(),
             field_list_text(&self.redact),
+            self.delivery.clone().into(),
         ]
     }
 }
@@ -276,6 +287,7 @@ mod tests {
             dkim: true,
             dmarc: false,
             redact: vec!["subject".into()],
+            delivery: None,
         }
     }
 
@@ -286,6 +298,7 @@ mod tests {
             target: None,
             format: None,
             redact: Vec::new(),
+            delivery: None,
         }
     }
 

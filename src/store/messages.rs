@@ -28,6 +28,13 @@ pub enum Outcome {
     /// never received, recorded so the refusal can be seen; the sender got the 5xx or 4xx.
     /// Listed only when asked for (`status=refused`).
     Refused,
+    /// A `queued` address's message: the sender got 250 at once; the inbound queue POSTs it
+    /// (then `successful` or `rejected`, or `failed` past its expiry).
+    Queued,
+    /// A queued message no try delivered before its expiry; kept for "retry now".
+    Failed,
+    /// A queued or failed message an operator discarded; its content is gone.
+    Discarded,
 }
 
 impl Outcome {
@@ -39,6 +46,9 @@ impl Outcome {
             Outcome::Captured => "captured",
             Outcome::Bounce => "bounce",
             Outcome::Refused => "refused",
+            Outcome::Queued => "queued",
+            Outcome::Failed => "failed",
+            Outcome::Discarded => "discarded",
         }
     }
 
@@ -51,6 +61,9 @@ impl Outcome {
             "captured" => Some(Outcome::Captured),
             "bounce" => Some(Outcome::Bounce),
             "refused" => Some(Outcome::Refused),
+            "queued" => Some(Outcome::Queued),
+            "failed" => Some(Outcome::Failed),
+            "discarded" => Some(Outcome::Discarded),
             _ => None,
         }
     }
@@ -153,6 +166,9 @@ pub struct InboundMessage {
     /// Every HTTP request made for this message; filled for single-message reads only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptRecord>>,
+    /// Its place in the inbound queue (`queued` and `failed` messages); single reads only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<super::QueueEntry>,
 }
 
 /// Which messages to list, newest first. Text matches ignore ASCII case.
@@ -263,6 +279,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
         preview: row.get(27)?,
         read: None,
         attempts: None,
+        queue: None,
     })
 }
 
@@ -360,55 +377,7 @@ impl Store {
         let index_bodies = self.index_bodies;
         self.write(move |connection| {
             let tx = connection.transaction()?;
-            tx.execute(
-                "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
-                    recipients, address, message_id, subject, size, md5, tls_version, target,
-                    format, http_status, outcome, response_body, error, smtp_reply, processing_ms,
-                    redacted, authentication, header_from, header_to, header_cc, attachments)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
-                params![
-                    meta.received_at,
-                    meta.remote_ip,
-                    meta.helo,
-                    meta.mail_from,
-                    serde_json::to_string(&meta.recipients).expect("strings serialise"),
-                    meta.address,
-                    meta.message_id,
-                    meta.subject,
-                    meta.size as i64,
-                    meta.md5,
-                    meta.tls_version,
-                    meta.target,
-                    meta.format,
-                    meta.http_status,
-                    meta.outcome.as_str(),
-                    meta.response_body,
-                    meta.error,
-                    meta.smtp_reply,
-                    meta.processing_ms as i64,
-                    serde_json::to_string(&meta.redacted).expect("strings serialise"),
-                    meta.authentication.as_ref().map(|value| value.to_string()),
-                    meta.header_from,
-                    meta.header_to,
-                    meta.header_cc,
-                    meta.attachments,
-                ],
-            )?;
-            let id = tx.last_insert_rowid();
-            if let Some(Kept { raw, text }) = kept {
-                let text = text.as_deref().map(str::trim).filter(|t| !t.is_empty());
-                tx.execute(
-                    "INSERT INTO inbound_raw (message_id, raw, preview) VALUES (?1, seal(?2), seal(?3))",
-                    params![id, raw, text.map(preview)],
-                )?;
-                if let Some(text) = text.filter(|_| index_bodies) {
-                    tx.execute(
-                        "INSERT INTO inbound_body_search (rowid, body) VALUES (?1, ?2)",
-                        params![id, head(text, INDEXED_BYTES)],
-                    )?;
-                }
-            }
+            let id = insert_message(&tx, meta, kept, index_bodies)?;
             attempts::insert(&tx, id, &attempts)?;
             tx.commit()?;
             Ok(id)
@@ -577,6 +546,7 @@ impl Store {
                 return Ok(None);
             };
             message.attempts = Some(attempts::of_message(connection, id)?);
+            message.queue = super::inbound_queue::entry(connection, id)?;
             Ok(Some(message))
         })
         .await
@@ -594,6 +564,66 @@ impl Store {
         })
         .await
     }
+}
+
+/// The row of a message and its kept content (sealed; its text indexed when the store may
+/// hold plaintext), inside the caller's transaction; its id.
+pub(super) fn insert_message(
+    tx: &rusqlite::Transaction<'_>,
+    meta: InboundMeta,
+    kept: Option<Kept>,
+    index_bodies: bool,
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
+            recipients, address, message_id, subject, size, md5, tls_version, target,
+            format, http_status, outcome, response_body, error, smtp_reply, processing_ms,
+            redacted, authentication, header_from, header_to, header_cc, attachments)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+        params![
+            meta.received_at,
+            meta.remote_ip,
+            meta.helo,
+            meta.mail_from,
+            serde_json::to_string(&meta.recipients).expect("strings serialise"),
+            meta.address,
+            meta.message_id,
+            meta.subject,
+            meta.size as i64,
+            meta.md5,
+            meta.tls_version,
+            meta.target,
+            meta.format,
+            meta.http_status,
+            meta.outcome.as_str(),
+            meta.response_body,
+            meta.error,
+            meta.smtp_reply,
+            meta.processing_ms as i64,
+            serde_json::to_string(&meta.redacted).expect("strings serialise"),
+            meta.authentication.as_ref().map(|value| value.to_string()),
+            meta.header_from,
+            meta.header_to,
+            meta.header_cc,
+            meta.attachments,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    if let Some(Kept { raw, text }) = kept {
+        let text = text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        tx.execute(
+            "INSERT INTO inbound_raw (message_id, raw, preview) VALUES (?1, seal(?2), seal(?3))",
+            params![id, raw, text.map(preview)],
+        )?;
+        if let Some(text) = text.filter(|_| index_bodies) {
+            tx.execute(
+                "INSERT INTO inbound_body_search (rowid, body) VALUES (?1, ?2)",
+                params![id, head(text, INDEXED_BYTES)],
+            )?;
+        }
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -342,6 +342,24 @@ const MIGRATIONS: &[&str] = &[
         previous        BLOB,
         previous_until  INTEGER
     ) WITHOUT ROWID;",
+    // 13: store-and-forward (`inbound::queue`): the delivery mode of managed addresses and
+    // domains, and the queue of messages answered 250 at once and POSTed afterwards (their
+    // content is in `inbound_raw` until then): retried with backoff until `expires_at`,
+    // then `failed`. `leased` marks a row a worker is POSTing now; `envelope` (sealed) is the
+    // payload's envelope as checked on arrival, whatever the row's redaction left out.
+    "ALTER TABLE managed_addresses ADD COLUMN delivery TEXT;
+    ALTER TABLE managed_domains ADD COLUMN delivery TEXT;
+    CREATE TABLE inbound_queue (
+        message_id  INTEGER PRIMARY KEY REFERENCES inbound_messages (id) ON DELETE CASCADE,
+        state       TEXT    NOT NULL CHECK (state IN ('queued', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_at     INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        leased      INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        envelope    BLOB    NOT NULL
+    );
+    CREATE INDEX inbound_queue_due ON inbound_queue (state, next_at);",
 ];
 
 /// The schema version this postern migrates to.

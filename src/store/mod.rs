@@ -27,6 +27,7 @@ mod accounts;
 mod attempts;
 mod certificates;
 mod events;
+mod inbound_queue;
 mod live;
 mod managed;
 mod messages;
@@ -59,6 +60,7 @@ pub use certificates::{CERTIFICATE_EVENTS_KEPT, CertificateEvent};
 pub use events::{
     BounceRecord, Engagement, MessageRef, PendingEvent, SuppressionRow, TERMINAL_KINDS,
 };
+pub use inbound_queue::{Finished, LeasedInbound, QueueEntry};
 pub use live::Scope;
 pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, Kept, MessageFilter, Outcome};

@@ -53,6 +53,7 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed("acme_cache", "name", "value"),
     sealed("signing_secrets", "owner", "secret"),
     sealed("signing_secrets", "owner", "previous"),
+    sealed("inbound_queue", "message_id", "envelope"),
 ];
 
 /// The URL columns of managed addresses and domains that are sealed (`store::managed`).

@@ -57,7 +57,7 @@ pub enum SearchError {
     #[error("{0}: needs a value (e.g. {0}:alice)")]
     Empty(&'static str),
     #[error(
-        "status: must be successful, rejected, delayed, captured, bounce or refused, not {0:?}"
+        "status: must be successful, rejected, delayed, captured, bounce, refused, queued, failed or discarded, not {0:?}"
     )]
     Status(String),
     #[error("is: must be read or unread, not {0:?}")]

@@ -62,7 +62,7 @@ async fn about(
             "{who}<h2>API</h2>\n<p>Every endpoint, with its fields: <a href=\"/api/openapi.json\">/api/openapi.json</a> (OpenAPI 3.1).</p>\n<ul>\n",
             "<li><a href=\"/api/messages\">GET /api/messages</a>: received messages, newest first; <code>?q=</code> searches ",
             "as the inbox does (<code>from:alice has:attachment is:unread</code>); filters ",
-            "<code>?address= &amp;recipient= &amp;sender= &amp;subject= &amp;status=successful|rejected|delayed|captured|bounce|refused ",
+            "<code>?address= &amp;recipient= &amp;sender= &amp;subject= &amp;status=successful|rejected|delayed|captured|bounce|refused|queued|failed|discarded ",
             "&amp;since=2026-11-28 &amp;until=2026-11-29 &amp;limit=50 &amp;before=ID</code>; DELETE with the same filters (admins)</li>\n",
             "<li>GET/DELETE /api/messages/{{id}}: one message with every delivery attempt · GET /api/messages/{{id}}/raw: ",
             "the message, where it is kept · GET /api/messages/{{id}}/payload: the body its app gets · ",

@@ -39,6 +39,7 @@ mod plain_http;
 mod privacy;
 mod private_data;
 mod protocol;
+mod queued;
 mod read_state;
 mod redaction;
 mod redirects;

@@ -20,8 +20,9 @@ use crate::config::Format;
 use crate::mail::message::ParsedMessage;
 use crate::webhook::Payload;
 
-/// The SMTP facts every format carries (contract §1.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The SMTP facts every format carries (contract §1.2); the inbound queue keeps it (sealed)
+/// to build the same payload later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PayloadEnvelope {
     /// The first accepted recipient, the one that routed to this address.
     pub to: String,

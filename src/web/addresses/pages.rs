@@ -659,6 +659,7 @@ mod tests {
             dkim: true,
             dmarc: true,
             redact: vec!["sender_ip".into(), "subject".into()],
+            delivery: None,
         });
         round_trip::<Domain>(DomainSpec {
             domain: "*.example.com".into(),
@@ -666,6 +667,7 @@ mod tests {
             target: None,
             format: None,
             redact: Vec::new(),
+            delivery: None,
         });
     }
 

@@ -30,6 +30,46 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/messages/{id}/resend", post(resend))
         .route("/api/messages/{id}/release", post(release))
         .route("/api/messages/{id}/repost", post(repost))
+        .route("/api/messages/{id}/retry", post(retry))
+        .route("/api/messages/{id}/discard", post(discard))
+}
+
+/// `POST /api/messages/{id}/retry` (admins): a queued or failed message (a `queued`
+/// address's) is POSTed again now; 204, or 404 when it is not in the queue.
+async fn retry(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path)?;
+    let inbound = receiving(&state)?;
+    match inbound.retry_queued_now(id).await? {
+        true => Ok(StatusCode::NO_CONTENT.into_response()),
+        false => Err(ApiError::NotFound("no such message in the queue")),
+    }
+}
+
+/// `POST /api/messages/{id}/discard` (admins): a queued or failed message leaves the queue
+/// unposted and its content is deleted (`discarded`); 204, or 404 when it is not in the
+/// queue (or is being POSTed right now).
+async fn discard(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path)?;
+    let inbound = receiving(&state)?;
+    match inbound.discard_queued(id).await? {
+        true => Ok(StatusCode::NO_CONTENT.into_response()),
+        false => Err(ApiError::NotFound(
+            "no such message in the queue, or it is being posted right now",
+        )),
+    }
+}
+
+fn receiving(state: &AppState) -> Result<&crate::inbound::Inbound, ApiError> {
+    state.inbound.as_deref().ok_or(ApiError::Status(
+        StatusCode::CONFLICT,
+        "nothing receives mail here".into(),
+    ))
 }
 
 const DEFAULT_PAGE: u32 = 50;
@@ -48,7 +88,8 @@ struct ListQuery {
     sender: Option<String>,
     /// Text the subject contains.
     subject: Option<String>,
-    /// `successful`, `rejected`, `delayed` or `captured`.
+    /// `successful`, `rejected`, `delayed`, `captured`, `bounce`, `refused`, `queued`,
+    /// `failed` or `discarded`.
     status: Option<String>,
     /// RFC 3339 or `YYYY-MM-DD`, inclusive.
     since: Option<String>,
@@ -108,7 +149,7 @@ impl ListQuery {
 /// The `status` filter's outcome, or what it may be.
 pub(super) fn outcome(name: &str) -> Result<Outcome, &'static str> {
     Outcome::from_name(name)
-        .ok_or("status must be successful, rejected, delayed, captured, bounce or refused")
+        .ok_or("status must be successful, rejected, delayed, captured, bounce, refused, queued, failed or discarded")
 }
 
 async fn list_messages(

@@ -321,6 +321,9 @@ fn search_form(form: &ListForm, problem: Option<&str>) -> Html {
             "captured",
             "bounce",
             "refused",
+            "queued",
+            "failed",
+            "discarded",
         ],
         status,
     );

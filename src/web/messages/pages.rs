@@ -38,6 +38,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/messages/{id}/release", post(release))
         .route("/messages/{id}/repost", post(repost))
         .route("/messages/{id}/delete", post(delete_one))
+        .route("/messages/{id}/retry", post(retry))
+        .route("/messages/{id}/discard", post(discard))
         .route("/messages/{id}/attachments/{n}", get(attachment))
         .route("/messages/{id}/attachments/{n}/preview", get(preview))
 }
@@ -221,6 +223,20 @@ fn actions(state: &AppState, principal: &Principal, message: &InboundMessage) ->
             &format!("/messages/{id}/resend"),
             "Resend to target",
             None,
+        ));
+    }
+    if admin && message.queue.is_some() {
+        out.push(action_button(
+            principal,
+            &format!("/messages/{id}/retry"),
+            "Retry now",
+            None,
+        ));
+        out.push(action_button(
+            principal,
+            &format!("/messages/{id}/discard"),
+            "Discard",
+            Some("Discard this message? It is never posted and its content is deleted."),
         ));
     }
     if admin {
@@ -466,7 +482,34 @@ fn authentication_section(meta: &InboundMeta) -> Html {
 
 fn delivery_tab(message: &InboundMessage) -> Html {
     let attempts = message.attempts.as_deref().unwrap_or_default();
-    let mut out = Html::trusted("<h3>Requests made</h3>\n");
+    let mut out = Html::new();
+    if let Some(queue) = &message.queue {
+        let next = match queue.state.as_str() {
+            "failed" => html!(
+                "failed: every try until {} failed; <em>Retry now</em> or <em>Discard</em>",
+                ui::unix_time(queue.expires_at)
+            ),
+            _ => html!(
+                "next try {}, retried until {}",
+                ui::unix_time(queue.next_attempt_at),
+                ui::unix_time(queue.expires_at)
+            ),
+        };
+        out.push(html!(
+            concat!(
+                "<h3>Queue</h3>\n<p id=\"queue\">The sender got 250 when the message was queued. ",
+                "{tries} tr{ies} so far; {next}.{error}</p>\n"
+            ),
+            tries = queue.attempts,
+            ies = if queue.attempts == 1 { "y" } else { "ies" },
+            next = next,
+            error = match &queue.last_error {
+                Some(error) => html!(" Last: <span class=\"error\">{}</span>", error),
+                None => Html::new(),
+            },
+        ));
+    }
+    out.push_trusted("<h3>Requests made</h3>\n");
     if attempts.is_empty() {
         out.push_trusted("<p>None: the message was not posted anywhere.</p>\n");
         return out;
@@ -554,6 +597,54 @@ async fn resend(
         }
         Err(ResendError::Store(error)) => store_failed(&principal, error),
         Err(error) => message_page(&principal, StatusCode::CONFLICT, &error.to_string()),
+    }
+}
+
+/// "Retry now" and "Discard" (admins) on a queued or failed message, then back to it.
+async fn retry(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Response {
+    queue_action(state, principal, path, true).await
+}
+
+async fn discard(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Response {
+    queue_action(state, principal, path, false).await
+}
+
+async fn queue_action(
+    state: AppState,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+    retry: bool,
+) -> Response {
+    let Ok(Path(id)) = path else {
+        return message_page(&principal, StatusCode::NOT_FOUND, "no such message");
+    };
+    let Some(inbound) = &state.inbound else {
+        return message_page(
+            &principal,
+            StatusCode::CONFLICT,
+            "nothing receives mail here",
+        );
+    };
+    let done = match retry {
+        true => inbound.retry_queued_now(id).await,
+        false => inbound.discard_queued(id).await,
+    };
+    match done {
+        Ok(true) => auth::redirect(&format!("/messages/{id}#delivery")),
+        Ok(false) => message_page(
+            &principal,
+            StatusCode::NOT_FOUND,
+            "this message is not in the queue (or is being posted right now)",
+        ),
+        Err(error) => store_failed(&principal, error),
     }
 }
 

@@ -381,6 +381,14 @@ impl TestApp {
             .expect("the events queue is readable")
     }
 
+    /// One round of the inbound queue now: the queued messages due that it POSTed.
+    pub async fn run_inbound_queue_once(&self) -> usize {
+        self.passes
+            .inbound_queue()
+            .await
+            .expect("the inbound queue is readable")
+    }
+
     /// One re-encryption pass now (as `serve` runs every 10 minutes): the values it sealed
     /// with the current key.
     pub async fn run_reencrypt_once(&self) -> u64 {
