@@ -69,11 +69,14 @@ impl ParsedMessage {
     /// The body as text: the plain part, or else the HTML part's text (tags dropped,
     /// entities decoded) — for previews and search, never for payloads.
     pub fn text(&self) -> Option<String> {
-        match (&self.plain, &self.html) {
-            (Some(plain), _) => Some(plain.clone()),
-            (None, Some(html)) => Some(mail_parser::decoders::html::html_to_text(html)),
-            (None, None) => None,
-        }
+        self.plain.clone().or_else(|| self.html_text())
+    }
+
+    /// The HTML body's text: tags, comments, `<head>`, `<style>` and `<script>` dropped,
+    /// entities decoded, `<br>` and `</p>` as line breaks. One pass over the HTML, whatever
+    /// its nesting. `None` without an HTML body.
+    pub fn html_text(&self) -> Option<String> {
+        (self.html.as_deref()).map(mail_parser::decoders::html::html_to_text)
     }
 
     pub fn parse(raw: &[u8]) -> ParsedMessage {
@@ -462,6 +465,44 @@ mod tests {
         assert_eq!(parsed.plain, None);
         assert_eq!(parsed.html.as_deref(), Some("<b>x</b>\r\n"));
         assert!(parsed.attachments.is_empty());
+    }
+
+    #[test]
+    fn html_text_drops_markup_and_decodes_entities() {
+        let parsed = ParsedMessage::parse(
+            b"Content-Type: text/html\r\n\r\n<html><head><title>t</title><style>p{}</style></head><body><p>Caf&eacute; &amp; <b>bar</b></p><!-- note --><script>x()</script>Line<br>two &#x2713;</body></html>\r\n",
+        );
+        assert_eq!(
+            parsed.html_text().as_deref(),
+            Some("Caf\u{e9} & bar\nLine\ntwo \u{2713}")
+        );
+        assert_eq!(parsed.text(), parsed.html_text());
+        assert_eq!(ParsedMessage::default().html_text(), None);
+    }
+
+    #[test]
+    fn html_text_of_hostile_html_is_one_pass() {
+        // 200,000 levels of nesting, unclosed tags, an unterminated comment and entity: each
+        // is a linear scan, not a stack or a backtrack.
+        let nested = format!(
+            "{}deep{}",
+            "<div>".repeat(200_000),
+            "</div>".repeat(200_000)
+        );
+        let message = |html: String| ParsedMessage {
+            html: Some(html),
+            ..ParsedMessage::default()
+        };
+        assert_eq!(message(nested).html_text().as_deref(), Some("deep"));
+        for hostile in [
+            "<".repeat(300_000),
+            "<b ".repeat(100_000),
+            format!("text<!--{}", "-".repeat(100_000)),
+            format!("x &{}", "a".repeat(100_000)),
+            "&#xFFFFFFFFFF; &#0; &#55296; \u{e9}&\u{e9};".to_string(),
+        ] {
+            let _ = message(hostile).html_text();
+        }
     }
 
     #[test]
