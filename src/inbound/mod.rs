@@ -183,9 +183,7 @@ impl Inbound {
         envelope: PayloadEnvelope,
     ) -> Option<(Vec<u8>, ParsedMessage, Option<Payload>)> {
         let destination = route.destination.clone();
-        let options = format::FormatOptions {
-            size_as_number: route.options.size_as_number,
-        };
+        let options = format::FormatOptions::of(&route.options);
         tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
             let payload = match &destination {
@@ -338,9 +336,9 @@ impl Inbound {
             Some(Destination::Target { format, .. }) => *format,
             _ => Format::JsonNormalized,
         };
-        let options = format::FormatOptions {
-            size_as_number: route.is_some_and(|route| route.options.size_as_number),
-        };
+        let options = route.map_or_else(format::FormatOptions::default, |route| {
+            format::FormatOptions::of(&route.options)
+        });
         let checks = meta.authentication.clone().unwrap_or_default();
         fn recorded<T: serde::de::DeserializeOwned>(
             checks: &serde_json::Value,

@@ -330,6 +330,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX inbound_reads_message ON inbound_reads (message_id);
     CREATE INDEX inbound_messages_outcome ON inbound_messages (outcome, id);
     CREATE INDEX inbound_messages_with_attachments ON inbound_messages (id) WHERE attachments > 0;",
+    // 12: `html_to_plain` of runtime-managed addresses (a `plain` made from the HTML when the
+    // mail has no text part, contract §1.4); off for the addresses stored before.
+    "ALTER TABLE managed_addresses ADD COLUMN html_to_plain INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this postern migrates to.
