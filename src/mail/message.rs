@@ -283,6 +283,48 @@ pub struct MimeLeaf {
     pub content: Vec<u8>,
 }
 
+/// The MIME tree of `raw` for tests to compare, one line per part in order, indented two
+/// spaces a level: the type with its `type` and `name` parameters, the disposition with its
+/// `filename`, the `Content-ID`, e.g. `  image/png; name=a.png | inline; filename=a.png | <a>`.
+#[cfg(test)]
+pub(crate) fn mime_outline(raw: &[u8]) -> Vec<String> {
+    let message = MessageParser::default()
+        .parse(raw)
+        .expect("mail-parser reads it");
+    let mut lines = Vec::new();
+    let mut stack = vec![(0u32, 0usize)];
+    while let Some((id, depth)) = stack.pop() {
+        let part = &message.parts[id as usize];
+        let mut line = "  ".repeat(depth);
+        if let Some(ct) = part.content_type() {
+            line.push_str(&format!(
+                "{}/{}",
+                ct.ctype(),
+                ct.subtype().unwrap_or_default()
+            ));
+            for name in ["type", "name"] {
+                if let Some(value) = ct.attribute(name) {
+                    line.push_str(&format!("; {name}={value}"));
+                }
+            }
+        }
+        if let Some(cd) = part.content_disposition() {
+            line.push_str(&format!(" | {}", cd.ctype()));
+            if let Some(file_name) = cd.attribute("filename") {
+                line.push_str(&format!("; filename={file_name}"));
+            }
+        }
+        if let Some(id) = part.content_id() {
+            line.push_str(&format!(" | <{id}>"));
+        }
+        lines.push(line);
+        if let PartType::Multipart(children) = &part.body {
+            stack.extend(children.iter().rev().map(|child| (*child, depth + 1)));
+        }
+    }
+    lines
+}
+
 /// The leaf parts of `raw`, in order; empty when mail-parser cannot read it (or panics).
 pub fn mime_leaves(raw: &[u8]) -> Vec<MimeLeaf> {
     std::panic::catch_unwind(|| leaves_of(raw)).unwrap_or_else(|_| {
