@@ -10,7 +10,8 @@
 //! `From` must name the request's, and its `Subject` is replaced when the request has one;
 //! otherwise it is kept as given.
 //! `from`, `to`, `cc` and `headers` values with control characters are refused, so the 202
-//! echo is always what is delivered.
+//! echo is always what is delivered; so is a `content_id` that is not one word, which would
+//! otherwise add fields to its part.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -529,6 +530,16 @@ fn attachment_part(
                 .to_string()
         })
         .filter(|id| !id.is_empty());
+    // mail-builder writes the Content-ID as given: nothing that would end or split it.
+    if content_id.as_deref().is_some_and(|id| {
+        id.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
+    }) {
+        return Err(problem(
+            "content_id must be one word, like \"logo\" (no spaces, angle brackets inside or \
+             control characters)",
+        ));
+    }
     Ok(AttachmentPart {
         content_type,
         file_name,
@@ -917,6 +928,17 @@ mod tests {
             ),
             ComposeError::BadAttachment { index: 0, .. }
         ));
+        // A Content-ID is written as given: a line break would add fields to the part.
+        for content_id in ["x>\r\nContent-Type: text/html\r\n<y", "two words", "a<b"] {
+            let attachment = serde_json::json!([{"file_name": "a.png", "content": "",
+                "content_type": "image/png", "content_id": content_id}]);
+            assert_eq!(
+                with("attachments", attachment).to_string(),
+                "attachment 0: content_id must be one word, like \"logo\" (no spaces, \
+                 angle brackets inside or control characters)",
+                "{content_id:?}"
+            );
+        }
     }
 
     #[test]
