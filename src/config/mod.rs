@@ -314,6 +314,8 @@ pub struct AddressOptions {
     pub size_exceeded_message: Option<String>,
     /// Attachment `size` as a JSON number instead of a string (contract §1.5).
     pub size_as_number: bool,
+    /// A `plain` made from the HTML when the mail has no text part (contract §1.4).
+    pub html_to_plain: bool,
     /// POSTed at RCPT time; 2xx accepts, 4xx → 550, else 450 (contract §7.1).
     pub auth_callback: Option<TargetUrl>,
     /// POSTed after every non-2xx target answer (contract §7.2).

@@ -364,6 +364,8 @@ pub struct AddressSpec {
     pub size_exceeded_message: Option<String>,
     #[serde(default)]
     pub size_as_number: bool,
+    #[serde(default)]
+    pub html_to_plain: bool,
     pub auth_callback: Option<String>,
     pub error_callback: Option<String>,
     #[serde(default)]
@@ -1236,6 +1238,7 @@ fn address_options(
             .map(|text| one_line(&key("size_exceeded_message"), text))
             .transpose()?,
         size_as_number: raw.size_as_number,
+        html_to_plain: raw.html_to_plain,
         auth_callback: raw
             .auth_callback
             .map(|t| parse_target(&key("auth_callback"), &t, rules))

@@ -127,6 +127,7 @@ impl Kind for Address {
             max_message_size: options.max_message_size.map(|n| n as u64),
             size_exceeded_message: options.size_exceeded_message.clone(),
             size_as_number: options.size_as_number,
+            html_to_plain: options.html_to_plain,
             auth_callback: options.auth_callback.as_ref().map(ToString::to_string),
             error_callback: options.error_callback.as_ref().map(ToString::to_string),
             dkim: options.dkim,

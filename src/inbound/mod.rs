@@ -242,8 +242,8 @@ impl Inbound {
             _ => None,
         };
         format::FormatOptions {
-            size_as_number: route.options.size_as_number,
             signature_secret,
+            ..format::FormatOptions::of(&route.options)
         }
     }
 

@@ -69,11 +69,14 @@ impl ParsedMessage {
     /// The body as text: the plain part, or else the HTML part's text (tags dropped,
     /// entities decoded) — for previews and search, never for payloads.
     pub fn text(&self) -> Option<String> {
-        match (&self.plain, &self.html) {
-            (Some(plain), _) => Some(plain.clone()),
-            (None, Some(html)) => Some(mail_parser::decoders::html::html_to_text(html)),
-            (None, None) => None,
-        }
+        self.plain.clone().or_else(|| self.html_text())
+    }
+
+    /// The HTML body's text: tags, comments, `<head>`, `<style>` and `<script>` dropped,
+    /// entities decoded, `<br>` and `</p>` as line breaks. One pass over the HTML, whatever
+    /// its nesting. `None` without an HTML body.
+    pub fn html_text(&self) -> Option<String> {
+        (self.html.as_deref()).map(mail_parser::decoders::html::html_to_text)
     }
 
     pub fn parse(raw: &[u8]) -> ParsedMessage {
@@ -280,6 +283,48 @@ pub struct MimeLeaf {
     pub content: Vec<u8>,
 }
 
+/// The MIME tree of `raw` for tests to compare, one line per part in order, indented two
+/// spaces a level: the type with its `type` and `name` parameters, the disposition with its
+/// `filename`, the `Content-ID`, e.g. `  image/png; name=a.png | inline; filename=a.png | <a>`.
+#[cfg(test)]
+pub(crate) fn mime_outline(raw: &[u8]) -> Vec<String> {
+    let message = MessageParser::default()
+        .parse(raw)
+        .expect("mail-parser reads it");
+    let mut lines = Vec::new();
+    let mut stack = vec![(0u32, 0usize)];
+    while let Some((id, depth)) = stack.pop() {
+        let part = &message.parts[id as usize];
+        let mut line = "  ".repeat(depth);
+        if let Some(ct) = part.content_type() {
+            line.push_str(&format!(
+                "{}/{}",
+                ct.ctype(),
+                ct.subtype().unwrap_or_default()
+            ));
+            for name in ["type", "name"] {
+                if let Some(value) = ct.attribute(name) {
+                    line.push_str(&format!("; {name}={value}"));
+                }
+            }
+        }
+        if let Some(cd) = part.content_disposition() {
+            line.push_str(&format!(" | {}", cd.ctype()));
+            if let Some(file_name) = cd.attribute("filename") {
+                line.push_str(&format!("; filename={file_name}"));
+            }
+        }
+        if let Some(id) = part.content_id() {
+            line.push_str(&format!(" | <{id}>"));
+        }
+        lines.push(line);
+        if let PartType::Multipart(children) = &part.body {
+            stack.extend(children.iter().rev().map(|child| (*child, depth + 1)));
+        }
+    }
+    lines
+}
+
 /// The leaf parts of `raw`, in order; empty when mail-parser cannot read it (or panics).
 pub fn mime_leaves(raw: &[u8]) -> Vec<MimeLeaf> {
     std::panic::catch_unwind(|| leaves_of(raw)).unwrap_or_else(|_| {
@@ -462,6 +507,44 @@ mod tests {
         assert_eq!(parsed.plain, None);
         assert_eq!(parsed.html.as_deref(), Some("<b>x</b>\r\n"));
         assert!(parsed.attachments.is_empty());
+    }
+
+    #[test]
+    fn html_text_drops_markup_and_decodes_entities() {
+        let parsed = ParsedMessage::parse(
+            b"Content-Type: text/html\r\n\r\n<html><head><title>t</title><style>p{}</style></head><body><p>Caf&eacute; &amp; <b>bar</b></p><!-- note --><script>x()</script>Line<br>two &#x2713;</body></html>\r\n",
+        );
+        assert_eq!(
+            parsed.html_text().as_deref(),
+            Some("Caf\u{e9} & bar\nLine\ntwo \u{2713}")
+        );
+        assert_eq!(parsed.text(), parsed.html_text());
+        assert_eq!(ParsedMessage::default().html_text(), None);
+    }
+
+    #[test]
+    fn html_text_of_hostile_html_is_one_pass() {
+        // 200,000 levels of nesting, unclosed tags, an unterminated comment and entity: each
+        // is a linear scan, not a stack or a backtrack.
+        let nested = format!(
+            "{}deep{}",
+            "<div>".repeat(200_000),
+            "</div>".repeat(200_000)
+        );
+        let message = |html: String| ParsedMessage {
+            html: Some(html),
+            ..ParsedMessage::default()
+        };
+        assert_eq!(message(nested).html_text().as_deref(), Some("deep"));
+        for hostile in [
+            "<".repeat(300_000),
+            "<b ".repeat(100_000),
+            format!("text<!--{}", "-".repeat(100_000)),
+            format!("x &{}", "a".repeat(100_000)),
+            "&#xFFFFFFFFFF; &#0; &#55296; \u{e9}&\u{e9};".to_string(),
+        ] {
+            let _ = message(hostile).html_text();
+        }
     }
 
     #[test]

@@ -2,20 +2,25 @@
 //! into the queue: pure functions, no I/O.
 //!
 //! A JSON message is built with mail-builder (`from`, `to`, `cc`, `subject`, `plain`,
-//! `html`, `markdown` rendered with pulldown-cmark, `headers`, `attachments` with inline
-//! `content_id`s). A `raw` message goes through `raw_message::check` (the rules SMTP
-//! submission applies: one `From` mailbox and any `Sender` allowed for the credential,
-//! header syntax, `Bcc` removed), its `To` and `From` must name the request's, and its
-//! `Subject` is replaced when the request has one; otherwise it is kept as given.
+//! `html`, `markdown` rendered with pulldown-cmark, `headers`, `attachments`); the MIME tree
+//! is ours (`body_tree`): an attachment with a `content_id` is an inline part, named like
+//! any attachment, in a `multipart/related` with the HTML it is shown in. A `raw` message
+//! goes through `raw_message::check` (the rules SMTP submission applies: one `From` mailbox
+//! and any `Sender` allowed for the credential, header syntax, `Bcc` removed), its `To` and
+//! `From` must name the request's, and its `Subject` is replaced when the request has one;
+//! otherwise it is kept as given.
 //! `from`, `to`, `cc` and `headers` values with control characters are refused, so the 202
-//! echo is always what is delivered.
+//! echo is always what is delivered; so is a `content_id` that is not one word, which would
+//! otherwise add fields to its part.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::HeaderType;
 use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
+use mail_builder::mime::{BodyPart, MimePart};
 use serde::Deserialize;
 
 use super::Credential;
@@ -313,23 +318,67 @@ fn build(
         (None, None) => None,
     };
     // Markdown is readable as it is: it is the plain part when there is no other.
-    if let Some(plain) = request.plain.take().or(request.markdown.take()) {
-        builder = builder.text_body(plain);
-    }
-    if let Some(html) = html {
-        builder = builder.html_body(html);
-    }
+    let plain = request.plain.take().or(request.markdown.take());
+    let (mut inline, mut attached) = (Vec::new(), Vec::new());
     let attachments = request.attachments.take().unwrap_or_default();
     for (index, attachment) in attachments.into_iter().enumerate() {
-        let (content_type, file_name, bytes, content_id) = attachment_parts(index, attachment)?;
-        builder = match content_id {
-            Some(id) => builder.inline(content_type, id, bytes),
-            None => builder.attachment(content_type, file_name, bytes),
-        };
+        let part = attachment_part(index, attachment)?;
+        match part.content_id.is_some() {
+            true => inline.push(part.into_mime()),
+            false => attached.push(part.into_mime()),
+        }
     }
     Ok(builder
+        .body(body_tree(plain, html, inline, attached))
         .write_to_vec()
         .expect("writing to a Vec cannot fail"))
+}
+
+/// The MIME tree of a composed message (RFC 2046, RFC 2387): the bodies, as
+/// `multipart/alternative` when there are both; with the inline parts beside them in a
+/// `multipart/related` when there is HTML to show them (else they go with the attachments);
+/// then the attachments, all in a `multipart/mixed`. A lone part is the whole body.
+fn body_tree(
+    plain: Option<String>,
+    html: Option<String>,
+    inline: Vec<MimePart<'static>>,
+    attached: Vec<MimePart<'static>>,
+) -> MimePart<'static> {
+    let has_html = html.is_some();
+    let bodies = match (plain, html) {
+        (Some(plain), Some(html)) => Some(MimePart::new(
+            "multipart/alternative",
+            vec![
+                MimePart::new("text/plain", plain),
+                MimePart::new("text/html", html),
+            ],
+        )),
+        (plain, html) => (plain.map(|text| MimePart::new("text/plain", text)))
+            .or(html.map(|html| MimePart::new("text/html", html))),
+    };
+    let (related, loose) = match has_html {
+        true => (inline, Vec::new()),
+        false => (Vec::new(), inline),
+    };
+    let bodies = match bodies {
+        Some(root) if !related.is_empty() => {
+            // RFC 2387 §3.1: `type` names the root, the part the others are resources of.
+            let root_type = match &root.contents {
+                BodyPart::Multipart(_) => "multipart/alternative",
+                _ => "text/html",
+            };
+            let related_type = ContentType::new("multipart/related").attribute("type", root_type);
+            let parts = std::iter::once(root).chain(related).collect::<Vec<_>>();
+            Some(MimePart::new(related_type, parts))
+        }
+        bodies => bodies,
+    };
+    let mut parts: Vec<MimePart<'static>> =
+        bodies.into_iter().chain(loose).chain(attached).collect();
+    match parts.len() {
+        1 => parts.remove(0),
+        _ => MimePart::new("multipart/mixed", parts),
+    }
 }
 
 fn single_mailbox(text: &str) -> Option<Mailbox> {
@@ -411,12 +460,43 @@ fn headers(
     Ok(out)
 }
 
-type AttachmentParts = (String, String, Vec<u8>, Option<String>);
+/// One attachment of the request, checked.
+struct AttachmentPart {
+    content_type: String,
+    file_name: String,
+    bytes: Vec<u8>,
+    /// Without angle brackets; makes the part inline.
+    content_id: Option<String>,
+}
 
-fn attachment_parts(
+impl AttachmentPart {
+    /// An attachment names its file in `Content-Disposition`; an inline part is named in
+    /// `Content-Type` (`name`) too, as mail clients read either, and has its `Content-ID`.
+    fn into_mime(self) -> MimePart<'static> {
+        let AttachmentPart {
+            content_type,
+            file_name,
+            bytes,
+            content_id,
+        } = self;
+        match content_id {
+            None => MimePart::new(content_type, bytes).attachment(file_name),
+            Some(id) => {
+                let content_type =
+                    ContentType::new(content_type).attribute("name", file_name.clone());
+                let disposition = ContentType::new("inline").attribute("filename", file_name);
+                MimePart::new(content_type, bytes)
+                    .header("Content-Disposition", disposition)
+                    .cid(id)
+            }
+        }
+    }
+}
+
+fn attachment_part(
     index: usize,
     attachment: AttachmentRequest,
-) -> Result<AttachmentParts, ComposeError> {
+) -> Result<AttachmentPart, ComposeError> {
     let problem = |problem: &str| ComposeError::BadAttachment {
         index,
         problem: problem.to_string(),
@@ -450,7 +530,22 @@ fn attachment_parts(
                 .to_string()
         })
         .filter(|id| !id.is_empty());
-    Ok((content_type, file_name, bytes, content_id))
+    // mail-builder writes the Content-ID as given: nothing that would end or split it.
+    if content_id.as_deref().is_some_and(|id| {
+        id.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
+    }) {
+        return Err(problem(
+            "content_id must be one word, like \"logo\" (no spaces, angle brackets inside or \
+             control characters)",
+        ));
+    }
+    Ok(AttachmentPart {
+        content_type,
+        file_name,
+        bytes,
+        content_id,
+    })
 }
 
 fn render_markdown(markdown: &str) -> String {
@@ -618,6 +713,137 @@ mod tests {
         assert_eq!(parsed.attachments.len(), 2);
     }
 
+    /// The MIME tree (`mail::message::mime_outline`) of a message from `from`, to `to`, with
+    /// `fields` (bodies and attachments).
+    fn outline(fields: serde_json::Value) -> Vec<String> {
+        let mut json = serde_json::json!({"from": "a@example.com", "to": "b@example.net"});
+        json.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let composed = compose(request(json), "1", 1_700_000_000).unwrap();
+        crate::mail::message::mime_outline(&composed.raw)
+    }
+
+    const LOGO: &str = "image/png; name=logo.png | inline; filename=logo.png | <logo>";
+
+    fn logo() -> serde_json::Value {
+        serde_json::json!({"file_name": "logo.png", "content": "iVBORw0K", "content_type": "image/png", "content_id": "<logo>"})
+    }
+
+    fn text_file() -> serde_json::Value {
+        serde_json::json!({"file_name": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"})
+    }
+
+    #[test]
+    fn inline_parts_go_with_the_html_in_multipart_related_named_like_attachments() {
+        let html = "<p><img src=\"cid:logo\"></p>";
+        assert_eq!(
+            outline(serde_json::json!({
+                "plain": "p", "html": html, "attachments": [text_file(), logo()]
+            })),
+            [
+                "multipart/mixed",
+                "  multipart/related; type=multipart/alternative",
+                "    multipart/alternative",
+                "      text/plain",
+                "      text/html",
+                &format!("    {LOGO}"),
+                "  text/plain | attachment; filename=a.txt",
+            ]
+        );
+        // No attachments: no multipart/mixed.
+        assert_eq!(
+            outline(serde_json::json!({"html": html, "attachments": [logo(), logo()]})),
+            [
+                "multipart/related; type=text/html",
+                "  text/html",
+                &format!("  {LOGO}"),
+                &format!("  {LOGO}"),
+            ]
+        );
+        // Markdown gives both bodies.
+        assert_eq!(
+            outline(serde_json::json!({"markdown": "![logo](cid:logo)", "attachments": [logo()]})),
+            [
+                "multipart/related; type=multipart/alternative",
+                "  multipart/alternative",
+                "    text/plain",
+                "    text/html",
+                &format!("  {LOGO}"),
+            ]
+        );
+        // Without HTML nothing shows them: they stay inline parts after the text.
+        assert_eq!(
+            outline(serde_json::json!({"plain": "p", "attachments": [logo(), text_file()]})),
+            [
+                "multipart/mixed",
+                "  text/plain",
+                &format!("  {LOGO}"),
+                "  text/plain | attachment; filename=a.txt",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_inline_parts_the_tree_is_the_usual_one() {
+        for (fields, expected) in [
+            (serde_json::json!({"plain": "p"}), &["text/plain"][..]),
+            (serde_json::json!({"html": "<p>h</p>"}), &["text/html"][..]),
+            (
+                serde_json::json!({"plain": "p", "html": "<p>h</p>"}),
+                &["multipart/alternative", "  text/plain", "  text/html"][..],
+            ),
+            (
+                serde_json::json!({"plain": "p", "html": "<p>h</p>", "attachments": [text_file()]}),
+                &[
+                    "multipart/mixed",
+                    "  multipart/alternative",
+                    "    text/plain",
+                    "    text/html",
+                    "  text/plain | attachment; filename=a.txt",
+                ][..],
+            ),
+            (
+                serde_json::json!({"html": "<p>h</p>", "attachments": [text_file()]}),
+                &[
+                    "multipart/mixed",
+                    "  text/html",
+                    "  text/plain | attachment; filename=a.txt",
+                ][..],
+            ),
+        ] {
+            assert_eq!(outline(fields.clone()), expected, "{fields}");
+        }
+    }
+
+    #[test]
+    fn an_inline_part_keeps_its_name_and_content_however_it_is_spelt() {
+        let composed = compose(
+            request(serde_json::json!({
+                "from": "a@example.com", "to": "b@example.net", "html": "<img src=\"cid:x\">",
+                "attachments": [{"file_name": "caf\u{e9} \"logo\".png", "content": "AAEC",
+                                 "content_type": "image/png", "content_id": "x"}]
+            })),
+            "1",
+            1_700_000_000,
+        )
+        .unwrap();
+        let outline = crate::mail::message::mime_outline(&composed.raw);
+        let name = "caf\u{e9} \"logo\".png";
+        assert_eq!(
+            outline[2],
+            format!("  image/png; name={name} | inline; filename={name} | <x>")
+        );
+        let parsed = crate::mail::message::ParsedMessage::parse(&composed.raw);
+        let inline = &parsed.attachments[0];
+        assert_eq!(
+            (inline.file_name.as_str(), inline.content_id.as_deref()),
+            (name, Some("<x>"))
+        );
+        assert_eq!(inline.content, [0, 1, 2]);
+        assert_eq!(inline.disposition.as_str(), "inline");
+    }
+
     #[test]
     fn markdown_gives_html_and_plain() {
         let composed = compose(
@@ -702,6 +928,17 @@ mod tests {
             ),
             ComposeError::BadAttachment { index: 0, .. }
         ));
+        // A Content-ID is written as given: a line break would add fields to the part.
+        for content_id in ["x>\r\nContent-Type: text/html\r\n<y", "two words", "a<b"] {
+            let attachment = serde_json::json!([{"file_name": "a.png", "content": "",
+                "content_type": "image/png", "content_id": content_id}]);
+            assert_eq!(
+                with("attachments", attachment).to_string(),
+                "attachment 0: content_id must be one word, like \"logo\" (no spaces, \
+                 angle brackets inside or control characters)",
+                "{content_id:?}"
+            );
+        }
     }
 
     #[test]

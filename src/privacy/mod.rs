@@ -274,6 +274,7 @@ auth_callback = "http://127.0.0.1:9/auth"
                 max_message_size: None,
                 size_exceeded_message: None,
                 size_as_number: false,
+                html_to_plain: false,
                 auth_callback: None,
                 error_callback: None,
                 dkim: true,

@@ -73,6 +73,7 @@ impl ManagedSpec for AddressSpec {
         "dkim",
         "dmarc",
         "redact",
+        "html_to_plain",
         "delivery",
     ];
 
@@ -90,7 +91,8 @@ impl ManagedSpec for AddressSpec {
             dkim: row.get(10)?,
             dmarc: row.get(11)?,
             redact: field_list(row.get(12)?),
-            delivery: row.get(13)?,
+            html_to_plain: row.get(13)?,
+            delivery: row.get(14)?,
         })
     }
 
@@ -108,6 +110,7 @@ impl ManagedSpec for AddressSpec {
             self.dkim.into(),
             self.dmarc.into(),
             field_list_text(&self.redact),
+            self.html_to_plain.into(),
             self.delivery.clone().into(),
         ]
     }
@@ -282,6 +285,7 @@ mod tests {
             max_message_size: Some(1000),
             size_exceeded_message: Some("too big".into()),
             size_as_number: true,
+            html_to_plain: true,
             auth_callback: None,
             error_callback: Some("http://example.com/err".into()),
             dkim: true,

@@ -330,7 +330,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX inbound_reads_message ON inbound_reads (message_id);
     CREATE INDEX inbound_messages_outcome ON inbound_messages (outcome, id);
     CREATE INDEX inbound_messages_with_attachments ON inbound_messages (id) WHERE attachments > 0;",
-    // 12: webhook signing secrets (Standard Webhooks, `webhook::signing`): per address
+    // 12: `html_to_plain` of runtime-managed addresses (a `plain` made from the HTML when the
+    // mail has no text part, contract §1.4); off for the addresses stored before.
+    "ALTER TABLE managed_addresses ADD COLUMN html_to_plain INTEGER NOT NULL DEFAULT 0;",
+    // 13: webhook signing secrets (Standard Webhooks, `webhook::signing`): per address
     // pattern or SMTP credential, sealed; while a rotation overlaps, the replaced secret
     // signs too, until `previous_until`. `generation` is new at each rotation (random), so a
     // process that opened the secrets sees a rotation made by another without opening them.
@@ -342,7 +345,7 @@ const MIGRATIONS: &[&str] = &[
         previous        BLOB,
         previous_until  INTEGER
     ) WITHOUT ROWID;",
-    // 13: store-and-forward (`inbound::queue`): the delivery mode of managed addresses and
+    // 14: store-and-forward (`inbound::queue`): the delivery mode of managed addresses and
     // domains, and the queue of messages answered 250 at once and POSTed afterwards (their
     // content is in `inbound_raw` until then): retried with backoff until `expires_at`,
     // then `failed`. `leased` marks a row a worker is POSTing now; `envelope` (sealed) is the

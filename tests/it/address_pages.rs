@@ -69,6 +69,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
         "max_message_size",
         "size_exceeded_message",
         "size_as_number",
+        "html_to_plain",
         "dkim",
         "dmarc",
         "auth_callback",
@@ -87,6 +88,7 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
             ("format", "json"),
             ("timeout_secs", "7"),
             ("size_as_number", "1"),
+            ("html_to_plain", "1"),
         ],
     )
     .await;
@@ -115,6 +117,10 @@ async fn an_admin_adds_edits_and_deletes_an_address_through_the_forms() {
     assert!(
         edit.body
             .contains("name=\"size_as_number\" value=\"1\" checked")
+    );
+    assert!(
+        edit.body
+            .contains("name=\"html_to_plain\" value=\"1\" checked")
     );
     let updated = submit(
         &mut admin,

@@ -65,7 +65,8 @@ async fn addresses_are_added_changed_and_removed_without_a_restart() {
             "address": "support@example.com",
             "target": receiver.url("/status/201"), "format": "json+n",
             "timeout_secs": null, "max_message_size": null, "size_exceeded_message": null,
-            "size_as_number": false, "auth_callback": null, "error_callback": null,
+            "size_as_number": false, "html_to_plain": false,
+            "auth_callback": null, "error_callback": null,
             "dkim": false, "dmarc": false,
         }])
     );
@@ -462,6 +463,7 @@ async fn managed_entries_survive_a_restart() {
         "max_message_size": 4096,
         "size_exceeded_message": "Too big for kept@",
         "size_as_number": true,
+        "html_to_plain": true,
         "auth_callback": format!("http://u:{SECRET}@{}/status/200", receiver.addr),
         "error_callback": receiver.url("/errors"),
         "dkim": false,
@@ -486,6 +488,52 @@ async fn managed_entries_survive_a_restart() {
     );
     let (_, list) = admin(&app, Method::GET, "/api/addresses", None).await;
     assert_eq!(list["addresses"][1], before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn html_to_plain_is_switched_through_the_api() {
+    let receiver = Receiver::start().await;
+    let app = app(&receiver).await;
+    let target = receiver.url("/status/200");
+    let (status, created) = admin(
+        &app,
+        Method::POST,
+        "/api/addresses",
+        Some(json!({ "address": "html@example.com", "target": target, "html_to_plain": true })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["html_to_plain"], true);
+    let path = format!("/api/addresses/{}", created["id"]);
+    let (_, got) = admin(&app, Method::GET, &path, None).await;
+    assert_eq!(got["html_to_plain"], true);
+
+    let html_only =
+        "Subject: html\r\nContent-Type: text/html\r\n\r\n<p>Hello &amp; <i>welcome</i></p>";
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    let plain_posted = async |smtp: &mut crate::support::smtp::Smtp| {
+        receiver.clear();
+        let reply = smtp
+            .send_mail("a@example.net", &["html@example.com"], html_only)
+            .await;
+        assert!(reply.starts_with("250 "), "{reply}");
+        receiver.single().json()["plain"].clone()
+    };
+    assert_eq!(plain_posted(&mut smtp).await, "Hello & welcome");
+
+    // A body without the field switches it off (the default), at once.
+    let (status, updated) = admin(
+        &app,
+        Method::PUT,
+        &path,
+        Some(json!({ "address": "html@example.com", "target": target })),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["html_to_plain"], false);
+    assert_eq!(plain_posted(&mut smtp).await, Value::Null);
     app.stop().await;
 }
 

@@ -12,7 +12,7 @@ use postern::mail::message::ParsedMessage;
 use serde_json::Value;
 
 use crate::support::receiver::Captured;
-use crate::support::{Receiver, TestApp, config_with_format};
+use crate::support::{Receiver, TestApp, config_with, config_with_format};
 
 fn data(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -927,4 +927,128 @@ async fn original_format_requests_are_signed_with_the_addresses_secret() {
             .header("webhook-signature")
             .is_some_and(|s| s.starts_with("v1,"))
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// `html_to_plain` (contract §1.4): HTML-only mail gets the HTML's text as `plain`, for the
+// addresses that ask for it.
+
+/// HTML-only mail: markup, entities, a style sheet, and a reply's quote under the new text.
+const HTML_ONLY: &str = "Subject: html only\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><head><style>p { color: red }</style></head><body>\r\n<p>Caf&eacute; &amp; <b>cr&egrave;me</b> &lt;ok&gt;</p>\r\nOn Mon, 1 Jan 2024, Ann wrote:<br>\r\n&gt; the old text\r\n</body></html>";
+
+/// [`HTML_ONLY`]'s text: tags and style gone, entities decoded, `</p>` and `<br>` as breaks.
+const HTML_ONLY_TEXT: &str =
+    "Caf\u{e9} & cr\u{e8}me <ok>\nOn Mon, 1 Jan 2024, Ann wrote:\n> the old text";
+
+/// A config with `on{i}@example.com` (`html_to_plain = true`) and `off{i}@example.com` for
+/// the `i`th format of [`Format::ALL`], all to `target`.
+fn html_to_plain_config(target: &str) -> String {
+    let mut toml = String::from("[server]\nhostname = \"mx.postern.test\"\n");
+    for (i, (format, _)) in Format::ALL.iter().enumerate() {
+        for (prefix, option) in [("on", "html_to_plain = true\n"), ("off", "")] {
+            toml.push_str(&format!(
+                "\n[[address]]\naddress = \"{prefix}{i}@example.com\"\ntarget = \"{target}\"\nformat = \"{format}\"\n{option}"
+            ));
+        }
+    }
+    toml
+}
+
+/// `plain`, `html` and `reply_plain` as a POST carries them, JSON or form-data (`None`:
+/// `null`, an empty field, or no field: Raw).
+async fn bodies_posted(captured: &Captured) -> [Option<String>; 3] {
+    let names = ["plain", "html", "reply_plain"];
+    if captured.header("content-type") == Some("application/json") {
+        let json = captured.json();
+        return names.map(|name| json[name].as_str().map(str::to_string));
+    }
+    let parts = axum_parts(captured).await;
+    names.map(|name| {
+        let part = parts.iter().find(|part| part.name == name)?;
+        let text = String::from_utf8(part.data.clone()).unwrap();
+        (!text.is_empty()).then_some(text)
+    })
+}
+
+#[tokio::test]
+async fn html_to_plain_gives_html_only_mail_a_plain_where_the_address_asks() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::start(&html_to_plain_config(&receiver.url("/status/200"))).await;
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    for (i, (name, format)) in Format::ALL.iter().enumerate() {
+        receiver.clear();
+        for to in [format!("on{i}@example.com"), format!("off{i}@example.com")] {
+            let reply = smtp
+                .send_mail("sender@example.net", &[&to], HTML_ONLY)
+                .await;
+            assert!(reply.starts_with("250 "), "{to}: {reply}");
+        }
+        let [on, off]: [Captured; 2] = receiver.requests().try_into().unwrap();
+        let (with, without) = (bodies_posted(&on).await, bodies_posted(&off).await);
+        if *format == Format::Raw {
+            // Raw carries no bodies: the message as it arrived, the same either way.
+            assert_eq!(with, [None, None, None]);
+            let message = |parts: Vec<FormPart>| {
+                parts
+                    .into_iter()
+                    .find(|part| part.name == "message")
+                    .unwrap()
+                    .data
+            };
+            let (on, off) = (axum_parts(&on).await, axum_parts(&off).await);
+            assert_eq!(message(on), message(off));
+            continue;
+        }
+        let html = without[1].clone().expect("the HTML is there");
+        assert!(html.contains("<b>cr&egrave;me</b>"), "{name}: {html}");
+        assert_eq!(without, [None, Some(html.clone()), None], "{name}");
+        assert_eq!(
+            with,
+            [
+                Some(HTML_ONLY_TEXT.to_string()),
+                Some(html),
+                Some("Caf\u{e9} & cr\u{e8}me <ok>".to_string()),
+            ],
+            "{name}: plain from the HTML, reply_plain from that"
+        );
+    }
+}
+
+#[tokio::test]
+async fn html_to_plain_of_hostile_html_is_one_bounded_pass() {
+    // About 1 MB of HTML (the receiver takes 2 MB, and the POST carries it and its text):
+    // 60,000 nested elements, 50,000 entities, then a tag and a comment left open; lines of
+    // 100 tags, under SMTP's line limit.
+    let lines = |unit: &str, count: usize| (unit.repeat(100) + "\r\n").repeat(count / 100);
+    let html = format!(
+        "{}deep{}{}<p>after</p>\r\n<b class=\"x\r\n<!-- {}",
+        lines("<div>", 60_000),
+        lines("</div>", 60_000),
+        lines("&amp;", 50_000),
+        lines("-", 10_000),
+    );
+    let message = format!("Subject: hostile\r\nContent-Type: text/html\r\n\r\n{html}");
+    let receiver = Receiver::start().await;
+    let mut config = config_with(&[("*@example.com", receiver.url("/status/200"))], "");
+    config.push_str("html_to_plain = true\n");
+    let app = TestApp::start(&config).await;
+    let mut smtp = app.smtp().await;
+    smtp.ehlo().await;
+    let started = std::time::Instant::now();
+    let reply = smtp
+        .send_mail("a@example.net", &["to@example.com"], &message)
+        .await;
+    assert!(reply.starts_with("250 "), "{reply}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let json = receiver.single().json();
+    let plain = json["plain"].as_str().unwrap();
+    // What is left open swallows the rest; a line break is a space.
+    let entities = vec!["&".repeat(100); 500].join(" ");
+    assert_eq!(plain, format!("deep{entities} after"));
+    app.stop().await;
 }

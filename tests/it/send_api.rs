@@ -111,10 +111,14 @@ async fn the_official_npm_client_sends_through_dev_mode() {
             "cc": "cc@example.org",
             "subject": "Hello from the npm client",
             "plain": "plain body",
-            "html": "<p>html body</p>",
+            "html": "<p>html body <img src=\"cid:logo\"></p>",
             "tags": ["js", "welcome"],
             "headers": {"X-Campaign": "autumn"},
-            "attachments": [{"file_name": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"}]
+            "attachments": [
+                {"file_name": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"},
+                {"file_name": "logo.png", "content": "iVBORw0K", "content_type": "image/png",
+                 "content_id": "logo"}
+            ]
         }),
     )
     .await;
@@ -183,7 +187,42 @@ async fn the_official_npm_client_sends_through_dev_mode() {
     assert_eq!(header("X-Campaign").as_deref(), Some("autumn"));
     assert_eq!(header("Message-ID"), Some(format!("<{id}@example.com>")));
     assert_eq!(parsed.plain.as_deref(), Some("plain body"));
-    assert_eq!(parsed.attachments[0].file_name, "a.txt");
+    // The inline image goes with the HTML in multipart/related, named like an attachment;
+    // the attachment comes after (contract §6.2).
+    let text = String::from_utf8_lossy(&raw);
+    let types: Vec<&str> = text
+        .split("Content-Type: ")
+        .skip(1)
+        .map(|rest| rest.split([';', '\r']).next().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "multipart/mixed",
+            "multipart/related",
+            "multipart/alternative",
+            "text/plain",
+            "text/html",
+            "image/png",
+            "text/plain"
+        ],
+        "{text}"
+    );
+    let leaves = postern::mail::message::mime_leaves(&raw);
+    let logo = String::from_utf8_lossy(&raw[leaves[2].header.clone()]);
+    for field in [
+        "Content-Type: image/png; name=\"logo.png\"",
+        "Content-Disposition: inline; filename=\"logo.png\"",
+        "Content-ID: <logo>",
+    ] {
+        assert!(logo.contains(field), "{field} in {logo}");
+    }
+    let names: Vec<(&str, Option<&str>)> = parsed
+        .attachments
+        .iter()
+        .map(|a| (a.file_name.as_str(), a.content_id.as_deref()))
+        .collect();
+    assert_eq!(names, [("logo.png", Some("<logo>")), ("a.txt", None)]);
 
     // sendRawMessage goes to the same endpoint.
     let raw = "From: sender@example.com\r\nTo: r@example.net\r\nSubject: raw\r\n\r\nraw body\r\n";

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::headers::{self, Naming};
-use super::{FormatOptions, PayloadEnvelope};
+use super::{Bodies, FormatOptions, PayloadEnvelope};
 use crate::mail::message::ParsedMessage;
 
 pub fn build(
@@ -27,12 +27,13 @@ pub(super) fn payload(
     naming: Naming,
     options: &FormatOptions,
 ) -> Vec<u8> {
+    let bodies = Bodies::of(message, options);
     let payload = json!({
         "headers": header_object(message, naming),
         "envelope": envelope.to_json(),
-        "plain": message.plain,
-        "html": message.html,
-        "reply_plain": message.reply_plain,
+        "plain": bodies.plain,
+        "html": bodies.html,
+        "reply_plain": bodies.reply_plain,
         "attachments": attachments(message, options),
     });
     serde_json::to_vec(&payload).expect("JSON values always serialise")

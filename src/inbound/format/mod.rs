@@ -13,11 +13,14 @@ pub mod multipart_normalized;
 pub mod original;
 pub mod raw;
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::Format;
+use crate::config::{AddressOptions, Format};
 use crate::mail::message::ParsedMessage;
+use crate::mail::reply_text;
 use crate::webhook::Payload;
 
 /// The SMTP facts every format carries (contract §1.2); the inbound queue keeps it (sealed)
@@ -126,6 +129,56 @@ pub struct FormatOptions {
     /// Original: the address's secret, which signs the request (contract §2.9); no
     /// `signature` field without one.
     pub signature_secret: Option<String>,
+    /// Every format with bodies: a message with an HTML body and no plain one gets the HTML's
+    /// text as `plain` (and the `reply_plain` of that); contract §1.4.
+    pub html_to_plain: bool,
+}
+
+impl FormatOptions {
+    /// The switches an address sets (the Original format's secret comes from elsewhere:
+    /// `webhook::signing`).
+    pub fn of(options: &AddressOptions) -> FormatOptions {
+        FormatOptions {
+            size_as_number: options.size_as_number,
+            html_to_plain: options.html_to_plain,
+            signature_secret: None,
+        }
+    }
+}
+
+/// The three bodies a payload carries (contract §1.4): the message's own, or, with
+/// [`FormatOptions::html_to_plain`] and a message that has HTML but no plain body, the HTML's
+/// text (without surrounding whitespace) as `plain` and the new text of that as
+/// `reply_plain`. HTML whose text is blank gives no `plain`, as before.
+pub(super) struct Bodies<'a> {
+    pub plain: Option<Cow<'a, str>>,
+    pub html: Option<&'a str>,
+    pub reply_plain: Option<Cow<'a, str>>,
+}
+
+impl<'a> Bodies<'a> {
+    pub fn of(message: &'a ParsedMessage, options: &FormatOptions) -> Bodies<'a> {
+        let from_html = match (&message.plain, options.html_to_plain) {
+            (None, true) => message
+                .html_text()
+                .map(|text| text.trim().to_string())
+                .filter(|text| !text.is_empty()),
+            _ => None,
+        };
+        let html = message.html.as_deref();
+        match from_html {
+            Some(plain) => Bodies {
+                reply_plain: reply_text::extract(&plain).map(Cow::Owned),
+                plain: Some(Cow::Owned(plain)),
+                html,
+            },
+            None => Bodies {
+                plain: message.plain.as_deref().map(Cow::Borrowed),
+                html,
+                reply_plain: message.reply_plain.as_deref().map(Cow::Borrowed),
+            },
+        }
+    }
 }
 
 /// The body `format` sends for this message. `raw` is the message as received (with our
@@ -178,12 +231,10 @@ fn assemble(
             return json_payload(json_normalized::build(envelope, message, options));
         }
         Format::Json => return json_payload(json::build(envelope, message, options)),
-        Format::MultipartNormalized => multipart_normalized::form(envelope, message),
-        Format::Multipart => multipart::form(envelope, message),
+        Format::MultipartNormalized => multipart_normalized::form(envelope, message, options),
+        Format::Multipart => multipart::form(envelope, message, options),
         Format::Raw => raw::form(envelope, raw),
-        Format::Original => {
-            original::form(envelope, message, raw, options.signature_secret.as_deref())
-        }
+        Format::Original => original::form(envelope, message, raw, options),
     };
     let boundary = boundary_for(&form);
     Payload {
@@ -336,6 +387,104 @@ pub(crate) mod tests {
         ] {
             let field = format!("name=\"{name}\"\r\n\r\n{value}\r\n--B");
             assert!(text.contains(&field), "{field}");
+        }
+    }
+
+    /// An HTML-only reply: new text above an attribution and a quote.
+    fn html_only(html: &str) -> ParsedMessage {
+        ParsedMessage {
+            plain: None,
+            html: Some(html.into()),
+            reply_plain: None,
+            ..message()
+        }
+    }
+
+    const HTML_REPLY: &str = "<html><head><style>p { color: red }</style></head><body>\
+        <p>Caf&eacute; &amp; <b>cr&egrave;me</b> &lt;ok&gt;</p>\
+        On Mon, 1 Jan 2024 at 10:00, Ann wrote:<br>&gt; the old text</body></html>";
+
+    /// `plain`, `html` and `reply_plain` as `format` carries them (`None`: JSON `null` or an
+    /// empty form field), and the whole body.
+    fn bodies_of(
+        format: Format,
+        message: &ParsedMessage,
+        options: &FormatOptions,
+    ) -> ([Option<String>; 3], Vec<u8>) {
+        let payload = build_with_boundary(
+            format,
+            &envelope(),
+            message,
+            b"Subject: raw\r\n\r\nraw",
+            options,
+            "B",
+        );
+        let fields = ["plain", "html", "reply_plain"].map(|name| match format {
+            Format::JsonNormalized | Format::Json => {
+                let json: Value = serde_json::from_slice(&payload.body).unwrap();
+                json[name].as_str().map(str::to_string)
+            }
+            Format::MultipartNormalized | Format::Multipart | Format::Original => {
+                let text = String::from_utf8(payload.body.clone()).unwrap();
+                let start = format!("name=\"{name}\"\r\n\r\n");
+                let value = text.split_once(&start).unwrap().1;
+                let value = value.split_once("\r\n--B").unwrap().0;
+                (!value.is_empty()).then(|| value.to_string())
+            }
+            Format::Raw => None,
+        });
+        (fields, payload.body)
+    }
+
+    #[test]
+    fn html_to_plain_gives_html_only_mail_the_html_text_in_every_format_with_bodies() {
+        let message = html_only(HTML_REPLY);
+        let on = FormatOptions {
+            html_to_plain: true,
+            ..FormatOptions::default()
+        };
+        let text =
+            "Caf\u{e9} & cr\u{e8}me <ok>\nOn Mon, 1 Jan 2024 at 10:00, Ann wrote:\n> the old text";
+        for (name, format) in Format::ALL {
+            let (with, with_body) = bodies_of(*format, &message, &on);
+            let (without, without_body) = bodies_of(*format, &message, &FormatOptions::default());
+            if *format == Format::Raw {
+                assert_eq!(with_body, without_body, "{name}: raw carries no bodies");
+                continue;
+            }
+            let [plain, html, reply_plain] = with;
+            assert_eq!(plain.as_deref(), Some(text), "{name}");
+            assert_eq!(html.as_deref(), Some(HTML_REPLY), "{name}");
+            // The reply's new text, from the plain made (contract §1.4).
+            assert_eq!(
+                reply_plain.as_deref(),
+                Some("Caf\u{e9} & cr\u{e8}me <ok>"),
+                "{name}"
+            );
+            // Without the option, no plain and no reply_plain, as before.
+            assert_eq!(without, [None, Some(HTML_REPLY.into()), None], "{name}");
+        }
+    }
+
+    #[test]
+    fn html_to_plain_leaves_mail_with_a_plain_part_or_blank_html_as_it_was() {
+        let on = FormatOptions {
+            html_to_plain: true,
+            ..FormatOptions::default()
+        };
+        let mut with_both = message();
+        with_both.html = Some("<p>other</p>".into());
+        let blank = html_only(
+            "<html><head><title>t</title></head><body> <img src=\"cid:x\"> &#32;</body></html>",
+        );
+        for (name, format) in Format::ALL {
+            for message in [&message(), &with_both, &blank] {
+                assert_eq!(
+                    bodies_of(*format, message, &on),
+                    bodies_of(*format, message, &FormatOptions::default()),
+                    "{name}"
+                );
+            }
         }
     }
 

@@ -3,16 +3,21 @@
 //! [`super::headers`]) and indexed file parts `attachments[0]`, `attachments[1]`, …
 //! (contract §9.2).
 
-use super::PayloadEnvelope;
 use super::form_data::FormData;
 use super::headers::Naming;
 use super::multipart_normalized::{AttachmentNames, form_with};
+use super::{FormatOptions, PayloadEnvelope};
 use crate::mail::message::ParsedMessage;
 
-pub fn form<'a>(envelope: &PayloadEnvelope, message: &'a ParsedMessage) -> FormData<'a> {
+pub fn form<'a>(
+    envelope: &PayloadEnvelope,
+    message: &'a ParsedMessage,
+    options: &FormatOptions,
+) -> FormData<'a> {
     form_with(
         envelope,
         message,
+        options,
         Naming::Original,
         AttachmentNames::Indexed,
     )
@@ -26,7 +31,7 @@ mod tests {
     #[test]
     fn original_header_names_and_indexed_attachments() {
         let message = message();
-        let form = form(&envelope(), &message);
+        let form = form(&envelope(), &message, &FormatOptions::default());
         let names: Vec<&str> = form.names().collect();
         assert_eq!(
             &names[3..8],

@@ -5,9 +5,9 @@
 //! The deprecated Multipart format (`multipart`, contract §1.9.2) differs only in header names and
 //! attachment field names, so [`form`] serves both.
 
-use super::PayloadEnvelope;
 use super::form_data::FormData;
 use super::headers::{self, Naming};
+use super::{Bodies, FormatOptions, PayloadEnvelope};
 use crate::mail::message::ParsedMessage;
 
 /// How embedded attachments are named. The docs contradict themselves (`attachments[]`,
@@ -24,10 +24,15 @@ pub(super) enum AttachmentNames {
     Indexed,
 }
 
-pub fn form<'a>(envelope: &PayloadEnvelope, message: &'a ParsedMessage) -> FormData<'a> {
+pub fn form<'a>(
+    envelope: &PayloadEnvelope,
+    message: &'a ParsedMessage,
+    options: &FormatOptions,
+) -> FormData<'a> {
     form_with(
         envelope,
         message,
+        options,
         Naming::Normalized,
         AttachmentNames::Array,
     )
@@ -36,17 +41,16 @@ pub fn form<'a>(envelope: &PayloadEnvelope, message: &'a ParsedMessage) -> FormD
 pub(super) fn form_with<'a>(
     envelope: &PayloadEnvelope,
     message: &'a ParsedMessage,
+    options: &FormatOptions,
     naming: Naming,
     attachment_names: AttachmentNames,
 ) -> FormData<'a> {
     let mut form = FormData::new();
+    let bodies = Bodies::of(message, options);
     // JSON says `null` for an absent body; multipart sends an empty field (contract §1.4, §9.7).
-    form.text("plain", message.plain.as_deref().unwrap_or_default());
-    form.text("html", message.html.as_deref().unwrap_or_default());
-    form.text(
-        "reply_plain",
-        message.reply_plain.as_deref().unwrap_or_default(),
-    );
+    form.text("plain", bodies.plain.unwrap_or_default());
+    form.text("html", bodies.html.unwrap_or_default());
+    form.text("reply_plain", bodies.reply_plain.unwrap_or_default());
     // `headers[mime_version]`: the docs' `headers[mime-version]` is a typo (contract §9.13).
     for group in headers::grouped(message, naming) {
         match group.values.as_slice() {
@@ -92,7 +96,7 @@ mod tests {
     #[test]
     fn field_names_in_order() {
         let message = message();
-        let form = form(&envelope(), &message);
+        let form = form(&envelope(), &message, &FormatOptions::default());
         let names: Vec<&str> = form.names().collect();
         assert_eq!(
             names,
@@ -126,7 +130,7 @@ mod tests {
     #[test]
     fn absent_bodies_are_empty_fields() {
         let message = message();
-        let body = form(&envelope(), &message).encode("B");
+        let body = form(&envelope(), &message, &FormatOptions::default()).encode("B");
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("name=\"html\"\r\n\r\n\r\n--B\r\n"), "{text}");
         assert!(text.contains("name=\"envelope[tls]\"\r\n\r\ntrue\r\n"));
@@ -136,7 +140,7 @@ mod tests {
     fn no_attachments_no_field() {
         let mut message = message();
         message.attachments.clear();
-        let form = form(&envelope(), &message);
+        let form = form(&envelope(), &message, &FormatOptions::default());
         assert!(form.names().all(|n| !n.starts_with("attachments")));
         assert!(!form.contains(b"attachments"));
     }
@@ -145,7 +149,7 @@ mod tests {
     fn unnamed_attachments_get_a_filename() {
         let mut message = message();
         message.attachments[0].file_name.clear();
-        let body = form(&envelope(), &message).encode("BOUNDARY");
+        let body = form(&envelope(), &message, &FormatOptions::default()).encode("BOUNDARY");
         let text = String::from_utf8_lossy(&body);
         assert!(
             text.contains("name=\"attachments[]\"; filename=\"noname\""),

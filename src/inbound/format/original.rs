@@ -10,8 +10,8 @@
 
 use md5::{Digest, Md5};
 
-use super::PayloadEnvelope;
 use super::form_data::FormData;
+use super::{Bodies, FormatOptions, PayloadEnvelope};
 use crate::mail::address::parse_mailboxes;
 use crate::mail::message::ParsedMessage;
 
@@ -20,8 +20,12 @@ pub fn form<'a>(
     envelope: &PayloadEnvelope,
     message: &ParsedMessage,
     raw: &'a [u8],
-    secret: Option<&str>,
+    options: &FormatOptions,
 ) -> FormData<'a> {
+    let secret = options.signature_secret.as_deref();
+    let bodies = Bodies::of(message, options);
+    let text_of =
+        |body: &Option<std::borrow::Cow<'_, str>>| body.as_deref().unwrap_or_default().to_string();
     let addresses = |name: &str| -> Vec<String> {
         message
             .header(name)
@@ -33,8 +37,8 @@ pub fn form<'a>(
     };
     let json_list = |list: &[String]| serde_json::to_string(list).expect("strings serialise");
     let mut text: Vec<(&str, String)> = vec![
-        ("plain", message.plain.clone().unwrap_or_default()),
-        ("html", message.html.clone().unwrap_or_default()),
+        ("plain", text_of(&bodies.plain)),
+        ("html", bodies.html.unwrap_or_default().to_string()),
         ("to", format!("<{}>", envelope.to)),
         ("recipients", json_list(&envelope.recipients)),
         ("disposable", disposable(&envelope.to).to_string()),
@@ -56,10 +60,7 @@ pub fn form<'a>(
             "subject",
             message.header("subject").unwrap_or_default().to_string(),
         ),
-        (
-            "reply_plain",
-            message.reply_plain.clone().unwrap_or_default(),
-        ),
+        ("reply_plain", text_of(&bodies.reply_plain)),
         ("spf[result]", envelope.spf.result.clone()),
         ("spf[domain]", envelope.spf.domain.clone()),
     ]);
@@ -125,7 +126,11 @@ mod tests {
         let message = ParsedMessage::parse(raw);
         let mut envelope = envelope();
         envelope.to = "to+tag@example.com".into();
-        let form = form(&envelope, &message, raw, Some("s3cret"));
+        let signed = |secret: Option<&str>| FormatOptions {
+            signature_secret: secret.map(str::to_string),
+            ..FormatOptions::default()
+        };
+        let form = form(&envelope, &message, raw, &signed(Some("s3cret")));
         let fields = fields_of(&form, "BOUNDARY");
         let field = |name: &str| {
             let value = &fields.iter().find(|(n, _)| n == name).unwrap().1;
@@ -161,9 +166,9 @@ mod tests {
             .collect();
         assert_eq!(field("signature"), expected);
 
-        let unsigned = super::form(&envelope, &message, raw, None);
+        let unsigned = super::form(&envelope, &message, raw, &signed(None));
         assert!(!unsigned.names().any(|n| n == "signature"));
-        let other = super::form(&envelope, &message, raw, Some("other"));
+        let other = super::form(&envelope, &message, raw, &signed(Some("other")));
         assert_ne!(
             fields_of(&other, "BOUNDARY").last(),
             fields.last(),

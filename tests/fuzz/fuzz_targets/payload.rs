@@ -56,6 +56,7 @@ fuzz_target!(init: tolerate_mail_parser_panics(), |raw: &[u8]| {
         let options = format::FormatOptions {
             size_as_number: raw.len() % 2 == 0,
             signature_secret: (raw.len() % 3 == 0).then(|| "whsec_fuzz".to_string()),
+            html_to_plain: raw.len() % 3 != 0,
         };
         let payload = format::build(*format, &ENVELOPE, &message, raw, &options);
         if payload.content_type.starts_with("application/json")
