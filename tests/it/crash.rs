@@ -271,3 +271,164 @@ fn terminate(child: &Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
 }
+
+/// One message over SMTP to the MX listener, tolerating a server that dies mid-way: true
+/// only when the end of data got a 250 (the promise), false on anything else.
+async fn try_mail(port: u16, subject: &str) -> bool {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        // Each reply: lines until one whose 4th character is a space; its code.
+        async fn reply(
+            lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+        ) -> Option<String> {
+            loop {
+                let line = lines.next_line().await.ok()??;
+                if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                    return Some(line);
+                }
+            }
+        }
+        let expect = |line: Option<String>, code: &str| line.filter(|l| l.starts_with(code));
+        expect(reply(&mut lines).await, "220")?;
+        for (command, code) in [
+            ("EHLO crash.test\r\n".to_string(), "250"),
+            ("MAIL FROM:<sender@example.net>\r\n".to_string(), "250"),
+            ("RCPT TO:<app@example.com>\r\n".to_string(), "250"),
+            ("DATA\r\n".to_string(), "354"),
+            (
+                format!("Subject: {subject}\r\nFrom: sender@example.net\r\n\r\nhello\r\n.\r\n"),
+                "250",
+            ),
+        ] {
+            write.write_all(command.as_bytes()).await.ok()?;
+            expect(reply(&mut lines).await, code)?;
+        }
+        let _ = write.write_all(b"QUIT\r\n").await;
+        Some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), attempt).await,
+        Ok(Some(()))
+    )
+}
+
+/// The inbound queue's promise under `kill -9` (`delivery = "queued"`): the real binary is
+/// killed with SIGKILL at random moments while SMTP clients send to a queued address whose
+/// app is slow (so a backlog is queued, and POSTs are in flight at the kill); at the end
+/// every message that got a 250 has been POSTed to the app at least once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_queued_message_is_lost_when_the_process_is_killed() {
+    const ROUNDS: usize = 3;
+    let receiver = crate::support::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (web_port, smtp_port) = (free_port(), free_port());
+    let config = dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"crash.test\"\ndata_dir = \"{}\"\n\
+             [smtp]\nlisten = \"127.0.0.1:{smtp_port}\"\n[web]\nlisten = \"127.0.0.1:{web_port}\"\n\
+             [auth]\nspf = false\n\
+             [[address]]\naddress = \"*@example.com\"\ntarget = \"{}\"\ndelivery = \"queued\"\n",
+            dir.path().join("data").display(),
+            receiver.url("/slow/100"),
+        ),
+    )
+    .unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("inbound crash test seed {seed}");
+    let mut random = Lcg(seed);
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let posted = || -> HashSet<String> {
+        receiver
+            .requests()
+            .iter()
+            .filter_map(|r| r.json()["headers"]["subject"].as_str().map(str::to_string))
+            .collect()
+    };
+    for round in 0..=ROUNDS {
+        let mut server = postern(&config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postern serve starts");
+        wait_for_port(smtp_port);
+        let last = round == ROUNDS;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut senders = Vec::new();
+        for sender in 0..4 {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            senders.push(tokio::spawn(async move {
+                // Until the kill (the last round: a fixed count, with a live server throughout).
+                let count = if last { 30 } else { 1_000 };
+                for n in 0..count {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let subject = format!("m{round}-{sender}-{n}");
+                    if try_mail(smtp_port, &subject).await {
+                        accepted.lock().unwrap().push(subject);
+                    } else {
+                        assert!(!last, "the restarted server refused {subject}");
+                        break;
+                    }
+                }
+            }));
+        }
+        if !last {
+            tokio::time::sleep(Duration::from_millis(100 + random.next(500))).await;
+            server.kill().unwrap(); // SIGKILL
+            server.wait().unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for sender in senders {
+                sender.await.unwrap();
+            }
+            continue;
+        }
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        let wanted: HashSet<String> = accepted.lock().unwrap().iter().cloned().collect();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let missing: Vec<String> = wanted.difference(&posted()).cloned().collect();
+            if missing.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                server.kill().unwrap();
+                panic!(
+                    "{} of {} accepted messages were never POSTed (seed {seed}), e.g. {:?}",
+                    missing.len(),
+                    wanted.len(),
+                    &missing[..missing.len().min(5)]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let before_last = wanted
+            .iter()
+            .filter(|s| !s.starts_with(&format!("m{ROUNDS}-")))
+            .count();
+        eprintln!(
+            "inbound crash test: {} accepted ({before_last} before the last kill), all POSTed; {} POSTs in all",
+            wanted.len(),
+            receiver.requests().len()
+        );
+        assert!(
+            before_last > ROUNDS * 3,
+            "too few messages were accepted before the kills to mean anything"
+        );
+        terminate(&server);
+        server.wait().unwrap();
+    }
+}
