@@ -75,8 +75,9 @@ enum Input {
     Number,
     /// A checkbox.
     Check,
-    /// The payload formats, with the label of the empty choice.
-    Format(&'static str),
+    /// One of `choices` (the payload formats, the delivery modes), with the label of the
+    /// empty choice.
+    Choice(&'static str, &'static [&'static str]),
     /// A list of names, comma-separated in the form.
     List,
 }
@@ -99,7 +100,16 @@ impl PageKind for Address {
             "Target URL (credentials show masked; leave the mask to keep them)",
             Input::Text,
         ),
-        field("format", "Format", Input::Format("default (json+n)")),
+        field(
+            "format",
+            "Format",
+            Input::Choice("default (json+n)", &FORMATS),
+        ),
+        field(
+            "delivery",
+            "Delivery (queued: 250 at once, then POSTed with retries)",
+            Input::Choice("default (sync)", &DELIVERY_MODES),
+        ),
         field(
             "timeout_secs",
             "Timeout in seconds (empty: delivery.timeout_secs)",
@@ -161,7 +171,12 @@ impl PageKind for Domain {
             "Target URL for its addresses (credentials show masked; leave the mask to keep them)",
             Input::Text,
         ),
-        field("format", "Format", Input::Format("default")),
+        field("format", "Format", Input::Choice("default", &FORMATS)),
+        field(
+            "delivery",
+            "Delivery of its catch-all and default of its addresses",
+            Input::Choice("default (sync)", &DELIVERY_MODES),
+        ),
         field("redact", REDACT_LABEL, Input::List),
     ];
 
@@ -190,6 +205,8 @@ const FORMATS: [&str; 6] = [
     "original",
 ];
 
+const DELIVERY_MODES: [&str; 2] = ["sync", "queued"];
+
 /// A form as sent: field name → text (a checkbox is there when ticked).
 type Values = BTreeMap<String, String>;
 
@@ -211,7 +228,7 @@ fn spec_from<K: PageKind>(values: &Values) -> Result<K::Spec, FieldError> {
         let text = values.get(field.name).map_or("", String::as_str);
         let value = match field.input {
             Input::Pattern => Value::from(text.trim()),
-            Input::Text | Input::Format(_) => opt(text).map_or(Value::Null, Value::from),
+            Input::Text | Input::Choice(..) => opt(text).map_or(Value::Null, Value::from),
             Input::Check => Value::Bool(values.contains_key(field.name)),
             Input::List => text.split(',').filter_map(opt).map(Value::from).collect(),
             Input::Number => match opt(text).map(|t| t.parse::<u64>()) {
@@ -340,9 +357,9 @@ fn field_html(field: &Field, values: &Values, errors: &[FieldError]) -> Html {
             label = label,
             error = error,
         ),
-        Input::Format(default) => {
+        Input::Choice(default, choices) => {
             let mut options = html!("<option value=\"\">{}</option>", default);
-            for format in FORMATS {
+            for &format in choices {
                 let selected = Html::trusted(if format == value { " selected" } else { "" });
                 options.push(html!(
                     "<option value=\"{format}\"{selected}>{format}</option>",
