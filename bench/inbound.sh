@@ -6,8 +6,12 @@
 # encryption at rest on (postern+enc) and off (postern), side by side: ENCRYPTION=on|off|both
 # (both by default). Inbound mail is sealed only where its raw form is kept, so on this path
 # the difference is the sealed secrets and the keyring loaded at start.
+# DELIVERY=sync|queued|both (sync by default) runs the address in each delivery mode: queued
+# answers 250 once the message is committed (synchronous = FULL) and POSTs it afterwards, so
+# its msgs/s is the SMTP acceptance rate and posted/s the rate until nginx had every POST.
 #
-# Usage: bench/inbound.sh [COUNT=5000] [SIZE=1024] [SESSIONS=20]   (ROUNDS=3, ENCRYPTION=both)
+# Usage: bench/inbound.sh [COUNT=5000] [SIZE=1024] [SESSIONS=20]
+#        (ROUNDS=3, ENCRYPTION=both, DELIVERY=sync)
 # Needs: postfix (smtp-source, smtp-sink; the daemon is never started) and nginx-light,
 # installed here if missing. Loopback only; SPF is switched off, so Postern makes no DNS lookups.
 set -euo pipefail
@@ -20,6 +24,12 @@ SIZE=${2:-1024}
 SESSIONS=${3:-20}
 ROUNDS=${ROUNDS:-3}
 ENCRYPTION=${ENCRYPTION:-both}
+DELIVERY=${DELIVERY:-sync}
+case $DELIVERY in
+    both) DELIVERIES="sync queued" ;;
+    sync | queued) DELIVERIES=$DELIVERY ;;
+    *) echo "DELIVERY=sync|queued|both, not $DELIVERY" >&2; exit 2 ;;
+esac
 case $ENCRYPTION in
     both) MODES="on off" ;;
     on | off) MODES=$ENCRYPTION ;;
@@ -43,8 +53,11 @@ if ! command -v smtp-source >/dev/null || ! command -v nginx >/dev/null; then
 fi
 PATH=$PATH:/usr/sbin
 
-(cd "$ROOT" && cargo build --release --locked -q)
-POSTERN="$ROOT/target/release/postern"
+# POSTERN=/path/to/postern measures that binary (e.g. an older build) instead of building this tree.
+if [ -z "${POSTERN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --locked -q)
+    POSTERN="$ROOT/target/release/postern"
+fi
 
 waitport() {
     for _ in $(seq 1 100); do
@@ -98,13 +111,18 @@ spf = false
 address = "*@bench.local"
 target = "http://127.0.0.1:$NGINX_PORT/ok"
 CONF
-# One config per encryption mode; the keyring is made once, outside the data directory.
+# One config per encryption mode and delivery mode; the keyring is made once, outside the
+# data directory.
 for mode in on off; do
     enabled=$([ "$mode" = on ] && echo true || echo false)
-    { cat "$BENCH/postern.toml"
-      printf '[encryption]\nenabled = %s\nkey_file = "%s"\n' "$enabled" "$BENCH/keyring"
-    } >"$BENCH/postern-$mode.toml"
+    for delivery in sync queued; do
+        { cat "$BENCH/postern.toml"
+          printf 'delivery = "%s"\n' "$delivery"
+          printf '[encryption]\nenabled = %s\nkey_file = "%s"\n' "$enabled" "$BENCH/keyring"
+        } >"$BENCH/postern-$mode-$delivery.toml"
+    done
 done
+cp "$BENCH/postern-on-sync.toml" "$BENCH/postern-on.toml"
 "$POSTERN" keyring init --config "$BENCH/postern-on.toml" >/dev/null
 
 # load PORT: runs smtp-source, prints "<wall seconds> <exit code>"
@@ -125,7 +143,7 @@ cpu_and_rss() {
     echo "$(echo "$ticks / $(getconf CLK_TCK)" | bc -l) $(echo "$hwm / 1024" | bc -l)"
 }
 
-printf '%-6s %-10s %10s %8s %12s %10s %8s\n' round system msgs/s ratio peak_RSS_MB cpu_ms/msg posts
+printf '%-6s %-17s %10s %8s %12s %10s %8s %9s\n' round system msgs/s ratio peak_RSS_MB cpu_ms/msg posts posted/s
 for round in $(seq 1 "$ROUNDS"); do
     smtp-sink -u nobody -m 256 "127.0.0.1:$SINK_PORT" 256 &
     sink=$!
@@ -134,27 +152,39 @@ for round in $(seq 1 "$ROUNDS"); do
     read -r sink_wall sink_rc < <(load $SINK_PORT)
     kill $sink; wait $sink 2>/dev/null || true
     sink_rate=$(echo "$COUNT / $sink_wall" | bc -l)
-    printf '%-6s %-10s %10.0f %8s %12s %10s %8s\n' "$round" smtp-sink "$sink_rate" "1.00" "-" "-" "-"
+    printf '%-6s %-17s %10.0f %8s %12s %10s %8s %9s\n' "$round" smtp-sink "$sink_rate" "1.00" "-" "-" "-" "-"
     [ "$sink_rc" = 0 ] || { echo "smtp-source failed against smtp-sink" >&2; exit 1; }
 
+    for delivery in $DELIVERIES; do
     for mode in $MODES; do
     system=$([ "$mode" = on ] && echo postern+enc || echo postern)
+    [ "$delivery" = queued ] && system="$system queued"
     rm -rf "$BENCH/data"
     before=$(wc -l < "$BENCH/nginx/access.log")
-    POSTERN_LOG=warn "$POSTERN" serve --config "$BENCH/postern-$mode.toml" >"$BENCH/postern.log" 2>&1 &
+    POSTERN_LOG=warn "$POSTERN" serve --config "$BENCH/postern-$mode-$delivery.toml" >"$BENCH/postern.log" 2>&1 &
     postern=$!
     PIDS+=($postern)
     waitport $POSTERN_PORT
+    t0=$(date +%s.%N)
     read -r wall rc < <(load $POSTERN_PORT)
+    # Queued: wait until the app had every POST (sync: it had them before each 250).
+    for _ in $(seq 1 3000); do
+        [ $(( $(wc -l < "$BENCH/nginx/access.log") - before )) -ge "$COUNT" ] && break
+        sleep 0.1
+    done
+    drained=$(echo "$(date +%s.%N) - $t0" | bc -l)
     read -r cpu rss < <(cpu_and_rss $postern)
     kill -TERM $postern; wait $postern 2>/dev/null || true
     posts=$(( $(wc -l < "$BENCH/nginx/access.log") - before ))
     rate=$(echo "$COUNT / $wall" | bc -l)
-    printf '%-6s %-10s %10.0f %8.2f %12.1f %10.2f %8s\n' "$round" "$system" "$rate" \
-        "$(echo "$rate / $sink_rate" | bc -l)" "$rss" "$(echo "$cpu * 1000 / $COUNT" | bc -l)" "$posts"
+    posted_rate=$(echo "$COUNT / $drained" | bc -l)
+    [ "$delivery" = sync ] && posted_rate=$rate
+    printf '%-6s %-17s %10.0f %8.2f %12.1f %10.2f %8s %9.0f\n' "$round" "$system" "$rate" \
+        "$(echo "$rate / $sink_rate" | bc -l)" "$rss" "$(echo "$cpu * 1000 / $COUNT" | bc -l)" "$posts" "$posted_rate"
     [ "$rc" = 0 ] || { echo "smtp-source failed against postern (exit $rc):" >&2; tail -5 "$BENCH/source.out" >&2; exit 1; }
     [ "$posts" = "$COUNT" ] || { echo "expected $COUNT POSTs, nginx saw $posts" >&2; exit 1; }
     done
+    done
 done
-echo "(COUNT=$COUNT SIZE=$SIZE SESSIONS=$SESSIONS ENCRYPTION=$ENCRYPTION; new TCP connection per message, as smtp-source does by default)"
+echo "(COUNT=$COUNT SIZE=$SIZE SESSIONS=$SESSIONS ENCRYPTION=$ENCRYPTION DELIVERY=$DELIVERY; new TCP connection per message, as smtp-source does by default)"
 rm -rf "$BENCH"

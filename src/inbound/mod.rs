@@ -201,24 +201,35 @@ impl Inbound {
 
     /// Parses the message as the client sent it (without our `Received:` line: contract
     /// §1.8) and builds the route's payload (none when capturing), off the async threads;
-    /// `None` if that panicked.
+    /// `None` if that panicked. The message comes back only with `keep`: otherwise it is
+    /// dropped as soon as neither the parser nor the payload needs it, so a large message is
+    /// not held three times over (message, decoded parts, payload) while the payload is built.
     async fn build(
         &self,
         route: &Route,
         raw: Vec<u8>,
         envelope: PayloadEnvelope,
-    ) -> Option<(Vec<u8>, ParsedMessage, Option<Payload>)> {
+        keep: bool,
+    ) -> Option<(Option<Vec<u8>>, ParsedMessage, Option<Payload>)> {
         let destination = route.destination.clone();
         let options = self.format_options(Some(route)).await;
         tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
+            let mut raw = Some(raw);
             let payload = match &destination {
                 Destination::Target { format, .. } => {
-                    Some(format::build(*format, &envelope, &parsed, &raw, &options))
+                    let carries_message = matches!(format, Format::Raw | Format::Original);
+                    if !keep && !carries_message {
+                        raw = None;
+                    }
+                    let message = raw.as_deref().unwrap_or_default();
+                    Some(format::build(
+                        *format, &envelope, &parsed, message, &options,
+                    ))
                 }
                 Destination::Capture => None,
             };
-            (raw, parsed, payload)
+            (raw.filter(|_| keep), parsed, payload)
         })
         .await
         .ok()
@@ -349,7 +360,7 @@ impl Inbound {
         let idempotency_key = format::idempotency::key(&envelope);
         // The payload carries the message as it arrived, without the kept copy's trace line.
         let raw = without_own_received(&raw).to_vec();
-        let (_, _, payload) = (self.build(route, raw, envelope))
+        let (_, _, payload) = (self.build(route, raw, envelope, false))
             .await
             .ok_or(ResendError::Build)?;
         let posted = self.post(route, payload, &idempotency_key, "resend").await;
@@ -700,18 +711,19 @@ impl MailHandler for Inbound {
         let authentication = payload_envelope.authentication();
         // The payload carries the message as it arrived; our trace line goes into the kept
         // copy only (made after the target answered: one copy while it is waited for).
-        let Some((body, parsed, payload)) = self.build(route, body, payload_envelope).await else {
+        let keep = self.keeps_content(route);
+        let Some((body, parsed, payload)) = self.build(route, body, payload_envelope, keep).await
+        else {
             error!("building the payload panicked");
             return Reply::new(451, "4.3.0", "Local error in processing, try again later");
         };
         let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted, authentication);
-        let raw =
-            with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
-        drop(body);
-        let kept = Kept { raw, text: None };
-        self.record(route, &envelope, meta, kept, &parsed, posted)
-            .await
+        let kept = body.map(|body| Kept {
+            raw: with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at),
+            text: parsed.text(),
+        });
+        self.record(route, &envelope, meta, kept, posted).await
     }
 }
 
@@ -811,6 +823,14 @@ impl Inbound {
         }
     }
 
+    /// Whether a message for `route` is kept (dev mode keeps all, a capture route keeps
+    /// what it captures), unless redaction is on for it: the raw message holds every field.
+    fn keeps_content(&self, route: &Route) -> bool {
+        let redact = self.settings.redact.union(&route.options.redact);
+        (self.settings.keep_raw || matches!(route.destination, Destination::Capture))
+            && redact.is_empty()
+    }
+
     /// Writes the message's row (with the raw message when kept) and its attempts, and
     /// starts the error callback for a non-2xx answer; returns the SMTP reply.
     async fn record(
@@ -818,8 +838,7 @@ impl Inbound {
         route: &Route,
         envelope: &Envelope,
         meta: InboundMeta,
-        kept: Kept,
-        parsed: &ParsedMessage,
+        kept: Option<Kept>,
         posted: Posted,
     ) -> Reply {
         let Posted {
@@ -836,13 +855,7 @@ impl Inbound {
         if redact.contains(Field::ServerResponse) {
             attempts.iter_mut().for_each(|a| a.response_body.clear());
         }
-        // The text (for the preview and search) is made only for content that is kept.
-        let keep = ((self.settings.keep_raw || outcome == Outcome::Captured) && redact.is_empty())
-            .then(|| Kept {
-                text: parsed.text(),
-                ..kept
-            });
-        match self.store.insert_inbound(meta, keep, attempts).await {
+        match self.store.insert_inbound(meta, kept, attempts).await {
             Ok(id) => {
                 info!(id, address = %route.address, status = reply.code, outcome = ?summary.0, http_status = summary.1, ms = summary.2, reply = %reply, "message handled");
                 if let Some(result) = &result

@@ -137,7 +137,7 @@ impl Inbound {
         let (to, from) = (envelope.to.clone(), envelope.from.clone());
         let sent = without_own_received(&raw).to_vec();
         drop(raw);
-        let Some((_, _, payload)) = self.build(route, sent, envelope).await else {
+        let Some((_, _, payload)) = self.build(route, sent, envelope, false).await else {
             let why = "building the payload panicked".to_string();
             return self
                 .try_later(id, tries, entry.expires_at, why, Vec::new(), None)

@@ -98,24 +98,26 @@ impl ParsedMessage {
     }
 
     fn parse_mime(raw: &[u8]) -> ParsedMessage {
-        let Some(message) = MessageParser::default().parse(raw) else {
+        let Some(mut message) = MessageParser::default().parse(raw) else {
             return ParsedMessage::unparsed(raw);
         };
         let Some(root) = message.parts.first() else {
             return ParsedMessage::default();
         };
+        let headers = header_fields(root, raw);
         let bodies = BodyParts::of(&message);
         let text_of = |id: Option<u32>| {
             id.and_then(|id| message.parts[id as usize].text_contents())
                 .map(str::to_string)
         };
         let plain = text_of(bodies.plain);
+        let html = text_of(bodies.html);
         ParsedMessage {
-            headers: header_fields(root, raw),
+            headers,
             reply_plain: plain.as_deref().and_then(reply_text::extract),
             plain,
-            html: text_of(bodies.html),
-            attachments: bodies.attachments(&message, raw),
+            html,
+            attachments: bodies.attachments(&mut message, raw),
         }
     }
 }
@@ -170,10 +172,12 @@ impl BodyParts {
     }
 
     /// Every leaf part that is not one of the bodies.
-    fn attachments(&self, message: &Message<'_>, raw: &[u8]) -> Vec<Attachment> {
+    /// Every leaf part that is not one of the bodies; decoded content is moved out of
+    /// `message`, not copied (a large attachment is held once).
+    fn attachments(&self, message: &mut Message<'_>, raw: &[u8]) -> Vec<Attachment> {
         message
             .parts
-            .iter()
+            .iter_mut()
             .enumerate()
             .filter(|(id, part)| {
                 let id = Some(*id as u32);
@@ -216,7 +220,7 @@ fn is_body_like_part(part: &MessagePart<'_>) -> bool {
             .is_some_and(|cd| cd.c_type.eq_ignore_ascii_case("attachment"))
 }
 
-fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {
+fn attachment(part: &mut MessagePart<'_>, raw: &[u8]) -> Attachment {
     let content_type = part
         .content_type()
         .map(|ct| match &ct.c_subtype {
@@ -234,20 +238,26 @@ fn attachment(part: &MessagePart<'_>, raw: &[u8]) -> Attachment {
         Some(cd) if cd.c_type.eq_ignore_ascii_case("inline") => Disposition::Inline,
         _ => Disposition::Attachment,
     };
-    let content = match &part.body {
+    let file_name = part.attachment_name().unwrap_or_default().to_string();
+    let content_id = part.content_id().map(|id| format!("<{id}>"));
+    let content = match &mut part.body {
         // A forwarded message is passed on as it arrived, unless a transfer encoding has to
         // be undone (the content is decoded, contract §1.5).
         PartType::Message(_) if part.encoding == Encoding::None => raw
             .get(part.offset_body as usize..part.offset_end as usize)
             .unwrap_or_default()
             .to_vec(),
+        // Decoded binary content is moved, not copied: a large attachment is held once.
+        PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+            std::mem::take(bytes).into_owned()
+        }
         _ => part.contents().to_vec(),
     };
     Attachment {
-        file_name: part.attachment_name().unwrap_or_default().to_string(),
+        file_name,
         content_type,
         disposition,
-        content_id: part.content_id().map(|id| format!("<{id}>")),
+        content_id,
         content,
     }
 }

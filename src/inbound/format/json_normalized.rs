@@ -5,12 +5,13 @@
 //! The deprecated JSON format (`json`, contract §1.9.1) is this payload with other header keys, so
 //! [`payload`] serves both.
 
-use base64::Engine as _;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Value};
 
 use super::headers::{self, Naming};
 use super::{Bodies, FormatOptions, PayloadEnvelope};
-use crate::mail::message::ParsedMessage;
+use crate::mail::message::{Attachment, ParsedMessage};
 
 pub fn build(
     envelope: &PayloadEnvelope,
@@ -20,7 +21,8 @@ pub fn build(
     payload(envelope, message, Naming::Normalized, options)
 }
 
-/// The JSON body with header keys named by `naming`.
+/// The JSON body with header keys named by `naming`. Written straight into the body: each
+/// attachment's base64 is encoded as it is written, never held as a string of its own.
 pub(super) fn payload(
     envelope: &PayloadEnvelope,
     message: &ParsedMessage,
@@ -28,15 +30,96 @@ pub(super) fn payload(
     options: &FormatOptions,
 ) -> Vec<u8> {
     let bodies = Bodies::of(message, options);
-    let payload = json!({
-        "headers": header_object(message, naming),
-        "envelope": envelope.to_json(),
-        "plain": bodies.plain,
-        "html": bodies.html,
-        "reply_plain": bodies.reply_plain,
-        "attachments": attachments(message, options),
-    });
-    serde_json::to_vec(&payload).expect("JSON values always serialise")
+    let document = Document {
+        headers: header_object(message, naming),
+        envelope: envelope.to_json(),
+        plain: bodies.plain.as_deref(),
+        html: bodies.html,
+        reply_plain: bodies.reply_plain.as_deref(),
+        attachments: Attachments {
+            message,
+            size_as_number: options.size_as_number,
+        },
+    };
+    // Sized for the attachments' base64 (4/3) and the rest, so the body is not copied as it
+    // grows.
+    let estimate: usize = message
+        .attachments
+        .iter()
+        .map(|a| a.content.len() / 3 * 4 + 256)
+        .sum::<usize>()
+        + 16 * 1024;
+    let mut body = Vec::with_capacity(estimate);
+    serde_json::to_writer(&mut body, &document).expect("JSON documents always serialise");
+    body
+}
+
+/// The payload's keys in the contract's order (contract §1.6).
+#[derive(Serialize)]
+struct Document<'a> {
+    headers: Map<String, Value>,
+    envelope: Value,
+    plain: Option<&'a str>,
+    html: Option<&'a str>,
+    reply_plain: Option<&'a str>,
+    attachments: Attachments<'a>,
+}
+
+struct Attachments<'a> {
+    message: &'a ParsedMessage,
+    size_as_number: bool,
+}
+
+impl Serialize for Attachments<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut list = serializer.serialize_seq(Some(self.message.attachments.len()))?;
+        for attachment in &self.message.attachments {
+            list.serialize_element(&AttachmentEntry {
+                attachment,
+                size_as_number: self.size_as_number,
+            })?;
+        }
+        list.end()
+    }
+}
+
+struct AttachmentEntry<'a> {
+    attachment: &'a Attachment,
+    size_as_number: bool,
+}
+
+impl Serialize for AttachmentEntry<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let a = self.attachment;
+        let mut entry = serializer.serialize_map(None)?;
+        entry.serialize_entry("content", &Base64(&a.content))?;
+        entry.serialize_entry("file_name", &a.file_name)?;
+        entry.serialize_entry("content_type", &a.content_type)?;
+        // A string, as production sends it and cloudmailin-go requires; a number only for an
+        // address that asks for the documented type (contract §1.5, §9.1).
+        let size = a.content.len();
+        match self.size_as_number {
+            true => entry.serialize_entry("size", &size)?,
+            false => entry.serialize_entry("size", &size.to_string())?,
+        }
+        entry.serialize_entry("disposition", a.disposition.as_str())?;
+        if let Some(id) = &a.content_id {
+            entry.serialize_entry("content_id", id)?;
+        }
+        entry.end()
+    }
+}
+
+/// Bytes as one-line standard base64, encoded while the JSON is written.
+struct Base64<'a>(&'a [u8]);
+
+impl Serialize for Base64<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&base64::display::Base64Display::new(
+            self.0,
+            &base64::engine::general_purpose::STANDARD,
+        ))
+    }
 }
 
 /// A string for a header written once, an array of strings in message order for a repeated
@@ -54,42 +137,11 @@ fn header_object(message: &ParsedMessage, naming: Naming) -> Map<String, Value> 
         .collect()
 }
 
-fn attachments(message: &ParsedMessage, options: &FormatOptions) -> Vec<Value> {
-    message
-        .attachments
-        .iter()
-        .map(|a| {
-            let mut object = Map::new();
-            object.insert(
-                "content".into(),
-                base64::engine::general_purpose::STANDARD
-                    .encode(&a.content)
-                    .into(),
-            );
-            object.insert("file_name".into(), a.file_name.clone().into());
-            object.insert("content_type".into(), a.content_type.clone().into());
-            // A string, as production sends it and cloudmailin-go requires; a number only
-            // for an address that asks for the documented type (contract §1.5, §9.1).
-            let size = a.content.len();
-            let size = if options.size_as_number {
-                size.into()
-            } else {
-                size.to_string().into()
-            };
-            object.insert("size".into(), size);
-            object.insert("disposition".into(), a.disposition.as_str().into());
-            if let Some(id) = &a.content_id {
-                object.insert("content_id".into(), id.clone().into());
-            }
-            Value::Object(object)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inbound::format::tests::{envelope, message};
+    use serde_json::json;
 
     fn built(options: &FormatOptions) -> Value {
         serde_json::from_slice(&build(&envelope(), &message(), options)).unwrap()

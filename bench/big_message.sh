@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Peak memory for one large message: Postern's VmHWM (peak RSS, /proc/PID/status) after
+# start-up and idle, then after one message of SIZE_MB (a base64 attachment, so the payload
+# is about 1.33x the decoded size, as CloudMailin's JSON carries it) has been received,
+# parsed and POSTed to a local nginx. The difference is what that message added at peak.
+# Each delivery mode (sync, queued) runs on a fresh process.
+#
+# Usage: bench/big_message.sh [SIZE_MB=25]
+# Needs: nginx-light (installed here if missing). Loopback only; SPF off, no DNS.
+set -euo pipefail
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+fi
+SIZE_MB=${1:-25}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$(mktemp -d /tmp/postern-big.XXXXXX)
+POSTERN_PORT=12536 NGINX_PORT=18098 WEB_PORT=18035
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$BENCH"
+}
+trap cleanup EXIT
+command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+# POSTERN=/path/to/postern measures that binary (e.g. an older build) instead of building this tree.
+if [ -z "${POSTERN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --locked -q)
+    POSTERN="$ROOT/target/release/postern"
+fi
+waitport() {
+    for _ in $(seq 1 100); do
+        ss -ltn "sport = :$1" | grep -q LISTEN && return 0
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+mkdir -p "$BENCH/nginx/tmp"
+cat > "$BENCH/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $BENCH/nginx/nginx.pid;
+error_log $BENCH/nginx/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log $BENCH/nginx/access.log;
+  client_body_temp_path $BENCH/nginx/tmp;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    client_max_body_size 200m;
+    location = /ok { return 200 "ok\n"; }
+  }
+}
+CONF
+nginx -c "$BENCH/nginx/nginx.conf" &
+PIDS+=($!)
+waitport $NGINX_PORT
+
+# The message: a short text part and a SIZE_MB attachment of random bytes, base64 (76-column).
+python3 - "$BENCH/message.eml" "$SIZE_MB" <<'PY'
+import base64, os, sys
+path, size_mb = sys.argv[1], int(sys.argv[2])
+data = os.urandom(size_mb * 1024 * 1024)
+encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+with open(path, "wb") as f:
+    f.write(b"From: a@big.local\r\nTo: b@big.local\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=BOUNDARY\r\n\r\n--BOUNDARY\r\n"
+            b"Content-Type: text/plain\r\n\r\nSee the attachment.\r\n--BOUNDARY\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Disposition: attachment; filename=\"big.bin\"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n")
+    f.write(encoded)
+    f.write(b"--BOUNDARY--\r\n")
+PY
+message_mb=$(echo "$(stat -c %s "$BENCH/message.eml") / 1048576" | bc -l)
+
+hwm() { awk '/VmHWM/ {print $2 / 1024}' "/proc/$1/status"; }
+
+printf '%-8s %12s %14s %14s %12s %10s\n' mode message_MB idle_peak_MB after_peak_MB added_MB reply
+for delivery in sync queued; do
+    rm -rf "$BENCH/data"
+    cat > "$BENCH/postern.toml" <<CONF
+[server]
+hostname = "big.local"
+data_dir = "$BENCH/data"
+[smtp]
+listen = "127.0.0.1:$POSTERN_PORT"
+max_message_size = $(( (SIZE_MB * 2 + 8) * 1024 * 1024 ))
+[web]
+listen = "127.0.0.1:$WEB_PORT"
+[auth]
+spf = false
+[encryption]
+enabled = false
+[[address]]
+address = "*@big.local"
+target = "http://127.0.0.1:$NGINX_PORT/ok"
+delivery = "$delivery"
+CONF
+    POSTERN_LOG=warn "$POSTERN" serve --config "$BENCH/postern.toml" >"$BENCH/postern.log" 2>&1 &
+    postern=$!
+    PIDS+=($postern)
+    waitport $POSTERN_PORT
+    sleep 0.5
+    before=$(hwm $postern)
+    posts_before=$(wc -l < "$BENCH/nginx/access.log")
+    reply=$(python3 - "$BENCH/message.eml" "$POSTERN_PORT" <<'PY'
+import smtplib, sys
+with open(sys.argv[1], "rb") as f:
+    message = f.read()
+try:
+    with smtplib.SMTP("127.0.0.1", int(sys.argv[2]), timeout=300) as smtp:
+        smtp.sendmail("a@big.local", ["b@big.local"], message)
+    print("250")
+except smtplib.SMTPResponseException as error:
+    print(error.smtp_code)
+PY
+)
+    for _ in $(seq 1 600); do
+        [ "$(wc -l < "$BENCH/nginx/access.log")" -gt "$posts_before" ] && break
+        sleep 0.1
+    done
+    sleep 0.5
+    after=$(hwm $postern)
+    kill -TERM $postern; wait $postern 2>/dev/null || true
+    printf '%-8s %12.1f %14.1f %14.1f %12.1f %10s\n' "$delivery" "$message_mb" "$before" "$after" \
+        "$(echo "$after - $before" | bc -l)" "$reply"
+done
+echo "(SIZE_MB=$SIZE_MB: a ${SIZE_MB} MB attachment, base64 in the message; encryption off)"
