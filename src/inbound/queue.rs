@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use super::format::{self, PayloadEnvelope};
 use super::route::Destination;
 use super::{Arrival, Inbound, Posted, Route};
-use crate::mail::fields::without_own_received;
+use crate::mail::fields::{Trace, prepend_received, without_own_received};
 use crate::mail::message::ParsedMessage;
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
@@ -53,7 +53,12 @@ impl Inbound {
         envelope: PayloadEnvelope,
     ) -> Reply {
         let Ok((body, parsed)) = tokio::task::spawn_blocking(move || {
-            let parsed = ParsedMessage::parse(&body);
+            let mut parsed = ParsedMessage::parse(&body);
+            // The row needs the attachments' count, not their content: not held twice
+            // while the message is sealed and written.
+            for attachment in &mut parsed.attachments {
+                attachment.content = Vec::new();
+            }
             (body, parsed)
         })
         .await
@@ -73,14 +78,15 @@ impl Inbound {
         // as always, and the preview (content) only where nothing is.
         let redact = self.settings.redact.union(&route.options.redact);
         let meta = meta.redact(&redact);
-        let raw = super::with_received_header(
-            &body,
-            arrival.envelope,
-            arrival.conn,
-            &self.settings.hostname,
-            arrival.received_at,
-        );
-        drop(body);
+        let mut raw = body;
+        let trace = Trace {
+            helo: &arrival.envelope.helo,
+            remote_ip: arrival.conn.remote.ip(),
+            by: &self.settings.hostname,
+            tls: arrival.conn.tls_version.is_some(),
+            at: arrival.received_at,
+        };
+        prepend_received(&mut raw, &trace);
         let kept = Kept {
             raw,
             text: redact.is_empty().then(|| parsed.text()).flatten(),
@@ -115,7 +121,7 @@ impl Inbound {
                 return self.give_up(id, why).await;
             }
         };
-        let Some(raw) = self.store.get_inbound_raw(id).await? else {
+        let Some(mut raw) = self.store.get_inbound_raw(id).await? else {
             return self
                 .give_up(id, "the message's content is gone".into())
                 .await;
@@ -135,9 +141,10 @@ impl Inbound {
         };
         let idempotency_key = format::idempotency::key(&envelope);
         let (to, from) = (envelope.to.clone(), envelope.from.clone());
-        let sent = without_own_received(&raw).to_vec();
-        drop(raw);
-        let Some((_, _, payload)) = self.build(route, sent, envelope, false).await else {
+        // The message as it arrived: our trace line cut off in place (no second copy).
+        let trace_line = raw.len() - without_own_received(&raw).len();
+        raw.drain(..trace_line);
+        let Some((_, _, payload)) = self.build(route, raw, envelope, false).await else {
             let why = "building the payload panicked".to_string();
             return self
                 .try_later(id, tries, entry.expires_at, why, Vec::new(), None)

@@ -76,6 +76,22 @@ pub struct Trace<'a> {
 
 /// `body` with the `Received:` trace field (RFC 5321 §4.4) in front of it.
 pub fn with_received(body: &[u8], trace: &Trace<'_>) -> Vec<u8> {
+    let header = received_field(trace);
+    let mut raw = Vec::with_capacity(header.len() + body.len());
+    raw.extend_from_slice(header.as_bytes());
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// [`with_received`] in place: the field goes in front of `body` without a second copy of
+/// a large message.
+pub fn prepend_received(body: &mut Vec<u8>, trace: &Trace<'_>) {
+    let header = received_field(trace);
+    body.splice(0..0, header.bytes());
+}
+
+/// The `Received:` field with its CRLF.
+fn received_field(trace: &Trace<'_>) -> String {
     let protocol = match trace.tls {
         true => "ESMTPS",
         false => "ESMTP",
@@ -92,15 +108,11 @@ pub fn with_received(body: &[u8], trace: &Trace<'_>) -> Vec<u8> {
         .filter(|c| c.is_ascii_graphic())
         .take(255)
         .collect();
-    let header = format!(
+    format!(
         "Received: from {helo} ([{ip}])\r\n\tby {by} (Postern) with {protocol};\r\n\t{date}\r\n",
         ip = trace.remote_ip,
         by = trace.by,
-    );
-    let mut raw = Vec::with_capacity(header.len() + body.len());
-    raw.extend_from_slice(header.as_bytes());
-    raw.extend_from_slice(body);
-    raw
+    )
 }
 
 /// `kept` without the `Received:` field [`with_received`] put in front of it: the message as
@@ -131,6 +143,22 @@ pub fn without_own_received(kept: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepending_in_place_makes_the_same_bytes() {
+        let trace = Trace {
+            helo: "client.test",
+            remote_ip: "192.0.2.1".parse().unwrap(),
+            by: "mx.postern.test",
+            tls: true,
+            at: time::macros::datetime!(2026-12-06 03:00 UTC),
+        };
+        let body = b"Subject: x\r\n\r\nhello\r\n".to_vec();
+        let mut in_place = body.clone();
+        prepend_received(&mut in_place, &trace);
+        assert_eq!(in_place, with_received(&body, &trace));
+        assert_eq!(without_own_received(&in_place), &body[..]);
+    }
 
     #[test]
     fn our_own_received_field_comes_off_and_nothing_else() {
