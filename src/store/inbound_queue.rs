@@ -77,12 +77,13 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<i64, StoreError> {
-        let index_bodies = self.index_bodies;
         self.write(move |connection| {
             connection.pragma_update(None, "synchronous", "FULL")?;
             let result = (|| {
                 let tx = connection.transaction()?;
-                let id = insert_message(&tx, meta, Some(kept), index_bodies)?;
+                // The content is here only until it is POSTed: its text is not put in the
+                // body index (a trigram index costs as much as the rest of the message).
+                let id = insert_message(&tx, meta, Some(kept), false)?;
                 tx.execute(
                     "INSERT INTO inbound_queue (message_id, state, next_at, expires_at, envelope)
                      VALUES (?1, 'queued', ?2, ?3, seal(?4))",
