@@ -135,6 +135,12 @@ impl Kind for Address {
             redact: options.redact.names(),
             delivery: (options.delivery != DeliveryMode::Sync)
                 .then(|| options.delivery.as_str().to_string()),
+            attachment_store: options.attachment_store.clone(),
+            message_store: options.message_store.clone(),
+            message_store_format: options
+                .message_store
+                .is_some()
+                .then(|| options.message_store_format.as_str().to_string()),
         }
     }
     fn entries(routes: &Entries) -> &[AddressConfig] {
