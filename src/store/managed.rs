@@ -301,6 +301,9 @@ mod tests {
             dmarc: false,
             redact: vec!["subject".into()],
             delivery: None,
+            attachment_store: Some("files".into()),
+            message_store: Some("bucket".into()),
+            message_store_format: Some("json".into()),
         }
     }
 

@@ -683,6 +683,9 @@ mod tests {
             dmarc: true,
             redact: vec!["sender_ip".into(), "subject".into()],
             delivery: None,
+            attachment_store: None,
+            message_store: None,
+            message_store_format: None,
         });
         round_trip::<Domain>(DomainSpec {
             domain: "*.example.com".into(),
