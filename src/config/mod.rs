@@ -376,6 +376,19 @@ pub fn valid_store_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// The patterns of the `addresses` that put attachments or messages into the store `name`.
+pub fn addresses_using_store(addresses: &[AddressConfig], name: &str) -> Vec<String> {
+    addresses
+        .iter()
+        .filter(|a| {
+            let options = &a.options;
+            options.attachment_store.as_deref() == Some(name)
+                || options.message_store.as_deref() == Some(name)
+        })
+        .map(|a| a.pattern.to_string())
+        .collect()
+}
+
 /// How mail for an address reaches its app (README "Delivery modes").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DeliveryMode {

@@ -7,6 +7,7 @@ pub mod format;
 pub mod managed;
 pub mod queue;
 pub mod route;
+mod stored;
 pub mod verify;
 
 use std::net::IpAddr;
@@ -57,6 +58,8 @@ pub struct Inbound {
     clock: Clock,
     /// Poked after a message is queued, so the queue worker POSTs it at once.
     queue_wake: Arc<Notify>,
+    /// The attachment and message stores addresses name (`None`: none can be used).
+    objects: Option<crate::objects::Objects>,
 }
 
 /// What the inbound side needs from the config besides routes.
@@ -93,7 +96,14 @@ impl Inbound {
             metrics: Metrics::default(),
             clock: Clock::system(),
             queue_wake: Arc::default(),
+            objects: None,
         }
+    }
+
+    /// Puts attachments and messages into the stores addresses name (contract §3).
+    pub fn with_objects(mut self, objects: crate::objects::Objects) -> Inbound {
+        self.objects = Some(objects);
+        self
     }
 
     /// Times the inbound queue by `clock` (tests move a manual one).
@@ -200,28 +210,48 @@ impl Inbound {
     }
 
     /// Parses the message as the client sent it (without our `Received:` line: contract
-    /// §1.8) and builds the route's payload (none when capturing), off the async threads;
-    /// `None` if that panicked.
+    /// §1.8), puts its attachments and the whole message into the route's stores (contract
+    /// §3) and builds the route's payload (none when capturing), the CPU work off the async
+    /// threads. A store that does not take them fails the build: a temporary failure.
     async fn build(
         &self,
         route: &Route,
         raw: Vec<u8>,
-        envelope: PayloadEnvelope,
-    ) -> Option<(Vec<u8>, ParsedMessage, Option<Payload>)> {
-        let destination = route.destination.clone();
-        let options = self.format_options(Some(route)).await;
-        tokio::task::spawn_blocking(move || {
+        mut envelope: PayloadEnvelope,
+        received_at: OffsetDateTime,
+    ) -> Result<(Vec<u8>, ParsedMessage, Option<Payload>), BuildError> {
+        let mut options = self.format_options(Some(route)).await;
+        let (raw, parsed) = tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
-            let payload = match &destination {
-                Destination::Target { format, .. } => {
-                    Some(format::build(*format, &envelope, &parsed, &raw, &options))
-                }
-                Destination::Capture => None,
-            };
-            (raw, parsed, payload)
+            (raw, parsed)
         })
         .await
-        .ok()
+        .map_err(|_| BuildError::Panicked)?;
+        let Destination::Target { format, .. } = &route.destination else {
+            return Ok((raw, parsed, None));
+        };
+        let format = *format;
+        let stored = stored::store(
+            self.objects.as_ref(),
+            &route.options,
+            stored::Message {
+                raw: &raw,
+                parsed: &parsed,
+                envelope: &envelope,
+                received_at,
+                options: &options,
+            },
+        )
+        .await
+        .map_err(BuildError::Stored)?;
+        options.attachment_urls = stored.attachment_urls;
+        envelope.store_url = stored.store_url;
+        tokio::task::spawn_blocking(move || {
+            let payload = format::build(format, &envelope, &parsed, &raw, &options);
+            (raw, parsed, Some(payload))
+        })
+        .await
+        .map_err(|_| BuildError::Panicked)
     }
 
     /// The route's payload switches. The Original format signs with the address's signing
@@ -345,13 +375,19 @@ impl Inbound {
             spf,
             dkim,
             dmarc,
+            store_url: None,
         };
         let idempotency_key = format::idempotency::key(&envelope);
         // The payload carries the message as it arrived, without the kept copy's trace line.
         let raw = without_own_received(&raw).to_vec();
-        let (_, _, payload) = (self.build(route, raw, envelope))
+        let received_at = OffsetDateTime::parse(&meta.received_at, &Rfc3339)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let (_, _, payload) = (self.build(route, raw, envelope, received_at))
             .await
-            .ok_or(ResendError::Build)?;
+            .map_err(|error| match error {
+                BuildError::Panicked => ResendError::Build,
+                BuildError::Stored(error) => ResendError::Stored(error.to_string()),
+            })?;
         let posted = self.post(route, payload, &idempotency_key, "resend").await;
         let resent = Resent {
             outcome: posted.outcome,
@@ -410,6 +446,7 @@ impl Inbound {
             }),
             dkim: recorded(&checks, "dkim"),
             dmarc: recorded(&checks, "dmarc"),
+            store_url: None,
         };
         let payload = tokio::task::spawn_blocking(move || {
             let raw = without_own_received(&raw);
@@ -700,11 +737,39 @@ impl MailHandler for Inbound {
         let authentication = payload_envelope.authentication();
         // The payload carries the message as it arrived; our trace line goes into the kept
         // copy only (made after the target answered: one copy while it is waited for).
-        let Some((body, parsed, payload)) = self.build(route, body, payload_envelope).await else {
-            error!("building the payload panicked");
-            return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+        let copy =
+            route.options.attachment_store.is_some() || route.options.message_store.is_some();
+        let kept_body = copy.then(|| body.clone());
+        let built = self.build(route, body, payload_envelope, received_at).await;
+        let (body, parsed, posted) = match built {
+            Ok((body, parsed, payload)) => {
+                let posted = self.post(route, payload, &idempotency_key, "target").await;
+                (body, parsed, posted)
+            }
+            Err(BuildError::Panicked) => {
+                error!("building the payload panicked");
+                return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+            }
+            // A store that does not take the message: like a target that does not answer,
+            // the sender tries again later (450), and the row says why.
+            Err(BuildError::Stored(error)) => {
+                let body = kept_body.unwrap_or_default();
+                let parsed = ParsedMessage::parse(&body);
+                let reason = error.to_string();
+                let result = webhook::Outcome::Deferred {
+                    status: None,
+                    body: String::new(),
+                    reason,
+                };
+                let posted = Posted {
+                    outcome: Outcome::Delayed,
+                    reply: reply_for(&result),
+                    result: Some(result),
+                    attempts: Vec::new(),
+                };
+                (body, parsed, posted)
+            }
         };
-        let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted, authentication);
         let raw =
             with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
@@ -808,6 +873,7 @@ impl Inbound {
             spf,
             dkim,
             dmarc,
+            store_url: None,
         }
     }
 
@@ -868,6 +934,16 @@ impl Inbound {
     }
 }
 
+/// Why [`Inbound::build`] made no payload.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    #[error("building the payload panicked")]
+    Panicked,
+    /// The address's attachment or message store did not take the message.
+    #[error(transparent)]
+    Stored(crate::objects::ObjectError),
+}
+
 /// What [`Inbound::post`] did.
 struct Posted {
     outcome: Outcome,
@@ -904,6 +980,9 @@ pub enum ResendError {
     NoTarget,
     #[error("building the payload failed")]
     Build,
+    /// The address's attachment or message store did not take the message.
+    #[error("{0}")]
+    Stored(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

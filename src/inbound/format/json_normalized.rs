@@ -58,14 +58,19 @@ fn attachments(message: &ParsedMessage, options: &FormatOptions) -> Vec<Value> {
     message
         .attachments
         .iter()
-        .map(|a| {
+        .enumerate()
+        .map(|(i, a)| {
             let mut object = Map::new();
-            object.insert(
-                "content".into(),
-                base64::engine::general_purpose::STANDARD
-                    .encode(&a.content)
-                    .into(),
-            );
+            // With a store, where it was put instead of the bytes (contract §1.5).
+            match options.attachment_url(i) {
+                Some(url) => object.insert("url".into(), url.into()),
+                None => object.insert(
+                    "content".into(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&a.content)
+                        .into(),
+                ),
+            };
             object.insert("file_name".into(), a.file_name.clone().into());
             object.insert("content_type".into(), a.content_type.clone().into());
             // A string, as production sends it and cloudmailin-go requires; a number only
@@ -104,6 +109,24 @@ mod tests {
             ..FormatOptions::default()
         });
         assert_eq!(json["attachments"][0]["size"], 3);
+    }
+
+    #[test]
+    fn stored_attachments_carry_their_url_instead_of_the_content() {
+        let json = built(&FormatOptions {
+            attachment_urls: Some(vec!["https://s/a.txt".into(), "https://s/b.bin".into()]),
+            ..FormatOptions::default()
+        });
+        let first = json["attachments"][0].as_object().unwrap();
+        let keys: Vec<&String> = first.keys().collect();
+        assert_eq!(
+            keys,
+            ["url", "file_name", "content_type", "size", "disposition"]
+        );
+        assert_eq!(first["url"], "https://s/a.txt");
+        assert_eq!(json["attachments"][1]["url"], "https://s/b.bin");
+        assert_eq!(json["attachments"][1]["content_id"], "<b1>");
+        assert_eq!(json["attachments"][1]["size"], "2");
     }
 
     #[test]
