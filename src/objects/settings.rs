@@ -59,7 +59,7 @@ pub struct StoreSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    S3(S3Settings),
+    S3(Box<S3Settings>),
     Local { expiry_secs: u64 },
 }
 
@@ -145,7 +145,7 @@ impl StoreSpec {
             ));
         }
         let kind = match self.kind.trim() {
-            "s3" => Kind::S3(self.s3()?),
+            "s3" => Kind::S3(Box::new(self.s3()?)),
             "local" => {
                 let s3_only = [
                     ("endpoint", &self.endpoint),
