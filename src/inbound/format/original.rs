@@ -122,6 +122,48 @@ mod tests {
     use super::*;
     use crate::inbound::format::tests::envelope;
 
+    #[test]
+    fn stored_attachments_are_sent_and_signed_and_embedded_ones_are_not() {
+        let message = crate::inbound::format::tests::message();
+        let plain = FormatOptions::default();
+        let embedded = form(&envelope(), &message, b"raw", &plain);
+        assert!(embedded.names().all(|n| !n.starts_with("attachments")));
+        let options = FormatOptions {
+            attachment_urls: Some(vec!["https://s/a".into(), "https://s/b".into()]),
+            signature_secret: Some("whsec_x".into()),
+            ..FormatOptions::default()
+        };
+        let stored = form(&envelope(), &message, b"raw", &options);
+        let names: Vec<&str> = (stored.names())
+            .filter(|n| n.starts_with("attachments"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "attachments[0][file_name]",
+                "attachments[0][content_type]",
+                "attachments[0][url]",
+                "attachments[0][size]",
+                "attachments[1][file_name]",
+                "attachments[1][content_type]",
+                "attachments[1][url]",
+                "attachments[1][size]",
+                "attachments[1][disposition]",
+            ]
+        );
+        let fields = fields_of(&stored, "B");
+        let mut signed: Vec<(&str, &[u8])> = fields
+            .iter()
+            .filter(|(name, _)| name != "signature")
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+            .collect();
+        let signature = &fields.iter().find(|(n, _)| n == "signature").unwrap().1;
+        assert_eq!(
+            sign(&mut signed, "whsec_x").as_bytes(),
+            signature.as_slice()
+        );
+    }
+
     fn fields_of(form: &FormData<'_>, boundary: &str) -> Vec<(String, Vec<u8>)> {
         let body = form.encode(boundary);
         let delimiter = format!("--{boundary}");
