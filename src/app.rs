@@ -42,6 +42,8 @@ use crate::web::listener::HttpLimits;
 use crate::webhook::{Deliverer, Signing};
 use sweeper::Sweeper;
 
+use crate::objects::Objects;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -177,6 +179,8 @@ pub struct App {
     metrics: Metrics,
     /// Held while this app serves its data directory: `postern restore` refuses meanwhile.
     serve_lock: Option<ServeLock>,
+    /// The attachment and message stores (`/stores`, `/files/…`).
+    objects: Objects,
 }
 
 impl App {
@@ -189,11 +193,12 @@ impl App {
         let store = open_store(&config)?;
         let serve_lock = serve_lock(&config.data_dir);
         let metrics = Metrics::new();
-        let sweeper = Sweeper {
+        let mut sweeper = Sweeper {
             store: store.clone(),
             retention: config.retention,
             clock: options.clock.clone(),
             metrics: metrics.clone(),
+            objects: None,
         };
         let outbound =
             outbound_service(&config, &store, &options.clock).with_metrics(metrics.clone());
@@ -227,6 +232,15 @@ impl App {
         let web_options = web_options(&config, web_addr);
         // After the tracking URL: the worker instruments each copy with it.
         let worker = delivery_worker(&config, &outbound)?;
+        // The local stores' URLs start where the tracking links do: this listener, as
+        // reached from outside.
+        let objects = Objects::new(
+            store.clone(),
+            &config.data_dir,
+            &config.tracking_url(web_addr),
+            clock.clone(),
+        );
+        sweeper.objects = Some(objects.clone());
         let inbound = Arc::new(
             Inbound::new(
                 shutdown.clone(),
@@ -237,7 +251,8 @@ impl App {
                 inbound_settings(&config, keep_raw),
             )
             .with_metrics(metrics.clone())
-            .with_clock(clock.clone()),
+            .with_clock(clock.clone())
+            .with_objects(objects.clone()),
         );
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
         let (server_config, submission_config) = server_configs(&config, tls.is_some());
@@ -264,6 +279,7 @@ impl App {
         let (grace, limits) = (config.smtp.shutdown_grace, web_limits(&config));
         let privacy = crate::privacy::Privacy::new(config, store.clone());
         Ok(App {
+            objects,
             metrics,
             serve_lock,
             sweeper,
@@ -457,6 +473,7 @@ impl App {
                 metrics: self.metrics,
                 shutdown: Some(self.shutdown.clone()),
                 signing: self.signing,
+                objects: self.objects.clone(),
             };
             let router = crate::web::router(services, self.web_options, self.settings);
             crate::web::listener::serve(self.web, router, self.web_limits, https, web_shutdown)

@@ -151,8 +151,13 @@ pub fn tighten(dir: &Path) -> Result<(), DataDirError> {
         }
         if path.is_dir() {
             tighten(&path)?;
-        } else {
-            fix(&path, 0o600)?;
+        } else if let Err(error) = fix(&path, 0o600) {
+            // A file gone since the listing (SQLite's `-shm` when the last connection of a
+            // store closes) needs no tightening.
+            if !matches!(&error, DataDirError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+            {
+                return Err(error);
+            }
         }
     }
     Ok(())

@@ -20,6 +20,7 @@ pub mod inbound;
 pub mod mail;
 pub mod metrics;
 pub mod notify;
+pub mod objects;
 pub mod outbound;
 pub mod privacy;
 pub mod retention;

@@ -44,6 +44,10 @@ pub enum AuditAction {
     SigningSecretRotated,
     SigningSecretRetired,
     SigningSecretRemoved,
+    /// An attachment or message store added or removed (`/stores`, `/api/stores`,
+    /// `postern store`).
+    StoreAdded,
+    StoreRemoved,
 }
 
 impl AuditAction {
@@ -73,6 +77,8 @@ impl AuditAction {
             AuditAction::SigningSecretRotated => "signing_secret_rotated",
             AuditAction::SigningSecretRetired => "signing_secret_retired",
             AuditAction::SigningSecretRemoved => "signing_secret_removed",
+            AuditAction::StoreAdded => "store_added",
+            AuditAction::StoreRemoved => "store_removed",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The retention sweeper: every five minutes on the app clock, deletes what the
-//! `[retention]` policy no longer keeps (`Store::sweep`) and logs what went.
+//! `[retention]` policy no longer keeps (`Store::sweep`) and the local stores' files whose
+//! links have expired (`objects::local::sweep`), and logs what went.
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub(super) struct Sweeper {
     pub clock: Clock,
     /// Counts the sweeps and the rows they deleted.
     pub metrics: Metrics,
+    /// The local stores, whose files go when their links expire.
+    pub objects: Option<crate::objects::Objects>,
 }
 
 impl Sweeper {
@@ -32,6 +35,12 @@ impl Sweeper {
             .sweep(self.retention.cutoffs(&self.clock))
             .await?;
         self.metrics.sweep(swept.total() as u64);
+        if let Some(objects) = &self.objects {
+            let files = objects.sweep_files().await;
+            if files > 0 {
+                info!(files, "retention: deleted stored files whose links expired");
+            }
+        }
         if swept.total() > 0 {
             info!(
                 inbound_messages = swept.inbound_messages,

@@ -19,6 +19,7 @@ mod outbound;
 mod ready;
 mod serve;
 mod signing;
+mod stores;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -93,6 +94,10 @@ enum Command {
     /// rotate, retire, remove.
     #[command(subcommand)]
     Signing(signing::SigningCommand),
+    /// Attachment and message stores (an S3-compatible bucket, or the data directory):
+    /// add, list, remove, test.
+    #[command(subcommand)]
+    Store(stores::StoreCommand),
     /// The keyring that seals mail and secrets at rest: init, status, rotate, reencrypt,
     /// retire.
     #[command(subcommand)]
@@ -152,6 +157,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::SendingDomain(command) => outbound::sending_domain(command),
         Command::Suppression(command) => outbound::suppression(command),
         Command::Signing(command) => signing::signing(command),
+        Command::Store(command) => stores::store(command),
         Command::Keyring(command) => keyring::keyring(command),
         Command::Export(args) => data_requests::export(args),
         Command::Purge(args) => data_requests::purge(args),

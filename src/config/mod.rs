@@ -330,6 +330,63 @@ pub struct AddressOptions {
     /// Whether the SMTP answer waits for the app (`sync`) or mail is kept and POSTed by the
     /// inbound queue (`queued`); unset, the `[[domain]]`'s.
     pub delivery: DeliveryMode,
+    /// The store attachments are put into before the POST (contract §3.1, `objects`).
+    pub attachment_store: Option<String>,
+    /// The store the whole message is put into (contract §3.2).
+    pub message_store: Option<String>,
+    /// What goes into `message_store`.
+    pub message_store_format: MessageStoreFormat,
+}
+
+/// What full-message storage stores (contract §3.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MessageStoreFormat {
+    /// The message as received, `.eml`.
+    #[default]
+    Raw,
+    /// The JSON Normalized document, `.json`.
+    Json,
+}
+
+impl MessageStoreFormat {
+    pub fn parse(text: &str) -> Option<MessageStoreFormat> {
+        match text {
+            "raw" => Some(MessageStoreFormat::Raw),
+            "json" => Some(MessageStoreFormat::Json),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStoreFormat::Raw => "raw",
+            MessageStoreFormat::Json => "json",
+        }
+    }
+}
+
+/// Whether `name` may name an attachment or message store: 1 to 64 of `a-z`, `0-9`, `-`,
+/// `_`, starting with a letter or digit (it appears in URLs, commands and config files).
+pub fn valid_store_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// The patterns of the `addresses` that put attachments or messages into the store `name`.
+pub fn addresses_using_store(addresses: &[AddressConfig], name: &str) -> Vec<String> {
+    addresses
+        .iter()
+        .filter(|a| {
+            let options = &a.options;
+            options.attachment_store.as_deref() == Some(name)
+                || options.message_store.as_deref() == Some(name)
+        })
+        .map(|a| a.pattern.to_string())
+        .collect()
 }
 
 /// How mail for an address reaches its app (README "Delivery modes").

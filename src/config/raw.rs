@@ -16,8 +16,8 @@ use crate::retention::{ContentRule, Retention};
 use super::{
     AddressConfig, AddressOptions, AddressPattern, AuthSettings, Config, ConfigError,
     DeliveryConfig, DeliveryMode, DomainConfig, DomainPattern, EncryptionConfig, Format,
-    OidcProvider, OutboundConfig, Redaction, RelayUrl, SmtpAbuseLimits, SmtpConfig,
-    SubmissionConfig, TargetUrl, WebConfig,
+    MessageStoreFormat, OidcProvider, OutboundConfig, Redaction, RelayUrl, SmtpAbuseLimits,
+    SmtpConfig, SubmissionConfig, TargetUrl, WebConfig,
 };
 
 /// The longest any `[retention]` setting may be: a hundred years.
@@ -378,6 +378,17 @@ pub struct AddressSpec {
     /// `sync` (the default: the app's answer is the SMTP answer) or `queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
+    /// The store (`postern store add`) attachments are put into before the POST, which then
+    /// carries their URLs (contract §3.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_store: Option<String>,
+    /// The store the whole message is put into; the POST carries `envelope.store_url`
+    /// (contract §3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_store: Option<String>,
+    /// `raw` (the `.eml` as received, the default) or `json` (the JSON Normalized document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_store_format: Option<String>,
 }
 
 /// A `[[domain]]` entry as written, before validation (see [`AddressSpec`]).
@@ -1251,7 +1262,44 @@ fn address_options(
         dmarc: raw.dmarc,
         redact: Redaction::parse(&key("redact"), &raw.redact)?,
         delivery: DeliveryMode::Sync,
+        attachment_store: raw
+            .attachment_store
+            .map(|name| store_name(&key("attachment_store"), name))
+            .transpose()?,
+        message_store_format: match (&raw.message_store, raw.message_store_format) {
+            (_, None) => MessageStoreFormat::Raw,
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    key("message_store_format"),
+                    "(set)",
+                    "needs message_store: the store the message goes to",
+                ));
+            }
+            (Some(_), Some(text)) => MessageStoreFormat::parse(&text).ok_or_else(|| {
+                ConfigError::invalid(
+                    key("message_store_format"),
+                    quote(&text),
+                    "expected \"raw\" (the .eml as received) or \"json\" (JSON Normalized)",
+                )
+            })?,
+        },
+        message_store: raw
+            .message_store
+            .map(|name| store_name(&key("message_store"), name))
+            .transpose()?,
     })
+}
+
+/// The name of an attachment or message store: what `postern store add` accepts.
+fn store_name(key: &str, name: String) -> Result<String, ConfigError> {
+    match super::valid_store_name(&name) {
+        true => Ok(name),
+        false => Err(ConfigError::invalid(
+            key,
+            quote(&name),
+            "a store name is 1 to 64 lower-case letters, digits, '-' or '_', starting with a letter or digit",
+        )),
+    }
 }
 
 fn one_line(key: &str, value: String) -> Result<String, ConfigError> {

@@ -64,6 +64,10 @@ pub trait Kind: Send + Sync + 'static {
     fn set_key(spec: &mut Self::Spec, key: String);
     /// The URL fields, which may hold credentials: masked in every answer.
     fn urls(spec: &mut Self::Spec) -> Vec<&mut Option<String>>;
+    /// The attachment and message stores an entry names, with their fields.
+    fn stores(_spec: &Self::Spec) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// A validated config entry back in its written form (URLs masked by their `Display`).
     fn spec_of(config: &Self::Config) -> Self::Spec;
     fn entries(routes: &Entries) -> &[Self::Config];
@@ -110,6 +114,15 @@ impl Kind for Address {
     fn set_key(spec: &mut AddressSpec, key: String) {
         spec.address = key;
     }
+    fn stores(spec: &AddressSpec) -> Vec<(&'static str, String)> {
+        [
+            ("attachment_store", &spec.attachment_store),
+            ("message_store", &spec.message_store),
+        ]
+        .into_iter()
+        .filter_map(|(field, name)| Some((field, name.clone()?)))
+        .collect()
+    }
     fn urls(spec: &mut AddressSpec) -> Vec<&mut Option<String>> {
         vec![
             &mut spec.target,
@@ -135,6 +148,12 @@ impl Kind for Address {
             redact: options.redact.names(),
             delivery: (options.delivery != DeliveryMode::Sync)
                 .then(|| options.delivery.as_str().to_string()),
+            attachment_store: options.attachment_store.clone(),
+            message_store: options.message_store.clone(),
+            message_store_format: options
+                .message_store
+                .is_some()
+                .then(|| options.message_store_format.as_str().to_string()),
         }
     }
     fn entries(routes: &Entries) -> &[AddressConfig] {
@@ -453,8 +472,31 @@ impl Managed {
     /// pattern is taken): the forms use it to list every field's error at once.
     pub async fn check<K: Kind>(&self, spec: K::Spec) -> Result<(), ManagedError> {
         let routes = self.effective(false).await?;
+        self.stores_exist::<K>(&spec).await?;
         K::validate(K::NOUN, spec, &routes, self.0.rules)?;
         Ok(())
+    }
+
+    /// Every store the entry names exists (`objects`; `GET /api/stores`).
+    async fn stores_exist<K: Kind>(&self, spec: &K::Spec) -> Result<(), ManagedError> {
+        for (field, name) in K::stores(spec) {
+            if self.0.store.object_store(&name).await?.is_none() {
+                return Err(ManagedError::Invalid {
+                    field: field.to_string(),
+                    message: "the name of a store (GET /api/stores lists them)".into(),
+                    detail: format!(
+                        "{field}: no store is named {name:?}; add it first (POST /api/stores, postern store add)"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The config file's addresses that name the store `name` (the managed ones are in
+    /// the store: `Store::addresses_using_store`).
+    pub fn configured_addresses_using_store(&self, name: &str) -> Vec<String> {
+        crate::config::addresses_using_store(&self.0.configured.addresses, name)
     }
 
     /// Creates (`id: None`) or replaces a managed entry.
@@ -468,6 +510,7 @@ impl Managed {
         let _writing = self.0.writing.lock().await;
         let routes = self.effective(false).await?;
         let valid = K::validate(K::NOUN, spec.clone(), &routes, self.0.rules)?;
+        self.stores_exist::<K>(&spec).await?;
         let pattern = K::pattern(&valid).to_string();
         if taken::<K>(&self.0.configured, K::pattern(&valid)) {
             return Err(ManagedError::ConfigDefined(pattern));

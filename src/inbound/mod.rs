@@ -7,6 +7,7 @@ pub mod format;
 pub mod managed;
 pub mod queue;
 pub mod route;
+mod stored;
 pub mod verify;
 
 use std::net::IpAddr;
@@ -57,6 +58,8 @@ pub struct Inbound {
     clock: Clock,
     /// Poked after a message is queued, so the queue worker POSTs it at once.
     queue_wake: Arc<Notify>,
+    /// The attachment and message stores addresses name (`None`: none can be used).
+    objects: Option<crate::objects::Objects>,
 }
 
 /// What the inbound side needs from the config besides routes.
@@ -93,7 +96,14 @@ impl Inbound {
             metrics: Metrics::default(),
             clock: Clock::system(),
             queue_wake: Arc::default(),
+            objects: None,
         }
+    }
+
+    /// Puts attachments and messages into the stores addresses name (contract §3).
+    pub fn with_objects(mut self, objects: crate::objects::Objects) -> Inbound {
+        self.objects = Some(objects);
+        self
     }
 
     /// Times the inbound queue by `clock` (tests move a manual one).
@@ -200,39 +210,58 @@ impl Inbound {
     }
 
     /// Parses the message as the client sent it (without our `Received:` line: contract
-    /// §1.8) and builds the route's payload (none when capturing), off the async threads;
-    /// `None` if that panicked. The message comes back only with `keep`: otherwise it is
-    /// dropped as soon as neither the parser nor the payload needs it, so a large message is
-    /// not held three times over (message, decoded parts, payload) while the payload is built.
+    /// §1.8), puts its attachments and the whole message into the route's stores (contract
+    /// §3) and builds the route's payload (none when capturing), the CPU work off the async
+    /// threads. A store that does not take them fails the build: a temporary failure. The
+    /// message comes back only with `keep`: otherwise it is dropped as soon as neither the
+    /// stores nor the payload need it, so a large message is not held three times over
+    /// (message, decoded parts, payload) while the payload is built.
     async fn build(
         &self,
         route: &Route,
         raw: Vec<u8>,
-        envelope: PayloadEnvelope,
+        mut envelope: PayloadEnvelope,
+        received_at: OffsetDateTime,
         keep: bool,
-    ) -> Option<(Option<Vec<u8>>, ParsedMessage, Option<Payload>)> {
-        let destination = route.destination.clone();
-        let options = self.format_options(Some(route)).await;
-        tokio::task::spawn_blocking(move || {
+    ) -> Result<(Option<Vec<u8>>, ParsedMessage, Option<Payload>), BuildError> {
+        let mut options = self.format_options(Some(route)).await;
+        let (raw, parsed) = tokio::task::spawn_blocking(move || {
             let parsed = ParsedMessage::parse(&raw);
-            let mut raw = Some(raw);
-            let payload = match &destination {
-                Destination::Target { format, .. } => {
-                    let carries_message = matches!(format, Format::Raw | Format::Original);
-                    if !keep && !carries_message {
-                        raw = None;
-                    }
-                    let message = raw.as_deref().unwrap_or_default();
-                    Some(format::build(
-                        *format, &envelope, &parsed, message, &options,
-                    ))
-                }
-                Destination::Capture => None,
-            };
-            (raw.filter(|_| keep), parsed, payload)
+            (raw, parsed)
         })
         .await
-        .ok()
+        .map_err(|_| BuildError::Panicked)?;
+        let Destination::Target { format, .. } = &route.destination else {
+            return Ok((Some(raw).filter(|_| keep), parsed, None));
+        };
+        let format = *format;
+        let stored = stored::store(
+            self.objects.as_ref(),
+            &route.options,
+            stored::Message {
+                raw: &raw,
+                parsed: &parsed,
+                envelope: &envelope,
+                received_at,
+                options: &options,
+            },
+        )
+        .await
+        .map_err(BuildError::Stored)?;
+        options.attachment_urls = stored.attachment_urls;
+        envelope.store_url = stored.store_url;
+        tokio::task::spawn_blocking(move || {
+            let carries_message = matches!(format, Format::Raw | Format::Original);
+            let mut raw = Some(raw);
+            if !keep && !carries_message {
+                raw = None;
+            }
+            let message = raw.as_deref().unwrap_or_default();
+            let payload = format::build(format, &envelope, &parsed, message, &options);
+            (raw.filter(|_| keep), parsed, Some(payload))
+        })
+        .await
+        .map_err(|_| BuildError::Panicked)
     }
 
     /// The route's payload switches. The Original format signs with the address's signing
@@ -356,13 +385,19 @@ impl Inbound {
             spf,
             dkim,
             dmarc,
+            store_url: None,
         };
         let idempotency_key = format::idempotency::key(&envelope);
         // The payload carries the message as it arrived, without the kept copy's trace line.
         let raw = without_own_received(&raw).to_vec();
-        let (_, _, payload) = (self.build(route, raw, envelope, false))
+        let received_at = OffsetDateTime::parse(&meta.received_at, &Rfc3339)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let (_, _, payload) = (self.build(route, raw, envelope, received_at, false))
             .await
-            .ok_or(ResendError::Build)?;
+            .map_err(|error| match error {
+                BuildError::Panicked => ResendError::Build,
+                BuildError::Stored(error) => ResendError::Stored(error.to_string()),
+            })?;
         let posted = self.post(route, payload, &idempotency_key, "resend").await;
         let resent = Resent {
             outcome: posted.outcome,
@@ -421,6 +456,7 @@ impl Inbound {
             }),
             dkim: recorded(&checks, "dkim"),
             dmarc: recorded(&checks, "dmarc"),
+            store_url: None,
         };
         let payload = tokio::task::spawn_blocking(move || {
             let raw = without_own_received(&raw);
@@ -712,12 +748,40 @@ impl MailHandler for Inbound {
         // The payload carries the message as it arrived; our trace line goes into the kept
         // copy only (made after the target answered: one copy while it is waited for).
         let keep = self.keeps_content(route);
-        let Some((body, parsed, payload)) = self.build(route, body, payload_envelope, keep).await
-        else {
-            error!("building the payload panicked");
-            return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+        let copy =
+            route.options.attachment_store.is_some() || route.options.message_store.is_some();
+        let kept_body = copy.then(|| body.clone());
+        let built = (self.build(route, body, payload_envelope, received_at, keep)).await;
+        let (body, parsed, posted) = match built {
+            Ok((body, parsed, payload)) => {
+                let posted = self.post(route, payload, &idempotency_key, "target").await;
+                (body, parsed, posted)
+            }
+            Err(BuildError::Panicked) => {
+                error!("building the payload panicked");
+                return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+            }
+            // A store that does not take the message: like a target that does not answer,
+            // the sender tries again later (450), and the row says why.
+            Err(BuildError::Stored(error)) => {
+                let body = kept_body.unwrap_or_default();
+                let parsed = ParsedMessage::parse(&body);
+                let body = Some(body).filter(|_| keep);
+                let reason = error.to_string();
+                let result = webhook::Outcome::Deferred {
+                    status: None,
+                    body: String::new(),
+                    reason,
+                };
+                let posted = Posted {
+                    outcome: Outcome::Delayed,
+                    reply: reply_for(&result),
+                    result: Some(result),
+                    attempts: Vec::new(),
+                };
+                (body, parsed, posted)
+            }
         };
-        let posted = self.post(route, payload, &idempotency_key, "target").await;
         let meta = arrival.meta(route, &parsed, &posted, authentication);
         let kept = body.map(|body| Kept {
             raw: with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at),
@@ -820,6 +884,7 @@ impl Inbound {
             spf,
             dkim,
             dmarc,
+            store_url: None,
         }
     }
 
@@ -881,6 +946,16 @@ impl Inbound {
     }
 }
 
+/// Why [`Inbound::build`] made no payload.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    #[error("building the payload panicked")]
+    Panicked,
+    /// The address's attachment or message store did not take the message.
+    #[error(transparent)]
+    Stored(crate::objects::ObjectError),
+}
+
 /// What [`Inbound::post`] did.
 struct Posted {
     outcome: Outcome,
@@ -917,6 +992,9 @@ pub enum ResendError {
     NoTarget,
     #[error("building the payload failed")]
     Build,
+    /// The address's attachment or message store did not take the message.
+    #[error("{0}")]
+    Stored(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

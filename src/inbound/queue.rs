@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -144,11 +146,24 @@ impl Inbound {
         // The message as it arrived: our trace line cut off in place (no second copy).
         let trace_line = raw.len() - without_own_received(&raw).len();
         raw.drain(..trace_line);
-        let Some((_, _, payload)) = self.build(route, raw, envelope, false).await else {
-            let why = "building the payload panicked".to_string();
-            return self
-                .try_later(id, tries, entry.expires_at, why, Vec::new(), None)
-                .await;
+        let received_at = (self.store.get_inbound(id).await?)
+            .and_then(|message| OffsetDateTime::parse(&message.meta.received_at, &Rfc3339).ok())
+            .unwrap_or_else(|| self.clock.now());
+        let payload = match self.build(route, raw, envelope, received_at, false).await {
+            Ok((_, _, payload)) => payload,
+            // A panic, or a store that does not take the message: tried again later.
+            Err(error) => {
+                return self
+                    .try_later(
+                        id,
+                        tries,
+                        entry.expires_at,
+                        error.to_string(),
+                        Vec::new(),
+                        None,
+                    )
+                    .await;
+            }
         };
         let posted = self.post(route, payload, &idempotency_key, "queued").await;
         let result = posted.result.clone();

@@ -75,6 +75,9 @@ impl ManagedSpec for AddressSpec {
         "redact",
         "html_to_plain",
         "delivery",
+        "attachment_store",
+        "message_store",
+        "message_store_format",
     ];
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<AddressSpec> {
@@ -93,6 +96,9 @@ impl ManagedSpec for AddressSpec {
             redact: field_list(row.get(12)?),
             html_to_plain: row.get(13)?,
             delivery: row.get(14)?,
+            attachment_store: row.get(15)?,
+            message_store: row.get(16)?,
+            message_store_format: row.get(17)?,
         })
     }
 
@@ -112,6 +118,9 @@ impl ManagedSpec for AddressSpec {
             field_list_text(&self.redact),
             self.html_to_plain.into(),
             self.delivery.clone().into(),
+            self.attachment_store.clone().into(),
+            self.message_store.clone().into(),
+            self.message_store_format.clone().into(),
         ]
     }
 }
@@ -292,6 +301,9 @@ mod tests {
             dmarc: false,
             redact: vec!["subject".into()],
             delivery: None,
+            attachment_store: Some("files".into()),
+            message_store: Some("bucket".into()),
+            message_store_format: Some("json".into()),
         }
     }
 

@@ -363,6 +363,25 @@ const MIGRATIONS: &[&str] = &[
         envelope    BLOB    NOT NULL
     );
     CREATE INDEX inbound_queue_due ON inbound_queue (state, next_at);",
+    // 15: attachment and message stores (`objects`): named places where attachments and
+    // whole messages are put before the POST, an S3-compatible bucket (its secret key
+    // sealed) or the data directory's `files/`; and the addresses that use them.
+    "CREATE TABLE stores (
+        name                TEXT    PRIMARY KEY,
+        kind                TEXT    NOT NULL CHECK (kind IN ('s3', 'local')),
+        endpoint            TEXT,
+        bucket              TEXT,
+        prefix              TEXT,
+        region              TEXT,
+        acl                 TEXT,
+        access_key_id       TEXT,
+        secret_access_key   BLOB,
+        expiry_secs         INTEGER,
+        created_at          INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE managed_addresses ADD COLUMN attachment_store TEXT;
+    ALTER TABLE managed_addresses ADD COLUMN message_store TEXT;
+    ALTER TABLE managed_addresses ADD COLUMN message_store_format TEXT;",
 ];
 
 /// The schema version this postern migrates to.

@@ -10,7 +10,8 @@
 //! opens and clicks, the suppression list, instance secrets — `events`); everything about
 //! one data subject, counted, dumped or purged (`subject`); the delivery worker's claims,
 //! attempts and state transitions on those tables (`queue`); the ACME account and
-//! certificate (`acme_cache`, sealed) and `certificate_events` (`certificates`).
+//! certificate (`acme_cache`, sealed) and `certificate_events` (`certificates`); the attachment
+//! and message stores (`stores`, the secret key sealed: `object_stores`).
 //!
 //! Retention (`retention`): the sweep's deletes, `secure_delete` on every connection and
 //! incremental auto-vacuum, so deleted data neither lingers in free pages nor keeps the
@@ -33,6 +34,7 @@ mod managed;
 mod messages;
 mod migrations;
 mod mta_sts;
+mod object_stores;
 mod operations;
 mod outbound;
 mod queue;
@@ -65,6 +67,7 @@ pub use live::Scope;
 pub use managed::{ManagedSpec, ManagedWrite};
 pub use messages::{InboundMessage, InboundMeta, Kept, MessageFilter, Outcome};
 pub use mta_sts::StoredPolicy;
+pub use object_stores::ObjectStoreRow;
 pub use operations::{BEFORE_RESTORE, Copied, CopyError, backup, restore};
 pub use outbound::{
     CredentialMode, CredentialRow, Disposition, Enqueued, EventRow, NewCredential, NewOutbound,

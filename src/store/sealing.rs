@@ -54,6 +54,7 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed("signing_secrets", "owner", "secret"),
     sealed("signing_secrets", "owner", "previous"),
     sealed("inbound_queue", "message_id", "envelope"),
+    sealed("stores", "name", "secret_access_key"),
 ];
 
 /// The URL columns of managed addresses and domains that are sealed (`store::managed`).

@@ -6,7 +6,8 @@
 //! (sign-in, OIDC, a user's own account pages), `messages` (received mail), `outbound` (sent
 //! mail, credentials, sending domains, suppressions), `admin` (users, API keys, audit log,
 //! settings), `privacy` (where data goes), `data_requests` (export and purge one person's
-//! data, admins only), and `addresses` (managed addresses and domains, over `inbound::managed`).
+//! data, admins only), `addresses` (managed addresses and domains, over `inbound::managed`), and
+//! `stores` (attachment and message stores, over `objects`).
 //! Shared by all: `listener` (the accept loop: header deadline, per-address caps), `host`
 //! (the `Host` check in front of every route, against DNS rebinding), `auth`
 //! (the gate: who is asking and may they, cookies, CSRF), `plain_http` (no API tokens over
@@ -17,7 +18,8 @@
 //! `operations`: `/readyz` (public) and `/metrics` (admins), for monitoring.
 //!
 //! Route groups and their gate (see `auth`): public — `/healthz`, `/readyz`, `/api/openapi.json`,
-//! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token), `/t/o/*` and
+//! `/target/*`, `POST /api/v0.1/{username}/messages` (its own bearer token), `/files/*` (signed,
+//! expiring links to the local stores' files), `/t/o/*` and
 //! `/t/c/*` (signed tracking tokens); sign-in — `/signin`, `/signin/oidc/*`, `/signin/totp`;
 //! account — `/account[/*]`, `/signout`;
 //! dashboard — everything else. The dashboard's pages go into the dashboard group and get
@@ -45,6 +47,7 @@ mod public;
 pub mod redirect;
 mod session;
 mod signing;
+mod stores;
 mod ui;
 
 use axum::http::{HeaderValue, header};
@@ -158,6 +161,8 @@ struct AppState {
     shutdown: Option<crate::shutdown::Shutdown>,
     /// Webhook signing secrets (`/signing`).
     signing: crate::webhook::Signing,
+    /// Attachment and message stores (`/stores`, and the local stores' `/files/…`).
+    objects: crate::objects::Objects,
 }
 
 /// The services the web listener serves, built by `App::build`.
@@ -181,6 +186,8 @@ pub struct Services {
     pub shutdown: Option<crate::shutdown::Shutdown>,
     /// Webhook signing secrets (`/signing`).
     pub signing: crate::webhook::Signing,
+    /// Attachment and message stores (`/stores`, `/files/…`).
+    pub objects: crate::objects::Objects,
 }
 
 pub fn router(services: Services, options: WebOptions, settings: Settings) -> Router {
@@ -196,6 +203,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         metrics,
         shutdown,
         signing,
+        objects,
     } = services;
     let state = AppState {
         oidc,
@@ -215,6 +223,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         metrics,
         shutdown,
         signing,
+        objects,
     };
     let behind = |routes: Router<AppState>, access: Access| {
         let gate = Gate {
@@ -235,6 +244,7 @@ pub fn router(services: Services, options: WebOptions, settings: Settings) -> Ro
         .merge(data_requests::routes())
         .merge(operations::routes())
         .merge(signing::routes())
+        .merge(stores::routes())
         .merge(ui::routes());
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -259,6 +259,7 @@ fn smtp_envelope(message: &[u8]) -> PayloadEnvelope {
         },
         dkim: None,
         dmarc: None,
+        store_url: None,
     }
 }
 

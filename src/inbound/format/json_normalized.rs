@@ -36,17 +36,18 @@ pub(super) fn payload(
         plain: bodies.plain.as_deref(),
         html: bodies.html,
         reply_plain: bodies.reply_plain.as_deref(),
-        attachments: Attachments {
-            message,
-            size_as_number: options.size_as_number,
-        },
+        attachments: Attachments { message, options },
     };
     // Sized for the attachments' base64 (4/3) and the rest, so the body is not copied as it
     // grows.
     let estimate: usize = message
         .attachments
         .iter()
-        .map(|a| a.content.len() / 3 * 4 + 256)
+        .enumerate()
+        .map(|(i, a)| match options.attachment_url(i) {
+            Some(url) => url.len() + 256,
+            None => a.content.len() / 3 * 4 + 256,
+        })
         .sum::<usize>()
         + 16 * 1024;
     let mut body = Vec::with_capacity(estimate);
@@ -67,16 +68,17 @@ struct Document<'a> {
 
 struct Attachments<'a> {
     message: &'a ParsedMessage,
-    size_as_number: bool,
+    options: &'a FormatOptions,
 }
 
 impl Serialize for Attachments<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut list = serializer.serialize_seq(Some(self.message.attachments.len()))?;
-        for attachment in &self.message.attachments {
+        for (index, attachment) in self.message.attachments.iter().enumerate() {
             list.serialize_element(&AttachmentEntry {
                 attachment,
-                size_as_number: self.size_as_number,
+                url: self.options.attachment_url(index),
+                size_as_number: self.options.size_as_number,
             })?;
         }
         list.end()
@@ -85,6 +87,8 @@ impl Serialize for Attachments<'_> {
 
 struct AttachmentEntry<'a> {
     attachment: &'a Attachment,
+    /// With a store, where it was put: sent instead of the bytes (contract §1.5, §3.1).
+    url: Option<&'a str>,
     size_as_number: bool,
 }
 
@@ -92,7 +96,10 @@ impl Serialize for AttachmentEntry<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let a = self.attachment;
         let mut entry = serializer.serialize_map(None)?;
-        entry.serialize_entry("content", &Base64(&a.content))?;
+        match self.url {
+            Some(url) => entry.serialize_entry("url", url)?,
+            None => entry.serialize_entry("content", &Base64(&a.content))?,
+        }
         entry.serialize_entry("file_name", &a.file_name)?;
         entry.serialize_entry("content_type", &a.content_type)?;
         // A string, as production sends it and cloudmailin-go requires; a number only for an
@@ -156,6 +163,24 @@ mod tests {
             ..FormatOptions::default()
         });
         assert_eq!(json["attachments"][0]["size"], 3);
+    }
+
+    #[test]
+    fn stored_attachments_carry_their_url_instead_of_the_content() {
+        let json = built(&FormatOptions {
+            attachment_urls: Some(vec!["https://s/a.txt".into(), "https://s/b.bin".into()]),
+            ..FormatOptions::default()
+        });
+        let first = json["attachments"][0].as_object().unwrap();
+        let keys: Vec<&String> = first.keys().collect();
+        assert_eq!(
+            keys,
+            ["url", "file_name", "content_type", "size", "disposition"]
+        );
+        assert_eq!(first["url"], "https://s/a.txt");
+        assert_eq!(json["attachments"][1]["url"], "https://s/b.bin");
+        assert_eq!(json["attachments"][1]["content_id"], "<b1>");
+        assert_eq!(json["attachments"][1]["size"], "2");
     }
 
     #[test]

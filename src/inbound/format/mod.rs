@@ -43,6 +43,9 @@ pub struct PayloadEnvelope {
     pub dkim: Option<Dkim>,
     /// Present only when the address enables DMARC verification (contract §5.3).
     pub dmarc: Option<Dmarc>,
+    /// Where the whole message was stored: only with full-message storage (contract §3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_url: Option<String>,
 }
 
 /// `envelope.spf` (contract §5.1).
@@ -104,6 +107,9 @@ impl PayloadEnvelope {
             "md5": self.md5,
             "spf": self.spf,
         });
+        if let Some(url) = &self.store_url {
+            envelope["store_url"] = json!(url);
+        }
         if let Some(dkim) = &self.dkim {
             envelope["dkim"] = json!(dkim);
         }
@@ -132,9 +138,19 @@ pub struct FormatOptions {
     /// Every format with bodies: a message with an HTML body and no plain one gets the HTML's
     /// text as `plain` (and the `reply_plain` of that); contract §1.4.
     pub html_to_plain: bool,
+    /// With an attachment store: the URL of each attachment, in the message's order; the
+    /// payload carries `url` instead of the content (contract §1.5, §3.1).
+    pub attachment_urls: Option<Vec<String>>,
 }
 
 impl FormatOptions {
+    /// The URL of attachment `index`, when the attachments were stored.
+    pub(super) fn attachment_url(&self, index: usize) -> Option<&str> {
+        (self.attachment_urls.as_ref())
+            .and_then(|urls| urls.get(index))
+            .map(String::as_str)
+    }
+
     /// The switches an address sets (the Original format's secret comes from elsewhere:
     /// `webhook::signing`).
     pub fn of(options: &AddressOptions) -> FormatOptions {
@@ -142,6 +158,7 @@ impl FormatOptions {
             size_as_number: options.size_as_number,
             html_to_plain: options.html_to_plain,
             signature_secret: None,
+            attachment_urls: None,
         }
     }
 }
@@ -272,6 +289,7 @@ pub(crate) mod tests {
             },
             dkim: None,
             dmarc: None,
+            store_url: None,
         }
     }
 

@@ -65,6 +65,10 @@ pub(super) fn form_with<'a>(
     form.flattened("envelope", &envelope.to_json());
     // No attachments: no field at all, not an empty one (contract §1.5).
     for (i, attachment) in message.attachments.iter().enumerate() {
+        if let Some(url) = options.attachment_url(i) {
+            stored_attachment(&mut form, attachment_names, i, attachment, url);
+            continue;
+        }
         let name = match attachment_names {
             AttachmentNames::Array => "attachments[]".to_string(),
             AttachmentNames::Indexed => format!("attachments[{i}]"),
@@ -83,6 +87,29 @@ pub(super) fn form_with<'a>(
         );
     }
     form
+}
+
+/// A stored attachment's text fields, always in this order and starting with the same key
+/// (Rack starts a new array element when a key repeats; contract §1.5).
+fn stored_attachment(
+    form: &mut FormData<'_>,
+    names: AttachmentNames,
+    index: usize,
+    attachment: &crate::mail::message::Attachment,
+    url: &str,
+) {
+    let field = |key: &str| match names {
+        AttachmentNames::Array => format!("attachments[][{key}]"),
+        AttachmentNames::Indexed => format!("attachments[{index}][{key}]"),
+    };
+    form.text(field("file_name"), attachment.file_name.clone());
+    form.text(field("content_type"), attachment.content_type.clone());
+    form.text(field("size"), attachment.content.len().to_string());
+    form.text(field("disposition"), attachment.disposition.as_str());
+    form.text(field("url"), url.to_string());
+    if let Some(id) = &attachment.content_id {
+        form.text(field("content_id"), id.clone());
+    }
 }
 
 /// The filename sent for an attachment that has none (`noname`, as mail clients show it).
@@ -143,6 +170,46 @@ mod tests {
         let form = form(&envelope(), &message, &FormatOptions::default());
         assert!(form.names().all(|n| !n.starts_with("attachments")));
         assert!(!form.contains(b"attachments"));
+    }
+
+    #[test]
+    fn stored_attachments_are_text_fields_in_a_fixed_order() {
+        let message = message();
+        let options = FormatOptions {
+            attachment_urls: Some(vec!["https://s/a".into(), "https://s/b".into()]),
+            ..FormatOptions::default()
+        };
+        let form = form(&envelope(), &message, &options);
+        let names: Vec<&str> = form
+            .names()
+            .filter(|n| n.starts_with("attachments"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "attachments[][file_name]",
+                "attachments[][content_type]",
+                "attachments[][size]",
+                "attachments[][disposition]",
+                "attachments[][url]",
+                "attachments[][file_name]",
+                "attachments[][content_type]",
+                "attachments[][size]",
+                "attachments[][disposition]",
+                "attachments[][url]",
+                "attachments[][content_id]",
+            ]
+        );
+        let body = String::from_utf8_lossy(&form.encode("B")).into_owned();
+        assert!(body.contains("name=\"attachments[][url]\"\r\n\r\nhttps://s/b\r\n"));
+        assert!(!body.contains("abc"), "no content: {body}");
+        let deprecated = super::super::multipart::form(&envelope(), &message, &options);
+        let names: Vec<&str> = deprecated
+            .names()
+            .filter(|n| n.starts_with("attachments"))
+            .collect();
+        assert_eq!(names[4], "attachments[0][url]");
+        assert_eq!(names[9], "attachments[1][url]");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! secret there is no `signature` field.
 //!
 //! [INF] `x_sender` and `x_forwarded_for` are sent only when the message has those headers;
-//! `to` carries angle brackets, as older consumers show it. Attachments need a store (§1.5),
-//! which Postern has not: none are sent.
+//! `to` carries angle brackets, as older consumers show it. Attachments are sent only with
+//! an attachment store (§1.5): `attachments[i][file_name|content_type|url|size]`, and
+//! `[disposition]` when it is not `attachment`; they are signed like the other fields.
 
 use md5::{Digest, Md5};
 
@@ -36,38 +37,53 @@ pub fn form<'a>(
             .collect()
     };
     let json_list = |list: &[String]| serde_json::to_string(list).expect("strings serialise");
-    let mut text: Vec<(&str, String)> = vec![
-        ("plain", text_of(&bodies.plain)),
-        ("html", bodies.html.unwrap_or_default().to_string()),
-        ("to", format!("<{}>", envelope.to)),
-        ("recipients", json_list(&envelope.recipients)),
-        ("disposable", disposable(&envelope.to).to_string()),
-        ("x_to_header", addresses("to").join(", ")),
-        ("x_cc_header", addresses("cc").join(", ")),
-        ("from", envelope.from.clone()),
-        ("x_from_header", json_list(&addresses("from"))),
+    let mut text: Vec<(String, String)> = vec![
+        ("plain".into(), text_of(&bodies.plain)),
+        ("html".into(), bodies.html.unwrap_or_default().to_string()),
+        ("to".into(), format!("<{}>", envelope.to)),
+        ("recipients".into(), json_list(&envelope.recipients)),
+        ("disposable".into(), disposable(&envelope.to).to_string()),
+        ("x_to_header".into(), addresses("to").join(", ")),
+        ("x_cc_header".into(), addresses("cc").join(", ")),
+        ("from".into(), envelope.from.clone()),
+        ("x_from_header".into(), json_list(&addresses("from"))),
     ];
     for (field, header) in [
         ("x_sender", "x-sender"),
         ("x_forwarded_for", "x-forwarded-for"),
     ] {
         if let Some(value) = message.header(header) {
-            text.push((field, value.to_string()));
+            text.push((field.into(), value.to_string()));
         }
     }
     text.extend([
         (
-            "subject",
+            "subject".into(),
             message.header("subject").unwrap_or_default().to_string(),
         ),
-        ("reply_plain", text_of(&bodies.reply_plain)),
-        ("spf[result]", envelope.spf.result.clone()),
-        ("spf[domain]", envelope.spf.domain.clone()),
+        ("reply_plain".into(), text_of(&bodies.reply_plain)),
+        ("spf[result]".into(), envelope.spf.result.clone()),
+        ("spf[domain]".into(), envelope.spf.domain.clone()),
     ]);
+    for (i, attachment) in message.attachments.iter().enumerate() {
+        let Some(url) = options.attachment_url(i) else {
+            continue;
+        };
+        let field = |key: &str| format!("attachments[{i}][{key}]");
+        text.extend([
+            (field("file_name"), attachment.file_name.clone()),
+            (field("content_type"), attachment.content_type.clone()),
+            (field("url"), url.to_string()),
+            (field("size"), attachment.content.len().to_string()),
+        ]);
+        if attachment.disposition.as_str() != "attachment" {
+            text.push((field("disposition"), attachment.disposition.as_str().into()));
+        }
+    }
     let signature = secret.map(|secret| {
         let mut fields: Vec<(&str, &[u8])> = text
             .iter()
-            .map(|(name, value)| (*name, value.as_bytes()))
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
             .chain([("message", raw)])
             .collect();
         sign(&mut fields, secret)
@@ -105,6 +121,48 @@ pub fn sign(fields: &mut [(&str, &[u8])], secret: &str) -> String {
 mod tests {
     use super::*;
     use crate::inbound::format::tests::envelope;
+
+    #[test]
+    fn stored_attachments_are_sent_and_signed_and_embedded_ones_are_not() {
+        let message = crate::inbound::format::tests::message();
+        let plain = FormatOptions::default();
+        let embedded = form(&envelope(), &message, b"raw", &plain);
+        assert!(embedded.names().all(|n| !n.starts_with("attachments")));
+        let options = FormatOptions {
+            attachment_urls: Some(vec!["https://s/a".into(), "https://s/b".into()]),
+            signature_secret: Some("whsec_x".into()),
+            ..FormatOptions::default()
+        };
+        let stored = form(&envelope(), &message, b"raw", &options);
+        let names: Vec<&str> = (stored.names())
+            .filter(|n| n.starts_with("attachments"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "attachments[0][file_name]",
+                "attachments[0][content_type]",
+                "attachments[0][url]",
+                "attachments[0][size]",
+                "attachments[1][file_name]",
+                "attachments[1][content_type]",
+                "attachments[1][url]",
+                "attachments[1][size]",
+                "attachments[1][disposition]",
+            ]
+        );
+        let fields = fields_of(&stored, "B");
+        let mut signed: Vec<(&str, &[u8])> = fields
+            .iter()
+            .filter(|(name, _)| name != "signature")
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+            .collect();
+        let signature = &fields.iter().find(|(n, _)| n == "signature").unwrap().1;
+        assert_eq!(
+            sign(&mut signed, "whsec_x").as_bytes(),
+            signature.as_slice()
+        );
+    }
 
     fn fields_of(form: &FormData<'_>, boundary: &str) -> Vec<(String, Vec<u8>)> {
         let body = form.encode(boundary);

@@ -140,6 +140,21 @@ impl PageKind for Address {
         field("auth_callback", "Auth callback URL", Input::Text),
         field("error_callback", "Error callback URL", Input::Text),
         field("redact", REDACT_LABEL, Input::List),
+        field(
+            "attachment_store",
+            "Attachment store (a name from Stores: attachments as URLs)",
+            Input::Text,
+        ),
+        field(
+            "message_store",
+            "Message store (the whole message: envelope.store_url)",
+            Input::Text,
+        ),
+        field(
+            "message_store_format",
+            "What the message store keeps",
+            Input::Choice("default (raw)", &MESSAGE_STORE_FORMATS),
+        ),
     ];
 
     fn summary(spec: &AddressSpec) -> Html {
@@ -204,6 +219,9 @@ const FORMATS: [&str; 6] = [
     "raw",
     "original",
 ];
+
+/// What a message store keeps (`message_store_format`).
+const MESSAGE_STORE_FORMATS: [&str; 2] = ["raw", "json"];
 
 const DELIVERY_MODES: [&str; 2] = ["sync", "queued"];
 
@@ -683,6 +701,9 @@ mod tests {
             dmarc: true,
             redact: vec!["sender_ip".into(), "subject".into()],
             delivery: None,
+            attachment_store: Some("files".into()),
+            message_store: Some("bucket".into()),
+            message_store_format: Some("json".into()),
         });
         round_trip::<Domain>(DomainSpec {
             domain: "*.example.com".into(),

@@ -1,7 +1,9 @@
 //! The routes outside the gate: the test targets (`targets`), the OpenAPI document
 //! (`openapi`), the CloudMailin send API with its own bearer token (`send`) and the open
-//! pixel and click redirects with their signed tokens (`tracking`).
+//! pixel and click redirects with their signed tokens (`tracking`), and the local stores'
+//! files behind signed, expiring links (`files`).
 
+mod files;
 mod openapi;
 mod send;
 mod targets;
@@ -20,4 +22,5 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(openapi::routes())
         .merge(send::routes())
         .merge(tracking::routes())
+        .merge(files::routes())
 }

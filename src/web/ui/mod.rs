@@ -69,7 +69,7 @@ macro_rules! production_links {
             "<span class=\"nav-group\"><span class=\"nav-label\">Sending</span> <a href=\"/credentials\">Credentials</a> ",
             "<a href=\"/sending-domains\">Sending domains</a> <a href=\"/suppressions\">Suppressions</a></span> ",
             "<span class=\"nav-group\"><span class=\"nav-label\">Configuration</span> <a href=\"/addresses\">Addresses</a> ",
-            "<a href=\"/domains\">Domains</a> <a href=\"/signing\">Signing</a> <a href=\"/settings\">Settings</a> <a href=\"/privacy\">Privacy</a></span> ",
+            "<a href=\"/domains\">Domains</a> <a href=\"/signing\">Signing</a> <a href=\"/stores\">Stores</a> <a href=\"/settings\">Settings</a> <a href=\"/privacy\">Privacy</a></span> ",
             "<span class=\"nav-group\"><span class=\"nav-label\">Administration</span> <a href=\"/users\">Users</a> ",
             "<a href=\"/keys\">API keys</a> <a href=\"/audit\">Audit log</a>",
             $requests,

@@ -31,6 +31,7 @@ static ENVELOPE: LazyLock<PayloadEnvelope> = LazyLock::new(|| PayloadEnvelope {
     },
     dkim: None,
     dmarc: None,
+    store_url: None,
 });
 
 /// Lets mail-parser's panics unwind to `ParsedMessage::parse`; the rest abort.

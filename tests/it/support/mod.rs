@@ -20,6 +20,7 @@ pub mod pebble;
 pub mod policy_host;
 pub mod raw_tcp;
 pub mod receiver;
+pub mod s3;
 pub mod scan;
 pub mod sink;
 pub mod smtp;
