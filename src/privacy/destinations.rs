@@ -16,6 +16,7 @@ pub fn destinations(
 ) -> Vec<Destination> {
     let mut list = inbound(config, runtime);
     list.extend(events(runtime));
+    list.extend(object_stores(runtime));
     list.extend(outbound(config));
     list.extend(mta_sts(config));
     list.extend(config.web.oidc.iter().flat_map(oidc));
@@ -124,6 +125,36 @@ fn callbacks(source: &str, options: &AddressOptions) -> Vec<Destination> {
 }
 
 /// The events webhook of each credential (a revoked one's mail may still have events due).
+/// S3-compatible stores: what the addresses that name them put there. A local store keeps
+/// its files here (sealed) and hands out signed links in the payload, so it goes nowhere.
+fn object_stores(runtime: &Runtime) -> Vec<Destination> {
+    let detail = "the attachments (attachment_store) or whole messages (message_store) of the \
+                  addresses that name this store, uploaded before the POST; never deleted \
+                  by Postern";
+    (runtime.object_stores.iter())
+        .filter(|store| store.kind == "s3")
+        .map(|store| {
+            let region = store.region.as_deref().unwrap_or("us-east-1");
+            let endpoint = match &store.endpoint {
+                Some(endpoint) => endpoint.clone(),
+                None => format!("https://s3.{region}.amazonaws.com"),
+            };
+            let source = format!(
+                "store {} (bucket {})",
+                store.name,
+                store.bucket.as_deref().unwrap_or("?")
+            );
+            text(
+                Kind::ObjectStore,
+                source,
+                &endpoint,
+                Sends::FullMessage,
+                detail,
+            )
+        })
+        .collect()
+}
+
 fn events(runtime: &Runtime) -> Vec<Destination> {
     let detail = "delivery events of mail sent with this credential: message id, recipient, \
                   delivered, deferred, bounced, opened, clicked, with details";

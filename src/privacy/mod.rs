@@ -59,6 +59,8 @@ pub enum Kind {
     Dns,
     Oidc,
     AcmeCa,
+    /// An S3-compatible store of attachments or whole messages (`objects`).
+    ObjectStore,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Dns => "DNS server",
             Kind::Oidc => "sign-in provider",
             Kind::AcmeCa => "certificate authority (ACME)",
+            Kind::ObjectStore => "object store (S3)",
         }
     }
 }
@@ -150,6 +153,8 @@ pub struct Runtime {
     pub addresses: Vec<AddressSpec>,
     pub domains: Vec<DomainSpec>,
     pub credentials: Vec<CredentialRow>,
+    /// Attachment and message stores (`/stores`), without their secrets.
+    pub object_stores: Vec<crate::store::ObjectStoreRow>,
 }
 
 impl Runtime {
@@ -158,6 +163,7 @@ impl Runtime {
             addresses: specs(store.managed_entries().await?),
             domains: specs(store.managed_entries().await?),
             credentials: store.credentials().await?,
+            object_stores: store.object_stores().await?,
         })
     }
 }
@@ -287,6 +293,7 @@ auth_callback = "http://127.0.0.1:9/auth"
             }],
             domains: vec![],
             credentials: vec![],
+            object_stores: vec![],
         }
     }
 

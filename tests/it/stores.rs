@@ -377,6 +377,25 @@ async fn an_s3_store_gets_the_objects_with_their_acl_and_never_shows_its_secret(
     let listed = app.get("/api/stores").await.text().await.unwrap();
     assert!(!listed.contains(secret), "{listed}");
     assert!(listed.contains("AKIDEXAMPLE"));
+    // Where data goes names the bucket's endpoint, as a destination of whole messages.
+    let report = app.get_json("/api/privacy").await;
+    let text = report.to_string();
+    assert!(!text.contains(secret), "{text}");
+    let destination = report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "object_store")
+        .unwrap_or_else(|| panic!("no object store in {report}"))
+        .clone();
+    assert_eq!(destination["host"], "127.0.0.1", "{destination}");
+    assert_eq!(destination["sends"], "full_message");
+    assert!(
+        destination["source"]
+            .as_str()
+            .unwrap()
+            .contains("mail-bucket")
+    );
     // The page: listed without the secret; its form refuses a store that cannot be written.
     let mut browser = app.admin_browser().await;
     let page = browser.get("/stores").await;
