@@ -209,6 +209,7 @@ impl App {
         let acme = acme_order(&config, certificates.as_ref(), &store, &clock)?;
         let (routes, keep_raw) = initial_routes(&config);
         let verifier = build_verifier(&config, &store).await?;
+        warn_of_missing_stores(&config, &store).await?;
         // Config entries plus those managed through the API (dev mode keeps its one route).
         let managed = Managed::new(store.clone(), accounts.clone(), routes.clone(), &config);
         managed.reload().await?;
@@ -701,6 +702,26 @@ fn initial_routes(config: &Config) -> (Routes, bool) {
         None => (Router::new(&config.addresses, &config.domains), false),
     };
     (Routes::new(router), keep_raw)
+}
+
+/// Says at start which `[[address]]` names a store that does not exist (stores are made at
+/// runtime: `postern store add`, `/stores`): its mail is answered 450 until it does.
+async fn warn_of_missing_stores(config: &Config, store: &Store) -> Result<(), StoreError> {
+    let names: Vec<String> = (store.object_stores().await?.into_iter())
+        .map(|s| s.name)
+        .collect();
+    for address in &config.addresses {
+        let options = &address.options;
+        for named in [&options.attachment_store, &options.message_store]
+            .into_iter()
+            .flatten()
+        {
+            if !names.contains(named) {
+                warn!(address = %address.pattern, store = %named, "this address names a store that does not exist: its mail is answered 450 until `postern store add {named} …` makes it");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What the inbound side needs from the config besides routes.

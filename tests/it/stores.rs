@@ -537,3 +537,50 @@ async fn stores_added_and_removed_by_the_cli_apply_to_the_running_server() {
     let reply = send(&app, "files@example.com").await;
     assert!(reply.starts_with("450"), "{reply}");
 }
+
+/// A config address naming a store that does not exist is said at start, with the command
+/// that makes it (stores are made at runtime, so it is not refused).
+#[test]
+fn serve_says_at_start_which_address_names_a_missing_store() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"mx.postern.test\"\ndata_dir = \"{}\"\n\
+             [smtp]\nlisten = \"127.0.0.1:0\"\n[web]\nlisten = \"127.0.0.1:0\"\n[auth]\nspf = false\n\
+             [[address]]\naddress = \"files@example.com\"\ntarget = \"http://127.0.0.1:9/in\"\n\
+             attachment_store = \"archive\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = crate::support::binary::postern()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("POSTERN_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut warned = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("names a store that does not exist") {
+            warned = Some(line);
+            break;
+        }
+        if line.contains("postern is ready") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let warned = warned.expect("a warning naming the missing store");
+    assert!(
+        warned.contains("files@example.com") && warned.contains("archive"),
+        "{warned}"
+    );
+    assert!(warned.contains("postern store add archive"), "{warned}");
+}
