@@ -30,6 +30,7 @@ pub(super) enum StoreCommand {
         /// S3: the service's URL (https://; http:// only on loopback). Unset: AWS.
         #[arg(long, value_name = "URL")]
         endpoint: Option<String>,
+        /// S3: the bucket (3 to 63 lower-case letters, digits, `-` or `.`).
         #[arg(long)]
         bucket: Option<String>,
         /// S3: where objects go in the bucket, e.g. `mail/in`.
@@ -41,6 +42,7 @@ pub(super) enum StoreCommand {
         /// S3: a canned ACL for each object (`x-amz-acl`), e.g. `public-read`.
         #[arg(long)]
         acl: Option<String>,
+        /// S3: the access key id; the secret access key is read from standard input.
         #[arg(long, value_name = "ID")]
         access_key_id: Option<String>,
         /// Local: how many days a signed link is valid (default 7).
