@@ -31,9 +31,11 @@ use super::route::{Router, Routes};
 use crate::accounts::{Accounts, Actor, AuditAction};
 use crate::config::{
     AddressConfig, AddressPattern, AddressSpec, Config, ConfigError, DeliveryMode, DomainConfig,
-    DomainPattern, DomainSpec, EntryRules, TargetUrl, validate_address, validate_domain,
+    DomainPattern, DomainSpec, EntryRules, LocalPattern, TargetUrl, validate_address,
+    validate_domain,
 };
 use crate::store::{ManagedSpec, ManagedWrite, Store, StoreError};
+use crate::webhook::Owner;
 
 /// A kind of managed entry: what differs between addresses and domains.
 pub trait Kind: Send + Sync + 'static {
@@ -59,6 +61,9 @@ pub trait Kind: Send + Sync + 'static {
     fn pattern(config: &Self::Config) -> &Self::Pattern;
     /// The pattern of a spec, if it parses.
     fn parse_pattern(spec: &Self::Spec) -> Option<Self::Pattern>;
+    /// The address pattern its route POSTs for, as routes name it (a domain: its
+    /// catch-all): whose signing secret goes with it.
+    fn route_address(spec: &Self::Spec) -> Option<String>;
     /// The pattern as written in the spec (the stored row's unique column).
     fn key(spec: &Self::Spec) -> &str;
     fn set_key(spec: &mut Self::Spec, key: String);
@@ -107,6 +112,9 @@ impl Kind for Address {
     }
     fn parse_pattern(spec: &AddressSpec) -> Option<AddressPattern> {
         AddressPattern::parse(&spec.address).ok()
+    }
+    fn route_address(spec: &AddressSpec) -> Option<String> {
+        Self::parse_pattern(spec).map(|pattern| pattern.to_string())
     }
     fn key(spec: &AddressSpec) -> &str {
         &spec.address
@@ -185,6 +193,14 @@ impl Kind for Domain {
     }
     fn parse_pattern(spec: &DomainSpec) -> Option<DomainPattern> {
         DomainPattern::parse(&spec.domain).ok()
+    }
+    fn route_address(spec: &DomainSpec) -> Option<String> {
+        let domain = Self::parse_pattern(spec)?;
+        let catch_all = AddressPattern {
+            local: LocalPattern::Any,
+            domain,
+        };
+        Some(catch_all.to_string())
     }
     fn key(spec: &DomainSpec) -> &str {
         &spec.domain
@@ -562,6 +578,14 @@ impl Managed {
         let detail = format!("{} deleted (id {id})", K::NOUN);
         self.audit(actor, ip, &subject, &detail).await?;
         self.reload().await?;
+        // Its signing secret goes with it (a new entry of the same pattern gets its own),
+        // unless the pattern still routes (the config file defines it too).
+        if let Some(address) = K::route_address(&spec)
+            && !self.posting_addresses().contains(&address)
+        {
+            let owner = Owner::Address(address).key();
+            self.0.store.remove_signing_secret(&owner).await?;
+        }
         Ok(())
     }
 }

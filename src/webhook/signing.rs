@@ -29,8 +29,8 @@ pub enum Owner {
 }
 
 impl Owner {
-    /// The store's name for the owner.
-    fn key(&self) -> String {
+    /// The store's name for the owner (`store::signing`).
+    pub fn key(&self) -> String {
         match self {
             Owner::Address(pattern) => format!("address:{pattern}"),
             Owner::Credential(username) => format!("credential:{username}"),

@@ -372,3 +372,55 @@ async fn a_rotation_by_the_cli_applies_to_the_running_servers_next_post() {
     let reply = postern.mail_to("signed@example.com").await;
     assert!(reply.contains("Missing required headers"), "{reply}");
 }
+
+#[tokio::test]
+async fn a_deleted_managed_address_takes_its_secret_with_it() {
+    let app = SignedApp::start();
+    let postern = TestApp::start(&config(&app)).await;
+    let body = json!({ "address": "managed@example.com", "target": app.url("/inbound") });
+    let (status, made) = postern
+        .call(
+            &postern.api_key,
+            Method::POST,
+            "/api/addresses",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let managed = json!({ "address": "managed@example.com" });
+    assert_eq!(signing(&postern, "rotate", managed.clone()).await.0, 201);
+    let signing_of = async |address: &str| -> Value {
+        let listed = postern.get_json("/api/signing").await;
+        (listed["signing"].as_array().unwrap().iter())
+            .find(|o| o["address"] == address)
+            .map(|o| o["signing"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert!(signing_of("managed@example.com").await.is_object());
+
+    let path = format!("/api/addresses/{}", made["id"]);
+    let (status, _) = postern
+        .call(&postern.api_key, Method::DELETE, &path, None)
+        .await;
+    assert_eq!(status, 204);
+    // A new entry with the same pattern starts unsigned: the old app's secret is gone.
+    let (status, _) = postern
+        .call(&postern.api_key, Method::POST, "/api/addresses", Some(body))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(signing_of("managed@example.com").await, Value::Null);
+    let reply = postern.mail_to("managed@example.com").await;
+    assert!(reply.contains("Missing required headers"), "{reply}");
+    // A config address keeps its secret whatever happens to managed entries.
+    assert_eq!(
+        signing(
+            &postern,
+            "rotate",
+            json!({ "address": "signed@example.com" })
+        )
+        .await
+        .0,
+        201
+    );
+    assert!(signing_of("signed@example.com").await.is_object());
+}
