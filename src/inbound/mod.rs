@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{DeliveryMode, Field, Format, Redaction, TargetUrl};
-use crate::mail::fields::{Trace, with_received, without_own_received};
+use crate::mail::fields::{Trace, strip_own_received, with_received, without_own_received};
 use crate::mail::message::ParsedMessage;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -235,7 +235,7 @@ impl Inbound {
             return Ok((Some(raw).filter(|_| keep), parsed, None));
         };
         let format = *format;
-        let stored = stored::store(
+        let result = stored::store(
             self.objects.as_ref(),
             &route.options,
             stored::Message {
@@ -246,8 +246,18 @@ impl Inbound {
                 options: &options,
             },
         )
-        .await
-        .map_err(BuildError::Stored)?;
+        .await;
+        let stored = match result {
+            Ok(stored) => stored,
+            Err(error) => {
+                let kept = Some(raw).filter(|_| keep);
+                return Err(BuildError::Stored(Box::new(NotStored {
+                    error,
+                    parsed,
+                    kept,
+                })));
+            }
+        };
         options.attachment_urls = stored.attachment_urls;
         envelope.store_url = stored.store_url;
         tokio::task::spawn_blocking(move || {
@@ -389,14 +399,15 @@ impl Inbound {
         };
         let idempotency_key = format::idempotency::key(&envelope);
         // The payload carries the message as it arrived, without the kept copy's trace line.
-        let raw = without_own_received(&raw).to_vec();
+        let mut raw = raw;
+        strip_own_received(&mut raw);
         let received_at = OffsetDateTime::parse(&meta.received_at, &Rfc3339)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
         let (_, _, payload) = (self.build(route, raw, envelope, received_at, false))
             .await
             .map_err(|error| match error {
                 BuildError::Panicked => ResendError::Build,
-                BuildError::Stored(error) => ResendError::Stored(error.to_string()),
+                BuildError::Stored(not_stored) => ResendError::Stored(not_stored.error.to_string()),
             })?;
         let posted = self.post(route, payload, &idempotency_key, "resend").await;
         let resent = Resent {
@@ -748,9 +759,6 @@ impl MailHandler for Inbound {
         // The payload carries the message as it arrived; our trace line goes into the kept
         // copy only (made after the target answered: one copy while it is waited for).
         let keep = self.keeps_content(route);
-        let copy =
-            route.options.attachment_store.is_some() || route.options.message_store.is_some();
-        let kept_body = copy.then(|| body.clone());
         let built = (self.build(route, body, payload_envelope, received_at, keep)).await;
         let (body, parsed, posted) = match built {
             Ok((body, parsed, payload)) => {
@@ -763,10 +771,12 @@ impl MailHandler for Inbound {
             }
             // A store that does not take the message: like a target that does not answer,
             // the sender tries again later (450), and the row says why.
-            Err(BuildError::Stored(error)) => {
-                let body = kept_body.unwrap_or_default();
-                let parsed = ParsedMessage::parse(&body);
-                let body = Some(body).filter(|_| keep);
+            Err(BuildError::Stored(not_stored)) => {
+                let NotStored {
+                    error,
+                    parsed,
+                    kept,
+                } = *not_stored;
                 let reason = error.to_string();
                 let result = webhook::Outcome::Deferred {
                     status: None,
@@ -779,7 +789,7 @@ impl MailHandler for Inbound {
                     result: Some(result),
                     attempts: Vec::new(),
                 };
-                (body, parsed, posted)
+                (kept, parsed, posted)
             }
         };
         let meta = arrival.meta(route, &parsed, &posted, authentication);
@@ -952,8 +962,17 @@ enum BuildError {
     #[error("building the payload panicked")]
     Panicked,
     /// The address's attachment or message store did not take the message.
-    #[error(transparent)]
-    Stored(crate::objects::ObjectError),
+    #[error("{}", .0.error)]
+    Stored(Box<NotStored>),
+}
+
+/// A message its address's store did not take: the store's error, and the message as
+/// parsed (and kept, where it is) for its row — not parsed or copied a second time.
+#[derive(Debug)]
+struct NotStored {
+    error: crate::objects::ObjectError,
+    parsed: ParsedMessage,
+    kept: Option<Vec<u8>>,
 }
 
 /// What [`Inbound::post`] did.

@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 use super::format::{self, PayloadEnvelope};
 use super::route::Destination;
 use super::{Arrival, Inbound, Posted, Route};
-use crate::mail::fields::{Trace, prepend_received, without_own_received};
+use crate::mail::fields::{Trace, prepend_received, strip_own_received};
 use crate::mail::message::ParsedMessage;
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
@@ -144,8 +144,7 @@ impl Inbound {
         let idempotency_key = format::idempotency::key(&envelope);
         let (to, from) = (envelope.to.clone(), envelope.from.clone());
         // The message as it arrived: our trace line cut off in place (no second copy).
-        let trace_line = raw.len() - without_own_received(&raw).len();
-        raw.drain(..trace_line);
+        strip_own_received(&mut raw);
         let received_at = (self.store.get_inbound(id).await?)
             .and_then(|message| OffsetDateTime::parse(&message.meta.received_at, &Rfc3339).ok())
             .unwrap_or_else(|| self.clock.now());

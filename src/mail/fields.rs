@@ -115,6 +115,13 @@ fn received_field(trace: &Trace<'_>) -> String {
     )
 }
 
+/// [`without_own_received`] in place: a large kept message is not copied to drop its first
+/// line.
+pub fn strip_own_received(kept: &mut Vec<u8>) {
+    let trace_line = kept.len() - without_own_received(kept).len();
+    kept.drain(..trace_line);
+}
+
 /// `kept` without the `Received:` field [`with_received`] put in front of it: the message as
 /// the client sent it, for payloads rebuilt from a kept copy (contract §1.8: `message` is
 /// unaltered, the receiving server's trace line stays in the stored copy). A message that
@@ -158,6 +165,8 @@ mod tests {
         prepend_received(&mut in_place, &trace);
         assert_eq!(in_place, with_received(&body, &trace));
         assert_eq!(without_own_received(&in_place), &body[..]);
+        strip_own_received(&mut in_place);
+        assert_eq!(in_place, body);
     }
 
     #[test]
