@@ -20,8 +20,8 @@ use crate::web::AppState;
 use crate::web::auth::{self, Principal};
 use crate::web::error::ApiError;
 use crate::web::ui::{self, Html, html};
-use crate::webhook::Owner;
 use crate::webhook::signing::{Rotated, SigningError, SigningStatus};
+use crate::webhook::{Owner, Signing};
 
 const BACK: (&str, &str) = ("/signing", "Signing secrets");
 
@@ -30,12 +30,12 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/signing", get(signing_page))
         .route("/signing/rotate", post(rotate_form))
-        .route("/signing/retire", post(retire_form))
-        .route("/signing/remove", post(remove_form))
+        .route("/signing/retire", post(end_form::<Retire>))
+        .route("/signing/remove", post(end_form::<Remove>))
         .route("/api/signing", get(api_list))
         .route("/api/signing/rotate", post(api_rotate))
-        .route("/api/signing/retire", post(api_retire))
-        .route("/api/signing/remove", post(api_remove))
+        .route("/api/signing/retire", post(api_end::<Retire>))
+        .route("/api/signing/remove", post(api_end::<Remove>))
 }
 
 impl From<SigningError> for ApiError {
@@ -136,45 +136,69 @@ async fn audit(
     Ok(())
 }
 
-/// The three changes, as the pages and the API share them.
-enum Change {
-    Rotate,
-    Retire,
-    Remove,
-}
-
-/// What a change came to: the new secret, or whether there was something to change.
-enum Changed {
-    Rotated(Rotated),
-    Done(bool),
-}
-
-async fn change(
+/// A new secret for the owner a request names, audited.
+async fn rotate(
     state: &AppState,
     principal: &Principal,
     client: Option<&Client>,
     named: &Named,
-    change: Change,
-) -> Result<(Owner, Changed), ApiError> {
+) -> Result<(Owner, Rotated), ApiError> {
     let owner = known(state, named).await?;
-    let (changed, action) = match change {
-        Change::Rotate => (
-            Changed::Rotated(state.signing.rotate(&owner).await?),
-            AuditAction::SigningSecretRotated,
-        ),
-        Change::Retire => (
-            Changed::Done(state.signing.retire_previous(&owner).await?),
-            AuditAction::SigningSecretRetired,
-        ),
-        Change::Remove => (
-            Changed::Done(state.signing.remove(&owner).await?),
-            AuditAction::SigningSecretRemoved,
-        ),
-    };
-    if !matches!(changed, Changed::Done(false)) {
-        audit(state, principal, client, action, &owner).await?;
+    let rotated = state.signing.rotate(&owner).await?;
+    audit(
+        state,
+        principal,
+        client,
+        AuditAction::SigningSecretRotated,
+        &owner,
+    )
+    .await?;
+    Ok((owner, rotated))
+}
+
+/// The two ends of signing a page or the API asks for: the replaced secret's overlap, or
+/// all of it. A marker type each, so one handler serves both routes.
+trait End: Send + Sync + 'static {
+    const ACTION: AuditAction;
+    /// The 404's text when there was nothing to end.
+    const NOTHING: &'static str;
+    fn apply(
+        signing: &Signing,
+        owner: &Owner,
+    ) -> impl std::future::Future<Output = Result<bool, SigningError>> + Send;
+}
+
+struct Retire;
+struct Remove;
+
+impl End for Retire {
+    const ACTION: AuditAction = AuditAction::SigningSecretRetired;
+    const NOTHING: &'static str = "no replaced secret is signing";
+    async fn apply(signing: &Signing, owner: &Owner) -> Result<bool, SigningError> {
+        signing.retire_previous(owner).await
     }
-    Ok((owner, changed))
+}
+
+impl End for Remove {
+    const ACTION: AuditAction = AuditAction::SigningSecretRemoved;
+    const NOTHING: &'static str = "its POSTs are not signed";
+    async fn apply(signing: &Signing, owner: &Owner) -> Result<bool, SigningError> {
+        signing.remove(owner).await
+    }
+}
+
+/// Ends `E` for the owner a request names, audited; 404 when there was nothing to end.
+async fn end<E: End>(
+    state: &AppState,
+    principal: &Principal,
+    client: Option<&Client>,
+    named: &Named,
+) -> Result<(), ApiError> {
+    let owner = known(state, named).await?;
+    if !E::apply(&state.signing, &owner).await? {
+        return Err(ApiError::NotFound(E::NOTHING));
+    }
+    audit(state, principal, client, E::ACTION, &owner).await
 }
 
 // The pages.
@@ -309,12 +333,10 @@ async fn rotate_form(
         Err(rejection) => return ui::bad_form(rejection),
     };
     let client = client.map(|Extension(c)| c);
-    let (owner, rotated) =
-        match change(&state, &principal, client.as_ref(), &named, Change::Rotate).await {
-            Ok((owner, Changed::Rotated(rotated))) => (owner, rotated),
-            Ok((_, Changed::Done(_))) => unreachable!("a rotation always makes a secret"),
-            Err(error) => return failed(&principal, error),
-        };
+    let (owner, rotated) = match rotate(&state, &principal, client.as_ref(), &named).await {
+        Ok(rotated) => rotated,
+        Err(error) => return failed(&principal, error),
+    };
     let overlap = match rotated.previous_until {
         Some(until) => html!(
             " The secret it replaces keeps signing beside it until {}: give the app this one before then, or retire the old one when it has it.",
@@ -345,38 +367,20 @@ async fn rotate_form(
     )
 }
 
-async fn retire_form(
+/// "Retire old secret" and "Stop signing", then back to the list.
+async fn end_form<E: End>(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     client: Option<Extension<Client>>,
     form: Result<Form<Named>, FormRejection>,
-) -> Response {
-    done_form(state, principal, client, form, Change::Retire).await
-}
-
-async fn remove_form(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    client: Option<Extension<Client>>,
-    form: Result<Form<Named>, FormRejection>,
-) -> Response {
-    done_form(state, principal, client, form, Change::Remove).await
-}
-
-async fn done_form(
-    state: AppState,
-    principal: Principal,
-    client: Option<Extension<Client>>,
-    form: Result<Form<Named>, FormRejection>,
-    what: Change,
 ) -> Response {
     let named = match form {
         Ok(Form(named)) => named,
         Err(rejection) => return ui::bad_form(rejection),
     };
     let client = client.map(|Extension(c)| c);
-    match change(&state, &principal, client.as_ref(), &named, what).await {
-        Ok(_) => auth::redirect("/signing"),
+    match end::<E>(&state, &principal, client.as_ref(), &named).await {
+        Ok(()) => auth::redirect("/signing"),
         Err(error) => failed(&principal, error),
     }
 }
@@ -415,11 +419,7 @@ async fn api_rotate(
 ) -> Result<Response, ApiError> {
     let named = json_body(body)?;
     let client = client.map(|Extension(c)| c);
-    let (owner, changed) =
-        change(&state, &principal, client.as_ref(), &named, Change::Rotate).await?;
-    let Changed::Rotated(rotated) = changed else {
-        unreachable!("a rotation always makes a secret")
-    };
+    let (owner, rotated) = rotate(&state, &principal, client.as_ref(), &named).await?;
     let mut answer = serde_json::to_value(listed(owner, None)).expect("serialisable");
     answer["secret"] = rotated.secret.into();
     answer["previous_valid_until"] = match rotated.previous_until {
@@ -432,7 +432,8 @@ async fn api_rotate(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-async fn api_retire(
+/// `POST /api/signing/retire` and `/remove`: 204, or 404 when there was nothing to end.
+async fn api_end<E: End>(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     client: Option<Extension<Client>>,
@@ -440,22 +441,6 @@ async fn api_retire(
 ) -> Result<Response, ApiError> {
     let named = json_body(body)?;
     let client = client.map(|Extension(c)| c);
-    match change(&state, &principal, client.as_ref(), &named, Change::Retire).await? {
-        (_, Changed::Done(true)) => Ok(StatusCode::NO_CONTENT.into_response()),
-        _ => Err(ApiError::NotFound("no replaced secret is signing")),
-    }
-}
-
-async fn api_remove(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    client: Option<Extension<Client>>,
-    body: Result<Json<Named>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let named = json_body(body)?;
-    let client = client.map(|Extension(c)| c);
-    match change(&state, &principal, client.as_ref(), &named, Change::Remove).await? {
-        (_, Changed::Done(true)) => Ok(StatusCode::NO_CONTENT.into_response()),
-        _ => Err(ApiError::NotFound("its POSTs are not signed")),
-    }
+    end::<E>(&state, &principal, client.as_ref(), &named).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -424,3 +424,35 @@ async fn a_deleted_managed_address_takes_its_secret_with_it() {
     );
     assert!(signing_of("signed@example.com").await.is_object());
 }
+
+#[tokio::test]
+async fn the_signing_page_rotates_shows_the_secret_once_and_stops_signing() {
+    let app = SignedApp::start();
+    let postern = TestApp::start(&config(&app)).await;
+    let mut browser = postern.admin_browser().await;
+    let page = browser.get("/signing").await;
+    assert!(page.body.contains("signed@example.com") && page.body.contains("Generate secret"));
+    let fields = [("address", "signed@example.com")];
+    let made = browser.submit(&page, "/signing/rotate", &fields).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let secret = made.body.split("<code id=\"secret\">").nth(1).unwrap();
+    let secret = secret.split('<').next().unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    app.knows(secret);
+    assert!(
+        postern
+            .mail_to("signed@example.com")
+            .await
+            .starts_with("250")
+    );
+    let listed = browser.get("/signing").await;
+    assert!(!listed.body.contains(secret), "shown once");
+    assert!(listed.body.contains("Stop signing") && !listed.body.contains("Retire old secret"));
+    // Nothing to retire: said so, nothing changed.
+    let refused = browser.submit(&listed, "/signing/retire", &fields).await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    let stopped = browser.submit(&listed, "/signing/remove", &fields).await;
+    assert_eq!(stopped.location(), Some("/signing"));
+    let reply = postern.mail_to("signed@example.com").await;
+    assert!(reply.contains("Missing required headers"), "{reply}");
+}
