@@ -14,6 +14,7 @@ if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
 fi
 SIZE_MB=${1:-25}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 BENCH=$(mktemp -d /tmp/postern-big.XXXXXX)
 POSTERN_PORT=12536 NGINX_PORT=18098 WEB_PORT=18035
 PIDS=()
@@ -25,38 +26,8 @@ cleanup() {
 trap cleanup EXIT
 command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
 # POSTERN=/path/to/postern measures that binary (e.g. an older build) instead of building this tree.
-if [ -z "${POSTERN:-}" ]; then
-    (cd "$ROOT" && cargo build --release --locked -q)
-    POSTERN="$ROOT/target/release/postern"
-fi
-waitport() {
-    for _ in $(seq 1 100); do
-        ss -ltn "sport = :$1" | grep -q LISTEN && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
-mkdir -p "$BENCH/nginx/tmp"
-cat > "$BENCH/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $BENCH/nginx/nginx.pid;
-error_log $BENCH/nginx/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log $BENCH/nginx/access.log;
-  client_body_temp_path $BENCH/nginx/tmp;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    client_max_body_size 200m;
-    location = /ok { return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$BENCH/nginx/nginx.conf" &
-PIDS+=($!)
-waitport $NGINX_PORT
+POSTERN=$(postern_binary "$ROOT")
+start_app $NGINX_PORT
 
 # The message: a short text part and a SIZE_MB attachment of random bytes, base64 (76-column).
 python3 - "$BENCH/message.eml" "$SIZE_MB" <<'PY'

@@ -36,6 +36,7 @@ case $ENCRYPTION in
     *) echo "ENCRYPTION=on|off|both, not $ENCRYPTION" >&2; exit 2 ;;
 esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 BENCH=$(mktemp -d /tmp/postern-bench.XXXXXX)
 SINK_PORT=12525 POSTERN_PORT=12526 NGINX_PORT=18088 WEB_PORT=18025
 PIDS=()
@@ -54,43 +55,11 @@ fi
 PATH=$PATH:/usr/sbin
 
 # POSTERN=/path/to/postern measures that binary (e.g. an older build) instead of building this tree.
-if [ -z "${POSTERN:-}" ]; then
-    (cd "$ROOT" && cargo build --release --locked -q)
-    POSTERN="$ROOT/target/release/postern"
-fi
+POSTERN=$(postern_binary "$ROOT")
 
-waitport() {
-    for _ in $(seq 1 100); do
-        ss -ltn "sport = :$1" | grep -q LISTEN && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
 
-# The app: nginx answering 200 to every POST, one worker, access log to count POSTs.
-mkdir -p "$BENCH/nginx/tmp"
-cat > "$BENCH/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $BENCH/nginx/nginx.pid;
-error_log $BENCH/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $BENCH/nginx/access.log;
-  client_body_temp_path $BENCH/nginx/tmp;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    client_max_body_size 50m;
-    client_body_buffer_size 1m;
-    location = /ok { return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$BENCH/nginx/nginx.conf" &
-PIDS+=($!)
-waitport $NGINX_PORT
+# The app: nginx answering 200 to every POST, its access log counting them (bench/lib.sh).
+start_app $NGINX_PORT
 
 cat > "$BENCH/postern.toml" <<CONF
 [server]

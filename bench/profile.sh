@@ -20,6 +20,7 @@ COUNT=${1:-20000}
 SIZE=${2:-1024}
 OUT=${3:-/tmp/postern-profile}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 BENCH=$(mktemp -d /tmp/postern-prof.XXXXXX)
 POSTERN_PORT=12546 NGINX_PORT=18108 WEB_PORT=18045
 PIDS=()
@@ -33,38 +34,10 @@ PATH=$PATH:/usr/sbin:$HOME/.cargo/bin
 for tool in perf smtp-source nginx inferno-flamegraph; do
     command -v $tool >/dev/null || { echo "$tool is missing (see --help)" >&2; exit 1; }
 done
-if [ -z "${POSTERN:-}" ]; then
-    (cd "$ROOT" && cargo build --release --locked -q)
-    POSTERN="$ROOT/target/release/postern"
-fi
-waitport() {
-    for _ in $(seq 1 100); do
-        ss -ltn "sport = :$1" | grep -q LISTEN && return 0
-        sleep 0.1
-    done
-    return 1
-}
-mkdir -p "$BENCH/nginx/tmp" "$OUT"
-cat > "$BENCH/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $BENCH/nginx/nginx.pid;
-error_log $BENCH/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $BENCH/nginx/tmp;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    client_max_body_size 50m;
-    location = /ok { return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$BENCH/nginx/nginx.conf" &
-PIDS+=($!)
-waitport $NGINX_PORT
+# POSTERN=/path/to/postern measures that binary (e.g. an older build) instead of building this tree.
+POSTERN=$(postern_binary "$ROOT")
+mkdir -p "$OUT"
+start_app $NGINX_PORT
 cat > "$BENCH/postern.toml" <<CONF
 [server]
 hostname = "bench.local"
