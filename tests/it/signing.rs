@@ -246,7 +246,7 @@ async fn an_app_verifies_every_inbound_post_and_callback_through_a_rotation() {
 }
 
 #[tokio::test]
-async fn a_viewer_cannot_see_or_make_secrets() {
+async fn a_viewer_cannot_make_or_end_secrets() {
     let app = SignedApp::start();
     let postern = TestApp::start(&config(&app)).await;
     let (_, viewer) = postern
@@ -259,12 +259,27 @@ async fn a_viewer_cannot_see_or_make_secrets() {
         .await
         .unwrap();
     let body = json!({ "address": "signed@example.com" });
-    let (status, _) = postern
-        .call(&viewer, Method::POST, "/api/signing/rotate", Some(body))
+    assert_eq!(signing(&postern, "rotate", body.clone()).await.0, 201);
+    for action in ["rotate", "retire", "remove"] {
+        let path = format!("/api/signing/{action}");
+        let (status, _) = postern
+            .call(&viewer, Method::POST, &path, Some(body.clone()))
+            .await;
+        assert_eq!(status, 403, "{action}");
+    }
+    // Viewers read who signs (never a secret): the list is for every role.
+    let (status, listed) = postern
+        .call(&viewer, Method::GET, "/api/signing", None)
         .await;
-    assert_eq!(status, 403);
-    let reply = postern.mail_to("signed@example.com").await;
-    assert!(reply.contains("Missing required headers"), "{reply}");
+    assert_eq!(status, 200);
+    assert!(!listed.to_string().contains("whsec_"), "{listed}");
+    // Nothing a viewer asked for took effect: the admin's secret still signs, alone.
+    let entry = (listed["signing"].as_array().unwrap().iter())
+        .find(|o| o["address"] == "signed@example.com")
+        .unwrap()
+        .clone();
+    assert!(entry["signing"]["created_at"].is_string(), "{entry}");
+    assert!(entry["signing"]["previous_until"].is_null(), "{entry}");
 }
 
 #[tokio::test]
