@@ -33,6 +33,7 @@ use crate::outbound::{Outbound, OutboundMode, ReturnMailSettings, Submission, Wi
 use crate::shutdown::Shutdown;
 use crate::smtp::server::{ListenerLimits, ServerConfig, SmtpServer};
 use crate::smtp::session::{SessionConfig, SessionPolicy};
+use crate::smtp::spool::Spool;
 use crate::store::{Store, StoreError, Swept};
 use crate::tls::acme::{Acme, AcmeSetupError};
 use crate::tls::{Certificates, TlsError};
@@ -58,6 +59,11 @@ pub enum AppError {
     Auth(#[from] ResolverError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    #[error("message spool {}: {source} (the data directory must be writable by Postern)", .dir.display())]
+    Spool {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -256,7 +262,8 @@ impl App {
             .with_objects(objects.clone()),
         );
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
-        let (server_config, submission_config) = server_configs(&config, tls.is_some());
+        let spool = open_spool(&config)?;
+        let (server_config, submission_config) = server_configs(&config, tls.is_some(), spool);
         let submission_handler = Arc::new(Submission::new(outbound.clone()));
         let SubmissionListeners {
             servers: submission,
@@ -759,10 +766,36 @@ async fn build_verifier(config: &Config, store: &Store) -> Result<Option<Arc<Ver
     Ok(Some(Arc::new(verifier)))
 }
 
+/// The spool for content past `[smtp] spool_threshold` (none when it is 0): `<data_dir>/spool`,
+/// emptied of what an earlier process left.
+fn open_spool(config: &Config) -> Result<Option<Arc<Spool>>, AppError> {
+    let Some(threshold) = config.smtp.abuse.spool_threshold else {
+        return Ok(None);
+    };
+    let dir = config.data_dir.join("spool");
+    Spool::open(&dir, threshold)
+        .map(Some)
+        .map_err(|source| AppError::Spool { dir, source })
+}
+
 /// The MX listener's settings, and the submission listeners': the same shell and limits,
 /// AUTH required, and CloudMailin's outbound limits (contract §6.1) where they are lower. Dev
 /// mode takes AUTH without TLS.
-fn server_configs(config: &Config, starttls: bool) -> (ServerConfig, ServerConfig) {
+fn server_configs(
+    config: &Config,
+    starttls: bool,
+    spool: Option<Arc<Spool>>,
+) -> (ServerConfig, ServerConfig) {
+    let mut limits = ListenerLimits::new(
+        config.smtp.abuse.max_connections_per_ip,
+        config.smtp.abuse.session_deadline,
+        config.smtp.abuse.min_data_rate,
+        config.smtp.abuse.min_data_rate_window,
+        config.smtp.abuse.message_memory_budget,
+    );
+    if let Some(spool) = spool {
+        limits = limits.with_spool(spool);
+    }
     let mx = ServerConfig {
         session: SessionConfig {
             policy: SessionPolicy::Inbound,
@@ -777,14 +810,9 @@ fn server_configs(config: &Config, starttls: bool) -> (ServerConfig, ServerConfi
         max_connections: config.smtp.max_connections,
         command_timeout: config.smtp.command_timeout,
         data_timeout: config.smtp.data_timeout,
-        // One memory budget for every listener: the submission config is a copy.
-        limits: ListenerLimits::new(
-            config.smtp.abuse.max_connections_per_ip,
-            config.smtp.abuse.session_deadline,
-            config.smtp.abuse.min_data_rate,
-            config.smtp.abuse.min_data_rate_window,
-            config.smtp.abuse.message_memory_budget,
-        ),
+        // One memory budget and one spool for every listener: the submission config is a
+        // copy.
+        limits,
     };
     let submission_size = config.smtp.max_message_size.min(MAX_MESSAGE_SIZE);
     let submission = ServerConfig {

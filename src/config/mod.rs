@@ -109,6 +109,9 @@ pub struct SmtpAbuseLimits {
     pub min_data_rate_window: Duration,
     /// Bytes of message content all sessions together may buffer (one budget).
     pub message_memory_budget: usize,
+    /// Content past this many bytes goes to an encrypted spool file in
+    /// `<data_dir>/spool` while it arrives; `None` keeps every message in memory.
+    pub spool_threshold: Option<usize>,
 }
 
 #[derive(Debug, Clone)]

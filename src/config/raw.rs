@@ -136,6 +136,8 @@ struct RawSmtp {
     min_data_rate_window_secs: u64,
     /// Default: 256 MiB, or max_message_size if that is larger.
     message_memory_budget: Option<u64>,
+    /// Bytes; 0 turns spooling off.
+    spool_threshold: u64,
 }
 
 impl Default for RawSmtp {
@@ -163,6 +165,7 @@ impl Default for RawSmtp {
             min_data_rate: 256,
             min_data_rate_window_secs: 60,
             message_memory_budget: None,
+            spool_threshold: crate::smtp::spool::DEFAULT_THRESHOLD as u64,
         }
     }
 }
@@ -545,6 +548,12 @@ impl RawSmtp {
                 max_size,
                 1 << 40,
             )? as usize,
+            spool_threshold: match self.spool_threshold {
+                0 => None,
+                threshold => {
+                    Some(in_range("smtp.spool_threshold", threshold, 64 * 1024, 1 << 30)? as usize)
+                }
+            },
         })
     }
 }

@@ -30,6 +30,7 @@ use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
+use crate::smtp::spool::Content;
 use crate::store::{AttemptRecord, InboundMeta, Kept, Outcome, Store, StoreError};
 use crate::webhook::{self, Attempt, Deliverer, Owner, Payload, PostOptions};
 use callback::{AuthorizationRequest, ErrorReport};
@@ -724,9 +725,16 @@ impl MailHandler for Inbound {
         conn: &ConnectionInfo,
         _identity: Option<&Self::Identity>,
         envelope: Envelope,
-        body: Vec<u8>,
+        content: Content,
     ) -> Reply {
         let started = Instant::now();
+        let body = match content.into_bytes().await {
+            Ok(body) => body,
+            Err(error) => {
+                error!(%error, "cannot read a spooled message back");
+                return Reply::SPOOL_ERROR;
+            }
+        };
         let received_at = OffsetDateTime::now_utc();
         let router = self.routes.current();
         let Some(route) = envelope

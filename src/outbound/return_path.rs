@@ -28,6 +28,7 @@ use crate::mail::message::ParsedMessage;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
+use crate::smtp::spool::Content;
 use crate::store::{InboundMeta, Kept, MessageRef, Outcome};
 
 /// What return mail's message row needs from the config.
@@ -259,11 +260,18 @@ impl<H: MailHandler> MailHandler for WithReturnPath<H> {
         conn: &ConnectionInfo,
         identity: Option<&Self::Identity>,
         envelope: Envelope,
-        body: Vec<u8>,
+        content: Content,
     ) -> Reply {
         if let Some(first) = envelope.recipients.first() {
             match self.return_path(first).await {
                 Ok(Some(message)) => {
+                    let body = match content.into_bytes().await {
+                        Ok(body) => body,
+                        Err(error) => {
+                            error!(%error, "cannot read a spooled message back");
+                            return Reply::SPOOL_ERROR;
+                        }
+                    };
                     return self.handle_return_mail(conn, envelope, body, message).await;
                 }
                 Ok(None) => {}
@@ -271,7 +279,7 @@ impl<H: MailHandler> MailHandler for WithReturnPath<H> {
             }
         }
         self.inner
-            .handle_message(conn, identity, envelope, body)
+            .handle_message(conn, identity, envelope, content)
             .await
     }
 }

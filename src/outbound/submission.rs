@@ -25,7 +25,7 @@
 //! queued (`x-cloudmta-layout` included: layouts are not applied).
 //! A message without `Message-ID` or `Date` gets one (RFC 6409 §8.2, §8.3).
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::compose::{self, Composed, MAX_MESSAGE_SIZE, split_tags};
 use super::raw_message::{self, CheckedRaw, RawError};
@@ -36,6 +36,7 @@ use crate::mail::message::ParsedMessage;
 use crate::smtp::Reply;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
+use crate::smtp::spool::Content;
 use crate::store::{Priority, Source};
 
 /// The submission [`MailHandler`]: every decision is [`Outbound`]'s.
@@ -160,11 +161,18 @@ impl MailHandler for Submission {
         conn: &ConnectionInfo,
         identity: Option<&Credential>,
         envelope: Envelope,
-        body: Vec<u8>,
+        content: Content,
     ) -> Reply {
         let Some(credential) = identity else {
             // The session takes MAIL only after AUTH; this is never reached.
             return Reply::AUTH_REQUIRED;
+        };
+        let body = match content.into_bytes().await {
+            Ok(body) => body,
+            Err(error) => {
+                error!(%error, "cannot read a spooled message back");
+                return Reply::SPOOL_ERROR;
+            }
         };
         let uuid = uuid::Uuid::new_v4().to_string();
         let composed = match prepare(

@@ -6,7 +6,9 @@
 //! follows what is really allocated); when the budget is spent the message is refused with
 //! `452 4.3.1` and its remaining content is read and discarded. A [`Reservation`] gives its
 //! bytes back when it is dropped: when the handler is done with the message, or when the
-//! session ends. No I/O.
+//! session ends. Content spooled to disk ([`super::spool`]) holds only its in-memory part
+//! while it arrives; reading it back for the handler waits for room
+//! ([`MemoryBudget::wait_for`]) instead of refusing. No I/O.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +21,8 @@ const FIRST_ALLOCATION: usize = 16 * 1024;
 pub struct MemoryBudget {
     limit: usize,
     used: AtomicUsize,
+    /// Woken whenever bytes are given back ([`MemoryBudget::wait_for`]).
+    freed: tokio::sync::Notify,
 }
 
 impl MemoryBudget {
@@ -26,6 +30,7 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             limit,
             used: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
         })
     }
 
@@ -55,6 +60,35 @@ impl MemoryBudget {
 
     fn give_back(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+        if bytes > 0 {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Takes `bytes` for content read back from a spool file, waiting until other
+    /// messages give enough back; `None` when that did not happen before `deadline`, or
+    /// never can (more than the whole budget).
+    pub async fn wait_for(
+        self: &Arc<MemoryBudget>,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Option<Reservation> {
+        if bytes > self.limit {
+            return None;
+        }
+        loop {
+            // Registered before the check, so a give-back between the two is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.take(bytes) {
+                return Some(Reservation {
+                    budget: Some(self.clone()),
+                    held: bytes,
+                });
+            }
+            tokio::time::timeout_at(deadline, freed).await.ok()?;
+        }
     }
 }
 
@@ -131,6 +165,29 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_read_back_waits_for_room_and_gives_up_at_its_deadline() {
+        let budget = MemoryBudget::new(100);
+        let soon = || tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+        assert!(budget.wait_for(101, soon()).await.is_none(), "never fits");
+        let first = budget.wait_for(60, soon()).await.expect("room");
+        assert!(budget.wait_for(60, soon()).await.is_none(), "timed out");
+        let waiter = tokio::spawn({
+            let budget = budget.clone();
+            let later = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            async move { budget.wait_for(60, later).await.map(|r| r.held()) }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "waits while the budget is spent");
+        drop(first);
+        assert_eq!(waiter.await.unwrap(), Some(60));
+        assert_eq!(
+            budget.used(),
+            0,
+            "the waiter's reservation was dropped with it"
+        );
+    }
 
     #[test]
     fn reservations_follow_allocations_and_come_back_on_drop() {

@@ -45,6 +45,9 @@ pub struct DataReceiver {
     line_len: usize,
     error: Option<DataError>,
     reservation: Reservation,
+    /// Octets handed on by [`DataReceiver::drain_into`] (spooled): still counted against
+    /// the size limit.
+    drained: usize,
 }
 
 impl DataReceiver {
@@ -67,6 +70,7 @@ impl DataReceiver {
             line_len: 0,
             error: None,
             reservation,
+            drained: 0,
         }
     }
 
@@ -79,6 +83,20 @@ impl DataReceiver {
     /// Octets of content held so far: never more than the size limit.
     pub fn buffered(&self) -> usize {
         self.body.len()
+    }
+
+    /// Octets of content handed on so far by [`DataReceiver::drain_into`].
+    pub fn drained(&self) -> usize {
+        self.drained
+    }
+
+    /// Moves the content held so far to the end of `out` (the shell spools it to disk), so
+    /// that what [`DataReceiver::ingest`] returns at the end is only the rest. The size
+    /// limit still counts what was moved; the buffer keeps its allocation.
+    pub fn drain_into(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.body);
+        self.drained += self.body.len();
+        self.body.clear();
     }
 
     /// Feeds octets. Returns how many were consumed and, once `CRLF.CRLF` was seen, the
@@ -120,7 +138,7 @@ impl DataReceiver {
         if self.error.is_some() {
             return;
         }
-        if self.body.len() + text.len() > self.max_size {
+        if self.drained + self.body.len() + text.len() > self.max_size {
             self.fail(DataError::TooLarge);
             return;
         }
@@ -183,7 +201,7 @@ impl DataReceiver {
         if self.error.is_some() {
             return;
         }
-        if self.body.len() >= self.max_size {
+        if self.drained + self.body.len() >= self.max_size {
             self.fail(DataError::TooLarge);
             return;
         }
@@ -210,6 +228,8 @@ impl DataReceiver {
 pub struct ChunkReceiver {
     body: Vec<u8>,
     received: usize,
+    /// Octets handed on by [`ChunkReceiver::drain_into`] (spooled).
+    drained: usize,
     /// Set once the memory budget refused to grow the buffer: the rest is discarded.
     out_of_memory: bool,
     reservation: Reservation,
@@ -262,6 +282,23 @@ impl ChunkReceiver {
 
     pub fn received(&self) -> usize {
         self.received
+    }
+
+    /// Octets of content held now (not handed on).
+    pub fn buffered(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Octets handed on so far by [`ChunkReceiver::drain_into`].
+    pub fn drained(&self) -> usize {
+        self.drained
+    }
+
+    /// Moves the content held so far to the end of `out`, as [`DataReceiver::drain_into`].
+    pub fn drain_into(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.body);
+        self.drained += self.body.len();
+        self.body.clear();
     }
 
     pub fn finish(mut self, max_size: usize) -> Result<Vec<u8>, DataError> {

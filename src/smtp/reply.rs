@@ -105,6 +105,18 @@ impl Reply {
         "Insufficient system storage: too many messages in progress, try again later",
     );
     /// Per-IP connection cap of a listener.
+    /// The spool file of a message could not be written or read back (a full disk, say).
+    pub const SPOOL_ERROR: Reply = Reply::new(
+        451,
+        "4.3.0",
+        "Local error in processing (message spool), try again later",
+    );
+    /// The same in the middle of the content, when the session can only be closed.
+    pub const SPOOL_CLOSING: Reply = Reply::new(
+        421,
+        "4.3.0",
+        "Local error in processing (message spool), closing connection",
+    );
     pub const TOO_MANY_FROM_IP: Reply = Reply::new(
         421,
         "4.7.0",

@@ -18,15 +18,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::Reply;
 use super::admission::Admission;
 use super::budget::MemoryBudget;
+use super::budget::Reservation;
 use super::pace::{Pace, PaceLimits};
 use super::session::{
     Credentials, Envelope, Event, Session, SessionConfig, SessionPolicy, SizeLimit, TransactionInfo,
 };
+use super::spool::{Content, Spool, SpoolWriter};
 use crate::metrics::{Listener, Metrics};
 use crate::shutdown::Shutdown;
 
@@ -91,13 +93,14 @@ pub trait MailHandler: Send + Sync + 'static {
 
     /// Delivers a complete message; the returned reply answers DATA (or the last BDAT).
     /// `identity` is who submitted it (always `Some` on a submission listener, `None` on
-    /// the MX listener).
+    /// the MX listener). `content` is in memory, or in a spool file when it was larger than
+    /// the listener's spool threshold.
     fn handle_message(
         &self,
         conn: &ConnectionInfo,
         identity: Option<&Self::Identity>,
         envelope: Envelope,
-        body: Vec<u8>,
+        content: Content,
     ) -> impl Future<Output = Reply> + Send;
 }
 
@@ -121,6 +124,8 @@ pub struct ListenerLimits {
     pub pace: PaceLimits,
     /// Shared by every listener of the process: the bytes all sessions may buffer.
     pub memory: Option<Arc<MemoryBudget>>,
+    /// Where content past a threshold goes while it arrives; `None` keeps it in memory.
+    pub spool: Option<Arc<Spool>>,
 }
 
 impl ListenerLimits {
@@ -141,9 +146,21 @@ impl ListenerLimits {
                 window,
             },
             memory: Some(MemoryBudget::new(memory_budget)),
+            spool: None,
         }
     }
+
+    /// Spools message content past the spool's threshold.
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> ListenerLimits {
+        self.spool = Some(spool);
+        self
+    }
 }
+
+/// How long a spooled message waits for room in the memory budget to be read back before
+/// it is answered `452 4.3.1` (the client waits up to 10 minutes for the reply to DATA:
+/// RFC 5321 §4.5.3.2.6).
+const READ_BACK_WAIT: Duration = Duration::from_secs(120);
 
 pub struct SmtpServer<H> {
     listener: TcpListener,
@@ -244,6 +261,8 @@ impl<H: MailHandler> SmtpServer<H> {
                 handler: self.handler.clone(),
                 shutdown: shutdown.clone(),
                 metrics: self.metrics.clone(),
+                spooling: None,
+                spill: Vec::new(),
             };
             let span = tracing::info_span!("smtp", peer = %remote);
             shutdown.spawn(
@@ -294,6 +313,10 @@ struct Connection<H: MailHandler> {
     handler: Arc<H>,
     shutdown: Shutdown,
     metrics: Option<(Metrics, Listener)>,
+    /// The spool file of the transaction's content, once it passed the threshold.
+    spooling: Option<SpoolWriter>,
+    /// The buffer content goes through on its way to the spool file (kept between spills).
+    spill: Vec<u8>,
 }
 
 impl<H: MailHandler> Connection<H> {
@@ -336,6 +359,13 @@ impl<H: MailHandler> Connection<H> {
             if !out.is_empty() {
                 self.stream.write_all(&out).await?;
                 out.clear();
+            }
+            if let Err(error) = self.spill().await {
+                // Mid-content there is no reply to give but this one (the client retries).
+                error!(%error, "cannot write the message spool file; closing the session");
+                Reply::SPOOL_CLOSING.write_to(&mut out);
+                self.stream.write_all(&out).await?;
+                return self.stream.shutdown().await;
             }
 
             match self.read_more(&mut input).await? {
@@ -412,11 +442,21 @@ impl<H: MailHandler> Connection<H> {
                 }
                 self.session.recipient_checked(address, verdict)
             }
-            Event::Message { envelope, body } => {
-                let reply = self
-                    .handler
-                    .handle_message(&self.info, self.session.identity(), envelope, body)
-                    .await;
+            Event::Message {
+                envelope,
+                body,
+                drained,
+            } => {
+                let reply = match self.content(body, drained).await {
+                    Ok((content, read_back)) => {
+                        let reply = (self.handler)
+                            .handle_message(&self.info, self.session.identity(), envelope, content)
+                            .await;
+                        drop(read_back);
+                        reply
+                    }
+                    Err(reply) => reply,
+                };
                 if let Some((metrics, listener)) = &self.metrics {
                     metrics.message(*listener, reply.code);
                 }
@@ -483,6 +523,94 @@ impl<H: MailHandler> Connection<H> {
                 unreachable!("the session answers a handler result with a reply")
             }
         }
+    }
+
+    /// Past the spool threshold, moves the transaction's content held in memory to its
+    /// spool file (made by the first move), off the async threads.
+    async fn spill(&mut self) -> std::io::Result<()> {
+        let Some(spool) = &self.config.limits.spool else {
+            return Ok(());
+        };
+        if self.session.buffered_content() < spool.threshold().max(1) {
+            return Ok(());
+        }
+        let mut chunk = std::mem::take(&mut self.spill);
+        chunk.clear();
+        let drained = self.session.drain_content(&mut chunk);
+        // A file left by an earlier transaction (refused or reset) is not this one's.
+        let writer = (self.spooling.take()).filter(|w| w.len() + chunk.len() == drained);
+        if writer.is_none() && drained != chunk.len() {
+            return Err(std::io::Error::other(
+                "the spool file of this message was lost",
+            ));
+        }
+        let spool = spool.clone();
+        let (writer, chunk) = tokio::task::spawn_blocking(move || {
+            let mut writer = match writer {
+                Some(writer) => writer,
+                None => {
+                    debug!(
+                        threshold = spool.threshold(),
+                        "spooling the message to disk"
+                    );
+                    spool.create()?
+                }
+            };
+            writer.write(&chunk)?;
+            Ok::<_, std::io::Error>((writer, chunk))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.spooling = Some(writer);
+        self.spill = chunk;
+        Ok(())
+    }
+
+    /// The message's content for the handler: in memory, or its spool file completed with
+    /// the rest (`tail`). Spooled content waits for room in the memory budget to be read
+    /// back; the reservation returned holds it until the handler is done.
+    async fn content(
+        &mut self,
+        tail: Vec<u8>,
+        drained: usize,
+    ) -> Result<(Content, Option<Reservation>), Reply> {
+        let writer = self.spooling.take();
+        if drained == 0 {
+            return Ok((Content::Memory(tail), None));
+        }
+        let Some(mut writer) = writer.filter(|w| w.len() == drained) else {
+            error!("the spool file of a message was lost");
+            return Err(Reply::SPOOL_ERROR);
+        };
+        let finished = tokio::task::spawn_blocking(move || {
+            writer.write(&tail)?;
+            writer.finish()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|finished| finished);
+        let spooled = match finished {
+            Ok(spooled) => spooled,
+            Err(error) => {
+                error!(%error, "cannot finish the message spool file");
+                return Err(Reply::SPOOL_ERROR);
+            }
+        };
+        let read_back = match &self.config.limits.memory {
+            Some(budget) => {
+                let deadline = tokio::time::Instant::now() + READ_BACK_WAIT;
+                let Some(held) = budget.wait_for(spooled.len(), deadline).await else {
+                    warn!(
+                        size = spooled.len(),
+                        "no room in the memory budget to handle a spooled message"
+                    );
+                    return Err(Reply::NO_MEMORY);
+                };
+                Some(held)
+            }
+            None => None,
+        };
+        Ok((Content::Spooled(spooled), read_back))
     }
 
     async fn start_tls(&mut self) -> std::io::Result<()> {

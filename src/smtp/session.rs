@@ -145,8 +145,14 @@ pub enum Event {
     StartTls,
     /// Decide on this recipient, then call [`Session::recipient_checked`].
     CheckRecipient(String),
-    /// Deliver this message, then call [`Session::message_handled`].
-    Message { envelope: Envelope, body: Vec<u8> },
+    /// Deliver this message, then call [`Session::message_handled`]. `body` is the content
+    /// after the first `drained` octets, which the shell took earlier with
+    /// [`Session::drain_content`] (0 when it took none).
+    Message {
+        envelope: Envelope,
+        body: Vec<u8>,
+        drained: usize,
+    },
     /// Submission only: check these credentials, then call [`Session::authenticated`].
     Authenticate(Credentials),
     /// Submission only: decide whether the authenticated identity ([`Session::identity`])
@@ -300,6 +306,45 @@ impl<I> Session<I> {
         matches!(self.state, State::Closed)
     }
 
+    /// Octets of the current transaction's content held in memory now (DATA, or BDAT
+    /// chunks so far): the shell moves them to a spool file past its threshold.
+    pub fn buffered_content(&self) -> usize {
+        match &self.state {
+            State::Data(receiver) => receiver.buffered(),
+            State::Bdat {
+                content: Ok(receiver),
+                ..
+            } => receiver.buffered(),
+            _ => self.tx.chunks.as_ref().map_or(0, ChunkReceiver::buffered),
+        }
+    }
+
+    /// Moves the content held now to the end of `out` (see [`Event::Message`]'s `drained`).
+    /// Returns the octets of this transaction's content moved so far, `out`'s included: 0
+    /// when there was none to move.
+    pub fn drain_content(&mut self, out: &mut Vec<u8>) -> usize {
+        match &mut self.state {
+            State::Data(receiver) => {
+                receiver.drain_into(out);
+                receiver.drained()
+            }
+            State::Bdat {
+                content: Ok(receiver),
+                ..
+            } => {
+                receiver.drain_into(out);
+                receiver.drained()
+            }
+            _ => match &mut self.tx.chunks {
+                Some(receiver) => {
+                    receiver.drain_into(out);
+                    receiver.drained()
+                }
+                None => 0,
+            },
+        }
+    }
+
     /// Consumes octets from `input` until an event occurs. Returns the number of octets
     /// consumed and the event, or `None` when all input was consumed and more is needed.
     pub fn ingest(&mut self, input: &[u8]) -> (usize, Option<Event>) {
@@ -307,10 +352,11 @@ impl<I> Session<I> {
             State::Closed | State::Waiting => (0, None),
             State::Data(receiver) => {
                 let (used, result) = receiver.ingest(input);
+                let drained = receiver.drained();
                 if result.is_some() {
                     self.held = receiver.take_reservation();
                 }
-                let event = result.map(|result| self.data_finished(result));
+                let event = result.map(|result| self.data_finished(result, drained));
                 (used, event)
             }
             State::Bdat {
@@ -675,7 +721,7 @@ impl<I> Session<I> {
         };
         if content.is_out_of_memory() {
             // No point in reading more chunks of a message that cannot be kept.
-            return self.data_finished(Err(DataError::NoMemory));
+            return self.data_finished(Err(DataError::NoMemory), 0);
         }
         if !last {
             let received = content.received();
@@ -687,11 +733,12 @@ impl<I> Session<I> {
             ));
         }
         self.held = content.take_reservation();
+        let drained = content.drained();
         let result = content.finish(self.size_limit().0);
-        self.data_finished(result)
+        self.data_finished(result, drained)
     }
 
-    fn data_finished(&mut self, result: Result<Vec<u8>, DataError>) -> Event {
+    fn data_finished(&mut self, result: Result<Vec<u8>, DataError>, drained: usize) -> Event {
         match result {
             Ok(body) => {
                 let tx = std::mem::take(&mut self.tx);
@@ -703,6 +750,7 @@ impl<I> Session<I> {
                         recipients: tx.recipients,
                     },
                     body,
+                    drained,
                 }
             }
             Err(error) => {
@@ -1090,7 +1138,7 @@ mod tests {
                         };
                         session.recipient_checked(address, verdict)
                     }
-                    Event::Message { envelope, body } => {
+                    Event::Message { envelope, body, .. } => {
                         messages.push((envelope, body));
                         session.message_handled(Reply::OK)
                     }

@@ -50,6 +50,7 @@ mod send_api;
 mod send_hardening;
 mod signin_hardening;
 mod signing;
+mod spool;
 mod stores;
 mod submission;
 mod submission_outbound;

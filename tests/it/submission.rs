@@ -91,7 +91,7 @@ impl MailHandler for TestSubmission {
         conn: &ConnectionInfo,
         identity: Option<&Identity>,
         envelope: Envelope,
-        _body: Vec<u8>,
+        _content: postern::smtp::spool::Content,
     ) -> Reply {
         let mut messages = self.messages.lock().unwrap();
         messages.push(Submitted {

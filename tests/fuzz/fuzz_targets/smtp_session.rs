@@ -84,7 +84,7 @@ fn answer(session: &mut Session, mut event: Event) -> bool {
                 };
                 session.recipient_checked(address, verdict)
             }
-            Event::Message { envelope, body } => {
+            Event::Message { envelope, body, .. } => {
                 assert!(
                     !envelope.recipients.is_empty(),
                     "a message without recipients"
