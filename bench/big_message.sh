@@ -3,9 +3,13 @@
 # start-up and idle, then after one message of SIZE_MB (a base64 attachment, so the payload
 # is about 1.33x the decoded size, as CloudMailin's JSON carries it) has been received,
 # parsed and POSTed to a local nginx. The difference is what that message added at peak.
-# Each delivery mode (sync, queued) runs on a fresh process.
+# Each delivery mode (sync, queued) runs on a fresh process, with the disk spool on (the
+# default 1 MiB threshold) and off ([smtp] spool_threshold = 0).
 #
 # Usage: bench/big_message.sh [SIZE_MB=25]
+#   CLIENTS=N   N clients send the message at once (default 1): what spooling saves is the
+#               content of messages still arriving while others are handled
+#   SPOOL=on|off|both (default both)   DELIVERY=sync|queued|both (default both)
 # Needs: nginx-light (installed here if missing). Loopback only; SPF off, no DNS.
 set -euo pipefail
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
@@ -13,6 +17,9 @@ if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
     exit 0
 fi
 SIZE_MB=${1:-25}
+CLIENTS=${CLIENTS:-1}
+case "${SPOOL:-both}" in both) SPOOLS="on off" ;; *) SPOOLS=$SPOOL ;; esac
+case "${DELIVERY:-both}" in both) MODES="sync queued" ;; *) MODES=$DELIVERY ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/lib.sh"
 BENCH=$(mktemp -d /tmp/postern-big.XXXXXX)
@@ -49,8 +56,11 @@ message_mb=$(echo "$(stat -c %s "$BENCH/message.eml") / 1048576" | bc -l)
 
 hwm() { awk '/VmHWM/ {print $2 / 1024}' "/proc/$1/status"; }
 
-printf '%-8s %12s %14s %14s %12s %10s\n' mode message_MB idle_peak_MB after_peak_MB added_MB reply
-for delivery in sync queued; do
+printf '%-8s %-6s %8s %12s %14s %14s %12s %10s\n' mode spool clients message_MB idle_peak_MB after_peak_MB added_MB replies
+for delivery in $MODES; do
+for spool in $SPOOLS; do
+    threshold=1048576
+    [ "$spool" = off ] && threshold=0
     rm -rf "$BENCH/data"
     cat > "$BENCH/postern.toml" <<CONF
 [server]
@@ -59,6 +69,8 @@ data_dir = "$BENCH/data"
 [smtp]
 listen = "127.0.0.1:$POSTERN_PORT"
 max_message_size = $(( (SIZE_MB * 2 + 8) * 1024 * 1024 ))
+message_memory_budget = $(( (SIZE_MB * 2 + 8) * 1024 * 1024 * (CLIENTS + 1) ))
+spool_threshold = $threshold
 [web]
 listen = "127.0.0.1:$WEB_PORT"
 [auth]
@@ -77,26 +89,33 @@ CONF
     sleep 0.5
     before=$(hwm $postern)
     posts_before=$(wc -l < "$BENCH/nginx/access.log")
-    reply=$(python3 - "$BENCH/message.eml" "$POSTERN_PORT" <<'PY'
-import smtplib, sys
+    replies=$(python3 - "$BENCH/message.eml" "$POSTERN_PORT" "$CLIENTS" <<'PY'
+import smtplib, sys, threading
 with open(sys.argv[1], "rb") as f:
     message = f.read()
-try:
-    with smtplib.SMTP("127.0.0.1", int(sys.argv[2]), timeout=300) as smtp:
-        smtp.sendmail("a@big.local", ["b@big.local"], message)
-    print("250")
-except smtplib.SMTPResponseException as error:
-    print(error.smtp_code)
+replies = []
+def send():
+    try:
+        with smtplib.SMTP("127.0.0.1", int(sys.argv[2]), timeout=300) as smtp:
+            smtp.sendmail("a@big.local", ["b@big.local"], message)
+        replies.append("250")
+    except smtplib.SMTPResponseException as error:
+        replies.append(str(error.smtp_code))
+threads = [threading.Thread(target=send) for _ in range(int(sys.argv[3]))]
+for t in threads: t.start()
+for t in threads: t.join()
+print(",".join(sorted(set(replies))))
 PY
 )
-    for _ in $(seq 1 600); do
-        [ "$(wc -l < "$BENCH/nginx/access.log")" -gt "$posts_before" ] && break
+    for _ in $(seq 1 1200); do
+        [ "$(wc -l < "$BENCH/nginx/access.log")" -ge "$((posts_before + CLIENTS))" ] && break
         sleep 0.1
     done
     sleep 0.5
     after=$(hwm $postern)
     kill -TERM $postern; wait $postern 2>/dev/null || true
-    printf '%-8s %12.1f %14.1f %14.1f %12.1f %10s\n' "$delivery" "$message_mb" "$before" "$after" \
-        "$(echo "$after - $before" | bc -l)" "$reply"
+    printf '%-8s %-6s %8s %12.1f %14.1f %14.1f %12.1f %10s\n' "$delivery" "$spool" "$CLIENTS" \
+        "$message_mb" "$before" "$after" "$(echo "$after - $before" | bc -l)" "$replies"
+done
 done
 echo "(SIZE_MB=$SIZE_MB: a ${SIZE_MB} MB attachment, base64 in the message; encryption off)"

@@ -309,6 +309,20 @@ impl Keyring {
     }
 }
 
+/// age's STREAM: plaintext is sealed in chunks of this size, each with a tag of [`TAG_LEN`].
+const CHUNK_LEN: usize = 64 * 1024;
+const TAG_LEN: usize = 16;
+
+/// What a [`SealWriter`] writes after the header it wrote when it was made (our header,
+/// age's, which varies in length, and the nonce), for `plaintext_len` octets: known before
+/// sealing, so a large value can be written in place a chunk at a time (the store's
+/// incremental blob I/O). STREAM writes one chunk per 64 KiB started (one for an empty
+/// value; a full last chunk is not followed by an empty one).
+pub fn sealed_payload_len(plaintext_len: usize) -> usize {
+    let chunks = plaintext_len.div_ceil(CHUNK_LEN).max(1);
+    plaintext_len + chunks * TAG_LEN
+}
+
 /// Whether `bytes` is a sealed value (else: plaintext stored before encryption existed).
 pub fn is_sealed(bytes: &[u8]) -> bool {
     bytes.len() >= HEADER_LEN && bytes.starts_with(MAGIC)
@@ -388,6 +402,48 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer whose output can be looked at while a [`SealWriter`] owns it.
+    #[derive(Clone, Default)]
+    struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_sealed_length_is_known_once_the_header_is_written() {
+        let keyring = Keyring::generate();
+        for len in [
+            0,
+            1,
+            100,
+            CHUNK_LEN - 1,
+            CHUNK_LEN,
+            CHUNK_LEN + 1,
+            3 * CHUNK_LEN,
+            200_000,
+        ] {
+            let sealed = Shared::default();
+            let mut writer = keyring.seal_writer(sealed.clone()).unwrap();
+            let header = sealed.0.borrow().len();
+            writer.write_all(&vec![7u8; len]).unwrap();
+            writer.finish().unwrap();
+            let sealed = sealed.0.borrow().clone();
+            assert_eq!(
+                sealed.len(),
+                header + sealed_payload_len(len),
+                "{len} octets"
+            );
+            assert_eq!(keyring.open(&sealed).unwrap().len(), len);
+        }
+    }
 
     #[test]
     fn a_sealed_value_opens_and_names_its_key() {

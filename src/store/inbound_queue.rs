@@ -77,13 +77,14 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<i64, StoreError> {
+        let keyring = self.keyring.clone();
         self.write(move |connection| {
             connection.pragma_update(None, "synchronous", "FULL")?;
             let result = (|| {
                 let tx = connection.transaction()?;
                 // The content is here only until it is POSTed: its text is not put in the
                 // body index (a trigram index costs as much as the rest of the message).
-                let id = insert_message(&tx, meta, Some(kept), false)?;
+                let id = insert_message(&tx, meta, Some(kept), false, keyring.as_deref())?;
                 tx.execute(
                     "INSERT INTO inbound_queue (message_id, state, next_at, expires_at, envelope)
                      VALUES (?1, 'queued', ?2, ?3, seal(?4))",

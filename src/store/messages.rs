@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use super::attempts::{self, AttemptRecord};
 use super::search::{self, Search};
-use super::{Store, StoreError};
+use super::{Store, StoreError, sealing};
 use crate::config::{Field, Redaction};
+use crate::crypto::Keyring;
 
 /// How a message ended, in CloudMailin's delivery-status words (contract §2.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -375,9 +376,10 @@ impl Store {
         attempts: Vec<AttemptRecord>,
     ) -> Result<i64, StoreError> {
         let index_bodies = self.index_bodies;
+        let keyring = self.keyring.clone();
         self.write(move |connection| {
             let tx = connection.transaction()?;
-            let id = insert_message(&tx, meta, kept, index_bodies)?;
+            let id = insert_message(&tx, meta, kept, index_bodies, keyring.as_deref())?;
             attempts::insert(&tx, id, &attempts)?;
             tx.commit()?;
             Ok(id)
@@ -553,14 +555,9 @@ impl Store {
     }
 
     pub async fn get_inbound_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let keyring = self.keyring.clone();
         self.read(move |connection| {
-            connection
-                .query_row(
-                    "SELECT open_blob(raw) FROM inbound_raw WHERE message_id = ?1",
-                    [id],
-                    |row| row.get(0),
-                )
-                .optional()
+            sealing::read_blob(connection, keyring.as_deref(), ("inbound_raw", "raw"), id)
         })
         .await
     }
@@ -573,6 +570,7 @@ pub(super) fn insert_message(
     meta: InboundMeta,
     kept: Option<Kept>,
     index_bodies: bool,
+    keyring: Option<&Keyring>,
 ) -> rusqlite::Result<i64> {
     tx.execute(
         "INSERT INTO inbound_messages (received_at, remote_ip, helo, mail_from,
@@ -612,10 +610,15 @@ pub(super) fn insert_message(
     let id = tx.last_insert_rowid();
     if let Some(Kept { raw, text }) = kept {
         let text = text.as_deref().map(str::trim).filter(|t| !t.is_empty());
-        tx.execute(
-            "INSERT INTO inbound_raw (message_id, raw, preview) VALUES (?1, seal(?2), seal(?3))",
-            params![id, raw, text.map(preview)],
-        )?;
+        // The content goes in place, a chunk at a time (it may be tens of megabytes).
+        sealing::insert_blob(tx, keyring, ("inbound_raw", "raw"), &raw, |length| {
+            tx.execute(
+                "INSERT INTO inbound_raw (message_id, raw, preview)
+                 VALUES (?1, zeroblob(?2), seal(?3))",
+                params![id, length, text.map(preview)],
+            )?;
+            Ok(id)
+        })?;
         if let Some(text) = text.filter(|_| index_bodies) {
             tx.execute(
                 "INSERT INTO inbound_body_search (rowid, body) VALUES (?1, ?2)",

@@ -11,16 +11,21 @@
 //! - `key_of(x)`: the id of the key that sealed `x` (NULL for plaintext).
 //! - `reseal(x)`: `x` opened and sealed again with the current key.
 //!
+//! A kept message's content, which may be tens of megabytes, goes in and out a chunk at a
+//! time instead ([`insert_blob`], [`read_blob`]): sealed by a writer straight into SQLite's
+//! incremental blob I/O, so it is never bound, sealed and copied into a record whole.
+//!
 //! [`SEALED_COLUMNS`] lists what is sealed; [`Store::reencrypt`] seals what is left in
 //! batches, [`Store::seal_status`] counts values per key.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, MAIN_DB, OptionalExtension};
 
 use super::{Store, StoreError};
 use crate::crypto::{self, CryptoError, KeyId, Keyring};
@@ -94,6 +99,112 @@ pub fn register(connection: &Connection, keyring: Option<Arc<Keyring>>) -> rusql
         let plain = open(keyring.as_deref(), context, false)?;
         Ok(seal(keyring.as_deref(), ValueRef::from(&plain)))
     })
+}
+
+/// Whether `seal(x)` seals `plain` (see [`seal`]).
+fn seals(keyring: Option<&Keyring>, plain: &[u8]) -> bool {
+    keyring.is_some() && !plain.is_empty() && !crypto::is_sealed(plain)
+}
+
+/// Inserts a row whose `column` holds `plain` as `seal(x)` would store it, writing the
+/// content in place a chunk at a time through SQLite's incremental blob I/O: a large
+/// message is not held three more times over (bound, sealed, made into a record) as a
+/// `seal(?)` parameter would be. `insert` runs the INSERT with the column as
+/// `zeroblob(length)` and returns the row's rowid.
+pub(super) fn insert_blob(
+    connection: &Connection,
+    keyring: Option<&Keyring>,
+    (table, column): (&str, &str),
+    plain: &[u8],
+    insert: impl FnOnce(i64) -> rusqlite::Result<i64>,
+) -> rusqlite::Result<()> {
+    use std::io::Write;
+    let io = |error: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(error));
+    let Some(keyring) = keyring.filter(|_| seals(keyring, plain)) else {
+        let rowid = insert(plain.len() as i64)?;
+        if !plain.is_empty() {
+            let mut blob = connection.blob_open(MAIN_DB, table, column, rowid, false)?;
+            blob.write_all(plain).map_err(io)?;
+        }
+        return Ok(());
+    };
+    // The sealed header (its length varies) is made first, then the row of the right size.
+    let sink = BlobSink::default();
+    let mut writer = keyring.seal_writer(sink.clone()).map_err(io)?;
+    let header = std::mem::take(&mut *sink.head.borrow_mut());
+    let rowid = insert((header.len() + crypto::sealed_payload_len(plain.len())) as i64)?;
+    let mut blob = connection.blob_open(MAIN_DB, table, column, rowid, false)?;
+    blob.write_all(&header).map_err(io)?;
+    *sink.blob.borrow_mut() = Some(blob);
+    writer.write_all(plain).map_err(io)?;
+    writer.finish().map_err(io)?;
+    Ok(())
+}
+
+/// Where [`insert_blob`]'s sealing writer writes: into `head` until the blob is open.
+#[derive(Clone, Default)]
+struct BlobSink<'conn> {
+    head: Rc<RefCell<Vec<u8>>>,
+    blob: Rc<RefCell<Option<rusqlite::blob::Blob<'conn>>>>,
+}
+
+impl std::io::Write for BlobSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut *self.blob.borrow_mut() {
+            // Past the end of the blob: `Ok(0)`, which `write_all` reports as an error.
+            Some(blob) => blob.write(buf),
+            None => self.head.borrow_mut().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `open_blob(column)` of row `rowid` (`None` without the row), read and opened a chunk at
+/// a time through SQLite's incremental blob I/O: one copy of the plaintext in memory.
+pub(super) fn read_blob(
+    connection: &Connection,
+    keyring: Option<&Keyring>,
+    (table, column): (&str, &str),
+    rowid: i64,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    use std::io::{BufReader, Read, Seek};
+    let length: Option<i64> = connection
+        .query_row(
+            &format!("SELECT length({column}) FROM {table} WHERE rowid = ?1"),
+            [rowid],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(length) = length.map(|length| length as usize) else {
+        return Ok(None);
+    };
+    if length == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let mut blob = connection.blob_open(MAIN_DB, table, column, rowid, true)?;
+    let io = |error: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(error));
+    let mut head = [0u8; 16];
+    let head_len = blob.read(&mut head).map_err(io)?;
+    blob.rewind().map_err(io)?;
+    if !crypto::is_sealed(&head[..head_len]) {
+        let mut plain = Vec::with_capacity(length);
+        blob.read_to_end(&mut plain).map_err(io)?;
+        return Ok(Some(plain));
+    }
+    let Some(keyring) = keyring else {
+        let id = crypto::sealed_with(&head[..head_len]).expect("a sealed value names its key");
+        return Err(failed(CryptoError::UnknownKey(id)));
+    };
+    let mut plain = Vec::with_capacity(length);
+    keyring
+        .open_reader(BufReader::with_capacity(64 * 1024, blob))
+        .map_err(failed)?
+        .read_to_end(&mut plain)
+        .map_err(|error| failed(CryptoError::Damaged(error.to_string())))?;
+    Ok(Some(plain))
 }
 
 fn bytes(value: ValueRef<'_>) -> Option<&[u8]> {
