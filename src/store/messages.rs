@@ -613,9 +613,9 @@ pub(super) fn insert_message(
         // The content goes in place, a chunk at a time (it may be tens of megabytes).
         sealing::insert_blob(tx, keyring, ("inbound_raw", "raw"), &raw, |length| {
             tx.execute(
-                "INSERT INTO inbound_raw (message_id, raw, preview)
-                 VALUES (?1, zeroblob(?2), seal(?3))",
-                params![id, length, text.map(preview)],
+                "INSERT INTO inbound_raw (message_id, preview, raw)
+                 VALUES (?1, seal(?2), zeroblob(?3))",
+                params![id, text.map(preview), length],
             )?;
             Ok(id)
         })?;

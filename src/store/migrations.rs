@@ -382,6 +382,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE managed_addresses ADD COLUMN attachment_store TEXT;
     ALTER TABLE managed_addresses ADD COLUMN message_store TEXT;
     ALTER TABLE managed_addresses ADD COLUMN message_store_format TEXT;",
+    // 16: a kept message's content last in its row. Content goes in as `zeroblob(n)` and
+    // is filled in a chunk at a time (`store::sealing::insert_blob`); SQLite keeps a
+    // zeroblob unexpanded only when nothing follows it in the record, and the preview
+    // (migration 11) came after it, so a 25 MB message cost 25 MB of zeros in memory.
+    "CREATE TABLE inbound_raw_by_size (
+        message_id  INTEGER PRIMARY KEY REFERENCES inbound_messages (id) ON DELETE CASCADE,
+        preview     BLOB,
+        raw         BLOB    NOT NULL
+    );
+    INSERT INTO inbound_raw_by_size (message_id, preview, raw)
+        SELECT message_id, preview, raw FROM inbound_raw;
+    DROP TABLE inbound_raw;
+    ALTER TABLE inbound_raw_by_size RENAME TO inbound_raw;
+    CREATE TRIGGER inbound_body_search_delete AFTER DELETE ON inbound_raw BEGIN
+        DELETE FROM inbound_body_search WHERE rowid = old.message_id;
+    END;",
 ];
 
 /// The schema version this postern migrates to.

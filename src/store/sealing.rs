@@ -110,7 +110,8 @@ fn seals(keyring: Option<&Keyring>, plain: &[u8]) -> bool {
 /// content in place a chunk at a time through SQLite's incremental blob I/O: a large
 /// message is not held three more times over (bound, sealed, made into a record) as a
 /// `seal(?)` parameter would be. `insert` runs the INSERT with the column as
-/// `zeroblob(length)` and returns the row's rowid.
+/// `zeroblob(length)` and returns the row's rowid; the column must be the table's last
+/// (SQLite writes a zeroblob out in memory when other values follow it in the record).
 pub(super) fn insert_blob(
     connection: &Connection,
     keyring: Option<&Keyring>,
