@@ -10,6 +10,7 @@
 #   CLIENTS=N   N clients send the message at once (default 1): what spooling saves is the
 #               content of messages still arriving while others are handled
 #   SPOOL=on|off|both (default both)   DELIVERY=sync|queued|both (default both)
+#   BUDGET_MB=M  smtp.message_memory_budget (default: room for every client's message)
 # Needs: nginx-light (installed here if missing). Loopback only; SPF off, no DNS.
 set -euo pipefail
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
@@ -69,7 +70,7 @@ data_dir = "$BENCH/data"
 [smtp]
 listen = "127.0.0.1:$POSTERN_PORT"
 max_message_size = $(( (SIZE_MB * 2 + 8) * 1024 * 1024 ))
-message_memory_budget = $(( (SIZE_MB * 2 + 8) * 1024 * 1024 * (CLIENTS + 1) ))
+message_memory_budget = $(( ${BUDGET_MB:-$(( (SIZE_MB * 2 + 8) * (CLIENTS + 1) ))} * 1024 * 1024 ))
 spool_threshold = $threshold
 [web]
 listen = "127.0.0.1:$WEB_PORT"

@@ -379,3 +379,49 @@ print("ok", uuid)
         [("someone@example.net".into(), "captured".into())]
     );
 }
+
+/// A submitted message past `[smtp] spool_threshold` is spooled on its way in (the same
+/// shell as the MX listener) and queued whole: its body, with lines smtplib dot-stuffs,
+/// comes out of the queue byte for byte.
+#[tokio::test]
+async fn a_large_submission_is_spooled_and_queued_whole() {
+    let extra = "[smtp]\ntls_self_signed = true\nspool_threshold = 65536\n\
+                 [submission]\nlisten = [\"127.0.0.1:0\"]\n";
+    let app = TestApp::start(&config_with(&[], extra)).await;
+    let token = app
+        .credential(NewCredentialSpec {
+            username: "app".into(),
+            allowed_senders: vec!["@example.com".into()],
+            ..NewCredentialSpec::default()
+        })
+        .await;
+    app.add_example_sending_domain().await;
+    let out = python(
+        app.submission[0],
+        "app",
+        &token,
+        r#"
+body = "".join(f".line {i} of a large message, {'x' * (i % 70)}\r\n" for i in range(8000))
+assert len(body) > 300_000
+msg = "From: App <app@example.com>\r\nTo: someone@example.net\r\nSubject: large\r\n\r\n" + body
+s = connect()
+s.starttls(context=ctx)
+s.ehlo()
+s.login(user, password)
+s.mail("app@example.com")
+s.rcpt("someone@example.net")
+print("ok", queued(s.data(msg)))
+s.quit()
+"#,
+    )
+    .await;
+    let id = out.trim_end().rsplit(' ').next().unwrap();
+    let body: String = (0..8000)
+        .map(|i| format!(".line {i} of a large message, {}\r\n", "x".repeat(i % 70)))
+        .collect();
+    let content = stored_content(&app, id).await;
+    assert!(
+        content.ends_with(&format!("\r\n\r\n{body}")),
+        "the body changed"
+    );
+}
