@@ -611,11 +611,10 @@ pub(super) fn insert_message(
     if let Some(Kept { raw, text }) = kept {
         let text = text.as_deref().map(str::trim).filter(|t| !t.is_empty());
         // The content goes in place, a chunk at a time (it may be tens of megabytes).
-        sealing::insert_blob(tx, keyring, ("inbound_raw", "raw"), &raw, |length| {
+        sealing::insert_blob(tx, keyring, ("inbound_raw", "raw"), &raw, |raw| {
             tx.execute(
-                "INSERT INTO inbound_raw (message_id, preview, raw)
-                 VALUES (?1, seal(?2), zeroblob(?3))",
-                params![id, text.map(preview), length],
+                "INSERT INTO inbound_raw (message_id, preview, raw) VALUES (?1, seal(?2), ?3)",
+                params![id, text.map(preview), raw],
             )?;
             Ok(id)
         })?;
@@ -1031,6 +1030,49 @@ mod tests {
             .unwrap();
         let found = store.list_inbound(search).await.unwrap();
         assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    }
+
+    /// Small content is bound whole, large content written in place a chunk at a time:
+    /// both read back as written, sealed or not, and a sealed store's file never holds
+    /// the plaintext of either.
+    #[tokio::test]
+    async fn kept_content_of_any_size_reads_back_and_is_sealed_in_the_file() {
+        for sealed in [false, true] {
+            let dir = crate::datadir::test_dir();
+            let store = match sealed {
+                true => {
+                    let keyring = std::sync::Arc::new(crate::crypto::Keyring::generate());
+                    Store::open_sealed(dir.path(), keyring).unwrap()
+                }
+                false => Store::open(dir.path()).unwrap(),
+            };
+            for size in [0, 10, 64 * 1024, 64 * 1024 + 1, 300_000] {
+                let raw: Vec<u8> = b"Subject: x\r\n\r\nPLAINTEXT-MARK "
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(size)
+                    .collect();
+                let kept = Kept {
+                    raw: raw.clone(),
+                    text: Some("preview".into()),
+                };
+                let id = (store.insert_inbound(meta("x"), Some(kept), Vec::new()))
+                    .await
+                    .unwrap();
+                let back = store.get_inbound_raw(id).await.unwrap().unwrap();
+                assert!(back == raw, "{size} octets, sealed: {sealed}");
+                let message = store.get_inbound(id).await.unwrap().unwrap();
+                assert_eq!(message.preview.as_deref(), Some("preview"));
+            }
+            drop(store);
+            let file = std::fs::read(dir.path().join("postern.db")).unwrap();
+            let wal = std::fs::read(dir.path().join("postern.db-wal")).unwrap_or_default();
+            let found = [&file, &wal]
+                .iter()
+                .any(|bytes| bytes.windows(14).any(|w| w == b"PLAINTEXT-MARK"));
+            assert_eq!(found, !sealed, "sealed: {sealed}");
+        }
     }
 
     #[tokio::test]

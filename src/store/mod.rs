@@ -198,7 +198,11 @@ impl Store {
         let writer = Arc::new(Mutex::new(writer));
         let changes = live::Changes::default();
         Ok(Store {
-            enqueuer: outbound::start_commit_thread(writer.clone(), changes.clone()),
+            enqueuer: outbound::start_commit_thread(
+                writer.clone(),
+                changes.clone(),
+                keyring.clone(),
+            ),
             changes,
             writer,
             reader: Arc::new(Mutex::new(reader)),

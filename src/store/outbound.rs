@@ -14,8 +14,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, sealing};
 use crate::config::{Field, Redaction};
+use crate::crypto::Keyring;
 
 /// How many waiting enqueues one transaction takes at most.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -319,11 +320,12 @@ pub(super) type EnqueueSender = mpsc::Sender<EnqueueRequest>;
 pub(super) fn start_commit_thread(
     writer: std::sync::Arc<std::sync::Mutex<Connection>>,
     changes: super::live::Changes,
+    keyring: Option<std::sync::Arc<Keyring>>,
 ) -> EnqueueSender {
     let (sender, receiver) = mpsc::channel(4 * GROUP_COMMIT_MAX);
     std::thread::Builder::new()
         .name("postern-queue-commit".into())
-        .spawn(move || commit_loop(writer, receiver, changes))
+        .spawn(move || commit_loop(writer, receiver, changes, keyring))
         .expect("the operating system starts a thread");
     sender
 }
@@ -332,6 +334,7 @@ fn commit_loop(
     writer: std::sync::Arc<std::sync::Mutex<Connection>>,
     mut receiver: mpsc::Receiver<EnqueueRequest>,
     changes: super::live::Changes,
+    keyring: Option<std::sync::Arc<Keyring>>,
 ) {
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
@@ -344,7 +347,7 @@ fn commit_loop(
         let mut connection = writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match commit_batch(&mut connection, &batch) {
+        match commit_batch(&mut connection, &batch, keyring.as_deref()) {
             Ok(results) => {
                 changes.bump();
                 for (request, result) in batch.into_iter().zip(results) {
@@ -367,13 +370,14 @@ fn commit_loop(
 fn commit_batch(
     connection: &mut Connection,
     batch: &[EnqueueRequest],
+    keyring: Option<&Keyring>,
 ) -> rusqlite::Result<Vec<Enqueued>> {
     connection.pragma_update(None, "synchronous", "FULL")?;
     let result = (|| {
         let tx = connection.transaction()?;
         let mut results = Vec::with_capacity(batch.len());
         for request in batch {
-            results.push(insert_message(&tx, &request.message)?);
+            results.push(insert_message(&tx, &request.message, keyring)?);
         }
         tx.commit()?;
         Ok(results)
@@ -382,7 +386,11 @@ fn commit_batch(
     result
 }
 
-fn insert_message(tx: &Connection, message: &NewOutbound) -> rusqlite::Result<Enqueued> {
+fn insert_message(
+    tx: &Connection,
+    message: &NewOutbound,
+    keyring: Option<&Keyring>,
+) -> rusqlite::Result<Enqueued> {
     tx.execute(
         "INSERT INTO outbound_messages (uuid, credential_id, username, source, header_from,
             envelope_from, subject, tags, priority, test_mode, track_opens, track_clicks, size,
@@ -409,9 +417,19 @@ fn insert_message(tx: &Connection, message: &NewOutbound) -> rusqlite::Result<En
         ],
     )?;
     let id = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO outbound_content (message_id, raw) VALUES (?1, seal(?2))",
-        params![id, message.raw],
+    // The content goes in place, a chunk at a time (`raw` is the row's last column).
+    sealing::insert_blob(
+        tx,
+        keyring,
+        ("outbound_content", "raw"),
+        &message.raw,
+        |raw| {
+            tx.execute(
+                "INSERT INTO outbound_content (message_id, raw) VALUES (?1, ?2)",
+                params![id, raw],
+            )?;
+            Ok(id)
+        },
     )?;
     let webhook = if message.webhook { "pending" } else { "none" };
     let mut recipients = Vec::with_capacity(message.recipients.len());
@@ -849,14 +867,10 @@ impl Store {
 
     /// The bytes queued for a message (by row id).
     pub async fn outbound_content(&self, message_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let keyring = self.keyring.clone();
         self.read(move |connection| {
-            connection
-                .query_row(
-                    "SELECT open_blob(raw) FROM outbound_content WHERE message_id = ?1",
-                    [message_id],
-                    |row| row.get(0),
-                )
-                .optional()
+            let column = ("outbound_content", "raw");
+            sealing::read_blob(connection, keyring.as_deref(), column, message_id)
         })
         .await
     }

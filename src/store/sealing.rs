@@ -23,9 +23,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rusqlite::blob::ZeroBlob;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, MAIN_DB, OptionalExtension};
+use rusqlite::{Connection, MAIN_DB, OptionalExtension, ToSql};
 
 use super::{Store, StoreError};
 use crate::crypto::{self, CryptoError, KeyId, Keyring};
@@ -106,34 +107,44 @@ fn seals(keyring: Option<&Keyring>, plain: &[u8]) -> bool {
     keyring.is_some() && !plain.is_empty() && !crypto::is_sealed(plain)
 }
 
-/// Inserts a row whose `column` holds `plain` as `seal(x)` would store it, writing the
-/// content in place a chunk at a time through SQLite's incremental blob I/O: a large
-/// message is not held three more times over (bound, sealed, made into a record) as a
-/// `seal(?)` parameter would be. `insert` runs the INSERT with the column as
-/// `zeroblob(length)` and returns the row's rowid; the column must be the table's last
-/// (SQLite writes a zeroblob out in memory when other values follow it in the record).
+/// Values up to this size are bound whole by [`insert_blob`]: one more small copy costs
+/// less than opening a blob handle.
+const IN_PLACE_ABOVE: usize = 64 * 1024;
+
+/// Inserts a row whose `column` holds `plain` as `seal(x)` would store it. `insert` runs the
+/// INSERT with the value it is given bound to the column and returns the row's rowid. A
+/// large value is bound as `zeroblob(length)` and then written in place a chunk at a time
+/// through SQLite's incremental blob I/O, sealed on the way: a large message is not held
+/// three more times over (bound, sealed, made into a record). The column must be the
+/// table's last (SQLite writes a zeroblob out in memory when other values follow it).
 pub(super) fn insert_blob(
     connection: &Connection,
     keyring: Option<&Keyring>,
     (table, column): (&str, &str),
     plain: &[u8],
-    insert: impl FnOnce(i64) -> rusqlite::Result<i64>,
+    insert: impl FnOnce(&dyn ToSql) -> rusqlite::Result<i64>,
 ) -> rusqlite::Result<()> {
     use std::io::Write;
     let io = |error: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(error));
-    let Some(keyring) = keyring.filter(|_| seals(keyring, plain)) else {
-        let rowid = insert(plain.len() as i64)?;
-        if !plain.is_empty() {
-            let mut blob = connection.blob_open(MAIN_DB, table, column, rowid, false)?;
-            blob.write_all(plain).map_err(io)?;
-        }
+    let sealing = keyring.filter(|_| seals(keyring, plain));
+    if plain.len() <= IN_PLACE_ABOVE {
+        match sealing {
+            Some(keyring) => insert(&keyring.seal(plain))?,
+            None => insert(&plain)?,
+        };
         return Ok(());
+    }
+    let Some(keyring) = sealing else {
+        let rowid = insert(&ZeroBlob(plain.len() as u64))?;
+        let mut blob = connection.blob_open(MAIN_DB, table, column, rowid, false)?;
+        return blob.write_all(plain).map_err(io);
     };
     // The sealed header (its length varies) is made first, then the row of the right size.
     let sink = BlobSink::default();
     let mut writer = keyring.seal_writer(sink.clone()).map_err(io)?;
     let header = std::mem::take(&mut *sink.head.borrow_mut());
-    let rowid = insert((header.len() + crypto::sealed_payload_len(plain.len())) as i64)?;
+    let length = header.len() + crypto::sealed_payload_len(plain.len());
+    let rowid = insert(&ZeroBlob(length as u64))?;
     let mut blob = connection.blob_open(MAIN_DB, table, column, rowid, false)?;
     blob.write_all(&header).map_err(io)?;
     *sink.blob.borrow_mut() = Some(blob);
