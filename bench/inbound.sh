@@ -10,8 +10,11 @@
 # answers 250 once the message is committed (synchronous = FULL) and POSTs it afterwards, so
 # its msgs/s is the SMTP acceptance rate and posted/s the rate until nginx had every POST.
 #
+# SPOOL_THRESHOLD=N sets [smtp] spool_threshold (0: no disk spool; unset: the default 1 MiB,
+# and the line is left out, so an older binary without the setting can be measured too).
+#
 # Usage: bench/inbound.sh [COUNT=5000] [SIZE=1024] [SESSIONS=20]
-#        (ROUNDS=3, ENCRYPTION=both, DELIVERY=sync)
+#        (ROUNDS=3, ENCRYPTION=both, DELIVERY=sync, SPOOL_THRESHOLD unset)
 # Needs: postfix (smtp-source, smtp-sink; the daemon is never started) and nginx-light,
 # installed here if missing. Loopback only; SPF is switched off, so Postern makes no DNS lookups.
 set -euo pipefail
@@ -71,6 +74,7 @@ shutdown_grace_secs = 5
 # The load comes from one address (smtp-source on loopback), opening a new connection per
 # message: lift the per-address cap that protects a public MX.
 max_connections_per_ip = 100000
+$([ -n "${SPOOL_THRESHOLD:-}" ] && echo "spool_threshold = $SPOOL_THRESHOLD")
 [web]
 listen = "127.0.0.1:$WEB_PORT"
 [auth]
@@ -155,5 +159,5 @@ for round in $(seq 1 "$ROUNDS"); do
     done
     done
 done
-echo "(COUNT=$COUNT SIZE=$SIZE SESSIONS=$SESSIONS ENCRYPTION=$ENCRYPTION DELIVERY=$DELIVERY; new TCP connection per message, as smtp-source does by default)"
+echo "(COUNT=$COUNT SIZE=$SIZE SESSIONS=$SESSIONS ENCRYPTION=$ENCRYPTION DELIVERY=$DELIVERY SPOOL_THRESHOLD=${SPOOL_THRESHOLD:-default}; new TCP connection per message, as smtp-source does by default)"
 rm -rf "$BENCH"

@@ -248,6 +248,8 @@ impl App {
             clock.clone(),
         );
         sweeper.objects = Some(objects.clone());
+        let spool = open_spool(&config)?;
+        let (server_config, submission_config) = server_configs(&config, tls.is_some(), spool);
         let inbound = Arc::new(
             Inbound::new(
                 shutdown.clone(),
@@ -259,11 +261,10 @@ impl App {
             )
             .with_metrics(metrics.clone())
             .with_clock(clock.clone())
-            .with_objects(objects.clone()),
+            .with_objects(objects.clone())
+            .with_memory_budget(server_config.limits.memory.clone()),
         );
         let mx = mx_handler(&config, &outbound, &inbound, keep_raw);
-        let spool = open_spool(&config)?;
-        let (server_config, submission_config) = server_configs(&config, tls.is_some(), spool);
         let submission_handler = Arc::new(Submission::new(outbound.clone()));
         let SubmissionListeners {
             servers: submission,

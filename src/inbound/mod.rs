@@ -28,6 +28,7 @@ use crate::mail::message::ParsedMessage;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
+use crate::smtp::budget::MemoryBudget;
 use crate::smtp::server::{ConnectionInfo, MailHandler};
 use crate::smtp::session::{Credentials, Envelope, SizeLimit, TransactionInfo};
 use crate::smtp::spool::Content;
@@ -61,6 +62,9 @@ pub struct Inbound {
     queue_wake: Arc<Notify>,
     /// The attachment and message stores addresses name (`None`: none can be used).
     objects: Option<crate::objects::Objects>,
+    /// The SMTP listeners' budget for message content in memory: the queue worker takes a
+    /// message's size from it before reading the content back (`None`: unbounded).
+    memory: Option<Arc<MemoryBudget>>,
 }
 
 /// What the inbound side needs from the config besides routes.
@@ -98,7 +102,15 @@ impl Inbound {
             clock: Clock::system(),
             queue_wake: Arc::default(),
             objects: None,
+            memory: None,
         }
+    }
+
+    /// The queue worker reads content back only when `budget` has room for it, as the SMTP
+    /// listeners do for spooled messages.
+    pub fn with_memory_budget(mut self, budget: Option<Arc<MemoryBudget>>) -> Inbound {
+        self.memory = budget;
+        self
     }
 
     /// Puts attachments and messages into the stores addresses name (contract §3).

@@ -26,11 +26,14 @@ use crate::mail::fields::{Trace, prepend_received, strip_own_received};
 use crate::mail::message::ParsedMessage;
 use crate::shutdown::Shutdown;
 use crate::smtp::Reply;
+use crate::smtp::budget::Reservation;
 use crate::store::{Finished, Kept, LeasedInbound, Outcome, StoreError};
 use crate::webhook;
 
 /// Entries leased (and POSTed in parallel) per round.
 const ROUND: u32 = 16;
+/// The longest a queued message waits for room in the memory budget.
+const MEMORY_WAIT: Duration = Duration::from_secs(600);
 /// The first retry's wait; each next one doubles, up to [`LONGEST_WAIT`].
 const FIRST_WAIT: Duration = Duration::from_secs(60);
 const LONGEST_WAIT: Duration = Duration::from_secs(8 * 3600);
@@ -123,6 +126,10 @@ impl Inbound {
                 return self.give_up(id, why).await;
             }
         };
+        let row = self.store.get_inbound(id).await?;
+        // Room in the memory budget first: up to 16 entries are POSTed at once.
+        let size = row.as_ref().map_or(0, |message| message.meta.size as usize);
+        let _held = self.hold_memory(size).await;
         let Some(mut raw) = self.store.get_inbound_raw(id).await? else {
             return self
                 .give_up(id, "the message's content is gone".into())
@@ -145,7 +152,7 @@ impl Inbound {
         let (to, from) = (envelope.to.clone(), envelope.from.clone());
         // The message as it arrived: our trace line cut off in place (no second copy).
         strip_own_received(&mut raw);
-        let received_at = (self.store.get_inbound(id).await?)
+        let received_at = row
             .and_then(|message| OffsetDateTime::parse(&message.meta.received_at, &Rfc3339).ok())
             .unwrap_or_else(|| self.clock.now());
         let payload = match self.build(route, raw, envelope, received_at, false).await {
@@ -195,6 +202,22 @@ impl Inbound {
                     .await
             }
         }
+    }
+
+    /// Takes what handling `size` octets costs from the memory budget, waiting up to
+    /// [`MEMORY_WAIT`] for room; past that the entry goes ahead anyway (and says so), as
+    /// it holds a lease other workers cannot take.
+    async fn hold_memory(&self, size: usize) -> Option<Reservation> {
+        let budget = self.memory.as_ref()?;
+        let deadline = tokio::time::Instant::now() + MEMORY_WAIT;
+        let held = budget.wait_for(budget.handling_cost(size), deadline).await;
+        if held.is_none() {
+            warn!(
+                size,
+                "no room in the memory budget for a queued message; posting it anyway"
+            );
+        }
+        held
     }
 
     /// A temporary failure: the next try after [`backoff`], or `failed` past the expiry

@@ -65,6 +65,14 @@ impl MemoryBudget {
         }
     }
 
+    /// What handling a message of `size` octets read back into memory is counted as: the
+    /// message and, at the peak, its decoded attachments or its encoded payload beside it
+    /// (about twice its size: `bench/big_message.sh`), never more than the whole budget so
+    /// that any message the size limit lets in can be handled.
+    pub fn handling_cost(&self, size: usize) -> usize {
+        size.saturating_mul(2).min(self.limit)
+    }
+
     /// Takes `bytes` for content read back from a spool file, waiting until other
     /// messages give enough back; `None` when that did not happen before `deadline`, or
     /// never can (more than the whole budget).
@@ -187,6 +195,18 @@ mod tests {
             0,
             "the waiter's reservation was dropped with it"
         );
+    }
+
+    #[tokio::test]
+    async fn handling_counts_twice_the_message_but_never_more_than_the_budget() {
+        let budget = MemoryBudget::new(100);
+        assert_eq!(budget.handling_cost(30), 60);
+        // A message over half the budget is still handled, alone.
+        assert_eq!(budget.handling_cost(70), 100);
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+        let held = budget.wait_for(budget.handling_cost(70), soon).await;
+        assert_eq!(held.map(|r| r.held()), Some(100));
+        assert_eq!(budget.handling_cost(usize::MAX), 100, "no overflow");
     }
 
     #[test]

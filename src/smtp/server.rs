@@ -599,7 +599,10 @@ impl<H: MailHandler> Connection<H> {
         let read_back = match &self.config.limits.memory {
             Some(budget) => {
                 let deadline = tokio::time::Instant::now() + READ_BACK_WAIT;
-                let Some(held) = budget.wait_for(spooled.len(), deadline).await else {
+                let Some(held) = budget
+                    .wait_for(budget.handling_cost(spooled.len()), deadline)
+                    .await
+                else {
                     warn!(
                         size = spooled.len(),
                         "no room in the memory budget to handle a spooled message"
