@@ -813,9 +813,10 @@ impl MailHandler for Inbound {
             }
         };
         let meta = arrival.meta(route, &parsed, &posted, authentication);
-        let kept = body.map(|body| Kept {
-            raw: with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at),
-            text: parsed.text(),
+        let kept = body.map(|body| {
+            let raw =
+                with_received_header(&body, &envelope, conn, &self.settings.hostname, received_at);
+            Kept::new(raw, parsed.into_text())
         });
         self.record(route, &envelope, meta, kept, posted).await
     }

@@ -83,7 +83,10 @@ impl Inbound {
         // as always, and the preview (content) only where nothing is.
         let redact = self.settings.redact.union(&route.options.redact);
         let meta = meta.redact(&redact);
-        let mut raw = body;
+        // The parse goes before the trace line is put in front (one copy of the message at
+        // a time), and the text body only as far as the preview and the index read it.
+        let text = redact.is_empty().then(|| parsed.into_text()).flatten();
+        let mut kept = Kept::new(body, text);
         let trace = Trace {
             helo: &arrival.envelope.helo,
             remote_ip: arrival.conn.remote.ip(),
@@ -91,11 +94,7 @@ impl Inbound {
             tls: arrival.conn.tls_version.is_some(),
             at: arrival.received_at,
         };
-        prepend_received(&mut raw, &trace);
-        let kept = Kept {
-            raw,
-            text: redact.is_empty().then(|| parsed.text()).flatten(),
-        };
+        prepend_received(&mut kept.raw, &trace);
         let now = self.clock.unix();
         let expires_at = now + self.settings.queue_expiry.as_secs() as i64;
         let envelope = serde_json::to_string(&envelope).expect("the envelope serialises");

@@ -72,6 +72,14 @@ impl ParsedMessage {
         self.plain.clone().or_else(|| self.html_text())
     }
 
+    /// [`ParsedMessage::text`], moved out of the parse instead of copied.
+    pub fn into_text(self) -> Option<String> {
+        match self.plain {
+            Some(plain) => Some(plain),
+            None => self.html_text(),
+        }
+    }
+
     /// The HTML body's text: tags, comments, `<head>`, `<style>` and `<script>` dropped,
     /// entities decoded, `<br>` and `</p>` as line breaks. One pass over the HTML, whatever
     /// its nesting. `None` without an HTML body.

@@ -123,10 +123,8 @@ impl<H: MailHandler> WithReturnPath<H> {
         let meta = received
             .meta(&parsed, summary.clone(), &reply, started)
             .redact(redact);
-        let keep = (self.settings.keep_raw && redact.is_empty()).then(|| Kept {
-            raw,
-            text: parsed.text(),
-        });
+        let keep = (self.settings.keep_raw && redact.is_empty())
+            .then(|| Kept::new(raw, parsed.into_text()));
         match self
             .outbound
             .store

@@ -143,7 +143,9 @@ impl Spooled {
             .key
             .open_reader(reader)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        let mut content = Vec::with_capacity(self.len);
+        // Room for the trace field a handler puts in front (`Received:`, under 1 KiB), so
+        // that does not copy the message into a larger buffer.
+        let mut content = Vec::with_capacity(self.len + 1024);
         plain.read_to_end(&mut content)?;
         if content.len() != self.len {
             return Err(io::Error::new(

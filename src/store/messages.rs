@@ -197,12 +197,28 @@ pub struct MessageFilter {
     pub reader: Option<String>,
 }
 
-/// The content kept with a message: the raw message as received and its text body (the
-/// plain part, or the HTML's text), from which the preview and the body index are made.
+/// The content kept with a message: the raw message as received and the start of its text
+/// body (the plain part, or the HTML's text), from which the preview and the body index are
+/// made.
 #[derive(Debug, Clone, Default)]
 pub struct Kept {
     pub raw: Vec<u8>,
     pub text: Option<String>,
+}
+
+impl Kept {
+    /// `raw` with the part of `text` the preview and the index read: a message's text body
+    /// can be as large as the message, and is not held beside it while it is written.
+    pub fn new(raw: Vec<u8>, text: Option<String>) -> Kept {
+        let text = text.map(|mut text| {
+            if text.len() > INDEXED_BYTES {
+                text.truncate(head(&text, INDEXED_BYTES).len());
+                text.shrink_to_fit();
+            }
+            text
+        });
+        Kept { raw, text }
+    }
 }
 
 /// How much of the text body the preview keeps (characters) and the body index reads.
@@ -631,6 +647,23 @@ pub(super) fn insert_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_text_is_cut_to_what_the_index_reads_at_a_character_boundary() {
+        // 'é' is two bytes: the limit falls inside one.
+        let long = format!("a{}", "é".repeat(INDEXED_BYTES));
+        let kept = Kept::new(b"raw".to_vec(), Some(long.clone()));
+        let text = kept.text.unwrap();
+        assert_eq!(text.len(), INDEXED_BYTES - 1);
+        assert!(long.starts_with(&text));
+        assert!(
+            text.capacity() < 2 * INDEXED_BYTES,
+            "the rest is given back"
+        );
+        let short = Kept::new(Vec::new(), Some("Hello there".into()));
+        assert_eq!(short.text.as_deref(), Some("Hello there"));
+        assert_eq!(Kept::new(Vec::new(), None).text, None);
+    }
 
     fn meta(subject: &str) -> InboundMeta {
         InboundMeta {
