@@ -209,7 +209,7 @@ impl Inbound {
     async fn hold_memory(&self, size: usize) -> Option<Reservation> {
         let budget = self.memory.as_ref()?;
         let deadline = tokio::time::Instant::now() + MEMORY_WAIT;
-        let held = budget.wait_for(budget.handling_cost(size), deadline).await;
+        let held = budget.wait_to_handle(size, deadline).await;
         if held.is_none() {
             warn!(
                 size,

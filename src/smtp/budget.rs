@@ -65,18 +65,28 @@ impl MemoryBudget {
         }
     }
 
-    /// What handling a message of `size` octets read back into memory is counted as: the
-    /// message and, at the peak, its decoded attachments or its encoded payload beside it
-    /// (about twice its size: `bench/big_message.sh`), never more than the whole budget so
-    /// that any message the size limit lets in can be handled.
-    pub fn handling_cost(&self, size: usize) -> usize {
+    /// Takes what handling a message of `size` octets read back into memory costs (a
+    /// spooled message for its handler, a queued one for the queue worker), waiting until
+    /// other messages give enough back; `None` when that did not happen before `deadline`.
+    pub async fn wait_to_handle(
+        self: &Arc<MemoryBudget>,
+        size: usize,
+        deadline: tokio::time::Instant,
+    ) -> Option<Reservation> {
+        self.wait_for(self.handling_cost(size), deadline).await
+    }
+
+    /// What handling a message of `size` octets is counted as: the message and, at the
+    /// peak, its decoded attachments or its encoded payload beside it (about twice its size:
+    /// `bench/big_message.sh`), never more than the whole budget, so that any message the
+    /// size limit lets in can be handled (alone).
+    fn handling_cost(&self, size: usize) -> usize {
         size.saturating_mul(2).min(self.limit)
     }
 
-    /// Takes `bytes` for content read back from a spool file, waiting until other
-    /// messages give enough back; `None` when that did not happen before `deadline`, or
-    /// never can (more than the whole budget).
-    pub async fn wait_for(
+    /// Takes `bytes`, waiting until other messages give enough back; `None` when that did
+    /// not happen before `deadline`, or never can (more than the whole budget).
+    async fn wait_for(
         self: &Arc<MemoryBudget>,
         bytes: usize,
         deadline: tokio::time::Instant,
@@ -204,7 +214,7 @@ mod tests {
         // A message over half the budget is still handled, alone.
         assert_eq!(budget.handling_cost(70), 100);
         let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
-        let held = budget.wait_for(budget.handling_cost(70), soon).await;
+        let held = budget.wait_to_handle(70, soon).await;
         assert_eq!(held.map(|r| r.held()), Some(100));
         assert_eq!(budget.handling_cost(usize::MAX), 100, "no overflow");
     }

@@ -596,13 +596,11 @@ impl<H: MailHandler> Connection<H> {
                 return Err(Reply::SPOOL_ERROR);
             }
         };
+        self.session.content_spooled();
         let read_back = match &self.config.limits.memory {
             Some(budget) => {
                 let deadline = tokio::time::Instant::now() + READ_BACK_WAIT;
-                let Some(held) = budget
-                    .wait_for(budget.handling_cost(spooled.len()), deadline)
-                    .await
-                else {
+                let Some(held) = budget.wait_to_handle(spooled.len(), deadline).await else {
                     warn!(
                         size = spooled.len(),
                         "no room in the memory budget to handle a spooled message"

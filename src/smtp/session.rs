@@ -775,6 +775,14 @@ impl<I> Session<I> {
         }
     }
 
+    /// The shell wrote the message's content held in memory to its spool file: that memory
+    /// is given back now, before the shell waits for room to read the message back (which
+    /// counts the whole message, and would otherwise wait on this share too).
+    pub fn content_spooled(&mut self) {
+        debug_assert!(matches!(self.state, State::Waiting));
+        self.held.release();
+    }
+
     /// The shell's answer to [`Event::Message`]: the reply decided by the handler.
     pub fn message_handled(&mut self, reply: Reply) -> Event {
         debug_assert!(matches!(self.state, State::Waiting));

@@ -240,6 +240,24 @@ async fn a_refused_spooled_message_leaves_nothing_to_the_next_transaction() {
 }
 
 #[tokio::test]
+async fn a_spooled_message_over_half_the_budget_is_still_handled() {
+    // Handling counts twice the message, but never more than the whole budget: a message
+    // the size limit lets in is not refused for want of room it could never have.
+    let receiver = Receiver::start().await;
+    let limits =
+        "spool_threshold = 65536\nmax_message_size = 2097152\nmessage_memory_budget = 2097152";
+    let app = TestApp::start(&spooling(&receiver, limits)).await;
+    // 1.2 MB: counted as 2.4 MB, over the 2 MiB budget (the app takes up to 2 MB).
+    let original = message(1200 * 1024);
+    let mut smtp = start_data(&app).await;
+    smtp.send(stuffed(&original).as_bytes()).await;
+    smtp.send(b".\r\n").await;
+    let reply = smtp.reply().await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(posted_exactly(&receiver, &original));
+}
+
+#[tokio::test]
 async fn a_threshold_of_zero_keeps_content_in_memory() {
     let receiver = Receiver::start().await;
     let app = TestApp::start(&spooling(&receiver, "spool_threshold = 0")).await;
